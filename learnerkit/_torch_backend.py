@@ -1,0 +1,256 @@
+"""The torch backend: ops, module building, the minibatch step, and state as numpy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from learnerkit._checkpoint import check_same_shapes
+from learnerkit.batch import SampleBatch
+from learnerkit.errors import CheckpointError
+from learnerkit.specs import ModuleSpec
+
+
+class TorchOps:
+    """``learnerkit.Ops`` for torch."""
+
+    framework = "torch"
+
+    def mean(self, x, axis=None):
+        return x.mean() if axis is None else x.mean(dim=axis)
+
+    def sum(self, x, axis=None):
+        return x.sum() if axis is None else x.sum(dim=axis)
+
+    def variance(self, x):
+        return x.var(unbiased=False)
+
+    def max(self, x):
+        return x.max()
+
+    square = staticmethod(torch.square)
+    sqrt = staticmethod(torch.sqrt)
+    exp = staticmethod(torch.exp)
+    log = staticmethod(torch.log)
+    abs = staticmethod(torch.abs)
+    minimum = staticmethod(torch.minimum)
+    maximum = staticmethod(torch.maximum)
+    where = staticmethod(torch.where)
+
+    def clip(self, x, low, high):
+        return torch.clamp(x, low, high)
+
+    def float32(self, x):
+        return x.float()
+
+    def stop_gradient(self, x):
+        return x.detach()
+
+    def split_last(self, x, parts):
+        return tuple(torch.chunk(x, parts, dim=-1))
+
+    def take_along_last(self, x, indices):
+        return x.gather(-1, indices.long().unsqueeze(-1)).squeeze(-1)
+
+    def log_softmax(self, logits):
+        return torch.log_softmax(logits, dim=-1)
+
+    def softmax(self, logits):
+        return torch.softmax(logits, dim=-1)
+
+    def argmax_last(self, x):
+        return x.argmax(dim=-1)
+
+    def sample_categorical(self, logits):
+        # Gumbel-max: one kernel, no normalisation, same distribution as multinomial.
+        u = torch.rand_like(logits).clamp_(1e-20, 1.0)
+        return (logits - torch.log(-torch.log(u))).argmax(dim=-1)
+
+    random_normal_like = staticmethod(torch.randn_like)
+
+    def adam(self, module, learning_rate, eps=1e-8):
+        return torch.optim.Adam(module.parameters(), lr=learning_rate, eps=eps)
+
+    def set_learning_rate(self, optimizer, learning_rate):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate
+
+    def get_learning_rate(self, optimizer):
+        return float(optimizer.param_groups[0]["lr"])
+
+    def as_tensor(self, x):
+        return torch.as_tensor(x)
+
+    def to_numpy(self, x):
+        return x.detach().cpu().numpy()
+
+
+TORCH_OPS = TorchOps()
+
+LossFn = Callable[[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]], Mapping[str, Any]]
+
+
+class TorchBackend:
+    """Everything framework-specific a Learner needs, for torch."""
+
+    framework = "torch"
+    ops = TORCH_OPS
+
+    def __init__(self, device: str | None = None) -> None:
+        self.device = torch.device(device or "cpu")
+
+    # Modules and optimizers --------------------------------------------------------------
+    def build_module(self, spec: ModuleSpec, seed: int) -> torch.nn.Module:
+        from learnerkit._torch_modules import TorchMLPActorCritic
+
+        module_class = spec.module_class or TorchMLPActorCritic
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module = module_class(spec.observation_space, spec.action_space, spec.model_config)
+        return module.to(self.device)
+
+    def parameters(self, module: torch.nn.Module) -> list[torch.Tensor]:
+        return [p for p in module.parameters() if p.requires_grad]
+
+    # Data --------------------------------------------------------------------------------
+    def to_tensors(self, batch: SampleBatch) -> dict[str, torch.Tensor]:
+        """Numeric columns as tensors on the device; float64 becomes float32."""
+        tensors = {}
+        for name, array in batch.items():
+            if array.dtype == np.float64:
+                array = array.astype(np.float32)
+            elif not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+                continue
+            tensors[name] = torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+        return tensors
+
+    def permutation(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randperm(n, generator=generator).to(self.device)
+
+    def arange(self, n: int) -> torch.Tensor:
+        return torch.arange(n, device=self.device)
+
+    def state_for_step(self, state: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Algorithm state as the train step takes it (python numbers work as they are)."""
+        return state
+
+    def make_generator(self, seed: int) -> torch.Generator:
+        return torch.Generator().manual_seed(seed)
+
+    # The minibatch step ------------------------------------------------------------------
+    def make_train_step(
+        self,
+        forward: Callable[[Mapping[str, torch.Tensor]], Mapping[str, torch.Tensor]],
+        module: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: LossFn,
+        grad_clip: float | None,
+    ) -> Callable[..., dict[str, torch.Tensor]]:
+        """A function running one optimizer step on ``tensors[indices]``; returns detached
+        loss statistics and the pre-clipping gradient norm."""
+        params = self.parameters(module)
+
+        def step(tensors, indices, state):
+            minibatch = {k: v[indices] for k, v in tensors.items()}
+            loss_out = loss_fn(minibatch, forward(minibatch), state)
+            optimizer.zero_grad(set_to_none=True)
+            loss_out["total_loss"].backward()
+            if grad_clip is None:
+                grad_norm = torch.nn.utils.get_total_norm(
+                    [p.grad for p in params if p.grad is not None]
+                )
+            else:
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+            optimizer.step()
+            stats = {k: v.detach() if torch.is_tensor(v) else v for k, v in loss_out.items()}
+            stats["gradient_norm"] = grad_norm
+            return stats
+
+        return step
+
+    def mean_metrics(self, per_step: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+        """Average each statistic over the minibatch steps, with one device sync."""
+        if not per_step:
+            return {}
+        keys = per_step[0].keys()
+        stacked = torch.stack(
+            [
+                torch.stack([torch.as_tensor(s[k], dtype=torch.float32) for s in per_step]).mean()
+                for k in keys
+            ]
+        )
+        return dict(zip(keys, stacked.cpu().tolist()))
+
+    # State as numpy ----------------------------------------------------------------------
+    def get_module_state(self, module: torch.nn.Module) -> dict[str, np.ndarray]:
+        return {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
+
+    def set_module_state(
+        self, module: torch.nn.Module, state: Mapping[str, Any], where: str
+    ) -> None:
+        own = module.state_dict()
+        check_same_shapes(own, state, where)
+        module.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state.items()})
+
+    def get_optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        sd = optimizer.state_dict()
+        return {
+            "state": {
+                str(i): {
+                    k: v.detach().cpu().numpy().copy() if torch.is_tensor(v) else v
+                    for k, v in s.items()
+                }
+                for i, s in sd["state"].items()
+            },
+            "param_groups": [
+                {k: list(v) if isinstance(v, tuple) else v for k, v in g.items()}
+                for g in sd["param_groups"]
+            ],
+        }
+
+    def set_optimizer_state(
+        self, optimizer: torch.optim.Optimizer, state: Mapping[str, Any], where: str
+    ) -> None:
+        try:
+            optimizer.load_state_dict(
+                {
+                    "state": {
+                        int(i): {k: torch.as_tensor(np.asarray(v)) for k, v in s.items()}
+                        for i, s in state["state"].items()
+                    },
+                    "param_groups": [
+                        {k: tuple(v) if k == "betas" else v for k, v in g.items()}
+                        for g in state["param_groups"]
+                    ],
+                }
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CheckpointError(
+                f"optimizer state of {where} does not fit this learner: {exc}"
+            ) from exc
+
+    # Acting ------------------------------------------------------------------------------
+    def policy_fn(
+        self, module: torch.nn.Module, explore: bool = True
+    ) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+        """A numpy-in, numpy-out policy for env runners."""
+        act = module.forward_exploration if explore else module.forward_inference
+
+        def policy(obs: np.ndarray) -> dict[str, np.ndarray]:
+            out = act(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
+            return {k: v.cpu().numpy() for k, v in out.items()}
+
+        return policy
+
+    def value_fn(self, module: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+        def value(obs: np.ndarray) -> np.ndarray:
+            return (
+                module.value(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
+                .cpu()
+                .numpy()
+            )
+
+        return value

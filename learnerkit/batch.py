@@ -1,0 +1,250 @@
+"""Batches of experience: columns of numpy arrays, and multi-agent batches keyed by module id.
+
+Column names follow RLlib's, so data and habits carry over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from learnerkit.errors import BatchError
+
+DEFAULT_MODULE_ID = "default_policy"
+
+
+class Columns:
+    """Names of the standard batch columns (the same strings RLlib uses)."""
+
+    OBS = "obs"
+    NEXT_OBS = "new_obs"
+    ACTIONS = "actions"
+    REWARDS = "rewards"
+    TERMINATEDS = "terminateds"
+    TRUNCATEDS = "truncateds"
+    PREV_ACTIONS = "prev_actions"
+    PREV_REWARDS = "prev_rewards"
+    EPS_ID = "eps_id"
+    AGENT_INDEX = "agent_index"
+    T = "t"
+    VF_PREDS = "vf_preds"
+    ACTION_DIST_INPUTS = "action_dist_inputs"
+    ACTION_LOGP = "action_logp"
+    ADVANTAGES = "advantages"
+    VALUE_TARGETS = "value_targets"
+    # Value of the observation after the last step of a rollout fragment, per step; used by
+    # algorithms (IMPALA, APPO) that compute their targets inside the loss.
+    VALUES_BOOTSTRAPPED = "values_bootstrapped"
+
+
+# Where a column is usually made, so a "missing column" error can name the fix.
+_HOW_TO_MAKE = {
+    Columns.ADVANTAGES: "compute it with learnerkit.postprocessing.compute_gae",
+    Columns.VALUE_TARGETS: "compute it with learnerkit.postprocessing.compute_gae",
+    Columns.ACTION_LOGP: "record the sampling policy's log-probabilities (EnvRunner does)",
+    Columns.ACTION_DIST_INPUTS: "record the sampling policy's distribution inputs (EnvRunner does)",
+    Columns.VF_PREDS: "record the value predictions while sampling (EnvRunner does)",
+}
+
+
+class SampleBatch(Mapping[str, np.ndarray]):
+    """Columns of numpy arrays that all have the same length (the batch's first axis).
+
+    Immutable in shape: slicing and sharding return new batches that share memory.
+    """
+
+    __slots__ = ("_columns", "_count")
+
+    def __init__(self, columns: Mapping[str, Any] | None = None) -> None:
+        self._columns: dict[str, np.ndarray] = {}
+        lengths: dict[str, int] = {}
+        for name, value in (columns or {}).items():
+            array = np.asarray(value)
+            if array.ndim == 0:
+                raise BatchError(
+                    f"column {name!r} is a scalar; every column needs one row per sample "
+                    "(an array whose first axis is the batch)"
+                )
+            self._columns[str(name)] = array
+            lengths[str(name)] = len(array)
+        if len(set(lengths.values())) > 1:
+            detail = ", ".join(f"{k!r}: {n}" for k, n in lengths.items())
+            raise BatchError(
+                f"ragged batch: columns have different lengths ({detail}); "
+                "every column needs one row per sample"
+            )
+        self._count = next(iter(lengths.values()), 0)
+
+    # Mapping protocol -------------------------------------------------------------------
+    def __getitem__(self, name: str) -> np.ndarray:
+        try:
+            return self._columns[name]
+        except KeyError:
+            raise KeyError(
+                f"batch has no column {name!r}; it has {sorted(self._columns)}"
+            ) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns)
+
+    def __len__(self) -> int:
+        """Number of columns (Mapping semantics); use `count` for the number of rows."""
+        return len(self._columns)
+
+    def __repr__(self) -> str:
+        return f"SampleBatch(count={self._count}, columns={sorted(self._columns)})"
+
+    @property
+    def count(self) -> int:
+        """Number of samples (rows)."""
+        return self._count
+
+    # Derived batches --------------------------------------------------------------------
+    def slice(self, start: int, stop: int) -> SampleBatch:
+        return SampleBatch({k: v[start:stop] for k, v in self._columns.items()})
+
+    def take(self, indices: np.ndarray) -> SampleBatch:
+        return SampleBatch({k: v[indices] for k, v in self._columns.items()})
+
+    def shard(self, num_shards: int) -> list[SampleBatch]:
+        """Split into `num_shards` parts of equal size, in order.
+
+        The last `count % num_shards` rows are dropped so that every data-parallel learner
+        runs the same number of minibatches (unequal shards would stall the all-reduce).
+        """
+        if num_shards < 1:
+            raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+        size = self._count // num_shards
+        return [self.slice(i * size, (i + 1) * size) for i in range(num_shards)]
+
+    def minibatches(
+        self, minibatch_size: int, *, rng: np.random.Generator | None = None
+    ) -> Iterator[SampleBatch]:
+        """Yield minibatches of `minibatch_size` rows (the last may be smaller), shuffled if
+        an `rng` is given."""
+        order = rng.permutation(self._count) if rng is not None else np.arange(self._count)
+        for start in range(0, self._count, minibatch_size):
+            yield self.take(order[start : start + minibatch_size])
+
+    def as_multi_agent(self, module_id: str = DEFAULT_MODULE_ID) -> MultiAgentBatch:
+        return MultiAgentBatch({module_id: self})
+
+    @staticmethod
+    def concat(batches: Sequence[SampleBatch]) -> SampleBatch:
+        if not batches:
+            return SampleBatch()
+        names = list(batches[0].keys())
+        for b in batches[1:]:
+            if set(b.keys()) != set(names):
+                raise BatchError(
+                    f"cannot concatenate batches with different columns: {sorted(names)} vs "
+                    f"{sorted(b.keys())}"
+                )
+        return SampleBatch({k: np.concatenate([b[k] for b in batches]) for k in names})
+
+    # Validation -------------------------------------------------------------------------
+    def check_columns(self, required: Sequence[str], *, module_id: str, algorithm: str) -> None:
+        """Raise a BatchError naming the first required column that is missing, and the fix."""
+        for name in required:
+            if name not in self._columns:
+                hint = _HOW_TO_MAKE.get(name, f"add a {name!r} array with one row per sample")
+                raise BatchError(
+                    f"batch for module {module_id!r} lacks column {name!r} "
+                    f"({algorithm} needs it; {hint})"
+                )
+
+    def check_spaces(self, *, module_id: str, observation_space: Any, action_space: Any) -> None:
+        """Raise a BatchError if observations or actions do not fit the module's spaces."""
+        obs = self._columns.get(Columns.OBS)
+        if obs is not None:
+            expected = tuple(observation_space.shape)
+            if obs.shape[1:] != expected:
+                raise BatchError(
+                    f"batch for module {module_id!r}: column 'obs' has rows of shape "
+                    f"{obs.shape[1:]}, but the observation space {observation_space} has shape "
+                    f"{expected}"
+                )
+            if not np.issubdtype(obs.dtype, np.number):
+                raise BatchError(
+                    f"batch for module {module_id!r}: column 'obs' has dtype {obs.dtype}; "
+                    "observations must be numeric"
+                )
+        actions = self._columns.get(Columns.ACTIONS)
+        if actions is None:
+            return
+        if hasattr(action_space, "n"):  # Discrete
+            if actions.ndim != 1 or not np.issubdtype(actions.dtype, np.integer):
+                raise BatchError(
+                    f"batch for module {module_id!r}: column 'actions' has dtype {actions.dtype} "
+                    f"and shape {actions.shape}; a Discrete action space needs a 1-d integer array"
+                )
+            if self._count and (actions.min() < 0 or actions.max() >= action_space.n):
+                raise BatchError(
+                    f"batch for module {module_id!r}: actions range over "
+                    f"[{actions.min()}, {actions.max()}], outside {action_space}"
+                )
+        else:
+            expected = tuple(action_space.shape)
+            if actions.shape[1:] != expected or not np.issubdtype(actions.dtype, np.floating):
+                raise BatchError(
+                    f"batch for module {module_id!r}: column 'actions' has dtype {actions.dtype} "
+                    f"and rows of shape {actions.shape[1:]}; the action space {action_space} needs "
+                    f"float rows of shape {expected}"
+                )
+
+
+class MultiAgentBatch(Mapping[str, SampleBatch]):
+    """A SampleBatch per module id; each module trains on its own rows."""
+
+    __slots__ = ("_batches",)
+
+    def __init__(self, policy_batches: Mapping[str, SampleBatch | Mapping[str, Any]]) -> None:
+        self._batches = {
+            str(mid): b if isinstance(b, SampleBatch) else SampleBatch(b)
+            for mid, b in policy_batches.items()
+        }
+
+    def __getitem__(self, module_id: str) -> SampleBatch:
+        return self._batches[module_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._batches)
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k!r}: {v.count}" for k, v in self._batches.items())
+        return f"MultiAgentBatch({{{inner}}})"
+
+    @property
+    def policy_batches(self) -> dict[str, SampleBatch]:
+        return dict(self._batches)
+
+    @property
+    def count(self) -> int:
+        """Total rows over all modules."""
+        return sum(b.count for b in self._batches.values())
+
+    def shard(self, num_shards: int) -> list[MultiAgentBatch]:
+        """Shard every module's batch; shard i holds part i of each (see SampleBatch.shard)."""
+        per_module = {mid: b.shard(num_shards) for mid, b in self._batches.items()}
+        return [
+            MultiAgentBatch({mid: shards[i] for mid, shards in per_module.items()})
+            for i in range(num_shards)
+        ]
+
+
+def as_multi_agent_batch(batch: Any) -> MultiAgentBatch:
+    """Accept a MultiAgentBatch, a SampleBatch, or a plain dict of columns."""
+    if isinstance(batch, MultiAgentBatch):
+        return batch
+    if isinstance(batch, SampleBatch):
+        return batch.as_multi_agent()
+    if isinstance(batch, Mapping):
+        return SampleBatch(batch).as_multi_agent()
+    raise BatchError(
+        f"expected a SampleBatch, MultiAgentBatch or dict of columns, got {type(batch).__name__}"
+    )

@@ -1,0 +1,31 @@
+"""The errors learnerkit raises: each names what is wrong, where, and the fix."""
+
+from __future__ import annotations
+
+
+class LearnerkitError(Exception):
+    """Base class of every error learnerkit raises on purpose."""
+
+
+class ConfigError(LearnerkitError, ValueError):
+    """A spec or hyperparameter has a value outside what it allows."""
+
+
+class PluginError(LearnerkitError):
+    """A plugin cannot be loaded, or breaks the plugin contract."""
+
+
+class UnknownAlgorithmError(ConfigError, LookupError):
+    """No installed or registered plugin provides the algorithm asked for."""
+
+
+class BatchError(LearnerkitError, ValueError):
+    """A batch is malformed: ragged columns, a missing column, a bad dtype or shape."""
+
+
+class CheckpointError(LearnerkitError):
+    """A checkpoint is missing, corrupt, or belongs to another algorithm/framework/shape."""
+
+
+class LearnerGroupError(LearnerkitError):
+    """A learner actor crashed, or Ray cannot provide what the group needs."""

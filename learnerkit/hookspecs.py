@@ -1,0 +1,135 @@
+"""The plugin contract: the four hooks a Learner calls, in the order it calls them.
+
+An algorithm plugin is a module (found through the ``learnerkit.algorithms`` entry point)
+whose functions are marked ``@learnerkit.hookimpl``. Hooks are called with keyword
+arguments only, and an implementation names just the arguments it needs, so a spec can grow
+new arguments without breaking plugins.
+
+Each Learner has its own plugin manager holding the host defaults, any extra plugins its
+spec names, and its one algorithm: installed algorithms never answer each other's hooks.
+Call order is the algorithm first, then extra plugins (last added first), then the host
+defaults (``learnerkit._defaults``).
+
+Tensors are the framework's own (torch or TensorFlow). ``ops`` is a small backend-neutral
+set of array functions (``learnerkit.Ops``) so that one loss serves both frameworks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from learnerkit.batch import SampleBatch
+    from learnerkit.learner import Learner
+    from learnerkit.ops import Ops
+    from learnerkit.specs import Hyperparameters
+
+PROJECT_NAME = "learnerkit"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec(firstresult=True)
+def configure_optimizers(
+    learner: Learner,
+    module_id: str,
+    module: Any,
+    hyperparameters: Hyperparameters,
+    ops: Ops,
+) -> Any:
+    """Create the optimizer for one module.
+
+    Called once per module by ``Learner.build()``. First non-None result wins.
+
+    :param learner: the Learner being built.
+    :param module_id: which module (``"default_policy"`` for a single-agent batch).
+    :param module: the framework module (``torch.nn.Module`` or ``tf.Module``) to optimize.
+    :param hyperparameters: the algorithm's validated hyperparameters.
+    :param ops: the backend's array functions; ``ops.adam(module, learning_rate=...)`` builds
+        an Adam optimizer in either framework.
+    :return: an optimizer of the module's framework.
+
+    The host default returns Adam with ``hyperparameters.learning_rate``.
+    """
+
+
+@hookspec(firstresult=True)
+def compute_loss(
+    learner: Learner,
+    module_id: str,
+    module: Any,
+    hyperparameters: Hyperparameters,
+    batch: Mapping[str, Any],
+    fwd_out: Mapping[str, Any],
+    state: Mapping[str, Any],
+    ops: Ops,
+) -> Mapping[str, Any]:
+    """Compute the loss of one module on one minibatch.
+
+    Called for every minibatch of every epoch, inside the gradient tape (TensorFlow) or before
+    ``backward()`` (torch). First non-None result wins: this is the algorithm's own hook.
+
+    :param batch: the minibatch, column name to framework tensor.
+    :param fwd_out: the module's ``forward_train`` output, with at least
+        ``Columns.ACTION_DIST_INPUTS`` and, for actor-critic modules, ``Columns.VF_PREDS``.
+        ``module.action_dist_class.from_inputs(...)`` turns dist inputs into a distribution.
+    :param state: the module's algorithm state (for example PPO's current ``kl_coeff``), as
+        framework scalars; kept by the Learner and changed by ``additional_update``.
+    :return: a mapping with ``"total_loss"`` (the scalar to minimise) and any other scalar
+        statistics to average over minibatches and report (``"policy_loss"``, ``"entropy"``...).
+    """
+
+
+@hookspec
+def additional_update(
+    learner: Learner,
+    module_id: str,
+    module: Any,
+    hyperparameters: Hyperparameters,
+    state: dict[str, Any],
+    timestep: int,
+    update_kwargs: Mapping[str, Any],
+) -> Mapping[str, Any] | None:
+    """Make a non-gradient update to one module: schedules, adaptive coefficients, target
+    networks.
+
+    Called for every module by ``Learner.additional_update(timestep=..., **kwargs)``. Every
+    implementation runs; the mappings they return are merged into that module's results.
+
+    :param state: the module's algorithm state (python floats or numpy arrays); change it in
+        place and the next ``compute_loss`` sees it, checkpoints keep it.
+    :param timestep: the number of environment steps sampled so far (drives schedules).
+    :param update_kwargs: the other keyword arguments given to ``additional_update``, for
+        example ``{"sampled_kl_values": {"default_policy": 0.01}}``.
+    :return: statistics to report (``{"kl_coeff": 0.3}``), or None.
+
+    The host default steps ``hyperparameters.lr_schedule`` and reports ``learning_rate``.
+    """
+
+
+@hookspec
+def compile_results(
+    learner: Learner,
+    module_id: str,
+    module: Any,
+    hyperparameters: Hyperparameters,
+    batch: SampleBatch,
+    metrics: Mapping[str, float],
+    state: Mapping[str, Any],
+) -> Mapping[str, Any] | None:
+    """Turn one module's update into the statistics ``update()`` returns for it.
+
+    Called once per module at the end of ``Learner.update``. Every implementation runs; the
+    mappings they return are merged (the algorithm's keys win over the defaults').
+
+    :param batch: the whole (numpy) batch this learner trained the module on.
+    :param metrics: the minibatch means of what ``compute_loss`` returned, plus
+        ``"gradient_norm"`` (before clipping).
+    :return: a mapping of statistic name to python number or numpy array, or None.
+
+    The host default returns ``metrics`` with ``learning_rate`` and ``num_samples`` added.
+    """

@@ -1,0 +1,196 @@
+"""LearnerGroup: one API over one local Learner or many data-parallel Learners on Ray.
+
+``num_learners=0`` keeps one Learner in this process and needs no Ray. ``num_learners>=1``
+runs that many Ray actors (see ``learnerkit._ray_learners``): each takes an equal shard of
+every batch and gradients are all-reduced, so all copies keep identical weights.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from learnerkit.batch import as_multi_agent_batch
+from learnerkit.errors import LearnerkitError
+from learnerkit.learner import Learner
+from learnerkit.specs import LearnerSpec
+
+Results = dict[str, dict[str, Any]]
+
+
+class _LocalLearners:
+    """One Learner in this process. Every call runs on one worker thread, in submission
+    order, so async updates never race with blocking calls."""
+
+    def __init__(self, spec: LearnerSpec) -> None:
+        self.learner = (spec.learner_class or Learner)(spec)
+        self.learner.build()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="learnerkit")
+
+    def submit(self, fn: Callable[[Learner], Any]) -> Future:
+        return self._executor.submit(fn, self.learner)
+
+    def call(self, fn: Callable[[Learner], Any]) -> Any:
+        return self.submit(fn).result()
+
+    def update(self, batch: Any, **kwargs: Any) -> Results:
+        return self.call(lambda learner: learner.update(batch, **kwargs))
+
+    def submit_update(self, batch: Any, **kwargs: Any) -> Future:
+        return self.submit(lambda learner: learner.update(batch, **kwargs))
+
+    def foreach(self, fn: Callable[[Learner], Any]) -> list[Any]:
+        return [self.call(fn)]
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+class LearnerGroup:
+    """Runs copies of one Learner and keeps them identical.
+
+    :param learner_spec: what to build; ``learner_spec.scaling.num_learners`` picks local
+        (0) or Ray actors (>= 1).
+    :param max_async_updates: how many ``async_update`` batches may be in flight; a call
+        beyond that waits for the oldest to finish (back-pressure: no batch is dropped).
+    :param ray_address: an existing Ray cluster to join (else ``RAY_ADDRESS``, else a local
+        Ray is started); ignored when ``num_learners=0``.
+    """
+
+    def __init__(
+        self,
+        learner_spec: LearnerSpec,
+        *,
+        max_async_updates: int = 2,
+        ray_address: str | None = None,
+    ) -> None:
+        if max_async_updates < 1:
+            raise ValueError(f"max_async_updates must be >= 1, got {max_async_updates}")
+        self.spec = learner_spec
+        self.max_async_updates = max_async_updates
+        self._in_flight: deque[Future] = deque()
+        if learner_spec.scaling.num_learners == 0:
+            self._learners: Any = _LocalLearners(learner_spec)
+        else:
+            from learnerkit._ray_learners import RayLearners
+
+            self._learners = RayLearners(
+                learner_spec, ray_address=ray_address or os.environ.get("RAY_ADDRESS")
+            )
+        self._closed = False
+
+    @property
+    def is_local(self) -> bool:
+        return self.spec.scaling.num_learners == 0
+
+    @property
+    def num_learners(self) -> int:
+        return max(1, self.spec.scaling.num_learners)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LearnerkitError("this LearnerGroup was shut down; build a new one")
+
+    # Updates -----------------------------------------------------------------------------
+    def update(
+        self, batch: Any, *, minibatch_size: int | None = None, num_epochs: int = 1
+    ) -> Results:
+        """Train on ``batch`` and wait; returns statistics per module id. Waits for pending
+        async updates first, so updates apply in the order they were given."""
+        self._check_open()
+        return self._learners.update(
+            as_multi_agent_batch(batch), minibatch_size=minibatch_size, num_epochs=num_epochs
+        )
+
+    def async_update(
+        self, batch: Any, *, minibatch_size: int | None = None, num_epochs: int = 1
+    ) -> list[Results]:
+        """Start training on ``batch`` and return at once with the results of the updates
+        that have finished since the last call (oldest first), possibly none.
+
+        If ``max_async_updates`` are already in flight this waits for the oldest one first.
+        An update that failed raises its error here, from the call that collects it.
+        """
+        self._check_open()
+        batch = as_multi_agent_batch(batch)
+        finished = []
+        if len(self._in_flight) >= self.max_async_updates:
+            finished.append(self._in_flight.popleft().result())
+        self._in_flight.append(
+            self._learners.submit_update(
+                batch, minibatch_size=minibatch_size, num_epochs=num_epochs
+            )
+        )
+        return finished + self._collect(block=False)
+
+    def _collect(self, *, block: bool) -> list[Results]:
+        finished = []
+        while self._in_flight and (block or self._in_flight[0].done()):
+            finished.append(self._in_flight.popleft().result())
+        return finished
+
+    def wait_async_updates(self) -> list[Results]:
+        """Wait for every in-flight async update and return their results, oldest first."""
+        return self._collect(block=True)
+
+    def additional_update(self, *, timestep: int = 0, **kwargs: Any) -> dict[str, dict]:
+        """Run the non-gradient update on every learner; returns the first one's results."""
+        self._check_open()
+        return self.foreach_learner(
+            lambda learner: learner.additional_update(timestep=timestep, **kwargs)
+        )[0]
+
+    # State -------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        """Weights, optimizer and algorithm state (all learners hold the same; one answers)."""
+        return self._first(lambda learner: learner.get_state())
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.foreach_learner(lambda learner: learner.set_state(state))
+
+    def get_weights(self) -> dict[str, dict[str, Any]]:
+        """Module weights only (no optimizer state), per module id."""
+        return self._first(lambda learner: learner.get_module_state())
+
+    def set_weights(self, weights: dict[str, dict[str, Any]]) -> None:
+        self.foreach_learner(lambda learner: learner.set_module_state(weights))
+
+    def save_state(self, path: str | os.PathLike) -> None:
+        """One learner writes the checkpoint (all hold the same state)."""
+        path = os.fspath(path)
+        self._first(lambda learner: learner.save_state(path))
+
+    def load_state(self, path: str | os.PathLike) -> None:
+        """Every learner loads the checkpoint (the path must be readable by every node)."""
+        path = os.fspath(path)
+        self.foreach_learner(lambda learner: learner.load_state(path))
+
+    def foreach_learner(self, fn: Callable[[Learner], Any]) -> list[Any]:
+        """Call ``fn(learner)`` on every learner (in its process) and return the results."""
+        self._check_open()
+        self.wait_async_updates()
+        return self._learners.foreach(fn)
+
+    def _first(self, fn: Callable[[Learner], Any]) -> Any:
+        self._check_open()
+        self.wait_async_updates()
+        return self._learners.call(fn)
+
+    def shutdown(self) -> None:
+        """Finish in-flight updates and release the learners (and their Ray actors)."""
+        if self._closed:
+            return
+        try:
+            self.wait_async_updates()
+        finally:
+            self._learners.shutdown()
+            self._closed = True
+
+    def __enter__(self) -> LearnerGroup:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown()

@@ -1,0 +1,202 @@
+"""Configuration as frozen attrs classes: what to build, how to scale it, how it learns.
+
+Every field is validated when the spec is made, so a bad value fails at once with the
+field's name and what it allows, not at step 10,000. Use ``attrs.evolve`` for variants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from learnerkit.errors import ConfigError
+
+FRAMEWORKS = ("torch", "tf")
+
+
+def positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and not value > 0:
+        raise ConfigError(f"{type(instance).__name__}.{attribute.name} must be > 0, got {value!r}")
+
+
+def non_negative(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not value >= 0:
+        raise ConfigError(f"{type(instance).__name__}.{attribute.name} must be >= 0, got {value!r}")
+
+
+def in_unit_interval(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(
+            f"{type(instance).__name__}.{attribute.name} must be in [0, 1], got {value!r}"
+        )
+
+
+def to_schedule(value: Any) -> tuple[tuple[int, float], ...] | None:
+    if value is None:
+        return None
+    return tuple((int(t), float(v)) for t, v in value)
+
+
+def check_schedule(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is None:
+        return
+    steps = [t for t, _ in value]
+    if not value or steps[0] != 0 or steps != sorted(steps):
+        raise ConfigError(
+            f"{type(instance).__name__}.{attribute.name} must be a list of [timestep, value] "
+            f"pairs starting at timestep 0 in increasing order, got {list(value)!r}"
+        )
+
+
+def schedule_value(schedule: Sequence[tuple[int, float]], timestep: int) -> float:
+    """Piecewise-linear interpolation of ``[(timestep, value), ...]``; flat past the ends."""
+    t0, v0 = schedule[0]
+    for t1, v1 in schedule[1:]:
+        if timestep < t1:
+            return v0 + (v1 - v0) * (timestep - t0) / (t1 - t0)
+        t0, v0 = t1, v1
+    return v0
+
+
+@attrs.frozen(kw_only=True)
+class Hyperparameters:
+    """Hyperparameters every algorithm shares; algorithms subclass this with their own."""
+
+    learning_rate: float = attrs.field(default=3e-4, converter=float, validator=positive)
+    """Step size of the default Adam optimizer."""
+    lr_schedule: tuple[tuple[int, float], ...] | None = attrs.field(
+        default=None, converter=to_schedule, validator=check_schedule
+    )
+    """Piecewise-linear ``[[timestep, lr], ...]`` over env steps; overrides ``learning_rate``
+    once ``additional_update`` has run. Starts at timestep 0."""
+    grad_clip: float | None = attrs.field(default=None, validator=positive)
+    """Clip gradients to this global norm; None leaves them as they are."""
+    seed: int = attrs.field(default=0, converter=int)
+    """Seeds weight initialisation and minibatch shuffling."""
+
+
+def _check_space(kind: str, allowed: tuple[str, ...]):
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if type(value).__name__ not in allowed or not hasattr(value, "shape"):
+            raise ConfigError(
+                f"ModuleSpec.{attribute.name} must be a gymnasium space of type "
+                f"{' or '.join(allowed)} for the default modules, got {value!r}"
+            )
+
+    return check
+
+
+@attrs.frozen(kw_only=False)
+class ModuleSpec:
+    """What module to build: its spaces, its class (None = the default MLP actor-critic),
+    and the options its class reads."""
+
+    observation_space: Any = attrs.field(validator=_check_space("observation", ("Box",)))
+    action_space: Any = attrs.field(validator=_check_space("action", ("Discrete", "Box")))
+    module_class: type | None = None
+    """A framework module class built as ``module_class(observation_space, action_space,
+    model_config)``; None picks the framework's default MLP actor-critic."""
+    model_config: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
+    """Options for the module class, e.g. ``{"hiddens": [64, 64], "activation": "tanh"}``."""
+
+
+@attrs.frozen(kw_only=True)
+class ScalingConfig:
+    """How many learners, and what each reserves. ``num_learners=0`` is one local Learner in
+    this process; ``>= 1`` runs that many Ray actors training data-parallel."""
+
+    num_learners: int = attrs.field(default=0, validator=non_negative)
+    num_cpus_per_learner: float = attrs.field(default=1, validator=non_negative)
+    num_gpus_per_learner: float = attrs.field(default=0, validator=non_negative)
+
+
+def _check_framework(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if value not in FRAMEWORKS:
+        raise ConfigError(f"LearnerSpec.framework must be one of {list(FRAMEWORKS)}, got {value!r}")
+
+
+def _check_algorithm(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    from learnerkit._plugins import get_algorithm
+
+    get_algorithm(value)  # raises UnknownAlgorithmError listing the installed ones
+
+
+def _to_module_specs(value: Any) -> Mapping[str, ModuleSpec] | ModuleSpec:
+    return value if isinstance(value, ModuleSpec) else dict(value)
+
+
+def _check_module_specs(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    specs = value.values() if isinstance(value, Mapping) else [value]
+    if not specs or not all(isinstance(s, ModuleSpec) for s in specs):
+        raise ConfigError(
+            "LearnerSpec.module_spec must be a ModuleSpec, or a non-empty dict of module id to "
+            f"ModuleSpec for multi-agent learning, got {value!r}"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class LearnerSpec:
+    """Everything needed to build identical Learners anywhere (locally or in Ray actors)."""
+
+    algorithm: str = attrs.field(validator=_check_algorithm)
+    """Name of an installed (entry point) or registered algorithm, e.g. ``"ppo"``."""
+    framework: str = attrs.field(default="torch", validator=_check_framework)
+    module_spec: ModuleSpec | Mapping[str, ModuleSpec] = attrs.field(
+        converter=_to_module_specs, validator=_check_module_specs
+    )
+    """One ModuleSpec (trained under ``DEFAULT_MODULE_ID``) or a dict per module id."""
+    hyperparameters: Hyperparameters = attrs.field()
+    scaling: ScalingConfig = attrs.field(factory=ScalingConfig)
+    learner_class: type | None = None
+    """A ``Learner`` subclass to build instead of ``Learner`` (the seed's override style)."""
+    extra_plugins: tuple[Any, ...] = attrs.field(default=(), converter=tuple)
+    """Plugins (modules or objects with hookimpls) that join the algorithm, e.g. metrics."""
+
+    @hyperparameters.default
+    def _default_hyperparameters(self) -> Hyperparameters:
+        from learnerkit._plugins import get_algorithm
+
+        return get_algorithm(self.algorithm).hyperparameters()
+
+    @hyperparameters.validator
+    def _check_hyperparameters(self, attribute: attrs.Attribute, value: Any) -> None:
+        from learnerkit._plugins import get_algorithm
+
+        expected = get_algorithm(self.algorithm).hyperparameters
+        if not isinstance(value, expected):
+            raise ConfigError(
+                f"LearnerSpec.hyperparameters for algorithm {self.algorithm!r} must be a "
+                f"{expected.__qualname__}, got {type(value).__qualname__}"
+            )
+
+    def __attrs_post_init__(self) -> None:
+        from learnerkit._plugins import get_algorithm
+
+        info = get_algorithm(self.algorithm)
+        if self.framework not in info.frameworks:
+            raise ConfigError(
+                f"algorithm {self.algorithm!r} supports frameworks {list(info.frameworks)}, "
+                f"not {self.framework!r}"
+            )
+
+    @property
+    def module_specs(self) -> dict[str, ModuleSpec]:
+        """The module specs keyed by module id (a single spec under DEFAULT_MODULE_ID)."""
+        from learnerkit.batch import DEFAULT_MODULE_ID
+
+        if isinstance(self.module_spec, ModuleSpec):
+            return {DEFAULT_MODULE_ID: self.module_spec}
+        return dict(self.module_spec)
+
+
+def structure_hyperparameters(cls: type[Hyperparameters], values: Mapping[str, Any]):
+    """Build ``cls`` from a plain mapping (a config file), naming any unknown key."""
+    known = {a.name for a in attrs.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown hyperparameter(s) {unknown} for {cls.__qualname__}; known: {sorted(known)}"
+        )
+    return cls(**values)
