@@ -43,6 +43,9 @@ class Algorithm:
     initial_state: Callable[[Hyperparameters], Mapping[str, Any]] | None = None
     """Builds each module's algorithm state (e.g. PPO's adaptive ``kl_coeff``) from the
     hyperparameters; hooks receive it as ``state``."""
+    env_presets: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    """Tuned settings per gymnasium env id for ``learnerkit train``: hyperparameters, plus
+    optional ``"model_config"`` and ``"stop": {"reward": R, "timesteps": T}`` entries."""
     description: str = ""
     plugin: Any = attrs.field(default=None, eq=False, repr=False)
     """The module or object holding the hookimpls; set when the plugin is loaded."""
@@ -211,6 +214,13 @@ def register_algorithm(plugin: Any, *, replace: bool = False) -> Algorithm:
 
 def unregister_algorithm(name: str) -> None:
     _registered.pop(name, None)
+
+
+def _reset_caches() -> None:
+    """Forget registered and already-loaded plugins, so the next lookup reads the entry
+    points again (tests use it for a fresh state, e.g. after changing ``sys.path``)."""
+    _registered.clear()
+    _loaded.clear()
 
 
 def registered_plugins() -> dict[str, Any]:

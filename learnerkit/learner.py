@@ -96,7 +96,9 @@ class Learner:
             try:
                 pm.register(plugin)
             except pluggy.PluginValidationError as exc:
-                raise PluginError(f"extra plugin {plugin!r} breaks the plugin contract: {exc}")
+                raise PluginError(
+                    f"extra plugin {plugin!r} breaks the plugin contract: {exc}"
+                ) from exc
         pm.register(self.algorithm.plugin, name=f"algorithm-{self.algorithm.name}")
         pm.check_pending()
         return pm
@@ -108,9 +110,13 @@ class Learner:
     def _loss_fn(self, module_id: ModuleID):
         def loss_fn(batch, fwd_out, state):
             self._loss_state[module_id] = state
-            out = self.compute_loss_for_module(
-                module_id=module_id, hps=self.hps, batch=batch, fwd_out=fwd_out
-            )
+            try:
+                out = self.compute_loss_for_module(
+                    module_id=module_id, hps=self.hps, batch=batch, fwd_out=fwd_out
+                )
+            finally:
+                # Outside a train step, compute_loss_for_module reads the algorithm state.
+                del self._loss_state[module_id]
             if out is None:
                 raise PluginError(
                     f"compute_loss of plugin {self.algorithm.name!r} returned no total loss"
@@ -150,7 +156,7 @@ class Learner:
             hyperparameters=hps,
             batch=batch,
             fwd_out=fwd_out,
-            state=self._loss_state[module_id],
+            state=self._loss_state.get(module_id, self._algorithm_state[module_id]),
             ops=self.backend.ops,
         )
 

@@ -1,0 +1,3 @@
+from learnerkit.cli import main
+
+raise SystemExit(main())

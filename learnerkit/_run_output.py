@@ -1,0 +1,158 @@
+"""What a training run writes: metrics CSV, TensorBoard events, a learning curve, a summary,
+and the live progress display."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from learnerkit.errors import ConfigError
+
+METRICS_FILE = "metrics.csv"
+SUMMARY_FILE = "summary.json"
+CURVE_FILE = "learning_curve.png"
+TENSORBOARD_DIR = "tensorboard"
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """Hyperparameters from a JSON or TOML file (a flat table; ``model_config`` nested)."""
+    text = Path(path).read_text()
+    try:
+        if path.endswith(".toml"):
+            import tomllib
+
+            return tomllib.loads(text)
+        return json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+
+
+class _Progress:
+    """A rich progress bar showing iteration, env steps, mean return and steps/s."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.enabled = enabled
+        if enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("[bold]iter {task.fields[iteration]}"),
+                BarColumn(),
+                TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+                TextColumn("return {task.fields[ret]}"),
+                TextColumn("{task.fields[sps]} steps/s"),
+                TimeElapsedColumn(),
+            )
+            self._task = self._progress.add_task(
+                "train", total=total, iteration=0, ret="-", sps="-"
+            )
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self._progress.stop()
+
+    def advance_to(self, steps: int, iteration: int, ret: float | None, sps: float) -> None:
+        if self.enabled:
+            self._progress.update(
+                self._task,
+                completed=steps,
+                iteration=iteration,
+                ret="-" if ret is None else f"{ret:.1f}",
+                sps=f"{sps:,.0f}",
+            )
+
+
+class RunOutput:
+    """The files of one run directory. Rows are appended, so a resumed run continues them."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self._csv_file = None
+        self._writer: Any = None
+        self._tb: Any = None
+        self._columns: list[str] | None = None
+
+    def start(self, metadata: Mapping[str, Any], *, resume: bool) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        metrics = self.dir / METRICS_FILE
+        if not resume and metrics.exists():
+            metrics.unlink()  # a fresh run in an old directory starts a fresh table
+        if resume and metrics.exists():
+            with metrics.open(newline="") as f:
+                self._columns = next(csv.reader(f), None)
+        (self.dir / "config.json").write_text(json.dumps(metadata, indent=2, default=str))
+        from tensorboardX import SummaryWriter
+
+        self._tb = SummaryWriter(str(self.dir / TENSORBOARD_DIR))
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        if self._columns is None:
+            self._columns = list(row)
+        if self._writer is None:
+            path = self.dir / METRICS_FILE
+            new = not path.exists() or path.stat().st_size == 0
+            self._csv_file = path.open("a", newline="")
+            self._writer = csv.DictWriter(self._csv_file, self._columns, extrasaction="ignore")
+            if new:
+                self._writer.writeheader()
+        self._writer.writerow(row)
+        self._csv_file.flush()
+        step = int(row["timesteps_total"])
+        for name, value in row.items():
+            if isinstance(value, (int, float)) and value is not None and math.isfinite(value):
+                self._tb.add_scalar(name, value, step)
+
+    @contextlib.contextmanager
+    def progress(self, total: int, *, enabled: bool) -> Iterator[_Progress]:
+        with _Progress(total, enabled) as bar:
+            yield bar
+
+    def plot_curve(self, stop_reward: float | None) -> Path | None:
+        """Mean return (last 100 episodes) against env steps, as a PNG."""
+        path = self.dir / METRICS_FILE
+        if not path.exists():
+            return None
+        with path.open(newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("episode_return_mean")]
+        if not rows:
+            return None
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        steps = [int(r["timesteps_total"]) for r in rows]
+        returns = [float(r["episode_return_mean"]) for r in rows]
+        fig, ax = plt.subplots(figsize=(7, 4))
+        ax.plot(steps, returns, label="mean return (last 100 episodes)")
+        if stop_reward is not None:
+            ax.axhline(stop_reward, color="grey", linestyle="--", label=f"stop at {stop_reward:g}")
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("episode return")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        out = self.dir / CURVE_FILE
+        fig.savefig(out, dpi=100)
+        plt.close(fig)
+        return out
+
+    def finish(self, summary: Mapping[str, Any]) -> None:
+        tmp = self.dir / (SUMMARY_FILE + ".tmp")
+        tmp.write_text(json.dumps(summary, indent=2))
+        os.replace(tmp, self.dir / SUMMARY_FILE)
+        if self._csv_file is not None:
+            self._csv_file.close()
+        if self._tb is not None:
+            self._tb.close()

@@ -1,0 +1,105 @@
+"""The ``learnerkit`` command: list plugins, train, evaluate.
+
+Resilient where the library is strict: a broken plugin is shown with its error, and a bad
+argument ends with one clear line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from learnerkit.errors import LearnerkitError
+
+
+def _list_plugins(args: argparse.Namespace) -> int:
+    from learnerkit._plugins import list_plugins
+
+    rows = list_plugins()
+    if args.json:
+        print(json.dumps([row.as_dict() for row in rows], indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="learnerkit algorithms")
+    for column in ("name", "version", "package", "frameworks", "hooks", "status"):
+        table.add_column(column)
+    for row in rows:
+        status = {"ok": "[green]ok", "disabled": "[yellow]disabled"}.get(row.status, "[red]error")
+        table.add_row(
+            row.name,
+            row.version or "-",
+            row.package or "-",
+            ", ".join(row.frameworks) or "-",
+            ", ".join(row.hooks) or "-",
+            status,
+        )
+    console = Console()
+    console.print(table)
+    for row in rows:
+        if row.error:
+            console.print(f"[red]{row.name}[/red]: {row.error}", markup=True, highlight=False)
+    if not rows:
+        console.print("no algorithms installed: try `pip install learnerkit-ppo`")
+    return 0
+
+
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train an algorithm on a gymnasium environment")
+    p.add_argument("algorithm", nargs="?", default="ppo", help="algorithm name (default: ppo)")
+    p.add_argument("--env", default="CartPole-v1", help="gymnasium env id (default: CartPole-v1)")
+    p.add_argument("--framework", choices=["torch", "tf"], default="torch")
+    p.add_argument("--num-envs", type=int, default=None, help="parallel envs (default: tuned)")
+    p.add_argument("--num-learners", type=int, default=0, help="Ray learner actors (0: local)")
+    p.add_argument("--stop-reward", type=float, default=None, help="stop at this mean return")
+    p.add_argument("--stop-timesteps", type=int, default=None, help="stop after this many steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="output directory (default: runs/ALGO-ENV-SEED)")
+    p.add_argument("--config", default=None, help="JSON or TOML file of hyperparameters")
+    p.add_argument("--resume", default=None, help="continue from a run directory or checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no live progress display")
+    p.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from learnerkit.training import run_training_from_args
+
+    return run_training_from_args(args)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from learnerkit.training import evaluate_checkpoint
+
+    mean, returns = evaluate_checkpoint(
+        args.checkpoint, env_id=args.env, num_episodes=args.episodes, seed=args.seed
+    )
+    print(f"mean return over {len(returns)} episodes: {mean:.2f}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="learnerkit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("list-plugins", help="list installed algorithms")
+    p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    p.set_defaults(func=_list_plugins)
+    _add_train_parser(sub)
+    p = sub.add_parser("evaluate", help="mean return of a saved policy")
+    p.add_argument("checkpoint", help="a run directory or a checkpoint directory")
+    p.add_argument("--env", default=None, help="env id (default: the one it was trained on)")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=1000)
+    p.set_defaults(func=_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LearnerkitError as exc:
+        print(f"learnerkit: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,376 @@
+"""Sampling: step a gymnasium vector environment with a numpy policy into time-major arrays.
+
+`EnvRunner.sample` returns a `Rollout` of `[T, N, ...]` arrays; `Rollout.to_sample_batch`
+adds GAE advantages and value targets and flattens it into the `SampleBatch` a Learner
+trains on. Episodes end inside fragments; the final observation of a truncated episode is
+kept (gymnasium's same-step autoreset puts it in `infos["final_obs"]`) so that the value of
+a time-limited state is bootstrapped from that state, not from the next episode's start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+
+from learnerkit.batch import Columns, SampleBatch
+from learnerkit.errors import BatchError, ConfigError
+from learnerkit.postprocessing import RunningMeanStd, compute_gae
+
+__all__ = ["EnvRunner", "Policy", "Rollout", "ValueFn"]
+
+Policy = Callable[[np.ndarray], Mapping[str, np.ndarray]]
+ValueFn = Callable[[np.ndarray], np.ndarray]
+
+# What the policy must return for each step, besides the actions.
+_POLICY_COLUMNS = (
+    Columns.ACTIONS,
+    Columns.ACTION_LOGP,
+    Columns.VF_PREDS,
+    Columns.ACTION_DIST_INPUTS,
+)
+
+
+@attrs.frozen(eq=False)
+class Rollout:
+    """One fragment of `T` steps from `N` environments; every array is time-major `[T, N, ...]`.
+
+    `next_values[t, n]` is V of the observation that step t reached (see `compute_gae`):
+    the next step's `vf_preds` while the episode goes on, `value_fn` of the final observation
+    when a time limit truncated it, 0 when it terminated, and `value_fn` of the current
+    observation after the fragment's last step.
+    """
+
+    obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminateds: np.ndarray
+    truncateds: np.ndarray
+    vf_preds: np.ndarray
+    action_logp: np.ndarray
+    action_dist_inputs: np.ndarray
+    next_values: np.ndarray
+
+    def __attrs_post_init__(self) -> None:
+        leading = self.rewards.shape
+        for field in attrs.fields(Rollout):
+            array = getattr(self, field.name)
+            if array.shape[:2] != leading:
+                raise BatchError(
+                    f"Rollout.{field.name} has shape {array.shape}; every array must start "
+                    f"with [T, N] = {list(leading)}"
+                )
+
+    @property
+    def num_steps(self) -> int:
+        return self.rewards.shape[0]
+
+    @property
+    def num_envs(self) -> int:
+        return self.rewards.shape[1]
+
+    def to_sample_batch(self, *, gamma: float, lambda_: float) -> SampleBatch:
+        """Compute GAE and flatten to `T * N` rows, time-major: row `t * N + n` is step t of
+        environment n (a free reshape; PPO shuffles the rows anyway)."""
+        advantages, value_targets = compute_gae(
+            self.rewards,
+            self.vf_preds,
+            self.next_values,
+            self.terminateds,
+            self.truncateds,
+            gamma=gamma,
+            lambda_=lambda_,
+        )
+        rows = self.num_steps * self.num_envs
+
+        def flat(array: np.ndarray) -> np.ndarray:
+            return array.reshape(rows, *array.shape[2:])
+
+        return SampleBatch(
+            {
+                Columns.OBS: flat(self.obs),
+                Columns.ACTIONS: flat(self.actions),
+                Columns.REWARDS: flat(self.rewards),
+                Columns.TERMINATEDS: flat(self.terminateds),
+                Columns.TRUNCATEDS: flat(self.truncateds),
+                Columns.VF_PREDS: flat(self.vf_preds),
+                Columns.ACTION_LOGP: flat(self.action_logp),
+                Columns.ACTION_DIST_INPUTS: flat(self.action_dist_inputs),
+                Columns.ADVANTAGES: flat(advantages),
+                Columns.VALUE_TARGETS: flat(value_targets),
+            }
+        )
+
+
+class EnvRunner:
+    """Steps `num_envs` copies of a gymnasium environment in one process.
+
+    Observations must be a Box (cast to float32); actions Discrete or Box. Box actions are
+    clipped to the space's bounds when stepping the environment, but the unclipped action is
+    stored, because that is the one whose log-probability the policy recorded.
+
+    With `normalize_obs`, a `RunningMeanStd` is updated with every raw observation handed to
+    the policy (final observations of ended episodes are normalised but not counted, as in
+    Stable-Baselines3's VecNormalize); the policy, `value_fn` and the stored rollout all see
+    normalised observations. Save `get_state()` with the model: it is part of the policy.
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        *,
+        num_envs: int = 8,
+        seed: int | None = None,
+        normalize_obs: bool = False,
+        env_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        if num_envs < 1:
+            raise ConfigError(f"EnvRunner: num_envs must be >= 1, got {num_envs}")
+        try:
+            env = gymnasium.make_vec(
+                env_id,
+                num_envs=num_envs,
+                vectorization_mode="sync",
+                # copy=False: every observation is copied into the rollout's buffer anyway.
+                vector_kwargs={
+                    "autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP,
+                    "copy": False,
+                },
+                **dict(env_kwargs or {}),
+            )
+        except (gymnasium.error.UnregisteredEnv, gymnasium.error.DeprecatedEnv) as e:
+            raise ConfigError(
+                f"EnvRunner: cannot make environment {env_id!r}: {e} "
+                "(check the id against gymnasium.pprint_registry(), and import the package "
+                "that registers it before building the runner)"
+            ) from e
+        self._env = env
+        self.num_envs = num_envs
+        self.observation_space = env.single_observation_space
+        self.action_space = env.single_action_space
+        if not isinstance(self.observation_space, spaces.Box):
+            env.close()
+            raise ConfigError(
+                f"EnvRunner: environment {env_id!r} has observation space "
+                f"{self.observation_space}; only Box observations are supported (flatten "
+                "others with gymnasium.wrappers.FlattenObservation)"
+            )
+        if isinstance(self.action_space, spaces.Discrete):
+            self._action_low = self._action_high = None
+        elif isinstance(self.action_space, spaces.Box):
+            self._action_low = self.action_space.low
+            self._action_high = self.action_space.high
+        else:
+            env.close()
+            raise ConfigError(
+                f"EnvRunner: environment {env_id!r} has action space {self.action_space}; "
+                "only Discrete and Box actions are supported"
+            )
+        self._obs_shape = tuple(self.observation_space.shape)
+        self._obs_rms = RunningMeanStd(self._obs_shape) if normalize_obs else None
+        raw_obs, _ = env.reset(seed=seed)
+        self._raw_obs = np.array(raw_obs, dtype=np.float32)
+        self._episode_return = np.zeros(num_envs, dtype=np.float64)
+        self._episode_length = np.zeros(num_envs, dtype=np.int64)
+        self._episode_stats: list[tuple[float, int]] = []
+        self.num_env_steps = 0
+
+    # Sampling ---------------------------------------------------------------------------
+    def sample(self, policy: Policy, value_fn: ValueFn, num_steps: int) -> Rollout:
+        """Run `num_steps` vector steps and return them as a `Rollout`.
+
+        `policy(obs[N, ...])` returns at least actions, action_logp, vf_preds and
+        action_dist_inputs for the N observations (other keys are ignored). `value_fn` is
+        called once, on the final observations of truncated episodes followed by the N
+        observations after the last step.
+        """
+        if num_steps < 1:
+            raise ConfigError(f"EnvRunner.sample: num_steps must be >= 1, got {num_steps}")
+        steps, n = num_steps, self.num_envs
+        obs = np.empty((steps, n, *self._obs_shape), dtype=np.float32)
+        rewards = np.empty((steps, n), dtype=np.float32)
+        terminateds = np.empty((steps, n), dtype=bool)
+        truncateds = np.empty((steps, n), dtype=bool)
+        buffers: dict[str, np.ndarray] = {}
+        # (step, env) and final observation of each truncated episode, bootstrapped in one batch.
+        truncated_at: list[tuple[int, int]] = []
+        final_obs: list[np.ndarray] = []
+        raw_obs = self._raw_obs
+        steps_done = 0
+        try:
+            for t in range(steps):
+                if self._obs_rms is not None:
+                    self._obs_rms.update(raw_obs)
+                    obs[t] = self._obs_rms.normalize(raw_obs)
+                else:
+                    obs[t] = raw_obs
+                out = policy(obs[t])
+                if t == 0:
+                    buffers = self._allocate(out, steps)
+                for name, buffer in buffers.items():
+                    buffer[t] = out[name]
+                actions = buffers[Columns.ACTIONS][t]
+                if self._action_low is not None:
+                    actions = np.clip(actions, self._action_low, self._action_high)
+                raw_obs, reward, terminated, truncated, infos = self._env.step(actions)
+                rewards[t] = reward
+                terminateds[t] = terminated
+                truncateds[t] = truncated
+                self._episode_return += reward
+                self._episode_length += 1
+                done = terminated | truncated
+                if done.any():
+                    self._end_episodes(t, done, terminated, infos, truncated_at, final_obs)
+                steps_done += 1
+        finally:
+            # Kept even if the policy raised mid-fragment, so the next sample starts from the
+            # environments' real state. A copy: the vector env reuses its buffer (copy=False).
+            self._raw_obs = np.array(raw_obs, dtype=np.float32)
+            self.num_env_steps += steps_done * n
+        next_values = self._next_values(
+            value_fn, buffers[Columns.VF_PREDS], terminateds, truncated_at, final_obs
+        )
+        return Rollout(
+            obs=obs,
+            actions=buffers[Columns.ACTIONS],
+            rewards=rewards,
+            terminateds=terminateds,
+            truncateds=truncateds,
+            vf_preds=buffers[Columns.VF_PREDS],
+            action_logp=buffers[Columns.ACTION_LOGP],
+            action_dist_inputs=buffers[Columns.ACTION_DIST_INPUTS],
+            next_values=next_values,
+        )
+
+    def _end_episodes(
+        self,
+        t: int,
+        done: np.ndarray,
+        terminated: np.ndarray,
+        infos: Mapping[str, Any],
+        truncated_at: list[tuple[int, int]],
+        final_obs: list[np.ndarray],
+    ) -> None:
+        """Record the episodes that ended at step t, and the final observations to bootstrap
+        the truncated ones from."""
+        for i in np.flatnonzero(done):
+            self._episode_stats.append(
+                (float(self._episode_return[i]), int(self._episode_length[i]))
+            )
+            if not terminated[i]:
+                truncated_at.append((t, int(i)))
+                # Copied: an env may reuse (and its reset overwrite) this array.
+                final_obs.append(np.array(infos["final_obs"][i], dtype=np.float32))
+        self._episode_return[done] = 0.0
+        self._episode_length[done] = 0
+
+    def _allocate(self, out: Mapping[str, Any], steps: int) -> dict[str, np.ndarray]:
+        """Check the policy's first output and preallocate `[T, N, ...]` buffers after it."""
+        n = self.num_envs
+        missing = [name for name in _POLICY_COLUMNS if name not in out]
+        if missing:
+            raise BatchError(
+                f"EnvRunner.sample: the policy returned {sorted(out)}; it must also return "
+                f"{missing} (one row per environment)"
+            )
+        if isinstance(self.action_space, spaces.Discrete):
+            action_shape, action_dtype = (), np.int64
+        else:
+            action_shape, action_dtype = tuple(self.action_space.shape), np.float32
+        expected = {
+            Columns.ACTIONS: (n, *action_shape),
+            Columns.ACTION_LOGP: (n,),
+            Columns.VF_PREDS: (n,),
+        }
+        buffers = {}
+        for name in _POLICY_COLUMNS:
+            shape = np.shape(out[name])
+            want = expected.get(name)
+            if (want is not None and shape != want) or (want is None and shape[:1] != (n,)):
+                wanted = want if want is not None else f"({n}, ...)"
+                raise BatchError(
+                    f"EnvRunner.sample: the policy's {name!r} has shape {shape}; expected "
+                    f"{wanted} for {n} environments and action space {self.action_space}"
+                )
+            dtype = action_dtype if name == Columns.ACTIONS else np.float32
+            buffers[name] = np.empty((steps, *shape), dtype=dtype)
+        return buffers
+
+    def _next_values(
+        self,
+        value_fn: ValueFn,
+        vf_preds: np.ndarray,
+        terminateds: np.ndarray,
+        truncated_at: list[tuple[int, int]],
+        final_obs: list[np.ndarray],
+    ) -> np.ndarray:
+        """V of the observation each step reached; see `Rollout`."""
+        bootstrap_obs = self.normalize(self._raw_obs)
+        if final_obs:
+            inputs = np.concatenate([self.normalize(np.stack(final_obs)), bootstrap_obs])
+        else:
+            inputs = bootstrap_obs
+        values = np.asarray(value_fn(inputs), dtype=np.float32)
+        if values.shape != (len(inputs),):
+            raise BatchError(
+                f"EnvRunner.sample: value_fn returned shape {values.shape} for "
+                f"{len(inputs)} observations; it must return one value per observation, "
+                f"shape ({len(inputs)},)"
+            )
+        k = len(final_obs)
+        next_values = np.empty_like(vf_preds)
+        next_values[:-1] = vf_preds[1:]
+        next_values[-1] = values[k:]
+        # An episode that ended at step t continues as a new one at t+1: vf_preds[t + 1] is
+        # the value of the reset observation, which must not leak into step t.
+        next_values[terminateds] = 0.0
+        if k:
+            steps, envs = zip(*truncated_at, strict=True)
+            next_values[list(steps), list(envs)] = values[:k]
+        return next_values
+
+    # Statistics and state ---------------------------------------------------------------
+    def pop_episode_stats(self) -> list[tuple[float, int]]:
+        """(return, length) of each episode completed since the last call, in raw reward."""
+        stats, self._episode_stats = self._episode_stats, []
+        return stats
+
+    def normalize(self, obs: np.ndarray) -> np.ndarray:
+        """Observations as the policy sees them (normalised if enabled), float32, without
+        updating the statistics; for evaluation."""
+        if self._obs_rms is None:
+            return np.array(obs, dtype=np.float32)
+        return self._obs_rms.normalize(obs)
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """The observation normaliser's statistics (empty without normalisation)."""
+        if self._obs_rms is None:
+            return {}
+        return {f"obs_{k}": v for k, v in self._obs_rms.get_state().items()}
+
+    def set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore statistics saved by `get_state`."""
+        if self._obs_rms is None:
+            if state:
+                raise ConfigError(
+                    f"EnvRunner.set_state: got normaliser statistics {sorted(state)}, but this "
+                    "runner does not normalise observations (build it with normalize_obs=True)"
+                )
+            return
+        prefix = "obs_"
+        self._obs_rms.set_state(
+            {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        )
+
+    def close(self) -> None:
+        self._env.close()
+
+    def __enter__(self) -> EnvRunner:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
