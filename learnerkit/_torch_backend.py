@@ -158,7 +158,10 @@ class TorchBackend:
         def step(tensors, indices, state):
             minibatch = {k: v[indices] for k, v in tensors.items()}
             loss_out = loss_fn(minibatch, forward(minibatch), state)
-            optimizer.zero_grad(set_to_none=True)
+            # What zero_grad(set_to_none=True) does, without its profiler scope: 20x cheaper.
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    p.grad = None
             loss_out["total_loss"].backward()
             if grad_clip is None:
                 grad_norm = torch.nn.utils.get_total_norm(

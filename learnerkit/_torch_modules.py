@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -10,41 +11,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from learnerkit._model_config import resolve_model_config
 from learnerkit.batch import Columns
 from learnerkit.distributions import dist_class_for
-from learnerkit.errors import ConfigError
 
-MODEL_CONFIG_DEFAULTS: dict[str, Any] = {
-    "hiddens": (64, 64),
-    "activation": "tanh",
-    "vf_share_layers": False,
-    "initial_log_std": 0.0,
-}
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
-
-
-def resolve_model_config(model_config: Mapping[str, Any]) -> dict[str, Any]:
-    """Defaults filled in; an unknown key or activation is a ConfigError naming the choices."""
-    unknown = sorted(set(model_config) - set(MODEL_CONFIG_DEFAULTS))
-    if unknown:
-        raise ConfigError(
-            f"unknown model_config key(s) {unknown} for the default module; known: "
-            f"{sorted(MODEL_CONFIG_DEFAULTS)}"
-        )
-    config = {**MODEL_CONFIG_DEFAULTS, **model_config}
-    if config["activation"] not in _ACTIVATIONS:
-        raise ConfigError(
-            f"model_config['activation'] must be one of {sorted(_ACTIVATIONS)}, got "
-            f"{config['activation']!r}"
-        )
-    return config
 
 
 def _mlp(sizes: list[int], activation: type[nn.Module], out_gain: float) -> nn.Sequential:
     # Orthogonal init with these gains is what makes PPO reliable on small control tasks
     # (Engstrom et al. 2020, "Implementation Matters in Deep RL").
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         linear = nn.Linear(n_in, n_out)
         last = i == len(sizes) - 2
         nn.init.orthogonal_(linear.weight, out_gain if last else math.sqrt(2))

@@ -73,12 +73,17 @@ def compute_loss(
     Called for every minibatch of every epoch, inside the gradient tape (TensorFlow) or before
     ``backward()`` (torch). First non-None result wins: this is the algorithm's own hook.
 
+    :param learner: the Learner calling the hook.
+    :param module_id: which module.
+    :param module: the framework module.
+    :param hyperparameters: the algorithm's validated hyperparameters.
     :param batch: the minibatch, column name to framework tensor.
     :param fwd_out: the module's ``forward_train`` output, with at least
         ``Columns.ACTION_DIST_INPUTS`` and, for actor-critic modules, ``Columns.VF_PREDS``.
-        ``module.action_dist_class.from_inputs(...)`` turns dist inputs into a distribution.
+        ``module.action_dist(dist_inputs)`` turns them into a distribution.
     :param state: the module's algorithm state (for example PPO's current ``kl_coeff``), as
         framework scalars; kept by the Learner and changed by ``additional_update``.
+    :param ops: the backend's array functions (``ops.mean``, ``ops.square``...).
     :return: a mapping with ``"total_loss"`` (the scalar to minimise) and any other scalar
         statistics to average over minibatches and report (``"policy_loss"``, ``"entropy"``...).
     """
@@ -100,6 +105,10 @@ def additional_update(
     Called for every module by ``Learner.additional_update(timestep=..., **kwargs)``. Every
     implementation runs; the mappings they return are merged into that module's results.
 
+    :param learner: the Learner calling the hook.
+    :param module_id: which module.
+    :param module: the framework module.
+    :param hyperparameters: the algorithm's validated hyperparameters.
     :param state: the module's algorithm state (python floats or numpy arrays); change it in
         place and the next ``compute_loss`` sees it, checkpoints keep it.
     :param timestep: the number of environment steps sampled so far (drives schedules).
@@ -126,9 +135,14 @@ def compile_results(
     Called once per module at the end of ``Learner.update``. Every implementation runs; the
     mappings they return are merged (the algorithm's keys win over the defaults').
 
+    :param learner: the Learner calling the hook.
+    :param module_id: which module.
+    :param module: the framework module.
+    :param hyperparameters: the algorithm's validated hyperparameters.
     :param batch: the whole (numpy) batch this learner trained the module on.
     :param metrics: the minibatch means of what ``compute_loss`` returned, plus
         ``"gradient_norm"`` (before clipping).
+    :param state: the module's algorithm state (as ``additional_update`` left it).
     :return: a mapping of statistic name to python number or numpy array, or None.
 
     The host default returns ``metrics`` with ``learning_rate`` and ``num_samples`` added.

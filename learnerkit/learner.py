@@ -100,7 +100,10 @@ class Learner:
                     f"extra plugin {plugin!r} breaks the plugin contract: {exc}"
                 ) from exc
         pm.register(self.algorithm.plugin, name=f"algorithm-{self.algorithm.name}")
-        pm.check_pending()
+        try:
+            pm.check_pending()  # a misspelt hook name in an extra plugin
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"an extra plugin breaks the plugin contract: {exc}") from exc
         return pm
 
     def _training_forward(self, module_id: ModuleID) -> Any:

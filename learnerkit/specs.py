@@ -170,6 +170,11 @@ class LearnerSpec:
                 f"LearnerSpec.hyperparameters for algorithm {self.algorithm!r} must be a "
                 f"{expected.__qualname__}, got {type(value).__qualname__}"
             )
+        # A subclass that redefines a shared field to change its default drops that field's
+        # validator (attrs replaces the whole field), so check the shared fields again.
+        for field in attrs.fields(Hyperparameters):
+            if field.validator is not None:
+                field.validator(value, field, getattr(value, field.name))
 
     def __attrs_post_init__(self) -> None:
         from learnerkit._plugins import get_algorithm

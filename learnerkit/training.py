@@ -283,17 +283,27 @@ def default_out_dir(algorithm: str, env_id: str, seed: int) -> str:
     return os.path.join("runs", f"{algorithm}-{env_id}-seed{seed}")
 
 
+def _seed_and_threads(framework: str, seed: int) -> None:
+    """Seed the framework's global generator (action sampling draws from it), and keep
+    torch to one thread: small MLPs run fastest so, and the other core steps the envs."""
+    if framework == "torch":
+        import torch
+
+        torch.manual_seed(seed)
+        torch.set_num_threads(1)
+    else:
+        import tensorflow as tf
+
+        tf.random.set_seed(seed)
+
+
 def train(config: TrainConfig) -> TrainSummary:
     """Train until the stop reward (mean of the last 100 episodes) or the step budget."""
     if config.out_dir is None:
         config = attrs.evolve(
             config, out_dir=default_out_dir(config.algorithm, config.env_id, config.seed)
         )
-    if config.framework == "torch":
-        import torch
-
-        # Small MLPs run fastest on one thread; the other core steps the environments.
-        torch.set_num_threads(1)
+    _seed_and_threads(config.framework, config.seed)
     trainer = _Trainer(config)
     try:
         return trainer.run()

@@ -9,13 +9,14 @@ from __future__ import annotations
 import attrs
 
 from learnerkit import Algorithm, Columns, Hyperparameters, hookimpl
+from learnerkit.specs import positive
 
 
 @attrs.frozen(kw_only=True)
 class BCHyperparameters(Hyperparameters):
     """BC needs nothing beyond the shared hyperparameters (learning rate, clipping, seed)."""
 
-    learning_rate: float = attrs.field(default=1e-3, converter=float)
+    learning_rate: float = attrs.field(default=1e-3, converter=float, validator=positive)
 
 
 @hookimpl

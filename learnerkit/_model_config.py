@@ -1,0 +1,38 @@
+"""The default modules' ``model_config``: its keys, their defaults, and their validation.
+
+Framework-neutral (no torch, no TensorFlow), so that both default modules share one
+definition and a bad config fails the same way in either framework.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from learnerkit.errors import ConfigError
+
+MODEL_CONFIG_DEFAULTS: dict[str, Any] = {
+    "hiddens": (64, 64),
+    "activation": "tanh",
+    "vf_share_layers": False,
+    "initial_log_std": 0.0,
+}
+ACTIVATIONS = frozenset({"tanh", "relu", "elu", "silu"})
+"""Activation names every backend's default module provides."""
+
+
+def resolve_model_config(model_config: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults filled in; an unknown key or activation is a ConfigError naming the choices."""
+    unknown = sorted(set(model_config) - set(MODEL_CONFIG_DEFAULTS))
+    if unknown:
+        raise ConfigError(
+            f"unknown model_config key(s) {unknown} for the default module; known: "
+            f"{sorted(MODEL_CONFIG_DEFAULTS)}"
+        )
+    config = {**MODEL_CONFIG_DEFAULTS, **model_config}
+    if config["activation"] not in ACTIVATIONS:
+        raise ConfigError(
+            f"model_config['activation'] must be one of {sorted(ACTIVATIONS)}, got "
+            f"{config['activation']!r}"
+        )
+    return config

@@ -1,0 +1,191 @@
+"""Shared fixtures: a fresh plugin state per test, both frameworks, small plugin packages
+installed from ``tests/plugin_packages`` into temporary directories, and batch makers."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import types
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import learnerkit
+from learnerkit import Algorithm, Columns, Hyperparameters, _plugins
+
+PLUGIN_PACKAGES = Path(__file__).parent / "plugin_packages"
+REPO_ROOT = Path(__file__).parent.parent
+FRAMEWORKS = ["torch", "tf"]
+
+CARTPOLE_OBS = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+TWO_ACTIONS = gym.spaces.Discrete(2)
+BOX_ACTIONS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+
+
+@pytest.fixture(autouse=True)
+def fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test starts with no plugin registered in code, nothing cached, and no plugin
+    switched off by the environment; whatever it registers is gone afterwards."""
+    monkeypatch.delenv(_plugins.DISABLE_ENV, raising=False)
+    monkeypatch.delenv(_plugins.DISABLE_AUTOLOAD_ENV, raising=False)
+    _plugins._reset_caches()
+    yield
+    _plugins._reset_caches()
+
+
+def _tf_backend_exists() -> bool:
+    return importlib.util.find_spec("learnerkit._tf_backend") is not None
+
+
+@pytest.fixture(params=FRAMEWORKS)
+def framework(request: pytest.FixtureRequest) -> str:
+    """Runs the test once per framework."""
+    if request.param == "tf" and not _tf_backend_exists():
+        pytest.skip("learnerkit._tf_backend is not written yet")
+    return request.param
+
+
+def make_plugin(
+    name: str,
+    *,
+    hyperparameters: type[Hyperparameters] = Hyperparameters,
+    frameworks: tuple[str, ...] = ("torch", "tf"),
+    required_columns: tuple[str, ...] = (),
+    initial_state: Callable[[Any], dict] | None = None,
+    **hooks: Callable,
+) -> types.ModuleType:
+    """A plugin module made in a test: ``hooks`` are plain functions, marked here."""
+    module = types.ModuleType(f"test_plugin_{name}")
+    for hook_name, fn in hooks.items():
+        setattr(module, hook_name, learnerkit.hookimpl(fn))
+    module.algorithm = Algorithm(
+        name=name,
+        hyperparameters=hyperparameters,
+        frameworks=frameworks,
+        required_columns=required_columns,
+        initial_state=initial_state,
+    )
+    return module
+
+
+def bc_loss(module, batch, fwd_out, ops):
+    """Behaviour cloning, as test algorithms' default loss."""
+    dist = module.action_dist(fwd_out[Columns.ACTION_DIST_INPUTS])
+    loss = -ops.mean(dist.logp(batch[Columns.ACTIONS]))
+    return {"total_loss": loss, "policy_loss": loss}
+
+
+@pytest.fixture
+def register() -> Iterator[Callable[..., Algorithm]]:
+    """``register(plugin)`` registers it for this test only."""
+    names: list[str] = []
+
+    def _register(plugin: Any, **kwargs: Any) -> Algorithm:
+        algorithm = learnerkit.register_algorithm(plugin, **kwargs)
+        names.append(algorithm.name)
+        return algorithm
+
+    yield _register
+    for name in names:
+        learnerkit.unregister_algorithm(name)
+
+
+def random_batch(
+    n: int,
+    observation_space: Any = CARTPOLE_OBS,
+    action_space: Any = TWO_ACTIONS,
+    seed: int = 0,
+) -> learnerkit.SampleBatch:
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(n, *observation_space.shape)).astype(np.float32)
+    if hasattr(action_space, "n"):
+        actions = rng.integers(0, action_space.n, size=n)
+    else:
+        actions = rng.uniform(-1, 1, size=(n, *action_space.shape)).astype(np.float32)
+    return learnerkit.SampleBatch(
+        {
+            Columns.OBS: obs,
+            Columns.ACTIONS: actions,
+            Columns.REWARDS: rng.normal(size=n).astype(np.float32),
+        }
+    )
+
+
+# Third-party plugin packages, pip-installed into temporary directories ------------------
+def _pip_install(source: Path, target: Path, build_dir: Path) -> None:
+    # Build from a copy so that setuptools leaves no build/ or egg-info in the source tree.
+    copy = build_dir / source.name
+    shutil.copytree(source, copy)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            str(copy),
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def plugin_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each package of tests/plugin_packages installed alone into its own directory."""
+    root = tmp_path_factory.mktemp("plugin_packages")
+    dirs = {}
+    for source in sorted(PLUGIN_PACKAGES.iterdir()):
+        if (source / "pyproject.toml").is_file():
+            target = root / "site" / source.name
+            _pip_install(source, target, root / "build")
+            dirs[source.name] = target
+    return dirs
+
+
+@pytest.fixture
+def use_plugin_packages(
+    plugin_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., None]:
+    """``use_plugin_packages("learnerkit-echo", ...)`` makes them importable in-process, as
+    if pip-installed, for this test only."""
+
+    def _use(*names: str) -> None:
+        for name in names:
+            monkeypatch.syspath_prepend(str(plugin_dirs[name]))
+        importlib.invalidate_caches()
+        _plugins._reset_caches()
+
+    return _use
+
+
+def run_learnerkit(
+    *args: str, plugin_dirs: list[Path] = (), env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """``python -m learnerkit ARGS`` in a fresh interpreter, with ``plugin_dirs`` on its path."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LEARNERKIT_DISABLE_PLUGIN")}
+    environ["PYTHONPATH"] = os.pathsep.join(
+        [*map(str, plugin_dirs), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
+    environ.update(env or {})
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )

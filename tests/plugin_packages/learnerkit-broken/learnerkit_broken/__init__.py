@@ -1,0 +1,1 @@
+"""Broken plugins: each module fails to load in its own way."""

@@ -1,0 +1,139 @@
+"""LearnerGroup with ``num_learners=0``: one Learner in this process, no Ray."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from conftest import CARTPOLE_OBS, TWO_ACTIONS, bc_loss, make_plugin, random_batch
+
+from learnerkit import Learner, LearnerGroup, LearnerkitError, LearnerSpec, ModuleSpec
+
+MODULE = ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS)
+
+
+def group_for(algorithm="bc", framework="torch", **kwargs) -> LearnerGroup:
+    return LearnerGroup(
+        LearnerSpec(algorithm=algorithm, framework=framework, module_spec=MODULE), **kwargs
+    )
+
+
+def same_weights(a, b) -> bool:
+    return all(np.array_equal(a[m][k], b[m][k]) for m in a for k in a[m])
+
+
+def test_a_local_group_runs_one_learner_in_this_process(framework):
+    with group_for(framework=framework) as group:
+        assert group.is_local and group.num_learners == 1
+        learners = group.foreach_learner(lambda learner: learner)
+        assert len(learners) == 1 and isinstance(learners[0], Learner)
+        results = group.update(random_batch(32), minibatch_size=16, num_epochs=2)
+        assert results["default_policy"]["num_samples"] == 32
+        assert group.additional_update(timestep=3)["default_policy"]["learning_rate"] > 0
+
+
+def test_weights_and_state_move_between_groups(framework, tmp_path):
+    with group_for(framework=framework) as a, group_for(framework=framework) as b:
+        a.update(random_batch(32), num_epochs=3)
+        assert not same_weights(a.get_weights(), b.get_weights())
+        b.set_weights(a.get_weights())
+        assert same_weights(a.get_weights(), b.get_weights())
+
+        a.update(random_batch(32, seed=1))
+        b.set_state(a.get_state())
+        assert same_weights(a.get_weights(), b.get_weights())
+
+        a.update(random_batch(32, seed=2))
+        a.save_state(tmp_path)
+        b.load_state(tmp_path)
+        assert same_weights(a.get_weights(), b.get_weights())
+
+
+def sized_results_plugin(gate: threading.Event | None = None, fail_on_rows: int = -1):
+    """BC that reports each batch's row count, optionally waiting for ``gate`` first and
+    failing on a batch of ``fail_on_rows`` rows. compile_results runs in Python on every
+    update in both frameworks, so it is where to wait."""
+
+    def compile_results(batch):
+        if gate is not None:
+            assert gate.wait(timeout=30), "test gate never opened"
+        if batch.count == fail_on_rows:
+            raise ValueError(f"cannot train on {batch.count} rows")
+        return {"rows": batch.count}
+
+    return make_plugin("sized", compute_loss=bc_loss, compile_results=compile_results)
+
+
+def test_async_updates_return_every_result_once_oldest_first(register, framework):
+    register(sized_results_plugin())
+    with group_for("sized", framework, max_async_updates=3) as group:
+        collected = []
+        for rows in range(10, 20):
+            collected += group.async_update(random_batch(rows))
+        collected += group.wait_async_updates()
+        assert [r["default_policy"]["rows"] for r in collected] == list(range(10, 20))
+        assert group.wait_async_updates() == []
+
+
+def test_async_update_waits_for_the_oldest_when_too_many_are_in_flight(register):
+    gate = threading.Event()
+    register(sized_results_plugin(gate))
+    with group_for("sized", max_async_updates=2) as group:
+        assert group.async_update(random_batch(11)) == []
+        assert group.async_update(random_batch(12)) == []
+        third: list = []
+        caller = threading.Thread(target=lambda: third.extend(group.async_update(random_batch(13))))
+        caller.start()
+        caller.join(timeout=0.5)
+        assert caller.is_alive()  # back-pressure: blocked on the oldest update
+        gate.set()
+        caller.join(timeout=30)
+        assert not caller.is_alive()
+        rows = [r["default_policy"]["rows"] for r in third + group.wait_async_updates()]
+        assert rows == [11, 12, 13]
+
+
+def test_a_failed_async_update_raises_from_the_call_that_collects_it(register):
+    register(sized_results_plugin(fail_on_rows=7))
+    with group_for("sized", max_async_updates=4) as group:
+        group.async_update(random_batch(7))
+        with pytest.raises(ValueError, match="cannot train on 7 rows"):
+            group.wait_async_updates()
+        assert group.update(random_batch(8))["default_policy"]["rows"] == 8
+
+
+def test_a_blocking_call_waits_for_pending_async_updates(register, framework):
+    register(sized_results_plugin())
+    with group_for("sized", framework, max_async_updates=4) as group:
+        before = group.get_weights()
+        group.async_update(random_batch(16))
+        after = group.get_weights()  # ordered after the async update
+        assert not same_weights(before, after)
+
+
+def test_max_async_updates_must_be_positive():
+    with pytest.raises(ValueError, match="max_async_updates must be >= 1"):
+        group_for(max_async_updates=0)
+
+
+def test_every_call_after_shutdown_raises_a_clear_error(tmp_path):
+    group = group_for()
+    group.async_update(random_batch(8))
+    group.shutdown()
+    group.shutdown()  # a second shutdown is harmless
+    calls = [
+        lambda: group.update(random_batch(8)),
+        lambda: group.async_update(random_batch(8)),
+        lambda: group.additional_update(timestep=1),
+        group.get_state,
+        lambda: group.set_state({}),
+        group.get_weights,
+        lambda: group.set_weights({}),
+        lambda: group.save_state(tmp_path),
+        lambda: group.load_state(tmp_path),
+        lambda: group.foreach_learner(lambda learner: None),
+    ]
+    for call in calls:
+        with pytest.raises(LearnerkitError, match="LearnerGroup was shut down; build a new one"):
+            call()

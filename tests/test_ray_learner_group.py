@@ -1,0 +1,225 @@
+"""LearnerGroup with Ray learner actors (``num_learners >= 1``): lockstep training, sharding,
+async back-pressure, checkpoints across group sizes, fault tolerance, and clusters.
+
+One Ray session (started by the first group, as a user's would be) serves the module; the
+two-node cluster test comes last and brings its own.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import ray
+from conftest import CARTPOLE_OBS, TWO_ACTIONS, bc_loss, make_plugin, random_batch
+
+import learnerkit
+from learnerkit import (
+    BatchError,
+    Learner,
+    LearnerGroup,
+    LearnerGroupError,
+    LearnerSpec,
+    ModuleSpec,
+    MultiAgentBatch,
+    ScalingConfig,
+)
+
+pytestmark = pytest.mark.ray
+
+HALF_CPU = 0.5  # two learners fit twice on this 2-core machine
+
+
+def bc_spec(num_learners: int, **kwargs) -> LearnerSpec:
+    return LearnerSpec(
+        algorithm=kwargs.pop("algorithm", "bc"),
+        module_spec=kwargs.pop("module_spec", ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS)),
+        scaling=ScalingConfig(num_learners=num_learners, num_cpus_per_learner=HALF_CPU),
+        **kwargs,
+    )
+
+
+def all_weights_identical(group: LearnerGroup) -> bool:
+    weights = group.foreach_learner(lambda learner: learner.get_module_state())
+    return (
+        all(
+            np.array_equal(weights[0][mid][name], other[mid][name])
+            for other in weights[1:]
+            for mid in other
+            for name in other[mid]
+        )
+        and len(weights) == group.num_learners
+    )
+
+
+def test_unreachable_ray_address_is_a_clear_error_not_a_hang():
+    if ray.is_initialized():
+        pytest.skip("runs only before this module's Ray session starts")
+    with pytest.raises(
+        LearnerGroupError, match=r"cannot reach the Ray cluster at '127\.0\.0\.1:9'"
+    ):
+        LearnerGroup(bc_spec(2), ray_address="127.0.0.1:9")
+
+
+@pytest.fixture(scope="module")
+def group():
+    """Two learners sharing one Ray session started by the group itself."""
+    assert not ray.is_initialized()
+    group = LearnerGroup(bc_spec(2), max_async_updates=2)
+    yield group
+    if ray.is_initialized():  # the cluster test may have ended this session already
+        group.shutdown()
+        ray.shutdown()
+
+
+def test_group_starts_a_local_ray_and_its_learners_train_in_lockstep(group):
+    assert ray.is_initialized()
+    batch = random_batch(200)
+    for _ in range(3):
+        results = group.update(batch, minibatch_size=32, num_epochs=2)
+    stats = results[learnerkit.DEFAULT_MODULE_ID]
+    assert stats["num_samples"] == 200  # counts add up over the two shards of 100
+    assert np.isfinite(stats["total_loss"]) and stats["gradient_norm"] > 0
+    assert all_weights_identical(group)
+
+
+def test_group_update_equals_one_local_update_on_the_whole_batch(group):
+    # Two shards' averaged gradients are the whole batch's gradient: same step, same weights.
+    group.set_state(group.get_state())  # start from the group's weights
+    local = Learner(bc_spec(0))
+    local.build()
+    local.set_state(group.get_state())
+    batch = random_batch(128, seed=3)
+    group_loss = group.update(batch)[learnerkit.DEFAULT_MODULE_ID]["total_loss"]
+    local_loss = local.update(batch)[learnerkit.DEFAULT_MODULE_ID]["total_loss"]
+    assert group_loss == pytest.approx(local_loss, rel=1e-5)
+    theirs, ours = group.get_weights(), local.get_module_state()
+    for name, value in ours[learnerkit.DEFAULT_MODULE_ID].items():
+        np.testing.assert_allclose(theirs[learnerkit.DEFAULT_MODULE_ID][name], value, atol=1e-6)
+
+
+def test_async_updates_are_bounded_and_every_one_returns_a_result(group):
+    returned = []
+    for i in range(7):
+        returned += group.async_update(random_batch(64, seed=i))
+        assert len(group._in_flight) <= group.max_async_updates
+    returned += group.wait_async_updates()
+    assert len(returned) == 7
+    assert all(r[learnerkit.DEFAULT_MODULE_ID]["num_samples"] == 64 for r in returned)
+    assert all_weights_identical(group)
+
+
+def test_module_with_fewer_rows_than_learners_is_skipped_on_all_of_them(caplog):
+    spec = bc_spec(
+        2,
+        module_spec={
+            "a": ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS),
+            "b": ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS),
+        },
+    )
+    with LearnerGroup(spec) as multi:
+        before = multi.get_weights()
+        batch = MultiAgentBatch({"a": random_batch(40), "b": random_batch(1, seed=1)})
+        with caplog.at_level(logging.WARNING, logger="learnerkit"):
+            results = multi.update(batch, minibatch_size=8)  # would deadlock if "b" ran on one
+        assert set(results) == {"a"}
+        assert "['b'] have fewer rows than the 2 learners" in caplog.text
+        after = multi.get_weights()
+        assert all(np.array_equal(before["b"][k], after["b"][k]) for k in before["b"])
+        assert all_weights_identical(multi)
+        with pytest.raises(BatchError, match="too small to share among 2 learners"):
+            multi.update(MultiAgentBatch({"a": random_batch(1), "b": random_batch(1)}))
+        # A bad row anywhere fails for the whole group before any learner starts.
+        bad = dict(random_batch(10))
+        bad["actions"] = np.where(np.arange(10) == 9, 5, bad["actions"])
+        with pytest.raises(BatchError, match="actions range over"):
+            multi.update(MultiAgentBatch({"a": bad}))
+        assert multi.update(MultiAgentBatch({"b": random_batch(6)}))["b"]["num_samples"] == 6
+
+
+def test_checkpoint_of_two_learners_loads_into_one_learner_and_a_local_learner(group, tmp_path):
+    group.update(random_batch(64))
+    group.additional_update(timestep=10)
+    group.save_state(tmp_path / "ckpt")
+    saved = group.get_state()
+    with LearnerGroup(bc_spec(1)) as single:
+        single.load_state(tmp_path / "ckpt")
+        loaded = single.get_state()
+        np.testing.assert_equal(loaded["modules"], saved["modules"])
+        np.testing.assert_equal(
+            loaded["optimizers"]["default_policy"]["state"],
+            saved["optimizers"]["default_policy"]["state"],
+        )
+        single.set_weights(group.get_weights())
+    local = Learner(bc_spec(0))
+    local.build()
+    local.load_state(tmp_path / "ckpt")
+    np.testing.assert_equal(local.get_module_state(), saved["modules"])
+    # ...and back: every learner of the group loads what one wrote.
+    group.load_state(tmp_path / "ckpt")
+    assert all_weights_identical(group)
+
+
+def test_killed_learner_is_restarted_from_a_healthy_one_and_training_goes_on(group, caplog):
+    group.update(random_batch(64))
+    before = group.get_state()
+    victim = group._learners.info_by_rank[1]["actor_id"]
+    ray.kill(group._learners.actors[1])
+    with caplog.at_level(logging.WARNING, logger="learnerkit"):
+        results = group.update(random_batch(64, seed=9))
+    assert f"learner 1 (Ray actor {victim}" in caplog.text and "died" in caplog.text
+    assert group._learners.info_by_rank[1]["actor_id"] != victim
+    assert results[learnerkit.DEFAULT_MODULE_ID]["num_samples"] == 64
+    assert all_weights_identical(group)
+    # The restarted learner got the optimizer state too: both hold the same Adam step count.
+    steps = group.foreach_learner(
+        lambda learner: learner.get_state()["optimizers"]["default_policy"]["state"]["0"]["step"]
+    )
+    assert steps[0] == steps[1] == before["optimizers"]["default_policy"]["state"]["0"]["step"] + 1
+
+
+def test_plugin_registered_in_code_trains_in_the_learner_actors(register):
+    register(make_plugin("my_bc", compute_loss=bc_loss))
+    with LearnerGroup(bc_spec(2, algorithm="my_bc")) as custom:
+        results = custom.update(random_batch(32))
+        assert set(results[learnerkit.DEFAULT_MODULE_ID]) >= {"policy_loss", "num_samples"}
+        assert all_weights_identical(custom)
+
+
+def test_learner_bigger_than_any_node_is_a_clear_error():
+    spec = attrs_evolve_scaling(bc_spec(2), num_cpus_per_learner=64)
+    with pytest.raises(LearnerGroupError, match=r"no node of the Ray cluster can hold one learner"):
+        LearnerGroup(spec)
+
+
+def test_cluster_short_of_cpus_is_a_clear_error_after_the_timeout(group, monkeypatch):
+    monkeypatch.setenv("LEARNERKIT_PLACEMENT_TIMEOUT_S", "1")
+    spec = attrs_evolve_scaling(bc_spec(4), num_cpus_per_learner=1)
+    with pytest.raises(LearnerGroupError, match=r"could not reserve 4 x 1 CPU .* CPU: \d+ free"):
+        LearnerGroup(spec)
+
+
+def attrs_evolve_scaling(spec: LearnerSpec, **changes) -> LearnerSpec:
+    import attrs
+
+    return attrs.evolve(spec, scaling=attrs.evolve(spec.scaling, **changes))
+
+
+def test_learners_on_two_nodes_of_a_cluster_train_in_lockstep():
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    try:
+        spec = attrs_evolve_scaling(bc_spec(2), num_cpus_per_learner=1)
+        with LearnerGroup(spec, ray_address=cluster.address) as spread:
+            nodes = spread.foreach_learner(lambda learner: ray.get_runtime_context().get_node_id())
+            assert len(set(nodes)) == 2
+            for seed in range(3):
+                spread.update(random_batch(64, seed=seed), minibatch_size=16)
+            assert all_weights_identical(spread)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

@@ -1,0 +1,133 @@
+"""`learnerkit train` / `evaluate`: PPO learns CartPole, and a run's files, resume and Ctrl-C."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from learnerkit import ConfigError, training
+from learnerkit._checkpoint import load
+from learnerkit.training import TrainConfig, evaluate_checkpoint, train
+
+SUMMARY_KEYS = {
+    "algorithm",
+    "env",
+    "framework",
+    "timesteps_total",
+    "episode_return_mean",
+    "wall_seconds",
+    "reached_stop_reward",
+}
+
+
+def _rows(run_dir):
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+def test_ppo_learns_cartpole_within_a_short_budget(tmp_path, framework):
+    summary = train(
+        TrainConfig(
+            framework=framework, stop_timesteps=40_000, out_dir=str(tmp_path), progress=False
+        )
+    )
+    # A random policy averages about 22; the default PPO passes 150 well before 40k steps.
+    assert summary.episode_return_mean > 150, summary
+    mean, _ = evaluate_checkpoint(str(tmp_path), num_episodes=5)
+    assert mean > 150
+
+
+def test_a_run_writes_metrics_tensorboard_curve_checkpoint_and_summary(tmp_path):
+    summary = train(TrainConfig(stop_timesteps=1024, out_dir=str(tmp_path), progress=False))
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(written)
+    assert written["timesteps_total"] == summary.timesteps_total == 1024
+    assert written["algorithm"] == "ppo" and written["env"] == "CartPole-v1"
+    rows = _rows(tmp_path)
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4]
+    assert {"learner/policy_loss", "learner/vf_loss", "learner/learning_rate"} <= set(rows[0])
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert (tmp_path / "learning_curve.png").stat().st_size > 0
+    state = load(tmp_path / "checkpoint")
+    assert state["algorithm"] == "ppo"
+
+
+def test_resume_continues_from_the_exact_saved_state(tmp_path):
+    train(TrainConfig(stop_timesteps=512, out_dir=str(tmp_path), progress=False))
+    saved = load(tmp_path / "checkpoint")
+    trainer = training._Trainer(
+        TrainConfig(stop_timesteps=1024, out_dir=str(tmp_path), resume=str(tmp_path))
+    )
+    try:
+        assert trainer.timesteps == 512 and trainer.iteration == 2
+        restored = trainer.group.get_state()
+        for name, array in saved["modules"]["default_policy"].items():
+            np.testing.assert_array_equal(restored["modules"]["default_policy"][name], array)
+        assert restored["algorithm_state"] == saved["algorithm_state"]
+    finally:
+        trainer.close()
+    summary = train(
+        TrainConfig(
+            stop_timesteps=1024, out_dir=str(tmp_path), resume=str(tmp_path), progress=False
+        )
+    )
+    assert summary.timesteps_total == 1024
+    assert [int(r["iteration"]) for r in _rows(tmp_path)] == [1, 2, 3, 4]
+
+
+def test_ctrl_c_leaves_a_usable_checkpoint(tmp_path, monkeypatch):
+    real_step = training._Trainer.step
+
+    def step_then_interrupt(self):
+        row = real_step(self)
+        if self.iteration == 2:
+            raise KeyboardInterrupt
+        return row
+
+    monkeypatch.setattr(training._Trainer, "step", step_then_interrupt)
+    summary = train(TrainConfig(stop_timesteps=10_000, out_dir=str(tmp_path), progress=False))
+    assert summary.interrupted and summary.timesteps_total == 512
+    mean, returns = evaluate_checkpoint(str(tmp_path), num_episodes=2)
+    assert len(returns) == 2 and mean > 0
+
+
+def test_an_offline_algorithm_is_refused_with_the_reason(tmp_path):
+    with pytest.raises(ConfigError, match="on-policy settings"):
+        train(TrainConfig(algorithm="bc", out_dir=str(tmp_path), progress=False))
+
+
+def test_the_cli_trains_and_evaluates(tmp_path):
+    run = [sys.executable, "-m", "learnerkit"]
+    out = subprocess.run(
+        [*run, "train", "--stop-timesteps", "512", "--out", str(tmp_path), "--quiet"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "learning curve:" in out and "checkpoint:" in out
+    out = subprocess.run(
+        [*run, "evaluate", str(tmp_path), "--episodes", "2"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "mean return over 2 episodes" in out
+
+
+def test_the_cli_names_a_bad_hyperparameter_in_one_line(tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"clip_parm": 0.3}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "learnerkit", "train", "--config", str(config), "--quiet"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "clip_parm" in proc.stderr and "Traceback" not in proc.stderr
