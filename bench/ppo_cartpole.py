@@ -52,8 +52,8 @@ model = PPO("MlpPolicy", env, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=
 model.learn(total_timesteps={budget}, callback=Stop())
 buf = model.ep_info_buffer
 mean = sum(e["r"] for e in buf) / max(len(buf), 1)
-print("RESULT", json.dumps({{"steps": model.num_timesteps, "reached": len(buf) == 100 and mean >= {target},
-                             "return": mean}}))
+reached = len(buf) == 100 and mean >= {target}
+print("RESULT", json.dumps({{"steps": model.num_timesteps, "reached": reached, "return": mean}}))
 """
 
 RLLIB = """

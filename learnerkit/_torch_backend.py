@@ -187,7 +187,7 @@ class TorchBackend:
                 for k in keys
             ]
         )
-        return dict(zip(keys, stacked.cpu().tolist()))
+        return dict(zip(keys, stacked.cpu().tolist(), strict=True))
 
     # State as numpy ----------------------------------------------------------------------
     def get_module_state(self, module: torch.nn.Module) -> dict[str, np.ndarray]:
