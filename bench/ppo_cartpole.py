@@ -79,11 +79,11 @@ print("RESULT", json.dumps({{"steps": int(steps), "reached": ret is not None and
 """
 
 
-def run_child(code: str) -> dict:
+def run_child(code: str, python: str = sys.executable) -> dict:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        [python, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )
     # wait4 gives this child's own peak RSS (getrusage(CHILDREN) would be a max over all).
     _, status, usage = os.wait4(proc.pid, 0)
@@ -96,10 +96,8 @@ def run_child(code: str) -> dict:
     return {**result, "wall": wall, "peak_mb": usage.ru_maxrss / 1024}
 
 
-def rllib_available() -> str | None:
-    probe = subprocess.run(
-        [sys.executable, "-c", "import ray.rllib"], capture_output=True, text=True
-    )
+def rllib_available(python: str) -> str | None:
+    probe = subprocess.run([python, "-c", "import ray.rllib"], capture_output=True, text=True)
     if probe.returncode == 0:
         return None
     last = (probe.stderr.strip().splitlines() or ["import failed"])[-1]
@@ -112,34 +110,46 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=150_000, help="env steps per run")
     parser.add_argument("--skip-rllib", action="store_true")
     parser.add_argument("--rllib-seeds", type=int, nargs="+", default=[0])
+    parser.add_argument(
+        "--rllib-python",
+        default=sys.executable,
+        help="interpreter with ray[rllib] installed (RLlib pins an older gymnasium, so it may "
+        "live in its own venv)",
+    )
     args = parser.parse_args()
 
     contenders = {"learnerkit": LEARNERKIT, "sb3": SB3}
     notes = []
     if not args.skip_rllib:
-        reason = rllib_available()
+        reason = rllib_available(args.rllib_python)
         if reason is None:
             contenders["rllib"] = RLLIB
         else:
             notes.append(reason)
     rows = []
-    for name, template in contenders.items():
-        seeds = args.rllib_seeds if name == "rllib" else args.seeds
-        for seed in seeds:
-            code = template.format(
-                seed=seed, target=TARGET, budget=args.budget, out=f"/tmp/lk-bench-ppo-{seed}"
+    # Seeds outer, contenders inner: a load that comes and goes on the machine hits both.
+    runs = [
+        (name, seed)
+        for seed in sorted(set(args.seeds) | set(args.rllib_seeds))
+        for name in contenders
+        if seed in (args.rllib_seeds if name == "rllib" else args.seeds)
+    ]
+    for name, seed in runs:
+        template = contenders[name]
+        code = template.format(
+            seed=seed, target=TARGET, budget=args.budget, out=f"/tmp/lk-bench-ppo-{seed}"
+        )
+        result = run_child(code, args.rllib_python if name == "rllib" else sys.executable)
+        rows.append((name, seed, result))
+        if "error" in result:
+            print(f"{name:<10} seed {seed}: failed: {result['error']}", flush=True)
+        else:
+            print(
+                f"{name:<10} seed {seed}: {'reached' if result['reached'] else 'MISSED '} "
+                f"{TARGET:g} after {result['steps']:>7} steps, {result['wall']:6.1f} s wall, "
+                f"peak {result['peak_mb']:.0f} MB",
+                flush=True,
             )
-            result = run_child(code)
-            rows.append((name, seed, result))
-            if "error" in result:
-                print(f"{name:<10} seed {seed}: failed: {result['error']}", flush=True)
-            else:
-                print(
-                    f"{name:<10} seed {seed}: {'reached' if result['reached'] else 'MISSED '} "
-                    f"{TARGET:g} after {result['steps']:>7} steps, {result['wall']:6.1f} s wall, "
-                    f"peak {result['peak_mb']:.0f} MB",
-                    flush=True,
-                )
 
     print(f"\nmedian over seeds (wall includes start-up; target mean return {TARGET:g})")
     medians = {}

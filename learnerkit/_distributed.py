@@ -2,13 +2,26 @@
 
 ``data_parallel_class(cls, framework)`` adds a framework's mixin to the Learner class (the
 user's subclass included), giving it ``join_group`` (form or re-form the process group),
-``agree`` (the check every update starts with) and a distributed training forward pass.
+``agree`` (the check every update starts with) and gradients averaged over the learners.
 
-Torch: ``torch.distributed`` with gloo on CPU and NCCL when each learner has a GPU of its
-own; the modules train through DistributedDataParallel, which all-reduces (averages) the
-gradients during the backward pass. The ``agree`` check always runs on a gloo group: gloo
-fails within milliseconds when a peer process has died ("Connection closed by peer"),
-where NCCL would wait until its timeout.
+Both frameworks form one ``torch.distributed`` process group (``_GroupMember``). The
+``agree`` check always runs on a gloo group: gloo fails within milliseconds when a peer
+process has died ("Connection closed by peer"), where NCCL would wait until its timeout.
+
+Torch: gloo on CPU and NCCL when each learner has a GPU of its own; the modules train
+through DistributedDataParallel, which all-reduces (averages) the gradients during the
+backward pass.
+
+TensorFlow: the compiled train step hands its gradients, flattened into one buffer, to a
+gloo all-reduce through ``tf.numpy_function`` (one collective per optimizer step), and
+clips and applies the averaged gradients, so every learner takes the same step. Chosen
+over TensorFlow's own MultiWorkerMirroredStrategy because that strategy is configured once
+per process (``TF_CONFIG`` read when the runtime starts) and cannot re-form its group when
+a Ray actor is restarted without restarting every learner, and it would have to own the
+model, optimizer and dataset (``strategy.scope()``, distributed datasets) that the backend
+builds; the gloo group is already there, re-forms in place, and gives TensorFlow learners
+the same fail-fast ``agree`` and recovery as torch ones. The price is a host copy of the
+gradients per step, small next to the step for the models learners train on CPUs.
 """
 
 from __future__ import annotations
@@ -17,6 +30,8 @@ import datetime
 import os
 from functools import cache
 from typing import Any
+
+import numpy as np
 
 from learnerkit.errors import LearnerGroupError
 
@@ -57,77 +72,55 @@ def accelerator_device(framework: str, num_gpus: float) -> str:
 @cache
 def data_parallel_class(cls: type, framework: str) -> type:
     """``cls`` with the data-parallel mixin of ``framework`` (cached: one class per pair)."""
-    if framework != "torch":
-        raise LearnerGroupError(f"no data-parallel learner for framework {framework!r} yet")
-    return type(f"DataParallel{cls.__name__}", (TorchDataParallel, cls), {"__module__": __name__})
+    mixins = {"torch": TorchDataParallel, "tf": TFDataParallel}
+    if framework not in mixins:
+        raise LearnerGroupError(f"no data-parallel learner for framework {framework!r}")
+    return type(f"DataParallel{cls.__name__}", (mixins[framework], cls), {"__module__": __name__})
 
 
-class _DDPForward:
-    """The training forward pass of one module: its DDP wrapper once the group exists.
+class _GroupMember:
+    """A learner's place in the torch.distributed process group, for either framework:
+    joining (and re-joining after a restart), the ``agree`` check, and the broken flag."""
 
-    Looked up at each call because re-forming the group replaces the wrapper, while the
-    Learner's train step keeps this object.
-    """
-
-    def __init__(self, learner: TorchDataParallel, module_id: str) -> None:
-        self.learner, self.module_id = learner, module_id
-
-    def __call__(self, batch: Any) -> Any:
-        wrapped = self.learner._ddp.get(self.module_id)
-        return (wrapped or self.learner.module[self.module_id])(batch)
-
-
-class TorchDataParallel:
-    """Mixin for a torch Learner: joins a torch.distributed group and trains through DDP."""
-
-    _ddp: dict[str, Any]
     _control: Any = None
     _broken = False
     world_size = 1
 
-    def limit_threads(self, num_threads: int) -> None:
-        import torch
-
-        torch.set_num_threads(num_threads)
-
-    def _training_forward(self, module_id: str) -> Any:
-        if not hasattr(self, "_ddp"):
-            self._ddp = {}
-        return _DDPForward(self, module_id)
-
     def join_group(self, rank: int, world_size: int, address: str, port: int) -> None:
-        import torch.distributed as dist
-        from torch.nn.parallel import DistributedDataParallel
-
+        try:
+            import torch.distributed as dist
+        except ImportError as exc:
+            raise LearnerGroupError(
+                "data-parallel learners form their process group with torch.distributed; "
+                "install torch (pip install 'learnerkit[torch]')"
+            ) from exc
         if dist.is_initialized():
             dist.destroy_process_group()
-        self._ddp = {}
+        self._control = None
+        self._left_group()
         self.world_size = world_size
         self._broken = False
         if world_size == 1:
-            return  # a lone learner needs no collective (nor DDP's bucket copies)
-        cuda = self.backend.device.type == "cuda"
-        # NCCL needs one GPU per rank; learners sharing a GPU all-reduce through gloo.
-        own_gpu = cuda and self.spec.scaling.num_gpus_per_learner >= 1
+            return  # a lone learner needs no collective
+        backend = self._collective_backend()
         dist.init_process_group(
-            "nccl" if own_gpu else "gloo",
+            backend,
             init_method=f"tcp://{address}:{port}",
             rank=rank,
             world_size=world_size,
             timeout=COLLECTIVE_TIMEOUT,
         )
-        self._control = dist.new_group(backend="gloo") if own_gpu else dist.group.WORLD
-        for module_id, module in self.module.items():
-            if not any(p.requires_grad for p in module.parameters()):
-                continue
-            # find_unused_parameters: an algorithm's loss may leave parts of a module out
-            # (BC never touches the value head); DDP would wait for their gradients.
-            self._ddp[module_id] = DistributedDataParallel(
-                module,
-                device_ids=[self.backend.device.index] if cuda else None,
-                find_unused_parameters=True,
-            )
-        self._broken = False
+        self._control = dist.group.WORLD if backend == "gloo" else dist.new_group(backend="gloo")
+        self._joined_group()
+
+    def _collective_backend(self) -> str:
+        return "gloo"
+
+    def _left_group(self) -> None:
+        """Drop whatever belonged to the old group (called before joining a new one)."""
+
+    def _joined_group(self) -> None:
+        """Set up what trains through the new group (called once it is formed)."""
 
     def agree(self, seq: int) -> None:
         """Check, with one tiny all-reduce, that every learner is alive and on update ``seq``;
@@ -154,3 +147,105 @@ class TorchDataParallel:
 
     def mark_broken(self) -> None:
         self._broken = True
+
+
+class _DDPForward:
+    """The training forward pass of one module: its DDP wrapper once the group exists.
+
+    Looked up at each call because re-forming the group replaces the wrapper, while the
+    Learner's train step keeps this object.
+    """
+
+    def __init__(self, learner: TorchDataParallel, module_id: str) -> None:
+        self.learner, self.module_id = learner, module_id
+
+    def __call__(self, batch: Any) -> Any:
+        wrapped = self.learner._ddp.get(self.module_id)
+        return (wrapped or self.learner.module[self.module_id])(batch)
+
+
+class TorchDataParallel(_GroupMember):
+    """Mixin for a torch Learner: joins a torch.distributed group and trains through DDP."""
+
+    _ddp: dict[str, Any]
+
+    def limit_threads(self, num_threads: int) -> None:
+        import torch
+
+        torch.set_num_threads(num_threads)
+
+    def _training_forward(self, module_id: str) -> Any:
+        if not hasattr(self, "_ddp"):
+            self._ddp = {}
+        return _DDPForward(self, module_id)
+
+    def _own_gpu(self) -> bool:
+        # NCCL needs one GPU per rank; learners sharing a GPU all-reduce through gloo.
+        return self.backend.device.type == "cuda" and self.spec.scaling.num_gpus_per_learner >= 1
+
+    def _collective_backend(self) -> str:
+        return "nccl" if self._own_gpu() else "gloo"
+
+    def _left_group(self) -> None:
+        self._ddp = {}
+
+    def _joined_group(self) -> None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        cuda = self.backend.device.type == "cuda"
+        for module_id, module in self.module.items():
+            if not any(p.requires_grad for p in module.parameters()):
+                continue
+            # find_unused_parameters: an algorithm's loss may leave parts of a module out
+            # (BC never touches the value head); DDP would wait for their gradients.
+            self._ddp[module_id] = DistributedDataParallel(
+                module,
+                device_ids=[self.backend.device.index] if cuda else None,
+                find_unused_parameters=True,
+            )
+
+
+class TFDataParallel(_GroupMember):
+    """Mixin for a TensorFlow Learner: its train steps average their gradients over the
+    group with one gloo all-reduce per step, before clipping and applying them."""
+
+    def limit_threads(self, num_threads: int) -> None:
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(num_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(num_threads)
+        except RuntimeError:
+            pass  # TensorFlow already started in this process: its thread pools are fixed
+
+    def _make_train_step(self, module_id: str) -> Any:
+        return self.backend.make_train_step(
+            self._training_forward(module_id),
+            self._modules[module_id],
+            self._optimizers[module_id],
+            self._loss_fn(module_id),
+            self.hps.grad_clip,
+            allreduce_gradients=self.allreduce_gradients,
+        )
+
+    def allreduce_gradients(self, gradients: list[np.ndarray]) -> list[np.ndarray]:
+        """The mean over the learners of each gradient: one all-reduce of one flat buffer.
+
+        Gloo's all-reduce leaves every rank with the same bits, so every learner applies
+        the same update and the copies stay identical.
+        """
+        if self.world_size == 1 or not gradients:
+            return gradients
+        import torch
+        import torch.distributed as dist
+
+        dtype = np.result_type(*gradients)
+        flat = np.concatenate([np.asarray(g, dtype).ravel() for g in gradients])
+        # from_numpy shares the buffer: the all-reduce writes its sum into ``flat``.
+        dist.all_reduce(torch.from_numpy(flat), op=dist.ReduceOp.SUM)
+        flat /= self.world_size
+        out, offset = [], 0
+        for g in gradients:
+            out.append(flat[offset : offset + g.size].reshape(g.shape).astype(g.dtype, copy=False))
+            offset += g.size
+        return out

@@ -229,11 +229,6 @@ class RayLearners:
     """``num_learners`` Learner actors training data-parallel (LearnerGroup's back end)."""
 
     def __init__(self, spec: LearnerSpec, *, ray_address: str | None = None) -> None:
-        if spec.framework != "torch":
-            raise LearnerGroupError(
-                f"data-parallel learners on Ray support framework 'torch' only so far, not "
-                f"{spec.framework!r}; use num_learners=0 for a local {spec.framework} Learner"
-            )
         self.spec = spec
         self.num_learners = spec.scaling.num_learners
         # Driver-side copy, never built: validates batches before they are sharded, so that

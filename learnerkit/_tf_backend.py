@@ -113,6 +113,7 @@ class TFOps:
 TF_OPS = TFOps()
 
 LossFn = Callable[[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]], Mapping[str, Any]]
+AllReduce = Callable[[list[np.ndarray]], list[np.ndarray]]
 
 
 def tf_device_name(device: str | None) -> str:
@@ -255,14 +256,26 @@ class TFBackend:
         optimizer: keras.optimizers.Optimizer,
         loss_fn: LossFn,
         grad_clip: float | None,
+        allreduce_gradients: AllReduce | None = None,
     ) -> Callable[..., dict[str, tf.Tensor]]:
         """A function running one optimizer step on ``tensors[indices]``; returns scalar
-        loss statistics and the pre-clipping gradient norm."""
+        loss statistics and the pre-clipping gradient norm.
+
+        ``allreduce_gradients`` (data-parallel learners) maps the list of gradients, as numpy
+        arrays, to their mean over the learners; the step calls it once, inside the compiled
+        function, before clipping, so every learner clips and applies the same gradients.
+        """
         if not optimizer.built:
             # Variables can only be made on a tf.function's first trace; make them now.
             optimizer.build(self.parameters(module))
         return _TrainStep(
-            self.device, forward, self.parameters(module), optimizer, loss_fn, grad_clip
+            self.device,
+            forward,
+            self.parameters(module),
+            optimizer,
+            loss_fn,
+            grad_clip,
+            allreduce_gradients,
         )
 
     def mean_metrics(self, per_step: Sequence[Mapping[str, Any]]) -> dict[str, float]:
@@ -334,6 +347,22 @@ class TFBackend:
         return value
 
 
+def _numpy_allreduce(allreduce: AllReduce, grads: list[Any]) -> list[tf.Tensor]:
+    """``allreduce`` called from a compiled step: one python call with every gradient."""
+    # A sparse gradient (an embedding's IndexedSlices) is reduced as the dense tensor it is.
+    grads = [tf.convert_to_tensor(g) for g in grads]
+    out = tf.numpy_function(
+        lambda *arrays: allreduce(list(arrays)),
+        grads,
+        [g.dtype for g in grads],
+        stateful=True,  # a collective: never pruned, merged or reordered
+        name="allreduce_gradients",
+    )
+    for averaged, g in zip(out, grads, strict=True):
+        averaged.set_shape(g.shape)
+    return list(out)
+
+
 class _TrainStep:
     """One optimizer step as a ``tf.function``, compiled once per batch layout.
 
@@ -342,8 +371,11 @@ class _TrainStep:
     signature, so batch and minibatch sizes never retrace.
     """
 
-    def __init__(self, device, forward, params, optimizer, loss_fn, grad_clip) -> None:
+    def __init__(
+        self, device, forward, params, optimizer, loss_fn, grad_clip, allreduce=None
+    ) -> None:
         self.device = device
+        self.allreduce = allreduce
         self.forward = forward
         self.params = params
         self.optimizer = optimizer
@@ -391,6 +423,9 @@ class _TrainStep:
                     total_loss = loss_out["total_loss"]
                 grads = tape.gradient(total_loss, self.params)
                 pairs = [(g, p) for g, p in zip(grads, self.params, strict=True) if g is not None]
+                if self.allreduce is not None and pairs:
+                    averaged = _numpy_allreduce(self.allreduce, [g for g, _ in pairs])
+                    pairs = list(zip(averaged, [p for _, p in pairs], strict=True))
                 grad_norm = tf.linalg.global_norm([g for g, _ in pairs])
                 if self.grad_clip is not None and pairs:
                     clipped, _ = tf.clip_by_global_norm(

@@ -75,16 +75,7 @@ class Learner:
             initial = self.algorithm.initial_state
             self._algorithm_state[module_id] = dict(initial(self.hps)) if initial else {}
         self._generator = self.backend.make_generator(self.hps.seed)
-        self._train_steps = {
-            module_id: self.backend.make_train_step(
-                self._training_forward(module_id),
-                module,
-                self._optimizers[module_id],
-                self._loss_fn(module_id),
-                self.hps.grad_clip,
-            )
-            for module_id, module in self._modules.items()
-        }
+        self._train_steps = {mid: self._make_train_step(mid) for mid in self._modules}
         self._built = True
 
     def _make_plugin_manager(self) -> pluggy.PluginManager:
@@ -109,6 +100,17 @@ class Learner:
     def _training_forward(self, module_id: ModuleID) -> Any:
         """The callable that runs the training forward pass (a DDP wrapper when distributed)."""
         return self._modules[module_id]
+
+    def _make_train_step(self, module_id: ModuleID) -> Any:
+        """The compiled minibatch step of one module (a data-parallel TF learner adds its
+        gradient all-reduce)."""
+        return self.backend.make_train_step(
+            self._training_forward(module_id),
+            self._modules[module_id],
+            self._optimizers[module_id],
+            self._loss_fn(module_id),
+            self.hps.grad_clip,
+        )
 
     def _loss_fn(self, module_id: ModuleID):
         def loss_fn(batch, fwd_out, state):

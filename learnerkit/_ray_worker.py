@@ -1,0 +1,87 @@
+"""What runs inside each learner's Ray actor: one data-parallel Learner and its place in
+the process group (see ``learnerkit._distributed``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import ray
+
+from learnerkit._plugins import register_algorithm
+from learnerkit.batch import MultiAgentBatch
+from learnerkit.learner import Learner
+from learnerkit.specs import LearnerSpec
+
+Results = dict[str, dict[str, Any]]
+
+
+class _LearnerWorker:
+    """Runs in a Ray actor: one data-parallel Learner and its place in the process group."""
+
+    def __init__(self, spec: LearnerSpec, plugins: dict[str, Any]) -> None:
+        from learnerkit._distributed import accelerator_device, data_parallel_class
+
+        # Batches arrive as read-only views of Ray's object store; training only reads them.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        # Plugins registered in code in the driver do not exist here until registered again.
+        for plugin in plugins.values():
+            register_algorithm(plugin, replace=True)
+        scaling = spec.scaling
+        self.device = accelerator_device(spec.framework, scaling.num_gpus_per_learner)
+        cls = data_parallel_class(spec.learner_class or Learner, spec.framework)
+        self.learner = cls(spec, device=self.device)
+        self.learner.limit_threads(max(1, int(scaling.num_cpus_per_learner)))
+        self.learner.build()
+
+    def info(self) -> dict[str, Any]:
+        ctx = ray.get_runtime_context()
+        return {
+            "actor_id": ctx.get_actor_id(),
+            "node_id": ctx.get_node_id(),
+            "pid": os.getpid(),
+            "device": self.device,
+        }
+
+    def rendezvous_address(self) -> tuple[str, int]:
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        return ray.util.get_node_ip_address(), port
+
+    def join_group(self, rank: int, world_size: int, address: str, port: int) -> None:
+        self.learner.join_group(rank, world_size, address, port)
+
+    def update(
+        self, seq: int, batch: MultiAgentBatch, rank: int, kwargs: dict[str, Any]
+    ) -> Results:
+        """Train on shard ``rank`` of ``batch`` (all learners get the one stored batch: a
+        single put instead of one per learner keeps ``async_update`` from blocking)."""
+        self.learner.agree(seq)  # raises NotApplied, with no state changed, if a peer is gone
+        try:
+            return self.learner.update(batch.shard(self.learner.world_size)[rank], **kwargs)
+        except BaseException:
+            # A collective may have been left half done: fail later updates fast until the
+            # group is formed again.
+            self.learner.mark_broken()
+            raise
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(self.learner, *args)
+
+    def ping(self) -> bool:
+        return True
+
+
+RemoteWorker = ray.remote(max_restarts=0, max_task_retries=0)(_LearnerWorker)
+
+
+def get_state(learner: Learner) -> dict[str, Any]:
+    return learner.get_state()
+
+
+def set_state(learner: Learner, state: dict[str, Any]) -> None:
+    learner.set_state(state)
