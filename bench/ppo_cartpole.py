@@ -74,8 +74,8 @@ while steps < {budget}:
     ret = r["env_runners"].get("episode_return_mean")
     if ret is not None and ret >= {target}:
         break
-print("RESULT", json.dumps({{"steps": int(steps), "reached": ret is not None and ret >= {target},
-                             "return": ret}}))
+reached = bool(ret is not None and ret >= {target})
+print("RESULT", json.dumps({{"steps": int(steps), "reached": reached, "return": float(ret or 0)}}))
 """
 
 

@@ -76,7 +76,10 @@ def placement_timeout() -> float:
 
 
 def _bundle(scaling: ScalingConfig) -> dict[str, float]:
-    bundle = {"CPU": float(scaling.num_cpus_per_learner), "GPU": float(scaling.num_gpus_per_learner)}
+    bundle = {
+        "CPU": float(scaling.num_cpus_per_learner),
+        "GPU": float(scaling.num_gpus_per_learner),
+    }
     return {k: v for k, v in bundle.items() if v > 0}
 
 

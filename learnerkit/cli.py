@@ -71,7 +71,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from learnerkit.training import evaluate_checkpoint
+    from learnerkit.evaluation import evaluate_checkpoint
 
     mean, returns = evaluate_checkpoint(
         args.checkpoint, env_id=args.env, num_episodes=args.episodes, seed=args.seed

@@ -12,7 +12,8 @@ import pytest
 
 from learnerkit import ConfigError, training
 from learnerkit._checkpoint import load
-from learnerkit.training import TrainConfig, evaluate_checkpoint, train
+from learnerkit.evaluation import evaluate_checkpoint
+from learnerkit.training import TrainConfig, train
 
 SUMMARY_KEYS = {
     "algorithm",
