@@ -3,33 +3,23 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from learnerkit._plugins import get_algorithm
-from learnerkit.errors import CheckpointError
 from learnerkit.learner import Learner
 from learnerkit.sampling import EnvRunner
 from learnerkit.specs import LearnerSpec, ModuleSpec, structure_hyperparameters
-from learnerkit.training import CHECKPOINT_DIR, RUN_FILE
+from learnerkit.training import checkpoint_dir, read_run
 
 
 def evaluate_checkpoint(
     path: str, *, env_id: str | None = None, num_episodes: int = 10, seed: int = 1000
 ) -> tuple[float, list[float]]:
     """Mean return of the greedy policy saved at ``path`` (a run or checkpoint directory)."""
-    checkpoint = (
-        Path(path) / CHECKPOINT_DIR if (Path(path) / CHECKPOINT_DIR).is_dir() else Path(path)
-    )
-    run_file = checkpoint / RUN_FILE
-    if not run_file.is_file():
-        raise CheckpointError(
-            f"{path} is not a learnerkit training checkpoint ({RUN_FILE} is missing); pass the "
-            "run directory written by `learnerkit train`"
-        )
-    run = json.loads(run_file.read_text())
+    checkpoint = checkpoint_dir(path)
+    run = read_run(path)
     algorithm = get_algorithm(run["algorithm"])
     hps = structure_hyperparameters(algorithm.hyperparameters, run["hyperparameters"])
     env_id = env_id or run["env"]

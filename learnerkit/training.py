@@ -98,6 +98,8 @@ def _resolve(config: TrainConfig, algorithm: Algorithm) -> tuple[Any, dict[str, 
 
 class _Trainer:
     def __init__(self, config: TrainConfig) -> None:
+        if config.resume:
+            config = _continue_run(config)
         self.config = config
         self.algorithm = get_algorithm(config.algorithm)
         self.hps, self.model_config, self.stop_reward, self.stop_timesteps = _resolve(
@@ -167,7 +169,7 @@ class _Trainer:
         return path
 
     def _restore(self, path: Path) -> None:
-        checkpoint = path / CHECKPOINT_DIR if (path / CHECKPOINT_DIR).is_dir() else path
+        checkpoint = checkpoint_dir(path)
         state_file = checkpoint / "trainer_state.json"
         if not state_file.is_file():
             raise CheckpointError(
@@ -273,6 +275,38 @@ class _Trainer:
         self.runner.close()
 
 
+def checkpoint_dir(path: str | os.PathLike) -> Path:
+    """The checkpoint directory of a run directory, or ``path`` itself if it is one."""
+    path = Path(path)
+    return path / CHECKPOINT_DIR if (path / CHECKPOINT_DIR).is_dir() else path
+
+
+def read_run(path: str | os.PathLike) -> dict[str, Any]:
+    """What a run was trained with (``run.json`` of its checkpoint)."""
+    run_file = checkpoint_dir(path) / RUN_FILE
+    if not run_file.is_file():
+        raise CheckpointError(
+            f"{path} is not a learnerkit training checkpoint ({RUN_FILE} is missing); pass the "
+            "run directory written by `learnerkit train`"
+        )
+    return json.loads(run_file.read_text())
+
+
+def _continue_run(config: TrainConfig) -> TrainConfig:
+    """A resumed run keeps the algorithm, env, framework, hyperparameters and model of the
+    run it continues; explicit overrides still apply on top."""
+    run = read_run(config.resume)
+    hyperparameters = {k: v for k, v in run["hyperparameters"].items() if k != "seed"}
+    return attrs.evolve(
+        config,
+        algorithm=run["algorithm"],
+        env_id=run["env"],
+        framework=run["framework"],
+        overrides={**hyperparameters, **config.overrides},
+        model_config={**run["model_config"], **(config.model_config or {})},
+    )
+
+
 def _write_json_atomic(path: Path, value: Any) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(value, indent=2))
@@ -321,7 +355,9 @@ def run_training_from_args(args: Any) -> int:
     if args.num_envs is not None:
         overrides["num_envs"] = args.num_envs
     resume = args.resume
-    out_dir = args.out or (resume if resume and Path(resume, RUN_FILE).exists() else None)
+    # Resuming a run directory continues writing into it.
+    is_run_dir = resume and (Path(resume) / CHECKPOINT_DIR).is_dir()
+    out_dir = args.out or (resume if is_run_dir else None)
     config = TrainConfig(
         algorithm=args.algorithm,
         env_id=args.env,

@@ -15,6 +15,8 @@ from learnerkit._checkpoint import load
 from learnerkit.evaluation import evaluate_checkpoint
 from learnerkit.training import TrainConfig, train
 
+# Small iterations (8 envs x 32 steps = 256 samples, 2 epochs) keep these runs short.
+SMALL = {"rollout_fragment_length": 32, "num_epochs": 2}
 SUMMARY_KEYS = {
     "algorithm",
     "env",
@@ -46,7 +48,9 @@ def test_ppo_learns_cartpole_within_a_short_budget(tmp_path, framework):
 
 
 def test_a_run_writes_metrics_tensorboard_curve_checkpoint_and_summary(tmp_path):
-    summary = train(TrainConfig(stop_timesteps=1024, out_dir=str(tmp_path), progress=False))
+    summary = train(
+        TrainConfig(stop_timesteps=1024, out_dir=str(tmp_path), progress=False, overrides=SMALL)
+    )
     written = json.loads((tmp_path / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(written)
     assert written["timesteps_total"] == summary.timesteps_total == 1024
@@ -61,10 +65,12 @@ def test_a_run_writes_metrics_tensorboard_curve_checkpoint_and_summary(tmp_path)
 
 
 def test_resume_continues_from_the_exact_saved_state(tmp_path):
-    train(TrainConfig(stop_timesteps=512, out_dir=str(tmp_path), progress=False))
+    train(TrainConfig(stop_timesteps=512, out_dir=str(tmp_path), progress=False, overrides=SMALL))
     saved = load(tmp_path / "checkpoint")
     trainer = training._Trainer(
-        TrainConfig(stop_timesteps=1024, out_dir=str(tmp_path), resume=str(tmp_path))
+        TrainConfig(
+            stop_timesteps=1024, out_dir=str(tmp_path), resume=str(tmp_path), overrides=SMALL
+        )
     )
     try:
         assert trainer.timesteps == 512 and trainer.iteration == 2
@@ -74,6 +80,7 @@ def test_resume_continues_from_the_exact_saved_state(tmp_path):
         assert restored["algorithm_state"] == saved["algorithm_state"]
     finally:
         trainer.close()
+    # Resuming without overrides keeps the run's own (SMALL) hyperparameters.
     summary = train(
         TrainConfig(
             stop_timesteps=1024, out_dir=str(tmp_path), resume=str(tmp_path), progress=False
@@ -93,7 +100,9 @@ def test_ctrl_c_leaves_a_usable_checkpoint(tmp_path, monkeypatch):
         return row
 
     monkeypatch.setattr(training._Trainer, "step", step_then_interrupt)
-    summary = train(TrainConfig(stop_timesteps=10_000, out_dir=str(tmp_path), progress=False))
+    summary = train(
+        TrainConfig(stop_timesteps=10_000, out_dir=str(tmp_path), progress=False, overrides=SMALL)
+    )
     assert summary.interrupted and summary.timesteps_total == 512
     mean, returns = evaluate_checkpoint(str(tmp_path), num_episodes=2)
     assert len(returns) == 2 and mean > 0
