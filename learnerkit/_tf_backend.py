@@ -423,15 +423,15 @@ class _TrainStep:
                     total_loss = loss_out["total_loss"]
                 grads = tape.gradient(total_loss, self.params)
                 pairs = [(g, p) for g, p in zip(grads, self.params, strict=True) if g is not None]
+                if self.allreduce is not None and pairs:
+                    averaged = _numpy_allreduce(self.allreduce, [g for g, _ in pairs])
+                    pairs = list(zip(averaged, [p for _, p in pairs], strict=True))
                 grad_norm = tf.linalg.global_norm([g for g, _ in pairs])
                 if self.grad_clip is not None and pairs:
                     clipped, _ = tf.clip_by_global_norm(
                         [g for g, _ in pairs], self.grad_clip, use_norm=grad_norm
                     )
                     pairs = list(zip(clipped, [p for _, p in pairs], strict=True))
-                if self.allreduce is not None and pairs:
-                    averaged = _numpy_allreduce(self.allreduce, [g for g, _ in pairs])
-                    pairs = list(zip(averaged, [p for _, p in pairs], strict=True))
                 if pairs:  # a loss that touches no weight leaves them (and Adam's count) be
                     self.optimizer.apply_gradients(pairs)
                 stats = {k: tf.reduce_mean(tf.cast(v, tf.float32)) for k, v in loss_out.items()}
