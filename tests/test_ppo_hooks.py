@@ -189,7 +189,7 @@ def test_optimizer_is_adam_with_the_configured_learning_rate_and_epsilon():
         ({"lambda_": -0.1}, r"lambda_ must be in \[0, 1\]"),
         ({"num_epochs": 0}, r"num_epochs must be an integer >= 1"),
         ({"num_envs": 2.5}, r"num_envs must be an integer >= 1"),
-        ({"minibatch_size": 1000}, r"minibatch_size \(1000\) exceeds .* = 256"),
+        ({"minibatch_size": 1000}, r"minibatch_size \(1000\) exceeds .* = 512"),
         ({"vf_clip_around_old_value": True}, r"vf_clip_around_old_value needs vf_clip_param"),
         ({"entropy_coeff_schedule": [[10, 0.1]]}, r"entropy_coeff_schedule must .* timestep 0"),
         ({"entropy_coeff_schedule": [[0, -0.1]]}, r"entropy_coeff_schedule values must be >= 0"),
