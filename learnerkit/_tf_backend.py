@@ -1,4 +1,4 @@
-"""The TensorFlow backend: ops, module building, the compiled minibatch step, state as numpy.
+"""The TensorFlow backend: module building, the compiled minibatch step, state as numpy.
 
 Same methods and meaning as ``learnerkit._torch_backend.TorchBackend``. The minibatch step
 is one ``tf.function`` (gather, forward, the algorithm's loss, gradients, clipping, Adam),
@@ -19,98 +19,10 @@ import numpy as np
 import tensorflow as tf
 
 from learnerkit._checkpoint import check_same_shapes
+from learnerkit._tf_ops import TF_OPS
 from learnerkit.batch import SampleBatch
 from learnerkit.errors import CheckpointError, ConfigError
 from learnerkit.specs import ModuleSpec
-
-
-class TFOps:
-    """``learnerkit.Ops`` for TensorFlow."""
-
-    framework = "tf"
-
-    def mean(self, x, axis=None):
-        return tf.reduce_mean(x, axis=axis)
-
-    def sum(self, x, axis=None):
-        return tf.reduce_sum(x, axis=axis)
-
-    def variance(self, x):
-        return tf.math.reduce_variance(x)
-
-    def max(self, x):
-        return tf.reduce_max(x)
-
-    square = staticmethod(tf.square)
-    sqrt = staticmethod(tf.sqrt)
-    exp = staticmethod(tf.exp)
-    log = staticmethod(tf.math.log)
-    abs = staticmethod(tf.abs)
-    minimum = staticmethod(tf.minimum)
-    maximum = staticmethod(tf.maximum)
-    where = staticmethod(tf.where)
-
-    def clip(self, x, low, high):
-        return tf.clip_by_value(x, low, high)
-
-    def float32(self, x):
-        return tf.cast(x, tf.float32)
-
-    def stop_gradient(self, x):
-        return tf.stop_gradient(x)
-
-    def split_last(self, x, parts):
-        return tuple(tf.split(x, parts, axis=-1))
-
-    def take_along_last(self, x, indices):
-        return tf.gather(x, tf.cast(indices, tf.int32), axis=-1, batch_dims=1)
-
-    def log_softmax(self, logits):
-        return tf.nn.log_softmax(logits, axis=-1)
-
-    def softmax(self, logits):
-        return tf.nn.softmax(logits, axis=-1)
-
-    def argmax_last(self, x):
-        return tf.argmax(x, axis=-1)
-
-    def sample_categorical(self, logits):
-        # Gumbel-max, as in the torch backend: any batch rank, same distribution.
-        u = tf.random.uniform(tf.shape(logits), minval=1e-20, maxval=1.0, dtype=logits.dtype)
-        return tf.argmax(logits - tf.math.log(-tf.math.log(u)), axis=-1)
-
-    def random_normal_like(self, x):
-        return tf.random.normal(tf.shape(x), dtype=x.dtype)
-
-    def adam(self, module, learning_rate, eps=1e-8):
-        variables = list(module.trainable_variables)
-        # Next to the weights (a variable's device string is a valid device scope), and built
-        # now: a learner that has not stepped yet can then load a saved optimizer state.
-        first = variables[0] if variables else None
-        # A Keras variable keeps its tf.Variable (which knows its device) in ``.value``.
-        device = getattr(first, "device", None) or getattr(
-            getattr(first, "value", None), "device", None
-        )
-        with tf.device(device if isinstance(device, str) else None):
-            optimizer = keras.optimizers.Adam(learning_rate=learning_rate, epsilon=eps)
-            optimizer.build(variables)
-        return optimizer
-
-    def set_learning_rate(self, optimizer, learning_rate):
-        # A variable in Keras 3: assigning it changes the rate without retracing the step.
-        optimizer.learning_rate = float(learning_rate)
-
-    def get_learning_rate(self, optimizer):
-        return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-
-    def as_tensor(self, x):
-        return tf.convert_to_tensor(x)
-
-    def to_numpy(self, x):
-        return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
-
-
-TF_OPS = TFOps()
 
 LossFn = Callable[[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]], Mapping[str, Any]]
 AllReduce = Callable[[list[np.ndarray]], list[np.ndarray]]

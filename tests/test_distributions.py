@@ -28,7 +28,7 @@ def ops(framework):
         return TORCH_OPS
     import tensorflow as tf
 
-    from learnerkit._tf_backend import TF_OPS
+    from learnerkit._tf_ops import TF_OPS
 
     tf.random.set_seed(0)
     return TF_OPS

@@ -31,7 +31,8 @@ keras = pytest.importorskip("keras")
 
 from learnerkit._model_config import ACTIVATIONS  # noqa: E402
 from learnerkit._plugins import get_algorithm  # noqa: E402
-from learnerkit._tf_backend import TF_OPS, TFBackend, tf_device_name  # noqa: E402
+from learnerkit._tf_backend import TFBackend, tf_device_name  # noqa: E402
+from learnerkit._tf_ops import TF_OPS  # noqa: E402
 from learnerkit.distributions import Categorical  # noqa: E402
 
 MODULE_ID = learnerkit.DEFAULT_MODULE_ID
