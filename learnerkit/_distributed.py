@@ -218,15 +218,8 @@ class TFDataParallel(_GroupMember):
         except RuntimeError:
             pass  # TensorFlow already started in this process: its thread pools are fixed
 
-    def _make_train_step(self, module_id: str) -> Any:
-        return self.backend.make_train_step(
-            self._training_forward(module_id),
-            self._modules[module_id],
-            self._optimizers[module_id],
-            self._loss_fn(module_id),
-            self.hps.grad_clip,
-            allreduce_gradients=self.allreduce_gradients,
-        )
+    def _train_step_options(self) -> dict[str, Any]:
+        return {"allreduce_gradients": self.allreduce_gradients}
 
     def allreduce_gradients(self, gradients: list[np.ndarray]) -> list[np.ndarray]:
         """The mean over the learners of each gradient: one all-reduce of one flat buffer.

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from learnerkit._model_config import resolve_model_config
 from learnerkit.batch import Columns
-from learnerkit.distributions import dist_class_for
+from learnerkit.distributions import dist_class_for, exploration_outputs
 
 _ACTIVATIONS = {"tanh": tf.tanh, "relu": tf.nn.relu, "elu": tf.nn.elu, "silu": tf.nn.silu}
 
@@ -141,14 +141,7 @@ class TFMLPActorCritic(tf.Module):
     def forward_exploration(self, obs: tf.Tensor) -> dict[str, tf.Tensor]:
         """Sample actions for acting in the environment, with what the learner needs."""
         dist_inputs, value = self._dist_inputs_and_value(obs)
-        dist = self.action_dist(dist_inputs)
-        actions = dist.sample()
-        return {
-            Columns.ACTIONS: actions,
-            Columns.ACTION_LOGP: dist.logp(actions),
-            Columns.VF_PREDS: value,
-            Columns.ACTION_DIST_INPUTS: dist_inputs,
-        }
+        return exploration_outputs(self.action_dist(dist_inputs), dist_inputs, value)
 
     @tf.function(reduce_retracing=True, autograph=False)
     def forward_inference(self, obs: tf.Tensor) -> dict[str, tf.Tensor]:

@@ -13,7 +13,7 @@ from torch import nn
 
 from learnerkit._model_config import resolve_model_config
 from learnerkit.batch import Columns
-from learnerkit.distributions import dist_class_for
+from learnerkit.distributions import dist_class_for, exploration_outputs
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
 
@@ -90,14 +90,7 @@ class TorchMLPActorCritic(nn.Module):
     def forward_exploration(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
         """Sample actions for acting in the environment, with what the learner needs."""
         dist_inputs, value = self._dist_inputs_and_value(obs)
-        dist = self.action_dist(dist_inputs)
-        actions = dist.sample()
-        return {
-            Columns.ACTIONS: actions,
-            Columns.ACTION_LOGP: dist.logp(actions),
-            Columns.VF_PREDS: value,
-            Columns.ACTION_DIST_INPUTS: dist_inputs,
-        }
+        return exploration_outputs(self.action_dist(dist_inputs), dist_inputs, value)
 
     @torch.no_grad()
     def forward_inference(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:

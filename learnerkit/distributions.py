@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from learnerkit.batch import Columns
 from learnerkit.ops import Ops, Tensor
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -76,3 +77,14 @@ class DiagGaussian:
 def dist_class_for(action_space: Any) -> type[Categorical] | type[DiagGaussian]:
     """The distribution the default modules use for ``action_space``."""
     return Categorical if hasattr(action_space, "n") else DiagGaussian
+
+
+def exploration_outputs(dist: Any, dist_inputs: Tensor, value: Tensor) -> dict[str, Tensor]:
+    """What a module returns when acting: sampled actions with what the learner needs."""
+    actions = dist.sample()
+    return {
+        Columns.ACTIONS: actions,
+        Columns.ACTION_LOGP: dist.logp(actions),
+        Columns.VF_PREDS: value,
+        Columns.ACTION_DIST_INPUTS: dist_inputs,
+    }

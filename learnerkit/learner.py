@@ -102,15 +102,20 @@ class Learner:
         return self._modules[module_id]
 
     def _make_train_step(self, module_id: ModuleID) -> Any:
-        """The compiled minibatch step of one module (a data-parallel TF learner adds its
-        gradient all-reduce)."""
+        """The compiled minibatch step of one module."""
         return self.backend.make_train_step(
             self._training_forward(module_id),
             self._modules[module_id],
             self._optimizers[module_id],
             self._loss_fn(module_id),
             self.hps.grad_clip,
+            **self._train_step_options(),
         )
+
+    def _train_step_options(self) -> dict[str, Any]:
+        """Extra backend options of the train step (a data-parallel TF learner adds its
+        gradient all-reduce)."""
+        return {}
 
     def _loss_fn(self, module_id: ModuleID):
         def loss_fn(batch, fwd_out, state):

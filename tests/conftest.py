@@ -41,15 +41,9 @@ def fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     _plugins._reset_caches()
 
 
-def _tf_backend_exists() -> bool:
-    return importlib.util.find_spec("learnerkit._tf_backend") is not None
-
-
 @pytest.fixture(params=FRAMEWORKS)
 def framework(request: pytest.FixtureRequest) -> str:
     """Runs the test once per framework."""
-    if request.param == "tf" and not _tf_backend_exists():
-        pytest.skip("learnerkit._tf_backend is not written yet")
     return request.param
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 
@@ -22,16 +21,7 @@ from learnerkit import (
     ModuleSpec,
 )
 
-HAS_TF_BACKEND = importlib.util.find_spec("learnerkit._tf_backend") is not None
-FRAMEWORKS = [
-    "torch",
-    pytest.param(
-        "tf",
-        marks=pytest.mark.skipif(
-            not HAS_TF_BACKEND, reason="learnerkit._tf_backend is not written yet"
-        ),
-    ),
-]
+FRAMEWORKS = ["torch", "tf"]
 OBS_SPACE = gymnasium.spaces.Box(-1.0, 1.0, (4,), np.float32)
 ACTION_SPACE = gymnasium.spaces.Discrete(2)
 MID = DEFAULT_MODULE_ID

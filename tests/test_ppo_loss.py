@@ -7,8 +7,6 @@ plugin's ops code, in a backend's ops, or in the distributions shows up as a mis
 
 from __future__ import annotations
 
-import importlib.util
-
 import attrs
 import gymnasium
 import numpy as np
@@ -18,16 +16,7 @@ from learnerkit_ppo.losses import check_same_shape
 
 from learnerkit import DEFAULT_MODULE_ID, BatchError, Columns, Learner, LearnerSpec, ModuleSpec
 
-HAS_TF_BACKEND = importlib.util.find_spec("learnerkit._tf_backend") is not None
-FRAMEWORKS = [
-    "torch",
-    pytest.param(
-        "tf",
-        marks=pytest.mark.skipif(
-            not HAS_TF_BACKEND, reason="learnerkit._tf_backend is not written yet"
-        ),
-    ),
-]
+FRAMEWORKS = ["torch", "tf"]
 OBS_SPACE = gymnasium.spaces.Box(-1.0, 1.0, (4,), np.float32)
 ACTION_SPACES = {
     "discrete": gymnasium.spaces.Discrete(3),
