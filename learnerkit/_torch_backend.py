@@ -198,7 +198,7 @@ class TorchBackend:
     ) -> None:
         own = module.state_dict()
         check_same_shapes(own, state, where)
-        module.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state.items()})
+        module.load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in state.items()})
 
     def get_optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
         sd = optimizer.state_dict()
@@ -223,7 +223,7 @@ class TorchBackend:
             optimizer.load_state_dict(
                 {
                     "state": {
-                        int(i): {k: torch.as_tensor(np.asarray(v)) for k, v in s.items()}
+                        int(i): {k: torch.tensor(np.asarray(v)) for k, v in s.items()}
                         for i, s in state["state"].items()
                     },
                     "param_groups": [
