@@ -70,6 +70,15 @@ def save(directory: str | os.PathLike, state: Mapping[str, Any]) -> Path:
     return target
 
 
+def write_json_atomic(path: str | os.PathLike, value: Any) -> None:
+    """Write ``value`` as JSON to ``path`` through a temporary file and a rename, so readers
+    never see half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=2))
+    os.replace(tmp, path)
+
+
 def load(directory: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint written by ``save``; a missing or corrupt one is a CheckpointError."""
     path = Path(directory) / STATE_FILE

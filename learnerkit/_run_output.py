@@ -7,11 +7,11 @@ import contextlib
 import csv
 import json
 import math
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from learnerkit._checkpoint import write_json_atomic
 from learnerkit.errors import ConfigError
 
 METRICS_FILE = "metrics.csv"
@@ -149,9 +149,7 @@ class RunOutput:
         return out
 
     def finish(self, summary: Mapping[str, Any]) -> None:
-        tmp = self.dir / (SUMMARY_FILE + ".tmp")
-        tmp.write_text(json.dumps(summary, indent=2))
-        os.replace(tmp, self.dir / SUMMARY_FILE)
+        write_json_atomic(self.dir / SUMMARY_FILE, summary)
         if self._csv_file is not None:
             self._csv_file.close()
         if self._tb is not None:

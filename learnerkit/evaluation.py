@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -11,7 +10,7 @@ from learnerkit._plugins import get_algorithm
 from learnerkit.learner import Learner
 from learnerkit.sampling import EnvRunner
 from learnerkit.specs import LearnerSpec, ModuleSpec, structure_hyperparameters
-from learnerkit.training import checkpoint_dir, read_run
+from learnerkit.training import checkpoint_dir, read_run, read_trainer_state
 
 
 def evaluate_checkpoint(
@@ -26,8 +25,7 @@ def evaluate_checkpoint(
     runner = EnvRunner(
         env_id, num_envs=1, seed=seed, normalize_obs=getattr(hps, "normalize_observations", False)
     )
-    trainer_state = json.loads((checkpoint / "trainer_state.json").read_text())
-    runner.set_state({k: np.asarray(v) for k, v in trainer_state["obs_normalizer"].items()})
+    runner.set_state(read_trainer_state(path)["obs_normalizer"])
     spec = LearnerSpec(
         algorithm=run["algorithm"],
         framework=run["framework"],

@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from learnerkit._checkpoint import write_json_atomic
 from learnerkit._plugins import Algorithm, get_algorithm
 from learnerkit._run_output import RunOutput, read_config_file
 from learnerkit.errors import CheckpointError, ConfigError
@@ -37,6 +38,7 @@ ON_POLICY_SETTINGS = (
 RETURN_WINDOW = 100  # episodes in the reported mean return (the usual "last 100")
 RUN_FILE = "run.json"
 CHECKPOINT_DIR = "checkpoint"
+TRAINER_STATE_FILE = "trainer_state.json"
 
 
 @attrs.frozen(kw_only=True)
@@ -164,24 +166,18 @@ class _Trainer:
             "lengths": list(self.lengths),
             "obs_normalizer": {k: v.tolist() for k, v in self.runner.get_state().items()},
         }
-        _write_json_atomic(path / "trainer_state.json", trainer_state)
-        _write_json_atomic(path / RUN_FILE, self.run_metadata())
+        write_json_atomic(path / TRAINER_STATE_FILE, trainer_state)
+        write_json_atomic(path / RUN_FILE, self.run_metadata())
         return path
 
     def _restore(self, path: Path) -> None:
-        checkpoint = checkpoint_dir(path)
-        state_file = checkpoint / "trainer_state.json"
-        if not state_file.is_file():
-            raise CheckpointError(
-                f"cannot resume from {path}: no {state_file.name} in {checkpoint}"
-            )
-        self.group.load_state(checkpoint)
-        state = json.loads(state_file.read_text())
+        state = read_trainer_state(path)
+        self.group.load_state(checkpoint_dir(path))
         self.timesteps, self.iteration = state["timesteps"], state["iteration"]
         self.episodes, self.elapsed_before = state["episodes"], state["elapsed"]
         self.returns.extend(state["returns"])
         self.lengths.extend(state["lengths"])
-        self.runner.set_state({k: np.asarray(v) for k, v in state["obs_normalizer"].items()})
+        self.runner.set_state(state["obs_normalizer"])
 
     # The loop ----------------------------------------------------------------------------
     def mean_return(self) -> float | None:
@@ -292,6 +288,19 @@ def read_run(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads(run_file.read_text())
 
 
+def read_trainer_state(path: str | os.PathLike) -> dict[str, Any]:
+    """The training loop's own state in a checkpoint (counters, recent returns, and the
+    observation normaliser's statistics as numpy arrays)."""
+    state_file = checkpoint_dir(path) / TRAINER_STATE_FILE
+    if not state_file.is_file():
+        raise CheckpointError(
+            f"{path} is not a learnerkit training checkpoint: {state_file} is missing"
+        )
+    state = json.loads(state_file.read_text())
+    state["obs_normalizer"] = {k: np.asarray(v) for k, v in state["obs_normalizer"].items()}
+    return state
+
+
 def _continue_run(config: TrainConfig) -> TrainConfig:
     """A resumed run keeps the algorithm, env, framework, hyperparameters and model of the
     run it continues; explicit overrides still apply on top."""
@@ -305,12 +314,6 @@ def _continue_run(config: TrainConfig) -> TrainConfig:
         overrides={**hyperparameters, **config.overrides},
         model_config={**run["model_config"], **(config.model_config or {})},
     )
-
-
-def _write_json_atomic(path: Path, value: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value, indent=2))
-    os.replace(tmp, path)
 
 
 def default_out_dir(algorithm: str, env_id: str, seed: int) -> str:
