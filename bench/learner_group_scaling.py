@@ -64,7 +64,7 @@ class PlainDDPWorker:
         import torch
         import torch.distributed as dist
 
-        from learnerkit._torch_modules import TorchMLPActorCritic
+        from learnerkit.backends.torch.modules import TorchMLPActorCritic
 
         torch.set_num_threads(1)
         dist.init_process_group(

@@ -19,6 +19,7 @@ from learnerkit.errors import (
     BatchError,
     CheckpointError,
     ConfigError,
+    EnvRunnerError,
     LearnerGroupError,
     LearnerkitError,
     PluginError,
@@ -27,6 +28,7 @@ from learnerkit.errors import (
 from learnerkit.hookspecs import hookimpl
 from learnerkit.learner import Learner
 from learnerkit.learner_group import LearnerGroup
+from learnerkit.loops.settings import AsyncSettings, OnPolicySettings, SamplingSettings
 from learnerkit.ops import Ops
 from learnerkit.specs import (
     Hyperparameters,
@@ -42,10 +44,12 @@ __all__ = [
     "DEFAULT_MODULE_ID",
     "ENTRY_POINT_GROUP",
     "Algorithm",
+    "AsyncSettings",
     "BatchError",
     "CheckpointError",
     "Columns",
     "ConfigError",
+    "EnvRunnerError",
     "Hyperparameters",
     "Learner",
     "LearnerGroup",
@@ -54,10 +58,12 @@ __all__ = [
     "LearnerkitError",
     "ModuleSpec",
     "MultiAgentBatch",
+    "OnPolicySettings",
     "Ops",
     "PluginError",
     "PluginInfo",
     "SampleBatch",
+    "SamplingSettings",
     "ScalingConfig",
     "UnknownAlgorithmError",
     "__version__",

@@ -43,6 +43,11 @@ class Algorithm:
     initial_state: Callable[[Hyperparameters], Mapping[str, Any]] | None = None
     """Builds each module's algorithm state (e.g. PPO's adaptive ``kl_coeff``) from the
     hyperparameters; hooks receive it as ``state``."""
+    training_loop: str | None = None
+    """The loop ``learnerkit train`` trains it with (a name in
+    ``learnerkit.loops.TRAINING_LOOPS``: ``"on_policy"``, ``"async"``); its hyperparameters
+    must then derive from that loop's settings class. None: trained only through the
+    Learner API (``Learner.update`` with your own batches)."""
     env_presets: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     """Tuned settings per gymnasium env id for ``learnerkit train``: hyperparameters, plus
     optional ``"model_config"`` and ``"stop": {"reward": R, "timesteps": T}`` entries."""
@@ -64,6 +69,7 @@ class PluginInfo:
     hooks: tuple[str, ...]
     status: str  # "ok", "error" or "disabled"
     error: str | None = None
+    training_loop: str | None = None
     entry_point: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -138,9 +144,30 @@ def _validate(plugin: Any, name: str | None) -> Algorithm:
             f"{label}: Algorithm.frameworks must be a non-empty subset of {list(FRAMEWORKS)}, "
             f"got {list(declared.frameworks)}"
         )
+    _check_training_loop(declared, label)
     if "compute_loss" not in implemented_hooks(plugin):
         raise PluginError(f"{label} implements no compute_loss hook; an algorithm needs one")
     return attrs.evolve(declared, plugin=plugin)
+
+
+def _check_training_loop(declared: Algorithm, label: str) -> None:
+    if declared.training_loop is None:
+        return
+    from learnerkit.loops import TRAINING_LOOPS
+
+    loop = TRAINING_LOOPS.get(declared.training_loop)
+    if loop is None:
+        raise PluginError(
+            f"{label}: Algorithm.training_loop is {declared.training_loop!r}; the training "
+            f"loops are {sorted(TRAINING_LOOPS)} (or None for an algorithm trained only "
+            "through Learner.update)"
+        )
+    if not issubclass(declared.hyperparameters, loop.settings):
+        raise PluginError(
+            f"{label}: Algorithm.training_loop is {loop.name!r}, so its hyperparameters "
+            f"class {declared.hyperparameters.__qualname__} must derive from "
+            f"learnerkit.{loop.settings.__name__} (the settings that loop reads)"
+        )
 
 
 def _load_entry_point(ep: metadata.EntryPoint) -> Algorithm:
@@ -236,6 +263,7 @@ def _info(algorithm: Algorithm, entry_point: str | None) -> PluginInfo:
         frameworks=algorithm.frameworks,
         hooks=implemented_hooks(algorithm.plugin),
         status="ok",
+        training_loop=algorithm.training_loop,
         entry_point=entry_point,
     )
 

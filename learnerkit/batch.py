@@ -41,8 +41,8 @@ class Columns:
 
 # Where a column is usually made, so a "missing column" error can name the fix.
 _HOW_TO_MAKE = {
-    Columns.ADVANTAGES: "compute it with learnerkit.postprocessing.compute_gae",
-    Columns.VALUE_TARGETS: "compute it with learnerkit.postprocessing.compute_gae",
+    Columns.ADVANTAGES: "compute it with learnerkit.rollouts.compute_gae",
+    Columns.VALUE_TARGETS: "compute it with learnerkit.rollouts.compute_gae",
     Columns.ACTION_LOGP: "record the sampling policy's log-probabilities (EnvRunner does)",
     Columns.ACTION_DIST_INPUTS: "record the sampling policy's distribution inputs (EnvRunner does)",
     Columns.VF_PREDS: "record the value predictions while sampling (EnvRunner does)",
@@ -108,15 +108,18 @@ class SampleBatch(Mapping[str, np.ndarray]):
     def take(self, indices: np.ndarray) -> SampleBatch:
         return SampleBatch({k: v[indices] for k, v in self._columns.items()})
 
-    def shard(self, num_shards: int) -> list[SampleBatch]:
-        """Split into `num_shards` parts of equal size, in order.
+    def shard(self, num_shards: int, *, sequence_length: int = 1) -> list[SampleBatch]:
+        """Split into `num_shards` parts of equal size, in order, each made of whole
+        sequences of `sequence_length` rows.
 
-        The last `count % num_shards` rows are dropped so that every data-parallel learner
-        runs the same number of minibatches (unequal shards would stall the all-reduce).
+        The remainder is dropped so that every data-parallel learner runs the same number of
+        minibatches (unequal shards would stall the all-reduce).
         """
         if num_shards < 1:
             raise ValueError(f"num_shards must be >= 1, got {num_shards}")
-        size = self._count // num_shards
+        if sequence_length < 1:
+            raise ValueError(f"sequence_length must be >= 1, got {sequence_length}")
+        size = self._count // sequence_length // num_shards * sequence_length
         return [self.slice(i * size, (i + 1) * size) for i in range(num_shards)]
 
     def minibatches(
@@ -228,9 +231,12 @@ class MultiAgentBatch(Mapping[str, SampleBatch]):
         """Total rows over all modules."""
         return sum(b.count for b in self._batches.values())
 
-    def shard(self, num_shards: int) -> list[MultiAgentBatch]:
+    def shard(self, num_shards: int, *, sequence_length: int = 1) -> list[MultiAgentBatch]:
         """Shard every module's batch; shard i holds part i of each (see SampleBatch.shard)."""
-        per_module = {mid: b.shard(num_shards) for mid, b in self._batches.items()}
+        per_module = {
+            mid: b.shard(num_shards, sequence_length=sequence_length)
+            for mid, b in self._batches.items()
+        }
         return [
             MultiAgentBatch({mid: shards[i] for mid, shards in per_module.items()})
             for i in range(num_shards)

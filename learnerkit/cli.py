@@ -65,13 +65,13 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from learnerkit.training import run_training_from_args
+    from learnerkit.loops.on_policy import run_training_from_args
 
     return run_training_from_args(args)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from learnerkit.evaluation import evaluate_checkpoint
+    from learnerkit.loops.evaluation import evaluate_checkpoint
 
     mean, returns = evaluate_checkpoint(
         args.checkpoint, env_id=args.env, num_episodes=args.episodes, seed=args.seed

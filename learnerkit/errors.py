@@ -29,3 +29,8 @@ class CheckpointError(LearnerkitError):
 
 class LearnerGroupError(LearnerkitError):
     """A learner actor crashed, or Ray cannot provide what the group needs."""
+
+
+class EnvRunnerError(LearnerkitError):
+    """An env runner failed for good: its environment kept raising, its actor kept dying
+    past the restart limit, or Ray cannot place it."""

@@ -16,22 +16,12 @@ import pluggy
 
 from learnerkit import _checkpoint, _defaults
 from learnerkit._plugins import get_algorithm, new_plugin_manager
+from learnerkit.backends import make_backend
 from learnerkit.batch import MultiAgentBatch, as_multi_agent_batch
 from learnerkit.errors import BatchError, CheckpointError, LearnerkitError, PluginError
 from learnerkit.specs import Hyperparameters, LearnerSpec
 
 ModuleID = str
-
-
-def make_backend(framework: str, device: str | None = None) -> Any:
-    """The backend for ``framework``; imports the framework only now."""
-    if framework == "torch":
-        from learnerkit._torch_backend import TorchBackend
-
-        return TorchBackend(device)
-    from learnerkit._tf_backend import TFBackend
-
-    return TFBackend(device)
 
 
 def _merge(results: list[Mapping[str, Any] | None]) -> dict[str, Any]:
@@ -211,9 +201,15 @@ class Learner:
         minibatch_size: int | None = None,
         num_epochs: int = 1,
         shuffle: bool = True,
+        sequence_length: int | None = None,
     ) -> dict[ModuleID, dict[str, Any]]:
         """Train on ``batch`` for ``num_epochs`` passes of ``minibatch_size`` rows (None: the
-        whole batch per step) and return statistics per module id."""
+        whole batch per step) and return statistics per module id.
+
+        With ``sequence_length=L`` the rows are consecutive sequences of L rows each (the
+        fragments the asynchronous loop samples, for V-trace): minibatches, shuffling and
+        shards keep them whole, so ``minibatch_size`` must be a multiple of L.
+        """
         self._require_built()
         if (minibatch_size is not None and minibatch_size < 1) or num_epochs < 1:
             raise ValueError(
@@ -221,15 +217,21 @@ class Learner:
                 f"{minibatch_size} and {num_epochs}"
             )
         batch = as_multi_agent_batch(batch)
-        self.validate_batch(batch)
+        self.validate_batch(batch, sequence_length=sequence_length)
+        if sequence_length is not None and minibatch_size is not None:
+            if minibatch_size % sequence_length:
+                raise ValueError(
+                    f"minibatch_size ({minibatch_size}) must be a multiple of sequence_length "
+                    f"({sequence_length}): minibatches are made of whole sequences"
+                )
         metrics = {}
         for module_id, module_batch in batch.items():
             metrics[module_id] = self._update_module(
-                module_id, module_batch, minibatch_size, num_epochs, shuffle
+                module_id, module_batch, minibatch_size, num_epochs, shuffle, sequence_length or 1
             )
         return self.compile_results(batch=batch, metrics_per_module=metrics)
 
-    def _update_module(self, module_id, module_batch, minibatch_size, num_epochs, shuffle):
+    def _update_module(self, module_id, module_batch, minibatch_size, num_epochs, shuffle, seq_len):
         n = module_batch.count
         size = minibatch_size or n
         tensors = self.backend.to_tensors(module_batch)
@@ -237,15 +239,23 @@ class Learner:
         step = self._train_steps[module_id]
         steps = []
         for _ in range(num_epochs):
-            order = (
-                self.backend.permutation(n, self._generator) if shuffle else self.backend.arange(n)
-            )
+            order = self._row_order(n, shuffle, seq_len)
             for start in range(0, n, size):
                 steps.append(step(tensors, order[start : start + size], state))
         return self.backend.mean_metrics(steps)
 
-    def validate_batch(self, batch: MultiAgentBatch) -> None:
-        """Raise a BatchError if ``batch`` does not fit this learner's modules and algorithm."""
+    def _row_order(self, n: int, shuffle: bool, seq_len: int) -> Any:
+        """The rows of one epoch: shuffled whole sequences of ``seq_len`` rows."""
+        if not shuffle:
+            return self.backend.arange(n)
+        if seq_len == 1:
+            return self.backend.permutation(n, self._generator)
+        starts = self.backend.permutation(n // seq_len, self._generator)[:, None] * seq_len
+        return (starts + self.backend.arange(seq_len)).reshape(-1)
+
+    def validate_batch(self, batch: MultiAgentBatch, *, sequence_length: int | None = None) -> None:
+        """Raise a BatchError if ``batch`` does not fit this learner's modules and algorithm
+        (or, with ``sequence_length``, is not made of whole sequences)."""
         specs = self.spec.module_specs
         for module_id, module_batch in batch.items():
             if module_id not in specs:
@@ -254,6 +264,12 @@ class Learner:
                 )
             if module_batch.count == 0:
                 raise BatchError(f"batch for module {module_id!r} is empty")
+            if sequence_length is not None and module_batch.count % sequence_length:
+                raise BatchError(
+                    f"batch for module {module_id!r} has {module_batch.count} rows, not a "
+                    f"multiple of sequence_length={sequence_length}: it must be made of whole "
+                    "sequences (fragments) of that many consecutive rows"
+                )
             module_batch.check_columns(
                 self.algorithm.required_columns, module_id=module_id, algorithm=self.algorithm.name
             )

@@ -1,7 +1,7 @@
 """LearnerGroup: one API over one local Learner or many data-parallel Learners on Ray.
 
 ``num_learners=0`` keeps one Learner in this process and needs no Ray. ``num_learners>=1``
-runs that many Ray actors (see ``learnerkit._ray_learners``): each takes an equal shard of
+runs that many Ray actors (see ``learnerkit.distributed.learners``): each takes an equal shard of
 every batch and gradients are all-reduced, so all copies keep identical weights.
 """
 
@@ -75,7 +75,7 @@ class LearnerGroup:
         if learner_spec.scaling.num_learners == 0:
             self._learners: Any = _LocalLearners(learner_spec)
         else:
-            from learnerkit._ray_learners import RayLearners
+            from learnerkit.distributed.learners import RayLearners
 
             self._learners = RayLearners(
                 learner_spec, ray_address=ray_address or os.environ.get("RAY_ADDRESS")
@@ -96,17 +96,31 @@ class LearnerGroup:
 
     # Updates -----------------------------------------------------------------------------
     def update(
-        self, batch: Any, *, minibatch_size: int | None = None, num_epochs: int = 1
+        self,
+        batch: Any,
+        *,
+        minibatch_size: int | None = None,
+        num_epochs: int = 1,
+        sequence_length: int | None = None,
     ) -> Results:
         """Train on ``batch`` and wait; returns statistics per module id. Waits for pending
-        async updates first, so updates apply in the order they were given."""
+        async updates first, so updates apply in the order they were given.
+        ``sequence_length`` as in ``Learner.update``: shards keep sequences whole."""
         self._check_open()
         return self._learners.update(
-            as_multi_agent_batch(batch), minibatch_size=minibatch_size, num_epochs=num_epochs
+            as_multi_agent_batch(batch),
+            minibatch_size=minibatch_size,
+            num_epochs=num_epochs,
+            sequence_length=sequence_length,
         )
 
     def async_update(
-        self, batch: Any, *, minibatch_size: int | None = None, num_epochs: int = 1
+        self,
+        batch: Any,
+        *,
+        minibatch_size: int | None = None,
+        num_epochs: int = 1,
+        sequence_length: int | None = None,
     ) -> list[Results]:
         """Start training on ``batch`` and return at once with the results of the updates
         that have finished since the last call (oldest first), possibly none.
@@ -121,10 +135,24 @@ class LearnerGroup:
             finished.append(self._in_flight.popleft().result())
         self._in_flight.append(
             self._learners.submit_update(
-                batch, minibatch_size=minibatch_size, num_epochs=num_epochs
+                batch,
+                minibatch_size=minibatch_size,
+                num_epochs=num_epochs,
+                sequence_length=sequence_length,
             )
         )
         return finished + self._collect(block=False)
+
+    @property
+    def num_in_flight(self) -> int:
+        """Async updates submitted whose results have not been returned yet."""
+        return len(self._in_flight)
+
+    def collect_async_updates(self) -> list[Results]:
+        """The results of the async updates that have finished, oldest first, without
+        waiting or submitting anything (possibly none)."""
+        self._check_open()
+        return self._collect(block=False)
 
     def _collect(self, *, block: bool) -> list[Results]:
         finished = []

@@ -21,6 +21,20 @@ def positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise ConfigError(f"{type(instance).__name__}.{attribute.name} must be > 0, got {value!r}")
 
 
+def positive_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"{type(instance).__name__}.{attribute.name} must be an integer >= 1, got {value!r}"
+        )
+
+
+def non_negative_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(
+            f"{type(instance).__name__}.{attribute.name} must be an integer >= 0, got {value!r}"
+        )
+
+
 def non_negative(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if not value >= 0:
         raise ConfigError(f"{type(instance).__name__}.{attribute.name} must be >= 0, got {value!r}")

@@ -27,7 +27,7 @@ def test_a_missing_column_names_the_module_the_algorithm_and_the_fix():
         batch.check_columns([Columns.OBS, Columns.ADVANTAGES], module_id="walker", algorithm="ppo")
     assert str(excinfo.value) == (
         "batch for module 'walker' lacks column 'advantages' (ppo needs it; compute it with "
-        "learnerkit.postprocessing.compute_gae)"
+        "learnerkit.rollouts.compute_gae)"
     )
     with pytest.raises(BatchError, match="add a 'returns' array with one row per sample"):
         batch.check_columns(["returns"], module_id="walker", algorithm="pg")

@@ -22,13 +22,13 @@ def ops(framework):
     if framework == "torch":
         import torch
 
-        from learnerkit._torch_backend import TORCH_OPS
+        from learnerkit.backends.torch.ops import TORCH_OPS
 
         torch.manual_seed(0)
         return TORCH_OPS
     import tensorflow as tf
 
-    from learnerkit._tf_ops import TF_OPS
+    from learnerkit.backends.tf.ops import TF_OPS
 
     tf.random.set_seed(0)
     return TF_OPS

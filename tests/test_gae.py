@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from learnerkit.errors import BatchError, ConfigError
-from learnerkit.postprocessing import RunningMeanStd, compute_gae, explained_variance
+from learnerkit.rollouts import RunningMeanStd, compute_gae, explained_variance
 
 
 def gae_reference(rewards, values, next_values, terminateds, truncateds, gamma, lambda_):

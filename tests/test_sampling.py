@@ -10,7 +10,7 @@ from gymnasium import spaces
 
 from learnerkit.batch import Columns, SampleBatch
 from learnerkit.errors import BatchError, ConfigError
-from learnerkit.sampling import EnvRunner, Rollout
+from learnerkit.rollouts.env_runner import EnvRunner, Rollout
 
 COUNT_ENV = "LearnerkitTest/Count-v0"
 DICT_OBS_ENV = "LearnerkitTest/DictObs-v0"
@@ -320,6 +320,7 @@ def test_rollout_rejects_arrays_with_different_leading_axes():
     with pytest.raises(BatchError, match=r"Rollout.obs has shape \(3, 2, 1\)"):
         Rollout(
             obs=np.zeros((3, 2, 1)),
+            next_obs=np.zeros((3, 2, 1)),
             actions=t_n,
             rewards=t_n,
             terminateds=t_n,

@@ -31,8 +31,8 @@ keras = pytest.importorskip("keras")
 
 from learnerkit._model_config import ACTIVATIONS  # noqa: E402
 from learnerkit._plugins import get_algorithm  # noqa: E402
-from learnerkit._tf_backend import TFBackend, tf_device_name  # noqa: E402
-from learnerkit._tf_ops import TF_OPS  # noqa: E402
+from learnerkit.backends.tf.backend import TFBackend, tf_device_name  # noqa: E402
+from learnerkit.backends.tf.ops import TF_OPS  # noqa: E402
 from learnerkit.distributions import Categorical  # noqa: E402
 
 MODULE_ID = learnerkit.DEFAULT_MODULE_ID
@@ -296,7 +296,7 @@ def test_default_module_has_the_torch_modules_layer_sizes(shared):
     config = {"hiddens": [32, 16], "vf_share_layers": shared, "activation": "relu"}
     spec = ModuleSpec(CARTPOLE_OBS, BOX_ACTIONS, model_config=config)
     tf_state = TFBackend().get_module_state(TFBackend().build_module(spec, seed=0))
-    from learnerkit._torch_backend import TorchBackend
+    from learnerkit.backends.torch.backend import TorchBackend
 
     torch_state = TorchBackend().get_module_state(TorchBackend().build_module(spec, seed=0))
     torch_shapes = {
@@ -318,9 +318,10 @@ def test_default_module_starts_with_orthogonal_weights_and_the_torch_gains():
 
 
 def test_both_default_modules_offer_every_activation_the_config_allows():
-    from learnerkit import _tf_modules, _torch_modules
+    from learnerkit.backends.tf import modules as tf_modules
+    from learnerkit.backends.torch import modules as torch_modules
 
-    assert set(_tf_modules._ACTIVATIONS) == set(_torch_modules._ACTIVATIONS) == ACTIVATIONS
+    assert set(tf_modules._ACTIVATIONS) == set(torch_modules._ACTIVATIONS) == ACTIVATIONS
 
 
 def test_unknown_model_config_key_is_a_config_error_on_tf():

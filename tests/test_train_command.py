@@ -12,8 +12,8 @@ import pytest
 
 from learnerkit import ConfigError, training
 from learnerkit._checkpoint import load
-from learnerkit.evaluation import evaluate_checkpoint
-from learnerkit.training import TrainConfig, train
+from learnerkit.loops.evaluation import evaluate_checkpoint
+from learnerkit.loops.on_policy import TrainConfig, train
 
 # Small iterations (8 envs x 32 steps = 256 samples, 2 epochs) keep these runs short.
 SMALL = {"rollout_fragment_length": 32, "num_epochs": 2}

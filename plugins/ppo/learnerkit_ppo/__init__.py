@@ -6,7 +6,7 @@ surrogate, value loss, entropy bonus, optional KL penalty. The adaptive KL coeff
 the scheduled entropy coefficient live in each module's algorithm state; ``additional_update``
 changes them between updates and checkpoints keep them.
 
-A training iteration (``learnerkit.training`` runs it from the on-policy settings here):
+A training iteration (``learnerkit.loops.on_policy`` runs it from the on-policy settings here):
 sample ``num_envs * rollout_fragment_length`` steps, compute GAE with ``gamma`` and
 ``lambda_``, ``learner.update(batch, minibatch_size=..., num_epochs=...)``, then
 ``learner.additional_update(timestep=env_steps, sampled_kl_values={module_id: mean_kl})``.

@@ -115,6 +115,20 @@ class RunningMeanStd:
         batch_mean = np.add.reduce(x, axis=0) / batch_count
         centred = x - batch_mean
         batch_var = np.add.reduce(centred * centred, axis=0) / batch_count
+        self._combine(batch_mean, batch_var, batch_count)
+
+    def merge(self, state: dict[str, Any]) -> None:
+        """Fold in the statistics of another stream (``get_state()`` of a normaliser that
+        saw other observations, e.g. an env runner's increment since the last merge)."""
+        count = float(np.asarray(state["count"]))
+        if count > 0:
+            self._combine(
+                np.asarray(state["mean"], dtype=np.float64),
+                np.asarray(state["var"], dtype=np.float64),
+                count,
+            )
+
+    def _combine(self, batch_mean: np.ndarray, batch_var: np.ndarray, batch_count: float) -> None:
         delta = batch_mean - self.mean
         total = self.count + batch_count
         m2 = (

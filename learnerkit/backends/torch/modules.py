@@ -42,7 +42,7 @@ class TorchMLPActorCritic(nn.Module):
 
     def __init__(self, observation_space: Any, action_space: Any, model_config: Mapping) -> None:
         super().__init__()
-        from learnerkit._torch_backend import TORCH_OPS
+        from learnerkit.backends.torch.ops import TORCH_OPS
 
         config = resolve_model_config(model_config)
         self.ops = TORCH_OPS

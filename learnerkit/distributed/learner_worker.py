@@ -1,5 +1,5 @@
 """What runs inside each learner's Ray actor: one data-parallel Learner and its place in
-the process group (see ``learnerkit._distributed``)."""
+the process group (see ``learnerkit.distributed.collectives``)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class _LearnerWorker:
     """Runs in a Ray actor: one data-parallel Learner and its place in the process group."""
 
     def __init__(self, spec: LearnerSpec, plugins: dict[str, Any]) -> None:
-        from learnerkit._distributed import accelerator_device, data_parallel_class
+        from learnerkit.distributed.collectives import accelerator_device, data_parallel_class
 
         # Batches arrive as read-only views of Ray's object store; training only reads them.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
@@ -62,7 +62,10 @@ class _LearnerWorker:
         single put instead of one per learner keeps ``async_update`` from blocking)."""
         self.learner.agree(seq)  # raises NotApplied, with no state changed, if a peer is gone
         try:
-            return self.learner.update(batch.shard(self.learner.world_size)[rank], **kwargs)
+            shards = batch.shard(
+                self.learner.world_size, sequence_length=kwargs.get("sequence_length") or 1
+            )
+            return self.learner.update(shards[rank], **kwargs)
         except BaseException:
             # A collective may have been left half done: fail later updates fast until the
             # group is formed again.

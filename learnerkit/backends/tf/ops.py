@@ -48,6 +48,18 @@ class TFOps:
     def take_along_last(self, x, indices):
         return tf.gather(x, tf.cast(indices, tf.int32), axis=-1, batch_dims=1)
 
+    def reshape(self, x, shape):
+        return tf.reshape(x, shape)
+
+    def transpose(self, x):
+        perm = [1, 0, *range(2, len(x.shape))]
+        return tf.transpose(x, perm)
+
+    def stack(self, xs, axis=0):
+        return tf.stack(list(xs), axis=axis)
+
+    zeros_like = staticmethod(tf.zeros_like)
+
     def log_softmax(self, logits):
         return tf.nn.log_softmax(logits, axis=-1)
 

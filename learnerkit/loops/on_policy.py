@@ -20,11 +20,11 @@ import numpy as np
 
 from learnerkit._checkpoint import write_json_atomic
 from learnerkit._plugins import Algorithm, get_algorithm
-from learnerkit._run_output import RunOutput, read_config_file
+from learnerkit.backends import make_backend
 from learnerkit.errors import CheckpointError, ConfigError
-from learnerkit.learner import make_backend
 from learnerkit.learner_group import LearnerGroup
-from learnerkit.sampling import EnvRunner
+from learnerkit.loops._run_output import RunOutput, read_config_file
+from learnerkit.rollouts.env_runner import EnvRunner
 from learnerkit.specs import LearnerSpec, ModuleSpec, ScalingConfig, structure_hyperparameters
 
 ON_POLICY_SETTINGS = (

@@ -3,7 +3,7 @@ and the reduction of the learners' results into one.
 
 A learner's outcome is one of "ok" (its results), "dead" (its actor is gone), "not_applied"
 (it refused the update before changing anything) or "error" (the update raised); the group
-(``learnerkit._ray_learners``) decides from them whether to heal and re-run the update.
+(``learnerkit.distributed.learners``) decides from them whether to heal and re-run the update.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import ray
 from ray.exceptions import RayActorError
 
 if TYPE_CHECKING:
-    from learnerkit._ray_learners import RayLearners
+    from learnerkit.distributed.learners import RayLearners
 
 logger = logging.getLogger(__name__)
 Results = dict[str, dict[str, Any]]
@@ -90,7 +90,7 @@ class PendingUpdate:
 def gather(refs: list, actors: list) -> list[Outcome]:
     """Each learner's outcome. Learners still busy long after a peer failed are stuck in a
     collective that cannot finish: they are killed, to be restarted."""
-    from learnerkit._distributed import NotApplied
+    from learnerkit.distributed.collectives import NotApplied
 
     outcomes: list[Outcome | None] = [None] * len(refs)
     index = {ref: i for i, ref in enumerate(refs)}

@@ -1,6 +1,6 @@
 """The TensorFlow backend: module building, the compiled minibatch step, state as numpy.
 
-Same methods and meaning as ``learnerkit._torch_backend.TorchBackend``. The minibatch step
+Same methods and meaning as ``learnerkit.backends.torch.backend.TorchBackend``. The minibatch step
 is one ``tf.function`` (gather, forward, the algorithm's loss, gradients, clipping, Adam),
 traced once per batch layout: the batch dimension is left unknown so the smaller last
 minibatch does not retrace, and the algorithm state's numbers enter as tensors so that a
@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from learnerkit._checkpoint import check_same_shapes
-from learnerkit._tf_ops import TF_OPS
+from learnerkit.backends.tf.ops import TF_OPS
 from learnerkit.batch import SampleBatch
 from learnerkit.errors import CheckpointError, ConfigError
 from learnerkit.specs import ModuleSpec
@@ -117,7 +117,7 @@ class TFBackend:
 
     # Modules and optimizers --------------------------------------------------------------
     def build_module(self, spec: ModuleSpec, seed: int) -> tf.Module:
-        from learnerkit._tf_modules import TFMLPActorCritic
+        from learnerkit.backends.tf.modules import TFMLPActorCritic
 
         with tf.device(self.device):
             if spec.module_class is None:

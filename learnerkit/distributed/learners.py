@@ -7,9 +7,10 @@ all-reduce forever. Each update begins with a tiny all-reduce of its sequence nu
 (``agree``): it fails fast, before any weight changes, when a peer has died, so the group
 can restart that peer and re-run the update without losing or repeating it.
 
-The group lives here; starting Ray and reserving resources in ``_ray_start``, the actor in
-``_ray_worker``, updates in flight in ``_ray_updates``. Only these modules and
-``_distributed`` import Ray, and only when a group with learners is built.
+The group lives here; starting Ray and reserving resources in ``start``, the actor in
+``learner_worker``, updates in flight in ``updates``, the process group in ``collectives``
+(all in ``learnerkit.distributed``, the only package that imports Ray, and only when a group
+with learners or env runners is built).
 """
 
 from __future__ import annotations
@@ -23,10 +24,16 @@ from ray.exceptions import GetTimeoutError, RayActorError
 from ray.util.placement_group import remove_placement_group
 
 from learnerkit._plugins import registered_plugins
-from learnerkit._ray_start import actor_options, ensure_ray, reserve, ship_by_value
-from learnerkit._ray_updates import PendingUpdate, Results, first_line, gather, reduce_results
-from learnerkit._ray_worker import RemoteWorker, get_state, set_state
 from learnerkit.batch import MultiAgentBatch
+from learnerkit.distributed.learner_worker import RemoteWorker, get_state, set_state
+from learnerkit.distributed.start import actor_options, ensure_ray, reserve, ship_by_value
+from learnerkit.distributed.updates import (
+    PendingUpdate,
+    Results,
+    first_line,
+    gather,
+    reduce_results,
+)
 from learnerkit.errors import BatchError, LearnerGroupError
 from learnerkit.learner import Learner
 from learnerkit.specs import LearnerSpec
@@ -103,16 +110,18 @@ class RayLearners:
 
     # Updates -----------------------------------------------------------------------------
     def _plan(self, batch: MultiAgentBatch, kwargs: dict[str, Any]) -> tuple[MultiAgentBatch, dict]:
-        """The batch every learner shards alike (``MultiAgentBatch.shard``: equal shards, the
-        remainder dropped) and the per-learner update arguments."""
-        self._validator.validate_batch(batch)
+        """The batch every learner shards alike (``MultiAgentBatch.shard``: equal shards of
+        whole sequences, the remainder dropped) and the per-learner update arguments."""
+        seq_len = kwargs.get("sequence_length") or 1
+        self._validator.validate_batch(batch, sequence_length=kwargs.get("sequence_length"))
         n = self.num_learners
-        keep = {mid: b for mid, b in batch.items() if b.count >= n}
+        keep = {mid: b for mid, b in batch.items() if b.count // seq_len >= n}
         if not keep:
+            unit = "rows" if seq_len == 1 else f"sequences of {seq_len} rows"
             raise BatchError(
                 f"batch is too small to share among {n} learners: its modules have "
-                f"{ {mid: b.count for mid, b in batch.items()} } rows; every learner needs at "
-                "least one row"
+                f"{ {mid: b.count // seq_len for mid, b in batch.items()} } {unit}; every "
+                f"learner needs at least one"
             )
         if len(keep) < len(batch):
             # Skipped on every learner alike, so no learner waits for one that never comes.
@@ -123,9 +132,10 @@ class RayLearners:
             )
         minibatch_size = kwargs.get("minibatch_size")
         if minibatch_size is not None:
-            # minibatch_size stays the global minibatch: each learner takes its share, so a
-            # group runs the same number of optimizer steps as a single learner would.
-            kwargs = {**kwargs, "minibatch_size": max(1, minibatch_size // n)}
+            # minibatch_size stays the global minibatch: each learner takes its share (whole
+            # sequences), so a group runs as many optimizer steps as one learner would.
+            share = max(1, minibatch_size // seq_len // n) * seq_len
+            kwargs = {**kwargs, "minibatch_size": share}
         return MultiAgentBatch(keep), kwargs
 
     def submit_update(self, batch: MultiAgentBatch, **kwargs: Any) -> PendingUpdate:

@@ -90,7 +90,7 @@ class TFMLPActorCritic(tf.Module):
         seed: int = 0,
     ) -> None:
         super().__init__(name="mlp_actor_critic")
-        from learnerkit._tf_ops import TF_OPS
+        from learnerkit.backends.tf.ops import TF_OPS
 
         config = resolve_model_config(model_config)
         rng = np.random.default_rng(seed)

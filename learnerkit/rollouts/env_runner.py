@@ -2,9 +2,12 @@
 
 `EnvRunner.sample` returns a `Rollout` of `[T, N, ...]` arrays; `Rollout.to_sample_batch`
 adds GAE advantages and value targets and flattens it into the `SampleBatch` a Learner
-trains on. Episodes end inside fragments; the final observation of a truncated episode is
-kept (gymnasium's same-step autoreset puts it in `infos["final_obs"]`) so that the value of
-a time-limited state is bootstrapped from that state, not from the next episode's start.
+trains on (the on-policy loop), and `Rollout.to_sequences` flattens it env by env into
+sequences of T consecutive steps for losses that run along time (V-trace, in the
+asynchronous loop). Episodes end inside fragments; the final observation of an ended episode
+is kept (gymnasium's same-step autoreset puts it in `infos["final_obs"]`) as the step's
+`next_obs`, so that the value of a time-limited state is bootstrapped from that state, not
+from the next episode's start.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from gymnasium import spaces
 
 from learnerkit.batch import Columns, SampleBatch
 from learnerkit.errors import BatchError, ConfigError
-from learnerkit.postprocessing import RunningMeanStd, compute_gae
+from learnerkit.rollouts.postprocessing import RunningMeanStd, compute_gae
 
 __all__ = ["EnvRunner", "Policy", "Rollout", "ValueFn"]
 
@@ -39,13 +42,16 @@ _POLICY_COLUMNS = (
 class Rollout:
     """One fragment of `T` steps from `N` environments; every array is time-major `[T, N, ...]`.
 
-    `next_values[t, n]` is V of the observation that step t reached (see `compute_gae`):
-    the next step's `vf_preds` while the episode goes on, `value_fn` of the final observation
-    when a time limit truncated it, 0 when it terminated, and `value_fn` of the current
-    observation after the fragment's last step.
+    `next_obs[t, n]` is the observation that step t reached: the next step's observation
+    while the episode goes on, the episode's final observation when it ended at step t, and
+    the observation after the fragment's last step. `next_values[t, n]` is V of it (see
+    `compute_gae`), as the sampling module saw it: the next step's `vf_preds` while the
+    episode goes on, `value_fn` of the final observation when a time limit truncated it, 0
+    when it terminated, and `value_fn` of the current observation after the last step.
     """
 
     obs: np.ndarray
+    next_obs: np.ndarray
     actions: np.ndarray
     rewards: np.ndarray
     terminateds: np.ndarray
@@ -102,6 +108,46 @@ class Rollout:
                 Columns.ACTION_DIST_INPUTS: flat(self.action_dist_inputs),
                 Columns.ADVANTAGES: flat(advantages),
                 Columns.VALUE_TARGETS: flat(value_targets),
+            }
+        )
+
+    def to_sequences(self) -> SampleBatch:
+        """Flatten env by env: rows `n * T` to `n * T + T - 1` are the T consecutive steps of
+        environment n (train with `sequence_length=T`). Holds the sampled columns and
+        `new_obs`, no GAE: a loss that runs V-trace computes its own targets from them."""
+
+        def by_env(array: np.ndarray) -> np.ndarray:
+            rows = self.num_envs * self.num_steps
+            return np.swapaxes(array, 0, 1).reshape(rows, *array.shape[2:])
+
+        return SampleBatch(
+            {
+                Columns.OBS: by_env(self.obs),
+                Columns.NEXT_OBS: by_env(self.next_obs),
+                Columns.ACTIONS: by_env(self.actions),
+                Columns.REWARDS: by_env(self.rewards),
+                Columns.TERMINATEDS: by_env(self.terminateds),
+                Columns.TRUNCATEDS: by_env(self.truncateds),
+                Columns.VF_PREDS: by_env(self.vf_preds),
+                Columns.ACTION_LOGP: by_env(self.action_logp),
+                Columns.ACTION_DIST_INPUTS: by_env(self.action_dist_inputs),
+            }
+        )
+
+    @staticmethod
+    def concat(rollouts: list[Rollout]) -> Rollout:
+        """Fragments of the same length side by side: `[T, N1 + N2 + ..., ...]`."""
+        if len({r.num_steps for r in rollouts}) != 1:
+            raise BatchError(
+                "Rollout.concat: fragments have different lengths "
+                f"{[r.num_steps for r in rollouts]}; concatenate fragments of one length"
+            )
+        if len(rollouts) == 1:
+            return rollouts[0]
+        return Rollout(
+            **{
+                field.name: np.concatenate([getattr(r, field.name) for r in rollouts], axis=1)
+                for field in attrs.fields(Rollout)
             }
         )
 
@@ -172,6 +218,8 @@ class EnvRunner:
             )
         self._obs_shape = tuple(self.observation_space.shape)
         self._obs_rms = RunningMeanStd(self._obs_shape) if normalize_obs else None
+        # What this runner saw since `pop_obs_increment`, for merging runners' statistics.
+        self._obs_increment = RunningMeanStd(self._obs_shape, epsilon=0.0)
         raw_obs, _ = env.reset(seed=seed)
         self._raw_obs = np.array(raw_obs, dtype=np.float32)
         self._episode_return = np.zeros(num_envs, dtype=np.float64)
@@ -196,15 +244,17 @@ class EnvRunner:
         terminateds = np.empty((steps, n), dtype=bool)
         truncateds = np.empty((steps, n), dtype=bool)
         buffers: dict[str, np.ndarray] = {}
-        # (step, env) and final observation of each truncated episode, bootstrapped in one batch.
-        truncated_at: list[tuple[int, int]] = []
+        # (step, env), final observation and whether it was truncated, of each ended episode.
+        ended_at: list[tuple[int, int]] = []
         final_obs: list[np.ndarray] = []
+        was_truncated: list[bool] = []
         raw_obs = self._raw_obs
         steps_done = 0
         try:
             for t in range(steps):
                 if self._obs_rms is not None:
                     self._obs_rms.update(raw_obs)
+                    self._obs_increment.update(raw_obs)
                     obs[t] = self._obs_rms.normalize(raw_obs)
                 else:
                     obs[t] = raw_obs
@@ -224,18 +274,28 @@ class EnvRunner:
                 self._episode_length += 1
                 done = terminated | truncated
                 if done.any():
-                    self._end_episodes(t, done, terminated, infos, truncated_at, final_obs)
+                    self._end_episodes(
+                        t, done, terminated, infos, ended_at, final_obs, was_truncated
+                    )
                 steps_done += 1
         finally:
             # Kept even if the policy raised mid-fragment, so the next sample starts from the
             # environments' real state. A copy: the vector env reuses its buffer (copy=False).
             self._raw_obs = np.array(raw_obs, dtype=np.float32)
             self.num_env_steps += steps_done * n
+        next_obs = np.empty_like(obs)
+        next_obs[:-1] = obs[1:]
+        next_obs[-1] = self.normalize(self._raw_obs)
+        if ended_at:
+            steps_, envs_ = zip(*ended_at, strict=True)
+            next_obs[list(steps_), list(envs_)] = self.normalize(np.stack(final_obs))
+        truncated_at = [at for at, trunc in zip(ended_at, was_truncated, strict=True) if trunc]
         next_values = self._next_values(
-            value_fn, buffers[Columns.VF_PREDS], terminateds, truncated_at, final_obs
+            value_fn, buffers[Columns.VF_PREDS], terminateds, truncated_at, next_obs
         )
         return Rollout(
             obs=obs,
+            next_obs=next_obs,
             actions=buffers[Columns.ACTIONS],
             rewards=rewards,
             terminateds=terminateds,
@@ -252,19 +312,21 @@ class EnvRunner:
         done: np.ndarray,
         terminated: np.ndarray,
         infos: Mapping[str, Any],
-        truncated_at: list[tuple[int, int]],
+        ended_at: list[tuple[int, int]],
         final_obs: list[np.ndarray],
+        was_truncated: list[bool],
     ) -> None:
-        """Record the episodes that ended at step t, and the final observations to bootstrap
-        the truncated ones from."""
+        """Record the episodes that ended at step t and their final observations (the
+        truncated ones are bootstrapped from them)."""
         for i in np.flatnonzero(done):
             self._episode_stats.append(
                 (float(self._episode_return[i]), int(self._episode_length[i]))
             )
-            if not terminated[i]:
-                truncated_at.append((t, int(i)))
-                # Copied: an env may reuse (and its reset overwrite) this array.
-                final_obs.append(np.array(infos["final_obs"][i], dtype=np.float32))
+            ended_at.append((t, int(i)))
+            # Copied: an env may reuse (and its reset overwrite) this array.
+            final_obs.append(np.array(infos["final_obs"][i], dtype=np.float32))
+            # A step both terminated and truncated has no future: it counts as terminated.
+            was_truncated.append(not terminated[i])
         self._episode_return[done] = 0.0
         self._episode_length[done] = 0
 
@@ -306,14 +368,14 @@ class EnvRunner:
         vf_preds: np.ndarray,
         terminateds: np.ndarray,
         truncated_at: list[tuple[int, int]],
-        final_obs: list[np.ndarray],
+        next_obs: np.ndarray,
     ) -> np.ndarray:
-        """V of the observation each step reached; see `Rollout`."""
-        bootstrap_obs = self.normalize(self._raw_obs)
-        if final_obs:
-            inputs = np.concatenate([self.normalize(np.stack(final_obs)), bootstrap_obs])
-        else:
-            inputs = bootstrap_obs
+        """V of the observation each step reached; see `Rollout`. One `value_fn` call for
+        the final observations of truncated episodes and the observations after the last
+        step."""
+        k = len(truncated_at)
+        steps, envs = (list(x) for x in zip(*truncated_at, strict=True)) if k else ([], [])
+        inputs = np.concatenate([next_obs[steps, envs], next_obs[-1]]) if k else next_obs[-1]
         values = np.asarray(value_fn(inputs), dtype=np.float32)
         if values.shape != (len(inputs),):
             raise BatchError(
@@ -321,7 +383,6 @@ class EnvRunner:
                 f"{len(inputs)} observations; it must return one value per observation, "
                 f"shape ({len(inputs)},)"
             )
-        k = len(final_obs)
         next_values = np.empty_like(vf_preds)
         next_values[:-1] = vf_preds[1:]
         next_values[-1] = values[k:]
@@ -329,8 +390,7 @@ class EnvRunner:
         # the value of the reset observation, which must not leak into step t.
         next_values[terminateds] = 0.0
         if k:
-            steps, envs = zip(*truncated_at, strict=True)
-            next_values[list(steps), list(envs)] = values[:k]
+            next_values[steps, envs] = values[:k]
         return next_values
 
     # Statistics and state ---------------------------------------------------------------
@@ -345,6 +405,15 @@ class EnvRunner:
         if self._obs_rms is None:
             return np.array(obs, dtype=np.float32)
         return self._obs_rms.normalize(obs)
+
+    def pop_obs_increment(self) -> dict[str, np.ndarray]:
+        """Statistics of the raw observations counted since the last call (empty without
+        normalisation): what a driver merges into the statistics all runners share."""
+        if self._obs_rms is None:
+            return {}
+        increment = self._obs_increment.get_state()
+        self._obs_increment = RunningMeanStd(self._obs_shape, epsilon=0.0)
+        return increment
 
     def get_state(self) -> dict[str, np.ndarray]:
         """The observation normaliser's statistics (empty without normalisation)."""

@@ -8,9 +8,9 @@ import numpy as np
 
 from learnerkit._plugins import get_algorithm
 from learnerkit.learner import Learner
-from learnerkit.sampling import EnvRunner
+from learnerkit.loops.on_policy import checkpoint_dir, read_run, read_trainer_state
+from learnerkit.rollouts.env_runner import EnvRunner
 from learnerkit.specs import LearnerSpec, ModuleSpec, structure_hyperparameters
-from learnerkit.training import checkpoint_dir, read_run, read_trainer_state
 
 
 def evaluate_checkpoint(

@@ -1,0 +1,61 @@
+"""Training loops: how ``learnerkit train`` turns an algorithm's hooks into a trained policy.
+
+Each loop is a named building block that an algorithm picks with
+``Algorithm(training_loop=NAME)``; the loop declares the settings it reads as a
+hyperparameters base class (``learnerkit.loops.settings``) that the algorithm's own
+hyperparameters derive from. The host never asks which algorithm it trains.
+
+- ``"on_policy"`` (``OnPolicySettings``; PPO): one synchronous batch per iteration, with
+  GAE ``advantages`` and ``value_targets``, trained for several epochs of minibatches.
+- ``"async"`` (``AsyncSettings``; IMPALA, APPO): continuously sampled fragments handed to
+  ``async_update`` as sequences (``new_obs`` included), for losses that run V-trace.
+
+Only names and settings classes are here, so that listing plugins stays light; a loop's
+code is imported when it trains.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import attrs
+
+from learnerkit.loops.settings import AsyncSettings, OnPolicySettings, SamplingSettings
+
+
+@attrs.frozen
+class LoopInfo:
+    """A training loop as algorithms name it."""
+
+    name: str
+    settings: type
+    """The hyperparameters base class whose settings the loop reads."""
+    target: str
+    """``module:Class`` of the loop, imported when it trains."""
+    summary: str
+
+    def load(self) -> Any:
+        module, _, cls = self.target.partition(":")
+        return getattr(importlib.import_module(module), cls)
+
+
+TRAINING_LOOPS: dict[str, LoopInfo] = {
+    info.name: info
+    for info in (
+        LoopInfo(
+            "on_policy",
+            OnPolicySettings,
+            "learnerkit.loops.on_policy:OnPolicyLoop",
+            "synchronous sampling, GAE, several epochs of minibatches per batch",
+        ),
+        LoopInfo(
+            "async",
+            AsyncSettings,
+            "learnerkit.loops.asynchronous:AsyncLoop",
+            "continuous sampling, async updates on fragments for off-policy correction",
+        ),
+    )
+}
+
+__all__ = ["TRAINING_LOOPS", "AsyncSettings", "LoopInfo", "OnPolicySettings", "SamplingSettings"]
