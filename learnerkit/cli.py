@@ -25,7 +25,7 @@ def _list_plugins(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title="learnerkit algorithms")
-    for column in ("name", "version", "package", "frameworks", "hooks", "status"):
+    for column in ("name", "version", "package", "frameworks", "loop", "hooks", "status"):
         table.add_column(column)
     for row in rows:
         status = {"ok": "[green]ok", "disabled": "[yellow]disabled"}.get(row.status, "[red]error")
@@ -34,6 +34,7 @@ def _list_plugins(args: argparse.Namespace) -> int:
             row.version or "-",
             row.package or "-",
             ", ".join(row.frameworks) or "-",
+            row.training_loop or "-",
             ", ".join(row.hooks) or "-",
             status,
         )
@@ -52,8 +53,22 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("algorithm", nargs="?", default="ppo", help="algorithm name (default: ppo)")
     p.add_argument("--env", default="CartPole-v1", help="gymnasium env id (default: CartPole-v1)")
     p.add_argument("--framework", choices=["torch", "tf"], default="torch")
-    p.add_argument("--num-envs", type=int, default=None, help="parallel envs (default: tuned)")
+    p.add_argument(
+        "--num-envs-per-env-runner",
+        "--num-envs",
+        dest="num_envs_per_env_runner",
+        type=int,
+        default=None,
+        help="envs each runner (or the driver) steps (default: tuned)",
+    )
+    p.add_argument(
+        "--num-env-runners",
+        type=int,
+        default=None,
+        help="env-runner Ray actors (default: the algorithm's, 0: sample in this process)",
+    )
     p.add_argument("--num-learners", type=int, default=0, help="Ray learner actors (0: local)")
+    p.add_argument("--ray-address", default=None, help="Ray cluster to join (default: local)")
     p.add_argument("--stop-reward", type=float, default=None, help="stop at this mean return")
     p.add_argument("--stop-timesteps", type=int, default=None, help="stop after this many steps")
     p.add_argument("--seed", type=int, default=0)
@@ -65,9 +80,51 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from learnerkit.loops.on_policy import run_training_from_args
+    """Build a TrainConfig from the arguments, train, and print where the results are."""
+    from pathlib import Path
 
-    return run_training_from_args(args)
+    from learnerkit.loops._run_output import read_config_file
+    from learnerkit.loops.trainer import CHECKPOINT_DIR, RETURN_WINDOW, TrainConfig, train
+
+    overrides: dict = {}
+    model_config = None
+    if args.config:
+        overrides = read_config_file(args.config)
+        model_config = overrides.pop("model_config", None)
+    for name in ("num_envs_per_env_runner", "num_env_runners"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    resume = args.resume
+    # Resuming a run directory continues writing into it.
+    is_run_dir = resume and (Path(resume) / CHECKPOINT_DIR).is_dir()
+    config = TrainConfig(
+        algorithm=args.algorithm,
+        env_id=args.env,
+        framework=args.framework,
+        seed=args.seed,
+        num_learners=args.num_learners,
+        stop_reward=args.stop_reward,
+        stop_timesteps=args.stop_timesteps,
+        out_dir=args.out or (resume if is_run_dir else None),
+        overrides=overrides,
+        model_config=model_config,
+        resume=resume,
+        progress=not args.quiet,
+        ray_address=args.ray_address,
+    )
+    summary = train(config)
+    ret = summary.episode_return_mean
+    shown = "n/a" if ret is None else f"{ret:.1f}"
+    print(
+        f"{summary.algorithm} on {summary.env}: mean return {shown}"
+        f" over the last {RETURN_WINDOW} episodes after {summary.timesteps_total} env steps in "
+        f"{summary.wall_seconds:.1f} s"
+        + (" (stop reward reached)" if summary.reached_stop_reward else "")
+    )
+    print(f"learning curve: {summary.curve}")
+    print(f"checkpoint:     {summary.checkpoint}")
+    print(f"evaluate with:  learnerkit evaluate {summary.checkpoint}")
+    return 130 if summary.interrupted else 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -91,6 +91,15 @@ class Hyperparameters:
     """Seeds weight initialisation and minibatch shuffling."""
 
 
+def check_base_fields(value: Any, base: type) -> None:
+    """Run the validators ``base`` declares on ``value``, an instance of a subclass: a
+    subclass that redefines a field to change its default drops that field's validator
+    (attrs replaces the whole field), so the base's checks are run again."""
+    for field in attrs.fields(base):
+        if field.validator is not None:
+            field.validator(value, field, getattr(value, field.name))
+
+
 def _check_space(kind: str, allowed: tuple[str, ...]):
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         if type(value).__name__ not in allowed or not hasattr(value, "shape"):
@@ -184,11 +193,7 @@ class LearnerSpec:
                 f"LearnerSpec.hyperparameters for algorithm {self.algorithm!r} must be a "
                 f"{expected.__qualname__}, got {type(value).__qualname__}"
             )
-        # A subclass that redefines a shared field to change its default drops that field's
-        # validator (attrs replaces the whole field), so check the shared fields again.
-        for field in attrs.fields(Hyperparameters):
-            if field.validator is not None:
-                field.validator(value, field, getattr(value, field.name))
+        check_base_fields(value, Hyperparameters)
 
     def __attrs_post_init__(self) -> None:
         from learnerkit._plugins import get_algorithm

@@ -8,7 +8,17 @@ import json
 
 from conftest import run_learnerkit
 
-JSON_KEYS = {"name", "version", "package", "frameworks", "hooks", "status", "error", "entry_point"}
+JSON_KEYS = {
+    "name",
+    "version",
+    "package",
+    "frameworks",
+    "hooks",
+    "status",
+    "error",
+    "entry_point",
+    "training_loop",
+}
 
 
 def list_plugins_json(plugin_dirs=(), env=None) -> dict[str, dict]:
@@ -34,10 +44,12 @@ def test_json_lists_an_installed_third_party_plugin_with_its_metadata(plugin_dir
         "status": "ok",
         "error": None,
         "entry_point": "learnerkit_echo",
+        "training_loop": None,
     }
     assert sorted(rows["echo"]["hooks"]) == ["additional_update", "compute_loss"]
     assert rows["bc"]["status"] == "ok"
     assert rows["bc"]["package"] == "learnerkit-bc"
+    assert rows["ppo"]["training_loop"] == "on_policy"
 
 
 def test_json_lists_broken_plugins_with_their_errors_and_still_exits_zero(plugin_dirs):

@@ -134,7 +134,7 @@ def test_entropy_coeff_follows_its_schedule_over_env_steps():
 
 def test_update_reports_the_current_coefficients():
     learner = build_learner(
-        entropy_coeff_schedule=[[0, 0.1], [1000, 0.0]], minibatch_size=64, num_envs=8
+        entropy_coeff_schedule=[[0, 0.1], [1000, 0.0]], minibatch_size=64, num_envs_per_env_runner=8
     )
     learner.additional_update(timestep=250)
     results = learner.update(synthetic_batch(n=64))[MID]
@@ -178,7 +178,7 @@ def test_optimizer_is_adam_with_the_configured_learning_rate_and_epsilon():
         ({"gamma": 1.5}, r"gamma must be in \[0, 1\]"),
         ({"lambda_": -0.1}, r"lambda_ must be in \[0, 1\]"),
         ({"num_epochs": 0}, r"num_epochs must be an integer >= 1"),
-        ({"num_envs": 2.5}, r"num_envs must be an integer >= 1"),
+        ({"num_envs_per_env_runner": 2.5}, r"num_envs_per_env_runner must be an integer >= 1"),
         ({"minibatch_size": 1000}, r"minibatch_size \(1000\) exceeds .* = 512"),
         ({"vf_clip_around_old_value": True}, r"vf_clip_around_old_value needs vf_clip_param"),
         ({"entropy_coeff_schedule": [[10, 0.1]]}, r"entropy_coeff_schedule must .* timestep 0"),
@@ -219,7 +219,9 @@ def test_importing_the_plugin_loads_no_framework():
 # Learning -------------------------------------------------------------------------------
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_a_few_updates_make_positively_advantaged_actions_more_likely(framework):
-    learner = build_learner(framework, learning_rate=3e-3, minibatch_size=64, num_envs=8)
+    learner = build_learner(
+        framework, learning_rate=3e-3, minibatch_size=64, num_envs_per_env_runner=8
+    )
     batch = synthetic_batch(n=256)
     good = batch[Columns.ADVANTAGES] > 0
     module = learner.module[MID]

@@ -10,10 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from learnerkit import ConfigError, training
+from learnerkit import ConfigError
 from learnerkit._checkpoint import load
+from learnerkit.loops import trainer as training
 from learnerkit.loops.evaluation import evaluate_checkpoint
-from learnerkit.loops.on_policy import TrainConfig, train
+from learnerkit.loops.trainer import TrainConfig, train
 
 # Small iterations (8 envs x 32 steps = 256 samples, 2 epochs) keep these runs short.
 SMALL = {"rollout_fragment_length": 32, "num_epochs": 2}
@@ -67,7 +68,7 @@ def test_a_run_writes_metrics_tensorboard_curve_checkpoint_and_summary(tmp_path)
 def test_resume_continues_from_the_exact_saved_state(tmp_path):
     train(TrainConfig(stop_timesteps=512, out_dir=str(tmp_path), progress=False, overrides=SMALL))
     saved = load(tmp_path / "checkpoint")
-    trainer = training._Trainer(
+    trainer = training.Trainer(
         TrainConfig(
             stop_timesteps=1024, out_dir=str(tmp_path), resume=str(tmp_path), overrides=SMALL
         )
@@ -91,7 +92,7 @@ def test_resume_continues_from_the_exact_saved_state(tmp_path):
 
 
 def test_ctrl_c_leaves_a_usable_checkpoint(tmp_path, monkeypatch):
-    real_step = training._Trainer.step
+    real_step = training.Trainer.step
 
     def step_then_interrupt(self):
         row = real_step(self)
@@ -99,7 +100,7 @@ def test_ctrl_c_leaves_a_usable_checkpoint(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return row
 
-    monkeypatch.setattr(training._Trainer, "step", step_then_interrupt)
+    monkeypatch.setattr(training.Trainer, "step", step_then_interrupt)
     summary = train(
         TrainConfig(stop_timesteps=10_000, out_dir=str(tmp_path), progress=False, overrides=SMALL)
     )
@@ -109,7 +110,7 @@ def test_ctrl_c_leaves_a_usable_checkpoint(tmp_path, monkeypatch):
 
 
 def test_an_offline_algorithm_is_refused_with_the_reason(tmp_path):
-    with pytest.raises(ConfigError, match="on-policy settings"):
+    with pytest.raises(ConfigError, match="declares no training loop"):
         train(TrainConfig(algorithm="bc", out_dir=str(tmp_path), progress=False))
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from learnerkit._plugins import get_algorithm
 from learnerkit.learner import Learner
-from learnerkit.loops.on_policy import checkpoint_dir, read_run, read_trainer_state
+from learnerkit.loops.trainer import checkpoint_dir, read_run, read_trainer_state
 from learnerkit.rollouts.env_runner import EnvRunner
 from learnerkit.specs import LearnerSpec, ModuleSpec, structure_hyperparameters
 

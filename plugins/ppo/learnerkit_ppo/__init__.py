@@ -6,10 +6,11 @@ surrogate, value loss, entropy bonus, optional KL penalty. The adaptive KL coeff
 the scheduled entropy coefficient live in each module's algorithm state; ``additional_update``
 changes them between updates and checkpoints keep them.
 
-A training iteration (``learnerkit.loops.on_policy`` runs it from the on-policy settings here):
-sample ``num_envs * rollout_fragment_length`` steps, compute GAE with ``gamma`` and
-``lambda_``, ``learner.update(batch, minibatch_size=..., num_epochs=...)``, then
-``learner.additional_update(timestep=env_steps, sampled_kl_values={module_id: mean_kl})``.
+PPO is trained by the host's on-policy loop (``training_loop="on_policy"``), which reads the
+``OnPolicySettings`` its hyperparameters derive from. An iteration: sample
+``num_envs_per_env_runner * rollout_fragment_length`` steps per runner, compute GAE with
+``gamma`` and ``lambda_``, ``update(batch, minibatch_size=..., num_epochs=...)``, then
+``additional_update(timestep=env_steps, sampled_kl_values={module_id: mean_kl})``.
 """
 
 from __future__ import annotations
@@ -18,12 +19,20 @@ from typing import Any
 
 import attrs
 
-from learnerkit import Algorithm, Columns, ConfigError, Hyperparameters, hookimpl, schedule_value
+from learnerkit import (
+    Algorithm,
+    Columns,
+    ConfigError,
+    OnPolicySettings,
+    hookimpl,
+    schedule_value,
+)
 from learnerkit.specs import (
     check_schedule,
     in_unit_interval,
     non_negative,
     positive,
+    positive_int,
     to_schedule,
 )
 from learnerkit_ppo.losses import (
@@ -35,13 +44,6 @@ from learnerkit_ppo.losses import (
     vf_loss_clipped_around_old_value,
     vf_loss_squared_error_clamped,
 )
-
-
-def _positive_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(
-            f"{type(instance).__name__}.{attribute.name} must be an integer >= 1, got {value!r}"
-        )
 
 
 def _non_negative_schedule(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -57,15 +59,15 @@ def _optional_float(value: Any) -> float | None:
 
 
 @attrs.frozen(kw_only=True)
-class PPOHyperparameters(Hyperparameters):
+class PPOHyperparameters(OnPolicySettings):
     """PPO's settings. Names follow RLlib's ``PPOConfig``. The defaults start from
     rl-baselines3-zoo's tuned CartPole-v1 settings (with a constant learning rate) and
     sample twice as long per iteration with half the epochs: as many env steps to a
     last-100-episode mean of 475 (about 70-90k) for half the gradient steps.
 
     The loss settings (``clip_param`` to ``normalize_advantages``) are read by the Learner;
-    the on-policy settings (``gamma`` to ``num_epochs``) by the training loop that samples
-    and calls ``update``.
+    the sampling and epoch settings are the on-policy loop's (``OnPolicySettings``), given
+    PPO's own defaults here.
     """
 
     learning_rate: float = attrs.field(default=1e-3, converter=float, validator=positive)
@@ -116,7 +118,7 @@ class PPOHyperparameters(Hyperparameters):
     """Normalise advantages to mean 0, std 1 within each minibatch (as Stable-Baselines3
     does), making the step size independent of the reward scale."""
 
-    # On-policy sampling and epochs (read by the training loop) -----------------------------
+    # On-policy sampling and epochs (the loop's settings, with PPO's defaults) -----------
     gamma: float = attrs.field(default=0.98, converter=float, validator=in_unit_interval)
     """Discount factor of future rewards. 0.98 (rl-baselines3-zoo's CartPole value) learns
     CartPole-v1 faster and more reliably than 0.99; use 0.99 or more for long horizons."""
@@ -124,38 +126,23 @@ class PPOHyperparameters(Hyperparameters):
     """GAE's lambda (Schulman et al. 2016): 0 is one-step TD advantages (low variance,
     biased by the value function), 1 Monte-Carlo returns minus the value. 0.8 as the zoo
     tunes it for CartPole; 0.95 is the common choice for harder tasks."""
-    num_envs: int = attrs.field(default=8, validator=_positive_int)
-    """Environment copies stepped in parallel."""
-    rollout_fragment_length: int = attrs.field(default=64, validator=_positive_int)
-    """Steps per environment per iteration: each iteration trains on ``num_envs *
-    rollout_fragment_length`` samples."""
-    minibatch_size: int = attrs.field(default=256, validator=_positive_int)
-    """Rows per gradient step; at most ``num_envs * rollout_fragment_length``."""
-    num_epochs: int = attrs.field(default=10, validator=_positive_int)
+    num_envs_per_env_runner: int = attrs.field(default=8, validator=positive_int)
+    """Environment copies each runner (or the driver) steps in parallel."""
+    rollout_fragment_length: int = attrs.field(default=64, validator=positive_int)
+    """Steps per environment per iteration: each iteration trains on ``max(1,
+    num_env_runners) * num_envs_per_env_runner * rollout_fragment_length`` samples."""
+    minibatch_size: int = attrs.field(default=256, validator=positive_int)
+    """Rows per gradient step; at most the samples per iteration."""
+    num_epochs: int = attrs.field(default=10, validator=positive_int)
     """Passes over each iteration's batch, reshuffled every pass."""
-    normalize_observations: bool = attrs.field(default=False, converter=bool)
-    """Normalise observations by running mean and variance while sampling (as SB3's
-    VecNormalize does); the statistics are saved with the checkpoint."""
 
     def __attrs_post_init__(self) -> None:
-        train_batch_size = self.num_envs * self.rollout_fragment_length
-        if self.minibatch_size > train_batch_size:
-            raise ConfigError(
-                f"PPOHyperparameters.minibatch_size ({self.minibatch_size}) exceeds the "
-                f"samples per iteration, num_envs * rollout_fragment_length = "
-                f"{self.num_envs} * {self.rollout_fragment_length} = {train_batch_size}; "
-                "lower it or sample more"
-            )
+        super().__attrs_post_init__()
         if self.vf_clip_around_old_value and self.vf_clip_param is None:
             raise ConfigError(
                 "PPOHyperparameters.vf_clip_around_old_value needs vf_clip_param (how far a "
                 "value may move from the sampled one), got vf_clip_param=None"
             )
-
-    @property
-    def train_batch_size(self) -> int:
-        """Samples per iteration: ``num_envs * rollout_fragment_length``."""
-        return self.num_envs * self.rollout_fragment_length
 
 
 def initial_state(hps: PPOHyperparameters) -> dict[str, float]:
@@ -250,6 +237,7 @@ algorithm = Algorithm(
     name="ppo",
     hyperparameters=PPOHyperparameters,
     frameworks=("torch", "tf"),
+    training_loop="on_policy",
     required_columns=(
         Columns.OBS,
         Columns.ACTIONS,
@@ -264,7 +252,7 @@ algorithm = Algorithm(
     env_presets={
         "CartPole-v1": {"stop": {"reward": 475.0, "timesteps": 200_000}},
         "Acrobot-v1": {
-            "num_envs": 16,
+            "num_envs_per_env_runner": 16,
             "rollout_fragment_length": 256,
             "minibatch_size": 64,
             "num_epochs": 4,
@@ -274,7 +262,7 @@ algorithm = Algorithm(
             "stop": {"reward": -100.0, "timesteps": 1_000_000},
         },
         "Pendulum-v1": {
-            "num_envs": 4,
+            "num_envs_per_env_runner": 4,
             "rollout_fragment_length": 1024,
             "minibatch_size": 64,
             "num_epochs": 10,

@@ -1,0 +1,213 @@
+"""The asynchronous loop (``training_loop="async"``): IMPALA, APPO and their kind.
+
+Runners sample continuously with the weights they last received. The driver waits on them
+with a timeout (``EnvRunners.poll``: no empty spinning), groups finished fragments into
+train batches of whole sequences (``Rollout.to_sequences``), and hands each batch to
+``LearnerGroup.async_update`` without waiting for the update; results are collected as
+they finish. Every ``broadcast_interval`` finished updates the runners get new weights and
+the learners run ``additional_update``. Each batch's policy lag (learner updates between
+the weights it was sampled with and the update that trains on it) is measured.
+
+Every queue is bounded: fragments not yet a full batch (less than one batch), batches
+waiting for the learners (``learner_queue_size``), updates in flight
+(``max_requests_in_flight``), and results (collected every iteration, at most the updates
+in flight). When the learners fall behind, ``learner_queue_policy`` says what gives:
+``"block"`` waits for a learner slot before taking more fragments (back-pressure; runners
+finish the fragment they are on and wait), ``"drop_oldest"`` keeps sampling and drops the
+oldest waiting batch. Dropped batches and env steps are counted in every row.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from learnerkit.batch import SampleBatch
+from learnerkit.loops.trainer import Iteration, Run
+from learnerkit.rollouts.runners import Fragment
+
+
+def _mean_results(results: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Each learner statistic averaged over the updates that finished (counts summed)."""
+    if not results:
+        return {}
+    merged: dict[str, Any] = {}
+    for key in results[0]:
+        values = [r[key] for r in results if key in r]
+        numeric = all(isinstance(v, (int, float, np.number)) for v in values)
+        if not numeric:
+            continue
+        merged[key] = float(np.sum(values) if key.startswith("num_") else np.mean(values))
+    return merged
+
+
+class AsyncLoop:
+    """Continuous sampling, asynchronous updates on sequences, periodic weight broadcast."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.hps = run.hps
+        self._fragments: list[Fragment] = []  # not yet a full train batch
+        self._batches: deque[list[Fragment]] = deque()  # waiting for a learner slot
+        self._in_flight: deque[int] = deque()  # rows of each update in flight, in order
+        self.updates_submitted = 0
+        self.updates_finished = 0
+        self.weights_version = 0
+        self.env_steps_trained = 0
+        self.dropped_batches = 0
+        self.dropped_env_steps = 0
+        self._since_broadcast = 0
+        self._iteration: dict[str, Any] = {}
+
+    @classmethod
+    def learner_group_options(cls, hps: Any) -> dict[str, Any]:
+        return {"max_async_updates": hps.max_requests_in_flight}
+
+    def start(self) -> None:
+        self._broadcast()
+
+    # One iteration -----------------------------------------------------------------------
+    def step(self, timesteps: int) -> Iteration:
+        hps, run = self.hps, self.run
+        it = self._iteration = {
+            "sampled": 0,
+            "trained": 0,
+            "episodes": [],
+            "lags": [],
+            "results": [],
+            "extra": {},
+            "dropped_batches": 0,
+            "dropped_env_steps": 0,
+            "wait_s": 0.0,
+        }
+        t0 = time.perf_counter()
+        while it["sampled"] < hps.min_sample_timesteps_per_iteration:
+            t_wait = time.perf_counter()
+            fragments = run.runners.poll(hps.sample_timeout_s)
+            it["wait_s"] += time.perf_counter() - t_wait
+            for fragment in fragments:
+                it["sampled"] += fragment.env_steps
+                it["episodes"].extend(fragment.episodes)
+                self._fragments.append(fragment)
+            # Broadcast before feeding: the broadcast waits for the updates in flight, and
+            # the update about to be submitted should not be one of them.
+            self._collect(run.group.collect_async_updates())
+            if self._since_broadcast >= hps.broadcast_interval:
+                self._broadcast(timesteps + it["sampled"])
+            self._form_batches()
+            self._feed_learners()
+        seconds = time.perf_counter() - t0
+        return Iteration(
+            env_steps=it["sampled"], episodes=it["episodes"], metrics=self._row(seconds)
+        )
+
+    def _form_batches(self) -> None:
+        """Whole fragments, oldest first, until a batch holds ``train_batch_size`` rows."""
+        while sum(f.env_steps for f in self._fragments) >= self.hps.train_batch_size:
+            rows, taken = 0, 0
+            while rows < self.hps.train_batch_size:
+                rows += self._fragments[taken].env_steps
+                taken += 1
+            self._batches.append(self._fragments[:taken])
+            del self._fragments[:taken]
+        if self.hps.learner_queue_policy == "drop_oldest":
+            while len(self._batches) > self.hps.learner_queue_size:
+                dropped = self._batches.popleft()
+                self._iteration["dropped_batches"] += 1
+                self._iteration["dropped_env_steps"] += sum(f.env_steps for f in dropped)
+
+    def _feed_learners(self) -> None:
+        """Submit waiting batches. Under "block" every batch is submitted, waiting for a
+        learner slot if need be; under "drop_oldest" only while a slot is free."""
+        group, hps = self.run.group, self.hps
+        while self._batches:
+            if hps.learner_queue_policy == "drop_oldest" and (
+                group.num_in_flight >= hps.max_requests_in_flight
+            ):
+                return
+            fragments = self._batches.popleft()
+            batch = SampleBatch.concat([f.rollout.to_sequences() for f in fragments])
+            self._iteration["lags"].extend(
+                self.updates_submitted - f.weights_version for f in fragments
+            )
+            finished = group.async_update(
+                batch,
+                minibatch_size=hps.minibatch_size,
+                num_epochs=hps.num_epochs,
+                sequence_length=hps.rollout_fragment_length,
+            )
+            self._in_flight.append(batch.count)
+            self.updates_submitted += 1
+            self._collect(finished)
+
+    def _collect(self, finished: list[Mapping[str, Mapping[str, Any]]]) -> None:
+        for results in finished:
+            rows = self._in_flight.popleft()
+            self._iteration["trained"] += rows
+            self.env_steps_trained += rows
+            self._iteration["results"].append(results[self.run.module_id])
+            self.updates_finished += 1
+            self._since_broadcast += 1
+
+    def _broadcast(self, timesteps: int | None = None) -> None:
+        """Finish the updates in flight, run the non-gradient update, ship the weights."""
+        group = self.run.group
+        self._collect(group.wait_async_updates())
+        if timesteps is not None and self._iteration:
+            results = self._iteration["results"][-self._since_broadcast :]
+            # The loop's contract, as the on-policy loop's: `mean_kl` results come back as
+            # sampled_kl_values, and num_updates says how many updates ran since last time.
+            kl = [r["mean_kl"] for r in results if "mean_kl" in r]
+            extra = group.additional_update(
+                timestep=timesteps,
+                num_updates=self._since_broadcast,
+                sampled_kl_values={self.run.module_id: float(np.mean(kl))} if kl else {},
+            )
+            self._iteration["extra"] = extra[self.run.module_id]
+        self.weights_version = self.updates_finished
+        self.run.runners.set_weights(group.get_weights()[self.run.module_id], self.weights_version)
+        self._since_broadcast = 0
+
+    # Reporting and state ---------------------------------------------------------------
+    def _row(self, seconds: float) -> dict[str, Any]:
+        it = self._iteration
+        self.dropped_batches += it["dropped_batches"]
+        self.dropped_env_steps += it["dropped_env_steps"]
+        lags = it["lags"]
+        row: dict[str, Any] = {
+            "num_env_steps_sampled": it["sampled"],
+            "num_env_steps_trained": it["trained"],
+            "env_steps_trained_per_s": it["trained"] / seconds,
+            "num_updates": len(it["results"]),
+            "num_updates_total": self.updates_finished,
+            "policy_lag_mean": float(np.mean(lags)) if lags else None,
+            "policy_lag_max": int(np.max(lags)) if lags else None,
+            "learner_queue_size": len(self._batches),
+            "updates_in_flight": len(self._in_flight),
+            "dropped_batches": it["dropped_batches"],
+            "dropped_env_steps": it["dropped_env_steps"],
+            "dropped_env_steps_total": self.dropped_env_steps,
+            "sample_wait_s": it["wait_s"],
+            **self.run.runners.metrics(),
+        }
+        learner = {**_mean_results(it["results"]), **it["extra"]}
+        row.update({f"learner/{name}": value for name, value in learner.items()})
+        return row
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "updates_finished": self.updates_finished,
+            "env_steps_trained": self.env_steps_trained,
+            "dropped_batches": self.dropped_batches,
+            "dropped_env_steps": self.dropped_env_steps,
+        }
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        self.updates_finished = self.updates_submitted = int(state.get("updates_finished", 0))
+        self.env_steps_trained = int(state.get("env_steps_trained", 0))
+        self.dropped_batches = int(state.get("dropped_batches", 0))
+        self.dropped_env_steps = int(state.get("dropped_env_steps", 0))

@@ -1,0 +1,434 @@
+"""The machinery every training loop shares: resolve the run's settings, build the
+learners and env runners, iterate the algorithm's loop, and report, checkpoint and resume.
+
+A loop (``learnerkit.loops.on_policy``, ``learnerkit.loops.asynchronous``) only decides what
+one iteration does; everything a user sees of a run (progress display, ``metrics.csv``,
+TensorBoard, the learning curve, checkpoints, ``--resume``, Ctrl-C, ``summary.json``) is
+made here, the same for every loop. Hosts can call ``train(TrainConfig(...))`` directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import attrs
+import numpy as np
+
+from learnerkit._checkpoint import write_json_atomic
+from learnerkit._plugins import Algorithm, get_algorithm
+from learnerkit.errors import CheckpointError, ConfigError
+from learnerkit.learner_group import LearnerGroup
+from learnerkit.loops import TRAINING_LOOPS
+from learnerkit.loops._run_output import RunOutput
+from learnerkit.rollouts.env_runner import EnvRunner
+from learnerkit.rollouts.runners import EnvRunners, EnvRunnerSpec, LocalEnvRunners
+from learnerkit.specs import (
+    LearnerSpec,
+    ModuleSpec,
+    ScalingConfig,
+    check_base_fields,
+    structure_hyperparameters,
+)
+
+RETURN_WINDOW = 100  # episodes in the reported mean return (the usual "last 100")
+RUN_FILE = "run.json"
+CHECKPOINT_DIR = "checkpoint"
+TRAINER_STATE_FILE = "trainer_state.json"
+
+
+@attrs.frozen(kw_only=True)
+class TrainConfig:
+    """One training run. ``overrides`` are hyperparameters on top of the algorithm's
+    defaults and its tuned preset for ``env_id``; ``model_config`` goes to the module."""
+
+    algorithm: str = "ppo"
+    env_id: str = "CartPole-v1"
+    framework: str = "torch"
+    seed: int = 0
+    num_learners: int = 0
+    stop_reward: float | None = None
+    stop_timesteps: int | None = None
+    out_dir: str | None = None
+    overrides: Mapping[str, Any] = attrs.field(factory=dict)
+    model_config: Mapping[str, Any] | None = None
+    checkpoint_every: int = 50
+    resume: str | None = None
+    progress: bool = True
+    ray_address: str | None = None
+    """A Ray cluster for learners and env runners (else ``RAY_ADDRESS``, else a local Ray,
+    started only when ``num_learners`` or ``num_env_runners`` asks for Ray)."""
+
+
+@attrs.frozen(kw_only=True)
+class TrainSummary:
+    algorithm: str
+    env: str
+    framework: str
+    seed: int
+    timesteps_total: int
+    iterations: int
+    episodes_total: int
+    episode_return_mean: float | None
+    wall_seconds: float
+    reached_stop_reward: bool
+    stop_reward: float | None
+    checkpoint: str
+    curve: str | None
+    interrupted: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class Iteration:
+    """What one iteration of a loop did."""
+
+    env_steps: int
+    """Env steps sampled (they advance ``timesteps_total`` and the schedules)."""
+    episodes: list[tuple[float, int]]
+    """(return, length) of the episodes that ended."""
+    metrics: dict[str, Any]
+    """Columns for ``metrics.csv`` / TensorBoard (learner results as ``learner/NAME``)."""
+
+
+class TrainingLoop(Protocol):
+    """What a loop implements; the trainer builds it with ``Loop(run)`` (a ``Run``)."""
+
+    @classmethod
+    def learner_group_options(cls, hps: Any) -> dict[str, Any]:
+        """Keyword arguments for the ``LearnerGroup`` (``max_async_updates``...)."""
+
+    def start(self) -> None:
+        """Called once the learners hold their (restored) state: ship the first weights."""
+
+    def step(self, timesteps: int) -> Iteration:
+        """One iteration; ``timesteps`` is the env steps sampled before it."""
+
+    def get_state(self) -> dict[str, Any]:
+        """The loop's own counters, as JSON values, for checkpoints."""
+
+    def set_state(self, state: Mapping[str, Any]) -> None: ...
+
+
+@attrs.frozen(kw_only=True)
+class Run:
+    """What a loop works with: resolved settings, the learners, the env runners."""
+
+    config: TrainConfig
+    algorithm: Algorithm
+    hps: Any
+    module_id: str
+    group: LearnerGroup
+    runners: EnvRunners
+
+
+def loop_info(algorithm: Algorithm):
+    """The training loop an algorithm declared, or a ConfigError saying why there is none."""
+    if algorithm.training_loop is None:
+        raise ConfigError(
+            f"algorithm {algorithm.name!r} declares no training loop, so `learnerkit train` "
+            "cannot train it: train it through the Learner API (Learner.update / "
+            "LearnerGroup.update with your own batches), or give its Algorithm a "
+            f"training_loop (one of {sorted(TRAINING_LOOPS)})"
+        )
+    return TRAINING_LOOPS[algorithm.training_loop]
+
+
+def _resolve(config: TrainConfig, algorithm: Algorithm) -> tuple[Any, dict[str, Any], Any, int]:
+    """Hyperparameters, model config, stop reward and stop timesteps for this run."""
+    preset = dict(algorithm.env_presets.get(config.env_id, {}))
+    stop = preset.pop("stop", {})
+    model_config = {**preset.pop("model_config", {}), **(config.model_config or {})}
+    values = {**preset, **config.overrides, "seed": config.seed}
+    hps = structure_hyperparameters(algorithm.hyperparameters, values)
+    check_base_fields(hps, loop_info(algorithm).settings)
+    stop_reward = config.stop_reward if config.stop_reward is not None else stop.get("reward")
+    stop_timesteps = config.stop_timesteps or stop.get("timesteps") or 1_000_000
+    return hps, model_config, stop_reward, int(stop_timesteps)
+
+
+def make_env_runners(spec: EnvRunnerSpec, hps: Any, ray_address: str | None) -> EnvRunners:
+    """Sampling in this process (``num_env_runners=0``) or in Ray actors."""
+    if hps.num_env_runners == 0:
+        return LocalEnvRunners(spec)
+    from learnerkit.distributed.env_runners import RayEnvRunners
+
+    return RayEnvRunners(
+        spec,
+        num_runners=hps.num_env_runners,
+        num_cpus_per_runner=hps.num_cpus_per_env_runner,
+        max_restarts=hps.max_env_runner_restarts,
+        sample_timeout_s=hps.sample_timeout_s,
+        ray_address=ray_address,
+    )
+
+
+def _probe_spaces(env_id: str) -> tuple[Any, Any]:
+    """The environment's spaces, with the env runner's checks and errors."""
+    with EnvRunner(env_id, num_envs=1) as probe:
+        return probe.observation_space, probe.action_space
+
+
+class Trainer:
+    """Builds a run and iterates its loop; ``run()`` trains, ``close()`` releases."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        if config.resume:
+            config = _continue_run(config)
+        self.config = config
+        self.algorithm = get_algorithm(config.algorithm)
+        loop_cls = loop_info(self.algorithm).load()
+        self.hps, self.model_config, self.stop_reward, self.stop_timesteps = _resolve(
+            config, self.algorithm
+        )
+        ray_address = config.ray_address or os.environ.get("RAY_ADDRESS")
+        observation_space, action_space = _probe_spaces(config.env_id)
+        module_spec = ModuleSpec(observation_space, action_space, model_config=self.model_config)
+        self.spec = LearnerSpec(
+            algorithm=config.algorithm,
+            framework=config.framework,
+            module_spec=module_spec,
+            hyperparameters=self.hps,
+            scaling=ScalingConfig(num_learners=config.num_learners),
+        )
+        self.group = self.runners = None
+        try:
+            self.group = LearnerGroup(
+                self.spec, ray_address=ray_address, **loop_cls.learner_group_options(self.hps)
+            )
+            self.runners = make_env_runners(
+                EnvRunnerSpec(
+                    env_id=config.env_id,
+                    framework=config.framework,
+                    module_spec=module_spec,
+                    num_envs=self.hps.num_envs_per_env_runner,
+                    rollout_fragment_length=self.hps.rollout_fragment_length,
+                    normalize_observations=self.hps.normalize_observations,
+                    seed=config.seed,
+                ),
+                self.hps,
+                ray_address,
+            )
+            self.loop: TrainingLoop = loop_cls(
+                Run(
+                    config=config,
+                    algorithm=self.algorithm,
+                    hps=self.hps,
+                    module_id=next(iter(self.spec.module_specs)),
+                    group=self.group,
+                    runners=self.runners,
+                )
+            )
+            self.returns: deque[float] = deque(maxlen=RETURN_WINDOW)
+            self.lengths: deque[int] = deque(maxlen=RETURN_WINDOW)
+            self.timesteps = self.iteration = self.episodes = 0
+            self.elapsed_before = 0.0
+            self.out = RunOutput(Path(config.out_dir))
+            if config.resume:
+                self._restore(Path(config.resume))
+            self.loop.start()
+        except BaseException:
+            self.close()
+            raise
+
+    # Checkpoints -------------------------------------------------------------------------
+    def run_metadata(self) -> dict[str, Any]:
+        return {
+            "algorithm": self.config.algorithm,
+            "env": self.config.env_id,
+            "framework": self.config.framework,
+            "seed": self.config.seed,
+            "model_config": self.model_config,
+            "hyperparameters": attrs.asdict(self.hps),
+        }
+
+    def save_checkpoint(self) -> Path:
+        path = self.out.dir / CHECKPOINT_DIR
+        self.group.save_state(path)
+        trainer_state = {
+            "timesteps": self.timesteps,
+            "iteration": self.iteration,
+            "episodes": self.episodes,
+            "elapsed": self.elapsed_before + time.perf_counter() - self.started,
+            "returns": list(self.returns),
+            "lengths": list(self.lengths),
+            "obs_normalizer": {
+                k: np.asarray(v).tolist() for k, v in self.runners.get_state().items()
+            },
+            "loop": self.loop.get_state(),
+        }
+        write_json_atomic(path / TRAINER_STATE_FILE, trainer_state)
+        write_json_atomic(path / RUN_FILE, self.run_metadata())
+        return path
+
+    def _restore(self, path: Path) -> None:
+        state = read_trainer_state(path)
+        self.group.load_state(checkpoint_dir(path))
+        self.timesteps, self.iteration = state["timesteps"], state["iteration"]
+        self.episodes, self.elapsed_before = state["episodes"], state["elapsed"]
+        self.returns.extend(state["returns"])
+        self.lengths.extend(state["lengths"])
+        self.runners.set_state(state["obs_normalizer"])
+        self.loop.set_state(state.get("loop", {}))
+
+    # The loop ----------------------------------------------------------------------------
+    def mean_return(self) -> float | None:
+        return float(np.mean(self.returns)) if self.returns else None
+
+    def reached(self) -> bool:
+        # Only a full window counts: a few lucky early episodes do not make a solved task.
+        return (
+            self.stop_reward is not None
+            and len(self.returns) == RETURN_WINDOW
+            and self.mean_return() >= self.stop_reward
+        )
+
+    def step(self) -> dict[str, Any]:
+        """One iteration of the loop, as a row of metrics."""
+        t0 = time.perf_counter()
+        result = self.loop.step(self.timesteps)
+        seconds = time.perf_counter() - t0
+        self.timesteps += result.env_steps
+        self.iteration += 1
+        for episode_return, length in result.episodes:
+            self.returns.append(episode_return)
+            self.lengths.append(length)
+            self.episodes += 1
+        return {
+            "iteration": self.iteration,
+            "timesteps_total": self.timesteps,
+            "episodes_total": self.episodes,
+            "episode_return_mean": self.mean_return(),
+            "episode_len_mean": float(np.mean(self.lengths)) if self.lengths else None,
+            "time_total_s": self.elapsed_before + time.perf_counter() - self.started,
+            "env_steps_per_s": result.env_steps / seconds,
+            **result.metrics,
+        }
+
+    def run(self) -> TrainSummary:
+        self.started = time.perf_counter()
+        self.out.start(self.run_metadata(), resume=bool(self.config.resume))
+        interrupted = False
+        try:
+            with self.out.progress(self.stop_timesteps, enabled=self.config.progress) as bar:
+                bar.advance_to(self.timesteps, self.iteration, self.mean_return(), 0.0)
+                while self.timesteps < self.stop_timesteps and not self.reached():
+                    row = self.step()
+                    self.out.log(row)
+                    bar.advance_to(
+                        self.timesteps,
+                        self.iteration,
+                        row["episode_return_mean"],
+                        row["env_steps_per_s"],
+                    )
+                    if self.iteration % self.config.checkpoint_every == 0:
+                        self.save_checkpoint()
+        except KeyboardInterrupt:
+            interrupted = True
+        checkpoint = self.save_checkpoint()
+        curve = self.out.plot_curve(self.stop_reward)
+        summary = TrainSummary(
+            algorithm=self.config.algorithm,
+            env=self.config.env_id,
+            framework=self.config.framework,
+            seed=self.config.seed,
+            timesteps_total=self.timesteps,
+            iterations=self.iteration,
+            episodes_total=self.episodes,
+            episode_return_mean=self.mean_return(),
+            wall_seconds=self.elapsed_before + time.perf_counter() - self.started,
+            reached_stop_reward=self.reached(),
+            stop_reward=self.stop_reward,
+            checkpoint=str(checkpoint),
+            curve=str(curve) if curve else None,
+            interrupted=interrupted,
+        )
+        self.out.finish(attrs.asdict(summary))
+        return summary
+
+    def close(self) -> None:
+        if self.runners is not None:
+            self.runners.close()
+        if self.group is not None:
+            self.group.shutdown()
+
+
+def checkpoint_dir(path: str | os.PathLike) -> Path:
+    """The checkpoint directory of a run directory, or ``path`` itself if it is one."""
+    path = Path(path)
+    return path / CHECKPOINT_DIR if (path / CHECKPOINT_DIR).is_dir() else path
+
+
+def read_run(path: str | os.PathLike) -> dict[str, Any]:
+    """What a run was trained with (``run.json`` of its checkpoint)."""
+    run_file = checkpoint_dir(path) / RUN_FILE
+    if not run_file.is_file():
+        raise CheckpointError(
+            f"{path} is not a learnerkit training checkpoint ({RUN_FILE} is missing); pass the "
+            "run directory written by `learnerkit train`"
+        )
+    return json.loads(run_file.read_text())
+
+
+def read_trainer_state(path: str | os.PathLike) -> dict[str, Any]:
+    """The training loop's own state in a checkpoint (counters, recent returns, and the
+    observation normaliser's statistics as numpy arrays)."""
+    state_file = checkpoint_dir(path) / TRAINER_STATE_FILE
+    if not state_file.is_file():
+        raise CheckpointError(
+            f"{path} is not a learnerkit training checkpoint: {state_file} is missing"
+        )
+    state = json.loads(state_file.read_text())
+    state["obs_normalizer"] = {k: np.asarray(v) for k, v in state["obs_normalizer"].items()}
+    return state
+
+
+def _continue_run(config: TrainConfig) -> TrainConfig:
+    """A resumed run keeps the algorithm, env, framework, hyperparameters and model of the
+    run it continues; explicit overrides still apply on top."""
+    run = read_run(config.resume)
+    hyperparameters = {k: v for k, v in run["hyperparameters"].items() if k != "seed"}
+    return attrs.evolve(
+        config,
+        algorithm=run["algorithm"],
+        env_id=run["env"],
+        framework=run["framework"],
+        overrides={**hyperparameters, **config.overrides},
+        model_config={**run["model_config"], **(config.model_config or {})},
+    )
+
+
+def default_out_dir(algorithm: str, env_id: str, seed: int) -> str:
+    return os.path.join("runs", f"{algorithm}-{env_id}-seed{seed}")
+
+
+def _seed_and_threads(framework: str, seed: int) -> None:
+    """Seed the framework's global generator (action sampling draws from it), and keep
+    torch to one thread: small MLPs run fastest so, and the other core steps the envs."""
+    if framework == "torch":
+        import torch
+
+        torch.manual_seed(seed)
+        torch.set_num_threads(1)
+    else:
+        import tensorflow as tf
+
+        tf.random.set_seed(seed)
+
+
+def train(config: TrainConfig) -> TrainSummary:
+    """Train until the stop reward (mean of the last 100 episodes) or the step budget."""
+    if config.out_dir is None:
+        config = attrs.evolve(
+            config, out_dir=default_out_dir(config.algorithm, config.env_id, config.seed)
+        )
+    _seed_and_threads(config.framework, config.seed)
+    trainer = Trainer(config)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
