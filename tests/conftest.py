@@ -54,6 +54,7 @@ def make_plugin(
     frameworks: tuple[str, ...] = ("torch", "tf"),
     required_columns: tuple[str, ...] = (),
     initial_state: Callable[[Any], dict] | None = None,
+    training_loop: str | None = None,
     **hooks: Callable,
 ) -> types.ModuleType:
     """A plugin module made in a test: ``hooks`` are plain functions, marked here."""
@@ -66,6 +67,7 @@ def make_plugin(
         frameworks=frameworks,
         required_columns=required_columns,
         initial_state=initial_state,
+        training_loop=training_loop,
     )
     return module
 
