@@ -28,6 +28,11 @@ def positive_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         )
 
 
+def optional_positive_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None:
+        positive_int(instance, attribute, value)
+
+
 def non_negative_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(

@@ -89,18 +89,37 @@ def reserve(scaling: ScalingConfig) -> PlacementGroup | None:
     bundle = _bundle(scaling)
     if not bundle:
         return None  # nothing to reserve: actors go wherever Ray puts them
-    n = scaling.num_learners
-    asked = ", ".join(f"{n} x {v:g} {k}" for k, v in bundle.items())
+    return reserve_bundles(
+        bundle,
+        scaling.num_learners,
+        what="learner",
+        error=LearnerGroupError,
+        settings="num_learners or the per-learner resources",
+    )
+
+
+def reserve_bundles(
+    bundle: dict[str, float],
+    count: int,
+    *,
+    what: str,
+    error: type[Exception],
+    settings: str,
+) -> PlacementGroup:
+    """A ready SPREAD placement group of ``count`` bundles for ``count`` actors of kind
+    ``what``, or ``error`` within ``placement_timeout()`` seconds saying what the cluster
+    lacks and which ``settings`` to lower."""
+    asked = ", ".join(f"{count} x {v:g} {k}" for k, v in bundle.items())
     nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
     if not any(all(res.get(k, 0) >= v for k, v in bundle.items()) for res in nodes):
-        raise LearnerGroupError(
-            f"no node of the Ray cluster can hold one learner ({bundle}); its nodes have "
-            f"{[{k: r.get(k, 0) for k in bundle} for r in nodes]}. Lower "
-            "num_cpus_per_learner / num_gpus_per_learner or add bigger nodes"
+        raise error(
+            f"no node of the Ray cluster can hold one {what} ({bundle}); its nodes have "
+            f"{[{k: r.get(k, 0) for k in bundle} for r in nodes]}. Lower {settings} or add "
+            "bigger nodes"
         )
-    # SPREAD puts learners on different nodes where it can (a node failure then takes
+    # SPREAD puts actors on different nodes where it can (a node failure then takes
     # fewer of them) and packs them when it must.
-    pg = placement_group([bundle] * n, strategy="SPREAD")
+    pg = placement_group([bundle] * count, strategy="SPREAD")
     timeout = placement_timeout()
     try:
         ray.get(pg.ready(), timeout=timeout)
@@ -108,10 +127,10 @@ def reserve(scaling: ScalingConfig) -> PlacementGroup | None:
         remove_placement_group(pg)
         total, free = ray.cluster_resources(), ray.available_resources()
         have = ", ".join(f"{k}: {free.get(k, 0):g} free of {total.get(k, 0):g}" for k in bundle)
-        raise LearnerGroupError(
-            f"Ray could not reserve {asked} for {n} learner(s) within {timeout:g} s; the "
-            f"cluster has {have}. Lower num_learners or the per-learner resources, add "
-            f"nodes, or wait longer ({PLACEMENT_TIMEOUT_ENV})"
+        raise error(
+            f"Ray could not reserve {asked} for {count} {what}(s) within {timeout:g} s; the "
+            f"cluster has {have}. Lower {settings}, add nodes, or wait longer "
+            f"({PLACEMENT_TIMEOUT_ENV})"
         ) from None
     return pg
 

@@ -10,8 +10,10 @@ hyperparameters derive from. The host never asks which algorithm it trains.
 - ``"async"`` (``AsyncSettings``; IMPALA, APPO): continuously sampled fragments handed to
   ``async_update`` as sequences (``new_obs`` included), for losses that run V-trace.
 
-Only names and settings classes are here, so that listing plugins stays light; a loop's
-code is imported when it trains.
+Only names and settings classes are imported here, so that listing plugins stays light;
+a loop's code is imported when it trains. Hosts train with
+``learnerkit.loops.train(learnerkit.loops.TrainConfig(...))`` and evaluate with
+``learnerkit.loops.evaluate_checkpoint(run_dir)``.
 """
 
 from __future__ import annotations
@@ -58,4 +60,29 @@ TRAINING_LOOPS: dict[str, LoopInfo] = {
     )
 }
 
-__all__ = ["TRAINING_LOOPS", "AsyncSettings", "LoopInfo", "OnPolicySettings", "SamplingSettings"]
+_LAZY = {
+    "TrainConfig": "learnerkit.loops.trainer",
+    "TrainSummary": "learnerkit.loops.trainer",
+    "train": "learnerkit.loops.trainer",
+    "evaluate_checkpoint": "learnerkit.loops.evaluation",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # The training machinery imports numpy, gymnasium and the learner: only on first use.
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'learnerkit.loops' has no attribute {name!r}")
+
+
+__all__ = [
+    "TRAINING_LOOPS",
+    "AsyncSettings",
+    "LoopInfo",
+    "OnPolicySettings",
+    "SamplingSettings",
+    "TrainConfig",
+    "TrainSummary",
+    "evaluate_checkpoint",
+    "train",
+]

@@ -20,16 +20,12 @@ from learnerkit.specs import (
     Hyperparameters,
     in_unit_interval,
     non_negative_int,
+    optional_positive_int,
     positive,
     positive_int,
 )
 
 QUEUE_POLICIES = ("block", "drop_oldest")
-
-
-def _optional_positive_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value is not None:
-        positive_int(instance, attribute, value)
 
 
 @attrs.frozen(kw_only=True)
@@ -111,7 +107,7 @@ class AsyncSettings(SamplingSettings):
     """Steps per environment in one fragment, and the sequence length of the train batch."""
     train_batch_size: int = attrs.field(default=500, validator=positive_int)
     """Rows per learner update (whole fragments are taken until at least this many)."""
-    minibatch_size: int | None = attrs.field(default=None, validator=_optional_positive_int)
+    minibatch_size: int | None = attrs.field(default=None, validator=optional_positive_int)
     """Rows per gradient step, a multiple of ``rollout_fragment_length`` (None: the whole
     train batch in one step)."""
     num_epochs: int = attrs.field(default=1, validator=positive_int)

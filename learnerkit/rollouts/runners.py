@@ -75,9 +75,6 @@ class EnvRunners(Protocol):
         """The fragments finished since the last call, waiting up to ``timeout`` seconds for
         at least one; every runner that finished starts its next fragment at once."""
 
-    def pause(self) -> None:
-        """Start no new fragments until the next `poll` (back-pressure)."""
-
     def get_state(self) -> dict[str, Any]:
         """The observation statistics all runners share (empty without normalisation)."""
 
@@ -150,9 +147,6 @@ class LocalEnvRunners:
 
     def poll(self, timeout: float) -> list[Fragment]:
         return self.sample()
-
-    def pause(self) -> None:
-        pass  # nothing samples in the background here
 
     def get_state(self) -> dict[str, Any]:
         return self.runner.get_state()

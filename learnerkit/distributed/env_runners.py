@@ -1,0 +1,287 @@
+"""Env runners as Ray actors: the ``num_env_runners >= 1`` implementation of `EnvRunners`.
+
+Each actor steps its own vector environment with its own copy of the module and returns
+`Fragment`s. The driver either gathers one fragment from every runner (``sample``) or keeps
+one sample request in flight per runner and takes whatever has finished (``poll``). It owns
+the observation statistics all runners share: it merges every fragment's increment into
+them and ships them with the weights. A runner whose actor dies, or whose environment
+raises, is restarted with the current weights, up to ``max_restarts`` times in all.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import gymnasium
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.util.placement_group import PlacementGroup, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from learnerkit._checkpoint import check_same_shapes
+from learnerkit.distributed.env_runner_worker import RemoteRunner
+from learnerkit.distributed.start import (
+    PLACEMENT_TIMEOUT_ENV,
+    ensure_ray,
+    placement_timeout,
+    reserve_bundles,
+    ship_by_value,
+)
+from learnerkit.errors import ConfigError, EnvRunnerError, LearnerGroupError
+from learnerkit.rollouts.postprocessing import RunningMeanStd
+from learnerkit.rollouts.runners import EnvRunnerSpec, Fragment, Weights
+
+__all__ = ["RayEnvRunners"]
+
+logger = logging.getLogger(__name__)
+
+
+def _registration(env_id: str) -> Any:
+    """The driver's gymnasium registration of ``env_id`` (shipped to the actors), or a
+    ConfigError here rather than an actor that dies while starting."""
+    module, _, name = env_id.rpartition(":")
+    try:
+        if module:
+            importlib.import_module(module)
+        return gymnasium.spec(name)
+    except (ImportError, gymnasium.error.Error) as exc:
+        raise ConfigError(
+            f"RayEnvRunners: cannot make environment {env_id!r}: {exc} (check the id against "
+            "gymnasium.pprint_registry(), and import the package that registers it before "
+            "building the runners)"
+        ) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    """The error itself, not Ray's wrapping: the environment's exception and message, or
+    the last line of an actor death (Ray's reason)."""
+    if isinstance(exc, RayTaskError):
+        return f"{type(exc.cause).__name__}: {exc.cause}"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+class RayEnvRunners:
+    """``num_runners`` env-runner actors, each reserving ``num_cpus_per_runner`` CPUs."""
+
+    def __init__(
+        self,
+        spec: EnvRunnerSpec,
+        *,
+        num_runners: int,
+        num_cpus_per_runner: float = 1.0,
+        max_restarts: int = 5,
+        sample_timeout_s: float = 120.0,
+        ray_address: str | None = None,
+    ) -> None:
+        if num_runners < 1 or num_cpus_per_runner <= 0:
+            raise ConfigError(
+                f"RayEnvRunners needs num_runners >= 1 and num_cpus_per_runner > 0, got "
+                f"{num_runners} and {num_cpus_per_runner} (num_env_runners=0 samples locally)"
+            )
+        self.spec, self.num_runners = spec, num_runners
+        self.max_restarts, self.sample_timeout_s = max_restarts, float(sample_timeout_s)
+        self._cpus = float(num_cpus_per_runner)
+        self._env_spec = _registration(spec.env_id)
+        ship_by_value(
+            [c for c in (self._env_spec.entry_point, spec.module_spec.module_class) if callable(c)]
+        )
+        self.actors: list[Any] = []
+        # Where each runner runs (actor id, node id, pid, spaces), by index.
+        self.info_by_index: dict[int, dict[str, Any]] = {}
+        self.version, self.restarts, self.errors = 0, 0, 0
+        self.last_error: str | None = None
+        self._weights: Any = None  # the latest weights, put once in the object store
+        self._in_flight: dict[int, tuple[Any, float]] = {}  # index: (sample ref, issued at)
+        self._pg: PlacementGroup | None = None
+        try:
+            ensure_ray(ray_address)
+        except LearnerGroupError as exc:
+            raise EnvRunnerError(str(exc)) from exc
+        try:
+            self._pg = reserve_bundles(
+                {"CPU": self._cpus},
+                num_runners,
+                what="env runner",
+                error=EnvRunnerError,
+                settings="num_env_runners or num_cpus_per_env_runner",
+            )
+            self.actors = [None] * num_runners
+            self._start(range(num_runners))
+        except BaseException:
+            self.close()
+            raise
+        self.observation_space = self.info_by_index[0]["observation_space"]
+        self.action_space = self.info_by_index[0]["action_space"]
+        shape = tuple(self.observation_space.shape)
+        self._obs_rms = RunningMeanStd(shape) if spec.normalize_observations else None
+
+    # Actors ------------------------------------------------------------------------------
+    def _start(self, indices: Iterable[int]) -> None:
+        """Start runner actors, each in its bundle, and wait (bounded) until they run."""
+        refs = {}
+        for i in indices:
+            strategy = PlacementGroupSchedulingStrategy(self._pg, placement_group_bundle_index=i)
+            options = {"num_cpus": self._cpus, "scheduling_strategy": strategy}
+            self.actors[i] = RemoteRunner.options(**options).remote(self.spec, i, self._env_spec)
+            refs[i] = self.actors[i].info.remote()
+        timeout = placement_timeout()
+        for i, ref in refs.items():
+            try:
+                info = ray.get(ref, timeout=timeout)
+            except RayActorError as exc:
+                raise EnvRunnerError(f"env runner {i} failed to start: {_describe(exc)}") from exc
+            except GetTimeoutError:
+                raise EnvRunnerError(
+                    f"env runner {i} did not start within {timeout:g} s ({PLACEMENT_TIMEOUT_ENV})"
+                ) from None
+            # Checked in the driver: weights a runner cannot load would fail there unseen.
+            self._own_weights = info.pop("weights")
+            self.info_by_index[i] = info
+
+    def _load(self, index: int) -> None:
+        """Send runner ``index`` the latest weights and shared statistics (it gets them after
+        the fragment it is sampling: actor tasks run in order)."""
+        self.actors[index].load.remote(self._weights, self.version, self.get_state())
+
+    def _restart(self, index: int, why: str) -> None:
+        info = self.info_by_index.get(index, {})
+        node, pid = info.get("node_id"), info.get("pid")
+        logger.warning("env runner %d (node %s, pid %s) failed: %s", index, node, pid, why)
+        if self.restarts >= self.max_restarts:
+            raise EnvRunnerError(
+                f"env runner {index} failed after {self.restarts} env-runner restarts, the "
+                f"limit (max_env_runner_restarts={self.max_restarts}): {why}. Fix the cause, "
+                "or raise max_env_runner_restarts to tolerate more failures"
+            )
+        self.restarts += 1
+        ray.kill(self.actors[index], no_restart=True)
+        self._start([index])
+        self._load(index)
+
+    # Requests ----------------------------------------------------------------------------
+    def _request(self, index: int) -> None:
+        self._in_flight[index] = (self.actors[index].sample.remote(), time.monotonic())
+
+    def _wait(self, timeout: float) -> list[int]:
+        """The runners whose request finished, waiting up to ``timeout`` s for the first
+        (``ray.wait``, no spinning); an EnvRunnerError once a request has been waited for
+        longer than ``sample_timeout_s``."""
+        by_ref = {ref: i for i, (ref, _) in self._in_flight.items()}
+        deadline = min(at for _, at in self._in_flight.values()) + self.sample_timeout_s
+        left = deadline - time.monotonic()
+        ready, _ = ray.wait(list(by_ref), num_returns=1, timeout=max(0.0, min(timeout, left)))
+        if ready:
+            ready, _ = ray.wait(list(by_ref), num_returns=len(by_ref), timeout=0)
+            return sorted(by_ref[ref] for ref in ready)
+        if timeout >= left:  # waited until the oldest request's deadline: none returned
+            now = time.monotonic()
+            stuck = {i: f"{now - at:.1f} s" for i, (_, at) in sorted(self._in_flight.items())}
+            nodes = [self.info_by_index.get(i, {}).get("node_id") for i in stuck]
+            raise EnvRunnerError(
+                f"env runners {list(stuck)} (nodes {nodes}) returned no fragment within "
+                f"sample_timeout_s={self.sample_timeout_s:g} s (waiting for {stuck}); raise "
+                "sample_timeout_s if fragments take longer (a slow environment, a long "
+                "rollout_fragment_length), or find out why the runners hang"
+            )
+        return []
+
+    def _receive(self, index: int) -> Fragment | None:
+        """Runner ``index``'s finished fragment, or None if it failed and was restarted."""
+        ref, _ = self._in_flight.pop(index)
+        try:
+            fragment = ray.get(ref)
+        except RayActorError as exc:
+            self._restart(index, f"its actor died ({_describe(exc)})")
+            return None
+        except RayTaskError as exc:
+            self.errors += 1
+            self.last_error = _describe(exc)
+            self._restart(index, f"its environment or policy raised {self.last_error}")
+            return None
+        if self._obs_rms is not None:
+            self._obs_rms.merge(fragment.obs_increment)
+        return fragment
+
+    # EnvRunners --------------------------------------------------------------------------
+    def set_weights(self, weights: Weights, version: int) -> None:
+        """Put the weights once and queue them (with the shared statistics) for every runner;
+        does not wait for fragments being sampled."""
+        check_same_shapes(self._own_weights, weights, "the env runners' module")
+        self._weights, self.version = ray.put(dict(weights)), version
+        for i in range(self.num_runners):
+            self._load(i)
+
+    def sample(self) -> list[Fragment]:
+        """One fragment per runner, in runner order, sampled after the latest `set_weights`
+        (fragments that `poll` left in flight are dropped: older weights)."""
+        self._in_flight.clear()
+        for i in range(self.num_runners):
+            self._request(i)
+        fragments: dict[int, Fragment] = {}
+        while self._in_flight:
+            for i in self._wait(self.sample_timeout_s):
+                fragment = self._receive(i)
+                if fragment is None:
+                    self._request(i)  # sampled again by the restarted runner
+                else:
+                    fragments[i] = fragment
+        return [fragments[i] for i in range(self.num_runners)]
+
+    def poll(self, timeout: float) -> list[Fragment]:
+        """Resume idle runners (the first poll, or after `sample`), wait up to
+        ``timeout`` s for a fragment, return every finished one and ask their runners for
+        the next at once."""
+        for i in range(self.num_runners):
+            if i not in self._in_flight:
+                self._request(i)
+        fragments = []
+        for i in self._wait(timeout):
+            fragment = self._receive(i)
+            self._request(i)
+            if fragment is not None:
+                fragments.append(fragment)
+        return fragments
+
+    def get_state(self) -> dict[str, Any]:
+        """The shared observation statistics, in `EnvRunner.get_state`'s format."""
+        if self._obs_rms is None:
+            return {}
+        return {f"obs_{k}": v for k, v in self._obs_rms.get_state().items()}
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Restore `get_state`'s statistics, here and (queued) in every runner."""
+        if self._obs_rms is None:
+            if state:
+                raise ConfigError(
+                    f"RayEnvRunners.set_state: got normaliser statistics {sorted(state)}, but "
+                    "these runners do not normalise observations (normalize_observations)"
+                )
+            return
+        prefix = "obs_"
+        self._obs_rms.set_state(
+            {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        )
+        for i in range(self.num_runners):
+            self._load(i)
+
+    def metrics(self) -> dict[str, Any]:
+        """Restarts and environment errors (the last one's text). A failed runner is
+        restarted before sampling goes on, or training stops with an EnvRunnerError."""
+        last = {"env_runner_last_error": self.last_error} if self.last_error else {}
+        return {"env_runner_restarts": self.restarts, "env_runner_errors": self.errors, **last}
+
+    def close(self) -> None:
+        """Kill the actors and free their reservation; again, or after Ray, does nothing."""
+        actors, pg = self.actors, self._pg
+        self.actors, self._pg, self._in_flight = [], None, {}
+        if not ray.is_initialized():  # Ray went first: the actors went with it
+            return
+        for actor in filter(None, actors):  # None: never started
+            ray.kill(actor, no_restart=True)
+        if pg is not None:
+            remove_placement_group(pg)

@@ -1,0 +1,317 @@
+"""IMPALA's loss, computed through a real Learner on a hand-made sequence batch, against an
+independent float64 numpy reference; one update in each framework; its settings' errors.
+
+The batch is laid out as the asynchronous loop sends it (``Rollout.to_sequences``): rows
+``n * T`` to ``n * T + T - 1`` are T consecutive steps of environment n, with ``new_obs``
+the observation each step reached.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import gymnasium
+import numpy as np
+import pytest
+from learnerkit_impala import IMPALAHyperparameters
+
+from learnerkit import (
+    DEFAULT_MODULE_ID,
+    BatchError,
+    Columns,
+    ConfigError,
+    Learner,
+    LearnerSpec,
+    ModuleSpec,
+    get_algorithm,
+)
+
+OBS_SPACE = gymnasium.spaces.Box(-1.0, 1.0, (4,), np.float32)
+ACTION_SPACES = {
+    "discrete": gymnasium.spaces.Discrete(3),
+    "box": gymnasium.spaces.Box(-1.0, 1.0, (2,), np.float32),
+}
+T = 5  # rollout_fragment_length: the sequence length
+NUM_ENVS = 3
+
+
+# The numpy reference ----------------------------------------------------------------------
+def np_log_softmax(logits):
+    z = logits - logits.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def np_logp_and_entropy(space, dist_inputs, actions):
+    x = dist_inputs.astype(np.float64)
+    if space == "discrete":
+        log_probs = np_log_softmax(x)
+        logp = log_probs[np.arange(len(actions)), actions]
+        return logp, -(np.exp(log_probs) * log_probs).sum(-1)
+    mean, log_std = np.split(x, 2, axis=-1)
+    z = (actions - mean) / np.exp(log_std)
+    logp = (-0.5 * z**2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
+    return logp, (log_std + 0.5 + 0.5 * np.log(2 * np.pi)).sum(-1)
+
+
+def np_vtrace_targets(log_rhos, rewards, values, next_values, terminated, ended, hps):
+    """Flat env-major [N * T] arrays in, flat (vs, pg_advantages) out: the paper's
+    recursion run per environment, per step, backwards (``vs_{t+1}`` when the episode goes
+    on inside the fragment, V of the reached observation otherwise)."""
+
+    def cap(x, bar):
+        return x if bar is None else min(bar, x)
+
+    vs, pg = np.zeros_like(rewards), np.zeros_like(rewards)
+    for start in range(0, len(rewards), T):
+        following_vs = None  # vs of the next row of this fragment, if it continues
+        for i in reversed(range(start, start + T)):
+            rho = np.exp(np.clip(log_rhos[i], -20, 20))
+            discount = 0.0 if terminated[i] else hps.gamma
+            continues = not ended[i] and i < start + T - 1
+            target_next = following_vs if continues else next_values[i]
+            bootstrap = values[i + 1] if continues else next_values[i]
+            delta = cap(rho, hps.vtrace_clip_rho_threshold) * (
+                rewards[i] + discount * bootstrap - values[i]
+            )
+            correction = 0.0
+            if continues:
+                c = cap(rho, hps.vtrace_clip_c_threshold)
+                correction = discount * c * (following_vs - values[i + 1])
+            vs[i] = values[i] + delta + correction
+            pg_rho = cap(rho, hps.vtrace_clip_pg_rho_threshold)
+            pg[i] = pg_rho * (rewards[i] + discount * target_next - values[i])
+            following_vs = vs[i]
+    return vs, pg
+
+
+def reference_impala_loss(space, hps, batch, current, entropy_coeff):
+    """IMPALA's loss terms from the paper and RLlib, in float64 numpy. ``current`` holds the
+    module's dist inputs and values for ``obs`` and its values for ``new_obs``."""
+    logp, entropy = np_logp_and_entropy(space, current["dist_inputs"], batch[Columns.ACTIONS])
+    values = current["values"].astype(np.float64)
+    log_rhos = logp - batch[Columns.ACTION_LOGP]
+    terminated = batch[Columns.TERMINATEDS]
+    ended = terminated | batch[Columns.TRUNCATEDS]
+    vs, pg_adv = np_vtrace_targets(
+        log_rhos,
+        batch[Columns.REWARDS].astype(np.float64),
+        values,
+        current["next_values"].astype(np.float64),
+        terminated,
+        ended,
+        hps,
+    )
+    policy_loss = -np.mean(logp * pg_adv)
+    vf_loss = 0.5 * np.mean((vs - values) ** 2)
+    total = policy_loss + hps.vf_loss_coeff * vf_loss - entropy_coeff * entropy.mean()
+    ev = 1 - np.var(vs - values) / (np.var(vs) + 1e-8)
+    return {
+        "total_loss": total,
+        "policy_loss": policy_loss,
+        "vf_loss": vf_loss,
+        "entropy": entropy.mean(),
+        "mean_rho": np.mean(np.exp(np.clip(log_rhos, -20, 20))),
+        "vf_explained_var": np.clip(ev, -1.0, 1.0),
+    }
+
+
+# Fixtures ---------------------------------------------------------------------------------
+def build_learner(framework, action_space, **hps):
+    hps.setdefault("rollout_fragment_length", T)
+    spec = LearnerSpec(
+        algorithm="impala",
+        framework=framework,
+        module_spec=ModuleSpec(OBS_SPACE, action_space, model_config={"hiddens": [16]}),
+        hyperparameters=IMPALAHyperparameters(seed=3, **hps),
+    )
+    learner = Learner(spec)
+    learner.build()
+    return learner
+
+
+def current_outputs(learner, batch):
+    """The module's dist inputs and values for ``obs``, and values for ``new_obs``."""
+    module = learner.module[DEFAULT_MODULE_ID]
+    to_numpy = learner.backend.ops.to_numpy
+    tensors = learner.backend.to_tensors({Columns.OBS: batch[Columns.OBS]})
+    out = module.forward_train(tensors)
+    next_obs = learner.backend.to_tensors({Columns.OBS: batch[Columns.NEXT_OBS]})[Columns.OBS]
+    return {
+        "dist_inputs": to_numpy(out[Columns.ACTION_DIST_INPUTS]),
+        "values": to_numpy(out[Columns.VF_PREDS]),
+        "next_values": to_numpy(module.value(next_obs)),
+    }
+
+
+def sequence_batch(learner, space, seed=42):
+    """NUM_ENVS fragments of T steps: env 0 terminates at step 1, env 1 is truncated at
+    step 2, env 2 runs through; the behaviour policy is the current one plus noise, so
+    importance weights fall on both sides of the clip thresholds."""
+    rng = np.random.default_rng(seed)
+    n = NUM_ENVS * T
+    obs = rng.uniform(-1, 1, (NUM_ENVS, T + 1, 4)).astype(np.float32)
+    next_obs = obs[:, 1:].copy()
+    terminated = np.zeros((NUM_ENVS, T), bool)
+    truncated = np.zeros((NUM_ENVS, T), bool)
+    terminated[0, 1] = truncated[1, 2] = True
+    # An ended episode's final observation is not the next row's (a reset's) observation.
+    next_obs[0, 1] = rng.uniform(-1, 1, 4)
+    next_obs[1, 2] = rng.uniform(-1, 1, 4)
+    batch = {
+        Columns.OBS: obs[:, :T].reshape(n, 4),
+        Columns.NEXT_OBS: next_obs.reshape(n, 4),
+        Columns.REWARDS: rng.normal(0.5, 1.0, n).astype(np.float32),
+        Columns.TERMINATEDS: terminated.reshape(n),
+        Columns.TRUNCATEDS: truncated.reshape(n),
+    }
+    dist_inputs = current_outputs(learner, batch)["dist_inputs"]
+    old_inputs = (dist_inputs + rng.normal(0, 1.0, dist_inputs.shape)).astype(np.float32)
+    if space == "discrete":
+        actions = rng.integers(0, 3, n)
+    else:
+        actions = rng.normal(0, 1, (n, 2)).astype(np.float32)
+    old_logp, _ = np_logp_and_entropy(space, old_inputs, actions)
+    batch.update(
+        {
+            Columns.ACTIONS: actions,
+            Columns.ACTION_LOGP: old_logp.astype(np.float32),
+            Columns.ACTION_DIST_INPUTS: old_inputs,
+            Columns.VF_PREDS: rng.normal(0, 1, n).astype(np.float32),  # unused by the loss
+        }
+    )
+    return batch
+
+
+def compute_loss(learner, batch):
+    tensors = learner.backend.to_tensors(batch)
+    fwd_out = learner.module[DEFAULT_MODULE_ID].forward_train(tensors)
+    out = learner.compute_loss_for_module(
+        module_id=DEFAULT_MODULE_ID, hps=learner.hps, batch=tensors, fwd_out=fwd_out
+    )
+    return {k: float(learner.backend.ops.to_numpy(v)) for k, v in out.items()}
+
+
+VARIANTS = {
+    "defaults": {},
+    "wide_rho_narrow_c": dict(
+        vtrace_clip_rho_threshold=1.5,
+        vtrace_clip_pg_rho_threshold=0.7,
+        vtrace_clip_c_threshold=0.8,
+        vf_loss_coeff=1.0,
+        entropy_coeff=0.05,
+        gamma=0.9,
+    ),
+}
+
+
+# Tests ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("space", sorted(ACTION_SPACES))
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_loss_terms_match_the_numpy_reference(framework, space, variant):
+    learner = build_learner(framework, ACTION_SPACES[space], **VARIANTS[variant])
+    batch = sequence_batch(learner, space)
+    got = compute_loss(learner, batch)
+    state = learner.algorithm_state(DEFAULT_MODULE_ID)
+    expected = reference_impala_loss(
+        space, learner.hps, batch, current_outputs(learner, batch), state["entropy_coeff"]
+    )
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, rel=1e-4, abs=1e-5), name
+
+
+def test_the_batch_is_off_policy_beyond_the_clip_thresholds():
+    # Guards the test above: some importance weights are clipped, some not.
+    learner = build_learner("torch", ACTION_SPACES["discrete"])
+    batch = sequence_batch(learner, "discrete")
+    current = current_outputs(learner, batch)
+    logp, _ = np_logp_and_entropy("discrete", current["dist_inputs"], batch[Columns.ACTIONS])
+    rhos = np.exp(logp - batch[Columns.ACTION_LOGP])
+    for bar in (0.7, 0.8, 1.0, 1.5):
+        assert 0 < np.mean(rhos > bar) < 1
+
+
+def test_a_row_count_that_is_not_whole_fragments_is_a_batch_error(framework):
+    learner = build_learner(framework, ACTION_SPACES["discrete"])
+    batch = sequence_batch(learner, "discrete")
+    cut = {k: v[:-1] for k, v in batch.items()}
+    with pytest.raises(BatchError, match=r"14 rows, not a multiple of rollout_fragment_length=5"):
+        compute_loss(learner, cut)
+
+
+def test_one_update_on_sequences_changes_the_weights(framework):
+    learner = build_learner(framework, ACTION_SPACES["discrete"])
+    batch = sequence_batch(learner, "discrete")
+    before = learner.get_module_state()[DEFAULT_MODULE_ID]
+    results = learner.update(batch, sequence_length=T, minibatch_size=2 * T)
+    after = learner.get_module_state()[DEFAULT_MODULE_ID]
+    assert any(not np.array_equal(before[k], after[k]) for k in before)
+    stats = results[DEFAULT_MODULE_ID]
+    documented = {
+        "total_loss",
+        "policy_loss",
+        "vf_loss",
+        "entropy",
+        "mean_rho",
+        "vf_explained_var",
+        "gradient_norm",
+        "learning_rate",
+        "entropy_coeff",
+        "num_samples",
+    }
+    assert documented <= set(stats)
+    assert all(np.isfinite(stats[k]) for k in documented)
+    assert stats["entropy_coeff"] == pytest.approx(0.01)
+    assert stats["learning_rate"] == pytest.approx(1e-3)
+
+
+def test_the_entropy_schedule_is_stepped_by_additional_update():
+    learner = build_learner(
+        "torch", ACTION_SPACES["discrete"], entropy_coeff_schedule=[[0, 0.1], [100, 0.0]]
+    )
+    assert learner.algorithm_state(DEFAULT_MODULE_ID)["entropy_coeff"] == pytest.approx(0.1)
+    results = learner.additional_update(timestep=50)
+    assert results[DEFAULT_MODULE_ID]["entropy_coeff"] == pytest.approx(0.05)
+    assert learner.algorithm_state(DEFAULT_MODULE_ID)["entropy_coeff"] == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        (dict(vf_loss_coeff=-0.5), "vf_loss_coeff"),
+        (dict(entropy_coeff=-0.01), "entropy_coeff"),
+        (dict(entropy_coeff_schedule=[[0, 0.01], [10, -0.1]]), "entropy_coeff_schedule"),
+        (dict(entropy_coeff_schedule=[[5, 0.01]]), "entropy_coeff_schedule"),
+        (dict(vtrace_clip_rho_threshold=0.0), "vtrace_clip_rho_threshold"),
+        (dict(vtrace_clip_pg_rho_threshold=-1.0), "vtrace_clip_pg_rho_threshold"),
+        (dict(vtrace_clip_c_threshold=0.0), "vtrace_clip_c_threshold"),
+        (dict(learning_rate=0.0), "learning_rate"),
+        (dict(grad_clip=-1.0), "grad_clip"),
+        (dict(adam_epsilon=0.0), "adam_epsilon"),
+        (dict(gamma=1.5), "gamma"),
+        (dict(rollout_fragment_length=0), "rollout_fragment_length"),
+        (dict(minibatch_size=75), "minibatch_size"),
+    ],
+)
+def test_bad_hyperparameters_are_config_errors_naming_the_field(settings, field):
+    with pytest.raises(ConfigError, match=rf"IMPALAHyperparameters\.{field}"):
+        IMPALAHyperparameters(**settings)
+
+
+def test_defaults_follow_rllibs_names_and_values():
+    hps = IMPALAHyperparameters()
+    assert (hps.vf_loss_coeff, hps.entropy_coeff, hps.grad_clip) == (0.5, 0.01, 40.0)
+    assert hps.vtrace_clip_rho_threshold == hps.vtrace_clip_pg_rho_threshold == 1.0
+    assert hps.vtrace_clip_c_threshold == 1.0
+    algorithm = get_algorithm("impala")
+    assert algorithm.training_loop == "async" and algorithm.package == "learnerkit-impala"
+
+
+def test_listing_impala_imports_no_framework():
+    code = (
+        "import sys, learnerkit; learnerkit.get_algorithm('impala'); "
+        "heavy = {'torch', 'tensorflow', 'keras', 'ray'} & set(sys.modules); "
+        "assert not heavy, heavy"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

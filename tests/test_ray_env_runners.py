@@ -1,0 +1,285 @@
+"""RayEnvRunners: env runners as Ray actors. Synchronous sampling with the weights set,
+continuous polling, shared observation statistics, restarts after a dead actor or a raising
+environment, placement errors, and runners spread over a cluster's nodes.
+
+One Ray session (started by the first runners, as a training run's would be) serves the
+module; the two-node cluster test comes last and brings its own.
+
+The raising environment, `FlakyCartPole`, is registered in code here, as a user would in a
+notebook: RayEnvRunners ships the driver's registration (and, this file not being an
+installed package, its code by value) to the actors, so no import path has to be set up.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import attrs
+import gymnasium
+import numpy as np
+import pytest
+import ray
+from conftest import CARTPOLE_OBS, TWO_ACTIONS
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+
+from learnerkit import (
+    CheckpointError,
+    ConfigError,
+    LearnerGroup,
+    LearnerSpec,
+    ModuleSpec,
+    ScalingConfig,
+)
+from learnerkit.distributed.env_runners import RayEnvRunners
+from learnerkit.errors import EnvRunnerError
+from learnerkit.rollouts.runners import EnvRunnerSpec, Fragment, RunnerModule
+
+pytestmark = pytest.mark.ray
+
+HALF_CPU = 0.5  # two runners fit next to two more actors on this 2-core machine
+T, N = 32, 2  # steps per fragment, environments per runner
+
+
+class FlakyCartPole(CartPoleEnv):
+    """CartPole whose ``step`` raises once it has made ``fail_after`` steps (over episodes),
+    and takes ``delay_s`` seconds."""
+
+    def __init__(self, fail_after: int, delay_s: float = 0.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.fail_after, self.delay_s, self.steps = fail_after, delay_s, 0
+
+    def step(self, action):
+        self.steps += 1
+        if self.steps > self.fail_after:
+            raise RuntimeError(f"FlakyCartPole lost its sensor after {self.fail_after} steps")
+        time.sleep(self.delay_s)
+        return super().step(action)
+
+
+gymnasium.register("FlakyCartPole-v0", entry_point=FlakyCartPole, max_episode_steps=500)
+
+
+def cartpole_spec(**changes) -> EnvRunnerSpec:
+    spec = EnvRunnerSpec(
+        env_id="CartPole-v1",
+        framework="torch",
+        module_spec=ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS),
+        num_envs=N,
+        rollout_fragment_length=T,
+    )
+    return attrs.evolve(spec, **changes)
+
+
+def other_weights(spec: EnvRunnerSpec) -> tuple[dict, RunnerModule]:
+    """Weights unlike the runners' initial ones, and a local module holding them."""
+    local = RunnerModule(attrs.evolve(spec, seed=123))
+    return local.backend.get_module_state(local.module), local
+
+
+def assert_acted_with(fragment: Fragment, local: RunnerModule) -> None:
+    rollout = fragment.rollout
+    for t in range(rollout.num_steps):
+        obs = np.array(rollout.obs[t])  # writable: torch warns about read-only arrays
+        np.testing.assert_allclose(rollout.vf_preds[t], local.value(obs), atol=1e-5)
+
+
+def poll_until(runners, condition, timeout: float = 30.0) -> list[Fragment]:
+    fragments: list[Fragment] = []
+    deadline = time.monotonic() + timeout
+    while not condition(fragments):
+        assert time.monotonic() < deadline, f"only got {len(fragments)} fragments"
+        fragments += runners.poll(1.0)
+    return fragments
+
+
+def from_runner(index: int):
+    return lambda fragments: any(f.runner_index == index for f in fragments)
+
+
+def test_unknown_env_id_is_a_config_error_not_a_ray_error():
+    with pytest.raises(ConfigError, match=r"cannot make environment 'NoSuchEnv-v0'"):
+        RayEnvRunners(cartpole_spec(env_id="NoSuchEnv-v0"), num_runners=2)
+
+
+@pytest.fixture(scope="module")
+def runners():
+    """Two runners normalising observations, in a Ray session they start themselves."""
+    assert not ray.is_initialized()
+    runners = RayEnvRunners(
+        cartpole_spec(normalize_observations=True), num_runners=2, num_cpus_per_runner=HALF_CPU
+    )
+    yield runners
+    if ray.is_initialized():  # the cluster test may have ended this session already
+        runners.close()
+        ray.shutdown()
+
+
+def test_sample_returns_one_fragment_per_runner_with_the_version_set(runners):
+    assert runners.observation_space.shape == (4,) and runners.action_space == TWO_ACTIONS
+    runners.set_weights(other_weights(runners.spec)[0], 4)
+    fragments = runners.sample()
+    assert [f.runner_index for f in fragments] == [0, 1]
+    assert all(f.rollout.obs.shape == (T, N, 4) and f.env_steps == T * N for f in fragments)
+    assert all(f.weights_version == 4 for f in fragments)
+    # Seeded apart: the runners' environments are not copies of each other.
+    assert not np.array_equal(fragments[0].rollout.obs, fragments[1].rollout.obs)
+    # A random CartPole policy ends an episode every ~20 steps: each of 64 steps ends some.
+    assert all(f.episodes and all(length > 0 for _, length in f.episodes) for f in fragments)
+
+
+def test_runners_act_with_the_weights_set(runners):
+    weights, local = other_weights(runners.spec)
+    runners.set_weights(weights, 5)
+    for fragment in runners.sample():
+        assert_acted_with(fragment, local)
+    initial = RunnerModule(runners.spec)
+    obs = np.array(fragment.rollout.obs[0])
+    assert not np.allclose(initial.value(obs), fragment.rollout.vf_preds[0])
+    # Weights the runners' module cannot load fail here, not unseen in the actors.
+    with pytest.raises(CheckpointError, match=r"env runners' module .* unexpected \['x'\]"):
+        runners.set_weights({"x": np.zeros(3)}, 6)
+
+
+def test_poll_keeps_one_request_in_flight_per_runner_and_none_between_polls(runners):
+    runners.set_weights(other_weights(runners.spec)[0], 6)
+    fragments = poll_until(runners, lambda fs: len(fs) >= 8)
+    assert {f.runner_index for f in fragments} == {0, 1}
+    assert all(f.weights_version == 6 for f in fragments)
+    # Between polls (the loop is busy feeding the learners) the fragments in flight finish
+    # and no runner starts another: the back-pressure of learner_queue_policy="block".
+    time.sleep(0.5)
+    held = runners.poll(5.0)
+    assert sorted(f.runner_index for f in held) == [0, 1]  # one each: nothing started meanwhile
+    assert len(poll_until(runners, lambda fs: len(fs) >= 4)) >= 4  # sampling goes on
+
+
+def test_observation_statistics_are_merged_over_runners_and_shipped_with_the_weights(runners):
+    before = float(runners.get_state()["obs_count"])
+    fragments = runners.sample()
+    assert float(runners.get_state()["obs_count"]) == pytest.approx(before + 2 * T * N)
+    assert all(f.obs_increment["count"] == T * N for f in fragments)
+    runners.set_weights(other_weights(runners.spec)[0], 7)
+    shared = runners.get_state()
+    for actor in runners.actors:
+        np.testing.assert_equal(ray.get(actor.get_state.remote()), shared)
+    saved = {k: np.asarray(v).tolist() for k, v in shared.items()}  # as a checkpoint holds it
+    runners.sample()
+    runners.set_state(saved)
+    np.testing.assert_allclose(runners.get_state()["obs_mean"], saved["obs_mean"])
+    restored = ray.get(runners.actors[1].get_state.remote())
+    np.testing.assert_allclose(restored["obs_count"], saved["obs_count"])
+
+
+def test_killed_runner_is_restarted_with_the_current_weights_until_the_limit(runners, caplog):
+    spec = cartpole_spec()
+    flaky = RayEnvRunners(spec, num_runners=2, num_cpus_per_runner=HALF_CPU, max_restarts=1)
+    try:
+        weights, local = other_weights(spec)
+        flaky.set_weights(weights, 9)
+        flaky.poll(5.0)
+        victim = flaky.info_by_index[1]
+        ray.kill(flaky.actors[1])  # while it samples
+        with caplog.at_level(logging.WARNING, logger="learnerkit"):
+            poll_until(flaky, lambda _: flaky.metrics()["env_runner_restarts"] == 1)
+        fragments = poll_until(flaky, from_runner(1))
+        assert f"env runner 1 (node {victim['node_id']}, pid {victim['pid']}) failed" in caplog.text
+        assert "its actor died" in caplog.text
+        assert flaky.info_by_index[1]["actor_id"] != victim["actor_id"]
+        assert flaky.metrics()["env_runner_restarts"] == 1
+        restarted = [f for f in fragments if f.runner_index == 1][-1]
+        assert restarted.weights_version == 9
+        assert_acted_with(restarted, local)
+        ray.kill(flaky.actors[0])
+        with pytest.raises(EnvRunnerError, match=r"max_env_runner_restarts=1\).*actor died"):
+            poll_until(flaky, lambda fs: False)
+    finally:
+        flaky.close()
+        flaky.close()  # twice is fine
+
+
+def test_raising_environment_is_reported_with_its_message_and_restarted(runners, caplog):
+    # Each environment fails at its 41st step: in the second fragment of each runner.
+    spec = cartpole_spec(env_id="FlakyCartPole-v0", env_kwargs={"fail_after": 40})
+    flaky = RayEnvRunners(spec, num_runners=1, num_cpus_per_runner=HALF_CPU, max_restarts=1)
+    try:
+        flaky.sample()
+        with caplog.at_level(logging.WARNING, logger="learnerkit"):
+            [fragment] = flaky.sample()  # sampled again by the restarted runner
+        message = "RuntimeError: FlakyCartPole lost its sensor after 40 steps"
+        assert f"its environment or policy raised {message}" in caplog.text
+        assert fragment.env_steps == T * N
+        metrics = flaky.metrics()
+        assert metrics["env_runner_restarts"] == metrics["env_runner_errors"] == 1
+        assert metrics["env_runner_last_error"] == message
+        with pytest.raises(EnvRunnerError, match=rf"max_env_runner_restarts=1\).*{message}"):
+            flaky.sample()
+    finally:
+        flaky.close()
+
+
+def test_environment_that_cannot_be_built_fails_the_start_with_its_error(runners):
+    spec = cartpole_spec(env_id="FlakyCartPole-v0", env_kwargs={"bogus": 1})
+    with pytest.raises(
+        EnvRunnerError, match=r"env runner 0 failed to start: TypeError: .*fail_after"
+    ):
+        RayEnvRunners(spec, num_runners=1, num_cpus_per_runner=HALF_CPU)
+
+
+def test_runner_with_no_fragment_within_the_timeout_is_reported_stuck(runners):
+    slow = {"fail_after": 10**6, "delay_s": 0.05}  # 64 steps: 3 s a fragment
+    spec = cartpole_spec(env_id="FlakyCartPole-v0", env_kwargs=slow)
+    stuck = RayEnvRunners(spec, num_runners=1, num_cpus_per_runner=HALF_CPU, sample_timeout_s=1)
+    try:
+        start = time.monotonic()
+        with pytest.raises(
+            EnvRunnerError, match=r"env runners \[0\] .* within sample_timeout_s=1 s"
+        ):
+            stuck.poll(timeout=30.0)  # the timeout, not the poll's 30 s, decides
+        assert time.monotonic() - start < 2.5
+    finally:
+        stuck.close()
+
+
+def test_runners_the_cluster_cannot_hold_are_a_clear_error(runners, monkeypatch):
+    with pytest.raises(EnvRunnerError, match=r"no node of the Ray cluster can hold one env runner"):
+        RayEnvRunners(cartpole_spec(), num_runners=1, num_cpus_per_runner=64)
+    monkeypatch.setenv("LEARNERKIT_PLACEMENT_TIMEOUT_S", "1")
+    start = time.monotonic()
+    with pytest.raises(
+        EnvRunnerError, match=r"could not reserve 3 x 1 CPU .* CPU: [\d.]+ free of 2"
+    ):
+        RayEnvRunners(cartpole_spec(), num_runners=3, num_cpus_per_runner=1)
+    assert time.monotonic() - start < 10
+
+
+def test_runners_and_learners_spread_over_two_nodes_of_a_cluster():
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    try:
+        spread = RayEnvRunners(
+            cartpole_spec(),
+            num_runners=2,
+            num_cpus_per_runner=HALF_CPU,
+            ray_address=cluster.address,
+        )
+        assert len({info["node_id"] for info in spread.info_by_index.values()}) == 2
+        learner_spec = LearnerSpec(
+            algorithm="bc",
+            module_spec=ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS),
+            scaling=ScalingConfig(num_learners=2, num_cpus_per_learner=HALF_CPU),
+        )
+        with LearnerGroup(learner_spec, ray_address=cluster.address) as group:
+            nodes = group.foreach_learner(lambda learner: ray.get_runtime_context().get_node_id())
+            assert len(set(nodes)) == 2
+            spread.set_weights(group.get_weights()["default_policy"], 1)
+            fragments = spread.sample()
+            batch = fragments[0].rollout.to_sample_batch(gamma=0.99, lambda_=0.95)
+            assert group.update(batch)["default_policy"]["num_samples"] == T * N
+        spread.close()
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
