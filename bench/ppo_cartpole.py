@@ -22,7 +22,7 @@ TARGET = 475.0
 
 LEARNERKIT = """
 import json, sys
-from learnerkit.loops.on_policy import TrainConfig, train
+from learnerkit.loops import TrainConfig, train
 s = train(TrainConfig(seed={seed}, stop_reward={target}, stop_timesteps={budget},
                       out_dir={out!r}, progress=False))
 print("RESULT", json.dumps({{"steps": s.timesteps_total, "reached": s.reached_stop_reward,

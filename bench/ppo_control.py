@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from learnerkit.loops.on_policy import TrainConfig, train
+from learnerkit.loops import TrainConfig, train
 
 TARGETS = {
     "CartPole-v1": (475.0, 100_000),
