@@ -1,9 +1,10 @@
 """RayEnvRunners: env runners as Ray actors. Synchronous sampling with the weights set,
 continuous polling, shared observation statistics, restarts after a dead actor or a raising
-environment, placement errors, and runners spread over a cluster's nodes.
+environment, and placement errors. (Runners spread over a two-node cluster, training, are
+in test_ray_training.py.)
 
 One Ray session (started by the first runners, as a training run's would be) serves the
-module; the two-node cluster test comes last and brings its own.
+module.
 
 The raising environment, `FlakyCartPole`, is registered in code here, as a user would in a
 notebook: RayEnvRunners ships the driver's registration (and, this file not being an
@@ -26,10 +27,7 @@ from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 from learnerkit import (
     CheckpointError,
     ConfigError,
-    LearnerGroup,
-    LearnerSpec,
     ModuleSpec,
-    ScalingConfig,
 )
 from learnerkit.distributed.env_runners import RayEnvRunners
 from learnerkit.errors import EnvRunnerError
@@ -251,35 +249,3 @@ def test_runners_the_cluster_cannot_hold_are_a_clear_error(runners, monkeypatch)
     ):
         RayEnvRunners(cartpole_spec(), num_runners=3, num_cpus_per_runner=1)
     assert time.monotonic() - start < 10
-
-
-def test_runners_and_learners_spread_over_two_nodes_of_a_cluster():
-    from ray.cluster_utils import Cluster
-
-    ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    cluster.add_node(num_cpus=1)
-    try:
-        spread = RayEnvRunners(
-            cartpole_spec(),
-            num_runners=2,
-            num_cpus_per_runner=HALF_CPU,
-            ray_address=cluster.address,
-        )
-        assert len({info["node_id"] for info in spread.info_by_index.values()}) == 2
-        learner_spec = LearnerSpec(
-            algorithm="bc",
-            module_spec=ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS),
-            scaling=ScalingConfig(num_learners=2, num_cpus_per_learner=HALF_CPU),
-        )
-        with LearnerGroup(learner_spec, ray_address=cluster.address) as group:
-            nodes = group.foreach_learner(lambda learner: ray.get_runtime_context().get_node_id())
-            assert len(set(nodes)) == 2
-            spread.set_weights(group.get_weights()["default_policy"], 1)
-            fragments = spread.sample()
-            batch = fragments[0].rollout.to_sample_batch(gamma=0.99, lambda_=0.95)
-            assert group.update(batch)["default_policy"]["num_samples"] == T * N
-        spread.close()
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
