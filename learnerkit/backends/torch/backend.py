@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -48,7 +49,15 @@ class TorchBackend:
                 array = array.astype(np.float32)
             elif not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
                 continue
-            tensors[name] = torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+            array = np.ascontiguousarray(array)
+            if not array.flags.writeable:
+                # Arrays from Ray's object store (a fragment of a Ray env runner) are
+                # read-only; training only reads its tensors, so share them all the same.
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="The given NumPy array is not")
+                    tensors[name] = torch.from_numpy(array).to(self.device)
+            else:
+                tensors[name] = torch.from_numpy(array).to(self.device)
         return tensors
 
     def permutation(self, n: int, generator: torch.Generator) -> torch.Tensor:
