@@ -287,3 +287,35 @@ def test_shards_keep_sequences_whole():
     shards = batch.shard(2, sequence_length=4)
     assert [s.count for s in shards] == [8, 8]
     np.testing.assert_array_equal(shards[1]["seq"][:4], [200, 201, 202, 203])
+
+
+def test_an_async_run_resumes_with_its_counters(register, tmp_path):
+    register(
+        make_plugin(
+            "seqpg",
+            hyperparameters=AsyncSettings,
+            training_loop="async",
+            compute_loss=sequence_pg_loss,
+        )
+    )
+    overrides = {
+        "rollout_fragment_length": 20,
+        "num_envs_per_env_runner": 4,
+        "train_batch_size": 160,
+        "min_sample_timesteps_per_iteration": 400,
+    }
+    config = TrainConfig(
+        algorithm="seqpg",
+        out_dir=str(tmp_path),
+        stop_timesteps=800,
+        progress=False,
+        overrides=overrides,
+    )
+    train(config)
+    resumed = train(attrs.evolve(config, stop_timesteps=1600, resume=str(tmp_path)))
+    assert resumed.timesteps_total == 1600 and resumed.iterations == 4
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4]
+    updates = [int(r["num_updates_total"]) for r in rows]
+    assert updates == sorted(updates) and updates[2] > updates[1] > 0
