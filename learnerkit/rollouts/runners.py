@@ -122,18 +122,13 @@ class LocalEnvRunners:
         )
         self.observation_space = self.runner.observation_space
         self.action_space = self.runner.action_space
-        self._module: RunnerModule | None = None
-
-    def _ensure_module(self) -> RunnerModule:
-        if self._module is None:
-            self._module = RunnerModule(self.spec)
-        return self._module
+        self.module = RunnerModule(spec)
 
     def set_weights(self, weights: Weights, version: int) -> None:
-        self._ensure_module().set_weights(weights, version)
+        self.module.set_weights(weights, version)
 
     def sample(self) -> list[Fragment]:
-        module = self._ensure_module()
+        module = self.module
         rollout = self.runner.sample(module.policy, module.value, self.spec.rollout_fragment_length)
         self.runner.pop_obs_increment()  # the runner's own statistics are the shared ones
         return [
@@ -153,9 +148,6 @@ class LocalEnvRunners:
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         self.runner.set_state(state)
-
-    def normalize(self, obs: np.ndarray) -> np.ndarray:
-        return self.runner.normalize(obs)
 
     def metrics(self) -> dict[str, Any]:
         return {}
