@@ -69,6 +69,20 @@ def check_schedule(instance: Any, attribute: attrs.Attribute, value: Any) -> Non
         )
 
 
+def non_negative_schedule(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """``check_schedule``, and every value >= 0 (coefficients, rates)."""
+    check_schedule(instance, attribute, value)
+    if value is not None and any(v < 0 for _, v in value):
+        raise ConfigError(
+            f"{type(instance).__name__}.{attribute.name} values must be >= 0, got {list(value)!r}"
+        )
+
+
+def optional_float(value: Any) -> float | None:
+    """Converter for settings where None means "off" (no clipping, no cap)."""
+    return None if value is None else float(value)
+
+
 def schedule_value(schedule: Sequence[tuple[int, float]], timestep: int) -> float:
     """Piecewise-linear interpolation of ``[(timestep, value), ...]``; flat past the ends."""
     t0, v0 = schedule[0]

@@ -3,13 +3,13 @@ samples with (see ``learnerkit.distributed.env_runners`` for the driver's side).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import gymnasium
 import ray
 
+from learnerkit.distributed.start import actor_info
 from learnerkit.rollouts.env_runner import EnvRunner
 from learnerkit.rollouts.runners import EnvRunnerSpec, Fragment, RunnerModule, Weights
 
@@ -34,11 +34,8 @@ class _RunnerWorker:
         self.module = RunnerModule(spec)
 
     def info(self) -> dict[str, Any]:
-        ctx = ray.get_runtime_context()
         return {
-            "actor_id": ctx.get_actor_id(),
-            "node_id": ctx.get_node_id(),
-            "pid": os.getpid(),
+            **actor_info(),
             "observation_space": self.runner.observation_space,
             "action_space": self.runner.action_space,
             "weights": self.module.backend.get_module_state(self.module.module),

@@ -32,6 +32,7 @@ from learnerkit.distributed.start import (
     ship_by_value,
 )
 from learnerkit.errors import ConfigError, EnvRunnerError, LearnerGroupError
+from learnerkit.rollouts.env_runner import load_obs_normalizer_state, obs_normalizer_state
 from learnerkit.rollouts.postprocessing import RunningMeanStd
 from learnerkit.rollouts.runners import EnvRunnerSpec, Fragment, Weights
 
@@ -249,25 +250,16 @@ class RayEnvRunners:
 
     def get_state(self) -> dict[str, Any]:
         """The shared observation statistics, in `EnvRunner.get_state`'s format."""
-        if self._obs_rms is None:
-            return {}
-        return {f"obs_{k}": v for k, v in self._obs_rms.get_state().items()}
+        return obs_normalizer_state(self._obs_rms)
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         """Restore `get_state`'s statistics, here and (queued) in every runner."""
-        if self._obs_rms is None:
-            if state:
-                raise ConfigError(
-                    f"RayEnvRunners.set_state: got normaliser statistics {sorted(state)}, but "
-                    "these runners do not normalise observations (normalize_observations)"
-                )
-            return
-        prefix = "obs_"
-        self._obs_rms.set_state(
-            {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        load_obs_normalizer_state(
+            self._obs_rms, state, "group of env runners (set normalize_observations)"
         )
-        for i in range(self.num_runners):
-            self._load(i)
+        if self._obs_rms is not None:
+            for i in range(self.num_runners):
+                self._load(i)
 
     def metrics(self) -> dict[str, Any]:
         """Restarts and environment errors (the last one's text). A failed runner is

@@ -3,7 +3,6 @@ the process group (see ``learnerkit.distributed.collectives``)."""
 
 from __future__ import annotations
 
-import os
 import socket
 import warnings
 from collections.abc import Callable
@@ -13,6 +12,7 @@ import ray
 
 from learnerkit._plugins import register_algorithm
 from learnerkit.batch import MultiAgentBatch
+from learnerkit.distributed.start import actor_info
 from learnerkit.learner import Learner
 from learnerkit.specs import LearnerSpec
 
@@ -38,13 +38,7 @@ class _LearnerWorker:
         self.learner.build()
 
     def info(self) -> dict[str, Any]:
-        ctx = ray.get_runtime_context()
-        return {
-            "actor_id": ctx.get_actor_id(),
-            "node_id": ctx.get_node_id(),
-            "pid": os.getpid(),
-            "device": self.device,
-        }
+        return {**actor_info(), "device": self.device}
 
     def rendezvous_address(self) -> tuple[str, int]:
         with socket.socket() as s:

@@ -71,6 +71,13 @@ def ship_by_value(objects: list[Any]) -> None:
             cloudpickle.register_pickle_by_value(module)
 
 
+def actor_info() -> dict[str, Any]:
+    """Where the calling Ray actor runs (actor id, node id, pid), for logs and placement
+    checks."""
+    ctx = ray.get_runtime_context()
+    return {"actor_id": ctx.get_actor_id(), "node_id": ctx.get_node_id(), "pid": os.getpid()}
+
+
 def placement_timeout() -> float:
     return float(os.environ.get(PLACEMENT_TIMEOUT_ENV, DEFAULT_PLACEMENT_TIMEOUT_S))
 

@@ -24,7 +24,14 @@ from learnerkit.batch import Columns, SampleBatch
 from learnerkit.errors import BatchError, ConfigError
 from learnerkit.rollouts.postprocessing import RunningMeanStd, compute_gae
 
-__all__ = ["EnvRunner", "Policy", "Rollout", "ValueFn"]
+__all__ = [
+    "EnvRunner",
+    "Policy",
+    "Rollout",
+    "ValueFn",
+    "load_obs_normalizer_state",
+    "obs_normalizer_state",
+]
 
 Policy = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 ValueFn = Callable[[np.ndarray], np.ndarray]
@@ -417,22 +424,12 @@ class EnvRunner:
 
     def get_state(self) -> dict[str, np.ndarray]:
         """The observation normaliser's statistics (empty without normalisation)."""
-        if self._obs_rms is None:
-            return {}
-        return {f"obs_{k}": v for k, v in self._obs_rms.get_state().items()}
+        return obs_normalizer_state(self._obs_rms)
 
     def set_state(self, state: Mapping[str, np.ndarray]) -> None:
         """Restore statistics saved by `get_state`."""
-        if self._obs_rms is None:
-            if state:
-                raise ConfigError(
-                    f"EnvRunner.set_state: got normaliser statistics {sorted(state)}, but this "
-                    "runner does not normalise observations (build it with normalize_obs=True)"
-                )
-            return
-        prefix = "obs_"
-        self._obs_rms.set_state(
-            {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        load_obs_normalizer_state(
+            self._obs_rms, state, "EnvRunner (build it with normalize_obs=True)"
         )
 
     def close(self) -> None:
@@ -443,3 +440,30 @@ class EnvRunner:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+_OBS_PREFIX = "obs_"
+
+
+def obs_normalizer_state(rms: RunningMeanStd | None) -> dict[str, np.ndarray]:
+    """An observation normaliser's statistics as a runner's state: ``obs_mean``,
+    ``obs_var``, ``obs_count`` (empty without normalisation)."""
+    if rms is None:
+        return {}
+    return {f"{_OBS_PREFIX}{k}": v for k, v in rms.get_state().items()}
+
+
+def load_obs_normalizer_state(
+    rms: RunningMeanStd | None, state: Mapping[str, Any], owner: str
+) -> None:
+    """Restore ``obs_normalizer_state``'s statistics into ``rms``; statistics for an
+    ``owner`` that does not normalise are a ConfigError saying how to make one that does."""
+    if rms is None:
+        if state:
+            raise ConfigError(
+                f"got observation normaliser statistics {sorted(state)}, but this {owner} "
+                "does not normalise observations"
+            )
+        return
+    n = len(_OBS_PREFIX)
+    rms.set_state({k[n:]: v for k, v in state.items() if k.startswith(_OBS_PREFIX)})

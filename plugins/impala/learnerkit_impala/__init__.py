@@ -23,8 +23,6 @@ current values) and ``entropy_coeff``; the host adds ``gradient_norm`` (before c
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 
 from learnerkit import (
@@ -32,14 +30,14 @@ from learnerkit import (
     AsyncSettings,
     BatchError,
     Columns,
-    ConfigError,
     PluginError,
     hookimpl,
     schedule_value,
 )
 from learnerkit.specs import (
-    check_schedule,
     non_negative,
+    non_negative_schedule,
+    optional_float,
     optional_positive_int,
     positive,
     to_schedule,
@@ -50,18 +48,6 @@ __all__ = ["IMPALAHyperparameters", "algorithm", "vtrace"]
 
 # Keeps the explained variance finite when every target of a minibatch is equal.
 _VAR_EPS = 1e-8
-
-
-def _non_negative_schedule(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    check_schedule(instance, attribute, value)
-    if value is not None and any(v < 0 for _, v in value):
-        raise ConfigError(
-            f"{type(instance).__name__}.{attribute.name} values must be >= 0, got {list(value)!r}"
-        )
-
-
-def _optional_float(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 @attrs.frozen(kw_only=True)
@@ -83,7 +69,7 @@ class IMPALAHyperparameters(AsyncSettings):
     100 early; one step per 800-row batch left its explained variance near 0 after 300k
     steps on CartPole."""
     grad_clip: float | None = attrs.field(
-        default=40.0, converter=_optional_float, validator=positive
+        default=40.0, converter=optional_float, validator=positive
     )
     """Clip each update's gradients to this global norm (None: no clipping). 40 as in RLlib's
     tuned CartPole example and the paper's Atari runs."""
@@ -97,22 +83,22 @@ class IMPALAHyperparameters(AsyncSettings):
     entropy_coeff: float = attrs.field(default=0.01, converter=float, validator=non_negative)
     """Weight of the entropy bonus; larger keeps the policy exploring longer."""
     entropy_coeff_schedule: tuple[tuple[int, float], ...] | None = attrs.field(
-        default=None, converter=to_schedule, validator=_non_negative_schedule
+        default=None, converter=to_schedule, validator=non_negative_schedule
     )
     """Piecewise-linear ``[[timestep, coeff], ...]`` over env steps, starting at 0; replaces
     ``entropy_coeff`` when set. Stepped by ``additional_update(timestep=...)``."""
     vtrace_clip_rho_threshold: float | None = attrs.field(
-        default=1.0, converter=_optional_float, validator=positive
+        default=1.0, converter=optional_float, validator=positive
     )
     """rho-bar: cap on the importance weights in V-trace's TD errors. It picks the policy whose
     value V-trace learns, between the behaviour policy (near 0) and the target (infinity);
     None: no cap."""
     vtrace_clip_pg_rho_threshold: float | None = attrs.field(
-        default=1.0, converter=_optional_float, validator=positive
+        default=1.0, converter=optional_float, validator=positive
     )
     """Cap on the importance weights of the policy-gradient advantages; None: no cap."""
     vtrace_clip_c_threshold: float | None = attrs.field(
-        default=1.0, converter=_optional_float, validator=positive
+        default=1.0, converter=optional_float, validator=positive
     )
     """c-bar: cap on V-trace's trace coefficients, how far back a TD error propagates (the
     paper assumes ``c-bar <= rho-bar``). RLlib hard-codes 1.0; None: no cap."""

@@ -15,8 +15,6 @@ PPO is trained by the host's on-policy loop (``training_loop="on_policy"``), whi
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 
 from learnerkit import (
@@ -28,9 +26,10 @@ from learnerkit import (
     schedule_value,
 )
 from learnerkit.specs import (
-    check_schedule,
     in_unit_interval,
     non_negative,
+    non_negative_schedule,
+    optional_float,
     positive,
     positive_int,
     to_schedule,
@@ -44,18 +43,6 @@ from learnerkit_ppo.losses import (
     vf_loss_clipped_around_old_value,
     vf_loss_squared_error_clamped,
 )
-
-
-def _non_negative_schedule(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    check_schedule(instance, attribute, value)
-    if value is not None and any(v < 0 for _, v in value):
-        raise ConfigError(
-            f"{type(instance).__name__}.{attribute.name} values must be >= 0, got {list(value)!r}"
-        )
-
-
-def _optional_float(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 @attrs.frozen(kw_only=True)
@@ -85,7 +72,7 @@ class PPOHyperparameters(OnPolicySettings):
     """How far the new policy's probability ratio may move from 1 (to ``[1 - c, 1 + c]``)
     before the surrogate stops rewarding the move (paper, eq. 7)."""
     vf_clip_param: float | None = attrs.field(
-        default=None, converter=_optional_float, validator=positive
+        default=None, converter=optional_float, validator=positive
     )
     """Value-loss clipping; None (default) clips nothing. By default this is RLlib's rule:
     each sample's *squared error* is clamped at ``vf_clip_param``, so samples beyond it give
@@ -101,7 +88,7 @@ class PPOHyperparameters(OnPolicySettings):
     entropy_coeff: float = attrs.field(default=0.0, converter=float, validator=non_negative)
     """Weight of the entropy bonus (PPO's c2); larger keeps the policy exploring longer."""
     entropy_coeff_schedule: tuple[tuple[int, float], ...] | None = attrs.field(
-        default=None, converter=to_schedule, validator=_non_negative_schedule
+        default=None, converter=to_schedule, validator=non_negative_schedule
     )
     """Piecewise-linear ``[[timestep, coeff], ...]`` over env steps, starting at 0; replaces
     ``entropy_coeff`` when set. Stepped by ``additional_update(timestep=...)``."""
