@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/pip install -q -c constraints.txt -e ".[bench]"
 	$(BIN)/python bench/learner_throughput.py
 	$(BIN)/python bench/ppo_cartpole.py
+	$(BIN)/python bench/impala_cartpole.py
 	$(BIN)/python bench/learner_group_scaling.py
 
 clean:

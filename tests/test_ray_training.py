@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 import ray
 
@@ -105,6 +106,10 @@ def test_runners_and_learners_spread_over_two_nodes_and_learn(tmp_path):
         # Training progresses: the last iterations' episodes are longer than a random
         # policy's (about 22 steps on CartPole).
         assert rows[-1]["episode_len_mean"] > 30
+        # Data-parallel IMPALA keeps the two learners' weights bitwise identical.
+        first, second = trainer.group.foreach_learner(lambda learner: learner.get_module_state())
+        for name, array in first["default_policy"].items():
+            np.testing.assert_array_equal(array, second["default_policy"][name])
     finally:
         if trainer is not None:
             trainer.close()
