@@ -48,6 +48,9 @@ class Algorithm:
     ``learnerkit.loops.TRAINING_LOOPS``: ``"on_policy"``, ``"async"``); its hyperparameters
     must then derive from that loop's settings class. None: trained only through the
     Learner API (``Learner.update`` with your own batches)."""
+    target_network: bool = False
+    """Keep a target copy of each module (``learner.target_module(module_id)``), moved by
+    ``learner.update_target_module(module_id, tau)``; see ``learnerkit.target_networks``."""
     env_presets: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     """Tuned settings per gymnasium env id for ``learnerkit train``: hyperparameters, plus
     optional ``"model_config"`` and ``"stop": {"reward": R, "timesteps": T}`` entries."""

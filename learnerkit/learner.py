@@ -20,6 +20,7 @@ from learnerkit.backends import make_backend
 from learnerkit.batch import MultiAgentBatch, as_multi_agent_batch
 from learnerkit.errors import BatchError, CheckpointError, LearnerkitError, PluginError
 from learnerkit.specs import Hyperparameters, LearnerSpec
+from learnerkit.target_networks import TargetNetworks
 
 ModuleID = str
 
@@ -64,6 +65,16 @@ class Learner:
             )
             initial = self.algorithm.initial_state
             self._algorithm_state[module_id] = dict(initial(self.hps)) if initial else {}
+        self._num_updates = dict.fromkeys(self._modules, 0)
+        self._targets = (
+            TargetNetworks(
+                self.backend,
+                self._modules,
+                lambda mid: self.backend.build_module(self.spec.module_specs[mid], self.hps.seed),
+            )
+            if self.algorithm.target_network
+            else None
+        )
         self._generator = self.backend.make_generator(self.hps.seed)
         self._train_steps = {mid: self._make_train_step(mid) for mid in self._modules}
         self._built = True
@@ -229,6 +240,7 @@ class Learner:
             metrics[module_id] = self._update_module(
                 module_id, module_batch, minibatch_size, num_epochs, shuffle, sequence_length or 1
             )
+            self._num_updates[module_id] += 1
         return self.compile_results(batch=batch, metrics_per_module=metrics)
 
     def _update_module(self, module_id, module_batch, minibatch_size, num_epochs, shuffle, seq_len):
@@ -305,6 +317,31 @@ class Learner:
     def get_parameters(self, module: Any) -> list[Any]:
         return self.backend.parameters(module)
 
+    def num_updates(self, module_id: ModuleID) -> int:
+        """How many ``update()`` calls have trained this module (checkpoints keep it)."""
+        return self._num_updates[module_id]
+
+    # Target networks (algorithms that declare target_network=True) -----------------------
+    def target_module(self, module_id: ModuleID) -> Any:
+        """The module's target copy: frozen, moved only by ``update_target_module``."""
+        return self._require_targets().modules[module_id]
+
+    def update_target_module(self, module_id: ModuleID, tau: float = 1.0) -> None:
+        """``target <- tau * module + (1 - tau) * target`` (1.0: a hard copy)."""
+        self._require_targets().update(module_id, self._modules[module_id], tau)
+
+    def num_target_updates(self, module_id: ModuleID) -> int:
+        return self._require_targets().num_updates[module_id]
+
+    def _require_targets(self) -> TargetNetworks:
+        self._require_built()
+        if self._targets is None:
+            raise PluginError(
+                f"algorithm {self.algorithm.name!r} has no target networks: declare "
+                "Algorithm(target_network=True) to get one per module"
+            )
+        return self._targets
+
     # State -------------------------------------------------------------------------------
     def get_module_state(self) -> dict[ModuleID, dict[str, Any]]:
         """Module weights only, as numpy arrays, per module id."""
@@ -330,6 +367,8 @@ class Learner:
                 mid: self.backend.get_optimizer_state(opt) for mid, opt in self._optimizers.items()
             },
             "algorithm_state": {mid: dict(s) for mid, s in self._algorithm_state.items()},
+            "num_updates": dict(self._num_updates),
+            **({"target_networks": self._targets.get_state()} if self._targets else {}),
         }
 
     def set_state(self, state: Mapping[str, Any], *, source: str = "state") -> None:
@@ -349,6 +388,10 @@ class Learner:
         for module_id, algo_state in state["algorithm_state"].items():
             self._algorithm_state[module_id].clear()
             self._algorithm_state[module_id].update(algo_state)
+        # Checkpoints from before update counting start the count again.
+        self._num_updates.update({k: int(v) for k, v in state.get("num_updates", {}).items()})
+        if self._targets is not None:
+            self._targets.set_state(state.get("target_networks"), source)
 
     def _check_module_ids(self, state: Mapping[str, Any], source: str) -> None:
         if set(state) != set(self._modules):

@@ -132,6 +132,19 @@ class TFBackend:
     def parameters(self, module: tf.Module) -> list[tf.Variable]:
         return list(module.trainable_variables)
 
+    def freeze(self, module: tf.Module) -> None:
+        """Nothing to do: only the module's own optimizer ever updates variables, and a
+        target network has none."""
+
+    def polyak_update(self, target: tf.Module, source: tf.Module, tau: float) -> None:
+        """``target <- tau * source + (1 - tau) * target``; a bitwise copy at ``tau=1``."""
+        own, theirs = self._named_variables(target), self._named_variables(source)
+        for name, variable in own.items():
+            if tau == 1.0:
+                variable.assign(theirs[name])
+            else:
+                variable.assign(tau * theirs[name] + (1.0 - tau) * variable)
+
     # Data --------------------------------------------------------------------------------
     def to_tensors(self, batch: SampleBatch) -> dict[str, tf.Tensor]:
         """Numeric columns as tensors on the device; float64 becomes float32."""

@@ -40,6 +40,20 @@ class TorchBackend:
     def parameters(self, module: torch.nn.Module) -> list[torch.Tensor]:
         return [p for p in module.parameters() if p.requires_grad]
 
+    def freeze(self, module: torch.nn.Module) -> None:
+        """No gradients for ``module`` (a target network)."""
+        module.requires_grad_(False)
+
+    @torch.no_grad()
+    def polyak_update(self, target: torch.nn.Module, source: torch.nn.Module, tau: float) -> None:
+        """``target <- tau * source + (1 - tau) * target``; a bitwise copy at ``tau=1``."""
+        pairs = zip(target.state_dict().values(), source.state_dict().values(), strict=True)
+        for t, s in pairs:
+            if tau == 1.0 or not t.is_floating_point():
+                t.copy_(s)
+            else:
+                t.lerp_(s, tau)
+
     # Data --------------------------------------------------------------------------------
     def to_tensors(self, batch: SampleBatch) -> dict[str, torch.Tensor]:
         """Numeric columns as tensors on the device; float64 becomes float32."""
