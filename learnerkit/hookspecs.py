@@ -143,7 +143,10 @@ def compile_results(
     :param metrics: the minibatch means of what ``compute_loss`` returned, plus
         ``"gradient_norm"`` (before clipping).
     :param state: the module's algorithm state (as ``additional_update`` left it).
-    :return: a mapping of statistic name to python number or numpy array, or None.
+    :return: a mapping of statistic name to python number or numpy array, or None. Names
+        say how statistics combine over data-parallel learners and over updates: ``num_*``
+        are counts (summed), ``*_total`` running totals (the latest kept), anything else is
+        averaged.
 
     The host default returns ``metrics`` with ``learning_rate`` and ``num_samples`` added.
     """

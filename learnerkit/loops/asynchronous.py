@@ -32,16 +32,21 @@ from learnerkit.rollouts.runners import Fragment
 
 
 def _mean_results(results: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """Each learner statistic averaged over the updates that finished (counts summed)."""
+    """Each learner statistic over the updates that finished: running totals (``*_total``)
+    as of the last one, counts (``num_*``) summed, everything else averaged."""
     if not results:
         return {}
     merged: dict[str, Any] = {}
     for key in results[0]:
         values = [r[key] for r in results if key in r]
-        numeric = all(isinstance(v, (int, float, np.number)) for v in values)
-        if not numeric:
+        if not all(isinstance(v, (int, float, np.number)) for v in values):
             continue
-        merged[key] = float(np.sum(values) if key.startswith("num_") else np.mean(values))
+        if key.endswith("_total"):
+            merged[key] = float(values[-1])
+        elif key.startswith("num_"):
+            merged[key] = float(np.sum(values))
+        else:
+            merged[key] = float(np.mean(values))
     return merged
 
 

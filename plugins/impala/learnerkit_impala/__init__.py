@@ -28,9 +28,7 @@ import attrs
 from learnerkit import (
     Algorithm,
     AsyncSettings,
-    BatchError,
     Columns,
-    PluginError,
     hookimpl,
     schedule_value,
 )
@@ -42,7 +40,13 @@ from learnerkit.specs import (
     positive,
     to_schedule,
 )
-from learnerkit_impala.vtrace import LOG_RHO_BOUND, vtrace
+from learnerkit_impala.fragments import (
+    exp_clamped,
+    explained_variance,
+    time_major,
+    vtrace_on_fragments,
+)
+from learnerkit_impala.vtrace import vtrace
 
 __all__ = ["IMPALAHyperparameters", "algorithm", "vtrace"]
 
@@ -123,44 +127,21 @@ def configure_optimizers(module, hyperparameters, ops):
 @hookimpl
 def compute_loss(module, hyperparameters, batch, fwd_out, state, ops):
     hps = hyperparameters
-    seq_len = hps.rollout_fragment_length
-    _check_whole_sequences(batch[Columns.REWARDS], seq_len)
-
-    def time_major(x):
-        return ops.transpose(ops.reshape(x, (-1, seq_len)))
-
     dist = module.action_dist(fwd_out[Columns.ACTION_DIST_INPUTS])
-    target_logp = dist.logp(batch[Columns.ACTIONS])
-    values = fwd_out[Columns.VF_PREDS]
-    if not callable(getattr(module, "value", None)):
-        raise PluginError(
-            f"IMPALA needs the module's value function: {type(module).__qualname__} has no "
-            "value(obs) method (the default modules have one)"
-        )
-    # V of the observation each step reached, under the current value function (V-trace
-    # needs current values, not the sampled vf_preds): the final observation of an ended
-    # episode, the observation after the fragment's last step.
-    next_values = ops.stop_gradient(module.value(batch[Columns.NEXT_OBS]))
-    terminated = ops.float32(batch[Columns.TERMINATEDS])
-    ended = ops.maximum(terminated, ops.float32(batch[Columns.TRUNCATEDS]))
-
-    log_rhos = time_major(target_logp - batch[Columns.ACTION_LOGP])
-    values_tm = time_major(values)
-    vs, pg_advantages = vtrace(
+    target_logp = dist.logp(batch[Columns.ACTIONS])  # the current policy is V-trace's target
+    log_rhos = target_logp - batch[Columns.ACTION_LOGP]
+    vs, pg_advantages, values = vtrace_on_fragments(
+        batch,
         log_rhos=log_rhos,
-        rewards=time_major(ops.float32(batch[Columns.REWARDS])),
-        values=values_tm,
-        next_values=time_major(next_values),
-        discounts=time_major(hps.gamma * (1.0 - terminated)),
-        continues=time_major(1.0 - ended),  # vtrace treats the last row as a fragment end
+        values=fwd_out[Columns.VF_PREDS],
+        module=module,
+        hyperparameters=hps,
         ops=ops,
-        clip_rho_threshold=hps.vtrace_clip_rho_threshold,
-        clip_pg_rho_threshold=hps.vtrace_clip_pg_rho_threshold,
-        clip_c_threshold=hps.vtrace_clip_c_threshold,
+        algorithm="IMPALA",
     )
-
-    pg_loss = -ops.mean(time_major(target_logp) * pg_advantages)
-    vf_loss = 0.5 * ops.mean(ops.square(vs - values_tm))
+    seq_len = hps.rollout_fragment_length
+    pg_loss = -ops.mean(time_major(target_logp, seq_len, ops) * pg_advantages)
+    vf_loss = 0.5 * ops.mean(ops.square(vs - values))
     entropy = ops.mean(dist.entropy())
     total_loss = pg_loss + hps.vf_loss_coeff * vf_loss - state["entropy_coeff"] * entropy
     return {
@@ -169,8 +150,8 @@ def compute_loss(module, hyperparameters, batch, fwd_out, state, ops):
         "vf_loss": vf_loss,
         "entropy": entropy,
         # Unclipped (log clamped as in vtrace): how far the behaviour policy lags behind.
-        "mean_rho": ops.mean(ops.exp(ops.clip(log_rhos, -LOG_RHO_BOUND, LOG_RHO_BOUND))),
-        "vf_explained_var": _explained_variance(vs, ops.stop_gradient(values_tm), ops),
+        "mean_rho": ops.mean(exp_clamped(log_rhos, ops)),
+        "vf_explained_var": explained_variance(vs, ops.stop_gradient(values), ops),
     }
 
 
@@ -183,25 +164,6 @@ def additional_update(hyperparameters, state, timestep):
 @hookimpl
 def compile_results(state):
     return {"entropy_coeff": float(state["entropy_coeff"])}
-
-
-def _check_whole_sequences(column, seq_len: int) -> None:
-    # Static row count: known in torch and eager TF. Inside TF's compiled step it is None,
-    # and Learner.update(sequence_length=T) has checked the batch before.
-    rows = column.shape[0]
-    if rows is not None and rows % seq_len:
-        raise BatchError(
-            f"IMPALA's loss got {rows} rows, not a multiple of rollout_fragment_length="
-            f"{seq_len}: train on whole fragments with "
-            f"learner.update(batch, sequence_length={seq_len}) and a minibatch_size that is a "
-            "multiple of it"
-        )
-
-
-def _explained_variance(targets, values, ops):
-    """``1 - Var(targets - values) / Var(targets)``, floored at -1 as RLlib reports it."""
-    ratio = ops.variance(targets - values) / (ops.variance(targets) + _VAR_EPS)
-    return ops.clip(1.0 - ratio, -1.0, 1.0)
 
 
 algorithm = Algorithm(
