@@ -20,7 +20,7 @@ GAMMA = 0.9
 
 
 # The float64 reference --------------------------------------------------------------------
-def reference_vtrace(traj, rho_bar=1.0, pg_rho_bar=1.0, c_bar=1.0):
+def reference_vtrace(traj, rho_bar=1.0, pg_rho_bar=1.0, c_bar=1.0, lam=1.0):
     """``traj``: dict of [T, B] arrays with log_rhos, rewards, values, next_values (V of the
     observation each step reached), terminated, truncated. Returns (vs, pg_advantages)."""
 
@@ -47,7 +47,7 @@ def reference_vtrace(traj, rho_bar=1.0, pg_rho_bar=1.0, c_bar=1.0):
                 total += weight * rho * (r[t] + discount[t] * bootstrap - v[t])
                 if last[t]:
                     break
-                weight *= discount[t] * cap(np.exp(log_rhos[t]), c_bar)
+                weight *= discount[t] * lam * cap(np.exp(log_rhos[t]), c_bar)
             vs[s, n] = total
         for s in range(num_steps):
             target_next = v_next[s] if last[s] else vs[s + 1, n]
@@ -126,6 +126,24 @@ def test_vtrace_matches_the_slow_reference_across_every_boundary(framework, vari
     expected_vs, expected_pg = reference_vtrace(traj, **reference_thresholds(thresholds))
     np.testing.assert_allclose(vs, expected_vs, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(pg, expected_pg, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5])
+def test_lambda_scales_the_traces_and_zero_gives_one_step_targets(framework, lam):
+    traj = trajectory()
+    vs, pg = run_vtrace(framework, traj, lambda_=lam)
+    ref_vs, ref_pg = reference_vtrace(traj, lam=lam)
+    np.testing.assert_allclose(vs, ref_vs, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pg, ref_pg, rtol=1e-5, atol=1e-5)
+    if lam == 0.0:
+        # No trace: each target is the value plus one clipped TD error.
+        rho = np.minimum(1.0, np.exp(np.clip(traj["log_rhos"], -20, 20)))
+        ended = traj["terminated"] | traj["truncated"]
+        next_v = np.where(ended, traj["next_values"], np.roll(traj["values"], -1, axis=0))
+        next_v[-1] = traj["next_values"][-1]
+        discount = np.where(traj["terminated"], 0.0, GAMMA)
+        td = traj["rewards"] + discount * next_v - traj["values"]
+        np.testing.assert_allclose(vs, traj["values"] + rho * td, rtol=1e-5, atol=1e-5)
 
 
 def test_the_trajectory_is_off_policy_beyond_the_clip_thresholds():

@@ -38,9 +38,11 @@ where V-trace needs it):
 ``total_loss = policy_loss + vf_loss_coeff * vf_loss - entropy_coeff * entropy
 (+ kl_coeff * mean_kl)``.
 
-Left out of RLlib's loss: its discounts are ``gamma * lambda_`` (IMPACT's V-GAE; APPO's
-``lambda_`` defaults to 1.0, so the default loss is the same), and its loss mask (the
-loop sends no padding).
+Differs from RLlib's loss: RLlib multiplies its V-trace discounts by ``lambda_``, which
+also shortens the bootstrap horizon to ``gamma * lambda_``; here ``lambda_`` scales the
+trace coefficients (``c_t = lambda_ * min(c-bar, rho_t)``, the IMPALA paper's remark), so
+the targets stay estimates of the ``gamma``-discounted value. Equal at the default 1.0. Its
+loss mask is left out (the loop sends no padding).
 
 ``additional_update`` (every ``broadcast_interval`` finished updates in the asynchronous
 loop) steps the entropy schedule, updates the target network once at least
@@ -80,6 +82,7 @@ from learnerkit import (
     schedule_value,
 )
 from learnerkit.specs import (
+    in_unit_interval,
     non_negative,
     non_negative_schedule,
     optional_float,
@@ -177,6 +180,9 @@ class APPOHyperparameters(AsyncSettings):
         default=1.0, converter=optional_float, validator=positive
     )
     """c-bar: cap on V-trace's trace coefficients (RLlib hard-codes 1.0); None: no cap."""
+    lambda_: float = attrs.field(default=1.0, converter=float, validator=in_unit_interval)
+    """Scales V-trace's trace coefficients (``c_t = lambda_ * min(c-bar, rho_t)``): 1 keeps
+    the full multi-step targets, lower values cut their variance (RLlib's ``lambda_``)."""
 
     # KL penalty -------------------------------------------------------------------------
     use_kl_loss: bool = attrs.field(default=False, converter=bool)

@@ -33,6 +33,7 @@ from learnerkit import (
     schedule_value,
 )
 from learnerkit.specs import (
+    in_unit_interval,
     non_negative,
     non_negative_schedule,
     optional_float,
@@ -106,6 +107,9 @@ class IMPALAHyperparameters(AsyncSettings):
     )
     """c-bar: cap on V-trace's trace coefficients, how far back a TD error propagates (the
     paper assumes ``c-bar <= rho-bar``). RLlib hard-codes 1.0; None: no cap."""
+    lambda_: float = attrs.field(default=1.0, converter=float, validator=in_unit_interval)
+    """Scales V-trace's trace coefficients (``c_t = lambda_ * min(c-bar, rho_t)``): 1 keeps
+    the full multi-step targets, lower values cut their variance (RLlib's ``lambda_``)."""
 
 
 def initial_state(hps: IMPALAHyperparameters) -> dict[str, float]:

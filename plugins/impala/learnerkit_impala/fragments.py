@@ -68,6 +68,7 @@ def vtrace_on_fragments(
         clip_rho_threshold=hps.vtrace_clip_rho_threshold,
         clip_pg_rho_threshold=hps.vtrace_clip_pg_rho_threshold,
         clip_c_threshold=hps.vtrace_clip_c_threshold,
+        lambda_=hps.lambda_,
     )
     return vs, pg_advantages, values_tm
 

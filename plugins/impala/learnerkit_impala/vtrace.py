@@ -57,6 +57,7 @@ def vtrace(
     clip_rho_threshold: float | None = 1.0,
     clip_pg_rho_threshold: float | None = 1.0,
     clip_c_threshold: float | None = 1.0,
+    lambda_: float = 1.0,
 ) -> tuple[Tensor, Tensor]:
     """V-trace targets ``vs`` and policy-gradient advantages, both ``[T, B]``, gradients
     stopped.
@@ -76,6 +77,9 @@ def vtrace(
         advantages; None: no cap.
     :param clip_c_threshold: c-bar, caps the trace coefficients (the contraction speed;
         the paper assumes ``c-bar <= rho-bar``); None: no cap.
+    :param lambda_: scales the trace coefficients, ``c_t = lambda_ * min(c-bar, rho_t)``
+        (the paper's remark on Retrace-style lambda, RLlib's ``lambda_``): 1 keeps the full
+        multi-step targets, lower values cut their variance (and lean on the critic).
     :return: ``(vs, pg_advantages)``, with
 
         ``delta_t = rho_t (r_t + discounts_t next_values_t - values_t)``,
@@ -93,7 +97,7 @@ def vtrace(
     values, next_values = sg(values), sg(next_values)
     rhos = ops.exp(log_rhos)
     clipped_rhos = _cap(rhos, clip_rho_threshold, ops)
-    cs = _cap(rhos, clip_c_threshold, ops)
+    cs = lambda_ * _cap(rhos, clip_c_threshold, ops)
     pg_rhos = _cap(rhos, clip_pg_rho_threshold, ops)
 
     # Backwards along time. acc_t = vs_t - values_t; T ~ 50 python steps of a few ops each,
