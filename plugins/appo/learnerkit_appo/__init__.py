@@ -351,12 +351,18 @@ algorithm = Algorithm(
     initial_state=initial_state,
     env_presets={
         "CartPole-v1": {"stop": {"reward": 450.0, "timesteps": 500_000}},
-        # Untuned starting values: a shorter horizon and normalised observations, as the
-        # PPO preset uses; to be tuned.
+        # After RLlib's tuned Pendulum APPO (gamma 0.95, lambda 0.5, KL loss towards 0.04,
+        # several passes per batch), with normalised observations as the PPO preset uses.
+        # Seeds 1 and 2 reached -250 after 627k and 442k env steps, seed 0 stalled at -365
+        # (1M steps); without the KL loss or with 8 envs, one seed in two failed.
         "Pendulum-v1": {
             "gamma": 0.95,
+            "lambda_": 0.5,
+            "use_kl_loss": True,
+            "kl_target": 0.04,
+            "num_epochs": 4,
+            "num_envs_per_env_runner": 16,
             "normalize_observations": True,
-            "entropy_coeff": 0.0,
             "stop": {"reward": -250.0, "timesteps": 1_000_000},
         },
     },
