@@ -1,7 +1,9 @@
-"""IMPALA on CartPole-v1: wall time, env steps, throughput and memory to a mean return of 450.
+"""IMPALA or APPO on CartPole-v1: wall time, env steps, throughput and memory to a mean
+return of 450.
 
-learnerkit IMPALA (its defaults) against RLlib IMPALA (new API stack, the settings of RLlib's
-tuned example `rllib/tuned_examples/impala/cartpole_impala.py`), in the same run, with the
+learnerkit IMPALA or APPO (`--algorithm`, their defaults) against RLlib's IMPALA or APPO (new
+API stack, the settings of RLlib's tuned examples `rllib/tuned_examples/impala/
+cartpole_impala.py` and `rllib/tuned_examples/appo/cartpole_appo.py`), in the same run, with the
 same env runners (Ray actors) and envs per runner and one local learner. Each contender runs
 in a fresh subprocess, so wall time includes interpreter, library and Ray start-up and
 shutdown. Both stop at a last-100-episode mean return of 450 or at the step budget, and
@@ -21,6 +23,7 @@ both check every 5000 sampled env steps.
   update); RLlib's `diff_num_grad_updates_vs_sampler_policy` of the last iteration.
 
     python bench/impala_cartpole.py --rllib-python /tmp/rllib-venv/bin/python [--quick]
+    python bench/impala_cartpole.py --algorithm appo --rllib-python ...
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 LEARNERKIT = """
 import json
 from learnerkit.loops import TrainConfig, train
-s = train(TrainConfig(algorithm="impala", seed={seed}, stop_reward={target},
+s = train(TrainConfig(algorithm={algorithm!r}, seed={seed}, stop_reward={target},
                       stop_timesteps={budget}, out_dir={out!r}, progress=False,
                       overrides={{"num_env_runners": {runners},
                                   "num_envs_per_env_runner": {envs}}}))
@@ -54,15 +57,20 @@ RLLIB = """
 import json, logging, os
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 import ray
+from ray.rllib.algorithms.appo import APPOConfig
 from ray.rllib.algorithms.impala import IMPALAConfig
 from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
-config = (IMPALAConfig().environment("CartPole-v1").framework("torch")
+if {algorithm!r} == "impala":  # rllib/tuned_examples/impala/cartpole_impala.py
+    config = IMPALAConfig().training(
+        train_batch_size_per_learner=500, grad_clip=40.0, grad_clip_by="global_norm",
+        lr=0.0005, vf_loss_coeff=0.05, entropy_coeff=0.0)
+else:  # rllib/tuned_examples/appo/cartpole_appo.py
+    config = APPOConfig().training(
+        circular_buffer_iterations_per_batch=2, vf_loss_coeff=0.05, entropy_coeff=0.0)
+config = (config.environment("CartPole-v1").framework("torch")
           .env_runners(num_env_runners={runners}, num_envs_per_env_runner={envs})
           .learners(num_learners=0)
-          # rllib/tuned_examples/impala/cartpole_impala.py
-          .training(train_batch_size_per_learner=500, grad_clip=40.0, grad_clip_by="global_norm",
-                    lr=0.0005, vf_loss_coeff=0.05, entropy_coeff=0.0)
           .rl_module(model_config=DefaultModelConfig(vf_share_layers=True))
           # A result (and stop check) per 5000 sampled steps, as learnerkit's iterations,
           # instead of RLlib's default of one per 10 s.
@@ -177,6 +185,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument("--rllib-seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument("--budget", type=int, default=1_000_000, help="env steps per run")
+    parser.add_argument("--algorithm", choices=["impala", "appo"], default="impala")
     parser.add_argument("--num-env-runners", type=int, default=1)
     parser.add_argument("--num-envs-per-env-runner", type=int, default=16)
     parser.add_argument("--skip-rllib", action="store_true")
@@ -201,8 +210,10 @@ def main() -> None:
         else:
             notes.append(reason)
     setup = f"{args.num_env_runners} runner(s) x {args.num_envs_per_env_runner} envs"
-    print(f"IMPALA CartPole-v1 to {TARGET:g}, {setup}, local learner, budget {args.budget}")
+    name = args.algorithm.upper()
+    print(f"{name} CartPole-v1 to {TARGET:g}, {setup}, local learner, budget {args.budget}")
     params = {
+        "algorithm": args.algorithm,
         "target": TARGET,
         "budget": args.budget,
         "runners": args.num_env_runners,
@@ -214,7 +225,7 @@ def main() -> None:
         for name, (template, python, seeds) in contenders.items():
             if seed not in seeds:
                 continue
-            with tempfile.TemporaryDirectory(prefix="lk-bench-impala-") as out:
+            with tempfile.TemporaryDirectory(prefix="lk-bench-async-") as out:
                 result = run_child(template.format(seed=seed, out=out, **params), python)
                 if name == "learnerkit" and "error" not in result:
                     result.update(learnerkit_rates(out))
