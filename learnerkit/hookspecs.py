@@ -105,7 +105,9 @@ def additional_update(
     Called for every module by ``Learner.additional_update(timestep=..., **kwargs)``. Every
     implementation runs; the mappings they return are merged into that module's results.
 
-    :param learner: the Learner calling the hook.
+    :param learner: the Learner calling the hook. With ``Algorithm(target_network=True)``,
+        ``learner.update_target_module(module_id, tau)`` moves the module's target network
+        and ``learner.num_updates(module_id)`` counts the updates that trained the module.
     :param module_id: which module.
     :param module: the framework module.
     :param hyperparameters: the algorithm's validated hyperparameters.
@@ -113,7 +115,8 @@ def additional_update(
         place and the next ``compute_loss`` sees it, checkpoints keep it.
     :param timestep: the number of environment steps sampled so far (drives schedules).
     :param update_kwargs: the other keyword arguments given to ``additional_update``, for
-        example ``{"sampled_kl_values": {"default_policy": 0.01}}``.
+        example ``{"sampled_kl_values": {"default_policy": 0.01}}`` (what the training loops
+        pass is in the README's "Training loops" table).
     :return: statistics to report (``{"kl_coeff": 0.3}``), or None.
 
     The host default steps ``hyperparameters.lr_schedule`` and reports ``learning_rate``.
