@@ -11,9 +11,16 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import gymnasium
 import numpy as np
 import pytest
+from fragment_references import (
+    ACTION_SPACES,
+    NUM_ENVS,
+    OBS_SPACE,
+    T,
+    np_logp_and_entropy,
+    np_vtrace_targets,
+)
 from learnerkit_impala import IMPALAHyperparameters
 
 from learnerkit import (
@@ -26,63 +33,6 @@ from learnerkit import (
     ModuleSpec,
     get_algorithm,
 )
-
-OBS_SPACE = gymnasium.spaces.Box(-1.0, 1.0, (4,), np.float32)
-ACTION_SPACES = {
-    "discrete": gymnasium.spaces.Discrete(3),
-    "box": gymnasium.spaces.Box(-1.0, 1.0, (2,), np.float32),
-}
-T = 5  # rollout_fragment_length: the sequence length
-NUM_ENVS = 3
-
-
-# The numpy reference ----------------------------------------------------------------------
-def np_log_softmax(logits):
-    z = logits - logits.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-
-
-def np_logp_and_entropy(space, dist_inputs, actions):
-    x = dist_inputs.astype(np.float64)
-    if space == "discrete":
-        log_probs = np_log_softmax(x)
-        logp = log_probs[np.arange(len(actions)), actions]
-        return logp, -(np.exp(log_probs) * log_probs).sum(-1)
-    mean, log_std = np.split(x, 2, axis=-1)
-    z = (actions - mean) / np.exp(log_std)
-    logp = (-0.5 * z**2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
-    return logp, (log_std + 0.5 + 0.5 * np.log(2 * np.pi)).sum(-1)
-
-
-def np_vtrace_targets(log_rhos, rewards, values, next_values, terminated, ended, hps):
-    """Flat env-major [N * T] arrays in, flat (vs, pg_advantages) out: the paper's
-    recursion run per environment, per step, backwards (``vs_{t+1}`` when the episode goes
-    on inside the fragment, V of the reached observation otherwise)."""
-
-    def cap(x, bar):
-        return x if bar is None else min(bar, x)
-
-    vs, pg = np.zeros_like(rewards), np.zeros_like(rewards)
-    for start in range(0, len(rewards), T):
-        following_vs = None  # vs of the next row of this fragment, if it continues
-        for i in reversed(range(start, start + T)):
-            rho = np.exp(np.clip(log_rhos[i], -20, 20))
-            discount = 0.0 if terminated[i] else hps.gamma
-            continues = not ended[i] and i < start + T - 1
-            target_next = following_vs if continues else next_values[i]
-            bootstrap = values[i + 1] if continues else next_values[i]
-            delta = cap(rho, hps.vtrace_clip_rho_threshold) * (
-                rewards[i] + discount * bootstrap - values[i]
-            )
-            correction = 0.0
-            if continues:
-                c = cap(rho, hps.vtrace_clip_c_threshold)
-                correction = discount * c * (following_vs - values[i + 1])
-            vs[i] = values[i] + delta + correction
-            pg_rho = cap(rho, hps.vtrace_clip_pg_rho_threshold)
-            pg[i] = pg_rho * (rewards[i] + discount * target_next - values[i])
-            following_vs = vs[i]
-    return vs, pg
 
 
 def reference_impala_loss(space, hps, batch, current, entropy_coeff):
