@@ -45,6 +45,21 @@ def sequence_pg_loss(module, batch, fwd_out, ops):
     return {"total_loss": pg, "policy_loss": pg, "mean_kl": pg * 0.0}
 
 
+def seqpg_plugin():
+    return make_plugin(
+        "seqpg", hyperparameters=AsyncSettings, training_loop="async", compute_loss=sequence_pg_loss
+    )
+
+
+# Small fragments, batches and iterations: 4 envs x 20 steps, 2 fragments per update.
+SEQPG_OVERRIDES = {
+    "rollout_fragment_length": 20,
+    "num_envs_per_env_runner": 4,
+    "train_batch_size": 160,
+    "min_sample_timesteps_per_iteration": 400,
+}
+
+
 @attrs.frozen(kw_only=True)
 class PGHyperparameters(OnPolicySettings):
     minibatch_size: int = 128
@@ -119,20 +134,8 @@ def test_a_third_party_on_policy_algorithm_trains_and_improves(register, tmp_pat
 
 
 def test_the_async_loop_trains_a_registered_algorithm_and_reports_its_queues(register, tmp_path):
-    register(
-        make_plugin(
-            "seqpg",
-            hyperparameters=AsyncSettings,
-            training_loop="async",
-            compute_loss=sequence_pg_loss,
-        )
-    )
-    overrides = {
-        "rollout_fragment_length": 20,
-        "num_envs_per_env_runner": 4,
-        "train_batch_size": 160,
-        "min_sample_timesteps_per_iteration": 400,
-    }
+    register(seqpg_plugin())
+    overrides = SEQPG_OVERRIDES
     summary = train(
         TrainConfig(
             algorithm="seqpg",
@@ -290,20 +293,8 @@ def test_shards_keep_sequences_whole():
 
 
 def test_an_async_run_resumes_with_its_counters(register, tmp_path):
-    register(
-        make_plugin(
-            "seqpg",
-            hyperparameters=AsyncSettings,
-            training_loop="async",
-            compute_loss=sequence_pg_loss,
-        )
-    )
-    overrides = {
-        "rollout_fragment_length": 20,
-        "num_envs_per_env_runner": 4,
-        "train_batch_size": 160,
-        "min_sample_timesteps_per_iteration": 400,
-    }
+    register(seqpg_plugin())
+    overrides = SEQPG_OVERRIDES
     config = TrainConfig(
         algorithm="seqpg",
         out_dir=str(tmp_path),
