@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import bc_loss, make_plugin
 
 from learnerkit import ConfigError
 from learnerkit._checkpoint import load
@@ -109,9 +110,10 @@ def test_ctrl_c_leaves_a_usable_checkpoint(tmp_path, monkeypatch):
     assert len(returns) == 2 and mean > 0
 
 
-def test_an_offline_algorithm_is_refused_with_the_reason(tmp_path):
-    with pytest.raises(ConfigError, match="declares no training loop"):
-        train(TrainConfig(algorithm="bc", out_dir=str(tmp_path), progress=False))
+def test_an_algorithm_without_a_training_loop_is_refused_with_the_reason(tmp_path, register):
+    register(make_plugin("loopless", compute_loss=bc_loss))
+    with pytest.raises(ConfigError, match=r"declares no training loop.*Learner API"):
+        train(TrainConfig(algorithm="loopless", out_dir=str(tmp_path), progress=False))
 
 
 def test_the_cli_trains_and_evaluates(tmp_path):

@@ -67,7 +67,7 @@ class PGHyperparameters(OnPolicySettings):
 
 
 def test_every_loop_names_its_settings_and_its_code():
-    assert set(TRAINING_LOOPS) >= {"on_policy", "async"}
+    assert set(TRAINING_LOOPS) >= {"on_policy", "async", "offline"}
     for info in TRAINING_LOOPS.values():
         assert issubclass(info.settings, learnerkit.Hyperparameters)
         loop = info.load()
@@ -76,7 +76,9 @@ def test_every_loop_names_its_settings_and_its_code():
 
 def test_unknown_loop_name_is_a_plugin_error_listing_the_loops(register):
     plugin = make_plugin("x", training_loop="offpolicy", compute_loss=pg_loss)
-    with pytest.raises(PluginError, match=r"training_loop is 'offpolicy'.*\['async', 'on_policy'"):
+    with pytest.raises(
+        PluginError, match=r"training_loop is 'offpolicy'.*\['async', 'offline', 'on_policy'"
+    ):
         register(plugin)
 
 
