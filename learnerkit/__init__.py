@@ -19,16 +19,23 @@ from learnerkit.errors import (
     BatchError,
     CheckpointError,
     ConfigError,
+    DatasetError,
     EnvRunnerError,
     LearnerGroupError,
     LearnerkitError,
+    NonFiniteError,
     PluginError,
     UnknownAlgorithmError,
 )
 from learnerkit.hookspecs import hookimpl
 from learnerkit.learner import Learner
 from learnerkit.learner_group import LearnerGroup
-from learnerkit.loops.settings import AsyncSettings, OnPolicySettings, SamplingSettings
+from learnerkit.loops.settings import (
+    AsyncSettings,
+    OfflineSettings,
+    OnPolicySettings,
+    SamplingSettings,
+)
 from learnerkit.ops import Ops
 from learnerkit.specs import (
     Hyperparameters,
@@ -49,6 +56,7 @@ __all__ = [
     "CheckpointError",
     "Columns",
     "ConfigError",
+    "DatasetError",
     "EnvRunnerError",
     "Hyperparameters",
     "Learner",
@@ -58,6 +66,8 @@ __all__ = [
     "LearnerkitError",
     "ModuleSpec",
     "MultiAgentBatch",
+    "NonFiniteError",
+    "OfflineSettings",
     "OnPolicySettings",
     "Ops",
     "PluginError",

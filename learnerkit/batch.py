@@ -49,6 +49,16 @@ _HOW_TO_MAKE = {
 }
 
 
+# Array kinds the backends train on: bool, signed and unsigned integers, floats.
+TRAINABLE_KINDS = "biuf"
+SUPPORTED_DTYPES = "bool, integer or float values"
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
 class SampleBatch(Mapping[str, np.ndarray]):
     """Columns of numpy arrays that all have the same length (the batch's first axis).
 
@@ -58,10 +68,22 @@ class SampleBatch(Mapping[str, np.ndarray]):
     __slots__ = ("_columns", "_count")
 
     def __init__(self, columns: Mapping[str, Any] | None = None) -> None:
+        if columns is None:
+            columns = {}
+        if not isinstance(columns, Mapping):
+            raise BatchError(
+                "SampleBatch takes a mapping of column name to array with one row per sample "
+                f"(e.g. {{'obs': obs, 'actions': actions}}), got {_describe(columns)}"
+            )
         self._columns: dict[str, np.ndarray] = {}
         lengths: dict[str, int] = {}
-        for name, value in (columns or {}).items():
-            array = np.asarray(value)
+        for name, value in columns.items():
+            try:
+                array = np.asarray(value)
+            except (ValueError, TypeError) as exc:  # e.g. rows of different lengths
+                raise BatchError(
+                    f"column {name!r} is not an array with one row per sample: {exc}"
+                ) from None
             if array.ndim == 0:
                 raise BatchError(
                     f"column {name!r} is a scalar; every column needs one row per sample "
@@ -158,6 +180,18 @@ class SampleBatch(Mapping[str, np.ndarray]):
                     f"({algorithm} needs it; {hint})"
                 )
 
+    def check_dtypes(self, names: Sequence[str], *, module_id: str) -> None:
+        """Raise a BatchError naming the first of the columns ``names`` (those the module
+        and algorithm read) whose dtype no backend trains on: complex, strings, objects,
+        dates. Other columns may hold anything; the non-numeric ones never become tensors."""
+        for name in names:
+            array = self._columns.get(name)
+            if array is not None and array.dtype.kind not in TRAINABLE_KINDS:
+                raise BatchError(
+                    f"batch for module {module_id!r}: column {name!r} has dtype {array.dtype}, "
+                    f"which no backend trains on; it needs {SUPPORTED_DTYPES}"
+                )
+
     def check_spaces(self, *, module_id: str, observation_space: Any, action_space: Any) -> None:
         """Raise a BatchError if observations or actions do not fit the module's spaces."""
         obs = self._columns.get(Columns.OBS)
@@ -169,10 +203,10 @@ class SampleBatch(Mapping[str, np.ndarray]):
                     f"{obs.shape[1:]}, but the observation space {observation_space} has shape "
                     f"{expected}"
                 )
-            if not np.issubdtype(obs.dtype, np.number):
+            if obs.dtype.kind not in TRAINABLE_KINDS:
                 raise BatchError(
                     f"batch for module {module_id!r}: column 'obs' has dtype {obs.dtype}; "
-                    "observations must be numeric"
+                    f"observations must be numeric ({SUPPORTED_DTYPES})"
                 )
         actions = self._columns.get(Columns.ACTIONS)
         if actions is None:
@@ -204,10 +238,19 @@ class MultiAgentBatch(Mapping[str, SampleBatch]):
     __slots__ = ("_batches",)
 
     def __init__(self, policy_batches: Mapping[str, SampleBatch | Mapping[str, Any]]) -> None:
-        self._batches = {
-            str(mid): b if isinstance(b, SampleBatch) else SampleBatch(b)
-            for mid, b in policy_batches.items()
-        }
+        expected = (
+            "a mapping of module id to SampleBatch (or to a mapping of column name to array "
+            "with one row per sample)"
+        )
+        if not isinstance(policy_batches, Mapping):
+            raise BatchError(f"MultiAgentBatch takes {expected}, got {_describe(policy_batches)}")
+        self._batches: dict[str, SampleBatch] = {}
+        for mid, b in policy_batches.items():
+            if not isinstance(b, Mapping):  # a SampleBatch is a Mapping too
+                raise BatchError(
+                    f"MultiAgentBatch takes {expected}; module {mid!r} has {_describe(b)}"
+                )
+            self._batches[str(mid)] = b if isinstance(b, SampleBatch) else SampleBatch(b)
 
     def __getitem__(self, module_id: str) -> SampleBatch:
         return self._batches[module_id]
@@ -252,5 +295,6 @@ def as_multi_agent_batch(batch: Any) -> MultiAgentBatch:
     if isinstance(batch, Mapping):
         return SampleBatch(batch).as_multi_agent()
     raise BatchError(
-        f"expected a SampleBatch, MultiAgentBatch or dict of columns, got {type(batch).__name__}"
+        "expected a SampleBatch, a MultiAgentBatch or a dict of column name to array with one "
+        f"row per sample, got {_describe(batch)}"
     )

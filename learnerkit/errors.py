@@ -23,6 +23,12 @@ class BatchError(LearnerkitError, ValueError):
     """A batch is malformed: ragged columns, a missing column, a bad dtype or shape."""
 
 
+class NonFiniteError(BatchError):
+    """NaN or infinite values: in a batch's columns (float64 values beyond float32's range
+    count, as they become inf when cast), or in a minibatch's loss or gradients. The
+    minibatch that found them was not applied; see ``Hyperparameters.non_finite``."""
+
+
 class CheckpointError(LearnerkitError):
     """A checkpoint is missing, corrupt, or belongs to another algorithm/framework/shape."""
 
@@ -34,3 +40,8 @@ class LearnerGroupError(LearnerkitError):
 class EnvRunnerError(LearnerkitError):
     """An env runner failed for good: its environment kept raising, its actor kept dying
     past the restart limit, or Ray cannot place it."""
+
+
+class DatasetError(ConfigError):
+    """An offline dataset cannot be found or read, or does not fit the algorithm, its
+    module or the environment it is evaluated in."""

@@ -143,8 +143,9 @@ def compile_results(
     :param module: the framework module.
     :param hyperparameters: the algorithm's validated hyperparameters.
     :param batch: the whole (numpy) batch this learner trained the module on.
-    :param metrics: the minibatch means of what ``compute_loss`` returned, plus
-        ``"gradient_norm"`` (before clipping).
+    :param metrics: the means, over the minibatches that were applied, of what
+        ``compute_loss`` returned, plus ``"gradient_norm"`` (before clipping) and the count
+        ``"non_finite_minibatches_skipped"`` (see ``Hyperparameters.non_finite``).
     :param state: the module's algorithm state (as ``additional_update`` left it).
     :return: a mapping of statistic name to python number or numpy array, or None. Names
         say how statistics combine over data-parallel learners and over updates: ``num_*``

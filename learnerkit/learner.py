@@ -14,7 +14,7 @@ from typing import Any
 
 import pluggy
 
-from learnerkit import _checkpoint, _defaults
+from learnerkit import _checkpoint, _defaults, _finite
 from learnerkit._plugins import get_algorithm, new_plugin_manager
 from learnerkit.backends import make_backend
 from learnerkit.batch import MultiAgentBatch, as_multi_agent_batch
@@ -220,6 +220,10 @@ class Learner:
         With ``sequence_length=L`` the rows are consecutive sequences of L rows each (the
         fragments the asynchronous loop samples, for V-trace): minibatches, shuffling and
         shards keep them whole, so ``minibatch_size`` must be a multiple of L.
+
+        A minibatch whose loss or gradients are not finite is never applied; by default that
+        (or NaN/inf in the batch) raises NonFiniteError, leaving applied the minibatches and
+        modules trained before it: see ``Hyperparameters.non_finite``.
         """
         self._require_built()
         if (minibatch_size is not None and minibatch_size < 1) or num_epochs < 1:
@@ -249,12 +253,33 @@ class Learner:
         tensors = self.backend.to_tensors(module_batch)
         state = self.backend.state_for_step(self._algorithm_state[module_id])
         step = self._train_steps[module_id]
-        steps = []
+        raising = self.hps.non_finite == "raise"
+        steps, halted = [], False
+        for indices in self._minibatch_indices(n, size, num_epochs, shuffle, seq_len):
+            stats = step(tensors, indices, state, halted)
+            steps.append(stats)
+            if raising:
+                # Under "raise", once a step is not applied no later step of this update is:
+                # torch knows at once (a python bool) and stops; TF gets the flag as a tensor
+                # for its next step, without a host sync.
+                halted = stats["skipped"]
+                if halted is True:
+                    break
+        keys, table = self.backend.metrics_table(steps)
+        return _finite.summarize(
+            keys,
+            table,
+            module_id=module_id,
+            policy=self.hps.non_finite,
+            steps_per_epoch=-(-n // size),
+            batch=module_batch,
+        )
+
+    def _minibatch_indices(self, n, size, num_epochs, shuffle, seq_len):
         for _ in range(num_epochs):
             order = self._row_order(n, shuffle, seq_len)
             for start in range(0, n, size):
-                steps.append(step(tensors, order[start : start + size], state))
-        return self.backend.mean_metrics(steps)
+                yield order[start : start + size]
 
     def _row_order(self, n: int, shuffle: bool, seq_len: int) -> Any:
         """The rows of one epoch: shuffled whole sequences of ``seq_len`` rows."""
@@ -267,7 +292,8 @@ class Learner:
 
     def validate_batch(self, batch: MultiAgentBatch, *, sequence_length: int | None = None) -> None:
         """Raise a BatchError if ``batch`` does not fit this learner's modules and algorithm
-        (or, with ``sequence_length``, is not made of whole sequences)."""
+        (or, with ``sequence_length``, is not made of whole sequences), and a NonFiniteError
+        if it holds NaN or inf values (unless ``Hyperparameters.non_finite`` is ``"skip"``)."""
         specs = self.spec.module_specs
         for module_id, module_batch in batch.items():
             if module_id not in specs:
@@ -290,6 +316,9 @@ class Learner:
                 observation_space=specs[module_id].observation_space,
                 action_space=specs[module_id].action_space,
             )
+            module_batch.check_dtypes(self.algorithm.required_columns, module_id=module_id)
+            if self.hps.non_finite == "raise":
+                _finite.check_batch(module_batch, module_id)
 
     def additional_update(self, *, timestep: int = 0, **kwargs: Any) -> dict[ModuleID, dict]:
         """Run non-gradient updates (schedules, adaptive coefficients) for every module."""

@@ -52,6 +52,17 @@ def in_unit_interval(instance: Any, attribute: attrs.Attribute, value: Any) -> N
         )
 
 
+def one_of(*allowed: str):
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value not in allowed:
+            raise ConfigError(
+                f"{type(instance).__name__}.{attribute.name} must be one of {list(allowed)}, "
+                f"got {value!r}"
+            )
+
+    return check
+
+
 def to_schedule(value: Any) -> tuple[tuple[int, float], ...] | None:
     if value is None:
         return None
@@ -108,6 +119,15 @@ class Hyperparameters:
     """Clip gradients to this global norm; None leaves them as they are."""
     seed: int = attrs.field(default=0, converter=int)
     """Seeds weight initialisation and minibatch shuffling."""
+    non_finite: str = attrs.field(default="raise", validator=one_of("raise", "skip"))
+    """What ``update`` does with NaN or infinite values (issue 9). A minibatch whose loss or
+    gradient norm is not finite is never applied: weights and optimizer state stay as they
+    were. ``"raise"``: a batch column holding NaN, inf or float64 values beyond float32's
+    range is refused before training, and a minibatch that turns non-finite in the step
+    raises NonFiniteError naming the module, epoch, minibatch and loss terms (the minibatches
+    before it in the same update stay applied, none after it is). ``"skip"``: such
+    minibatches are skipped, the others train, and the results count them under
+    ``non_finite_minibatches_skipped``."""
 
 
 def check_base_fields(value: Any, base: type) -> None:

@@ -41,6 +41,16 @@ def fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     _plugins._reset_caches()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def no_ray_session_outlives_its_module() -> Iterator[None]:
+    """A module that started Ray ends it, so the next module starts from no Ray session
+    (the Ray test modules check that they start one, as a user's program would)."""
+    yield
+    ray = sys.modules.get("ray")  # never imported here: most modules do not use Ray
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
 @pytest.fixture(params=FRAMEWORKS)
 def framework(request: pytest.FixtureRequest) -> str:
     """Runs the test once per framework."""

@@ -3,11 +3,22 @@ algorithm's columns; sharded for data-parallel learners, shuffled into minibatch
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
-from conftest import BOX_ACTIONS, CARTPOLE_OBS, TWO_ACTIONS, random_batch
+from conftest import BOX_ACTIONS, CARTPOLE_OBS, TWO_ACTIONS, bc_loss, make_plugin, random_batch
 
-from learnerkit import DEFAULT_MODULE_ID, BatchError, Columns, MultiAgentBatch, SampleBatch
+from learnerkit import (
+    DEFAULT_MODULE_ID,
+    BatchError,
+    Columns,
+    Learner,
+    LearnerSpec,
+    ModuleSpec,
+    MultiAgentBatch,
+    SampleBatch,
+)
 from learnerkit.batch import as_multi_agent_batch
 
 
@@ -122,3 +133,88 @@ def test_concatenating_batches_needs_the_same_columns():
     assert SampleBatch.concat([a, b]).count == 7
     with pytest.raises(BatchError, match="different columns"):
         SampleBatch.concat([a, SampleBatch({"obs": np.zeros((2, 4))})])
+
+
+# What is not a batch, or holds what no backend trains on (issue 9, item 2) ----------------------
+@pytest.mark.parametrize(
+    ("columns", "got"), [(42, "int 42"), ("abc", "str 'abc'"), ([1, 2], r"list \[1, 2\]")]
+)
+def test_anything_but_a_mapping_of_columns_is_refused_saying_what_is_expected(columns, got):
+    with pytest.raises(
+        BatchError,
+        match=r"SampleBatch takes a mapping of column name to array with one row per sample "
+        rf"\(e.g. {{'obs': obs, 'actions': actions}}\), got {got}$",
+    ):
+        SampleBatch(columns)
+
+
+def test_a_multi_agent_batch_needs_a_mapping_of_module_id_to_batch():
+    expected = (
+        r"MultiAgentBatch takes a mapping of module id to SampleBatch \(or to a mapping of "
+        r"column name to array with one row per sample\)"
+    )
+    with pytest.raises(BatchError, match=rf"^{expected}, got int 42$"):
+        MultiAgentBatch(42)
+    with pytest.raises(BatchError, match=rf"^{expected}; module 'm' has int 42$"):
+        MultiAgentBatch({"m": 42})
+    with pytest.raises(BatchError, match="got str 'abc'"):
+        as_multi_agent_batch("abc")
+
+
+def test_a_column_that_is_not_an_array_of_rows_is_refused():
+    with pytest.raises(BatchError, match="column 'obs' is not an array with one row per sample"):
+        SampleBatch({"obs": [[1.0, 2.0], [3.0]]})
+
+
+@pytest.mark.parametrize(
+    "obs",
+    [
+        np.zeros((5, 4), np.complex64),
+        np.zeros((5, 4), "datetime64[s]"),
+        np.full((5, 4), None, object),
+    ],
+    ids=["complex64", "datetime64", "object"],
+)
+def test_observations_of_a_dtype_no_backend_trains_on_are_refused(obs):
+    batch = SampleBatch({**random_batch(5), "obs": obs})
+    with pytest.raises(
+        BatchError,
+        match=rf"column 'obs' has dtype {re.escape(str(obs.dtype))}; observations must be "
+        r"numeric \(bool, integer or float values\)",
+    ):
+        batch.check_spaces(module_id="m", observation_space=CARTPOLE_OBS, action_space=TWO_ACTIONS)
+
+
+@pytest.mark.parametrize("dtype", [np.complex128, np.str_, "datetime64[s]", object])
+def test_a_required_column_of_a_dtype_no_backend_trains_on_is_refused_by_name(dtype):
+    batch = SampleBatch({**random_batch(5), Columns.ADVANTAGES: np.zeros(5).astype(dtype)})
+    with pytest.raises(BatchError) as excinfo:
+        batch.check_dtypes([Columns.OBS, Columns.ADVANTAGES], module_id="m")
+    assert str(excinfo.value) == (
+        f"batch for module 'm': column 'advantages' has dtype {batch['advantages'].dtype}, "
+        "which no backend trains on; it needs bool, integer or float values"
+    )
+    batch.check_dtypes([Columns.OBS, Columns.ACTIONS], module_id="m")  # the others are fine
+
+
+def test_learners_refuse_complex_observations_and_keep_ignoring_unused_string_columns(
+    register, framework
+):
+    register(
+        make_plugin("needs_advantages", compute_loss=bc_loss, required_columns=("advantages",))
+    )
+    spec = LearnerSpec(
+        algorithm="needs_advantages",
+        framework=framework,
+        module_spec=ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS),
+    )
+    learner = Learner(spec)
+    learner.build()
+    batch = {**random_batch(8), Columns.ADVANTAGES: np.zeros(8, np.float16)}
+    with pytest.raises(BatchError, match="column 'obs' has dtype complex64"):
+        learner.update({**batch, Columns.OBS: batch[Columns.OBS].astype(np.complex64)})
+    with pytest.raises(BatchError, match="column 'advantages' has dtype <U1"):
+        learner.update({**batch, Columns.ADVANTAGES: np.array(list("abcdefgh"))})
+    # Columns the algorithm does not read may hold strings, as before; float16 becomes float32.
+    results = learner.update({**batch, "infos": np.array(["episode"] * 8)})
+    assert results[DEFAULT_MODULE_ID]["num_samples"] == 8

@@ -95,9 +95,13 @@ def test_async_update_waits_for_the_oldest_when_too_many_are_in_flight(register)
 
 
 def test_a_failed_async_update_raises_from_the_call_that_collects_it(register):
-    register(sized_results_plugin(fail_on_rows=7))
+    # Held at the gate until submitted: async_update itself then collects nothing (an update
+    # that failed before async_update returned would be collected, and raise, there).
+    gate = threading.Event()
+    register(sized_results_plugin(gate, fail_on_rows=7))
     with group_for("sized", max_async_updates=4) as group:
-        group.async_update(random_batch(7))
+        assert group.async_update(random_batch(7)) == []
+        gate.set()
         with pytest.raises(ValueError, match="cannot train on 7 rows"):
             group.wait_async_updates()
         assert group.update(random_batch(8))["default_policy"]["rows"] == 8

@@ -13,6 +13,7 @@ import ray
 from learnerkit._plugins import register_algorithm
 from learnerkit.batch import MultiAgentBatch
 from learnerkit.distributed.start import actor_info
+from learnerkit.errors import NonFiniteError
 from learnerkit.learner import Learner
 from learnerkit.specs import LearnerSpec
 
@@ -60,6 +61,10 @@ class _LearnerWorker:
                 self.learner.world_size, sequence_length=kwargs.get("sequence_length") or 1
             )
             return self.learner.update(shards[rank], **kwargs)
+        except NonFiniteError:
+            # Every learner stops at the same minibatch (the decision is taken on the
+            # all-reduced gradients) with every collective complete: the group is sound.
+            raise
         except BaseException:
             # A collective may have been left half done: fail later updates fast until the
             # group is formed again.

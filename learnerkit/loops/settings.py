@@ -141,3 +141,39 @@ class AsyncSettings(SamplingSettings):
                 f"multiple of rollout_fragment_length ({self.rollout_fragment_length}): "
                 "minibatches are made of whole fragments"
             )
+
+
+@attrs.frozen(kw_only=True)
+class OfflineSettings(Hyperparameters):
+    """The offline loop (``training_loop="offline"``: behaviour cloning, offline RL).
+
+    ``learnerkit train ALGO --dataset DATASET`` trains on the episodes of a Minari dataset,
+    streamed ``dataset_chunk_episodes`` at a time, for ``num_epochs`` passes, and evaluates
+    the greedy policy in the dataset's environment every ``evaluation_interval`` gradient
+    steps. Shuffling is global at the granularity of episodes and local for rows: every
+    epoch visits the episodes in a fresh random order (so each chunk is a random sample of
+    episodes), and the rows of each chunk are shuffled before they are cut into
+    minibatches. Both orders are drawn from ``seed``, the epoch and the chunk, so a resumed
+    run continues with the same rows.
+
+    Offline, a timestep is a row (one transition) trained on: ``--stop-timesteps`` bounds
+    the rows trained, and one epoch is as many timesteps as the dataset has steps.
+    """
+
+    train_batch_size: int = attrs.field(default=128, validator=positive_int)
+    """Rows per gradient step (the last minibatch of a chunk may be smaller). With Ray
+    learners each takes an equal share of every minibatch."""
+    num_epochs: int = attrs.field(default=20, validator=positive_int)
+    """Passes over the whole dataset; the run ends after them (or earlier at
+    ``--stop-timesteps`` rows trained, or at ``--stop-reward``)."""
+    dataset_chunk_episodes: int = attrs.field(default=100, validator=positive_int)
+    """Episodes read into memory at once: the streaming bound. The loop holds one chunk's
+    rows (plus the slice of it being trained), never the whole dataset, so memory depends
+    on this setting and the episodes' length, not on the size of the dataset."""
+    evaluation_interval: int = attrs.field(default=500, validator=positive_int)
+    """Gradient steps between evaluations of the policy; each evaluation ends an iteration
+    (one metrics row). The last iteration of a run may be shorter and is evaluated too."""
+    evaluation_num_episodes: int = attrs.field(default=10, validator=non_negative_int)
+    """Greedy episodes per evaluation, run side by side in the dataset's environment (or
+    ``--env``); their returns fill the last-100-episode window the run reports, so
+    ``--stop-reward`` works. 0 turns evaluation off (no returns are reported)."""

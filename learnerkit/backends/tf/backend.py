@@ -147,12 +147,15 @@ class TFBackend:
 
     # Data --------------------------------------------------------------------------------
     def to_tensors(self, batch: SampleBatch) -> dict[str, tf.Tensor]:
-        """Numeric columns as tensors on the device; float64 becomes float32."""
+        """Numeric columns as tensors on the device; every float becomes float32."""
         tensors = {}
         with tf.device(self.device):
             for name, array in batch.items():
-                if array.dtype == np.float64:
-                    array = array.astype(np.float32)
+                if array.dtype.kind == "f" and array.dtype != np.float32:
+                    # Values beyond float32's range become inf: validation names them, or
+                    # under non_finite="skip" the minibatches they reach are skipped.
+                    with np.errstate(over="ignore"):
+                        array = array.astype(np.float32)
                 elif not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
                     continue
                 # identity() copies to the scope's device; constant() alone stays on the host.
@@ -184,7 +187,9 @@ class TFBackend:
         allreduce_gradients: AllReduce | None = None,
     ) -> Callable[..., dict[str, tf.Tensor]]:
         """A function running one optimizer step on ``tensors[indices]``; returns scalar
-        loss statistics and the pre-clipping gradient norm.
+        loss statistics, the pre-clipping gradient norm, and ``skipped`` (1.0 when the step
+        applied nothing, because the loss or the gradient norm was not finite or its ``halt``
+        argument was set: weights and optimizer state are then exactly as before).
 
         ``allreduce_gradients`` (data-parallel learners) maps the list of gradients, as numpy
         arrays, to their mean over the learners; the step calls it once, inside the compiled
@@ -203,13 +208,12 @@ class TFBackend:
             allreduce_gradients,
         )
 
-    def mean_metrics(self, per_step: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-        """Average each statistic over the minibatch steps, with one device sync."""
-        if not per_step:
-            return {}
-        keys = list(per_step[0].keys())
-        stacked = tf.stack([tf.stack([s[k] for s in per_step]) for k in keys])
-        return dict(zip(keys, tf.reduce_mean(stacked, axis=1).numpy().tolist(), strict=True))
+    def metrics_table(self, per_step: Sequence[Mapping[str, Any]]) -> tuple[list[str], np.ndarray]:
+        """The minibatch steps' statistics as one array (a row per step, a column per key),
+        with one device sync."""
+        keys = list(per_step[0])
+        stacked = tf.stack([tf.stack([s[k] for s in per_step]) for k in keys], axis=1)
+        return keys, stacked.numpy().astype(np.float64)
 
     # State as numpy ----------------------------------------------------------------------
     def _named_variables(self, module: tf.Module) -> dict[str, tf.Variable]:
@@ -312,8 +316,10 @@ class _TrainStep:
         # update: remembering them skips recomputing the layout on each step (at the cost of
         # keeping the last update's batch tensors alive until the next update).
         self._last: tuple[Any, Any, Any] | None = None
+        with tf.device(device):
+            self._halt_values = (tf.constant(0.0), tf.constant(1.0))
 
-    def __call__(self, tensors, indices, state):
+    def __call__(self, tensors, indices, state, halt=False):
         last = self._last
         if last is not None and last[0] is tensors and last[1] is state:
             fn, dynamic = last[2]
@@ -329,16 +335,19 @@ class _TrainStep:
             if fn is None:
                 fn = self._compiled[key] = self._compile(tensors, dynamic, static)
             self._last = (tensors, state, (fn, dynamic))
-        return fn(tensors, tf.convert_to_tensor(indices, tf.int64), dynamic)
+        if not tf.is_tensor(halt):
+            halt = self._halt_values[bool(halt)]
+        return fn(tensors, tf.convert_to_tensor(indices, tf.int64), dynamic, halt)
 
     def _compile(self, tensors, dynamic, static):
         signature = [
             {k: _spec(v, batch_dim=True) for k, v in tensors.items()},
             tf.TensorSpec([None], tf.int64),
             {k: _spec(v, batch_dim=False) for k, v in dynamic.items()},
+            tf.TensorSpec([], tf.float32),
         ]
 
-        def step(tensors, indices, dynamic):
+        def step(tensors, indices, dynamic, halt):
             with tf.device(self.device):
                 minibatch = {k: tf.gather(v, indices) for k, v in tensors.items()}
                 with tf.GradientTape() as tape:
@@ -346,21 +355,28 @@ class _TrainStep:
                         minibatch, self.forward(minibatch), {**static, **dynamic}
                     )
                     total_loss = loss_out["total_loss"]
-                grads = tape.gradient(total_loss, self.params)
+                # A non-finite loss makes every gradient NaN (it seeds the gradients with NaN,
+                # else 1), even where its non-finite part has no gradient: the all-reduce
+                # below then carries it to every learner, which all decide on the averaged
+                # gradients' norm alone and so skip the same steps. A decision on the local
+                # loss could differ between learners and make their weights diverge.
+                seed = tf.where(tf.math.is_finite(total_loss), 1.0, np.nan)
+                grads = tape.gradient(
+                    total_loss, self.params, output_gradients=tf.cast(seed, total_loss.dtype)
+                )
                 pairs = [(g, p) for g, p in zip(grads, self.params, strict=True) if g is not None]
                 if self.allreduce is not None and pairs:
                     averaged = _numpy_allreduce(self.allreduce, [g for g, _ in pairs])
                     pairs = list(zip(averaged, [p for _, p in pairs], strict=True))
                 grad_norm = tf.linalg.global_norm([g for g, _ in pairs])
-                if self.grad_clip is not None and pairs:
-                    clipped, _ = tf.clip_by_global_norm(
-                        [g for g, _ in pairs], self.grad_clip, use_norm=grad_norm
-                    )
-                    pairs = list(zip(clipped, [p for _, p in pairs], strict=True))
+                apply = tf.logical_and(tf.math.is_finite(grad_norm), halt <= 0.0)
                 if pairs:  # a loss that touches no weight leaves them (and Adam's count) be
-                    self.optimizer.apply_gradients(pairs)
+                    # Decided in the graph (no host sync): a skipped step changes no weight,
+                    # no Adam moment and no step count.
+                    tf.cond(apply, lambda: self._apply(pairs, grad_norm), lambda: None)
                 stats = {k: tf.reduce_mean(tf.cast(v, tf.float32)) for k, v in loss_out.items()}
                 stats["gradient_norm"] = grad_norm
+                stats["skipped"] = 1.0 - tf.cast(apply, tf.float32)
                 return stats
 
         function = tf.function(step, input_signature=signature, autograph=False)
@@ -368,3 +384,11 @@ class _TrainStep:
         # Calling the concrete function skips tf.function's polymorphic dispatch, which
         # halved the per-call overhead in a CPU microbenchmark (5-10% of a small MLP's step).
         return function.get_concrete_function()
+
+    def _apply(self, pairs, grad_norm):
+        if self.grad_clip is not None:
+            clipped, _ = tf.clip_by_global_norm(
+                [g for g, _ in pairs], self.grad_clip, use_norm=grad_norm
+            )
+            pairs = list(zip(clipped, [p for _, p in pairs], strict=True))
+        self.optimizer.apply_gradients(pairs)

@@ -56,11 +56,14 @@ class TorchBackend:
 
     # Data --------------------------------------------------------------------------------
     def to_tensors(self, batch: SampleBatch) -> dict[str, torch.Tensor]:
-        """Numeric columns as tensors on the device; float64 becomes float32."""
+        """Numeric columns as tensors on the device; every float becomes float32."""
         tensors = {}
         for name, array in batch.items():
-            if array.dtype == np.float64:
-                array = array.astype(np.float32)
+            if array.dtype.kind == "f" and array.dtype != np.float32:
+                # Values beyond float32's range become inf: validation names them, or
+                # under non_finite="skip" the minibatches they reach are skipped.
+                with np.errstate(over="ignore"):
+                    array = array.astype(np.float32)
             elif not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
                 continue
             array = np.ascontiguousarray(array)
@@ -97,42 +100,55 @@ class TorchBackend:
         grad_clip: float | None,
     ) -> Callable[..., dict[str, torch.Tensor]]:
         """A function running one optimizer step on ``tensors[indices]``; returns detached
-        loss statistics and the pre-clipping gradient norm."""
+        loss statistics, the pre-clipping gradient norm, and ``skipped``: True when the step
+        applied nothing, because the loss or the gradient norm was not finite or ``halt``
+        was set (weights and optimizer state are then exactly as before)."""
         params = self.parameters(module)
 
-        def step(tensors, indices, state):
+        def step(tensors, indices, state, halt=False):
             minibatch = {k: v[indices] for k, v in tensors.items()}
             loss_out = loss_fn(minibatch, forward(minibatch), state)
             # What zero_grad(set_to_none=True) does, without its profiler scope: 20x cheaper.
             for group in optimizer.param_groups:
                 for p in group["params"]:
                     p.grad = None
-            loss_out["total_loss"].backward()
-            if grad_clip is None:
-                grad_norm = torch.nn.utils.get_total_norm(
-                    [p.grad for p in params if p.grad is not None]
-                )
-            else:
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
-            optimizer.step()
+            total_loss = loss_out["total_loss"]
+            # A non-finite loss makes every gradient NaN (it seeds backward with NaN, else 1),
+            # even where its non-finite part has no gradient. Under DDP the gradients are
+            # averaged over the learners during backward, so a NaN on any one reaches them
+            # all and every learner, deciding on the averaged gradients' norm alone, skips
+            # the same steps: a decision on the local loss could differ between learners,
+            # and one stepping while another does not would make their weights diverge.
+            seed = torch.where(torch.isfinite(total_loss.detach()), 1.0, torch.nan)
+            total_loss.backward(seed.to(total_loss.dtype))
+            grads = [p.grad for p in params if p.grad is not None]
+            grad_norm = torch.nn.utils.get_total_norm(grads)
+            # One host sync per step (issue 9): the optimizer cannot step conditionally.
+            skipped = bool(halt) or not bool(torch.isfinite(grad_norm))
+            if not skipped:
+                if grad_clip is not None:
+                    torch.nn.utils.clip_grads_with_norm_(params, grad_clip, grad_norm)
+                optimizer.step()
             stats = {k: v.detach() if torch.is_tensor(v) else v for k, v in loss_out.items()}
             stats["gradient_norm"] = grad_norm
+            stats["skipped"] = skipped
             return stats
 
         return step
 
-    def mean_metrics(self, per_step: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-        """Average each statistic over the minibatch steps, with one device sync."""
-        if not per_step:
-            return {}
-        keys = per_step[0].keys()
+    def metrics_table(self, per_step: Sequence[Mapping[str, Any]]) -> tuple[list[str], np.ndarray]:
+        """The minibatch steps' statistics as one array (a row per step, a column per key),
+        with one device sync."""
+        keys = list(per_step[0])
         stacked = torch.stack(
             [
-                torch.stack([torch.as_tensor(s[k], dtype=torch.float32) for s in per_step]).mean()
-                for k in keys
+                torch.stack(
+                    [torch.as_tensor(s[k], dtype=torch.float32, device=self.device) for k in keys]
+                )
+                for s in per_step
             ]
         )
-        return dict(zip(keys, stacked.cpu().tolist(), strict=True))
+        return keys, stacked.cpu().numpy().astype(np.float64)
 
     # State as numpy ----------------------------------------------------------------------
     def get_module_state(self, module: torch.nn.Module) -> dict[str, np.ndarray]:

@@ -66,7 +66,7 @@ class TorchMLPActorCritic(nn.Module):
             self.log_std = nn.Parameter(torch.full((n_policy_out,), config["initial_log_std"]))
 
     def _dist_inputs_and_value(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        obs = obs.flatten(1)
+        obs = obs.flatten(1).to(torch.float32)  # integer or bool observations, as TF's does
         if self.shared:
             features = self.encoder(obs)
             logits, value = self.pi(features), self.vf(features)
