@@ -1,4 +1,4 @@
-"""The ``learnerkit`` command: list plugins, train, evaluate.
+"""The ``learnerkit`` command: list plugins, train, evaluate, collect.
 
 Resilient where the library is strict: a broken plugin is shown with its error, and a bad
 argument ends with one clear line instead of a traceback.
@@ -49,9 +49,20 @@ def _list_plugins(args: argparse.Namespace) -> int:
 
 
 def _add_train_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train an algorithm on a gymnasium environment")
+    p = sub.add_parser(
+        "train", help="train an algorithm on a gymnasium environment or an offline dataset"
+    )
     p.add_argument("algorithm", nargs="?", default="ppo", help="algorithm name (default: ppo)")
-    p.add_argument("--env", default="CartPole-v1", help="gymnasium env id (default: CartPole-v1)")
+    p.add_argument(
+        "--env",
+        default=None,
+        help="gymnasium env id (default: CartPole-v1; offline: evaluate in the dataset's env)",
+    )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="offline algorithms (bc): a Minari dataset id in the local store, or a path",
+    )
     p.add_argument("--framework", choices=["torch", "tf"], default="torch")
     p.add_argument(
         "--num-envs-per-env-runner",
@@ -70,7 +81,12 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-learners", type=int, default=0, help="Ray learner actors (0: local)")
     p.add_argument("--ray-address", default=None, help="Ray cluster to join (default: local)")
     p.add_argument("--stop-reward", type=float, default=None, help="stop at this mean return")
-    p.add_argument("--stop-timesteps", type=int, default=None, help="stop after this many steps")
+    p.add_argument(
+        "--stop-timesteps",
+        type=int,
+        default=None,
+        help="stop after this many env steps (offline: rows trained)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output directory (default: runs/ALGO-ENV-SEED)")
     p.add_argument("--config", default=None, help="JSON or TOML file of hyperparameters")
@@ -83,8 +99,9 @@ def _train(args: argparse.Namespace) -> int:
     """Build a TrainConfig from the arguments, train, and print where the results are."""
     from pathlib import Path
 
+    from learnerkit.loops._run_files import CHECKPOINT_DIR
     from learnerkit.loops._run_output import read_config_file
-    from learnerkit.loops.trainer import CHECKPOINT_DIR, RETURN_WINDOW, TrainConfig, train
+    from learnerkit.loops.trainer import RETURN_WINDOW, TrainConfig, train
 
     overrides: dict = {}
     model_config = None
@@ -100,6 +117,7 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         algorithm=args.algorithm,
         env_id=args.env,
+        dataset=args.dataset,
         framework=args.framework,
         seed=args.seed,
         num_learners=args.num_learners,
@@ -115,9 +133,11 @@ def _train(args: argparse.Namespace) -> int:
     summary = train(config)
     ret = summary.episode_return_mean
     shown = "n/a" if ret is None else f"{ret:.1f}"
+    source = f"{summary.env}" if summary.dataset is None else f"dataset {summary.dataset}"
+    steps = "rows trained" if summary.dataset is not None else "env steps"
     print(
-        f"{summary.algorithm} on {summary.env}: mean return {shown}"
-        f" over the last {RETURN_WINDOW} episodes after {summary.timesteps_total} env steps in "
+        f"{summary.algorithm} on {source}: mean return {shown}"
+        f" over the last {RETURN_WINDOW} episodes after {summary.timesteps_total} {steps} in "
         f"{summary.wall_seconds:.1f} s"
         + (" (stop reward reached)" if summary.reached_stop_reward else "")
     )
@@ -137,6 +157,50 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_collect_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("collect", help="record a trained policy as a Minari dataset")
+    p.add_argument("checkpoint", help="a run directory or a checkpoint directory")
+    p.add_argument("--episodes", type=int, required=True, help="episodes to record")
+    p.add_argument(
+        "--dataset-id", required=True, help="Minari id, [NAMESPACE/]NAME-vN, e.g. cartpole/ppo-v0"
+    )
+    p.add_argument("--env", default=None, help="env id (default: the one it was trained on)")
+    p.add_argument("--greedy", action="store_true", help="most likely actions, not sampled ones")
+    p.add_argument("--seed", type=int, default=0, help="episode k is reset with SEED + k")
+    p.add_argument("--author", default=None, help="Minari metadata: who made the dataset")
+    p.add_argument("--author-email", default=None, help="Minari metadata: how to reach them")
+    p.add_argument(
+        "--code-permalink", default=None, help="Minari metadata: link to the code that made it"
+    )
+    p.add_argument("--description", default=None, help="Minari metadata (default: generated)")
+    p.set_defaults(func=_collect)
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from learnerkit.loops.collect import collect_dataset
+
+    summary = collect_dataset(
+        args.checkpoint,
+        num_episodes=args.episodes,
+        dataset_id=args.dataset_id,
+        env_id=args.env,
+        greedy=args.greedy,
+        seed=args.seed,
+        author=args.author,
+        author_email=args.author_email,
+        code_permalink=args.code_permalink,
+        description=args.description,
+    )
+    print(
+        f"recorded {summary.episodes} episodes ({summary.steps} steps, mean return "
+        f"{summary.episode_return_mean:.2f}) in {summary.env} as Minari dataset "
+        f"{summary.dataset_id}"
+    )
+    print(f"dataset:        {summary.path}")
+    print(f"train with:     learnerkit train bc --dataset {summary.dataset_id}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="learnerkit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=1000)
     p.set_defaults(func=_evaluate)
+    _add_collect_parser(sub)
     return parser
 
 

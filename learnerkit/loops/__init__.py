@@ -9,11 +9,14 @@ hyperparameters derive from. The host never asks which algorithm it trains.
   GAE ``advantages`` and ``value_targets``, trained for several epochs of minibatches.
 - ``"async"`` (``AsyncSettings``; IMPALA, APPO): continuously sampled fragments handed to
   ``async_update`` as sequences (``new_obs`` included), for losses that run V-trace.
+- ``"offline"`` (``OfflineSettings``; BC): no environment sampling; episodes of a Minari
+  dataset (``--dataset``) streamed in chunks, with periodic greedy evaluation episodes.
 
 Only names and settings classes are imported here, so that listing plugins stays light;
 a loop's code is imported when it trains. Hosts train with
 ``learnerkit.loops.train(learnerkit.loops.TrainConfig(...))`` and evaluate with
-``learnerkit.loops.evaluate_checkpoint(run_dir)``.
+``learnerkit.loops.evaluate_checkpoint(run_dir)``, and record a trained policy as a Minari
+dataset with ``learnerkit.loops.collect_dataset(run_dir, ...)``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,12 @@ from typing import Any
 
 import attrs
 
-from learnerkit.loops.settings import AsyncSettings, OnPolicySettings, SamplingSettings
+from learnerkit.loops.settings import (
+    AsyncSettings,
+    OfflineSettings,
+    OnPolicySettings,
+    SamplingSettings,
+)
 
 
 @attrs.frozen
@@ -57,6 +65,12 @@ TRAINING_LOOPS: dict[str, LoopInfo] = {
             "learnerkit.loops.asynchronous:AsyncLoop",
             "continuous sampling, async updates on fragments for off-policy correction",
         ),
+        LoopInfo(
+            "offline",
+            OfflineSettings,
+            "learnerkit.loops.offline:OfflineLoop",
+            "epochs over a Minari dataset streamed in chunks, periodic evaluation episodes",
+        ),
     )
 }
 
@@ -65,6 +79,7 @@ _LAZY = {
     "TrainSummary": "learnerkit.loops.trainer",
     "train": "learnerkit.loops.trainer",
     "evaluate_checkpoint": "learnerkit.loops.evaluation",
+    "collect_dataset": "learnerkit.loops.collect",
 }
 
 
@@ -79,10 +94,12 @@ __all__ = [
     "TRAINING_LOOPS",
     "AsyncSettings",
     "LoopInfo",
+    "OfflineSettings",
     "OnPolicySettings",
     "SamplingSettings",
     "TrainConfig",
     "TrainSummary",
+    "collect_dataset",
     "evaluate_checkpoint",
     "train",
 ]

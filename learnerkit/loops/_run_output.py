@@ -11,6 +11,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from learnerkit._checkpoint import write_json_atomic
 from learnerkit.errors import ConfigError
 
@@ -154,3 +156,22 @@ class RunOutput:
             self._csv_file.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def combine_results(results: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Each learner statistic over the updates that finished: running totals (``*_total``)
+    as of the last one, counts (``num_*``) summed, everything else averaged."""
+    if not results:
+        return {}
+    merged: dict[str, Any] = {}
+    for key in results[0]:
+        values = [r[key] for r in results if key in r]
+        if not all(isinstance(v, (int, float, np.number)) for v in values):
+            continue
+        if key.endswith("_total"):
+            merged[key] = float(values[-1])
+        elif key.startswith("num_"):
+            merged[key] = float(np.sum(values))
+        else:
+            merged[key] = float(np.mean(values))
+    return merged

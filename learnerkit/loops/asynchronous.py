@@ -27,27 +27,9 @@ from typing import Any
 import numpy as np
 
 from learnerkit.batch import SampleBatch
+from learnerkit.loops._run_output import combine_results
 from learnerkit.loops.trainer import Iteration, Run
 from learnerkit.rollouts.runners import Fragment
-
-
-def _mean_results(results: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """Each learner statistic over the updates that finished: running totals (``*_total``)
-    as of the last one, counts (``num_*``) summed, everything else averaged."""
-    if not results:
-        return {}
-    merged: dict[str, Any] = {}
-    for key in results[0]:
-        values = [r[key] for r in results if key in r]
-        if not all(isinstance(v, (int, float, np.number)) for v in values):
-            continue
-        if key.endswith("_total"):
-            merged[key] = float(values[-1])
-        elif key.startswith("num_"):
-            merged[key] = float(np.sum(values))
-        else:
-            merged[key] = float(np.mean(values))
-    return merged
 
 
 class AsyncLoop:
@@ -199,7 +181,7 @@ class AsyncLoop:
             "sample_wait_s": it["wait_s"],
             **self.run.runners.metrics(),
         }
-        learner = {**_mean_results(it["results"]), **it["extra"]}
+        learner = {**combine_results(it["results"]), **it["extra"]}
         row.update({f"learner/{name}": value for name, value in learner.items()})
         return row
 

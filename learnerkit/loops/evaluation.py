@@ -1,30 +1,60 @@
-"""Evaluating a trained policy: greedy episodes from a checkpoint written by training."""
+"""Evaluating a trained policy: greedy episodes from a checkpoint written by training.
+
+``load_policy`` rebuilds a run's policy from its checkpoint (weights, and the observation
+normaliser when it trained with one); ``learnerkit evaluate`` and ``learnerkit collect``
+both start from it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import attrs
 import numpy as np
 
 from learnerkit._plugins import get_algorithm
 from learnerkit.learner import Learner
-from learnerkit.loops.trainer import checkpoint_dir, read_run, read_trainer_state
+from learnerkit.loops._run_files import checkpoint_dir, read_run, read_trainer_state
 from learnerkit.rollouts.env_runner import EnvRunner
 from learnerkit.specs import LearnerSpec, ModuleSpec, structure_hyperparameters
 
+Policy = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 
-def evaluate_checkpoint(
-    path: str, *, env_id: str | None = None, num_episodes: int = 10, seed: int = 1000
-) -> tuple[float, list[float]]:
-    """Mean return of the greedy policy saved at ``path`` (a run or checkpoint directory)."""
+
+@attrs.frozen(kw_only=True, eq=False)
+class TrainedPolicy:
+    """A policy restored from a training checkpoint."""
+
+    run: Mapping[str, Any]
+    """What the run was trained with (its ``run.json``)."""
+    env_id: str
+    observation_space: Any
+    action_space: Any
+    policy: Policy
+    """Numpy observations as the policy sees them in, ``{"actions": ...}`` out."""
+    normalize: Callable[[np.ndarray], np.ndarray]
+    """Raw observations (the environment's) to what the policy sees: the normaliser saved
+    with the checkpoint, or a float32 cast when the run did not normalise."""
+
+    def act(self, raw_obs: np.ndarray) -> np.ndarray:
+        """Actions for a batch of the environment's own observations."""
+        return self.policy(self.normalize(np.asarray(raw_obs, dtype=np.float32)))["actions"]
+
+
+def load_policy(path: str, *, env_id: str | None = None, explore: bool = False) -> TrainedPolicy:
+    """The policy saved at ``path`` (a run or checkpoint directory), for ``env_id`` (default:
+    the env it was trained or evaluated on); greedy unless ``explore``."""
     checkpoint = checkpoint_dir(path)
     run = read_run(path)
     algorithm = get_algorithm(run["algorithm"])
     hps = structure_hyperparameters(algorithm.hyperparameters, run["hyperparameters"])
     env_id = env_id or run["env"]
+    # The runner checks the env's spaces as training did, and holds the saved normaliser.
     runner = EnvRunner(
-        env_id, num_envs=1, seed=seed, normalize_obs=getattr(hps, "normalize_observations", False)
+        env_id, num_envs=1, normalize_obs=getattr(hps, "normalize_observations", False)
     )
+    runner.close()
     runner.set_state(read_trainer_state(path)["obs_normalizer"])
     spec = LearnerSpec(
         algorithm=run["algorithm"],
@@ -34,13 +64,28 @@ def evaluate_checkpoint(
         ),
         hyperparameters=hps,
     )
-    runner.close()
     learner = Learner(spec)
     learner.build()
     learner.load_state(checkpoint)
     module = next(iter(learner.module.values()))
-    policy = learner.backend.policy_fn(module, explore=False)
-    returns = run_episodes(env_id, policy, num_episodes, seed=seed, normalize=runner.normalize)
+    return TrainedPolicy(
+        run=run,
+        env_id=env_id,
+        observation_space=runner.observation_space,
+        action_space=runner.action_space,
+        policy=learner.backend.policy_fn(module, explore=explore),
+        normalize=runner.normalize,
+    )
+
+
+def evaluate_checkpoint(
+    path: str, *, env_id: str | None = None, num_episodes: int = 10, seed: int = 1000
+) -> tuple[float, list[float]]:
+    """Mean return of the greedy policy saved at ``path`` (a run or checkpoint directory)."""
+    trained = load_policy(path, env_id=env_id)
+    returns = run_episodes(
+        trained.env_id, trained.policy, num_episodes, seed=seed, normalize=trained.normalize
+    )
     return float(np.mean(returns)), returns
 
 
@@ -73,3 +118,39 @@ def run_episodes(
         returns.append(total)
     env.close()
     return returns
+
+
+def run_episodes_side_by_side(
+    env_id: str, policy: Policy, num_episodes: int, *, seed: int = 0
+) -> list[tuple[float, int]]:
+    """(return, length) of ``num_episodes`` episodes of ``policy``, one per copy of the
+    environment, stepped together so the policy runs once per step for all of them (what
+    the offline loop evaluates with; episode k is reset with ``seed + k``)."""
+    import gymnasium
+
+    env = gymnasium.make_vec(
+        env_id,
+        num_envs=num_episodes,
+        vectorization_mode="sync",
+        vector_kwargs={"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP},
+    )
+    space = env.single_action_space
+    low, high = getattr(space, "low", None), getattr(space, "high", None)
+    returns = np.zeros(num_episodes)
+    lengths = np.zeros(num_episodes, dtype=np.int64)
+    running = np.ones(num_episodes, dtype=bool)
+    try:
+        obs, _ = env.reset(seed=seed)
+        while running.any():
+            actions = np.asarray(policy(np.asarray(obs, dtype=np.float32))["actions"])
+            if low is not None:
+                actions = np.clip(actions, low, high)
+            obs, rewards, terminated, truncated, _ = env.step(actions)
+            # An environment that finished its episode restarts at once; its later steps
+            # are not counted.
+            returns += np.where(running, rewards, 0.0)
+            lengths += running
+            running &= ~(terminated | truncated)
+    finally:
+        env.close()
+    return [(float(r), int(n)) for r, n in zip(returns, lengths, strict=True)]

@@ -1,15 +1,16 @@
 """The machinery every training loop shares: resolve the run's settings, build the
 learners and env runners, iterate the algorithm's loop, and report, checkpoint and resume.
 
-A loop (``learnerkit.loops.on_policy``, ``learnerkit.loops.asynchronous``) only decides what
-one iteration does; everything a user sees of a run (progress display, ``metrics.csv``,
-TensorBoard, the learning curve, checkpoints, ``--resume``, Ctrl-C, ``summary.json``) is
-made here, the same for every loop. Hosts can call ``train(TrainConfig(...))`` directly.
+A loop (``learnerkit.loops.on_policy``, ``learnerkit.loops.asynchronous``,
+``learnerkit.loops.offline``) only decides what one iteration does, and where its data
+comes from (see ``TrainingLoop``); everything a user sees of a run (progress display,
+``metrics.csv``, TensorBoard, the learning curve, checkpoints, ``--resume``, Ctrl-C,
+``summary.json``) is made here, the same for every loop. Hosts can call
+``train(TrainConfig(...))`` directly.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import deque
@@ -21,10 +22,19 @@ import attrs
 import numpy as np
 
 from learnerkit._checkpoint import write_json_atomic
-from learnerkit._plugins import Algorithm, get_algorithm
-from learnerkit.errors import CheckpointError, ConfigError
+from learnerkit._plugins import Algorithm, get_algorithm, list_plugins
+from learnerkit.errors import ConfigError
 from learnerkit.learner_group import LearnerGroup
 from learnerkit.loops import TRAINING_LOOPS
+from learnerkit.loops._run_files import (
+    CHECKPOINT_DIR,
+    RUN_FILE,
+    TRAINER_STATE_FILE,
+    checkpoint_dir,
+    default_out_dir,
+    read_run,
+    read_trainer_state,
+)
 from learnerkit.loops._run_output import RunOutput
 from learnerkit.rollouts.env_runner import EnvRunner
 from learnerkit.rollouts.runners import EnvRunners, EnvRunnerSpec, LocalEnvRunners
@@ -37,9 +47,8 @@ from learnerkit.specs import (
 )
 
 RETURN_WINDOW = 100  # episodes in the reported mean return (the usual "last 100")
-RUN_FILE = "run.json"
-CHECKPOINT_DIR = "checkpoint"
-TRAINER_STATE_FILE = "trainer_state.json"
+DEFAULT_ENV_ID = "CartPole-v1"
+DEFAULT_STOP_TIMESTEPS = 1_000_000
 
 
 @attrs.frozen(kw_only=True)
@@ -48,12 +57,19 @@ class TrainConfig:
     defaults and its tuned preset for ``env_id``; ``model_config`` goes to the module."""
 
     algorithm: str = "ppo"
-    env_id: str = "CartPole-v1"
+    env_id: str | None = None
+    """The gymnasium env the loops that sample train in (None: CartPole-v1); for the
+    offline loop, the env its policy is evaluated in (None: the dataset's)."""
+    dataset: str | None = None
+    """For an offline algorithm (training loop ``"offline"``), the Minari dataset it learns
+    from: an id in the local Minari store, or a dataset directory. Refused by the others."""
     framework: str = "torch"
     seed: int = 0
     num_learners: int = 0
     stop_reward: float | None = None
     stop_timesteps: int | None = None
+    """Timesteps to train for: env steps sampled, or offline, rows trained (None: the
+    preset's, else the loop's own end, else 1,000,000)."""
     out_dir: str | None = None
     overrides: Mapping[str, Any] = attrs.field(factory=dict)
     model_config: Mapping[str, Any] | None = None
@@ -81,6 +97,7 @@ class TrainSummary:
     checkpoint: str
     curve: str | None
     interrupted: bool = False
+    dataset: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -88,7 +105,8 @@ class Iteration:
     """What one iteration of a loop did."""
 
     env_steps: int
-    """Env steps sampled (they advance ``timesteps_total`` and the schedules)."""
+    """Env steps sampled, or for the offline loop rows trained: they advance
+    ``timesteps_total`` and the schedules."""
     episodes: list[tuple[float, int]]
     """(return, length) of the episodes that ended."""
     metrics: dict[str, Any]
@@ -96,11 +114,29 @@ class Iteration:
 
 
 class TrainingLoop(Protocol):
-    """What a loop implements; the trainer builds it with ``Loop(run)`` (a ``Run``)."""
+    """What a loop implements; the trainer builds it with ``Loop(run)`` (a ``Run``).
+
+    Three members are optional, with the defaults of the loops that sample (on-policy,
+    async): ``uses_env_runners`` (default True), ``environment`` (default: ``env_id`` or
+    CartPole-v1, its spaces probed) and ``max_timesteps`` (default: no end of its own).
+    """
+
+    uses_env_runners: bool
+    """Whether the run builds env runners (``Run.runners``); False: ``Run.runners`` is None,
+    and the loop learns from ``TrainConfig.dataset`` instead (it is refused otherwise)."""
+
+    @classmethod
+    def environment(cls, config: TrainConfig) -> tuple[str, Any, Any]:
+        """The run's env id (reported, and evaluated in) and the module's observation and
+        action spaces; raises a ConfigError when ``config`` lacks what the loop needs."""
 
     @classmethod
     def learner_group_options(cls, hps: Any) -> dict[str, Any]:
         """Keyword arguments for the ``LearnerGroup`` (``max_async_updates``...)."""
+
+    def max_timesteps(self) -> int | None:
+        """The timesteps after which the loop has nothing left to train (offline: its
+        epochs); the run stops there, or earlier at ``stop_timesteps``."""
 
     def start(self) -> None:
         """Called once the learners hold their (restored) state: ship the first weights."""
@@ -123,7 +159,10 @@ class Run:
     hps: Any
     module_id: str
     group: LearnerGroup
-    runners: EnvRunners
+    runners: EnvRunners | None
+    """None for a loop that uses no env runners."""
+    stop_timesteps: int | None = None
+    """The timestep budget of ``--stop-timesteps`` or the preset (None: none given)."""
 
 
 def loop_info(algorithm: Algorithm):
@@ -138,8 +177,10 @@ def loop_info(algorithm: Algorithm):
     return TRAINING_LOOPS[algorithm.training_loop]
 
 
-def _resolve(config: TrainConfig, algorithm: Algorithm) -> tuple[Any, dict[str, Any], Any, int]:
-    """Hyperparameters, model config, stop reward and stop timesteps for this run."""
+def _resolve(
+    config: TrainConfig, algorithm: Algorithm
+) -> tuple[Any, dict[str, Any], Any, int | None]:
+    """Hyperparameters, model config, stop reward and stop timesteps (None: none given)."""
     preset = dict(algorithm.env_presets.get(config.env_id, {}))
     stop = preset.pop("stop", {})
     model_config = {**preset.pop("model_config", {}), **(config.model_config or {})}
@@ -147,8 +188,8 @@ def _resolve(config: TrainConfig, algorithm: Algorithm) -> tuple[Any, dict[str, 
     hps = structure_hyperparameters(algorithm.hyperparameters, values)
     check_base_fields(hps, loop_info(algorithm).settings)
     stop_reward = config.stop_reward if config.stop_reward is not None else stop.get("reward")
-    stop_timesteps = config.stop_timesteps or stop.get("timesteps") or 1_000_000
-    return hps, model_config, stop_reward, int(stop_timesteps)
+    stop_timesteps = config.stop_timesteps or stop.get("timesteps")
+    return hps, model_config, stop_reward, None if stop_timesteps is None else int(stop_timesteps)
 
 
 def make_env_runners(spec: EnvRunnerSpec, hps: Any, ray_address: str | None) -> EnvRunners:
@@ -167,10 +208,28 @@ def make_env_runners(spec: EnvRunnerSpec, hps: Any, ray_address: str | None) -> 
     )
 
 
-def _probe_spaces(env_id: str) -> tuple[Any, Any]:
+def probe_spaces(env_id: str) -> tuple[Any, Any]:
     """The environment's spaces, with the env runner's checks and errors."""
     with EnvRunner(env_id, num_envs=1) as probe:
         return probe.observation_space, probe.action_space
+
+
+def _environment(info: Any, config: TrainConfig) -> tuple[str, Any, Any]:
+    """The run's env id and spaces: the loop's, or those of the env it samples."""
+    loop_cls = info.load()
+    uses_env_runners = getattr(loop_cls, "uses_env_runners", True)
+    if config.dataset is not None and uses_env_runners:
+        offline = sorted(row.name for row in list_plugins() if row.training_loop == "offline")
+        raise ConfigError(
+            f"algorithm {config.algorithm!r} learns by sampling environments (training loop "
+            f"{info.name!r}), not from a dataset: drop "
+            "--dataset (TrainConfig.dataset), or train an offline algorithm (training loop "
+            f"'offline'; installed: {', '.join(offline) or 'none'}) on it"
+        )
+    if hasattr(loop_cls, "environment"):
+        return loop_cls.environment(config)
+    env_id = config.env_id or DEFAULT_ENV_ID
+    return (env_id, *probe_spaces(env_id))
 
 
 class Trainer:
@@ -179,14 +238,18 @@ class Trainer:
     def __init__(self, config: TrainConfig) -> None:
         if config.resume:
             config = _continue_run(config)
-        self.config = config
         self.algorithm = get_algorithm(config.algorithm)
-        loop_cls = loop_info(self.algorithm).load()
-        self.hps, self.model_config, self.stop_reward, self.stop_timesteps = _resolve(
-            config, self.algorithm
+        info = loop_info(self.algorithm)
+        loop_cls = info.load()
+        env_id, observation_space, action_space = _environment(info, config)
+        config = attrs.evolve(
+            config,
+            env_id=env_id,
+            out_dir=config.out_dir or default_out_dir(config.algorithm, env_id, config.seed),
         )
+        self.config = config
+        self.hps, self.model_config, self.stop_reward, given_stop = _resolve(config, self.algorithm)
         ray_address = config.ray_address or os.environ.get("RAY_ADDRESS")
-        observation_space, action_space = _probe_spaces(config.env_id)
         module_spec = ModuleSpec(observation_space, action_space, model_config=self.model_config)
         self.spec = LearnerSpec(
             algorithm=config.algorithm,
@@ -200,19 +263,20 @@ class Trainer:
             self.group = LearnerGroup(
                 self.spec, ray_address=ray_address, **loop_cls.learner_group_options(self.hps)
             )
-            self.runners = make_env_runners(
-                EnvRunnerSpec(
-                    env_id=config.env_id,
-                    framework=config.framework,
-                    module_spec=module_spec,
-                    num_envs=self.hps.num_envs_per_env_runner,
-                    rollout_fragment_length=self.hps.rollout_fragment_length,
-                    normalize_observations=self.hps.normalize_observations,
-                    seed=config.seed,
-                ),
-                self.hps,
-                ray_address,
-            )
+            if getattr(loop_cls, "uses_env_runners", True):
+                self.runners = make_env_runners(
+                    EnvRunnerSpec(
+                        env_id=env_id,
+                        framework=config.framework,
+                        module_spec=module_spec,
+                        num_envs=self.hps.num_envs_per_env_runner,
+                        rollout_fragment_length=self.hps.rollout_fragment_length,
+                        normalize_observations=self.hps.normalize_observations,
+                        seed=config.seed,
+                    ),
+                    self.hps,
+                    ray_address,
+                )
             self.loop: TrainingLoop = loop_cls(
                 Run(
                     config=config,
@@ -221,8 +285,13 @@ class Trainer:
                     module_id=next(iter(self.spec.module_specs)),
                     group=self.group,
                     runners=self.runners,
+                    stop_timesteps=given_stop,
                 )
             )
+            # The run ends at the budget given, or where the loop runs out of data.
+            own_end = self.loop.max_timesteps() if hasattr(self.loop, "max_timesteps") else None
+            budgets = [t for t in (given_stop, own_end) if t is not None]
+            self.stop_timesteps = min(budgets) if budgets else DEFAULT_STOP_TIMESTEPS
             self.returns: deque[float] = deque(maxlen=RETURN_WINDOW)
             self.lengths: deque[int] = deque(maxlen=RETURN_WINDOW)
             self.timesteps = self.iteration = self.episodes = 0
@@ -237,7 +306,7 @@ class Trainer:
 
     # Checkpoints -------------------------------------------------------------------------
     def run_metadata(self) -> dict[str, Any]:
-        return {
+        metadata = {
             "algorithm": self.config.algorithm,
             "env": self.config.env_id,
             "framework": self.config.framework,
@@ -245,6 +314,9 @@ class Trainer:
             "model_config": self.model_config,
             "hyperparameters": attrs.asdict(self.hps),
         }
+        if self.config.dataset is not None:
+            metadata["dataset"] = self.config.dataset
+        return metadata
 
     def save_checkpoint(self) -> Path:
         path = self.out.dir / CHECKPOINT_DIR
@@ -257,7 +329,8 @@ class Trainer:
             "returns": list(self.returns),
             "lengths": list(self.lengths),
             "obs_normalizer": {
-                k: np.asarray(v).tolist() for k, v in self.runners.get_state().items()
+                k: np.asarray(v).tolist()
+                for k, v in (self.runners.get_state() if self.runners else {}).items()
             },
             "loop": self.loop.get_state(),
         }
@@ -272,7 +345,8 @@ class Trainer:
         self.episodes, self.elapsed_before = state["episodes"], state["elapsed"]
         self.returns.extend(state["returns"])
         self.lengths.extend(state["lengths"])
-        self.runners.set_state(state["obs_normalizer"])
+        if self.runners is not None:
+            self.runners.set_state(state["obs_normalizer"])
         self.loop.set_state(state.get("loop", {}))
 
     # The loop ----------------------------------------------------------------------------
@@ -346,6 +420,7 @@ class Trainer:
             checkpoint=str(checkpoint),
             curve=str(curve) if curve else None,
             interrupted=interrupted,
+            dataset=self.config.dataset,
         )
         self.out.finish(attrs.asdict(summary))
         return summary
@@ -357,36 +432,6 @@ class Trainer:
             self.group.shutdown()
 
 
-def checkpoint_dir(path: str | os.PathLike) -> Path:
-    """The checkpoint directory of a run directory, or ``path`` itself if it is one."""
-    path = Path(path)
-    return path / CHECKPOINT_DIR if (path / CHECKPOINT_DIR).is_dir() else path
-
-
-def read_run(path: str | os.PathLike) -> dict[str, Any]:
-    """What a run was trained with (``run.json`` of its checkpoint)."""
-    run_file = checkpoint_dir(path) / RUN_FILE
-    if not run_file.is_file():
-        raise CheckpointError(
-            f"{path} is not a learnerkit training checkpoint ({RUN_FILE} is missing); pass the "
-            "run directory written by `learnerkit train`"
-        )
-    return json.loads(run_file.read_text())
-
-
-def read_trainer_state(path: str | os.PathLike) -> dict[str, Any]:
-    """The training loop's own state in a checkpoint (counters, recent returns, and the
-    observation normaliser's statistics as numpy arrays)."""
-    state_file = checkpoint_dir(path) / TRAINER_STATE_FILE
-    if not state_file.is_file():
-        raise CheckpointError(
-            f"{path} is not a learnerkit training checkpoint: {state_file} is missing"
-        )
-    state = json.loads(state_file.read_text())
-    state["obs_normalizer"] = {k: np.asarray(v) for k, v in state["obs_normalizer"].items()}
-    return state
-
-
 def _continue_run(config: TrainConfig) -> TrainConfig:
     """A resumed run keeps the algorithm, env, framework, hyperparameters and model of the
     run it continues; explicit overrides still apply on top."""
@@ -396,14 +441,11 @@ def _continue_run(config: TrainConfig) -> TrainConfig:
         config,
         algorithm=run["algorithm"],
         env_id=run["env"],
+        dataset=config.dataset or run.get("dataset"),
         framework=run["framework"],
         overrides={**hyperparameters, **config.overrides},
         model_config={**run["model_config"], **(config.model_config or {})},
     )
-
-
-def default_out_dir(algorithm: str, env_id: str, seed: int) -> str:
-    return os.path.join("runs", f"{algorithm}-{env_id}-seed{seed}")
 
 
 def _seed_and_threads(framework: str, seed: int) -> None:
@@ -421,11 +463,8 @@ def _seed_and_threads(framework: str, seed: int) -> None:
 
 
 def train(config: TrainConfig) -> TrainSummary:
-    """Train until the stop reward (mean of the last 100 episodes) or the step budget."""
-    if config.out_dir is None:
-        config = attrs.evolve(
-            config, out_dir=default_out_dir(config.algorithm, config.env_id, config.seed)
-        )
+    """Train until the stop reward (mean of the last 100 episodes) or the step budget
+    (``out_dir`` None: ``runs/ALGO-ENV-seedS``)."""
     _seed_and_threads(config.framework, config.seed)
     trainer = Trainer(config)
     try:

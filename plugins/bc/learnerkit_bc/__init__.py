@@ -2,19 +2,21 @@
 
 The whole algorithm is one hook. It runs on torch and TensorFlow alike because it computes
 with the distribution the module gives and ``ops``, never with a framework directly.
+``learnerkit train bc --dataset ID`` trains it on a Minari dataset with the offline loop.
 """
 
 from __future__ import annotations
 
 import attrs
 
-from learnerkit import Algorithm, Columns, Hyperparameters, hookimpl
+from learnerkit import Algorithm, Columns, OfflineSettings, hookimpl
 from learnerkit.specs import positive
 
 
 @attrs.frozen(kw_only=True)
-class BCHyperparameters(Hyperparameters):
-    """BC needs nothing beyond the shared hyperparameters (learning rate, clipping, seed)."""
+class BCHyperparameters(OfflineSettings):
+    """The offline loop's settings (batch size, epochs, chunks, evaluation) and the shared
+    ones (learning rate, clipping, seed); BC adds nothing of its own."""
 
     learning_rate: float = attrs.field(default=1e-3, converter=float, validator=positive)
 
@@ -35,5 +37,6 @@ algorithm = Algorithm(
     hyperparameters=BCHyperparameters,
     frameworks=("torch", "tf"),
     required_columns=(Columns.OBS, Columns.ACTIONS),
+    training_loop="offline",
     description="Behaviour cloning (negative log-likelihood of the batch's actions)",
 )
