@@ -8,6 +8,7 @@ two-node cluster test comes last and brings its own.
 from __future__ import annotations
 
 import logging
+import threading
 
 import numpy as np
 import pytest
@@ -177,6 +178,34 @@ def test_killed_learner_is_restarted_from_a_healthy_one_and_training_goes_on(gro
         lambda learner: learner.get_state()["optimizers"]["default_policy"]["state"]["0"]["step"]
     )
     assert steps[0] == steps[1] == before["optimizers"]["default_policy"]["state"]["0"]["step"] + 1
+
+
+def test_learners_killed_at_random_moments_of_long_updates_rewind_and_run_them_again(group, caplog):
+    rng = np.random.default_rng(0)
+    long_batch = random_batch(2048, seed=3)
+    for round_ in range(3):
+        before = group.get_state()
+        victim = int(rng.integers(0, 2))
+        actor = group._learners.actors[victim]
+        # Somewhere inside an update of 2 x 10 x 32 minibatch steps (about a second here).
+        killer = threading.Timer(rng.uniform(0.05, 0.6), ray.kill, args=(actor,))
+        killer.start()
+        with caplog.at_level(logging.WARNING, logger="learnerkit"):
+            results = group.update(long_batch, minibatch_size=64, num_epochs=10)
+        killer.join()
+        assert results[learnerkit.DEFAULT_MODULE_ID]["num_samples"] == 2048
+        assert all_weights_identical(group)
+        weights = group.get_weights()[learnerkit.DEFAULT_MODULE_ID]
+        assert all(np.isfinite(w).all() for w in weights.values())
+        # Applied exactly once: the Adam step count moved by one update's steps, not more.
+        steps = group.foreach_learner(
+            lambda learner: learner.get_state()["optimizers"]["default_policy"]["state"]["0"][
+                "step"
+            ]
+        )
+        start = before["optimizers"]["default_policy"]["state"]["0"]["step"]
+        assert steps[0] == steps[1] == start + 10 * 32, round_
+    assert "runs again" in caplog.text
 
 
 def test_plugin_registered_in_code_trains_in_the_learner_actors(register):

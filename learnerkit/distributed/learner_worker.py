@@ -37,6 +37,7 @@ class _LearnerWorker:
         self.learner = cls(spec, device=self.device)
         self.learner.limit_threads(max(1, int(scaling.num_cpus_per_learner)))
         self.learner.build()
+        self._before_update: dict[str, Any] | None = None
 
     def info(self) -> dict[str, Any]:
         return {**actor_info(), "device": self.device}
@@ -54,8 +55,14 @@ class _LearnerWorker:
         self, seq: int, batch: MultiAgentBatch, rank: int, kwargs: dict[str, Any]
     ) -> Results:
         """Train on shard ``rank`` of ``batch`` (all learners get the one stored batch: a
-        single put instead of one per learner keeps ``async_update`` from blocking)."""
+        single put instead of one per learner keeps ``async_update`` from blocking).
+
+        The state before the update is kept (a copy of weights, optimizer and algorithm
+        state): if a peer dies half way, the group puts every learner back to it and runs
+        the update again (``learnerkit.distributed.learners``)."""
+        self._before_update = None
         self.learner.agree(seq)  # raises NotApplied, with no state changed, if a peer is gone
+        self._before_update = self.learner.get_state()
         try:
             shards = batch.shard(
                 self.learner.world_size, sequence_length=kwargs.get("sequence_length") or 1
@@ -73,6 +80,13 @@ class _LearnerWorker:
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return fn(self.learner, *args)
+
+    def state_before_update(self) -> dict[str, Any]:
+        """The state this learner had before its last update began (its current state if
+        that update never began here)."""
+        if self._before_update is None:
+            return self.learner.get_state()
+        return self._before_update
 
     def ping(self) -> bool:
         return True

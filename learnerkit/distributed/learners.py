@@ -169,13 +169,34 @@ class RayLearners:
                 if kind == "dead" and pending.actors[i] is self.actors[i]
             }
             errors = [value for kind, value in outcomes if kind == "error"]
-            if dead or pending.generation == self.generation:
+            if dead:
+                # A learner died, maybe half way through the update: every learner goes back
+                # to the state before it, so the group is consistent and can run it again.
+                self._heal(dead, rewind=True)
+            elif pending.generation == self.generation:
                 self._heal(dead, resync=bool(errors))
             applied_nothing = all(kind in ("dead", "not_applied") for kind, _ in outcomes)
-            if applied_nothing and pending.attempts < _MAX_RETRIES:
-                pending.submit()  # no learner changed anything: run it again, whole
+            if (dead or applied_nothing) and pending.attempts < _MAX_RETRIES:
+                if dead:
+                    logger.warning(
+                        "update %d: learner(s) %s died during it; every learner was put back "
+                        "to its state before the update, which now runs again (attempt %d)",
+                        pending.seq,
+                        sorted(dead),
+                        pending.attempts + 1,
+                    )
+                pending.submit()  # no learner holds any of it now: run it again, whole
                 continue
-            if errors:
+            if dead:
+                pending.settle(
+                    error=LearnerGroupError(
+                        f"update {pending.seq} failed {pending.attempts} times: a learner died "
+                        f"during each attempt (last: {dead}). Every learner holds the state "
+                        "from before this update (nothing of it was applied): submit the batch "
+                        "again, or find out why learners die"
+                    )
+                )
+            elif errors:
                 pending.settle(error=errors[0])
             else:
                 causes = "; ".join(
@@ -201,8 +222,11 @@ class RayLearners:
                 dead[i] = first_line(exc)
         return dead
 
-    def _heal(self, dead: dict[int, str], *, resync: bool = False) -> None:
-        """Restart dead learners from a healthy one's state and re-form the process group."""
+    def _heal(self, dead: dict[int, str], *, resync: bool = False, rewind: bool = False) -> None:
+        """Restart dead learners from a healthy one's state and re-form the process group.
+
+        ``resync``: every learner takes that state. ``rewind``: every learner takes the state
+        the healthy one had before its last update (an update a learner died in)."""
         dead = {**self._dead_learners(), **dead}
         alive = [i for i in range(self.num_learners) if i not in dead]
         if not alive:
@@ -223,11 +247,16 @@ class RayLearners:
                 cause,
                 source,
             )
-        state = self.actors[source].call.remote(get_state)
+        if rewind:
+            state = self.actors[source].state_before_update.remote()
+        else:
+            state = self.actors[source].call.remote(get_state)
         for i in dead:
             self.actors[i] = self._spawn(i)
         self._wait_started(dead)
-        targets = [i for i in range(self.num_learners) if i != source and (resync or i in dead)]
+        targets = [
+            i for i in range(self.num_learners) if rewind or (i != source and (resync or i in dead))
+        ]
         ray.get([self.actors[i].call.remote(set_state, state) for i in targets])
         self._form_group()
 
