@@ -1,8 +1,13 @@
 """learnerkit: write reinforcement-learning algorithms as plugins; train them locally or on Ray.
 
-Everything public is importable from here. Importing learnerkit loads no torch, TensorFlow
-or Ray: frameworks are imported when a Learner is built.
+Everything public is importable from here. Importing learnerkit loads no torch, TensorFlow,
+Ray or numpy: the Learner, LearnerGroup and batch classes are imported on first use (plugin
+modules import only the light names, so listing plugins stays fast), and frameworks when a
+Learner is built.
 """
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from learnerkit._plugins import (
     ENTRY_POINT_GROUP,
@@ -14,7 +19,7 @@ from learnerkit._plugins import (
     register_algorithm,
     unregister_algorithm,
 )
-from learnerkit.batch import DEFAULT_MODULE_ID, Columns, MultiAgentBatch, SampleBatch
+from learnerkit.columns import DEFAULT_MODULE_ID, Columns
 from learnerkit.errors import (
     BatchError,
     CheckpointError,
@@ -28,8 +33,6 @@ from learnerkit.errors import (
     UnknownAlgorithmError,
 )
 from learnerkit.hookspecs import hookimpl
-from learnerkit.learner import Learner
-from learnerkit.learner_group import LearnerGroup
 from learnerkit.loops.settings import (
     AsyncSettings,
     OfflineSettings,
@@ -44,6 +47,28 @@ from learnerkit.specs import (
     ScalingConfig,
     schedule_value,
 )
+
+if TYPE_CHECKING:
+    from learnerkit.batch import MultiAgentBatch, SampleBatch
+    from learnerkit.learner import Learner
+    from learnerkit.learner_group import LearnerGroup
+
+_LAZY = {
+    "Learner": "learnerkit.learner",
+    "LearnerGroup": "learnerkit.learner_group",
+    "MultiAgentBatch": "learnerkit.batch",
+    "SampleBatch": "learnerkit.batch",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # These pull in numpy (and the Learner machinery): only when a program uses them.
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'learnerkit' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

@@ -10,34 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from learnerkit.columns import DEFAULT_MODULE_ID, Columns
 from learnerkit.errors import BatchError
-
-DEFAULT_MODULE_ID = "default_policy"
-
-
-class Columns:
-    """Names of the standard batch columns (the same strings RLlib uses)."""
-
-    OBS = "obs"
-    NEXT_OBS = "new_obs"
-    ACTIONS = "actions"
-    REWARDS = "rewards"
-    TERMINATEDS = "terminateds"
-    TRUNCATEDS = "truncateds"
-    PREV_ACTIONS = "prev_actions"
-    PREV_REWARDS = "prev_rewards"
-    EPS_ID = "eps_id"
-    AGENT_INDEX = "agent_index"
-    T = "t"
-    VF_PREDS = "vf_preds"
-    ACTION_DIST_INPUTS = "action_dist_inputs"
-    ACTION_LOGP = "action_logp"
-    ADVANTAGES = "advantages"
-    VALUE_TARGETS = "value_targets"
-    # Value of the observation after the last step of a rollout fragment, per step; used by
-    # algorithms (IMPALA, APPO) that compute their targets inside the loss.
-    VALUES_BOOTSTRAPPED = "values_bootstrapped"
-
 
 # Where a column is usually made, so a "missing column" error can name the fix.
 _HOW_TO_MAKE = {

@@ -87,3 +87,18 @@ def test_building_a_spec_still_imports_no_framework(framework):
     proc, _ = timed_run("-c", code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_listing_plugins_does_not_even_import_numpy(plugin_dirs):
+    # The batch and Learner classes load on first use; plugin modules import only the light
+    # names (Algorithm, Columns, hookimpl, the settings classes), so listing stays fast.
+    code = (
+        "import sys, learnerkit\n"
+        "learnerkit.load_plugins()\n"
+        "from learnerkit._plugins import list_plugins\n"
+        "list_plugins()\n"
+        "print('numpy' in sys.modules)\n"
+    )
+    proc, _ = timed_run("-c", code, plugin_dirs=[plugin_dirs["learnerkit-echo"]])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
