@@ -89,6 +89,15 @@ def non_negative_schedule(instance: Any, attribute: attrs.Attribute, value: Any)
         )
 
 
+def scheduled(
+    schedule: Sequence[tuple[int, float]] | None, constant: float, timestep: int
+) -> float:
+    """A coefficient that may follow a schedule: the schedule's value at ``timestep``, or
+    ``constant`` when there is no schedule (e.g. ``entropy_coeff_schedule`` over
+    ``entropy_coeff``)."""
+    return constant if schedule is None else schedule_value(schedule, timestep)
+
+
 def optional_float(value: Any) -> float | None:
     """Converter for settings where None means "off" (no clipping, no cap)."""
     return None if value is None else float(value)

@@ -79,7 +79,6 @@ from learnerkit import (
     Columns,
     ConfigError,
     hookimpl,
-    schedule_value,
 )
 from learnerkit.specs import (
     in_unit_interval,
@@ -89,6 +88,7 @@ from learnerkit.specs import (
     optional_positive_int,
     positive,
     positive_int,
+    scheduled,
     to_schedule,
 )
 
@@ -226,15 +226,9 @@ def initial_state(hps: APPOHyperparameters) -> dict[str, float]:
     schedule gives at timestep 0, and no target update yet (the target starts as a copy)."""
     return {
         "kl_coeff": hps.kl_coeff,
-        "entropy_coeff": _entropy_coeff(hps, 0),
+        "entropy_coeff": scheduled(hps.entropy_coeff_schedule, hps.entropy_coeff, 0),
         _LAST_TARGET_UPDATE: 0,
     }
-
-
-def _entropy_coeff(hps: APPOHyperparameters, timestep: int) -> float:
-    if hps.entropy_coeff_schedule is None:
-        return hps.entropy_coeff
-    return schedule_value(hps.entropy_coeff_schedule, timestep)
 
 
 @hookimpl
@@ -299,7 +293,7 @@ def compute_loss(learner, module_id, module, hyperparameters, batch, fwd_out, st
 @hookimpl
 def additional_update(learner, module_id, hyperparameters, state, timestep, update_kwargs):
     hps = hyperparameters
-    state["entropy_coeff"] = _entropy_coeff(hps, timestep)
+    state["entropy_coeff"] = scheduled(hps.entropy_coeff_schedule, hps.entropy_coeff, timestep)
 
     num_updates = learner.num_updates(module_id)
     if num_updates - int(state[_LAST_TARGET_UPDATE]) >= hps.target_network_update_freq:

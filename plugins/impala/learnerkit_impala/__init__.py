@@ -30,7 +30,6 @@ from learnerkit import (
     AsyncSettings,
     Columns,
     hookimpl,
-    schedule_value,
 )
 from learnerkit.specs import (
     in_unit_interval,
@@ -39,6 +38,7 @@ from learnerkit.specs import (
     optional_float,
     optional_positive_int,
     positive,
+    scheduled,
     to_schedule,
 )
 from learnerkit_impala.fragments import (
@@ -114,13 +114,7 @@ class IMPALAHyperparameters(AsyncSettings):
 
 def initial_state(hps: IMPALAHyperparameters) -> dict[str, float]:
     """Each module starts with the entropy coefficient its schedule gives at timestep 0."""
-    return {"entropy_coeff": _entropy_coeff(hps, 0)}
-
-
-def _entropy_coeff(hps: IMPALAHyperparameters, timestep: int) -> float:
-    if hps.entropy_coeff_schedule is None:
-        return hps.entropy_coeff
-    return schedule_value(hps.entropy_coeff_schedule, timestep)
+    return {"entropy_coeff": scheduled(hps.entropy_coeff_schedule, hps.entropy_coeff, 0)}
 
 
 @hookimpl
@@ -161,7 +155,9 @@ def compute_loss(module, hyperparameters, batch, fwd_out, state, ops):
 
 @hookimpl
 def additional_update(hyperparameters, state, timestep):
-    state["entropy_coeff"] = _entropy_coeff(hyperparameters, timestep)
+    state["entropy_coeff"] = scheduled(
+        hyperparameters.entropy_coeff_schedule, hyperparameters.entropy_coeff, timestep
+    )
     return {"entropy_coeff": float(state["entropy_coeff"])}
 
 

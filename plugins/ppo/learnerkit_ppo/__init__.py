@@ -23,7 +23,6 @@ from learnerkit import (
     ConfigError,
     OnPolicySettings,
     hookimpl,
-    schedule_value,
 )
 from learnerkit.specs import (
     in_unit_interval,
@@ -32,6 +31,7 @@ from learnerkit.specs import (
     optional_float,
     positive,
     positive_int,
+    scheduled,
     to_schedule,
 )
 from learnerkit_ppo.losses import (
@@ -135,11 +135,7 @@ class PPOHyperparameters(OnPolicySettings):
 def initial_state(hps: PPOHyperparameters) -> dict[str, float]:
     """Each module starts with the configured KL coefficient and the entropy coefficient
     its schedule gives at timestep 0."""
-    entropy_coeff = (
-        schedule_value(hps.entropy_coeff_schedule, 0)
-        if hps.entropy_coeff_schedule is not None
-        else hps.entropy_coeff
-    )
+    entropy_coeff = scheduled(hps.entropy_coeff_schedule, hps.entropy_coeff, 0)
     return {"kl_coeff": hps.kl_coeff, "entropy_coeff": entropy_coeff}
 
 
@@ -198,8 +194,7 @@ def compute_loss(module, hyperparameters, batch, fwd_out, state, ops):
 @hookimpl
 def additional_update(module_id, hyperparameters, state, timestep, update_kwargs):
     hps = hyperparameters
-    if hps.entropy_coeff_schedule is not None:
-        state["entropy_coeff"] = schedule_value(hps.entropy_coeff_schedule, timestep)
+    state["entropy_coeff"] = scheduled(hps.entropy_coeff_schedule, hps.entropy_coeff, timestep)
     sampled_kl = update_kwargs.get("sampled_kl_values", {}).get(module_id)
     if hps.use_kl_loss and sampled_kl is not None:
         # RLlib's rule (the paper's section 4 uses thresholds x1.5 and factors of 2). A
