@@ -75,8 +75,8 @@ TRAINING_LOOPS: dict[str, LoopInfo] = {
 }
 
 _LAZY = {
-    "TrainConfig": "learnerkit.loops.trainer",
-    "TrainSummary": "learnerkit.loops.trainer",
+    "TrainConfig": "learnerkit.loops.contract",
+    "TrainSummary": "learnerkit.loops.contract",
     "train": "learnerkit.loops.trainer",
     "evaluate_checkpoint": "learnerkit.loops.evaluation",
     "collect_dataset": "learnerkit.loops.collect",

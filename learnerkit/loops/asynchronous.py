@@ -28,7 +28,7 @@ import numpy as np
 
 from learnerkit.batch import SampleBatch
 from learnerkit.loops._run_output import combine_results
-from learnerkit.loops.trainer import Iteration, Run
+from learnerkit.loops.contract import Iteration, Run
 from learnerkit.rollouts.runners import Fragment
 
 

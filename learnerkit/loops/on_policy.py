@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from learnerkit.loops.trainer import Iteration, Run
+from learnerkit.loops.contract import Iteration, Run
 from learnerkit.rollouts.env_runner import Rollout
 
 

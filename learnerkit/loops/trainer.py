@@ -3,7 +3,7 @@ learners and env runners, iterate the algorithm's loop, and report, checkpoint a
 
 A loop (``learnerkit.loops.on_policy``, ``learnerkit.loops.asynchronous``,
 ``learnerkit.loops.offline``) only decides what one iteration does, and where its data
-comes from (see ``TrainingLoop``); everything a user sees of a run (progress display,
+comes from (``learnerkit.loops.contract``); everything a user sees of a run (progress display,
 ``metrics.csv``, TensorBoard, the learning curve, checkpoints, ``--resume``, Ctrl-C,
 ``summary.json``) is made here, the same for every loop. Hosts can call
 ``train(TrainConfig(...))`` directly.
@@ -14,9 +14,8 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 import numpy as np
@@ -36,6 +35,12 @@ from learnerkit.loops._run_files import (
     read_trainer_state,
 )
 from learnerkit.loops._run_output import RunOutput
+from learnerkit.loops.contract import (
+    Run,
+    TrainConfig,
+    TrainingLoop,
+    TrainSummary,
+)
 from learnerkit.rollouts.env_runner import EnvRunner
 from learnerkit.rollouts.runners import EnvRunners, EnvRunnerSpec, LocalEnvRunners
 from learnerkit.specs import (
@@ -49,120 +54,6 @@ from learnerkit.specs import (
 RETURN_WINDOW = 100  # episodes in the reported mean return (the usual "last 100")
 DEFAULT_ENV_ID = "CartPole-v1"
 DEFAULT_STOP_TIMESTEPS = 1_000_000
-
-
-@attrs.frozen(kw_only=True)
-class TrainConfig:
-    """One training run. ``overrides`` are hyperparameters on top of the algorithm's
-    defaults and its tuned preset for ``env_id``; ``model_config`` goes to the module."""
-
-    algorithm: str = "ppo"
-    env_id: str | None = None
-    """The gymnasium env the loops that sample train in (None: CartPole-v1); for the
-    offline loop, the env its policy is evaluated in (None: the dataset's)."""
-    dataset: str | None = None
-    """For an offline algorithm (training loop ``"offline"``), the Minari dataset it learns
-    from: an id in the local Minari store, or a dataset directory. Refused by the others."""
-    framework: str = "torch"
-    seed: int = 0
-    num_learners: int = 0
-    stop_reward: float | None = None
-    stop_timesteps: int | None = None
-    """Timesteps to train for: env steps sampled, or offline, rows trained (None: the
-    preset's, else the loop's own end, else 1,000,000)."""
-    out_dir: str | None = None
-    overrides: Mapping[str, Any] = attrs.field(factory=dict)
-    model_config: Mapping[str, Any] | None = None
-    checkpoint_every: int = 50
-    resume: str | None = None
-    progress: bool = True
-    ray_address: str | None = None
-    """A Ray cluster for learners and env runners (else ``RAY_ADDRESS``, else a local Ray,
-    started only when ``num_learners`` or ``num_env_runners`` asks for Ray)."""
-
-
-@attrs.frozen(kw_only=True)
-class TrainSummary:
-    algorithm: str
-    env: str
-    framework: str
-    seed: int
-    timesteps_total: int
-    iterations: int
-    episodes_total: int
-    episode_return_mean: float | None
-    wall_seconds: float
-    reached_stop_reward: bool
-    stop_reward: float | None
-    checkpoint: str
-    curve: str | None
-    interrupted: bool = False
-    dataset: str | None = None
-
-
-@attrs.frozen(kw_only=True)
-class Iteration:
-    """What one iteration of a loop did."""
-
-    env_steps: int
-    """Env steps sampled, or for the offline loop rows trained: they advance
-    ``timesteps_total`` and the schedules."""
-    episodes: list[tuple[float, int]]
-    """(return, length) of the episodes that ended."""
-    metrics: dict[str, Any]
-    """Columns for ``metrics.csv`` / TensorBoard (learner results as ``learner/NAME``)."""
-
-
-class TrainingLoop(Protocol):
-    """What a loop implements; the trainer builds it with ``Loop(run)`` (a ``Run``).
-
-    Three members are optional, with the defaults of the loops that sample (on-policy,
-    async): ``uses_env_runners`` (default True), ``environment`` (default: ``env_id`` or
-    CartPole-v1, its spaces probed) and ``max_timesteps`` (default: no end of its own).
-    """
-
-    uses_env_runners: bool
-    """Whether the run builds env runners (``Run.runners``); False: ``Run.runners`` is None,
-    and the loop learns from ``TrainConfig.dataset`` instead (it is refused otherwise)."""
-
-    @classmethod
-    def environment(cls, config: TrainConfig) -> tuple[str, Any, Any]:
-        """The run's env id (reported, and evaluated in) and the module's observation and
-        action spaces; raises a ConfigError when ``config`` lacks what the loop needs."""
-
-    @classmethod
-    def learner_group_options(cls, hps: Any) -> dict[str, Any]:
-        """Keyword arguments for the ``LearnerGroup`` (``max_async_updates``...)."""
-
-    def max_timesteps(self) -> int | None:
-        """The timesteps after which the loop has nothing left to train (offline: its
-        epochs); the run stops there, or earlier at ``stop_timesteps``."""
-
-    def start(self) -> None:
-        """Called once the learners hold their (restored) state: ship the first weights."""
-
-    def step(self, timesteps: int) -> Iteration:
-        """One iteration; ``timesteps`` is the env steps sampled before it."""
-
-    def get_state(self) -> dict[str, Any]:
-        """The loop's own counters, as JSON values, for checkpoints."""
-
-    def set_state(self, state: Mapping[str, Any]) -> None: ...
-
-
-@attrs.frozen(kw_only=True)
-class Run:
-    """What a loop works with: resolved settings, the learners, the env runners."""
-
-    config: TrainConfig
-    algorithm: Algorithm
-    hps: Any
-    module_id: str
-    group: LearnerGroup
-    runners: EnvRunners | None
-    """None for a loop that uses no env runners."""
-    stop_timesteps: int | None = None
-    """The timestep budget of ``--stop-timesteps`` or the preset (None: none given)."""
 
 
 def loop_info(algorithm: Algorithm):
