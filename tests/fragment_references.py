@@ -1,11 +1,13 @@
 """Float64 numpy references shared by the IMPALA and APPO loss tests, written apart from
-the code under test (V-trace as the paper's recursion, per environment and per step), and
-the layout of their hand-made batches."""
+the code under test (V-trace as the paper's recursion, per environment and per step), the
+hand-made sequence batch both train on, and the loss the Learner computes for it."""
 
 from __future__ import annotations
 
 import gymnasium
 import numpy as np
+
+from learnerkit import DEFAULT_MODULE_ID, Columns
 
 OBS_SPACE = gymnasium.spaces.Box(-1.0, 1.0, (4,), np.float32)
 ACTION_SPACES = {
@@ -75,3 +77,66 @@ def np_vtrace_targets(log_rhos, rewards, values, next_values, terminated, ended,
             pg[i] = pg_rho * (rewards[i] + discount * target_next - values[i])
             following_vs = vs[i]
     return vs, pg
+
+
+# The batch and the loss under test -------------------------------------------------------
+def current_outputs(learner, batch):
+    """The module's dist inputs and values for ``obs``, and values for ``new_obs``."""
+    module = learner.module[DEFAULT_MODULE_ID]
+    to_numpy = learner.backend.ops.to_numpy
+    out = module.forward_train(learner.backend.to_tensors({Columns.OBS: batch[Columns.OBS]}))
+    next_obs = learner.backend.to_tensors({Columns.OBS: batch[Columns.NEXT_OBS]})[Columns.OBS]
+    return {
+        "dist_inputs": to_numpy(out[Columns.ACTION_DIST_INPUTS]),
+        "values": to_numpy(out[Columns.VF_PREDS]),
+        "next_values": to_numpy(module.value(next_obs)),
+    }
+
+
+def sequence_batch(learner, space, seed=42, behaviour_noise=1.0):
+    """NUM_ENVS fragments of T steps: env 0 terminates at step 1, env 1 is truncated at
+    step 2, env 2 runs through; the behaviour policy is the current one plus noise, so the
+    ratios fall on both sides of every clip."""
+    rng = np.random.default_rng(seed)
+    n = NUM_ENVS * T
+    obs = rng.uniform(-1, 1, (NUM_ENVS, T + 1, 4)).astype(np.float32)
+    next_obs = obs[:, 1:].copy()
+    terminated = np.zeros((NUM_ENVS, T), bool)
+    truncated = np.zeros((NUM_ENVS, T), bool)
+    terminated[0, 1] = truncated[1, 2] = True
+    # An ended episode's final observation is not the next row's (a reset's) observation.
+    next_obs[0, 1] = rng.uniform(-1, 1, 4)
+    next_obs[1, 2] = rng.uniform(-1, 1, 4)
+    batch = {
+        Columns.OBS: obs[:, :T].reshape(n, 4),
+        Columns.NEXT_OBS: next_obs.reshape(n, 4),
+        Columns.REWARDS: rng.normal(0.5, 1.0, n).astype(np.float32),
+        Columns.TERMINATEDS: terminated.reshape(n),
+        Columns.TRUNCATEDS: truncated.reshape(n),
+    }
+    dist_inputs = current_outputs(learner, batch)["dist_inputs"]
+    noise = rng.normal(0, behaviour_noise, dist_inputs.shape)
+    old_inputs = (dist_inputs + noise).astype(np.float32)
+    if space == "discrete":
+        actions = rng.integers(0, 3, n)
+    else:
+        actions = rng.normal(0, 1, (n, 2)).astype(np.float32)
+    old_logp, _ = np_logp_and_entropy(space, old_inputs, actions)
+    batch.update(
+        {
+            Columns.ACTIONS: actions,
+            Columns.ACTION_LOGP: old_logp.astype(np.float32),
+            Columns.ACTION_DIST_INPUTS: old_inputs,
+            Columns.VF_PREDS: rng.normal(0, 1, n).astype(np.float32),  # unused by the loss
+        }
+    )
+    return batch
+
+
+def compute_loss(learner, batch):
+    tensors = learner.backend.to_tensors(batch)
+    fwd_out = learner.module[DEFAULT_MODULE_ID].forward_train(tensors)
+    out = learner.compute_loss_for_module(
+        module_id=DEFAULT_MODULE_ID, hps=learner.hps, batch=tensors, fwd_out=fwd_out
+    )
+    return {k: float(learner.backend.ops.to_numpy(v)) for k, v in out.items()}

@@ -17,12 +17,14 @@ import numpy as np
 import pytest
 from fragment_references import (
     ACTION_SPACES,
-    NUM_ENVS,
     OBS_SPACE,
     T,
+    compute_loss,
+    current_outputs,
     np_kl,
     np_logp_and_entropy,
     np_vtrace_targets,
+    sequence_batch,
 )
 from learnerkit_appo import APPOHyperparameters
 
@@ -125,68 +127,6 @@ def perturb_target(learner, scale=0.6, seed=7):
 def forward(learner, module, obs):
     tensors = learner.backend.to_tensors({Columns.OBS: obs})
     return learner.backend.ops.to_numpy(module.forward_train(tensors)[Columns.ACTION_DIST_INPUTS])
-
-
-def current_outputs(learner, batch):
-    """The module's dist inputs and values for ``obs``, and values for ``new_obs``."""
-    module = learner.module[MID]
-    to_numpy = learner.backend.ops.to_numpy
-    out = module.forward_train(learner.backend.to_tensors({Columns.OBS: batch[Columns.OBS]}))
-    next_obs = learner.backend.to_tensors({Columns.OBS: batch[Columns.NEXT_OBS]})[Columns.OBS]
-    return {
-        "dist_inputs": to_numpy(out[Columns.ACTION_DIST_INPUTS]),
-        "values": to_numpy(out[Columns.VF_PREDS]),
-        "next_values": to_numpy(module.value(next_obs)),
-    }
-
-
-def sequence_batch(learner, space, seed=42, behaviour_noise=1.0):
-    """NUM_ENVS fragments of T steps: env 0 terminates at step 1, env 1 is truncated at
-    step 2, env 2 runs through; the behaviour policy is the current one plus noise, so the
-    ratios fall on both sides of every clip."""
-    rng = np.random.default_rng(seed)
-    n = NUM_ENVS * T
-    obs = rng.uniform(-1, 1, (NUM_ENVS, T + 1, 4)).astype(np.float32)
-    next_obs = obs[:, 1:].copy()
-    terminated = np.zeros((NUM_ENVS, T), bool)
-    truncated = np.zeros((NUM_ENVS, T), bool)
-    terminated[0, 1] = truncated[1, 2] = True
-    # An ended episode's final observation is not the next row's (a reset's) observation.
-    next_obs[0, 1] = rng.uniform(-1, 1, 4)
-    next_obs[1, 2] = rng.uniform(-1, 1, 4)
-    batch = {
-        Columns.OBS: obs[:, :T].reshape(n, 4),
-        Columns.NEXT_OBS: next_obs.reshape(n, 4),
-        Columns.REWARDS: rng.normal(0.5, 1.0, n).astype(np.float32),
-        Columns.TERMINATEDS: terminated.reshape(n),
-        Columns.TRUNCATEDS: truncated.reshape(n),
-    }
-    dist_inputs = current_outputs(learner, batch)["dist_inputs"]
-    noise = rng.normal(0, behaviour_noise, dist_inputs.shape)
-    old_inputs = (dist_inputs + noise).astype(np.float32)
-    if space == "discrete":
-        actions = rng.integers(0, 3, n)
-    else:
-        actions = rng.normal(0, 1, (n, 2)).astype(np.float32)
-    old_logp, _ = np_logp_and_entropy(space, old_inputs, actions)
-    batch.update(
-        {
-            Columns.ACTIONS: actions,
-            Columns.ACTION_LOGP: old_logp.astype(np.float32),
-            Columns.ACTION_DIST_INPUTS: old_inputs,
-            Columns.VF_PREDS: rng.normal(0, 1, n).astype(np.float32),  # unused by the loss
-        }
-    )
-    return batch
-
-
-def compute_loss(learner, batch):
-    tensors = learner.backend.to_tensors(batch)
-    fwd_out = learner.module[MID].forward_train(tensors)
-    out = learner.compute_loss_for_module(
-        module_id=MID, hps=learner.hps, batch=tensors, fwd_out=fwd_out
-    )
-    return {k: float(learner.backend.ops.to_numpy(v)) for k, v in out.items()}
 
 
 def expected_loss(learner, space, batch):
