@@ -67,6 +67,7 @@ from typing import Any
 
 import attrs
 from learnerkit_impala.fragments import (
+    FRAGMENT_COLUMNS,
     exp_clamped,
     explained_variance,
     time_major,
@@ -332,16 +333,7 @@ algorithm = Algorithm(
     frameworks=("torch", "tf"),
     training_loop="async",
     target_network=True,
-    # What the loss reads; vf_preds and action_dist_inputs (also sampled) are not needed.
-    required_columns=(
-        Columns.OBS,
-        Columns.NEXT_OBS,
-        Columns.ACTIONS,
-        Columns.REWARDS,
-        Columns.TERMINATEDS,
-        Columns.TRUNCATEDS,
-        Columns.ACTION_LOGP,
-    ),
+    required_columns=FRAGMENT_COLUMNS,
     initial_state=initial_state,
     env_presets={
         "CartPole-v1": {"stop": {"reward": 450.0, "timesteps": 500_000}},

@@ -42,6 +42,7 @@ from learnerkit.specs import (
     to_schedule,
 )
 from learnerkit_impala.fragments import (
+    FRAGMENT_COLUMNS,
     exp_clamped,
     explained_variance,
     time_major,
@@ -171,16 +172,7 @@ algorithm = Algorithm(
     hyperparameters=IMPALAHyperparameters,
     frameworks=("torch", "tf"),
     training_loop="async",
-    # What the loss reads; vf_preds and action_dist_inputs (also sampled) are not needed.
-    required_columns=(
-        Columns.OBS,
-        Columns.NEXT_OBS,
-        Columns.ACTIONS,
-        Columns.REWARDS,
-        Columns.TERMINATEDS,
-        Columns.TRUNCATEDS,
-        Columns.ACTION_LOGP,
-    ),
+    required_columns=FRAGMENT_COLUMNS,
     initial_state=initial_state,
     env_presets={"CartPole-v1": {"stop": {"reward": 450.0, "timesteps": 500_000}}},
     description="IMPALA: asynchronous actor-critic with V-trace off-policy correction",

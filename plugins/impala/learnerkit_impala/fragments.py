@@ -16,7 +16,25 @@ from learnerkit import BatchError, Columns, Ops, PluginError
 from learnerkit.ops import Tensor
 from learnerkit_impala.vtrace import LOG_RHO_BOUND, vtrace
 
-__all__ = ["exp_clamped", "explained_variance", "time_major", "vtrace_on_fragments"]
+__all__ = [
+    "FRAGMENT_COLUMNS",
+    "exp_clamped",
+    "explained_variance",
+    "time_major",
+    "vtrace_on_fragments",
+]
+
+FRAGMENT_COLUMNS = (
+    Columns.OBS,
+    Columns.NEXT_OBS,
+    Columns.ACTIONS,
+    Columns.REWARDS,
+    Columns.TERMINATEDS,
+    Columns.TRUNCATEDS,
+    Columns.ACTION_LOGP,
+)
+"""The columns ``vtrace_on_fragments`` and a loss on its outputs read (the sampled
+``vf_preds`` and ``action_dist_inputs`` are not needed: V-trace uses current values)."""
 
 # Keeps the explained variance finite when every target of a minibatch is equal.
 _VAR_EPS = 1e-8
