@@ -260,6 +260,21 @@ class MultiAgentBatch(Mapping[str, SampleBatch]):
         ]
 
 
+def training_arrays(batch: Mapping[str, np.ndarray]) -> Iterator[tuple[str, np.ndarray]]:
+    """The columns a backend turns into tensors, as contiguous arrays: numeric and bool
+    columns, every float as float32 (the backends train in float32); others (strings,
+    objects in extra columns) are left out."""
+    for name, array in batch.items():
+        if array.dtype.kind == "f" and array.dtype != np.float32:
+            # Values beyond float32's range become inf: validation names them, or under
+            # non_finite="skip" the minibatches they reach are skipped.
+            with np.errstate(over="ignore"):
+                array = array.astype(np.float32)
+        elif not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+            continue
+        yield name, np.ascontiguousarray(array)
+
+
 def as_multi_agent_batch(batch: Any) -> MultiAgentBatch:
     """Accept a MultiAgentBatch, a SampleBatch, or a plain dict of columns."""
     if isinstance(batch, MultiAgentBatch):

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from learnerkit._checkpoint import check_same_shapes
 from learnerkit.backends.tf.ops import TF_OPS
-from learnerkit.batch import SampleBatch
+from learnerkit.batch import SampleBatch, training_arrays
 from learnerkit.errors import CheckpointError, ConfigError
 from learnerkit.specs import ModuleSpec
 
@@ -150,16 +150,9 @@ class TFBackend:
         """Numeric columns as tensors on the device; every float becomes float32."""
         tensors = {}
         with tf.device(self.device):
-            for name, array in batch.items():
-                if array.dtype.kind == "f" and array.dtype != np.float32:
-                    # Values beyond float32's range become inf: validation names them, or
-                    # under non_finite="skip" the minibatches they reach are skipped.
-                    with np.errstate(over="ignore"):
-                        array = array.astype(np.float32)
-                elif not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-                    continue
+            for name, array in training_arrays(batch):
                 # identity() copies to the scope's device; constant() alone stays on the host.
-                tensors[name] = tf.identity(np.ascontiguousarray(array))
+                tensors[name] = tf.identity(array)
         return tensors
 
     def permutation(self, n: int, generator: np.random.Generator) -> np.ndarray:

@@ -11,7 +11,7 @@ import torch
 
 from learnerkit._checkpoint import check_same_shapes
 from learnerkit.backends.torch.ops import TORCH_OPS
-from learnerkit.batch import SampleBatch
+from learnerkit.batch import SampleBatch, training_arrays
 from learnerkit.errors import CheckpointError
 from learnerkit.specs import ModuleSpec
 
@@ -58,15 +58,7 @@ class TorchBackend:
     def to_tensors(self, batch: SampleBatch) -> dict[str, torch.Tensor]:
         """Numeric columns as tensors on the device; every float becomes float32."""
         tensors = {}
-        for name, array in batch.items():
-            if array.dtype.kind == "f" and array.dtype != np.float32:
-                # Values beyond float32's range become inf: validation names them, or
-                # under non_finite="skip" the minibatches they reach are skipped.
-                with np.errstate(over="ignore"):
-                    array = array.astype(np.float32)
-            elif not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-                continue
-            array = np.ascontiguousarray(array)
+        for name, array in training_arrays(batch):
             if not array.flags.writeable:
                 # Arrays from Ray's object store (a fragment of a Ray env runner) are
                 # read-only; training only reads its tensors, so share them all the same.
