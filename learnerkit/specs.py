@@ -98,6 +98,18 @@ def scheduled(
     return constant if schedule is None else schedule_value(schedule, timestep)
 
 
+def adapted_kl_coeff(kl_coeff: float, sampled_kl: float, kl_target: float) -> float:
+    """The adaptive KL coefficient after one more measurement (RLlib's rule, PPO's and
+    APPO's): x1.5 when the sampled KL exceeds ``2 * kl_target``, x0.5 below
+    ``kl_target / 2``, else unchanged. A comparison with NaN is False, so a non-finite KL
+    leaves the coefficient alone."""
+    if sampled_kl > 2.0 * kl_target:
+        return float(kl_coeff) * 1.5
+    if sampled_kl < 0.5 * kl_target:
+        return float(kl_coeff) * 0.5
+    return float(kl_coeff)
+
+
 def optional_float(value: Any) -> float | None:
     """Converter for settings where None means "off" (no clipping, no cap)."""
     return None if value is None else float(value)

@@ -82,6 +82,7 @@ from learnerkit import (
     hookimpl,
 )
 from learnerkit.specs import (
+    adapted_kl_coeff,
     in_unit_interval,
     non_negative,
     non_negative_schedule,
@@ -303,12 +304,7 @@ def additional_update(learner, module_id, hyperparameters, state, timestep, upda
 
     sampled_kl = update_kwargs.get("sampled_kl_values", {}).get(module_id)
     if hps.use_kl_loss and sampled_kl is not None:
-        # RLlib's rule. A comparison with NaN is False: a non-finite KL changes nothing.
-        kl_coeff = float(state["kl_coeff"])
-        if sampled_kl > 2.0 * hps.kl_target:
-            kl_coeff *= 1.5
-        elif sampled_kl < 0.5 * hps.kl_target:
-            kl_coeff *= 0.5
+        kl_coeff = adapted_kl_coeff(state["kl_coeff"], sampled_kl, hps.kl_target)
         low, high = hps.kl_coeff_bounds
         state["kl_coeff"] = min(max(kl_coeff, low), high)
     return _coefficients(learner, module_id, state)

@@ -25,6 +25,7 @@ from learnerkit import (
     hookimpl,
 )
 from learnerkit.specs import (
+    adapted_kl_coeff,
     in_unit_interval,
     non_negative,
     non_negative_schedule,
@@ -197,12 +198,8 @@ def additional_update(module_id, hyperparameters, state, timestep, update_kwargs
     state["entropy_coeff"] = scheduled(hps.entropy_coeff_schedule, hps.entropy_coeff, timestep)
     sampled_kl = update_kwargs.get("sampled_kl_values", {}).get(module_id)
     if hps.use_kl_loss and sampled_kl is not None:
-        # RLlib's rule (the paper's section 4 uses thresholds x1.5 and factors of 2). A
-        # comparison with NaN is False, so a non-finite KL leaves the coefficient alone.
-        if sampled_kl > 2.0 * hps.kl_target:
-            state["kl_coeff"] = float(state["kl_coeff"]) * 1.5
-        elif sampled_kl < 0.5 * hps.kl_target:
-            state["kl_coeff"] = float(state["kl_coeff"]) * 0.5
+        # RLlib's rule (the paper's section 4 uses thresholds x1.5 and factors of 2).
+        state["kl_coeff"] = adapted_kl_coeff(state["kl_coeff"], sampled_kl, hps.kl_target)
     return _coefficients(state)
 
 
