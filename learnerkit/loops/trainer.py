@@ -105,9 +105,8 @@ def probe_spaces(env_id: str) -> tuple[Any, Any]:
         return probe.observation_space, probe.action_space
 
 
-def _environment(info: Any, config: TrainConfig) -> tuple[str, Any, Any]:
+def _environment(info: Any, loop_cls: Any, config: TrainConfig) -> tuple[str, Any, Any]:
     """The run's env id and spaces: the loop's, or those of the env it samples."""
-    loop_cls = info.load()
     uses_env_runners = getattr(loop_cls, "uses_env_runners", True)
     if config.dataset is not None and uses_env_runners:
         offline = sorted(row.name for row in list_plugins() if row.training_loop == "offline")
@@ -132,7 +131,7 @@ class Trainer:
         self.algorithm = get_algorithm(config.algorithm)
         info = loop_info(self.algorithm)
         loop_cls = info.load()
-        env_id, observation_space, action_space = _environment(info, config)
+        env_id, observation_space, action_space = _environment(info, loop_cls, config)
         config = attrs.evolve(
             config,
             env_id=env_id,
