@@ -151,7 +151,7 @@ def test_one_update_on_sequences_changes_the_weights(framework):
     }
     assert documented <= set(stats)
     assert all(np.isfinite(stats[k]) for k in documented)
-    assert stats["entropy_coeff"] == pytest.approx(0.01)
+    assert stats["entropy_coeff"] == pytest.approx(0.0)
     assert stats["learning_rate"] == pytest.approx(1e-3)
 
 
@@ -190,7 +190,7 @@ def test_bad_hyperparameters_are_config_errors_naming_the_field(settings, field)
 
 def test_defaults_follow_rllibs_names_and_values():
     hps = IMPALAHyperparameters()
-    assert (hps.vf_loss_coeff, hps.entropy_coeff, hps.grad_clip) == (0.5, 0.01, 40.0)
+    assert (hps.vf_loss_coeff, hps.entropy_coeff, hps.grad_clip) == (0.5, 0.0, 40.0)
     assert hps.vtrace_clip_rho_threshold == hps.vtrace_clip_pg_rho_threshold == 1.0
     assert hps.vtrace_clip_c_threshold == 1.0
     algorithm = get_algorithm("impala")

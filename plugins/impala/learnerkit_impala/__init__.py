@@ -86,8 +86,11 @@ class IMPALAHyperparameters(AsyncSettings):
     vf_loss_coeff: float = attrs.field(default=0.5, converter=float, validator=non_negative)
     """Weight of the value loss ``0.5 * mean((vs - V)^2)`` in the total loss (the paper's
     baseline cost, 0.5 there and in RLlib)."""
-    entropy_coeff: float = attrs.field(default=0.01, converter=float, validator=non_negative)
-    """Weight of the entropy bonus; larger keeps the policy exploring longer."""
+    entropy_coeff: float = attrs.field(default=0.0, converter=float, validator=non_negative)
+    """Weight of the entropy bonus; larger keeps the policy exploring longer. 0 as in
+    RLlib's tuned CartPole IMPALA: with 2 Ray env runners, CartPole-v1 reached 450 in
+    120k-187k env steps over seeds 1-8, against 114k-385k with 0.01 (and one run of seed 1
+    in six missing 500k)."""
     entropy_coeff_schedule: tuple[tuple[int, float], ...] | None = attrs.field(
         default=None, converter=to_schedule, validator=non_negative_schedule
     )
