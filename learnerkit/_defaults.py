@@ -7,6 +7,7 @@ their keys are the ones the algorithm and extra plugins override.
 
 from __future__ import annotations
 
+from learnerkit._learner_modules import DEFAULT_OPTIMIZER, scaled_learning_rate
 from learnerkit.hookspecs import hookimpl
 from learnerkit.specs import schedule_value
 
@@ -18,17 +19,31 @@ def configure_optimizers(module, hyperparameters, ops):
 
 @hookimpl
 def additional_update(learner, module_id, hyperparameters, timestep):
-    optimizer = learner.optimizer(module_id)
+    # Several optimizers follow lr_schedule together, each keeping its ratio to
+    # learning_rate (a value-function optimizer built at 10x the rate stays at 10x).
     ops = learner.backend.ops
+    optimizers = learner.optimizers(module_id)
     if hyperparameters.lr_schedule is not None:
-        ops.set_learning_rate(optimizer, schedule_value(hyperparameters.lr_schedule, timestep))
-    return {"learning_rate": ops.get_learning_rate(optimizer)}
+        scheduled = schedule_value(hyperparameters.lr_schedule, timestep)
+        for name, optimizer in optimizers.items():
+            initial = learner.initial_learning_rate(module_id, name)
+            rate = scaled_learning_rate(hyperparameters.learning_rate, initial, scheduled)
+            ops.set_learning_rate(optimizer, rate)
+    return learning_rates(learner, module_id)
 
 
 @hookimpl
 def compile_results(learner, module_id, batch, metrics):
-    return {
-        **metrics,
-        "learning_rate": learner.backend.ops.get_learning_rate(learner.optimizer(module_id)),
-        "num_samples": batch.count,
-    }
+    return {**metrics, **learning_rates(learner, module_id), "num_samples": batch.count}
+
+
+def learning_rates(learner, module_id) -> dict[str, float]:
+    """``learning_rate`` (the default optimizer's, else the first's) and, when the module
+    has several optimizers, ``learning_rate_<name>`` for each."""
+    ops = learner.backend.ops
+    optimizers = learner.optimizers(module_id)
+    rates = {name: ops.get_learning_rate(opt) for name, opt in optimizers.items()}
+    first = rates.get(DEFAULT_OPTIMIZER, next(iter(rates.values())))
+    if len(rates) == 1:
+        return {"learning_rate": first}
+    return {"learning_rate": first, **{f"learning_rate_{n}": r for n, r in rates.items()}}

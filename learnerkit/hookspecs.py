@@ -41,17 +41,23 @@ def configure_optimizers(
     hyperparameters: Hyperparameters,
     ops: Ops,
 ) -> Any:
-    """Create the optimizer for one module.
+    """Create the optimizer(s) for one module.
 
-    Called once per module by ``Learner.build()``. First non-None result wins.
+    Called once per module by ``Learner.build()`` and by ``add_module``. First non-None
+    result wins.
 
     :param learner: the Learner being built.
     :param module_id: which module (``"default_policy"`` for a single-agent batch).
     :param module: the framework module (``torch.nn.Module`` or ``tf.Module``) to optimize.
-    :param hyperparameters: the algorithm's validated hyperparameters.
+    :param hyperparameters: this module's validated hyperparameters (the algorithm's, with
+        its ``LearnerSpec.module_hyperparameters`` overrides).
     :param ops: the backend's array functions; ``ops.adam(module, learning_rate=...)`` builds
         an Adam optimizer in either framework.
-    :return: an optimizer of the module's framework.
+    :return: an optimizer of the module's framework (named ``"default"``), or a mapping of
+        name to optimizer, each built on a share of the parameters with
+        ``ops.adam(module, lr, parameters=...)`` (every trainable parameter in exactly one,
+        else a PluginError). One backward of the total loss feeds them all; each steps its
+        own parameters; ``learner.optimizer(module_id, name)`` returns one.
 
     The host default returns Adam with ``hyperparameters.learning_rate``.
     """
@@ -76,7 +82,7 @@ def compute_loss(
     :param learner: the Learner calling the hook.
     :param module_id: which module.
     :param module: the framework module.
-    :param hyperparameters: the algorithm's validated hyperparameters.
+    :param hyperparameters: this module's hyperparameters (with its overrides).
     :param batch: the minibatch, column name to framework tensor.
     :param fwd_out: the module's ``forward_train`` output, with at least
         ``Columns.ACTION_DIST_INPUTS`` and, for actor-critic modules, ``Columns.VF_PREDS``.
@@ -102,7 +108,9 @@ def additional_update(
     """Make a non-gradient update to one module: schedules, adaptive coefficients, target
     networks.
 
-    Called for every module by ``Learner.additional_update(timestep=..., **kwargs)``. Every
+    Called for every module in ``modules_to_train`` by
+    ``Learner.additional_update(timestep=..., **kwargs)`` (frozen modules stay as they
+    are). Every
     implementation runs; the mappings they return are merged into that module's results.
 
     :param learner: the Learner calling the hook. With ``Algorithm(target_network=True)``,
@@ -110,7 +118,7 @@ def additional_update(
         and ``learner.num_updates(module_id)`` counts the updates that trained the module.
     :param module_id: which module.
     :param module: the framework module.
-    :param hyperparameters: the algorithm's validated hyperparameters.
+    :param hyperparameters: this module's hyperparameters (with its overrides).
     :param state: the module's algorithm state (python floats or numpy arrays); change it in
         place and the next ``compute_loss`` sees it, checkpoints keep it.
     :param timestep: the number of environment steps sampled so far (drives schedules).
@@ -119,7 +127,10 @@ def additional_update(
         pass is in the README's "Training loops" table).
     :return: statistics to report (``{"kl_coeff": 0.3}``), or None.
 
-    The host default steps ``hyperparameters.lr_schedule`` and reports ``learning_rate``.
+    The host default steps ``hyperparameters.lr_schedule`` and reports ``learning_rate``;
+    a module with several optimizers has each follow the schedule scaled by its initial rate
+    over ``learning_rate`` (so a value-function optimizer built at 10x stays at 10x), and
+    reports ``learning_rate_<name>`` for each.
     """
 
 
@@ -135,13 +146,14 @@ def compile_results(
 ) -> Mapping[str, Any] | None:
     """Turn one module's update into the statistics ``update()`` returns for it.
 
-    Called once per module at the end of ``Learner.update``. Every implementation runs; the
+    Called once per module trained, at the end of ``Learner.update``. Every implementation
+    runs; the
     mappings they return are merged (the algorithm's keys win over the defaults').
 
     :param learner: the Learner calling the hook.
     :param module_id: which module.
     :param module: the framework module.
-    :param hyperparameters: the algorithm's validated hyperparameters.
+    :param hyperparameters: this module's hyperparameters (with its overrides).
     :param batch: the whole (numpy) batch this learner trained the module on.
     :param metrics: the means, over the minibatches that were applied, of what
         ``compute_loss`` returned, plus ``"gradient_norm"`` (before clipping) and the count

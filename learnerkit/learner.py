@@ -9,17 +9,18 @@ friends (the RLlib way). The ``*_for_module`` methods are where the two meet.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
+import attrs
 import pluggy
 
-from learnerkit import _checkpoint, _defaults, _finite
+from learnerkit import _checkpoint, _defaults, _finite, _learner_modules, _learner_state
 from learnerkit._plugins import get_algorithm, new_plugin_manager
 from learnerkit.backends import make_backend
 from learnerkit.batch import MultiAgentBatch, as_multi_agent_batch
-from learnerkit.errors import BatchError, CheckpointError, LearnerkitError, PluginError
-from learnerkit.specs import Hyperparameters, LearnerSpec
+from learnerkit.errors import BatchError, LearnerkitError, PluginError
+from learnerkit.specs import Hyperparameters, LearnerSpec, ModuleSpec
 from learnerkit.target_networks import TargetNetworks
 
 ModuleID = str
@@ -39,11 +40,36 @@ class Learner:
     """Holds modules, their optimizers and algorithm state, and updates them from batches."""
 
     def __init__(self, spec: LearnerSpec, *, device: str | None = None) -> None:
-        self.spec = spec
         self.algorithm = get_algorithm(spec.algorithm)
-        self.hps: Hyperparameters = spec.hyperparameters
+        self.spec = spec
         self._device = device
         self._built = False
+
+    @property
+    def spec(self) -> LearnerSpec:
+        """What this learner builds; ``add_module``, ``remove_module`` and
+        ``set_modules_to_train`` replace it with the changed spec."""
+        return self._spec
+
+    @spec.setter
+    def spec(self, spec: LearnerSpec) -> None:
+        self._spec = spec
+        self.hps: Hyperparameters = spec.hyperparameters  # the base, without module overrides
+        self._hps: dict[ModuleID, Hyperparameters] = {}
+
+    def hyperparameters_for(self, module_id: ModuleID) -> Hyperparameters:
+        """Module ``module_id``'s hyperparameters: ``hps`` with its
+        ``LearnerSpec.module_hyperparameters`` overrides. Every hook called for the module
+        receives these."""
+        hps = self._hps.get(module_id)
+        if hps is None:
+            hps = self._hps[module_id] = self.spec.hyperparameters_for(module_id)
+        return hps
+
+    @property
+    def modules_to_train(self) -> frozenset[ModuleID]:
+        """The module ids ``update()`` trains (``LearnerSpec.modules_to_train``)."""
+        return self.spec.trainable_module_ids
 
     # Building ----------------------------------------------------------------------------
     def build(self) -> None:
@@ -54,30 +80,60 @@ class Learner:
         self._plugin_manager = self._make_plugin_manager()
         self.hooks = self._plugin_manager.hook
         self._modules: dict[ModuleID, Any] = {}
-        self._optimizers: dict[ModuleID, Any] = {}
+        self._optimizers: dict[ModuleID, dict[str, Any]] = {}
+        self._initial_lrs: dict[ModuleID, dict[str, float]] = {}
         self._algorithm_state: dict[ModuleID, dict[str, Any]] = {}
         self._loss_state: dict[ModuleID, Mapping[str, Any]] = {}
-        for module_id, module_spec in self.spec.module_specs.items():
-            # Every data-parallel copy builds from the same seed, so weights start identical.
-            self._modules[module_id] = self.backend.build_module(module_spec, self.hps.seed)
-            self._optimizers[module_id] = self.configure_optimizers_for_module(
-                module_id=module_id, hps=self.hps
-            )
-            initial = self.algorithm.initial_state
-            self._algorithm_state[module_id] = dict(initial(self.hps)) if initial else {}
-        self._num_updates = dict.fromkeys(self._modules, 0)
-        self._targets = (
-            TargetNetworks(
-                self.backend,
-                self._modules,
-                lambda mid: self.backend.build_module(self.spec.module_specs[mid], self.hps.seed),
-            )
-            if self.algorithm.target_network
-            else None
-        )
+        self._num_updates: dict[ModuleID, int] = {}
+        self._train_steps: dict[ModuleID, Any] = {}
+        self._targets = TargetNetworks(self.backend) if self.algorithm.target_network else None
         self._generator = self.backend.make_generator(self.hps.seed)
-        self._train_steps = {mid: self._make_train_step(mid) for mid in self._modules}
+        for module_id in self.spec.module_specs:
+            _learner_modules.build_module(self, module_id)
         self._built = True
+
+    # Modules while training (leagues, self-play) -----------------------------------------
+    def add_module(
+        self,
+        module_id: ModuleID,
+        module_spec: ModuleSpec,
+        *,
+        hyperparameters: Mapping[str, Any] | None = None,
+        train: bool = True,
+    ) -> None:
+        """Add a module while training: built from ``hps.seed`` (or its override) like the
+        others, with its optimizer(s), algorithm state, target network and update count.
+        ``hyperparameters`` are its overrides (as in ``LearnerSpec.module_hyperparameters``);
+        ``train=False`` adds it frozen (outside ``modules_to_train``)."""
+        self._require_built()
+        self.spec = self.spec.with_module(
+            module_id, module_spec, hyperparameters=hyperparameters, train=train
+        )
+        try:
+            _learner_modules.build_module(self, module_id)
+            self._module_added(module_id)
+        except BaseException:
+            _learner_modules.drop_module(self, module_id)
+            self.spec = self.spec.without_module(module_id)
+            raise
+
+    def remove_module(self, module_id: ModuleID) -> None:
+        """Drop a module and everything that trains it; checkpoints no longer hold it."""
+        self._require_built()
+        self.spec = self.spec.without_module(module_id)
+        self._module_removed(module_id)
+        _learner_modules.drop_module(self, module_id)
+
+    def set_modules_to_train(self, module_ids: Collection[ModuleID] | None) -> None:
+        """Train only ``module_ids`` from now on (None: every module); see
+        ``LearnerSpec.modules_to_train``."""
+        self.spec = attrs.evolve(self.spec, modules_to_train=module_ids)
+
+    def _module_added(self, module_id: ModuleID) -> None:
+        """Wire a module added while training into data-parallel training (DDP)."""
+
+    def _module_removed(self, module_id: ModuleID) -> None:
+        """Unwire a module before it is dropped."""
 
     def _make_plugin_manager(self) -> pluggy.PluginManager:
         pm = new_plugin_manager()
@@ -104,12 +160,14 @@ class Learner:
 
     def _make_train_step(self, module_id: ModuleID) -> Any:
         """The compiled minibatch step of one module."""
+        hps = self.hyperparameters_for(module_id)
         return self.backend.make_train_step(
             self._training_forward(module_id),
             self._modules[module_id],
             self._optimizers[module_id],
             self._loss_fn(module_id),
-            self.hps.grad_clip,
+            grad_clip=hps.grad_clip,
+            grad_clip_by=hps.grad_clip_by,
             **self._train_step_options(),
         )
 
@@ -119,11 +177,13 @@ class Learner:
         return {}
 
     def _loss_fn(self, module_id: ModuleID):
+        hps = self.hyperparameters_for(module_id)
+
         def loss_fn(batch, fwd_out, state):
             self._loss_state[module_id] = state
             try:
                 out = self.compute_loss_for_module(
-                    module_id=module_id, hps=self.hps, batch=batch, fwd_out=fwd_out
+                    module_id=module_id, hps=hps, batch=batch, fwd_out=fwd_out
                 )
             finally:
                 # Outside a train step, compute_loss_for_module reads the algorithm state.
@@ -195,7 +255,7 @@ class Learner:
                     learner=self,
                     module_id=module_id,
                     module=self._modules[module_id],
-                    hyperparameters=self.hps,
+                    hyperparameters=self.hyperparameters_for(module_id),
                     batch=batch[module_id],
                     metrics=metrics,
                     state=self._algorithm_state[module_id],
@@ -224,6 +284,10 @@ class Learner:
         A minibatch whose loss or gradients are not finite is never applied; by default that
         (or NaN/inf in the batch) raises NonFiniteError, leaving applied the minibatches and
         modules trained before it: see ``Hyperparameters.non_finite``.
+
+        Rows of modules outside ``modules_to_train`` are ignored (neither checked nor
+        trained): the results hold only the modules this update trained, so a frozen module
+        has no entry (nor does any module absent from ``batch``).
         """
         self._require_built()
         if (minibatch_size is not None and minibatch_size < 1) or num_epochs < 1:
@@ -231,7 +295,7 @@ class Learner:
                 f"minibatch_size must be >= 1 (or None) and num_epochs >= 1, got "
                 f"{minibatch_size} and {num_epochs}"
             )
-        batch = as_multi_agent_batch(batch)
+        batch = self.trainable_part(as_multi_agent_batch(batch))
         self.validate_batch(batch, sequence_length=sequence_length)
         if sequence_length is not None and minibatch_size is not None:
             if minibatch_size % sequence_length:
@@ -247,13 +311,22 @@ class Learner:
             self._num_updates[module_id] += 1
         return self.compile_results(batch=batch, metrics_per_module=metrics)
 
+    def trainable_part(self, batch: MultiAgentBatch) -> MultiAgentBatch:
+        """``batch`` without the rows of frozen modules (ids unknown here stay, for
+        ``validate_batch`` to refuse)."""
+        frozen = set(self.spec.module_specs) - self.modules_to_train
+        if not frozen & set(batch):
+            return batch
+        return MultiAgentBatch({mid: b for mid, b in batch.items() if mid not in frozen})
+
     def _update_module(self, module_id, module_batch, minibatch_size, num_epochs, shuffle, seq_len):
         n = module_batch.count
         size = minibatch_size or n
         tensors = self.backend.to_tensors(module_batch)
         state = self.backend.state_for_step(self._algorithm_state[module_id])
         step = self._train_steps[module_id]
-        raising = self.hps.non_finite == "raise"
+        non_finite = self.hyperparameters_for(module_id).non_finite
+        raising = non_finite == "raise"
         steps, halted = [], False
         for indices in self._minibatch_indices(n, size, num_epochs, shuffle, seq_len):
             stats = step(tensors, indices, state, halted)
@@ -270,7 +343,7 @@ class Learner:
             keys,
             table,
             module_id=module_id,
-            policy=self.hps.non_finite,
+            policy=non_finite,
             steps_per_epoch=-(-n // size),
             batch=module_batch,
         )
@@ -317,17 +390,22 @@ class Learner:
                 action_space=specs[module_id].action_space,
             )
             module_batch.check_dtypes(self.algorithm.required_columns, module_id=module_id)
-            if self.hps.non_finite == "raise":
+            if self.hyperparameters_for(module_id).non_finite == "raise":
                 _finite.check_batch(module_batch, module_id)
 
     def additional_update(self, *, timestep: int = 0, **kwargs: Any) -> dict[ModuleID, dict]:
-        """Run non-gradient updates (schedules, adaptive coefficients) for every module."""
+        """Run non-gradient updates (schedules, adaptive coefficients, target networks) for
+        every module in ``modules_to_train``: a frozen module's state stays as it is."""
         self._require_built()
         return {
             module_id: self.additional_update_for_module(
-                module_id=module_id, hps=self.hps, timestep=timestep, **kwargs
+                module_id=module_id,
+                hps=self.hyperparameters_for(module_id),
+                timestep=timestep,
+                **kwargs,
             )
             for module_id in self._modules
+            if module_id in self.modules_to_train
         }
 
     # Accessors ---------------------------------------------------------------------------
@@ -337,8 +415,24 @@ class Learner:
         self._require_built()
         return self._modules
 
-    def optimizer(self, module_id: ModuleID) -> Any:
+    def optimizer(self, module_id: ModuleID, name: str = "default") -> Any:
+        """One of the module's optimizers: ``"default"`` when ``configure_optimizers``
+        returned a lone optimizer, else the name it gave in its mapping."""
+        try:
+            return self._optimizers[module_id][name]
+        except KeyError:
+            raise KeyError(
+                f"module {module_id!r} has no optimizer {name!r}; it has "
+                f"{sorted(self._optimizers.get(module_id, ()))}"
+            ) from None
+
+    def optimizers(self, module_id: ModuleID) -> Mapping[str, Any]:
+        """The module's optimizers by name."""
         return self._optimizers[module_id]
+
+    def initial_learning_rate(self, module_id: ModuleID, name: str = "default") -> float:
+        """The learning rate ``configure_optimizers`` gave an optimizer (before schedules)."""
+        return self._initial_lrs[module_id][name]
 
     def algorithm_state(self, module_id: ModuleID) -> dict[str, Any]:
         return self._algorithm_state[module_id]
@@ -379,7 +473,7 @@ class Learner:
 
     def set_module_state(self, state: Mapping[ModuleID, Mapping[str, Any]]) -> None:
         self._require_built()
-        self._check_module_ids(state, "weights")
+        _learner_state.check_module_ids(self, state, "weights")
         for module_id, weights in state.items():
             self.backend.set_module_state(
                 self._modules[module_id], weights, f"module {module_id!r}"
@@ -388,45 +482,13 @@ class Learner:
     def get_state(self) -> dict[str, Any]:
         """Weights, optimizer states and algorithm state: everything to resume training."""
         self._require_built()
-        return {
-            "algorithm": self.algorithm.name,
-            "framework": self.spec.framework,
-            "modules": self.get_module_state(),
-            "optimizers": {
-                mid: self.backend.get_optimizer_state(opt) for mid, opt in self._optimizers.items()
-            },
-            "algorithm_state": {mid: dict(s) for mid, s in self._algorithm_state.items()},
-            "num_updates": dict(self._num_updates),
-            **({"target_networks": self._targets.get_state()} if self._targets else {}),
-        }
+        return _learner_state.get_state(self)
 
     def set_state(self, state: Mapping[str, Any], *, source: str = "state") -> None:
+        """Take a state from ``get_state`` (or a checkpoint) of a learner with the same
+        modules; a mismatch is a CheckpointError naming the module ids."""
         self._require_built()
-        for key in ("algorithm", "framework"):
-            mine = self.algorithm.name if key == "algorithm" else self.spec.framework
-            if state.get(key) != mine:
-                raise CheckpointError(
-                    f"{source} was written by {key} {state.get(key)!r}; this learner runs {mine!r}"
-                )
-        self._check_module_ids(state["modules"], source)
-        self.set_module_state(state["modules"])
-        for module_id, opt_state in state["optimizers"].items():
-            self.backend.set_optimizer_state(
-                self._optimizers[module_id], opt_state, f"module {module_id!r} in {source}"
-            )
-        for module_id, algo_state in state["algorithm_state"].items():
-            self._algorithm_state[module_id].clear()
-            self._algorithm_state[module_id].update(algo_state)
-        # Checkpoints from before update counting start the count again.
-        self._num_updates.update({k: int(v) for k, v in state.get("num_updates", {}).items()})
-        if self._targets is not None:
-            self._targets.set_state(state.get("target_networks"), source)
-
-    def _check_module_ids(self, state: Mapping[str, Any], source: str) -> None:
-        if set(state) != set(self._modules):
-            raise CheckpointError(
-                f"{source} has modules {sorted(state)}; this learner has {sorted(self._modules)}"
-            )
+        _learner_state.set_state(self, state, source)
 
     def save_state(self, path: str | os.PathLike) -> None:
         """Write the state to the directory ``path`` (atomically; no pickle)."""

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
+
+import attrs
 
 from learnerkit.batch import as_multi_agent_batch
 from learnerkit.errors import LearnerkitError
 from learnerkit.learner import Learner
-from learnerkit.specs import LearnerSpec
+from learnerkit.specs import LearnerSpec, ModuleSpec
 
 Results = dict[str, dict[str, Any]]
 
@@ -170,6 +172,55 @@ class LearnerGroup:
         return self.foreach_learner(
             lambda learner: learner.additional_update(timestep=timestep, **kwargs)
         )[0]
+
+    # Modules while training ---------------------------------------------------------------
+    def add_module(
+        self,
+        module_id: str,
+        module_spec: ModuleSpec,
+        *,
+        hyperparameters: Mapping[str, Any] | None = None,
+        train: bool = True,
+    ) -> None:
+        """Add a module to every learner (``Learner.add_module``): each builds it from the
+        same seed, so all copies start identical, and data-parallel learners train it
+        through the same collectives as the others. Waits for in-flight updates first."""
+        spec = self.spec.with_module(
+            module_id, module_spec, hyperparameters=hyperparameters, train=train
+        )
+        if not self.is_local:
+            self._learners.ship_code(spec)
+        self.foreach_learner(
+            lambda learner: learner.add_module(
+                module_id, module_spec, hyperparameters=hyperparameters, train=train
+            )
+        )
+        self._set_spec(spec)
+
+    def remove_module(self, module_id: str) -> None:
+        """Drop a module from every learner (``Learner.remove_module``)."""
+        spec = self.spec.without_module(module_id)
+        self.foreach_learner(lambda learner: learner.remove_module(module_id))
+        self._set_spec(spec)
+
+    def set_modules_to_train(self, module_ids: Collection[str] | None) -> None:
+        """Train only ``module_ids`` from the next update on (None: all); batches may still
+        hold rows of the others, which are ignored (see ``LearnerSpec.modules_to_train``)."""
+        spec = attrs.evolve(self.spec, modules_to_train=module_ids)
+        self.foreach_learner(lambda learner: learner.set_modules_to_train(module_ids))
+        self._set_spec(spec)
+
+    @property
+    def modules_to_train(self) -> frozenset[str]:
+        """The module ids updates train."""
+        return self.spec.trainable_module_ids
+
+    def _set_spec(self, spec: LearnerSpec) -> None:
+        # Ray learners restarted after a failure are built from the group's spec, so it
+        # follows every change (and the driver validates batches against it).
+        self.spec = spec
+        if not self.is_local:
+            self._learners.set_spec(spec)
 
     # State -------------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:

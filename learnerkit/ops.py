@@ -61,7 +61,18 @@ class Ops(Protocol):
     def random_normal_like(self, x: Tensor) -> Tensor: ...
 
     # Optimization ------------------------------------------------------------------------
-    def adam(self, module: Any, learning_rate: float, eps: float = 1e-8) -> Any: ...
+    def adam(
+        self,
+        module: Any,
+        learning_rate: float,
+        eps: float = 1e-8,
+        parameters: list[Any] | None = None,
+    ) -> Any:
+        """Adam over the module's parameters, or only ``parameters`` (a subset of them,
+        e.g. the value head's, for a module with several optimizers: each trainable
+        parameter must then belong to exactly one of them)."""
+        ...
+
     def set_learning_rate(self, optimizer: Any, learning_rate: float) -> None: ...
     def get_learning_rate(self, optimizer: Any) -> float: ...
 

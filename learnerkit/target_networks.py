@@ -12,7 +12,7 @@ bitwise identical across Ray learners, like the weights.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from learnerkit.errors import CheckpointError, ConfigError
@@ -21,17 +21,22 @@ from learnerkit.errors import CheckpointError, ConfigError
 class TargetNetworks:
     """The target copies of a Learner's modules and how often each was updated."""
 
-    def __init__(self, backend: Any, modules: Mapping[str, Any], build: Any) -> None:
-        """``build(module_id)`` makes a fresh module like ``modules[module_id]``."""
+    def __init__(self, backend: Any) -> None:
         self.backend = backend
         self.modules: dict[str, Any] = {}
         self.num_updates: dict[str, int] = {}
-        for module_id, module in modules.items():
-            target = build(module_id)
-            backend.polyak_update(target, module, 1.0)
-            backend.freeze(target)
-            self.modules[module_id] = target
-            self.num_updates[module_id] = 0
+
+    def add(self, module_id: str, module: Any, build: Callable[[], Any]) -> None:
+        """Make ``module``'s target: ``build()`` makes a fresh module like it, set equal."""
+        target = build()
+        self.backend.polyak_update(target, module, 1.0)
+        self.backend.freeze(target)
+        self.modules[module_id] = target
+        self.num_updates[module_id] = 0
+
+    def remove(self, module_id: str) -> None:
+        self.modules.pop(module_id, None)
+        self.num_updates.pop(module_id, None)
 
     def update(self, module_id: str, source: Any, tau: float) -> None:
         if not 0.0 < tau <= 1.0:

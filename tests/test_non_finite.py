@@ -107,14 +107,15 @@ def training_state(learner: Learner) -> dict[str, Any]:
     state = learner.get_state()
     optimizers = {
         mid: {k: v for k, v in opt.items() if k not in ("config", "names")}
-        for mid, opt in state["optimizers"].items()
+        for mid, by_name in state["optimizers"].items()
+        for opt in [by_name["default"]]
     }
     return {"modules": state["modules"], "optimizers": optimizers}
 
 
 def optimizer_steps(learner: Learner) -> int:
     """Adam's step count (torch keeps one per weight; Keras one 'iteration')."""
-    state = learner.get_state()["optimizers"][MID]
+    state = learner.get_state()["optimizers"][MID]["default"]
     if "variables" in state:
         return int(state["variables"][str(state["names"].index("iteration"))])
     return int(state["state"]["0"]["step"])

@@ -149,8 +149,8 @@ def test_checkpoint_of_two_learners_loads_into_one_learner_and_a_local_learner(g
         loaded = single.get_state()
         np.testing.assert_equal(loaded["modules"], saved["modules"])
         np.testing.assert_equal(
-            loaded["optimizers"]["default_policy"]["state"],
-            saved["optimizers"]["default_policy"]["state"],
+            loaded["optimizers"]["default_policy"]["default"]["state"],
+            saved["optimizers"]["default_policy"]["default"]["state"],
         )
         single.set_weights(group.get_weights())
     local = Learner(bc_spec(0))
@@ -175,9 +175,15 @@ def test_killed_learner_is_restarted_from_a_healthy_one_and_training_goes_on(gro
     assert all_weights_identical(group)
     # The restarted learner got the optimizer state too: both hold the same Adam step count.
     steps = group.foreach_learner(
-        lambda learner: learner.get_state()["optimizers"]["default_policy"]["state"]["0"]["step"]
+        lambda learner: learner.get_state()["optimizers"]["default_policy"]["default"]["state"][
+            "0"
+        ]["step"]
     )
-    assert steps[0] == steps[1] == before["optimizers"]["default_policy"]["state"]["0"]["step"] + 1
+    assert (
+        steps[0]
+        == steps[1]
+        == before["optimizers"]["default_policy"]["default"]["state"]["0"]["step"] + 1
+    )
 
 
 def test_learners_killed_at_random_moments_of_long_updates_rewind_and_run_them_again(group, caplog):
@@ -199,11 +205,11 @@ def test_learners_killed_at_random_moments_of_long_updates_rewind_and_run_them_a
         assert all(np.isfinite(w).all() for w in weights.values())
         # Applied exactly once: the Adam step count moved by one update's steps, not more.
         steps = group.foreach_learner(
-            lambda learner: learner.get_state()["optimizers"]["default_policy"]["state"]["0"][
-                "step"
-            ]
+            lambda learner: learner.get_state()["optimizers"]["default_policy"]["default"]["state"][
+                "0"
+            ]["step"]
         )
-        start = before["optimizers"]["default_policy"]["state"]["0"]["step"]
+        start = before["optimizers"]["default_policy"]["default"]["state"]["0"]["step"]
         assert steps[0] == steps[1] == start + 10 * 32, round_
     assert "runs again" in caplog.text
 

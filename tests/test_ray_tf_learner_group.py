@@ -97,7 +97,9 @@ def test_killed_tf_learner_is_restarted_and_the_next_update_succeeds(group, capl
     assert group._learners.info_by_rank[1]["actor_id"] != victim
     assert results[MID]["num_samples"] == 64
     assert_learners_identical(group)
-    optimizers = group.foreach_learner(lambda learner: learner.get_state()["optimizers"][MID])
+    optimizers = group.foreach_learner(
+        lambda learner: learner.get_state()["optimizers"][MID]["default"]
+    )
     for name, value in optimizers[0]["variables"].items():
         np.testing.assert_array_equal(optimizers[1]["variables"][name], value, err_msg=name)
 
@@ -111,7 +113,8 @@ def test_checkpoint_of_two_tf_learners_loads_into_a_local_tf_learner(group, tmp_
     loaded = local.get_state()
     np.testing.assert_equal(loaded["modules"], saved["modules"])
     np.testing.assert_equal(
-        loaded["optimizers"][MID]["variables"], saved["optimizers"][MID]["variables"]
+        loaded["optimizers"][MID]["default"]["variables"],
+        saved["optimizers"][MID]["default"]["variables"],
     )
     # The loaded learner trains on from there exactly as the group does.
     batch = random_batch(64, seed=6)

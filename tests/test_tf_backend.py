@@ -105,7 +105,7 @@ def assert_same_state(a: dict, b: dict) -> None:
     for module_id in a["modules"]:
         for name, value in a["modules"][module_id].items():
             np.testing.assert_array_equal(value, b["modules"][module_id][name])
-        opt_a, opt_b = a["optimizers"][module_id], b["optimizers"][module_id]
+        opt_a, opt_b = a["optimizers"][module_id]["default"], b["optimizers"][module_id]["default"]
         assert sorted(opt_a["variables"]) == sorted(opt_b["variables"])
         for name, value in opt_a["variables"].items():
             np.testing.assert_array_equal(value, opt_b["variables"][name])
@@ -124,7 +124,7 @@ def test_state_round_trip_makes_the_next_update_identical(via, tmp_path):
         trained.save_state(tmp_path)
         fresh.load_state(tmp_path)
     assert_same_state(trained.get_state(), fresh.get_state())
-    optimizer_state = fresh.get_state()["optimizers"][MODULE_ID]
+    optimizer_state = fresh.get_state()["optimizers"][MODULE_ID]["default"]
     step_count = optimizer_state["variables"][str(optimizer_state["names"].index("iteration"))]
     assert step_count == 18  # 6 minibatches x 3 updates
 
@@ -167,7 +167,9 @@ def test_weights_or_optimizer_state_of_another_shape_are_a_checkpoint_error():
     )
     with pytest.raises(CheckpointError, match=r"does not fit this learner: .* has shape"):
         big.backend.set_optimizer_state(
-            big.optimizer(MODULE_ID), small.get_state()["optimizers"][MODULE_ID], "module x"
+            big.optimizer(MODULE_ID),
+            small.get_state()["optimizers"][MODULE_ID]["default"],
+            "module x",
         )
     with pytest.raises(CheckpointError, match=r"'pi\.0\.bias' has shape \(64,\)"):
         big.set_module_state(small.get_module_state())

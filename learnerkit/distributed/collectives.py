@@ -190,19 +190,32 @@ class TorchDataParallel(_GroupMember):
         self._ddp = {}
 
     def _joined_group(self) -> None:
+        for module_id in self.module:
+            self._wrap(module_id)
+
+    def _wrap(self, module_id: str) -> None:
         from torch.nn.parallel import DistributedDataParallel
 
+        module = self.module[module_id]
+        if not any(p.requires_grad for p in module.parameters()):
+            return
         cuda = self.backend.device.type == "cuda"
-        for module_id, module in self.module.items():
-            if not any(p.requires_grad for p in module.parameters()):
-                continue
-            # find_unused_parameters: an algorithm's loss may leave parts of a module out
-            # (BC never touches the value head); DDP would wait for their gradients.
-            self._ddp[module_id] = DistributedDataParallel(
-                module,
-                device_ids=[self.backend.device.index] if cuda else None,
-                find_unused_parameters=True,
-            )
+        # find_unused_parameters: an algorithm's loss may leave parts of a module out
+        # (BC never touches the value head); DDP would wait for their gradients.
+        self._ddp[module_id] = DistributedDataParallel(
+            module,
+            device_ids=[self.backend.device.index] if cuda else None,
+            find_unused_parameters=True,
+        )
+
+    def _module_added(self, module_id: str) -> None:
+        # Wrapping is a collective (DDP checks the module's shapes on every rank and
+        # broadcasts rank 0's weights): the group calls add_module on every learner at once.
+        if self.world_size > 1 and self._control is not None:
+            self._wrap(module_id)
+
+    def _module_removed(self, module_id: str) -> None:
+        self._ddp.pop(module_id, None)
 
 
 class TFDataParallel(_GroupMember):

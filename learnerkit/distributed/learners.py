@@ -108,15 +108,35 @@ class RayLearners:
             ) from exc
         self.generation += 1
 
+    def set_spec(self, spec: LearnerSpec) -> None:
+        """Follow a change the learners made (a module added or removed, modules to train):
+        restarted learners are built from this spec, and batches validated against it."""
+        self.spec = spec
+        self._validator.spec = spec
+
+    def ship_code(self, spec: LearnerSpec) -> None:
+        """Send module classes defined outside installed packages by value (before a call
+        that carries them, such as ``add_module``)."""
+        ship_by_value([m.module_class for m in spec.module_specs.values() if m.module_class])
+
     # Updates -----------------------------------------------------------------------------
     def _plan(self, batch: MultiAgentBatch, kwargs: dict[str, Any]) -> tuple[MultiAgentBatch, dict]:
         """The batch every learner shards alike (``MultiAgentBatch.shard``: equal shards of
-        whole sequences, the remainder dropped) and the per-learner update arguments."""
+        whole sequences, the remainder dropped) and the per-learner update arguments.
+
+        Which modules an update trains is decided here, once, for every learner: those in
+        the batch and in ``modules_to_train`` with at least one row (sequence) per learner.
+        Frozen modules and modules absent from the batch are not trained (no learner runs
+        a collective for them); a module with fewer rows than learners is left out with a
+        warning; a batch whose trainable modules are all that small is a BatchError. So every
+        learner trains the same modules in the same order with the same number of
+        minibatches, and no all-reduce waits for a peer that never comes."""
         seq_len = kwargs.get("sequence_length") or 1
+        batch = self._validator.trainable_part(batch)
         self._validator.validate_batch(batch, sequence_length=kwargs.get("sequence_length"))
         n = self.num_learners
         keep = {mid: b for mid, b in batch.items() if b.count // seq_len >= n}
-        if not keep:
+        if not keep and batch:
             unit = "rows" if seq_len == 1 else f"sequences of {seq_len} rows"
             raise BatchError(
                 f"batch is too small to share among {n} learners: its modules have "

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from learnerkit._checkpoint import check_same_shapes
-from learnerkit.backends.tf.ops import TF_OPS
+from learnerkit.backends.tf.ops import OPTIMIZER_VARIABLES, TF_OPS
 from learnerkit.batch import SampleBatch, training_arrays
 from learnerkit.errors import CheckpointError, ConfigError
 from learnerkit.specs import ModuleSpec
@@ -169,36 +169,50 @@ class TFBackend:
     def make_generator(self, seed: int) -> np.random.Generator:
         return np.random.default_rng(seed)
 
+    def optimizer_parameters(self, optimizer: keras.optimizers.Optimizer) -> list | None:
+        """The variables an optimizer made by ``ops.adam`` covers; None for another one
+        (Keras keeps that list private)."""
+        return OPTIMIZER_VARIABLES.get(optimizer)
+
+    def parameter_names(self, module: tf.Module) -> dict[int, str]:
+        """Variable names by ``id`` of the variable (for error messages)."""
+        variables = list(module.trainable_variables)
+        return {id(v): n for v, n in zip(variables, _variable_names(variables), strict=True)}
+
     # The minibatch step ------------------------------------------------------------------
     def make_train_step(
         self,
         forward: Callable[[Mapping[str, tf.Tensor]], Mapping[str, tf.Tensor]],
         module: tf.Module,
-        optimizer: keras.optimizers.Optimizer,
+        optimizers: Mapping[str, keras.optimizers.Optimizer],
         loss_fn: LossFn,
+        *,
         grad_clip: float | None,
+        grad_clip_by: str = "global_norm",
         allreduce_gradients: AllReduce | None = None,
     ) -> Callable[..., dict[str, tf.Tensor]]:
-        """A function running one optimizer step on ``tensors[indices]``; returns scalar
-        loss statistics, the pre-clipping gradient norm, and ``skipped`` (1.0 when the step
-        applied nothing, because the loss or the gradient norm was not finite or its ``halt``
-        argument was set: weights and optimizer state are then exactly as before).
+        """A function running one optimizer step on ``tensors[indices]``: one gradient of
+        the total loss, clipped (``grad_clip_by``; a global norm per optimizer), then each
+        optimizer applies its variables' gradients. Returns scalar loss statistics, the
+        pre-clipping global gradient norm over the module, and ``skipped`` (1.0 when the
+        step applied nothing, because the loss or the gradient norm was not finite or its
+        ``halt`` argument was set: weights and optimizer states are then exactly as before).
 
         ``allreduce_gradients`` (data-parallel learners) maps the list of gradients, as numpy
         arrays, to their mean over the learners; the step calls it once, inside the compiled
         function, before clipping, so every learner clips and applies the same gradients.
         """
-        if not optimizer.built:
-            # Variables can only be made on a tf.function's first trace; make them now.
-            optimizer.build(self.parameters(module))
+        groups = []
+        for optimizer in optimizers.values():
+            variables = self.optimizer_parameters(optimizer)
+            if variables is None:  # a lone optimizer not made by ops.adam: the whole module
+                variables = self.parameters(module)
+            if not optimizer.built:
+                # Variables can only be made on a tf.function's first trace; make them now.
+                optimizer.build(variables)
+            groups.append((optimizer, variables))
         return _TrainStep(
-            self.device,
-            forward,
-            self.parameters(module),
-            optimizer,
-            loss_fn,
-            grad_clip,
-            allreduce_gradients,
+            self.device, forward, groups, loss_fn, grad_clip, grad_clip_by, allreduce_gradients
         )
 
     def metrics_table(self, per_step: Sequence[Mapping[str, Any]]) -> tuple[list[str], np.ndarray]:
@@ -294,15 +308,18 @@ class _TrainStep:
     """
 
     def __init__(
-        self, device, forward, params, optimizer, loss_fn, grad_clip, allreduce=None
+        self, device, forward, groups, loss_fn, grad_clip, grad_clip_by, allreduce=None
     ) -> None:
         self.device = device
         self.allreduce = allreduce
         self.forward = forward
-        self.params = params
-        self.optimizer = optimizer
+        self.groups = groups  # (optimizer, its variables), in the module's optimizer order
+        self.params = [v for _, variables in groups for v in variables]
+        # Which optimizer steps each variable (variables are not hashable: by id).
+        self.owner = {id(v): i for i, (_, variables) in enumerate(groups) for v in variables}
         self.loss_fn = loss_fn
         self.grad_clip = None if grad_clip is None else float(grad_clip)
+        self.grad_clip_by = grad_clip_by
         self._compiled: dict[Any, Any] = {}
         self._functions: list[Any] = []
         # The Learner passes the same tensors and state objects for every minibatch of an
@@ -379,9 +396,26 @@ class _TrainStep:
         return function.get_concrete_function()
 
     def _apply(self, pairs, grad_norm):
-        if self.grad_clip is not None:
-            clipped, _ = tf.clip_by_global_norm(
-                [g for g, _ in pairs], self.grad_clip, use_norm=grad_norm
-            )
-            pairs = list(zip(clipped, [p for _, p in pairs], strict=True))
-        self.optimizer.apply_gradients(pairs)
+        per_optimizer = [[] for _ in self.groups]
+        for g, v in pairs:
+            per_optimizer[self.owner[id(v)]].append((g, v))
+        for (optimizer, _), own in zip(self.groups, per_optimizer, strict=True):
+            if not own:  # none of its variables has a gradient: its step count stays
+                continue
+            if self.grad_clip is not None:
+                norm = grad_norm if len(self.groups) == 1 else None
+                own = _clip(own, self.grad_clip, self.grad_clip_by, norm)
+            optimizer.apply_gradients(own)
+
+
+def _clip(pairs, clip: float, by: str, global_norm):
+    """Clip ``(gradient, variable)`` pairs as RLlib's TF learners do: ``tf.clip_by_value``,
+    ``tf.clip_by_norm`` per tensor, or ``tf.clip_by_global_norm`` (the norm given, or theirs)."""
+    grads, variables = [g for g, _ in pairs], [v for _, v in pairs]
+    if by == "value":
+        grads = [tf.clip_by_value(g, -clip, clip) for g in grads]
+    elif by == "norm":
+        grads = [tf.clip_by_norm(g, clip) for g in grads]
+    else:
+        grads, _ = tf.clip_by_global_norm(grads, clip, use_norm=global_norm)
+    return list(zip(grads, variables, strict=True))

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import weakref
+
 import keras
 import numpy as np
 import tensorflow as tf
+
+# The variables each optimizer made by ``TFOps.adam`` covers.
+OPTIMIZER_VARIABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class TFOps:
@@ -77,8 +82,8 @@ class TFOps:
     def random_normal_like(self, x):
         return tf.random.normal(tf.shape(x), dtype=x.dtype)
 
-    def adam(self, module, learning_rate, eps=1e-8):
-        variables = list(module.trainable_variables)
+    def adam(self, module, learning_rate, eps=1e-8, parameters=None):
+        variables = list(module.trainable_variables if parameters is None else parameters)
         # Next to the weights (a variable's device string is a valid device scope), and built
         # now: a learner that has not stepped yet can then load a saved optimizer state.
         first = variables[0] if variables else None
@@ -89,6 +94,9 @@ class TFOps:
         with tf.device(device if isinstance(device, str) else None):
             optimizer = keras.optimizers.Adam(learning_rate=learning_rate, epsilon=eps)
             optimizer.build(variables)
+        # Keras keeps the variables an optimizer was built for privately: remember them, so
+        # a module with several optimizers can be checked and stepped per optimizer.
+        OPTIMIZER_VARIABLES[optimizer] = variables
         return optimizer
 
     def set_learning_rate(self, optimizer, learning_rate):

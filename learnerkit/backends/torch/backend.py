@@ -82,28 +82,41 @@ class TorchBackend:
     def make_generator(self, seed: int) -> torch.Generator:
         return torch.Generator().manual_seed(seed)
 
+    def optimizer_parameters(self, optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+        """The parameters an optimizer steps."""
+        return [p for group in optimizer.param_groups for p in group["params"]]
+
+    def parameter_names(self, module: torch.nn.Module) -> dict[int, str]:
+        """Parameter names by ``id`` of the parameter (for error messages)."""
+        return {id(p): name for name, p in module.named_parameters()}
+
     # The minibatch step ------------------------------------------------------------------
     def make_train_step(
         self,
         forward: Callable[[Mapping[str, torch.Tensor]], Mapping[str, torch.Tensor]],
         module: torch.nn.Module,
-        optimizer: torch.optim.Optimizer,
+        optimizers: Mapping[str, torch.optim.Optimizer],
         loss_fn: LossFn,
+        *,
         grad_clip: float | None,
+        grad_clip_by: str = "global_norm",
     ) -> Callable[..., dict[str, torch.Tensor]]:
-        """A function running one optimizer step on ``tensors[indices]``; returns detached
-        loss statistics, the pre-clipping gradient norm, and ``skipped``: True when the step
-        applied nothing, because the loss or the gradient norm was not finite or ``halt``
-        was set (weights and optimizer state are then exactly as before)."""
-        params = self.parameters(module)
+        """A function running one optimizer step on ``tensors[indices]``: one backward of
+        the total loss, gradients clipped (``grad_clip_by``; a global norm per optimizer),
+        then every optimizer steps its parameters. Returns detached loss statistics, the
+        pre-clipping global gradient norm over the whole module, and ``skipped``: True when
+        the step applied nothing, because the loss or the gradient norm was not finite or
+        ``halt`` was set (weights and optimizer states are then exactly as before)."""
+        opts = list(optimizers.values())
+        groups = [self.optimizer_parameters(opt) for opt in opts]
+        params = [p for group in groups for p in group]
 
         def step(tensors, indices, state, halt=False):
             minibatch = {k: v[indices] for k, v in tensors.items()}
             loss_out = loss_fn(minibatch, forward(minibatch), state)
             # What zero_grad(set_to_none=True) does, without its profiler scope: 20x cheaper.
-            for group in optimizer.param_groups:
-                for p in group["params"]:
-                    p.grad = None
+            for p in params:
+                p.grad = None
             total_loss = loss_out["total_loss"]
             # A non-finite loss makes every gradient NaN (it seeds backward with NaN, else 1),
             # even where its non-finite part has no gradient. Under DDP the gradients are
@@ -119,8 +132,10 @@ class TorchBackend:
             skipped = bool(halt) or not bool(torch.isfinite(grad_norm))
             if not skipped:
                 if grad_clip is not None:
-                    torch.nn.utils.clip_grads_with_norm_(params, grad_clip, grad_norm)
-                optimizer.step()
+                    # After backward, hence after DDP's all-reduce: every learner clips alike.
+                    _clip(groups, grad_clip, grad_clip_by, grad_norm)
+                for opt in opts:
+                    opt.step()
             stats = {k: v.detach() if torch.is_tensor(v) else v for k, v in loss_out.items()}
             stats["gradient_norm"] = grad_norm
             stats["skipped"] = skipped
@@ -212,3 +227,27 @@ class TorchBackend:
             )
 
         return value
+
+
+def _clip(
+    groups: Sequence[Sequence[torch.Tensor]], clip: float, by: str, grad_norm: torch.Tensor
+) -> None:
+    """Clip the gradients of each optimizer's parameters ``groups`` in place, as RLlib does
+    (``torch.nn.utils`` functions: a norm is scaled by ``clip / (norm + 1e-6)`` when above)."""
+    if by == "value":
+        for group in groups:
+            torch.nn.utils.clip_grad_value_(group, clip)
+    elif by == "norm":
+        for group in groups:
+            for p in group:
+                if p.grad is not None:
+                    norm = torch.linalg.vector_norm(p.grad)
+                    torch.nn.utils.clip_grads_with_norm_([p], clip, norm)
+    elif len(groups) == 1:
+        torch.nn.utils.clip_grads_with_norm_(groups[0], clip, grad_norm)
+    else:  # global norm per optimizer
+        for group in groups:
+            grads = [p.grad for p in group if p.grad is not None]
+            if grads:
+                norm = torch.nn.utils.get_total_norm(grads)
+                torch.nn.utils.clip_grads_with_norm_(group, clip, norm)
