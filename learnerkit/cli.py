@@ -56,7 +56,15 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--env",
         default=None,
-        help="gymnasium env id (default: CartPole-v1; offline: evaluate in the dataset's env)",
+        help="gymnasium env id (default: CartPole-v1; offline: evaluate in the dataset's env),"
+        " or a PettingZoo parallel env: pettingzoo:MODULE[:FACTORY]",
+    )
+    p.add_argument(
+        "--policy-mapping",
+        type=_policy_mapping,
+        default="shared",
+        help="PettingZoo envs: which module acts for each agent: shared (one module, the "
+        "default), per_agent (a module per agent), or AGENT=MODULE,AGENT=MODULE,...",
     )
     p.add_argument(
         "--dataset",
@@ -95,6 +103,20 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train)
 
 
+def _policy_mapping(text: str) -> str | dict[str, str]:
+    """``shared``, ``per_agent``, or ``AGENT=MODULE,...`` as a dict."""
+    if "=" not in text:
+        if text not in ("shared", "per_agent"):
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not shared, per_agent or AGENT=MODULE,AGENT=MODULE,..."
+            )
+        return text
+    pairs = [item.partition("=") for item in text.split(",") if item]
+    if any(not agent or not module for agent, _, module in pairs):
+        raise argparse.ArgumentTypeError(f"{text!r}: write AGENT=MODULE pairs, comma-separated")
+    return {agent.strip(): module.strip() for agent, _, module in pairs}
+
+
 def _train(args: argparse.Namespace) -> int:
     """Build a TrainConfig from the arguments, train, and print where the results are."""
     from pathlib import Path
@@ -117,6 +139,7 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         algorithm=args.algorithm,
         env_id=args.env,
+        policy_mapping=args.policy_mapping,
         dataset=args.dataset,
         framework=args.framework,
         seed=args.seed,
@@ -141,6 +164,9 @@ def _train(args: argparse.Namespace) -> int:
         f"{summary.wall_seconds:.1f} s"
         + (" (stop reward reached)" if summary.reached_stop_reward else "")
     )
+    if summary.agent_return_mean:
+        per_agent = ", ".join(f"{a} {r:.1f}" for a, r in summary.agent_return_mean.items())
+        print(f"(team return: the sum over agents; per agent: {per_agent})")
     print(f"learning curve: {summary.curve}")
     print(f"checkpoint:     {summary.checkpoint}")
     print(f"evaluate with:  learnerkit evaluate {summary.checkpoint}")

@@ -25,6 +25,7 @@ from conftest import CARTPOLE_OBS, TWO_ACTIONS
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
 from learnerkit import (
+    DEFAULT_MODULE_ID,
     CheckpointError,
     ConfigError,
     ModuleSpec,
@@ -71,8 +72,8 @@ def cartpole_spec(**changes) -> EnvRunnerSpec:
 
 def other_weights(spec: EnvRunnerSpec) -> tuple[dict, RunnerModule]:
     """Weights unlike the runners' initial ones, and a local module holding them."""
-    local = RunnerModule(attrs.evolve(spec, seed=123))
-    return local.backend.get_module_state(local.module), local
+    local = RunnerModule.from_spec(attrs.evolve(spec, seed=123))
+    return {DEFAULT_MODULE_ID: local.get_weights()}, local
 
 
 def assert_acted_with(fragment: Fragment, local: RunnerModule) -> None:
@@ -131,12 +132,14 @@ def test_runners_act_with_the_weights_set(runners):
     runners.set_weights(weights, 5)
     for fragment in runners.sample():
         assert_acted_with(fragment, local)
-    initial = RunnerModule(runners.spec)
+    initial = RunnerModule.from_spec(runners.spec)
     obs = np.array(fragment.rollout.obs[0])
     assert not np.allclose(initial.value(obs), fragment.rollout.vf_preds[0])
     # Weights the runners' module cannot load fail here, not unseen in the actors.
     with pytest.raises(CheckpointError, match=r"env runners' module .* unexpected \['x'\]"):
-        runners.set_weights({"x": np.zeros(3)}, 6)
+        runners.set_weights({DEFAULT_MODULE_ID: {"x": np.zeros(3)}}, 6)
+    with pytest.raises(ConfigError, match=r"modules \['other'\], which the env runners do not"):
+        runners.set_weights({"other": weights[DEFAULT_MODULE_ID]}, 6)
 
 
 def test_poll_keeps_one_request_in_flight_per_runner_and_none_between_polls(runners):

@@ -1,5 +1,5 @@
-"""What runs inside each env runner's Ray actor: one `EnvRunner` and the module copy it
-samples with (see ``learnerkit.distributed.env_runners`` for the driver's side)."""
+"""What runs inside each env runner's Ray actor: one sampler, its envs and the module
+copies it samples with (see ``learnerkit.distributed.env_runners`` for the driver's side)."""
 
 from __future__ import annotations
 
@@ -10,56 +10,62 @@ import gymnasium
 import ray
 
 from learnerkit.distributed.start import actor_info
-from learnerkit.rollouts.env_runner import EnvRunner
-from learnerkit.rollouts.runners import EnvRunnerSpec, Fragment, RunnerModule, Weights
+from learnerkit.rollouts.pettingzoo_envs import PolicyMapping
+from learnerkit.rollouts.runners import EnvRunnerSpec, Fragment, ModuleWeights, Weights
+from learnerkit.rollouts.samplers import make_sampler
+from learnerkit.specs import ModuleSpec
 
 
 class _RunnerWorker:
-    """Runs in a Ray actor: one `EnvRunner` and the module it samples with."""
+    """Runs in a Ray actor: one sampler (`make_sampler`) for runner ``index``.
 
-    def __init__(self, spec: EnvRunnerSpec, index: int, env_spec: Any) -> None:
-        # An environment registered in code in the driver (a notebook, a test) does not
-        # exist in this process until registered again.
-        if env_spec.id not in gymnasium.registry:
-            gymnasium.registry[env_spec.id] = env_spec
+    ``env_source`` is what the driver resolved from the env string: a gymnasium
+    registration (re-registered here, since an env registered in code in the driver, a
+    notebook or a test, does not exist in this process), or a PettingZoo env factory.
+    """
+
+    def __init__(self, spec: EnvRunnerSpec, index: int, env_source: Any) -> None:
+        if isinstance(env_source, gymnasium.envs.registration.EnvSpec):
+            if env_source.id not in gymnasium.registry:
+                gymnasium.registry[env_source.id] = env_source
+            env_source = env_source.id
         _setup_framework(spec.framework, spec.runner_seed(index))
-        self.spec, self.index = spec, index
-        self.runner = EnvRunner(
-            env_spec.id,
-            num_envs=spec.num_envs,
-            seed=spec.runner_seed(index),
-            normalize_obs=spec.normalize_observations,
-            env_kwargs=spec.env_kwargs,
-        )
-        self.module = RunnerModule(spec)
+        self.index = index
+        self.sampler = make_sampler(spec, index, env_source)
 
     def info(self) -> dict[str, Any]:
         return {
             **actor_info(),
-            "observation_space": self.runner.observation_space,
-            "action_space": self.runner.action_space,
-            "weights": self.module.backend.get_module_state(self.module.module),
+            "observation_space": getattr(self.sampler, "observation_space", None),
+            "action_space": getattr(self.sampler, "action_space", None),
+            "weights": self.sampler.get_weights(),
         }
 
-    def load(self, weights: Weights | None, version: int, obs_state: Mapping[str, Any]) -> None:
+    def module_weights(self, module_id: str) -> Weights:
+        return self.sampler.get_weights()[module_id]
+
+    def load(
+        self, weights: ModuleWeights | None, version: int, obs_state: Mapping[str, Any]
+    ) -> None:
         if weights is not None:
-            self.module.set_weights(weights, version)
+            self.sampler.set_weights(weights, version)
         if obs_state:
-            self.runner.set_state(obs_state)
+            self.sampler.set_state(obs_state)
+
+    def add_module(self, module_id: str, module_spec: ModuleSpec, weights: Any) -> None:
+        self.sampler.add_module(module_id, module_spec, weights)
+
+    def remove_module(self, module_id: str) -> None:
+        self.sampler.remove_module(module_id)
+
+    def set_policy_mapping(self, mapping: PolicyMapping) -> None:
+        self.sampler.set_policy_mapping(mapping)
 
     def sample(self) -> Fragment:
-        module = self.module
-        rollout = self.runner.sample(module.policy, module.value, self.spec.rollout_fragment_length)
-        return Fragment(
-            rollout=rollout,
-            episodes=self.runner.pop_episode_stats(),
-            weights_version=module.version,
-            runner_index=self.index,
-            obs_increment=self.runner.pop_obs_increment(),
-        )
+        return self.sampler.sample(self.index)
 
     def get_state(self) -> dict[str, Any]:
-        return self.runner.get_state()
+        return self.sampler.get_state()
 
 
 RemoteRunner = ray.remote(max_restarts=0, max_task_retries=0)(_RunnerWorker)

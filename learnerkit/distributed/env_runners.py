@@ -1,7 +1,11 @@
 """Env runners as Ray actors: the ``num_env_runners >= 1`` implementation of `EnvRunners`.
 
-Each actor steps its own vector environment with its own copy of the module and returns
-`Fragment`s. The driver either gathers one fragment from every runner (``sample``) or keeps
+Each actor steps its own environments (a gymnasium vector env, or PettingZoo parallel envs)
+with its own copies of the modules and returns `Fragment`s. Module changes (``add_module``,
+``remove_module``, ``set_policy_mapping``) are queued to every actor behind the fragment it
+is sampling, and kept in the driver's spec, from which a restarted runner is built.
+
+The driver either gathers one fragment from every runner (``sample``) or keeps
 one sample request in flight per runner and takes whatever has finished (``poll``). It owns
 the observation statistics all runners share: it merges every fragment's increment into
 them and ships them with the weights. A runner whose actor dies, or whose environment
@@ -16,6 +20,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import attrs
 import gymnasium
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
@@ -33,17 +38,35 @@ from learnerkit.distributed.start import (
 )
 from learnerkit.errors import ConfigError, EnvRunnerError, LearnerGroupError
 from learnerkit.rollouts.env_runner import load_obs_normalizer_state, obs_normalizer_state
+from learnerkit.rollouts.pettingzoo_envs import (
+    PolicyMapping,
+    make_parallel_env,
+    parallel_env_factory,
+)
 from learnerkit.rollouts.postprocessing import RunningMeanStd
-from learnerkit.rollouts.runners import EnvRunnerSpec, Fragment, Weights
+from learnerkit.rollouts.runners import (
+    EnvRunnerSpec,
+    Fragment,
+    ModuleWeights,
+    Weights,
+    spec_with_module,
+)
+from learnerkit.specs import ModuleSpec
 
 __all__ = ["RayEnvRunners"]
 
 logger = logging.getLogger(__name__)
 
 
-def _registration(env_id: str) -> Any:
-    """The driver's gymnasium registration of ``env_id`` (shipped to the actors), or a
-    ConfigError here rather than an actor that dies while starting."""
+def _env_source(spec: EnvRunnerSpec) -> Any:
+    """What the actors build their envs from, resolved in the driver so that a bad env is
+    a ConfigError here rather than an actor that dies while starting: a PettingZoo env
+    factory (one env is made and checked), or the gymnasium registration of the env id."""
+    if spec.multi_agent:
+        factory = parallel_env_factory(spec.env_id)
+        make_parallel_env(spec.env_id, spec.env_kwargs, factory=factory).close()
+        return factory
+    env_id = spec.env_id
     module, _, name = env_id.rpartition(":")
     try:
         if module:
@@ -87,16 +110,17 @@ class RayEnvRunners:
         self.spec, self.num_runners = spec, num_runners
         self.max_restarts, self.sample_timeout_s = max_restarts, float(sample_timeout_s)
         self._cpus = float(num_cpus_per_runner)
-        self._env_spec = _registration(spec.env_id)
-        ship_by_value(
-            [c for c in (self._env_spec.entry_point, spec.module_spec.module_class) if callable(c)]
-        )
+        self._env_source = _env_source(spec)
+        entry = getattr(self._env_source, "entry_point", self._env_source)
+        classes = [m.module_class for m in spec.module_specs.values()]
+        ship_by_value([c for c in (entry, spec.policy_mapping, *classes) if callable(c)])
         self.actors: list[Any] = []
         # Where each runner runs (actor id, node id, pid, spaces), by index.
         self.info_by_index: dict[int, dict[str, Any]] = {}
         self.version, self.restarts, self.errors = 0, 0, 0
         self.last_error: str | None = None
-        self._weights: Any = None  # the latest weights, put once in the object store
+        self._latest: dict[str, Weights] = {}  # the latest weights set, by module id
+        self._weights: Any = None  # them, put once in the object store
         self._in_flight: dict[int, tuple[Any, float]] = {}  # index: (sample ref, issued at)
         self._pg: PlacementGroup | None = None
         try:
@@ -118,8 +142,11 @@ class RayEnvRunners:
             raise
         self.observation_space = self.info_by_index[0]["observation_space"]
         self.action_space = self.info_by_index[0]["action_space"]
-        shape = tuple(self.observation_space.shape)
-        self._obs_rms = RunningMeanStd(shape) if spec.normalize_observations else None
+        self._obs_rms = (
+            RunningMeanStd(tuple(self.observation_space.shape))
+            if spec.normalize_observations
+            else None
+        )
 
     # Actors ------------------------------------------------------------------------------
     def _start(self, indices: Iterable[int]) -> None:
@@ -128,7 +155,7 @@ class RayEnvRunners:
         for i in indices:
             strategy = PlacementGroupSchedulingStrategy(self._pg, placement_group_bundle_index=i)
             options = {"num_cpus": self._cpus, "scheduling_strategy": strategy}
-            self.actors[i] = RemoteRunner.options(**options).remote(self.spec, i, self._env_spec)
+            self.actors[i] = RemoteRunner.options(**options).remote(self.spec, i, self._env_source)
             refs[i] = self.actors[i].info.remote()
         timeout = placement_timeout()
         for i, ref in refs.items():
@@ -141,7 +168,7 @@ class RayEnvRunners:
                     f"env runner {i} did not start within {timeout:g} s ({PLACEMENT_TIMEOUT_ENV})"
                 ) from None
             # Checked in the driver: weights a runner cannot load would fail there unseen.
-            self._own_weights = info.pop("weights")
+            self._own_weights: dict[str, Weights] = info.pop("weights")
             self.info_by_index[i] = info
 
     def _load(self, index: int) -> None:
@@ -209,13 +236,58 @@ class RayEnvRunners:
         return fragment
 
     # EnvRunners --------------------------------------------------------------------------
-    def set_weights(self, weights: Weights, version: int) -> None:
-        """Put the weights once and queue them (with the shared statistics) for every runner;
-        does not wait for fragments being sampled."""
-        check_same_shapes(self._own_weights, weights, "the env runners' module")
-        self._weights, self.version = ray.put(dict(weights)), version
+    def set_weights(self, weights: ModuleWeights, version: int) -> None:
+        """Put the weights (by module id) once and queue them, with the shared statistics,
+        for every runner; does not wait for fragments being sampled. Modules not in
+        ``weights`` keep theirs."""
+        unknown = sorted(set(weights) - set(self._own_weights))
+        if unknown:
+            raise ConfigError(
+                f"weights for modules {unknown}, which the env runners do not have (they have "
+                f"{sorted(self._own_weights)}): add them to the env runners first (add_module)"
+            )
+        for module_id, module_weights in weights.items():
+            where = f"the env runners' module {module_id!r}"
+            check_same_shapes(self._own_weights[module_id], module_weights, where)
+        self._latest.update({m: dict(w) for m, w in weights.items()})
+        self._weights, self.version = ray.put(self._latest), version
         for i in range(self.num_runners):
             self._load(i)
+
+    def add_module(
+        self, module_id: str, module_spec: ModuleSpec, weights: Weights | None = None
+    ) -> None:
+        """Queue a new module for every runner (and for runners restarted later)."""
+        self.spec = spec_with_module(self.spec, module_id, module_spec)
+        ship_by_value([c for c in (module_spec.module_class,) if callable(c)])
+        for actor in self.actors:
+            actor.add_module.remote(module_id, module_spec, weights)
+        if weights is None:  # every runner built it alike, from the spec's seed
+            weights = ray.get(self.actors[0].module_weights.remote(module_id))
+        self._own_weights[module_id] = weights
+        self._latest[module_id] = dict(weights)
+        self._weights = ray.put(self._latest)
+
+    def remove_module(self, module_id: str) -> None:
+        """Queue the removal of a module on every runner."""
+        self.spec = spec_with_module(self.spec, module_id, None)
+        for actor in self.actors:
+            actor.remove_module.remote(module_id)
+        self._own_weights.pop(module_id, None)
+        if self._latest.pop(module_id, None) is not None:
+            self._weights = ray.put(self._latest)
+
+    def set_policy_mapping(self, mapping: PolicyMapping) -> None:
+        """Queue a new policy mapping for every runner (see `EnvRunners`)."""
+        if not self.spec.multi_agent:
+            raise ConfigError(
+                f"the gymnasium env {self.spec.env_id!r} has one agent: a policy mapping is "
+                "only for PettingZoo envs ('pettingzoo:...')"
+            )
+        ship_by_value([mapping] if callable(mapping) else [])
+        self.spec = attrs.evolve(self.spec, policy_mapping=mapping)
+        for actor in self.actors:
+            actor.set_policy_mapping.remote(mapping)
 
     def sample(self) -> list[Fragment]:
         """One fragment per runner, in runner order, sampled after the latest `set_weights`

@@ -20,6 +20,7 @@ METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 CURVE_FILE = "learning_curve.png"
 TENSORBOARD_DIR = "tensorboard"
+AGENT_RETURN_PREFIX = "agent_return_mean/"
 
 
 def read_config_file(path: str) -> dict[str, Any]:
@@ -101,6 +102,11 @@ class RunOutput:
     def log(self, row: Mapping[str, Any]) -> None:
         if self._columns is None:
             self._columns = list(row)
+        new = [name for name in row if name not in self._columns]
+        if new:
+            # A column that appears later (an agent's first finished episode, a module added
+            # while training) widens the table: the rows so far are rewritten under it.
+            self._widen(new)
         if self._writer is None:
             path = self.dir / METRICS_FILE
             new = not path.exists() or path.stat().st_size == 0
@@ -114,6 +120,21 @@ class RunOutput:
         for name, value in row.items():
             if isinstance(value, (int, float)) and value is not None and math.isfinite(value):
                 self._tb.add_scalar(name, value, step)
+
+    def _widen(self, new: list[str]) -> None:
+        if self._csv_file is not None:
+            self._csv_file.close()
+        self._csv_file = self._writer = None
+        self._columns = [*self._columns, *new]
+        path = self.dir / METRICS_FILE
+        if not path.exists():
+            return
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, self._columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
 
     @contextlib.contextmanager
     def progress(self, total: int, *, enabled: bool) -> Iterator[_Progress]:
@@ -136,8 +157,15 @@ class RunOutput:
 
         steps = [int(r["timesteps_total"]) for r in rows]
         returns = [float(r["episode_return_mean"]) for r in rows]
+        agents = [k for k in rows[-1] if k.startswith(AGENT_RETURN_PREFIX)]
         fig, ax = plt.subplots(figsize=(7, 4))
-        ax.plot(steps, returns, label="mean return (last 100 episodes)")
+        label = "team return" if agents else "mean return"
+        ax.plot(steps, returns, label=f"{label} (last 100 episodes)")
+        for key in agents:  # multi-agent: each agent's mean return too
+            points = [(int(r["timesteps_total"]), float(r[key])) for r in rows if r.get(key)]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, linewidth=1, label=key[len(AGENT_RETURN_PREFIX) :])
         if stop_reward is not None:
             ax.axhline(stop_reward, color="grey", linestyle="--", label=f"stop at {stop_reward:g}")
         ax.set_xlabel("environment steps")

@@ -156,7 +156,7 @@ class AsyncLoop:
             )
             self._iteration["extra"] = extra[self.run.module_id]
         self.weights_version = self.updates_finished
-        self.run.runners.set_weights(group.get_weights()[self.run.module_id], self.weights_version)
+        self.run.runners.set_weights(group.get_weights(), self.weights_version)
         self._since_broadcast = 0
 
     # Reporting and state ---------------------------------------------------------------

@@ -1,11 +1,12 @@
 """What a training loop gets and gives: the run's configuration (``TrainConfig``), what a
 loop is built with (``Run``), what one iteration returns (``Iteration``), the methods a loop
-implements (``TrainingLoop``), and a run's ``TrainSummary``. The machinery that drives a
-loop is ``learnerkit.loops.trainer``."""
+implements (``TrainingLoop``), a run's ``TrainSummary``, and what a host's callback gets
+between iterations (``IterationContext``). The machinery that drives a loop is
+``learnerkit.loops.trainer``."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
@@ -13,7 +14,9 @@ import attrs
 if TYPE_CHECKING:
     from learnerkit._plugins import Algorithm
     from learnerkit.learner_group import LearnerGroup
-    from learnerkit.rollouts.runners import EnvRunners
+    from learnerkit.rollouts.pettingzoo_envs import PolicyMapping
+    from learnerkit.rollouts.runners import EnvRunners, Weights
+    from learnerkit.specs import ModuleSpec
 
 
 @attrs.frozen(kw_only=True)
@@ -23,8 +26,14 @@ class TrainConfig:
 
     algorithm: str = "ppo"
     env_id: str | None = None
-    """The gymnasium env the loops that sample train in (None: CartPole-v1); for the
-    offline loop, the env its policy is evaluated in (None: the dataset's)."""
+    """The gymnasium env the loops that sample train in (None: CartPole-v1), or a
+    PettingZoo parallel env, ``pettingzoo:MODULE[:FACTORY]`` (multi-agent; the on-policy
+    loop); for the offline loop, the env its policy is evaluated in (None: the dataset's)."""
+    policy_mapping: Any = "shared"
+    """Multi-agent: which module acts for each agent: ``"shared"`` (one module,
+    ``default_policy``), ``"per_agent"`` (a module named after each agent), a dict of agent
+    to module id, or a callable ``agent -> module id`` (not saved with the run: pass it
+    again to resume). Modules are built for the ids it names over the env's agents."""
     dataset: str | None = None
     """For an offline algorithm (training loop ``"offline"``), the Minari dataset it learns
     from: an id in the local Minari store, or a dataset directory. Refused by the others."""
@@ -63,6 +72,9 @@ class TrainSummary:
     curve: str | None
     interrupted: bool = False
     dataset: str | None = None
+    agent_return_mean: Mapping[str, float] | None = None
+    """Multi-agent: each agent's mean return over its last 100 episodes;
+    ``episode_return_mean`` is then the team return (the sum over agents per episode)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -75,7 +87,11 @@ class Iteration:
     episodes: list[tuple[float, int]]
     """(return, length) of the episodes that ended."""
     metrics: dict[str, Any]
-    """Columns for ``metrics.csv`` / TensorBoard (learner results as ``learner/NAME``)."""
+    """Columns for ``metrics.csv`` / TensorBoard (learner results as ``learner/NAME``, or
+    multi-agent ``learner/MODULE/NAME``)."""
+    agent_returns: list[dict[str, float]] = attrs.field(factory=list)
+    """Multi-agent: each ended episode's return per agent, in the order of ``episodes``
+    (whose returns are then the team returns, the sums of these)."""
 
 
 class TrainingLoop(Protocol):
@@ -128,3 +144,49 @@ class Run:
     """None for a loop that uses no env runners."""
     stop_timesteps: int | None = None
     """The timestep budget of ``--stop-timesteps`` or the preset (None: none given)."""
+
+
+class IterationContext(Protocol):
+    """What ``train(config, on_iteration=callback)`` hands its callback after every
+    iteration: where the run is, and the way to change the modules between iterations
+    (self-play, leagues), learners and env runners together. The next iteration samples
+    and trains with the changes; checkpoints hold the modules as they are then.
+
+    A callback that only reads the metrics may ignore the methods; one that changes
+    modules runs in a multi-agent run (a PettingZoo env)."""
+
+    iteration: int
+    timesteps: int
+    metrics: Mapping[str, Any]
+    """The iteration's row of ``metrics.csv``."""
+    group: LearnerGroup
+    runners: EnvRunners | None
+
+    def add_module(
+        self,
+        module_id: str,
+        module_spec: ModuleSpec | None = None,
+        *,
+        copy_of: str | None = None,
+        weights: Weights | None = None,
+        hyperparameters: Mapping[str, Any] | None = None,
+        train: bool = True,
+    ) -> None:
+        """Add a module to the learners and the env runners. ``copy_of=ID`` takes that
+        module's spec and current weights (a snapshot); else ``module_spec``, with
+        ``weights`` or fresh ones. ``train=False`` freezes it: its rows are sampled (an
+        opponent acts with it) but never trained on."""
+
+    def remove_module(self, module_id: str) -> None:
+        """Drop a module from the learners and the env runners; map its agents elsewhere
+        first."""
+
+    def set_policy_mapping(self, mapping: PolicyMapping) -> None:
+        """A new agent-to-module mapping for the env runners, from the next episode on."""
+
+    def set_modules_to_train(self, module_ids: Collection[str] | None) -> None:
+        """Train only these modules from the next update on (None: all)."""
+
+
+OnIteration = Callable[[IterationContext], None]
+"""A host's callback, called after each iteration with an ``IterationContext``."""

@@ -17,6 +17,7 @@ from learnerkit._plugins import get_algorithm
 from learnerkit.learner import Learner
 from learnerkit.loops._run_files import checkpoint_dir, read_run, read_trainer_state
 from learnerkit.rollouts.env_runner import EnvRunner
+from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo, make_parallel_env, mapping_fn
 from learnerkit.specs import LearnerSpec, ModuleSpec, structure_hyperparameters
 
 Policy = Callable[[np.ndarray], Mapping[str, np.ndarray]]
@@ -81,7 +82,12 @@ def load_policy(path: str, *, env_id: str | None = None, explore: bool = False) 
 def evaluate_checkpoint(
     path: str, *, env_id: str | None = None, num_episodes: int = 10, seed: int = 1000
 ) -> tuple[float, list[float]]:
-    """Mean return of the greedy policy saved at ``path`` (a run or checkpoint directory)."""
+    """Mean return of the greedy policy saved at ``path`` (a run or checkpoint directory);
+    for a multi-agent run, of the team return (every module greedy, agents mapped as at
+    the checkpoint)."""
+    if is_pettingzoo(env_id or read_run(path)["env"]):
+        returns = [sum(r.values()) for r in evaluate_multi_agent(path, num_episodes, seed=seed)]
+        return float(np.mean(returns)), returns
     trained = load_policy(path, env_id=env_id)
     returns = run_episodes(
         trained.env_id, trained.policy, num_episodes, seed=seed, normalize=trained.normalize
@@ -154,3 +160,50 @@ def run_episodes_side_by_side(
     finally:
         env.close()
     return [(float(r), int(n)) for r, n in zip(returns, lengths, strict=True)]
+
+
+def evaluate_multi_agent(
+    path: str, num_episodes: int, *, seed: int = 1000
+) -> list[dict[str, float]]:
+    """Each agent's return in ``num_episodes`` greedy episodes of a multi-agent run's
+    checkpoint: its modules as they were then (self-play snapshots too), its mapping (a
+    run trained with a callable mapping is evaluated with its initial mapping, saved as
+    None: pass such runs' policies yourself)."""
+    from learnerkit.loops.multi_agent import rebuild_module_specs
+
+    run, state = read_run(path), read_trainer_state(path)
+    algorithm = get_algorithm(run["algorithm"])
+    hps = structure_hyperparameters(algorithm.hyperparameters, run["hyperparameters"])
+    spec = LearnerSpec(
+        algorithm=run["algorithm"],
+        framework=run["framework"],
+        module_spec=rebuild_module_specs(run["env"], state["modules"]),
+        hyperparameters=hps,
+    )
+    learner = Learner(spec)
+    learner.build()
+    learner.load_state(checkpoint_dir(path))
+    policies = {
+        m: learner.backend.policy_fn(module, explore=False) for m, module in learner.module.items()
+    }
+    mapping = mapping_fn(state.get("policy_mapping") or run.get("policy_mapping") or "shared")
+    env = make_parallel_env(run["env"])
+    episodes = []
+    try:
+        for episode in range(num_episodes):
+            obs, _ = env.reset(seed=seed + episode)
+            modules: dict[str, str] = {}
+            returns: dict[str, float] = {}
+            while env.agents:
+                actions = {}
+                for agent in env.agents:
+                    module_id = modules.setdefault(agent, mapping(agent))
+                    x = np.asarray(obs[agent], dtype=np.float32)[None]
+                    actions[agent] = policies[module_id](x)["actions"][0]
+                obs, rewards, _, _, _ = env.step(actions)
+                for agent, reward in rewards.items():
+                    returns[agent] = returns.get(agent, 0.0) + float(reward)
+            episodes.append(returns)
+    finally:
+        env.close()
+    return episodes

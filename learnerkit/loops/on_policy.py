@@ -1,10 +1,14 @@
 """The synchronous on-policy loop (``training_loop="on_policy"``): PPO and its kind.
 
 Each iteration: ship the current weights to every env runner, gather one fragment from each
-(``max(1, num_env_runners) * num_envs_per_env_runner * rollout_fragment_length`` steps),
-compute GAE, train on the batch for ``num_epochs`` passes of ``minibatch_size`` rows, then
-run the non-gradient update. What it needs from an algorithm is in ``OnPolicySettings`` and
-the README's plugin section.
+(``max(1, num_env_runners) * num_envs_per_env_runner * rollout_fragment_length`` env
+steps), compute GAE, train on the batch for ``num_epochs`` passes of ``minibatch_size``
+rows, then run the non-gradient update. What it needs from an algorithm is in
+``OnPolicySettings`` and the README's plugin section.
+
+With a PettingZoo env the batch is a ``MultiAgentBatch``: every module trains on the rows
+of the agents mapped to it (a module that sampled nothing this iteration sits it out), and
+learner results are reported per module (``learner/MODULE/NAME``).
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from learnerkit.batch import MultiAgentBatch
 from learnerkit.loops.contract import Iteration, Run
-from learnerkit.rollouts.env_runner import Rollout
+from learnerkit.rollouts.runners import on_policy_batch
 
 
 class OnPolicyLoop:
@@ -32,15 +37,14 @@ class OnPolicyLoop:
         self._ship_weights()
 
     def _ship_weights(self) -> None:
-        weights = self.run.group.get_weights()[self.run.module_id]
-        self.run.runners.set_weights(weights, self.version)
+        self.run.runners.set_weights(self.run.group.get_weights(), self.version)
 
     def step(self, timesteps: int) -> Iteration:
         run, hps = self.run, self.run.hps
         t0 = time.perf_counter()
         fragments = run.runners.sample()
-        rollout = Rollout.concat([f.rollout for f in fragments])
-        batch = rollout.to_sample_batch(gamma=hps.gamma, lambda_=hps.lambda_)
+        batch = on_policy_batch(fragments, gamma=hps.gamma, lambda_=hps.lambda_)
+        env_steps = sum(f.env_steps for f in fragments)
         t1 = time.perf_counter()
         results = run.group.update(
             batch, minibatch_size=hps.minibatch_size, num_epochs=hps.num_epochs
@@ -48,20 +52,29 @@ class OnPolicyLoop:
         self.version += 1
         # The loop's contract: a module's `mean_kl` result comes back as sampled_kl_values.
         kl = {mid: r["mean_kl"] for mid, r in results.items() if "mean_kl" in r}
-        extra = run.group.additional_update(timestep=timesteps + batch.count, sampled_kl_values=kl)
+        extra = run.group.additional_update(timestep=timesteps + env_steps, sampled_kl_values=kl)
         self._ship_weights()
         metrics: dict[str, Any] = {
-            "num_env_steps_trained": batch.count,
+            "num_env_steps_trained": env_steps,
             "sample_time_s": t1 - t0,
             "learn_time_s": time.perf_counter() - t1,
         }
         metrics.update(run.runners.metrics())
-        learner = {**results[run.module_id], **extra[run.module_id]}
-        metrics.update({f"learner/{name}": value for name, value in learner.items()})
+        if isinstance(batch, MultiAgentBatch):
+            metrics["num_agent_steps_trained"] = batch.count
+            for module_id, module_batch in batch.items():
+                metrics[f"module_steps/{module_id}"] = module_batch.count
+            for module_id in sorted(set(results) | set(extra)):
+                learner = {**results.get(module_id, {}), **extra.get(module_id, {})}
+                metrics.update({f"learner/{module_id}/{k}": v for k, v in learner.items()})
+        else:
+            learner = {**results[run.module_id], **extra[run.module_id]}
+            metrics.update({f"learner/{name}": value for name, value in learner.items()})
         return Iteration(
-            env_steps=batch.count,
+            env_steps=env_steps,
             episodes=[e for f in fragments for e in f.episodes],
             metrics=metrics,
+            agent_returns=[r for f in fragments for r in f.agent_returns],
         )
 
     def get_state(self) -> dict[str, Any]:

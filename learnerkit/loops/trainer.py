@@ -6,7 +6,12 @@ A loop (``learnerkit.loops.on_policy``, ``learnerkit.loops.asynchronous``,
 comes from (``learnerkit.loops.contract``); everything a user sees of a run (progress display,
 ``metrics.csv``, TensorBoard, the learning curve, checkpoints, ``--resume``, Ctrl-C,
 ``summary.json``) is made here, the same for every loop. Hosts can call
-``train(TrainConfig(...))`` directly.
+``train(TrainConfig(...))`` directly, with an ``on_iteration`` callback that may change
+the modules between iterations (``learnerkit.loops.contract.IterationContext``).
+
+A PettingZoo env (``pettingzoo:...``) trains every module its policy mapping names; the
+reported return, and ``--stop-reward``, is then the team return (the sum over agents per
+episode), and each agent's mean return is reported beside it.
 """
 
 from __future__ import annotations
@@ -34,14 +39,25 @@ from learnerkit.loops._run_files import (
     read_run,
     read_trainer_state,
 )
-from learnerkit.loops._run_output import RunOutput
+from learnerkit.loops._run_output import AGENT_RETURN_PREFIX, RunOutput
 from learnerkit.loops.contract import (
+    OnIteration,
     Run,
     TrainConfig,
     TrainingLoop,
     TrainSummary,
 )
+from learnerkit.loops.multi_agent import (
+    AgentReturns,
+    ModuleControl,
+    agent_spaces,
+    describe_modules,
+    mapped_module_specs,
+    rebuild_module_specs,
+    saved_mapping,
+)
 from learnerkit.rollouts.env_runner import EnvRunner
+from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo
 from learnerkit.rollouts.runners import EnvRunners, EnvRunnerSpec, LocalEnvRunners
 from learnerkit.specs import (
     LearnerSpec,
@@ -119,13 +135,41 @@ def _environment(info: Any, loop_cls: Any, config: TrainConfig) -> tuple[str, An
     if hasattr(loop_cls, "environment"):
         return loop_cls.environment(config)
     env_id = config.env_id or DEFAULT_ENV_ID
+    if is_pettingzoo(env_id):
+        if info.name != "on_policy":
+            raise ConfigError(
+                f"algorithm {config.algorithm!r} trains with the {info.name!r} loop, which "
+                f"samples gymnasium envs only; the PettingZoo env {env_id!r} trains with the "
+                "'on_policy' loop (e.g. ppo)"
+            )
+        return env_id, None, None  # spaces per module: see _module_specs
     return (env_id, *probe_spaces(env_id))
+
+
+def _module_specs(
+    config: TrainConfig, model_config: dict[str, Any], observation_space: Any, action_space: Any
+) -> tuple[ModuleSpec | dict[str, ModuleSpec], Any, dict[str, Any]]:
+    """The modules to build, the policy mapping, and (resuming a multi-agent run) the
+    modules its checkpoint holds as described there."""
+    if not is_pettingzoo(config.env_id):
+        spec = ModuleSpec(observation_space, action_space, model_config=model_config)
+        return spec, "shared", {}
+    mapping, described = config.policy_mapping, {}
+    if config.resume:
+        state = read_trainer_state(Path(config.resume))
+        saved = state.get("policy_mapping")
+        mapping = mapping if saved is None else saved
+        described = state.get("modules", {})
+    specs = mapped_module_specs(config.env_id, mapping, model_config)
+    # Modules added while training (self-play snapshots) are in the checkpoint too.
+    specs.update(rebuild_module_specs(config.env_id, described))
+    return specs, mapping, described
 
 
 class Trainer:
     """Builds a run and iterates its loop; ``run()`` trains, ``close()`` releases."""
 
-    def __init__(self, config: TrainConfig) -> None:
+    def __init__(self, config: TrainConfig, on_iteration: OnIteration | None = None) -> None:
         if config.resume:
             config = _continue_run(config)
         self.algorithm = get_algorithm(config.algorithm)
@@ -140,13 +184,20 @@ class Trainer:
         self.config = config
         self.hps, self.model_config, self.stop_reward, given_stop = _resolve(config, self.algorithm)
         ray_address = config.ray_address or os.environ.get("RAY_ADDRESS")
-        module_spec = ModuleSpec(observation_space, action_space, model_config=self.model_config)
+        module_spec, mapping, described = _module_specs(
+            config, self.model_config, observation_space, action_space
+        )
+        frozen = sorted(m for m, d in described.items() if not d.get("train", True))
+        self.multi_agent = is_pettingzoo(env_id)
+        self.policy_mapping = mapping
+        self.on_iteration = on_iteration
         self.spec = LearnerSpec(
             algorithm=config.algorithm,
             framework=config.framework,
             module_spec=module_spec,
             hyperparameters=self.hps,
             scaling=ScalingConfig(num_learners=config.num_learners),
+            **({"modules_to_train": sorted(set(module_spec) - set(frozen))} if frozen else {}),
         )
         self.group = self.runners = None
         try:
@@ -163,6 +214,7 @@ class Trainer:
                         rollout_fragment_length=self.hps.rollout_fragment_length,
                         normalize_observations=self.hps.normalize_observations,
                         seed=config.seed,
+                        policy_mapping=mapping,
                     ),
                     self.hps,
                     ray_address,
@@ -184,6 +236,7 @@ class Trainer:
             self.stop_timesteps = min(budgets) if budgets else DEFAULT_STOP_TIMESTEPS
             self.returns: deque[float] = deque(maxlen=RETURN_WINDOW)
             self.lengths: deque[int] = deque(maxlen=RETURN_WINDOW)
+            self.agent_returns = AgentReturns(RETURN_WINDOW)
             self.timesteps = self.iteration = self.episodes = 0
             self.elapsed_before = 0.0
             self.out = RunOutput(Path(config.out_dir))
@@ -206,7 +259,23 @@ class Trainer:
         }
         if self.config.dataset is not None:
             metadata["dataset"] = self.config.dataset
+        if self.multi_agent:
+            metadata["policy_mapping"] = saved_mapping(self.config.policy_mapping)
         return metadata
+
+    def _module_state(self) -> dict[str, Any]:
+        """Multi-agent: the current mapping and modules, as resume and evaluation rebuild
+        them (the modules may have changed since the run began)."""
+        if not self.multi_agent:
+            return {}
+        spec = self.group.spec
+        return {
+            "policy_mapping": saved_mapping(self.runners.spec.policy_mapping),
+            "modules": describe_modules(
+                spec.module_specs, agent_spaces(self.config.env_id), self.group.modules_to_train
+            ),
+            "agent_returns": self.agent_returns.get_state(),
+        }
 
     def save_checkpoint(self) -> Path:
         path = self.out.dir / CHECKPOINT_DIR
@@ -223,6 +292,7 @@ class Trainer:
                 for k, v in (self.runners.get_state() if self.runners else {}).items()
             },
             "loop": self.loop.get_state(),
+            **self._module_state(),
         }
         write_json_atomic(path / TRAINER_STATE_FILE, trainer_state)
         write_json_atomic(path / RUN_FILE, self.run_metadata())
@@ -237,6 +307,7 @@ class Trainer:
         self.lengths.extend(state["lengths"])
         if self.runners is not None:
             self.runners.set_state(state["obs_normalizer"])
+        self.agent_returns.set_state(state.get("agent_returns", {}))
         self.loop.set_state(state.get("loop", {}))
 
     # The loop ----------------------------------------------------------------------------
@@ -262,6 +333,9 @@ class Trainer:
             self.returns.append(episode_return)
             self.lengths.append(length)
             self.episodes += 1
+        self.agent_returns.add(result.agent_returns)
+        means = self.agent_returns.means()
+        per_agent = {f"{AGENT_RETURN_PREFIX}{a}": r for a, r in means.items()}
         return {
             "iteration": self.iteration,
             "timesteps_total": self.timesteps,
@@ -270,8 +344,21 @@ class Trainer:
             "episode_len_mean": float(np.mean(self.lengths)) if self.lengths else None,
             "time_total_s": self.elapsed_before + time.perf_counter() - self.started,
             "env_steps_per_s": result.env_steps / seconds,
+            **per_agent,
             **result.metrics,
         }
+
+    def _call_back(self, row: dict[str, Any]) -> None:
+        if self.on_iteration is not None:
+            self.on_iteration(
+                ModuleControl(
+                    iteration=self.iteration,
+                    timesteps=self.timesteps,
+                    metrics=row,
+                    group=self.group,
+                    runners=self.runners,
+                )
+            )
 
     def run(self) -> TrainSummary:
         self.started = time.perf_counter()
@@ -283,6 +370,7 @@ class Trainer:
                 while self.timesteps < self.stop_timesteps and not self.reached():
                     row = self.step()
                     self.out.log(row)
+                    self._call_back(row)
                     bar.advance_to(
                         self.timesteps,
                         self.iteration,
@@ -311,6 +399,7 @@ class Trainer:
             curve=str(curve) if curve else None,
             interrupted=interrupted,
             dataset=self.config.dataset,
+            agent_return_mean=self.agent_returns.means() if self.multi_agent else None,
         )
         self.out.finish(attrs.asdict(summary))
         return summary
@@ -335,6 +424,13 @@ def _continue_run(config: TrainConfig) -> TrainConfig:
         framework=run["framework"],
         overrides={**hyperparameters, **config.overrides},
         model_config={**run["model_config"], **(config.model_config or {})},
+        # The mapping the run began with (the checkpoint holds the current one); a callable
+        # cannot be saved and is passed again.
+        policy_mapping=(
+            run["policy_mapping"]
+            if run.get("policy_mapping") is not None and config.policy_mapping == "shared"
+            else config.policy_mapping
+        ),
     )
 
 
@@ -352,11 +448,15 @@ def _seed_and_threads(framework: str, seed: int) -> None:
         tf.random.set_seed(seed)
 
 
-def train(config: TrainConfig) -> TrainSummary:
-    """Train until the stop reward (mean of the last 100 episodes) or the step budget
-    (``out_dir`` None: ``runs/ALGO-ENV-seedS``)."""
+def train(config: TrainConfig, *, on_iteration: OnIteration | None = None) -> TrainSummary:
+    """Train until the stop reward (mean of the last 100 episodes; multi-agent, of the team
+    return) or the step budget (``out_dir`` None: ``runs/ALGO-ENV-seedS``).
+
+    ``on_iteration(ctx)`` is called after every iteration (its row logged) with an
+    ``IterationContext``: the metrics, the learner group and env runners, and methods that
+    add or remove modules and change the policy mapping for the next iteration."""
     _seed_and_threads(config.framework, config.seed)
-    trainer = Trainer(config)
+    trainer = Trainer(config, on_iteration)
     try:
         return trainer.run()
     finally:

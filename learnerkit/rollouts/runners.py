@@ -1,11 +1,13 @@
-"""Env runners as the training loops see them: a set of samplers, each with its own copy of
-the module, that return `Fragment`s.
+"""Env runners as the training loops see them: a set of samplers, each with its own copies
+of the modules, that return `Fragment`s.
 
 Two implementations share one interface (`EnvRunners`): `LocalEnvRunners` samples in this
 process (``num_env_runners=0``), and `learnerkit.distributed.env_runners.RayEnvRunners`
 runs that many Ray actors. A loop either gathers one fragment from every runner with the
 current weights (`sample`, on-policy) or takes whatever fragments have finished while the
-runners keep sampling (`poll`, asynchronous).
+runners keep sampling (`poll`, asynchronous). What one runner does (a gymnasium vector env,
+or PettingZoo parallel envs with a policy mapping) is a sampler
+(``learnerkit.rollouts.samplers``).
 """
 
 from __future__ import annotations
@@ -16,10 +18,17 @@ from typing import Any, Protocol
 import attrs
 import numpy as np
 
-from learnerkit.rollouts.env_runner import EnvRunner, Rollout
+from learnerkit.batch import MultiAgentBatch, SampleBatch
+from learnerkit.columns import DEFAULT_MODULE_ID
+from learnerkit.errors import ConfigError
+from learnerkit.rollouts.env_runner import Rollout
+from learnerkit.rollouts.multi_agent import MultiAgentRollout
+from learnerkit.rollouts.pettingzoo_envs import PolicyMapping, is_pettingzoo
 from learnerkit.specs import ModuleSpec
 
 Weights = Mapping[str, np.ndarray]
+ModuleWeights = Mapping[str, Weights]
+"""Weights by module id, as ``LearnerGroup.get_weights()`` returns them."""
 
 
 @attrs.frozen(kw_only=True)
@@ -27,13 +36,36 @@ class EnvRunnerSpec:
     """Everything a runner needs to build itself, anywhere (the driver or a Ray actor)."""
 
     env_id: str
+    """A gymnasium env id, or ``pettingzoo:MODULE[:FACTORY]`` for a PettingZoo parallel env
+    (see ``learnerkit.rollouts.pettingzoo_envs``)."""
     framework: str
-    module_spec: ModuleSpec
+    module_spec: ModuleSpec | Mapping[str, ModuleSpec]
+    """The module, or (multi-agent) the modules by id that the policy mapping names."""
     num_envs: int
     rollout_fragment_length: int
     normalize_observations: bool = False
     seed: int = 0
     env_kwargs: Mapping[str, Any] = attrs.field(factory=dict)
+    policy_mapping: PolicyMapping = "shared"
+    """Multi-agent only: which module acts for each agent."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.multi_agent and self.normalize_observations:
+            raise ConfigError(
+                f"normalize_observations is not supported for the PettingZoo env "
+                f"{self.env_id!r} (no per-module statistics): set it to False, or normalise "
+                "in the env"
+            )
+
+    @property
+    def multi_agent(self) -> bool:
+        return is_pettingzoo(self.env_id)
+
+    @property
+    def module_specs(self) -> dict[str, ModuleSpec]:
+        if isinstance(self.module_spec, ModuleSpec):
+            return {DEFAULT_MODULE_ID: self.module_spec}
+        return dict(self.module_spec)
 
     def runner_seed(self, index: int) -> int:
         """Runner ``index``'s environments are seeded apart from every other runner's."""
@@ -42,31 +74,63 @@ class EnvRunnerSpec:
 
 @attrs.frozen(kw_only=True, eq=False)
 class Fragment:
-    """One `Rollout` sampled by one runner, with what the loop needs to know about it."""
+    """One rollout sampled by one runner, with what the loop needs to know about it."""
 
-    rollout: Rollout
+    rollout: Rollout | MultiAgentRollout
+    """A `Rollout` (gymnasium env) or a `MultiAgentRollout` (PettingZoo env)."""
     episodes: list[tuple[float, int]]
-    """(return, length) of each episode that ended in this fragment."""
+    """(return, length) of each episode that ended in this fragment; multi-agent, the team
+    return (the sum over agents) and the env steps."""
     weights_version: int
     """The version of the weights the runner acted with (the learner updates they had)."""
     runner_index: int
     obs_increment: Mapping[str, np.ndarray] = attrs.field(factory=dict)
     """Statistics of the raw observations seen (empty without normalisation)."""
+    agent_returns: list[dict[str, float]] = attrs.field(factory=list)
+    """Multi-agent: each ended episode's return per agent, in the order of ``episodes``."""
 
     @property
     def env_steps(self) -> int:
         return self.rollout.num_steps * self.rollout.num_envs
 
 
+def on_policy_batch(
+    fragments: list[Fragment], *, gamma: float, lambda_: float
+) -> SampleBatch | MultiAgentBatch:
+    """The fragments as one train batch with GAE ``advantages`` and ``value_targets``: a
+    `SampleBatch` for a gymnasium env, a `MultiAgentBatch` by module id for a PettingZoo
+    env (a module that sampled nothing is left out)."""
+    rollouts = [f.rollout for f in fragments]
+    if isinstance(rollouts[0], MultiAgentRollout):
+        rollout = MultiAgentRollout.concat(rollouts)
+        return rollout.to_multi_agent_batch(gamma=gamma, lambda_=lambda_)
+    return Rollout.concat(rollouts).to_sample_batch(gamma=gamma, lambda_=lambda_)
+
+
 class EnvRunners(Protocol):
     """What a training loop uses to sample."""
 
     num_runners: int
-    observation_space: Any
-    action_space: Any
+    spec: EnvRunnerSpec
+    """The spec runners are built from, following `add_module`, `remove_module` and
+    `set_policy_mapping` (a restarted runner is built from it)."""
 
-    def set_weights(self, weights: Weights, version: int) -> None:
-        """New module weights (and the merged observation statistics) for every runner."""
+    def set_weights(self, weights: ModuleWeights, version: int) -> None:
+        """New module weights by module id (and the merged observation statistics) for
+        every runner; a runner's modules not in ``weights`` keep theirs."""
+
+    def add_module(
+        self, module_id: str, module_spec: ModuleSpec, weights: Weights | None = None
+    ) -> None:
+        """Multi-agent: a new module on every runner (with ``weights``, else its initial
+        ones), for the policy mapping to name."""
+
+    def remove_module(self, module_id: str) -> None:
+        """Multi-agent: drop a module no agent is mapped to any more."""
+
+    def set_policy_mapping(self, mapping: PolicyMapping) -> None:
+        """Multi-agent: a new mapping; the running episodes are abandoned so that no episode
+        mixes two mappings."""
 
     def sample(self) -> list[Fragment]:
         """One fragment from every runner, all sampled with the latest weights."""
@@ -87,24 +151,58 @@ class EnvRunners(Protocol):
 
 
 class RunnerModule:
-    """A runner's own copy of the module: a numpy policy and value function over it."""
+    """A runner's own copy of one module: a numpy policy and value function over it."""
 
-    def __init__(self, spec: EnvRunnerSpec) -> None:
+    def __init__(self, framework: str, module_spec: ModuleSpec, seed: int) -> None:
         from learnerkit.backends import make_backend
 
-        self.backend = make_backend(spec.framework)
-        self.module = self.backend.build_module(spec.module_spec, spec.seed)
+        self.backend = make_backend(framework)
+        self.module = self.backend.build_module(module_spec, seed)
         self.policy = self.backend.policy_fn(self.module, explore=True)
         self.value = self.backend.value_fn(self.module)
         self.version = 0
+
+    @classmethod
+    def from_spec(cls, spec: EnvRunnerSpec, module_id: str = DEFAULT_MODULE_ID) -> RunnerModule:
+        return cls(spec.framework, spec.module_specs[module_id], spec.seed)
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return self.backend.get_module_state(self.module)
 
     def set_weights(self, weights: Weights, version: int) -> None:
         self.backend.set_module_state(self.module, weights, "the env runner's module")
         self.version = version
 
 
+def spec_with_module(
+    spec: EnvRunnerSpec, module_id: str, module_spec: ModuleSpec | None
+) -> EnvRunnerSpec:
+    """``spec`` with a module added (``module_spec``) or removed (None); a ConfigError for a
+    gymnasium env (one module) or an id that is already there, or not."""
+    if not spec.multi_agent:
+        raise ConfigError(
+            f"env runners of the gymnasium env {spec.env_id!r} hold one module; modules are "
+            "added and removed only for PettingZoo envs ('pettingzoo:...')"
+        )
+    specs = spec.module_specs
+    if module_spec is not None and module_id in specs:
+        raise ConfigError(
+            f"the env runners already have module {module_id!r}; remove it first, or pick "
+            "another id"
+        )
+    if module_spec is None and module_id not in specs:
+        raise ConfigError(
+            f"the env runners have no module {module_id!r} (they have {sorted(specs)})"
+        )
+    if module_spec is None:
+        del specs[module_id]
+    else:
+        specs[module_id] = module_spec
+    return attrs.evolve(spec, module_spec=specs)
+
+
 class LocalEnvRunners:
-    """``num_env_runners=0``: one `EnvRunner` in this process, sampling when asked.
+    """``num_env_runners=0``: one sampler in this process, sampling when asked.
 
     Its observation statistics are the shared ones: no merging is needed.
     """
@@ -112,45 +210,45 @@ class LocalEnvRunners:
     num_runners = 1
 
     def __init__(self, spec: EnvRunnerSpec) -> None:
-        self.spec = spec
-        self.runner = EnvRunner(
-            spec.env_id,
-            num_envs=spec.num_envs,
-            seed=spec.runner_seed(0),
-            normalize_obs=spec.normalize_observations,
-            env_kwargs=spec.env_kwargs,
-        )
-        self.observation_space = self.runner.observation_space
-        self.action_space = self.runner.action_space
-        self.module = RunnerModule(spec)
+        from learnerkit.rollouts.samplers import make_sampler
 
-    def set_weights(self, weights: Weights, version: int) -> None:
-        self.module.set_weights(weights, version)
+        self.spec = spec
+        self.sampler = make_sampler(spec, 0)
+        self.observation_space = getattr(self.sampler, "observation_space", None)
+        self.action_space = getattr(self.sampler, "action_space", None)
+
+    def set_weights(self, weights: ModuleWeights, version: int) -> None:
+        self.sampler.set_weights(weights, version)
+
+    def add_module(
+        self, module_id: str, module_spec: ModuleSpec, weights: Weights | None = None
+    ) -> None:
+        self.spec = spec_with_module(self.spec, module_id, module_spec)
+        self.sampler.add_module(module_id, module_spec, weights)
+
+    def remove_module(self, module_id: str) -> None:
+        self.spec = spec_with_module(self.spec, module_id, None)
+        self.sampler.remove_module(module_id)
+
+    def set_policy_mapping(self, mapping: PolicyMapping) -> None:
+        self.sampler.set_policy_mapping(mapping)
+        self.spec = attrs.evolve(self.spec, policy_mapping=mapping)
 
     def sample(self) -> list[Fragment]:
-        module = self.module
-        rollout = self.runner.sample(module.policy, module.value, self.spec.rollout_fragment_length)
-        self.runner.pop_obs_increment()  # the runner's own statistics are the shared ones
-        return [
-            Fragment(
-                rollout=rollout,
-                episodes=self.runner.pop_episode_stats(),
-                weights_version=module.version,
-                runner_index=0,
-            )
-        ]
+        fragment = self.sampler.sample(0)
+        return [attrs.evolve(fragment, obs_increment={})]  # its statistics are the shared ones
 
     def poll(self, timeout: float) -> list[Fragment]:
         return self.sample()
 
     def get_state(self) -> dict[str, Any]:
-        return self.runner.get_state()
+        return self.sampler.get_state()
 
     def set_state(self, state: Mapping[str, Any]) -> None:
-        self.runner.set_state(state)
+        self.sampler.set_state(state)
 
     def metrics(self) -> dict[str, Any]:
         return {}
 
     def close(self) -> None:
-        self.runner.close()
+        self.sampler.close()

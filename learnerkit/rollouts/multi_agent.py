@@ -1,0 +1,409 @@
+"""Multi-agent sampling: step several PettingZoo parallel envs, each agent acting with the
+module its policy mapping names, into per-module trajectories.
+
+PettingZoo agents come and go: an agent that terminates or is truncated leaves
+``env.agents`` and acts no more, one may join mid-episode, and the episode ends when no
+agent is left. So nothing here is a ``[T, N]`` grid with padding: each agent's steps in a
+fragment form one *segment*, stored row after row, and a segment ends where the agent's
+episode ended (terminated: no bootstrap; truncated: the value of its final observation) or
+where the fragment ended (the value of its current observation, as ``Rollout`` does for the
+last step). ``MultiAgentRollout.to_multi_agent_batch`` runs GAE over each segment with
+``compute_gae`` and returns a ``MultiAgentBatch`` keyed by module id.
+
+Observations are not normalised here (no running statistics per module): modules see the
+env's own observations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import numpy as np
+from gymnasium import spaces
+
+from learnerkit.batch import Columns, MultiAgentBatch, SampleBatch
+from learnerkit.errors import BatchError, ConfigError
+from learnerkit.rollouts.postprocessing import compute_gae
+
+__all__ = ["MultiAgentEnvRunner", "MultiAgentRollout"]
+
+Policy = Callable[[np.ndarray], Mapping[str, np.ndarray]]
+ValueFn = Callable[[np.ndarray], np.ndarray]
+
+# Per row of a module's segments. `segment_ends` marks a segment's last row: GAE stops
+# there and bootstraps from `next_values` (0 after a termination).
+_SAMPLED = (
+    Columns.OBS,
+    Columns.ACTIONS,
+    Columns.REWARDS,
+    Columns.TERMINATEDS,
+    Columns.TRUNCATEDS,
+    Columns.VF_PREDS,
+    Columns.ACTION_LOGP,
+    Columns.ACTION_DIST_INPUTS,
+    Columns.EPS_ID,
+    Columns.AGENT_INDEX,
+    Columns.T,
+)
+_POLICY_COLUMNS = (
+    Columns.ACTIONS,
+    Columns.ACTION_LOGP,
+    Columns.VF_PREDS,
+    Columns.ACTION_DIST_INPUTS,
+)
+
+
+@attrs.frozen(eq=False)
+class MultiAgentRollout:
+    """One fragment of ``num_steps`` env steps in ``num_envs`` envs, as rows per module.
+
+    ``modules[module_id]`` holds the sampled columns (``obs``, ``actions``, ``rewards``,
+    ``terminateds``, ``truncateds``, ``vf_preds``, ``action_logp``, ``action_dist_inputs``,
+    ``eps_id``, ``agent_index``, ``t``) plus ``next_values`` (V of the observation each
+    row reached, as the sampling module saw it) and ``segment_ends``. The rows of one
+    agent's segment are consecutive and in time order.
+    """
+
+    modules: Mapping[str, Mapping[str, np.ndarray]]
+    num_steps: int
+    num_envs: int
+
+    @property
+    def agent_steps(self) -> int:
+        return sum(len(columns[Columns.REWARDS]) for columns in self.modules.values())
+
+    def to_multi_agent_batch(self, *, gamma: float, lambda_: float) -> MultiAgentBatch:
+        """GAE per segment; a module that sampled no rows is left out."""
+        batches = {}
+        for module_id, columns in self.modules.items():
+            if len(columns[Columns.REWARDS]) == 0:
+                continue
+            advantages, value_targets = compute_gae(
+                columns[Columns.REWARDS][:, None],
+                columns[Columns.VF_PREDS][:, None],
+                columns["next_values"][:, None],
+                columns[Columns.TERMINATEDS][:, None],
+                # A segment cut by the fragment's end stops the recursion and bootstraps,
+                # exactly as a truncation does; the stored `truncateds` stays the env's.
+                (columns[Columns.TRUNCATEDS] | columns["segment_ends"])[:, None],
+                gamma=gamma,
+                lambda_=lambda_,
+            )
+            batches[module_id] = SampleBatch(
+                {
+                    **{name: columns[name] for name in _SAMPLED},
+                    Columns.ADVANTAGES: advantages[:, 0],
+                    Columns.VALUE_TARGETS: value_targets[:, 0],
+                }
+            )
+        return MultiAgentBatch(batches)
+
+    @staticmethod
+    def concat(rollouts: list[MultiAgentRollout]) -> MultiAgentRollout:
+        """Fragments of several runners as one: each module's rows one runner after the
+        other (segments stay whole)."""
+        if len(rollouts) == 1:
+            return rollouts[0]
+        module_ids = list(dict.fromkeys(m for r in rollouts for m in r.modules))
+        modules = {}
+        for module_id in module_ids:
+            parts = [r.modules[module_id] for r in rollouts if module_id in r.modules]
+            modules[module_id] = {
+                name: np.concatenate([p[name] for p in parts]) for name in parts[0]
+            }
+        return MultiAgentRollout(
+            modules=modules,
+            num_steps=rollouts[0].num_steps,
+            num_envs=sum(r.num_envs for r in rollouts),
+        )
+
+
+@attrs.define
+class _Segment:
+    """One agent's steps in the current fragment: row values in time order."""
+
+    module_id: str
+    agent_index: int
+    eps_id: int
+    rows: list[dict[str, Any]] = attrs.Factory(list)
+    bootstrap_obs: np.ndarray | None = None  # set when the segment ends by truncation
+
+
+@attrs.define
+class _Episode:
+    """What one env's running episode holds between steps."""
+
+    eps_id: int
+    obs: dict[str, np.ndarray] = attrs.Factory(dict)  # of the agents about to act
+    modules: dict[str, str] = attrs.Factory(dict)  # agent: module id, for this episode
+    returns: dict[str, float] = attrs.Factory(dict)
+    length: int = 0
+    segments: dict[str, _Segment] = attrs.Factory(dict)  # open segments, by agent
+
+
+class MultiAgentEnvRunner:
+    """Steps ``num_envs`` PettingZoo parallel envs (made by ``make_env``) together.
+
+    Each step, the observations of every live agent in every env are grouped by module and
+    each module's policy runs once on its group. The agent-to-module mapping is evaluated
+    when an agent first acts in an episode and holds until the episode ends.
+    """
+
+    def __init__(
+        self,
+        make_env: Callable[[], Any],
+        *,
+        num_envs: int,
+        mapping: Callable[[str], str],
+        seed: int | None = None,
+        env_name: str = "env",
+        episode_id_offset: int = 0,
+    ) -> None:
+        if num_envs < 1:
+            raise ConfigError(f"MultiAgentEnvRunner: num_envs must be >= 1, got {num_envs}")
+        self.env_name = env_name
+        self._envs = [make_env() for _ in range(num_envs)]
+        self.num_envs = num_envs
+        first = self._envs[0]
+        self.possible_agents = list(first.possible_agents)
+        self._agent_index = {agent: i for i, agent in enumerate(self.possible_agents)}
+        self.observation_spaces = {a: first.observation_space(a) for a in self.possible_agents}
+        self.action_spaces = {a: first.action_space(a) for a in self.possible_agents}
+        self._mapping = mapping
+        self._seed = seed
+        self._next_eps_id = episode_id_offset
+        self._episodes: list[_Episode | None] = [None] * num_envs  # None: reset before acting
+        self._episode_stats: list[tuple[float, int]] = []
+        self._agent_returns: list[dict[str, float]] = []
+        self.num_env_steps = 0
+        self._resets = 0
+
+    # Modules and mapping ------------------------------------------------------------------
+    def set_mapping(self, mapping: Callable[[str], str]) -> None:
+        """A new mapping, for episodes that start from now on: the running ones are
+        abandoned (their steps so far were bootstrapped at the fragment's end, as any
+        fragment's are), so no episode mixes two mappings."""
+        self._mapping = mapping
+        self.restart_episodes()
+
+    def restart_episodes(self) -> None:
+        """Reset every env before the next step; the running episodes are not reported."""
+        self._episodes = [None] * self.num_envs
+
+    def module_in_use(self, module_id: str) -> bool:
+        return any(e is not None and module_id in e.modules.values() for e in self._episodes)
+
+    # Sampling ---------------------------------------------------------------------------
+    def sample(
+        self, policies: Mapping[str, Policy], value_fns: Mapping[str, ValueFn], num_steps: int
+    ) -> MultiAgentRollout:
+        """Run ``num_steps`` steps of every env; ``policies`` and ``value_fns`` by module id
+        (a module no agent is mapped to is never called)."""
+        if num_steps < 1:
+            raise ConfigError(
+                f"MultiAgentEnvRunner.sample: num_steps must be >= 1, got {num_steps}"
+            )
+        finished: list[_Segment] = []
+        for _ in range(num_steps):
+            for i in range(self.num_envs):
+                if self._episodes[i] is None:
+                    self._reset(i)
+            acting = self._act(policies)
+            for i, env in enumerate(self._envs):
+                self._step(i, env, acting[i], finished)
+            self.num_env_steps += self.num_envs
+        # Still running: cut at the fragment's end, bootstrapped from the current obs.
+        open_segments = []
+        for episode in self._episodes:
+            if episode is None:
+                continue
+            for agent, segment in episode.segments.items():
+                segment.bootstrap_obs = episode.obs.get(agent)
+                open_segments.append(segment)
+            episode.segments = {}
+        return self._rollout(finished, open_segments, value_fns, num_steps)
+
+    def _reset(self, i: int) -> None:
+        seed = None if self._seed is None or self._resets >= self.num_envs else self._seed + i
+        self._resets += 1
+        obs, _ = self._envs[i].reset(seed=seed)
+        self._episodes[i] = _Episode(eps_id=self._next_eps_id, obs=self._observations(obs))
+        self._next_eps_id += 1
+
+    def _observations(self, obs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        return {a: np.asarray(o, dtype=np.float32) for a, o in obs.items()}
+
+    def _act(self, policies: Mapping[str, Policy]) -> list[dict[str, dict[str, Any]]]:
+        """Each live agent's policy outputs (one policy call per module), by env and agent."""
+        queries: dict[str, list[tuple[int, str]]] = {}
+        for i, (env, episode) in enumerate(zip(self._envs, self._episodes, strict=True)):
+            for agent in env.agents:
+                if agent not in episode.obs:
+                    raise BatchError(
+                        f"{self.env_name}: agent {agent!r} is in env.agents but got no "
+                        "observation from reset/step; a ParallelEnv must return one for every "
+                        "live agent"
+                    )
+                if agent not in episode.modules:
+                    episode.modules[agent] = self._module_for(agent, policies)
+                queries.setdefault(episode.modules[agent], []).append((i, agent))
+        acting: list[dict[str, dict[str, Any]]] = [{} for _ in self._envs]
+        for module_id, who in queries.items():
+            obs = np.stack([self._episodes[i].obs[agent] for i, agent in who])
+            out = policies[module_id](obs)
+            self._check_outputs(module_id, out, len(who))
+            for row, (i, agent) in enumerate(who):
+                acting[i][agent] = {name: out[name][row] for name in _POLICY_COLUMNS}
+        return acting
+
+    def _module_for(self, agent: str, policies: Mapping[str, Policy]) -> str:
+        module_id = self._mapping(agent)
+        if module_id not in policies:
+            raise ConfigError(
+                f"{self.env_name}: the policy mapping sent agent {agent!r} to module "
+                f"{module_id!r}, which this runner does not have (it has {sorted(policies)}): "
+                "add the module first (add_module on the env runners and the learner group), "
+                "or map the agent to one of those"
+            )
+        return module_id
+
+    def _check_outputs(self, module_id: str, out: Mapping[str, Any], rows: int) -> None:
+        missing = [name for name in _POLICY_COLUMNS if name not in out]
+        if missing:
+            raise BatchError(
+                f"{self.env_name}: module {module_id!r}'s policy returned {sorted(out)}; it must "
+                f"also return {missing}"
+            )
+        for name in _POLICY_COLUMNS:
+            if np.shape(out[name])[:1] != (rows,):
+                raise BatchError(
+                    f"{self.env_name}: module {module_id!r}'s {name!r} has shape "
+                    f"{np.shape(out[name])}; expected one row per agent, ({rows}, ...)"
+                )
+
+    def _step(
+        self, i: int, env: Any, acting: dict[str, dict[str, Any]], finished: list[_Segment]
+    ) -> None:
+        episode = self._episodes[i]
+        actions = {
+            agent: self._env_action(agent, out[Columns.ACTIONS]) for agent, out in acting.items()
+        }
+        obs, rewards, terminations, truncations, _ = env.step(actions)
+        obs = self._observations(obs)
+        for agent, reward in rewards.items():
+            episode.returns[agent] = episode.returns.get(agent, 0.0) + float(reward)
+        for agent, out in acting.items():
+            segment = episode.segments.get(agent)
+            if segment is None:
+                segment = episode.segments[agent] = _Segment(
+                    episode.modules[agent], self._agent_index.get(agent, -1), episode.eps_id
+                )
+            terminated = bool(terminations.get(agent, False))
+            truncated = bool(truncations.get(agent, False)) and not terminated
+            segment.rows.append(
+                {
+                    Columns.OBS: episode.obs[agent],
+                    **out,
+                    Columns.REWARDS: float(rewards.get(agent, 0.0)),
+                    Columns.TERMINATEDS: terminated,
+                    Columns.TRUNCATEDS: truncated,
+                    Columns.T: episode.length,
+                }
+            )
+            if terminated or truncated:
+                # A truncated agent's future is bootstrapped from its final observation
+                # (PettingZoo returns it with the step that truncated it).
+                segment.bootstrap_obs = obs.get(agent, episode.obs[agent]) if truncated else None
+                finished.append(episode.segments.pop(agent))
+        episode.length += 1
+        episode.obs = {agent: obs[agent] for agent in env.agents if agent in obs}
+        if not env.agents:
+            self._episode_stats.append((float(sum(episode.returns.values())), episode.length))
+            self._agent_returns.append(dict(episode.returns))
+            for segment in episode.segments.values():  # an env that ended without saying so
+                segment.bootstrap_obs = None
+                segment.rows[-1][Columns.TERMINATEDS] = True
+                finished.append(segment)
+            self._episodes[i] = None
+
+    def _env_action(self, agent: str, action: Any) -> Any:
+        space = self.action_spaces.get(agent)
+        if isinstance(space, spaces.Box):
+            return np.clip(action, space.low, space.high)  # stored unclipped, as EnvRunner
+        return int(action) if isinstance(space, spaces.Discrete) else action
+
+    def _rollout(
+        self,
+        finished: list[_Segment],
+        open_segments: list[_Segment],
+        value_fns: Mapping[str, ValueFn],
+        num_steps: int,
+    ) -> MultiAgentRollout:
+        """Flatten segments into rows per module, with one value call per module for the
+        bootstraps (truncated and fragment-end segments)."""
+        by_module: dict[str, list[_Segment]] = {}
+        for segment in finished + open_segments:
+            by_module.setdefault(segment.module_id, []).append(segment)
+        modules = {}
+        for module_id, segments in by_module.items():
+            boot = [s for s in segments if s.bootstrap_obs is not None]
+            values = (
+                np.asarray(value_fns[module_id](np.stack([s.bootstrap_obs for s in boot])))
+                if boot
+                else np.zeros(0)
+            )
+            value_of = {id(s): float(v) for s, v in zip(boot, values, strict=True)}
+            modules[module_id] = _flatten(segments, value_of)
+        return MultiAgentRollout(modules=modules, num_steps=num_steps, num_envs=self.num_envs)
+
+    # Statistics -------------------------------------------------------------------------
+    def pop_episode_stats(self) -> tuple[list[tuple[float, int]], list[dict[str, float]]]:
+        """(team return, length) of each episode completed since the last call, and each
+        one's return per agent (the team return is their sum)."""
+        stats, returns = self._episode_stats, self._agent_returns
+        self._episode_stats, self._agent_returns = [], []
+        return stats, returns
+
+    def close(self) -> None:
+        for env in self._envs:
+            env.close()
+
+
+def _flatten(segments: list[_Segment], value_of: Mapping[int, float]) -> dict[str, np.ndarray]:
+    rows = [row for s in segments for row in s.rows]
+    columns: dict[str, np.ndarray] = {}
+    for name in (Columns.OBS, *_POLICY_COLUMNS):
+        columns[name] = np.stack([row[name] for row in rows])
+    columns[Columns.ACTION_LOGP] = columns[Columns.ACTION_LOGP].astype(np.float32)
+    columns[Columns.VF_PREDS] = columns[Columns.VF_PREDS].astype(np.float32)
+    columns[Columns.ACTION_DIST_INPUTS] = columns[Columns.ACTION_DIST_INPUTS].astype(np.float32)
+    if columns[Columns.ACTIONS].dtype.kind == "f":
+        columns[Columns.ACTIONS] = columns[Columns.ACTIONS].astype(np.float32)
+    else:
+        columns[Columns.ACTIONS] = columns[Columns.ACTIONS].astype(np.int64)
+    columns[Columns.REWARDS] = np.array([r[Columns.REWARDS] for r in rows], dtype=np.float32)
+    columns[Columns.TERMINATEDS] = np.array([r[Columns.TERMINATEDS] for r in rows], dtype=bool)
+    columns[Columns.TRUNCATEDS] = np.array([r[Columns.TRUNCATEDS] for r in rows], dtype=bool)
+    columns[Columns.T] = np.array([r[Columns.T] for r in rows], dtype=np.int64)
+    columns[Columns.EPS_ID] = np.concatenate(
+        [np.full(len(s.rows), s.eps_id, dtype=np.int64) for s in segments]
+    )
+    columns[Columns.AGENT_INDEX] = np.concatenate(
+        [np.full(len(s.rows), s.agent_index, dtype=np.int64) for s in segments]
+    )
+    # V of the observation each row reached: the next row's prediction inside a segment;
+    # at its end 0 (terminated) or the bootstrap value (truncated, or cut by the fragment).
+    next_values = np.empty(len(rows), dtype=np.float32)
+    segment_ends = np.zeros(len(rows), dtype=bool)
+    start = 0
+    for s in segments:
+        stop = start + len(s.rows)
+        next_values[start : stop - 1] = columns[Columns.VF_PREDS][start + 1 : stop]
+        next_values[stop - 1] = value_of.get(id(s), 0.0)
+        segment_ends[stop - 1] = True
+        start = stop
+    columns["next_values"] = next_values
+    columns["segment_ends"] = segment_ends
+    return columns
