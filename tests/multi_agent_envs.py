@@ -126,3 +126,47 @@ def scripted() -> ScriptedEnv:
 
 def not_parallel():
     return object()
+
+
+class RepeatedPennies(ParallelEnv):
+    """Matching pennies for ``max_steps`` rounds, zero-sum: "player_0" scores 1 when the
+    coins match, "player_1" when they differ. Each sees the last round's two coins and the
+    time left. For self-play examples."""
+
+    metadata: ClassVar[dict] = {"name": "pennies_v0"}
+
+    def __init__(self, max_steps: int = 8) -> None:
+        self.possible_agents = ["player_0", "player_1"]
+        self.max_steps = max_steps
+
+    def observation_space(self, agent):
+        return spaces.Box(0.0, 1.0, (5,), np.float32)
+
+    def action_space(self, agent):
+        return spaces.Discrete(2)
+
+    def _obs(self, last):
+        obs = np.zeros(5, np.float32)
+        if last is not None:
+            obs[last[0]] = obs[2 + last[1]] = 1.0
+        obs[4] = 1.0 - self.t / self.max_steps
+        return {a: obs.copy() for a in self.possible_agents}
+
+    def reset(self, seed=None, options=None):
+        self.agents, self.t = list(self.possible_agents), 0
+        return self._obs(None), {a: {} for a in self.agents}
+
+    def step(self, actions):
+        coins = (int(actions["player_0"]), int(actions["player_1"]))
+        match = float(coins[0] == coins[1])
+        self.t += 1
+        rewards = {"player_0": match, "player_1": 1.0 - match}
+        done = self.t >= self.max_steps
+        obs = self._obs(coins)
+        self.agents = [] if done else list(self.possible_agents)
+        flags = {a: done for a in self.possible_agents}
+        return obs, rewards, {a: False for a in flags}, flags, {a: {} for a in flags}
+
+
+def pennies() -> RepeatedPennies:
+    return RepeatedPennies()
