@@ -83,21 +83,14 @@ class TFOps:
         return tf.random.normal(tf.shape(x), dtype=x.dtype)
 
     def adam(self, module, learning_rate, eps=1e-8, parameters=None):
-        variables = list(module.trainable_variables if parameters is None else parameters)
-        # Next to the weights (a variable's device string is a valid device scope), and built
-        # now: a learner that has not stepped yet can then load a saved optimizer state.
-        first = variables[0] if variables else None
-        # A Keras variable keeps its tf.Variable (which knows its device) in ``.value``.
-        device = getattr(first, "device", None) or getattr(
-            getattr(first, "value", None), "device", None
+        return _built(
+            module,
+            parameters,
+            lambda: keras.optimizers.Adam(learning_rate=learning_rate, epsilon=eps),
         )
-        with tf.device(device if isinstance(device, str) else None):
-            optimizer = keras.optimizers.Adam(learning_rate=learning_rate, epsilon=eps)
-            optimizer.build(variables)
-        # Keras keeps the variables an optimizer was built for privately: remember them, so
-        # a module with several optimizers can be checked and stepped per optimizer.
-        OPTIMIZER_VARIABLES[optimizer] = variables
-        return optimizer
+
+    def sgd(self, module, learning_rate, parameters=None):
+        return _built(module, parameters, lambda: keras.optimizers.SGD(learning_rate=learning_rate))
 
     def set_learning_rate(self, optimizer, learning_rate):
         # A variable in Keras 3: assigning it changes the rate without retracing the step.
@@ -114,3 +107,22 @@ class TFOps:
 
 
 TF_OPS = TFOps()
+
+
+def _built(module, parameters, make):
+    """``make()``'s optimizer, built for the module's variables (or ``parameters``) now, so a
+    learner that has not stepped yet can load a saved optimizer state."""
+    variables = list(module.trainable_variables if parameters is None else parameters)
+    # Next to the weights (a variable's device string is a valid device scope).
+    first = variables[0] if variables else None
+    # A Keras variable keeps its tf.Variable (which knows its device) in ``.value``.
+    device = getattr(first, "device", None) or getattr(
+        getattr(first, "value", None), "device", None
+    )
+    with tf.device(device if isinstance(device, str) else None):
+        optimizer = make()
+        optimizer.build(variables)
+    # Keras keeps the variables an optimizer was built for privately: remember them, so
+    # a module with several optimizers can be checked and stepped per optimizer.
+    OPTIMIZER_VARIABLES[optimizer] = variables
+    return optimizer

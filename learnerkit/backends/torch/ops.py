@@ -79,6 +79,10 @@ class TorchOps:
         # tensor: 1.8x faster steps for small MLPs on CPU.
         return torch.optim.Adam(params, lr=learning_rate, eps=eps, fused=True)
 
+    def sgd(self, module, learning_rate, parameters=None):
+        params = list(module.parameters() if parameters is None else parameters)
+        return torch.optim.SGD(params, lr=learning_rate)
+
     def set_learning_rate(self, optimizer, learning_rate):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate
