@@ -1,0 +1,62 @@
+"""RayEnvRunners on a PettingZoo env: fragments of per-module rows from every actor, and
+module changes (add, mapping, remove) queued to the actors and kept for a restarted one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import ray
+from conftest import TWO_ACTIONS
+from gymnasium import spaces
+
+from learnerkit import ConfigError, ModuleSpec
+from learnerkit.distributed.env_runners import RayEnvRunners
+from learnerkit.rollouts.runners import EnvRunnerSpec, RunnerModule, on_policy_batch
+
+pytestmark = pytest.mark.ray
+
+OBS = spaces.Box(0.0, 1.0, (3,), np.float32)
+
+
+def test_ray_runners_sample_per_module_and_follow_module_changes():
+    assert not ray.is_initialized()
+    spec = EnvRunnerSpec(
+        env_id="pettingzoo:multi_agent_envs:coordination",
+        framework="torch",
+        module_spec={"a": ModuleSpec(OBS, TWO_ACTIONS), "b": ModuleSpec(OBS, TWO_ACTIONS)},
+        num_envs=2,
+        rollout_fragment_length=16,
+        policy_mapping="per_agent",
+    )
+    runners = RayEnvRunners(spec, num_runners=2, num_cpus_per_runner=0.5, max_restarts=1)
+    try:
+        fragments = runners.sample()
+        assert [f.runner_index for f in fragments] == [0, 1]
+        batch = on_policy_batch(fragments, gamma=0.99, lambda_=0.95)
+        assert sorted(batch) == ["a", "b"] and batch["a"].count == 2 * 2 * 16
+        ids = batch["a"]["eps_id"]
+        assert len(set(ids[:32]) & set(ids[32:])) == 0  # episode ids unique over runners
+
+        # A frozen opponent "c", with weights of its own, now plays "b".
+        other = RunnerModule("torch", ModuleSpec(OBS, TWO_ACTIONS), seed=7)
+        runners.add_module("c", ModuleSpec(OBS, TWO_ACTIONS), other.get_weights())
+        runners.set_policy_mapping({"a": "a", "b": "c"})
+        batch = on_policy_batch(runners.sample(), gamma=0.99, lambda_=0.95)
+        assert sorted(batch) == ["a", "c"]
+        obs = np.array(batch["c"]["obs"])
+        np.testing.assert_allclose(batch["c"]["vf_preds"], other.value(obs), atol=1e-5)
+
+        # A runner restarted after its actor died is built with "c" and the new mapping.
+        ray.kill(runners.actors[1])
+        batch = on_policy_batch(runners.sample(), gamma=0.99, lambda_=0.95)
+        assert runners.metrics()["env_runner_restarts"] == 1
+        assert sorted(batch) == ["a", "c"] and batch["c"].count > 0
+
+        runners.set_policy_mapping("per_agent")
+        runners.remove_module("c")
+        assert sorted(on_policy_batch(runners.sample(), gamma=0.99, lambda_=0.95)) == ["a", "b"]
+        with pytest.raises(ConfigError, match=r"modules \['c'\], which the env runners do not"):
+            runners.set_weights({"c": other.get_weights()}, 3)
+    finally:
+        runners.close()
+        ray.shutdown()
