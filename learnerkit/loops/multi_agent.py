@@ -52,6 +52,38 @@ def mapped_module_specs(
     }
 
 
+def multi_agent_modules(
+    env_id: str,
+    mapping: PolicyMapping,
+    model_config: Mapping[str, Any],
+    saved_state: Mapping[str, Any],
+) -> tuple[dict[str, ModuleSpec], PolicyMapping, dict[str, Any]]:
+    """The modules a run builds, its policy mapping, and the modules a resumed run's
+    checkpoint describes (``saved_state``: its trainer state; empty for a new run). A
+    resumed run continues with the checkpoint's mapping and modules (self-play snapshots
+    included), unless its mapping was a callable, which is passed again."""
+    described = dict(saved_state.get("modules", {}))
+    if saved_state.get("policy_mapping") is not None:
+        mapping = saved_state["policy_mapping"]
+    specs = mapped_module_specs(env_id, mapping, model_config)
+    specs.update(rebuild_module_specs(env_id, described))
+    return specs, mapping, described
+
+
+def module_state(
+    env_id: str, group: LearnerGroup, runners: EnvRunners, agent_returns: AgentReturns
+) -> dict[str, Any]:
+    """What a multi-agent checkpoint adds to the trainer state: the current mapping and
+    modules (they may have changed since the run began), and each agent's returns."""
+    return {
+        "policy_mapping": saved_mapping(runners.spec.policy_mapping),
+        "modules": describe_modules(
+            group.spec.module_specs, agent_spaces(env_id), group.modules_to_train
+        ),
+        "agent_returns": agent_returns.get_state(),
+    }
+
+
 def saved_mapping(mapping: PolicyMapping) -> str | dict[str, str] | None:
     """The mapping as JSON (None for a callable, which cannot be saved)."""
     if callable(mapping):

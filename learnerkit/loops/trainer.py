@@ -50,10 +50,8 @@ from learnerkit.loops.contract import (
 from learnerkit.loops.multi_agent import (
     AgentReturns,
     ModuleControl,
-    agent_spaces,
-    describe_modules,
-    mapped_module_specs,
-    rebuild_module_specs,
+    module_state,
+    multi_agent_modules,
     saved_mapping,
 )
 from learnerkit.rollouts.env_runner import EnvRunner
@@ -142,28 +140,8 @@ def _environment(info: Any, loop_cls: Any, config: TrainConfig) -> tuple[str, An
                 f"samples gymnasium envs only; the PettingZoo env {env_id!r} trains with the "
                 "'on_policy' loop (e.g. ppo)"
             )
-        return env_id, None, None  # spaces per module: see _module_specs
+        return env_id, None, None  # spaces per module: see multi_agent_modules
     return (env_id, *probe_spaces(env_id))
-
-
-def _module_specs(
-    config: TrainConfig, model_config: dict[str, Any], observation_space: Any, action_space: Any
-) -> tuple[ModuleSpec | dict[str, ModuleSpec], Any, dict[str, Any]]:
-    """The modules to build, the policy mapping, and (resuming a multi-agent run) the
-    modules its checkpoint holds as described there."""
-    if not is_pettingzoo(config.env_id):
-        spec = ModuleSpec(observation_space, action_space, model_config=model_config)
-        return spec, "shared", {}
-    mapping, described = config.policy_mapping, {}
-    if config.resume:
-        state = read_trainer_state(Path(config.resume))
-        saved = state.get("policy_mapping")
-        mapping = mapping if saved is None else saved
-        described = state.get("modules", {})
-    specs = mapped_module_specs(config.env_id, mapping, model_config)
-    # Modules added while training (self-play snapshots) are in the checkpoint too.
-    specs.update(rebuild_module_specs(config.env_id, described))
-    return specs, mapping, described
 
 
 class Trainer:
@@ -184,9 +162,15 @@ class Trainer:
         self.config = config
         self.hps, self.model_config, self.stop_reward, given_stop = _resolve(config, self.algorithm)
         ray_address = config.ray_address or os.environ.get("RAY_ADDRESS")
-        module_spec, mapping, described = _module_specs(
-            config, self.model_config, observation_space, action_space
-        )
+        if is_pettingzoo(env_id):
+            saved = read_trainer_state(Path(config.resume)) if config.resume else {}
+            module_spec, mapping, described = multi_agent_modules(
+                env_id, config.policy_mapping, self.model_config, saved
+            )
+        else:
+            model = self.model_config
+            module_spec = ModuleSpec(observation_space, action_space, model_config=model)
+            mapping, described = "shared", {}
         frozen = sorted(m for m, d in described.items() if not d.get("train", True))
         self.multi_agent = is_pettingzoo(env_id)
         self.policy_mapping = mapping
@@ -263,20 +247,6 @@ class Trainer:
             metadata["policy_mapping"] = saved_mapping(self.config.policy_mapping)
         return metadata
 
-    def _module_state(self) -> dict[str, Any]:
-        """Multi-agent: the current mapping and modules, as resume and evaluation rebuild
-        them (the modules may have changed since the run began)."""
-        if not self.multi_agent:
-            return {}
-        spec = self.group.spec
-        return {
-            "policy_mapping": saved_mapping(self.runners.spec.policy_mapping),
-            "modules": describe_modules(
-                spec.module_specs, agent_spaces(self.config.env_id), self.group.modules_to_train
-            ),
-            "agent_returns": self.agent_returns.get_state(),
-        }
-
     def save_checkpoint(self) -> Path:
         path = self.out.dir / CHECKPOINT_DIR
         self.group.save_state(path)
@@ -292,7 +262,11 @@ class Trainer:
                 for k, v in (self.runners.get_state() if self.runners else {}).items()
             },
             "loop": self.loop.get_state(),
-            **self._module_state(),
+            **(
+                module_state(self.config.env_id, self.group, self.runners, self.agent_returns)
+                if self.multi_agent
+                else {}
+            ),
         }
         write_json_atomic(path / TRAINER_STATE_FILE, trainer_state)
         write_json_atomic(path / RUN_FILE, self.run_metadata())
