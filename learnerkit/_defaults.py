@@ -7,9 +7,13 @@ their keys are the ones the algorithm and extra plugins override.
 
 from __future__ import annotations
 
-from learnerkit._learner_modules import DEFAULT_OPTIMIZER, scaled_learning_rate
+import math
+
 from learnerkit.hookspecs import hookimpl
 from learnerkit.specs import schedule_value
+
+# The name of a module's optimizer when configure_optimizers returns a lone one.
+DEFAULT_OPTIMIZER = "default"
 
 
 @hookimpl
@@ -47,3 +51,12 @@ def learning_rates(learner, module_id) -> dict[str, float]:
     if len(rates) == 1:
         return {"learning_rate": first}
     return {"learning_rate": first, **{f"learning_rate_{n}": r for n, r in rates.items()}}
+
+
+def scaled_learning_rate(base: float, initial: float, scheduled: float) -> float:
+    """An optimizer's learning rate under ``lr_schedule``: the schedule's value times the
+    optimizer's initial rate over ``learning_rate`` (1 for the default optimizer, whose rate
+    is ``learning_rate``; a value-function optimizer built at 10x keeps 10x)."""
+    if math.isclose(initial, base, rel_tol=1e-6):
+        return scheduled
+    return scheduled * initial / base

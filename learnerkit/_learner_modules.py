@@ -6,16 +6,40 @@ exactly as one given at the start).
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import pluggy
+
+from learnerkit import _defaults
+from learnerkit._defaults import DEFAULT_OPTIMIZER
+from learnerkit._plugins import new_plugin_manager
 from learnerkit.errors import PluginError
 
 if TYPE_CHECKING:
+    from learnerkit._plugins import Algorithm
     from learnerkit.learner import Learner
+    from learnerkit.specs import LearnerSpec
 
-DEFAULT_OPTIMIZER = "default"
+
+def make_plugin_manager(spec: LearnerSpec, algorithm: Algorithm) -> pluggy.PluginManager:
+    """A plugin manager for one Learner: the host defaults, the spec's extra plugins, and
+    its one algorithm (installed algorithms never answer each other's hooks)."""
+    pm = new_plugin_manager()
+    # Registration order sets call order (last registered is called first): defaults,
+    # then extras, then the algorithm, whose compute_loss therefore always wins.
+    pm.register(_defaults, name="learnerkit-defaults")
+    for plugin in spec.extra_plugins:
+        try:
+            pm.register(plugin)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"extra plugin {plugin!r} breaks the plugin contract: {exc}") from exc
+    pm.register(algorithm.plugin, name=f"algorithm-{algorithm.name}")
+    try:
+        pm.check_pending()  # a misspelt hook name in an extra plugin
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"an extra plugin breaks the plugin contract: {exc}") from exc
+    return pm
 
 
 def build_module(learner: Learner, module_id: str) -> None:
@@ -109,10 +133,30 @@ def named_optimizers(learner: Learner, module_id: str, configured: Any) -> dict[
     return optimizers
 
 
-def scaled_learning_rate(base: float, initial: float, scheduled: float) -> float:
-    """An optimizer's learning rate under ``lr_schedule``: the schedule's value times the
-    optimizer's initial rate over ``learning_rate`` (1 for the default optimizer, whose rate
-    is ``learning_rate``; a value-function optimizer built at 10x keeps 10x)."""
-    if math.isclose(initial, base, rel_tol=1e-6):
-        return scheduled
-    return scheduled * initial / base
+def loss_fn(learner: Learner, module_id: str) -> Callable[..., Mapping[str, Any]]:
+    """The loss a train step calls: the algorithm's ``compute_loss`` for one module."""
+    hps = learner.hyperparameters_for(module_id)
+
+    def loss_fn(batch, fwd_out, state):
+        learner._loss_state[module_id] = state
+        try:
+            out = learner.compute_loss_for_module(
+                module_id=module_id, hps=hps, batch=batch, fwd_out=fwd_out
+            )
+        finally:
+            # Outside a train step, compute_loss_for_module reads the algorithm state.
+            del learner._loss_state[module_id]
+        if out is None:
+            raise PluginError(
+                f"compute_loss of plugin {learner.algorithm.name!r} returned no total loss"
+            )
+        if not isinstance(out, Mapping):  # a bare loss, as in RLlib's examples
+            return {"total_loss": out}
+        if "total_loss" not in out:
+            raise PluginError(
+                f"compute_loss of plugin {learner.algorithm.name!r} returned {sorted(out)} "
+                "without 'total_loss'"
+            )
+        return out
+
+    return loss_fn

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from learnerkit._learner_modules import DEFAULT_OPTIMIZER
+from learnerkit._defaults import DEFAULT_OPTIMIZER
 from learnerkit.errors import CheckpointError
 
 if TYPE_CHECKING:

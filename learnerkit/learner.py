@@ -13,13 +13,12 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 import attrs
-import pluggy
 
-from learnerkit import _checkpoint, _defaults, _finite, _learner_modules, _learner_state
-from learnerkit._plugins import get_algorithm, new_plugin_manager
+from learnerkit import _checkpoint, _learner_modules, _learner_state, _minibatches
+from learnerkit._plugins import get_algorithm
 from learnerkit.backends import make_backend
 from learnerkit.batch import MultiAgentBatch, as_multi_agent_batch
-from learnerkit.errors import BatchError, LearnerkitError, PluginError
+from learnerkit.errors import LearnerkitError, PluginError
 from learnerkit.specs import Hyperparameters, LearnerSpec, ModuleSpec
 from learnerkit.target_networks import TargetNetworks
 
@@ -77,7 +76,7 @@ class Learner:
         if self._built:
             return
         self.backend = make_backend(self.spec.framework, self._device)
-        self._plugin_manager = self._make_plugin_manager()
+        self._plugin_manager = _learner_modules.make_plugin_manager(self.spec, self.algorithm)
         self.hooks = self._plugin_manager.hook
         self._modules: dict[ModuleID, Any] = {}
         self._optimizers: dict[ModuleID, dict[str, Any]] = {}
@@ -135,25 +134,6 @@ class Learner:
     def _module_removed(self, module_id: ModuleID) -> None:
         """Unwire a module before it is dropped."""
 
-    def _make_plugin_manager(self) -> pluggy.PluginManager:
-        pm = new_plugin_manager()
-        # Registration order sets call order (last registered is called first): defaults,
-        # then extras, then the algorithm, whose compute_loss therefore always wins.
-        pm.register(_defaults, name="learnerkit-defaults")
-        for plugin in self.spec.extra_plugins:
-            try:
-                pm.register(plugin)
-            except pluggy.PluginValidationError as exc:
-                raise PluginError(
-                    f"extra plugin {plugin!r} breaks the plugin contract: {exc}"
-                ) from exc
-        pm.register(self.algorithm.plugin, name=f"algorithm-{self.algorithm.name}")
-        try:
-            pm.check_pending()  # a misspelt hook name in an extra plugin
-        except pluggy.PluginValidationError as exc:
-            raise PluginError(f"an extra plugin breaks the plugin contract: {exc}") from exc
-        return pm
-
     def _training_forward(self, module_id: ModuleID) -> Any:
         """The callable that runs the training forward pass (a DDP wrapper when distributed)."""
         return self._modules[module_id]
@@ -177,31 +157,7 @@ class Learner:
         return {}
 
     def _loss_fn(self, module_id: ModuleID):
-        hps = self.hyperparameters_for(module_id)
-
-        def loss_fn(batch, fwd_out, state):
-            self._loss_state[module_id] = state
-            try:
-                out = self.compute_loss_for_module(
-                    module_id=module_id, hps=hps, batch=batch, fwd_out=fwd_out
-                )
-            finally:
-                # Outside a train step, compute_loss_for_module reads the algorithm state.
-                del self._loss_state[module_id]
-            if out is None:
-                raise PluginError(
-                    f"compute_loss of plugin {self.algorithm.name!r} returned no total loss"
-                )
-            if not isinstance(out, Mapping):  # a bare loss, as in RLlib's examples
-                return {"total_loss": out}
-            if "total_loss" not in out:
-                raise PluginError(
-                    f"compute_loss of plugin {self.algorithm.name!r} returned {sorted(out)} "
-                    "without 'total_loss'"
-                )
-            return out
-
-        return loss_fn
+        return _learner_modules.loss_fn(self, module_id)
 
     def _require_built(self) -> None:
         if not self._built:
@@ -320,78 +276,15 @@ class Learner:
         return MultiAgentBatch({mid: b for mid, b in batch.items() if mid not in frozen})
 
     def _update_module(self, module_id, module_batch, minibatch_size, num_epochs, shuffle, seq_len):
-        n = module_batch.count
-        size = minibatch_size or n
-        tensors = self.backend.to_tensors(module_batch)
-        state = self.backend.state_for_step(self._algorithm_state[module_id])
-        step = self._train_steps[module_id]
-        non_finite = self.hyperparameters_for(module_id).non_finite
-        raising = non_finite == "raise"
-        steps, halted = [], False
-        for indices in self._minibatch_indices(n, size, num_epochs, shuffle, seq_len):
-            stats = step(tensors, indices, state, halted)
-            steps.append(stats)
-            if raising:
-                # Under "raise", once a step is not applied no later step of this update is:
-                # torch knows at once (a python bool) and stops; TF gets the flag as a tensor
-                # for its next step, without a host sync.
-                halted = stats["skipped"]
-                if halted is True:
-                    break
-        keys, table = self.backend.metrics_table(steps)
-        return _finite.summarize(
-            keys,
-            table,
-            module_id=module_id,
-            policy=non_finite,
-            steps_per_epoch=-(-n // size),
-            batch=module_batch,
+        return _minibatches.train_module(
+            self, module_id, module_batch, minibatch_size, num_epochs, shuffle, seq_len
         )
-
-    def _minibatch_indices(self, n, size, num_epochs, shuffle, seq_len):
-        for _ in range(num_epochs):
-            order = self._row_order(n, shuffle, seq_len)
-            for start in range(0, n, size):
-                yield order[start : start + size]
-
-    def _row_order(self, n: int, shuffle: bool, seq_len: int) -> Any:
-        """The rows of one epoch: shuffled whole sequences of ``seq_len`` rows."""
-        if not shuffle:
-            return self.backend.arange(n)
-        if seq_len == 1:
-            return self.backend.permutation(n, self._generator)
-        starts = self.backend.permutation(n // seq_len, self._generator)[:, None] * seq_len
-        return (starts + self.backend.arange(seq_len)).reshape(-1)
 
     def validate_batch(self, batch: MultiAgentBatch, *, sequence_length: int | None = None) -> None:
         """Raise a BatchError if ``batch`` does not fit this learner's modules and algorithm
         (or, with ``sequence_length``, is not made of whole sequences), and a NonFiniteError
         if it holds NaN or inf values (unless ``Hyperparameters.non_finite`` is ``"skip"``)."""
-        specs = self.spec.module_specs
-        for module_id, module_batch in batch.items():
-            if module_id not in specs:
-                raise BatchError(
-                    f"batch has module id {module_id!r}, but this learner trains {sorted(specs)}"
-                )
-            if module_batch.count == 0:
-                raise BatchError(f"batch for module {module_id!r} is empty")
-            if sequence_length is not None and module_batch.count % sequence_length:
-                raise BatchError(
-                    f"batch for module {module_id!r} has {module_batch.count} rows, not a "
-                    f"multiple of sequence_length={sequence_length}: it must be made of whole "
-                    "sequences (fragments) of that many consecutive rows"
-                )
-            module_batch.check_columns(
-                self.algorithm.required_columns, module_id=module_id, algorithm=self.algorithm.name
-            )
-            module_batch.check_spaces(
-                module_id=module_id,
-                observation_space=specs[module_id].observation_space,
-                action_space=specs[module_id].action_space,
-            )
-            module_batch.check_dtypes(self.algorithm.required_columns, module_id=module_id)
-            if self.hyperparameters_for(module_id).non_finite == "raise":
-                _finite.check_batch(module_batch, module_id)
+        _minibatches.validate_batch(self, batch, sequence_length)
 
     def additional_update(self, *, timestep: int = 0, **kwargs: Any) -> dict[ModuleID, dict]:
         """Run non-gradient updates (schedules, adaptive coefficients, target networks) for

@@ -1,0 +1,105 @@
+"""One module's share of ``Learner.update``: the minibatch schedule (epochs of shuffled whole
+sequences) and the train step run over it, turned into that module's metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from learnerkit import _finite
+from learnerkit.batch import MultiAgentBatch, SampleBatch
+from learnerkit.errors import BatchError
+
+if TYPE_CHECKING:
+    from learnerkit.learner import Learner
+
+
+def train_module(
+    learner: Learner,
+    module_id: str,
+    module_batch: SampleBatch,
+    minibatch_size: int | None,
+    num_epochs: int,
+    shuffle: bool,
+    seq_len: int,
+) -> dict[str, float]:
+    """Run ``num_epochs`` passes of minibatch steps of one module; its metrics."""
+    backend = learner.backend
+    n = module_batch.count
+    size = minibatch_size or n
+    tensors = backend.to_tensors(module_batch)
+    state = backend.state_for_step(learner.algorithm_state(module_id))
+    step = learner._train_steps[module_id]
+    non_finite = learner.hyperparameters_for(module_id).non_finite
+    raising = non_finite == "raise"
+    steps, halted = [], False
+    for indices in minibatch_indices(learner, n, size, num_epochs, shuffle, seq_len):
+        stats = step(tensors, indices, state, halted)
+        steps.append(stats)
+        if raising:
+            # Under "raise", once a step is not applied no later step of this update is:
+            # torch knows at once (a python bool) and stops; TF gets the flag as a tensor
+            # for its next step, without a host sync.
+            halted = stats["skipped"]
+            if halted is True:
+                break
+    keys, table = backend.metrics_table(steps)
+    return _finite.summarize(
+        keys,
+        table,
+        module_id=module_id,
+        policy=non_finite,
+        steps_per_epoch=-(-n // size),
+        batch=module_batch,
+    )
+
+
+def minibatch_indices(
+    learner: Learner, n: int, size: int, num_epochs: int, shuffle: bool, seq_len: int
+) -> Iterator[Any]:
+    for _ in range(num_epochs):
+        order = row_order(learner, n, shuffle, seq_len)
+        for start in range(0, n, size):
+            yield order[start : start + size]
+
+
+def row_order(learner: Learner, n: int, shuffle: bool, seq_len: int) -> Any:
+    """The rows of one epoch: shuffled whole sequences of ``seq_len`` rows."""
+    backend, generator = learner.backend, learner._generator
+    if not shuffle:
+        return backend.arange(n)
+    if seq_len == 1:
+        return backend.permutation(n, generator)
+    starts = backend.permutation(n // seq_len, generator)[:, None] * seq_len
+    return (starts + backend.arange(seq_len)).reshape(-1)
+
+
+def validate_batch(learner: Learner, batch: MultiAgentBatch, sequence_length: int | None) -> None:
+    """``Learner.validate_batch``."""
+    specs = learner.spec.module_specs
+    for module_id, module_batch in batch.items():
+        if module_id not in specs:
+            raise BatchError(
+                f"batch has module id {module_id!r}, but this learner trains {sorted(specs)}"
+            )
+        if module_batch.count == 0:
+            raise BatchError(f"batch for module {module_id!r} is empty")
+        if sequence_length is not None and module_batch.count % sequence_length:
+            raise BatchError(
+                f"batch for module {module_id!r} has {module_batch.count} rows, not a "
+                f"multiple of sequence_length={sequence_length}: it must be made of whole "
+                "sequences (fragments) of that many consecutive rows"
+            )
+        module_batch.check_columns(
+            learner.algorithm.required_columns,
+            module_id=module_id,
+            algorithm=learner.algorithm.name,
+        )
+        module_batch.check_spaces(
+            module_id=module_id,
+            observation_space=specs[module_id].observation_space,
+            action_space=specs[module_id].action_space,
+        )
+        module_batch.check_dtypes(learner.algorithm.required_columns, module_id=module_id)
+        if learner.hyperparameters_for(module_id).non_finite == "raise":
+            _finite.check_batch(module_batch, module_id)
