@@ -4,7 +4,9 @@ learnerkit PPO (its defaults) against Stable-Baselines3 PPO (rl-baselines3-zoo's
 CartPole-v1 settings) and, where it is installed, RLlib PPO (new API stack), in the same
 run on the same machine. Each contender runs in a fresh subprocess, so wall time includes
 interpreter and library start-up; peak memory is the child's max RSS (for RLlib, only the
-driver process: its Ray workers are separate processes).
+driver process: its Ray workers are separate processes). For learnerkit each run also says
+where its time went: start-up and exit (interpreter, imports, building; the curve and the
+summary at the end), sampling, learning (``Learner.update``), and the rest of the loop.
 
     python bench/ppo_cartpole.py [--seeds 0 1 2] [--budget 150000] [--skip-rllib]
 """
@@ -21,12 +23,16 @@ import time
 TARGET = 475.0
 
 LEARNERKIT = """
-import json, sys
+import csv, json, sys
 from learnerkit.loops import TrainConfig, train
 s = train(TrainConfig(seed={seed}, stop_reward={target}, stop_timesteps={budget},
                       out_dir={out!r}, progress=False))
+with open({out!r} + "/metrics.csv", newline="") as f:
+    rows = list(csv.DictReader(f))
 print("RESULT", json.dumps({{"steps": s.timesteps_total, "reached": s.reached_stop_reward,
-                             "return": s.episode_return_mean}}))
+                             "return": s.episode_return_mean, "loop_s": s.wall_seconds,
+                             "sample_s": sum(float(r["sample_time_s"]) for r in rows),
+                             "learn_s": sum(float(r["learn_time_s"]) for r in rows)}}))
 """
 
 SB3 = """
@@ -144,10 +150,18 @@ def main() -> None:
         if "error" in result:
             print(f"{name:<10} seed {seed}: failed: {result['error']}", flush=True)
         else:
+            split = ""
+            if "loop_s" in result:  # where learnerkit's time went
+                rest = result["loop_s"] - result["sample_s"] - result["learn_s"]
+                split = (
+                    f" (start-up and exit {result['wall'] - result['loop_s']:.1f} s, sampling "
+                    f"{result['sample_s']:.1f} s, learning {result['learn_s']:.1f} s, rest "
+                    f"{rest:.1f} s)"
+                )
             print(
                 f"{name:<10} seed {seed}: {'reached' if result['reached'] else 'MISSED '} "
                 f"{TARGET:g} after {result['steps']:>7} steps, {result['wall']:6.1f} s wall, "
-                f"peak {result['peak_mb']:.0f} MB",
+                f"peak {result['peak_mb']:.0f} MB{split}",
                 flush=True,
             )
 
