@@ -49,7 +49,7 @@ from learnerkit.specs import (
 )
 
 if TYPE_CHECKING:
-    from learnerkit.batch import MultiAgentBatch, SampleBatch
+    from learnerkit.batch import MultiAgentBatch, SampleBatch, ShardedBatch
     from learnerkit.learner import Learner
     from learnerkit.learner_group import LearnerGroup
 
@@ -58,6 +58,7 @@ _LAZY = {
     "LearnerGroup": "learnerkit.learner_group",
     "MultiAgentBatch": "learnerkit.batch",
     "SampleBatch": "learnerkit.batch",
+    "ShardedBatch": "learnerkit.batch",
 }
 
 
@@ -98,6 +99,7 @@ __all__ = [
     "PluginError",
     "PluginInfo",
     "SampleBatch",
+    "ShardedBatch",
     "SamplingSettings",
     "ScalingConfig",
     "UnknownAlgorithmError",

@@ -5,6 +5,8 @@ Column names follow RLlib's, so data and habits carry over.
 
 from __future__ import annotations
 
+import abc
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -258,6 +260,47 @@ class MultiAgentBatch(Mapping[str, SampleBatch]):
             MultiAgentBatch({mid: shards[i] for mid, shards in per_module.items()})
             for i in range(num_shards)
         ]
+
+
+class ShardedBatch(abc.ABC):
+    """A batch that each data-parallel learner reads its own part of, where it runs, instead
+    of the driver reading all of it and sending it (data larger than the driver should
+    hold or ship: an offline dataset's episodes). ``LearnerGroup.update`` takes one in place
+    of a batch; a local group reads every shard.
+
+    Shard ``i`` goes to learner ``i``, so ``num_shards`` must equal the group's learners.
+    Every shard must hold the same rows per module (the learners run the same minibatches
+    in step): the learners check this after reading, before training, and refuse the
+    update, all of them and with nothing applied, if a shard differs or a read failed.
+    Subclasses must pickle (they are sent to Ray actors) and should be small (say where
+    the data is, not hold it).
+    """
+
+    num_shards: int
+
+    @abc.abstractmethod
+    def read(self, shard: int) -> MultiAgentBatch | SampleBatch:
+        """Shard ``shard``'s rows; runs in the learner that trains on them."""
+
+    def read_all(self) -> MultiAgentBatch:
+        """Every shard as one batch (what a single learner trains on)."""
+        shards = [as_multi_agent_batch(self.read(i)) for i in range(self.num_shards)]
+        if len(shards) == 1:
+            return shards[0]
+        module_ids = list(dict.fromkeys(mid for shard in shards for mid in shard))
+        return MultiAgentBatch(
+            {
+                mid: SampleBatch.concat([shard[mid] for shard in shards if mid in shard])
+                for mid in module_ids
+            }
+        )
+
+
+def shard_signature(batch: MultiAgentBatch) -> int:
+    """A number equal for two batches with the same module ids and rows per module (what
+    data-parallel learners compare before training on shards they read themselves)."""
+    layout = ",".join(f"{mid}={b.count}" for mid, b in sorted(batch.items()))
+    return zlib.crc32(layout.encode())
 
 
 def training_arrays(batch: Mapping[str, np.ndarray]) -> Iterator[tuple[str, np.ndarray]]:

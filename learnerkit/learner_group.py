@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from learnerkit.batch import as_multi_agent_batch
+from learnerkit.batch import ShardedBatch, as_multi_agent_batch
 from learnerkit.errors import LearnerkitError
 from learnerkit.learner import Learner
 from learnerkit.specs import LearnerSpec, ModuleSpec
@@ -107,10 +107,13 @@ class LearnerGroup:
     ) -> Results:
         """Train on ``batch`` and wait; returns statistics per module id. Waits for pending
         async updates first, so updates apply in the order they were given.
-        ``sequence_length`` as in ``Learner.update``: shards keep sequences whole."""
+        ``sequence_length`` as in ``Learner.update``: shards keep sequences whole.
+
+        ``batch`` may be a ``ShardedBatch``: each Ray learner then reads its own shard
+        (a local group reads them all) instead of the driver sending the data."""
         self._check_open()
         return self._learners.update(
-            as_multi_agent_batch(batch),
+            self._as_batch(batch),
             minibatch_size=minibatch_size,
             num_epochs=num_epochs,
             sequence_length=sequence_length,
@@ -131,7 +134,7 @@ class LearnerGroup:
         An update that failed raises its error here, from the call that collects it.
         """
         self._check_open()
-        batch = as_multi_agent_batch(batch)
+        batch = self._as_batch(batch)
         finished = []
         if len(self._in_flight) >= self.max_async_updates:
             finished.append(self._in_flight.popleft().result())
@@ -144,6 +147,18 @@ class LearnerGroup:
             )
         )
         return finished + self._collect(block=False)
+
+    def _as_batch(self, batch: Any) -> Any:
+        if not isinstance(batch, ShardedBatch):
+            return as_multi_agent_batch(batch)
+        if self.is_local:
+            return batch.read_all()
+        if batch.num_shards != self.num_learners:
+            raise ValueError(
+                f"a ShardedBatch of {batch.num_shards} shards cannot feed {self.num_learners} "
+                f"learners: make one shard per learner (num_shards={self.num_learners})"
+            )
+        return batch
 
     @property
     def num_in_flight(self) -> int:

@@ -334,8 +334,13 @@ def test_offline_settings_are_validated_and_the_loop_is_registered():
 
 
 @pytest.mark.ray
-def test_ray_learners_train_on_shares_of_each_slice(store, tmp_path):
-    dataset = record(episodes=10)
+def test_ray_learners_each_read_their_own_share_of_every_chunk(store, tmp_path, monkeypatch):
+    dataset = record(episodes=11)
+
+    def driver_reads(*args, **kwargs):
+        raise AssertionError("the driver read episodes: the learners should read them")
+
+    monkeypatch.setattr(datasets, "read_episodes", driver_reads)  # here, not in the learners
     summary = train(
         TrainConfig(
             algorithm="bc",
@@ -346,6 +351,11 @@ def test_ray_learners_train_on_shares_of_each_slice(store, tmp_path):
             overrides={"num_epochs": 10, "evaluation_num_episodes": 5},
         )
     )
-    # Each chunk (here the whole dataset, 5000 rows) is split evenly between the learners.
+    # The one chunk's 11 episodes are dealt out 6 and 5: each learner trains on 2500 rows
+    # and the 500 left over are dropped, but counted, so each epoch is still one pass.
     assert summary.timesteps_total == 10 * dataset.total_steps
+    rows = _rows(tmp_path / "run")
+    assert int(rows[0]["dataset_chunk_rows"]) == 5500
+    assert sum(int(r["num_rows_trained"]) for r in rows) == 10 * 5000
+    assert sum(int(r["num_rows_dropped"]) for r in rows) == 10 * 500
     assert summary.episode_return_mean >= 0.95 * 500

@@ -129,21 +129,43 @@ class _GroupMember:
             return
         if self._broken:
             raise NotApplied("the process group failed earlier; waiting to be formed again")
-        import torch
-        import torch.distributed as dist
-
-        both = torch.tensor([seq, -seq], dtype=torch.int64)
-        try:
-            dist.all_reduce(both, op=dist.ReduceOp.MAX, group=self._control)
-        except RuntimeError as exc:
-            self._broken = True
-            raise NotApplied(f"a peer learner is unreachable: {exc}") from None
-        if int(both[0]) != seq or -int(both[1]) != seq:
+        high, low = self._max_reduce([seq, -seq])
+        if high != seq or -low != seq:
             self._broken = True
             raise NotApplied(
                 f"learners disagree on the update to run: this one is on {seq}, others on "
-                f"{-int(both[1])}..{int(both[0])}"
+                f"{-low}..{high}"
             )
+
+    def agree_on_shard(self, ok: bool, signature: int) -> str | None:
+        """After each learner read its own shard (``ShardedBatch``): whether every learner
+        read one, with the same modules and rows (``signature``); else why not. Every
+        learner takes part, so no collective is left waiting whatever the outcome."""
+        if self.world_size == 1:
+            return None
+        failed, high, low = self._max_reduce([0 if ok else 1, signature, -signature])
+        if failed:
+            return "another learner could not read its shard (its error is the update's)"
+        if high != -low:
+            return (
+                "the learners' shards hold different modules or numbers of rows, so they "
+                "would run different numbers of minibatches: a ShardedBatch must give every "
+                "shard the same rows per module"
+            )
+        return None
+
+    def _max_reduce(self, values: list[int]) -> list[int]:
+        """Element-wise maximum of ``values`` over the learners (the control group)."""
+        import torch
+        import torch.distributed as dist
+
+        tensor = torch.tensor(values, dtype=torch.int64)
+        try:
+            dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self._control)
+        except RuntimeError as exc:
+            self._broken = True
+            raise NotApplied(f"a peer learner is unreachable: {exc}") from None
+        return [int(v) for v in tensor]
 
     def mark_broken(self) -> None:
         self._broken = True

@@ -11,9 +11,10 @@ from typing import Any
 import ray
 
 from learnerkit._plugins import register_algorithm
-from learnerkit.batch import MultiAgentBatch
+from learnerkit.batch import MultiAgentBatch, ShardedBatch, as_multi_agent_batch, shard_signature
+from learnerkit.distributed.collectives import NotApplied
 from learnerkit.distributed.start import actor_info
-from learnerkit.errors import NonFiniteError
+from learnerkit.errors import BatchError, NonFiniteError
 from learnerkit.learner import Learner
 from learnerkit.specs import LearnerSpec
 
@@ -52,22 +53,26 @@ class _LearnerWorker:
         self.learner.join_group(rank, world_size, address, port)
 
     def update(
-        self, seq: int, batch: MultiAgentBatch, rank: int, kwargs: dict[str, Any]
+        self, seq: int, batch: MultiAgentBatch | ShardedBatch, rank: int, kwargs: dict[str, Any]
     ) -> Results:
         """Train on shard ``rank`` of ``batch`` (all learners get the one stored batch: a
-        single put instead of one per learner keeps ``async_update`` from blocking).
+        single put instead of one per learner keeps ``async_update`` from blocking), or on
+        the shard this learner reads itself from a ``ShardedBatch``.
 
         The state before the update is kept (a copy of weights, optimizer and algorithm
         state): if a peer dies half way, the group puts every learner back to it and runs
         the update again (``learnerkit.distributed.learners``)."""
         self._before_update = None
         self.learner.agree(seq)  # raises NotApplied, with no state changed, if a peer is gone
+        if isinstance(batch, ShardedBatch):
+            shard = self._read_shard(batch, rank, kwargs.get("sequence_length"))
         self._before_update = self.learner.get_state()
         try:
-            shards = batch.shard(
-                self.learner.world_size, sequence_length=kwargs.get("sequence_length") or 1
-            )
-            return self.learner.update(shards[rank], **kwargs)
+            if not isinstance(batch, ShardedBatch):
+                shard = batch.shard(
+                    self.learner.world_size, sequence_length=kwargs.get("sequence_length") or 1
+                )[rank]
+            return self.learner.update(shard, **kwargs)
         except NonFiniteError:
             # Every learner stops at the same minibatch (the decision is taken on the
             # all-reduced gradients) with every collective complete: the group is sound.
@@ -77,6 +82,27 @@ class _LearnerWorker:
             # group is formed again.
             self.learner.mark_broken()
             raise
+
+    def _read_shard(
+        self, batch: ShardedBatch, rank: int, sequence_length: int | None
+    ) -> MultiAgentBatch:
+        """Read and validate this learner's shard, then check with every peer that all
+        read one of the same layout; nothing is trained unless all did."""
+        shard, error = None, None
+        try:
+            shard = self.learner.trainable_part(as_multi_agent_batch(batch.read(rank)))
+            self.learner.validate_batch(shard, sequence_length=sequence_length)
+        except Exception as exc:
+            error = exc
+        signature = shard_signature(shard) if error is None else 0
+        problem = self.learner.agree_on_shard(error is None, signature)
+        if error is not None:
+            raise error
+        if problem is not None:
+            if problem.startswith("another learner"):
+                raise NotApplied(problem)
+            raise BatchError(f"shard {rank}: {problem}")
+        return shard
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return fn(self.learner, *args)

@@ -24,7 +24,7 @@ from ray.exceptions import GetTimeoutError, RayActorError
 from ray.util.placement_group import remove_placement_group
 
 from learnerkit._plugins import registered_plugins
-from learnerkit.batch import MultiAgentBatch
+from learnerkit.batch import MultiAgentBatch, ShardedBatch
 from learnerkit.distributed.learner_worker import RemoteWorker, get_state, set_state
 from learnerkit.distributed.start import actor_options, ensure_ray, reserve, ship_by_value
 from learnerkit.distributed.updates import (
@@ -62,6 +62,7 @@ class RayLearners:
             ]
         )
         self._pending: list[PendingUpdate] = []
+        self._shipped: set[type] = set()
         self._seq = 0
         self.generation = 0
         self.actors: list[Any] = []
@@ -120,7 +121,7 @@ class RayLearners:
         ship_by_value([m.module_class for m in spec.module_specs.values() if m.module_class])
 
     # Updates -----------------------------------------------------------------------------
-    def _plan(self, batch: MultiAgentBatch, kwargs: dict[str, Any]) -> tuple[MultiAgentBatch, dict]:
+    def _plan(self, batch: Any, kwargs: dict[str, Any]) -> tuple[Any, dict]:
         """The batch every learner shards alike (``MultiAgentBatch.shard``: equal shards of
         whole sequences, the remainder dropped) and the per-learner update arguments.
 
@@ -132,6 +133,13 @@ class RayLearners:
         learner trains the same modules in the same order with the same number of
         minibatches, and no all-reduce waits for a peer that never comes."""
         seq_len = kwargs.get("sequence_length") or 1
+        kwargs = self._minibatch_share(kwargs, seq_len)
+        if isinstance(batch, ShardedBatch):
+            # Read, validated and compared by the learners themselves (learner_worker).
+            if type(batch) not in self._shipped:
+                ship_by_value([batch])  # a class from a notebook or test file
+                self._shipped.add(type(batch))
+            return batch, kwargs
         batch = self._validator.trainable_part(batch)
         self._validator.validate_batch(batch, sequence_length=kwargs.get("sequence_length"))
         n = self.num_learners
@@ -150,13 +158,16 @@ class RayLearners:
                 sorted(set(batch) - set(keep)),
                 n,
             )
-        minibatch_size = kwargs.get("minibatch_size")
-        if minibatch_size is not None:
-            # minibatch_size stays the global minibatch: each learner takes its share (whole
-            # sequences), so a group runs as many optimizer steps as one learner would.
-            share = max(1, minibatch_size // seq_len // n) * seq_len
-            kwargs = {**kwargs, "minibatch_size": share}
         return MultiAgentBatch(keep), kwargs
+
+    def _minibatch_share(self, kwargs: dict[str, Any], seq_len: int) -> dict[str, Any]:
+        """minibatch_size stays the global minibatch: each learner takes its share (whole
+        sequences), so a group runs as many optimizer steps as one learner would."""
+        minibatch_size = kwargs.get("minibatch_size")
+        if minibatch_size is None:
+            return kwargs
+        share = max(1, minibatch_size // seq_len // self.num_learners) * seq_len
+        return {**kwargs, "minibatch_size": share}
 
     def submit_update(self, batch: MultiAgentBatch, **kwargs: Any) -> PendingUpdate:
         batch, kwargs = self._plan(batch, kwargs)

@@ -16,15 +16,21 @@ Iterations and timesteps. One iteration is ``evaluation_interval`` gradient step
 by an evaluation: ``evaluation_num_episodes`` greedy episodes in the dataset's environment
 (or ``--env``), whose returns fill the trainer's last-100-episode window (so
 ``--stop-reward`` works) and whose mean is reported as ``evaluation/episode_return_mean``.
-A timestep is a row trained on: ``timesteps_total`` counts rows, ``--stop-timesteps``
-bounds them (exactly: the last iteration stops short), and the run ends after
+A timestep is a row passed (trained on, or with Ray learners dropped for an even split:
+``num_rows_trained`` and ``num_rows_dropped``): ``timesteps_total`` counts rows,
+``--stop-timesteps`` bounds them (exactly: the last iteration stops short), and the run ends after
 ``num_epochs`` epochs. ``additional_update`` runs once per iteration, after its gradient
 steps, with ``timestep`` the rows trained so far (so ``lr_schedule`` is over rows).
 Resuming continues at the same row of the same chunk and epoch.
 
-Ray learners. With ``--num-learners N`` the driver reads the chunks and the LearnerGroup
-gives each learner an equal share of every slice it trains (remainder rows of a slice,
-fewer than N, are dropped); the learners do not read the dataset themselves.
+Ray learners. With ``--num-learners N`` each learner reads its own share of every chunk
+(``datasets.ChunkShards``): the chunk's episodes are dealt out in turn, learner i taking
+episodes i, i + N, ..., and each learner trains on as many of its rows as the smallest
+share holds (the rows beyond it are dropped, still counted as timesteps, so an epoch is
+still one pass). The driver reads only the episodes' lengths from the dataset's metadata
+and sends each learner where its rows are, never the rows themselves. Each learner holds
+one chunk share in memory; the dataset must be readable where the learners run (their
+Minari store, or the same path). ``dataset_chunk_episodes`` must be at least N.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
 import numpy as np
 
 from learnerkit.errors import DatasetError
@@ -54,6 +61,13 @@ def _fits(dataset_space: Any, env_space: Any) -> bool:
         and getattr(dataset_space, "shape", None) == getattr(env_space, "shape", None)
         and getattr(dataset_space, "n", None) == getattr(env_space, "n", None)
     )
+
+
+@attrs.frozen
+class _Chunk:
+    episodes: tuple[tuple[int, ...], ...]  # positions each learner reads
+    rows: int  # trained: the same number from every learner
+    dropped: int
 
 
 class OfflineLoop:
@@ -118,9 +132,16 @@ class OfflineLoop:
         self.epoch = self.chunk_index = self.cursor = 0
         self.gradient_steps = 0
         self.evaluations = 0
-        self._chunk: Any = None
-        self._row_order: np.ndarray | None = None
+        # The chunk being trained (episodes dealt to the learners, rows each trains on,
+        # rows dropped): planned from episode lengths, read by the learners themselves.
+        self._chunk: _Chunk | None = None
         self._eval: tuple[Any, Any] | None = None
+        if self.hps.dataset_chunk_episodes < run.group.num_learners:
+            raise DatasetError(
+                f"dataset_chunk_episodes={self.hps.dataset_chunk_episodes} is fewer than the "
+                f"{run.group.num_learners} learners, each of which reads whole episodes of "
+                f"every chunk: set dataset_chunk_episodes >= {run.group.num_learners}"
+            )
 
     def _columns(self, run: Run) -> tuple[str, ...]:
         required = tuple(run.algorithm.required_columns)
@@ -143,19 +164,37 @@ class OfflineLoop:
     def _episode_order(self, epoch: int) -> np.ndarray:
         return np.random.default_rng([self.hps.seed, epoch]).permutation(self.num_episodes)
 
-    def _load_chunk(self) -> None:
+    def _plan_chunk(self) -> _Chunk:
+        n = self.run.group.num_learners
         size = self.hps.dataset_chunk_episodes
         start = self.chunk_index * size
         positions = self._episode_order(self.epoch)[start : start + size]
-        episodes = datasets.read_episodes(self.dataset, positions)
-        self._chunk = datasets.episodes_to_batch(
-            episodes, self.module_spec.action_space, self.columns
+        lengths = datasets.episode_lengths(self.dataset, positions)
+        # Episodes dealt out in turn; each learner trains on as many rows as the smallest
+        # share holds (a share with no episode, in a short last chunk, makes that none).
+        share_rows = min(int(lengths[i::n].sum()) for i in range(n))
+        return _Chunk(
+            episodes=tuple(tuple(int(p) for p in positions[i::n]) for i in range(n)),
+            rows=share_rows * n,
+            dropped=int(lengths.sum()) - share_rows * n,
         )
-        rng = np.random.default_rng([self.hps.seed, self.epoch, self.chunk_index])
-        self._row_order = rng.permutation(self._chunk.count)
+
+    def _shards(self, start: int, stop: int) -> datasets.ChunkShards:
+        """Rows ``start:stop`` (of the chunk's trained rows) as each learner's share."""
+        n = self.run.group.num_learners
+        return datasets.ChunkShards(
+            dataset=self.run.config.dataset,
+            episodes=self._chunk.episodes,
+            columns=self.columns,
+            action_space=self.module_spec.action_space,
+            seed=(self.hps.seed, self.epoch, self.chunk_index),
+            start=start // n,
+            stop=stop // n,
+            module_id=self.run.module_id,
+        )
 
     def _next_chunk(self) -> None:
-        self._chunk = self._row_order = None
+        self._chunk = None
         self.cursor = 0
         self.chunk_index += 1
         if self.chunk_index == self.num_chunks:
@@ -166,39 +205,45 @@ class OfflineLoop:
         hps, group = self.hps, self.run.group
         limit = min(self.max_timesteps(), self.run.stop_timesteps or self.max_timesteps())
         budget = limit - timesteps
-        steps_left, trained, steps, chunk_rows = hps.evaluation_interval, 0, 0, 0
+        # consumed: rows passed (timesteps); trained: those a learner trained on.
+        steps_left, consumed, trained, steps, chunk_rows = hps.evaluation_interval, 0, 0, 0, 0
         results = []
         t0 = time.perf_counter()
-        while steps_left > 0 and trained < budget:
+        n = group.num_learners
+        while steps_left > 0 and consumed < budget:
             if self._chunk is None:
-                self._load_chunk()
-            chunk_rows = max(chunk_rows, self._chunk.count)
+                self._chunk = self._plan_chunk()
+            chunk_rows = max(chunk_rows, self._chunk.rows + self._chunk.dropped)
             take = min(
-                steps_left * hps.train_batch_size, self._chunk.count - self.cursor, budget - trained
+                steps_left * hps.train_batch_size, self._chunk.rows - self.cursor, budget - consumed
             )
-            rows = self._row_order[self.cursor : self.cursor + take]
-            # Fewer rows than Ray learners cannot be shared; so few are left out.
-            if take >= group.num_learners:
-                out = group.update(
-                    self._chunk.take(rows), minibatch_size=hps.train_batch_size, num_epochs=1
-                )
+            take -= take % n  # every learner takes an equal share
+            if take > 0:
+                shards = self._shards(self.cursor, self.cursor + take)
+                out = group.update(shards, minibatch_size=hps.train_batch_size, num_epochs=1)
                 results.append(out[self.run.module_id])
-            n = -(-take // hps.train_batch_size)
-            steps, steps_left = steps + n, steps_left - n
+                done = -(-take // hps.train_batch_size)
+                steps, steps_left = steps + done, steps_left - done
+                trained += take
+            else:
+                # Fewer rows left in the budget than learners: so few are left out.
+                take = min(self._chunk.rows - self.cursor, budget - consumed)
             self.cursor += take
-            trained += take
-            if self.cursor == self._chunk.count:
+            consumed += take
+            if self.cursor == self._chunk.rows:
+                consumed += self._chunk.dropped  # rows no learner could take evenly
                 self._next_chunk()
         self.gradient_steps += steps
-        extra = group.additional_update(timestep=timesteps + trained)[self.run.module_id]
+        extra = group.additional_update(timestep=timesteps + consumed)[self.run.module_id]
         t1 = time.perf_counter()
         episodes = self._evaluate()
         returns = [r for r, _ in episodes]
         metrics: dict[str, Any] = {
             "num_rows_trained": trained,
+            "num_rows_dropped": consumed - trained,
             "num_gradient_steps": steps,
             "num_gradient_steps_total": self.gradient_steps,
-            "epoch": (timesteps + trained) / self.num_rows,
+            "epoch": (timesteps + consumed) / self.num_rows,
             "dataset_chunk_rows": chunk_rows,
             "evaluation/episode_return_mean": float(np.mean(returns)) if returns else None,
             "learn_time_s": t1 - t0,
@@ -206,7 +251,7 @@ class OfflineLoop:
         }
         learner = {**combine_results(results), **extra}
         metrics.update({f"learner/{k}": v for k, v in learner.items()})
-        return Iteration(env_steps=trained, episodes=episodes, metrics=metrics)
+        return Iteration(env_steps=consumed, episodes=episodes, metrics=metrics)
 
     def _evaluate(self) -> list[tuple[float, int]]:
         """Greedy episodes of the current weights, side by side, each evaluation seeded
@@ -244,4 +289,4 @@ class OfflineLoop:
         self.cursor = int(state.get("cursor", 0))
         self.gradient_steps = int(state.get("gradient_steps", 0))
         self.evaluations = int(state.get("evaluations", 0))
-        self._chunk = self._row_order = None  # reloaded, in the same order, when needed
+        self._chunk = None  # planned again, in the same order, when needed

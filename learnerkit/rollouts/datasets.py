@@ -24,15 +24,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 
-from learnerkit.batch import Columns, SampleBatch
+from learnerkit.batch import Columns, MultiAgentBatch, SampleBatch, ShardedBatch
 from learnerkit.errors import DatasetError
 
 __all__ = [
     "DATASET_COLUMNS",
+    "ChunkShards",
     "dataset_env_id",
     "describe_spaces",
+    "episode_lengths",
     "episode_returns",
     "episodes_to_batch",
     "local_dataset_ids",
@@ -149,6 +152,62 @@ def read_episodes(dataset: Any, positions: Sequence[int]) -> list[Any]:
     """The ``minari.EpisodeData`` at ``positions`` of the dataset's episodes, in order."""
     ids = np.asarray(dataset.episode_indices)[np.asarray(positions, dtype=np.int64)]
     return list(dataset.iterate_episodes(episode_indices=ids.tolist()))
+
+
+def episode_lengths(dataset: Any, positions: Sequence[int]) -> np.ndarray:
+    """The steps of the episodes at ``positions``, from Minari's episode metadata (no
+    episode data is read)."""
+    ids = np.asarray(dataset.episode_indices)[np.asarray(positions, dtype=np.int64)]
+    metadata = dataset.storage.get_episode_metadata(ids.tolist())
+    return np.array([int(m["total_steps"]) for m in metadata], dtype=np.int64)
+
+
+@attrs.frozen
+class ChunkShards(ShardedBatch):
+    """Rows ``start:stop`` of each learner's part of one chunk of a dataset's episodes, read
+    by the learner itself (``LearnerGroup.update`` takes it in place of a batch).
+
+    Learner ``i`` reads the episodes at ``episodes[i]`` (positions in the dataset), puts
+    their rows in the order ``seed + (i,)`` draws, and trains on rows ``start:stop`` of
+    that order; the caller makes every part hold at least ``stop`` rows. The part stays
+    cached in the learner's process (one part at a time), so the next slice of the same
+    chunk reads nothing. The dataset is opened by name where the shard is read: on a
+    cluster, every learner's node needs it in its Minari store (or at that path).
+    """
+
+    dataset: str
+    episodes: tuple[tuple[int, ...], ...]
+    columns: tuple[str, ...]
+    action_space: Any
+    seed: tuple[int, ...]
+    start: int
+    stop: int
+    module_id: str
+
+    @property
+    def num_shards(self) -> int:  # type: ignore[override]
+        return len(self.episodes)
+
+    def read(self, shard: int) -> MultiAgentBatch:
+        part, order = _chunk_part(self, shard)
+        return MultiAgentBatch({self.module_id: part.take(order[self.start : self.stop])})
+
+
+# The one chunk part this process holds: (key, rows, row order).
+_cached_part: tuple[Any, SampleBatch, np.ndarray] | None = None
+
+
+def _chunk_part(shards: ChunkShards, shard: int) -> tuple[SampleBatch, np.ndarray]:
+    global _cached_part
+    key = (shards.dataset, shards.episodes[shard], shards.columns, shards.seed, shard)
+    if _cached_part is None or _cached_part[0] != key:
+        _cached_part = None  # drop the old part before reading the new one
+        dataset = open_dataset(shards.dataset)
+        episodes = read_episodes(dataset, shards.episodes[shard])
+        part = episodes_to_batch(episodes, shards.action_space, shards.columns)
+        order = np.random.default_rng([*shards.seed, shard]).permutation(part.count)
+        _cached_part = (key, part, order)
+    return _cached_part[1], _cached_part[2]
 
 
 def episodes_to_batch(
