@@ -44,9 +44,9 @@ import numpy as np
 
 from learnerkit.errors import DatasetError
 from learnerkit.loops._run_output import combine_results
+from learnerkit.loops._setup import probe_spaces
 from learnerkit.loops.contract import Iteration, Run, TrainConfig
 from learnerkit.loops.evaluation import run_episodes_side_by_side
-from learnerkit.loops.trainer import probe_spaces
 from learnerkit.rollouts import datasets
 
 # Evaluation episodes are seeded apart from anything else the run seeds.
