@@ -198,6 +198,27 @@ def test_fixed_batch_exercises_every_clipping_branch(framework):
     assert 0 < np.mean(moved > 0.3) < 1
 
 
+@pytest.mark.parametrize("entropy_coeff", [0.0, 0.01])
+def test_statistics_and_a_zero_entropy_bonus_add_nothing_to_the_backward_graph(entropy_coeff):
+    # Issue 10: every node of the graph costs a kernel forward and backward per minibatch.
+    learner = build_learner("torch", ACTION_SPACES["discrete"], entropy_coeff=entropy_coeff)
+    tensors = learner.backend.to_tensors(fixed_batch(learner, ACTION_SPACES["discrete"]))
+    fwd_out = learner.module[DEFAULT_MODULE_ID].forward_train(tensors)
+    out = learner.compute_loss_for_module(
+        module_id=DEFAULT_MODULE_ID, hps=learner.hps, batch=tensors, fwd_out=fwd_out
+    )
+    assert not out["clip_fraction"].requires_grad
+    assert not out["vf_explained_var"].requires_grad
+    graph, pending = set(), [out["total_loss"].grad_fn]
+    while pending:
+        node = pending.pop()
+        if node is not None and node not in graph:
+            graph.add(node)
+            pending.extend(next_node for next_node, _ in node.next_functions)
+    reaches_entropy = out["entropy"].grad_fn in graph
+    assert reaches_entropy == (entropy_coeff != 0)
+
+
 def test_the_two_value_losses_differ_on_the_fixed_batch():
     clamp = attrs.evolve(PPOHyperparameters(), vf_clip_param=0.3)
     around_old = attrs.evolve(clamp, vf_clip_around_old_value=True)
