@@ -7,6 +7,8 @@ import contextlib
 import csv
 import json
 import math
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,12 +17,12 @@ import numpy as np
 
 from learnerkit._checkpoint import write_json_atomic
 from learnerkit.errors import ConfigError
+from learnerkit.loops._curve import AGENT_RETURN_PREFIX as AGENT_RETURN_PREFIX
 
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 CURVE_FILE = "learning_curve.png"
 TENSORBOARD_DIR = "tensorboard"
-AGENT_RETURN_PREFIX = "agent_return_mean/"
 
 
 def read_config_file(path: str) -> dict[str, Any]:
@@ -147,35 +149,16 @@ class RunOutput:
         if not path.exists():
             return None
         with path.open(newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("episode_return_mean")]
-        if not rows:
-            return None
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        steps = [int(r["timesteps_total"]) for r in rows]
-        returns = [float(r["episode_return_mean"]) for r in rows]
-        agents = [k for k in rows[-1] if k.startswith(AGENT_RETURN_PREFIX)]
-        fig, ax = plt.subplots(figsize=(7, 4))
-        label = "team return" if agents else "mean return"
-        ax.plot(steps, returns, label=f"{label} (last 100 episodes)")
-        for key in agents:  # multi-agent: each agent's mean return too
-            points = [(int(r["timesteps_total"]), float(r[key])) for r in rows if r.get(key)]
-            if points:
-                xs, ys = zip(*points, strict=True)
-                ax.plot(xs, ys, linewidth=1, label=key[len(AGENT_RETURN_PREFIX) :])
-        if stop_reward is not None:
-            ax.axhline(stop_reward, color="grey", linestyle="--", label=f"stop at {stop_reward:g}")
-        ax.set_xlabel("environment steps")
-        ax.set_ylabel("episode return")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower right")
-        fig.tight_layout()
+            if not any(r.get("episode_return_mean") for r in csv.DictReader(f)):
+                return None
         out = self.dir / CURVE_FILE
-        fig.savefig(out, dpi=100)
-        plt.close(fig)
+        # Drawn by a child interpreter: importing matplotlib here would add ~35 MB to the
+        # run's peak memory for one picture at the end (issue 10), in about the same time.
+        script = Path(__file__).with_name("_curve.py")
+        args = [sys.executable, str(script), str(path), str(out), repr(stop_reward)]
+        done = subprocess.run(args, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"drawing {out} failed: {done.stderr.strip()}")
         return out
 
     def finish(self, summary: Mapping[str, Any]) -> None:

@@ -341,25 +341,35 @@ class _TrainStep:
                 tuple((k, v.dtype, tuple(v.shape)) for k, v in dynamic.items()),
                 repr(sorted(static.items())),
             )
-            fn = self._compiled.get(key)
-            if fn is None:
-                fn = self._compiled[key] = self._compile(tensors, dynamic, static)
+            compiled = self._compiled.get(key)
+            if compiled is None:
+                compiled = self._compiled[key] = self._compile(tensors, dynamic, static)
+            fn, columns = compiled
+            # The update's columns go into the step's variables once: each step then takes
+            # only its row indices (binding a dozen tensor arguments per call cost ~5% of a
+            # PPO step on CPU, issue 10).
+            for name, tensor in tensors.items():
+                columns[name].assign(tensor)
             self._last = (tensors, state, (fn, dynamic))
         if not tf.is_tensor(halt):
             halt = self._halt_values[bool(halt)]
-        return fn(tensors, tf.convert_to_tensor(indices, tf.int64), dynamic, halt)
+        return fn(tf.convert_to_tensor(indices, tf.int64), dynamic, halt)
 
     def _compile(self, tensors, dynamic, static):
+        with tf.device(self.device):
+            columns = {
+                k: tf.Variable(v, trainable=False, shape=[None, *v.shape[1:]])
+                for k, v in tensors.items()
+            }
         signature = [
-            {k: _spec(v, batch_dim=True) for k, v in tensors.items()},
             tf.TensorSpec([None], tf.int64),
             {k: _spec(v, batch_dim=False) for k, v in dynamic.items()},
             tf.TensorSpec([], tf.float32),
         ]
 
-        def step(tensors, indices, dynamic, halt):
+        def step(indices, dynamic, halt):
             with tf.device(self.device):
-                minibatch = {k: tf.gather(v, indices) for k, v in tensors.items()}
+                minibatch = {k: tf.gather(v, indices) for k, v in columns.items()}
                 with tf.GradientTape() as tape:
                     loss_out = self.loss_fn(
                         minibatch, self.forward(minibatch), {**static, **dynamic}
@@ -393,7 +403,7 @@ class _TrainStep:
         self._functions.append(function)  # the concrete function below only borrows it
         # Calling the concrete function skips tf.function's polymorphic dispatch, which
         # halved the per-call overhead in a CPU microbenchmark (5-10% of a small MLP's step).
-        return function.get_concrete_function()
+        return function.get_concrete_function(), columns
 
     def _apply(self, pairs, grad_norm):
         per_optimizer = [[] for _ in self.groups]
