@@ -32,6 +32,7 @@ from learnerkit.errors import (
     PluginError,
     UnknownAlgorithmError,
 )
+from learnerkit.fields import schedule_value
 from learnerkit.hookspecs import hookimpl
 from learnerkit.loops.settings import (
     AsyncSettings,
@@ -40,13 +41,7 @@ from learnerkit.loops.settings import (
     SamplingSettings,
 )
 from learnerkit.ops import Ops
-from learnerkit.specs import (
-    Hyperparameters,
-    LearnerSpec,
-    ModuleSpec,
-    ScalingConfig,
-    schedule_value,
-)
+from learnerkit.specs import Hyperparameters, LearnerSpec, ModuleSpec, ScalingConfig
 
 if TYPE_CHECKING:
     from learnerkit.batch import MultiAgentBatch, SampleBatch, ShardedBatch

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 
+from learnerkit.fields import schedule_value
 from learnerkit.hookspecs import hookimpl
-from learnerkit.specs import schedule_value
 
 # The name of a module's optimizer when configure_optimizers returns a lone one.
 DEFAULT_OPTIMIZER = "default"

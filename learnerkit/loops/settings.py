@@ -16,14 +16,14 @@ from typing import Any
 import attrs
 
 from learnerkit.errors import ConfigError
-from learnerkit.specs import (
-    Hyperparameters,
+from learnerkit.fields import (
     in_unit_interval,
     non_negative_int,
     optional_positive_int,
     positive,
     positive_int,
 )
+from learnerkit.specs import Hyperparameters
 
 QUEUE_POLICIES = ("block", "drop_oldest")
 

@@ -81,7 +81,7 @@ from learnerkit import (
     ConfigError,
     hookimpl,
 )
-from learnerkit.specs import (
+from learnerkit.fields import (
     adapted_kl_coeff,
     in_unit_interval,
     non_negative,

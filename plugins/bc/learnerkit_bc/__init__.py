@@ -10,7 +10,7 @@ from __future__ import annotations
 import attrs
 
 from learnerkit import Algorithm, Columns, OfflineSettings, hookimpl
-from learnerkit.specs import positive
+from learnerkit.fields import positive
 
 
 @attrs.frozen(kw_only=True)

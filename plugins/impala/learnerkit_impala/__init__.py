@@ -31,7 +31,7 @@ from learnerkit import (
     Columns,
     hookimpl,
 )
-from learnerkit.specs import (
+from learnerkit.fields import (
     in_unit_interval,
     non_negative,
     non_negative_schedule,

@@ -24,7 +24,7 @@ from learnerkit import (
     OnPolicySettings,
     hookimpl,
 )
-from learnerkit.specs import (
+from learnerkit.fields import (
     adapted_kl_coeff,
     in_unit_interval,
     non_negative,
