@@ -127,9 +127,13 @@ def _train(args: argparse.Namespace) -> int:
 
     overrides: dict = {}
     model_config = None
+    module_hps: dict = {}
+    modules_to_train = None
     if args.config:
         overrides = read_config_file(args.config)
         model_config = overrides.pop("model_config", None)
+        module_hps = overrides.pop("module_hyperparameters", {})
+        modules_to_train = overrides.pop("modules_to_train", None)
     for name in ("num_envs_per_env_runner", "num_env_runners"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
@@ -148,6 +152,8 @@ def _train(args: argparse.Namespace) -> int:
         stop_timesteps=args.stop_timesteps,
         out_dir=args.out or (resume if is_run_dir else None),
         overrides=overrides,
+        module_hyperparameters=module_hps,
+        modules_to_train=modules_to_train,
         model_config=model_config,
         resume=resume,
         progress=not args.quiet,

@@ -98,6 +98,35 @@ def test_a_multi_agent_run_resumes_and_evaluates_from_the_cli(tmp_path, capsys):
     assert "mean return over 3 episodes" in capsys.readouterr().out
 
 
+def test_per_module_settings_from_a_config_file_train_and_survive_a_resume(tmp_path, capsys):
+    run = tmp_path / "run"
+    (tmp_path / "settings.toml").write_text(
+        "num_envs_per_env_runner = 4\nrollout_fragment_length = 32\nminibatch_size = 64\n"
+        'modules_to_train = ["a"]\n[module_hyperparameters.a]\nlearning_rate = 1e-4\n'
+    )
+    argv = ["train", "ppo", "--env", GAME, "--policy-mapping", "per_agent", "--quiet"]
+    argv += ["--config", str(tmp_path / "settings.toml"), "--out", str(run)]
+    assert main([*argv, "--stop-timesteps", "256"]) == 0
+    weights = _checkpoint_weights(run)
+    assert main(["train", "--resume", str(run), "--stop-timesteps", "512", "--quiet"]) == 0
+    capsys.readouterr()
+    state = json.loads((run / "checkpoint" / "trainer_state.json").read_text())
+    assert state["modules"]["a"]["hyperparameters"] == {"learning_rate": 1e-4}
+    assert [state["modules"][m]["train"] for m in ("a", "b")] == [True, False]
+    last = rows(run)[-1]
+    assert float(last["learner/a/learning_rate"]) == pytest.approx(1e-4)
+    assert not any(k.startswith("learner/b/") and v for k, v in last.items())  # not trained
+    after = _checkpoint_weights(run)
+    assert all(np.array_equal(after["b"][k], v) for k, v in weights["b"].items())  # frozen
+    assert not all(np.array_equal(after["a"][k], v) for k, v in weights["a"].items())
+
+
+def _checkpoint_weights(run) -> dict[str, dict[str, np.ndarray]]:
+    from learnerkit import _checkpoint
+
+    return _checkpoint.load(run / "checkpoint")["modules"]
+
+
 def test_the_cli_names_bad_multi_agent_input(tmp_path, capsys):
     out = str(tmp_path / "x")
     assert main(["train", "--env", "pettingzoo:no_such_module", "--out", out, "--quiet"]) == 2

@@ -46,6 +46,12 @@ class TrainConfig:
     preset's, else the loop's own end, else 1,000,000)."""
     out_dir: str | None = None
     overrides: Mapping[str, Any] = attrs.field(factory=dict)
+    module_hyperparameters: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    """Multi-agent: hyperparameters of single modules on top of the run's, e.g.
+    ``{"player_1": {"learning_rate": 1e-4}}`` (``LearnerSpec.module_hyperparameters``);
+    kept with the run and its checkpoints."""
+    modules_to_train: Collection[str] | None = None
+    """Multi-agent: the modules that learn (None: all); the others act but stay frozen."""
     model_config: Mapping[str, Any] | None = None
     checkpoint_every: int = 50
     resume: str | None = None

@@ -78,7 +78,10 @@ def module_state(
     return {
         "policy_mapping": saved_mapping(runners.spec.policy_mapping),
         "modules": describe_modules(
-            group.spec.module_specs, agent_spaces(env_id), group.modules_to_train
+            group.spec.module_specs,
+            agent_spaces(env_id),
+            group.modules_to_train,
+            group.spec.module_hyperparameters,
         ),
         "agent_returns": agent_returns.get_state(),
     }
@@ -92,9 +95,14 @@ def saved_mapping(mapping: PolicyMapping) -> str | dict[str, str] | None:
 
 
 def describe_modules(
-    specs: Mapping[str, ModuleSpec], spaces_by_agent: Mapping[str, tuple], trained: Collection[str]
+    specs: Mapping[str, ModuleSpec],
+    spaces_by_agent: Mapping[str, tuple],
+    trained: Collection[str],
+    hyperparameters: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Each module as JSON: an agent with its spaces, model config, class, and training."""
+    """Each module as JSON: an agent with its spaces, model config, class, training, and
+    its own hyperparameters (overrides of the run's)."""
+    hyperparameters = hyperparameters or {}
     out = {}
     for module_id, spec in specs.items():
         agent = next(
@@ -111,8 +119,20 @@ def describe_modules(
             "model_config": dict(spec.model_config or {}),
             "module_class": f"{cls.__module__}:{cls.__qualname__}" if cls else None,
             "train": module_id in trained,
+            "hyperparameters": _as_json(hyperparameters.get(module_id, {})),
         }
     return out
+
+
+def _as_json(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Hyperparameter values as JSON takes them (schedules' tuples as lists)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        return value.item() if isinstance(value, np.generic) else value
+
+    return {k: plain(v) for k, v in values.items()}
 
 
 def rebuild_module_specs(

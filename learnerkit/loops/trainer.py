@@ -94,7 +94,15 @@ class Trainer:
             model = self.model_config
             module_spec = ModuleSpec(observation_space, action_space, model_config=model)
             mapping, described = "shared", {}
-        frozen = sorted(m for m, d in described.items() if not d.get("train", True))
+        frozen = {m for m, d in described.items() if not d.get("train", True)}
+        trained = set(config.modules_to_train) if config.modules_to_train is not None else None
+        if frozen and trained is None:
+            trained = set(module_spec) - frozen
+        # Per-module hyperparameters: a resumed run's checkpoint (modules added while it
+        # trained included), then the config's, which win.
+        module_hps = {m: dict(d.get("hyperparameters") or {}) for m, d in described.items()}
+        for module_id, values in config.module_hyperparameters.items():
+            module_hps[module_id] = {**module_hps.get(module_id, {}), **values}
         self.multi_agent = is_pettingzoo(env_id)
         self.policy_mapping = mapping
         self.on_iteration = on_iteration
@@ -104,7 +112,8 @@ class Trainer:
             module_spec=module_spec,
             hyperparameters=self.hps,
             scaling=ScalingConfig(num_learners=config.num_learners),
-            **({"modules_to_train": sorted(set(module_spec) - set(frozen))} if frozen else {}),
+            module_hyperparameters={m: v for m, v in module_hps.items() if v},
+            modules_to_train=None if trained is None else sorted(trained),
         )
         self.group = self.runners = None
         try:
@@ -168,6 +177,9 @@ class Trainer:
             metadata["dataset"] = self.config.dataset
         if self.multi_agent:
             metadata["policy_mapping"] = saved_mapping(self.config.policy_mapping)
+            metadata["module_hyperparameters"] = dict(self.config.module_hyperparameters)
+            if self.config.modules_to_train is not None:
+                metadata["modules_to_train"] = sorted(self.config.modules_to_train)
         return metadata
 
     def save_checkpoint(self) -> Path:
@@ -321,6 +333,15 @@ def _continue_run(config: TrainConfig) -> TrainConfig:
         framework=run["framework"],
         overrides={**hyperparameters, **config.overrides},
         model_config={**run["model_config"], **(config.model_config or {})},
+        module_hyperparameters={
+            **run.get("module_hyperparameters", {}),
+            **config.module_hyperparameters,
+        },
+        modules_to_train=(
+            config.modules_to_train
+            if config.modules_to_train is not None
+            else run.get("modules_to_train")
+        ),
         # The mapping the run began with (the checkpoint holds the current one); a callable
         # cannot be saved and is passed again.
         policy_mapping=(
