@@ -69,7 +69,8 @@ def parallel_env_factory(env_id: str) -> Callable[..., Any]:
     except ImportError as exc:
         raise ConfigError(
             f"env {env_id!r}: cannot import module {module_name!r} ({exc}); install it, or put "
-            f"it on the Python path. ({_FACTORY_HELP})"
+            "it on the Python path (PYTHONPATH=. for a file in the current directory; Ray "
+            f"env runners inherit it). ({_FACTORY_HELP})"
         ) from exc
     factory = getattr(module, attr, None)
     if not callable(factory):
