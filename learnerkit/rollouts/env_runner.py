@@ -25,6 +25,7 @@ from learnerkit.errors import BatchError, ConfigError
 from learnerkit.rollouts.postprocessing import RunningMeanStd, compute_gae
 
 __all__ = [
+    "POLICY_COLUMNS",
     "EnvRunner",
     "Policy",
     "Rollout",
@@ -37,7 +38,7 @@ Policy = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 ValueFn = Callable[[np.ndarray], np.ndarray]
 
 # What the policy must return for each step, besides the actions.
-_POLICY_COLUMNS = (
+POLICY_COLUMNS = (
     Columns.ACTIONS,
     Columns.ACTION_LOGP,
     Columns.VF_PREDS,
@@ -340,7 +341,7 @@ class EnvRunner:
     def _allocate(self, out: Mapping[str, Any], steps: int) -> dict[str, np.ndarray]:
         """Check the policy's first output and preallocate `[T, N, ...]` buffers after it."""
         n = self.num_envs
-        missing = [name for name in _POLICY_COLUMNS if name not in out]
+        missing = [name for name in POLICY_COLUMNS if name not in out]
         if missing:
             raise BatchError(
                 f"EnvRunner.sample: the policy returned {sorted(out)}; it must also return "
@@ -356,7 +357,7 @@ class EnvRunner:
             Columns.VF_PREDS: (n,),
         }
         buffers = {}
-        for name in _POLICY_COLUMNS:
+        for name in POLICY_COLUMNS:
             shape = np.shape(out[name])
             want = expected.get(name)
             if (want is not None and shape != want) or (want is None and shape[:1] != (n,)):

@@ -25,12 +25,10 @@ from gymnasium import spaces
 
 from learnerkit.batch import Columns, MultiAgentBatch, SampleBatch
 from learnerkit.errors import BatchError, ConfigError
+from learnerkit.rollouts.env_runner import POLICY_COLUMNS, Policy, ValueFn
 from learnerkit.rollouts.postprocessing import compute_gae
 
 __all__ = ["MultiAgentEnvRunner", "MultiAgentRollout"]
-
-Policy = Callable[[np.ndarray], Mapping[str, np.ndarray]]
-ValueFn = Callable[[np.ndarray], np.ndarray]
 
 # Per row of a module's segments. `segment_ends` marks a segment's last row: GAE stops
 # there and bootstraps from `next_values` (0 after a termination).
@@ -46,12 +44,6 @@ _SAMPLED = (
     Columns.EPS_ID,
     Columns.AGENT_INDEX,
     Columns.T,
-)
-_POLICY_COLUMNS = (
-    Columns.ACTIONS,
-    Columns.ACTION_LOGP,
-    Columns.VF_PREDS,
-    Columns.ACTION_DIST_INPUTS,
 )
 
 
@@ -255,7 +247,7 @@ class MultiAgentEnvRunner:
             out = policies[module_id](obs)
             self._check_outputs(module_id, out, len(who))
             for row, (i, agent) in enumerate(who):
-                acting[i][agent] = {name: out[name][row] for name in _POLICY_COLUMNS}
+                acting[i][agent] = {name: out[name][row] for name in POLICY_COLUMNS}
         return acting
 
     def _module_for(self, agent: str, policies: Mapping[str, Policy]) -> str:
@@ -270,13 +262,13 @@ class MultiAgentEnvRunner:
         return module_id
 
     def _check_outputs(self, module_id: str, out: Mapping[str, Any], rows: int) -> None:
-        missing = [name for name in _POLICY_COLUMNS if name not in out]
+        missing = [name for name in POLICY_COLUMNS if name not in out]
         if missing:
             raise BatchError(
                 f"{self.env_name}: module {module_id!r}'s policy returned {sorted(out)}; it must "
                 f"also return {missing}"
             )
-        for name in _POLICY_COLUMNS:
+        for name in POLICY_COLUMNS:
             if np.shape(out[name])[:1] != (rows,):
                 raise BatchError(
                     f"{self.env_name}: module {module_id!r}'s {name!r} has shape "
@@ -374,7 +366,7 @@ class MultiAgentEnvRunner:
 def _flatten(segments: list[_Segment], value_of: Mapping[int, float]) -> dict[str, np.ndarray]:
     rows = [row for s in segments for row in s.rows]
     columns: dict[str, np.ndarray] = {}
-    for name in (Columns.OBS, *_POLICY_COLUMNS):
+    for name in (Columns.OBS, *POLICY_COLUMNS):
         columns[name] = np.stack([row[name] for row in rows])
     columns[Columns.ACTION_LOGP] = columns[Columns.ACTION_LOGP].astype(np.float32)
     columns[Columns.VF_PREDS] = columns[Columns.VF_PREDS].astype(np.float32)
