@@ -84,6 +84,11 @@ def learner_runner(framework: str, hiddens: list[int], batch: SampleBatch, mb: i
         module_spec=ModuleSpec(OBS_SPACE, ACTION_SPACE, model_config={"hiddens": hiddens}),
         hyperparameters=Hyperparameters(learning_rate=LEARNING_RATE),
     )
+    return updating(spec, batch, mb, epochs)
+
+
+def updating(spec: LearnerSpec, batch: SampleBatch, mb: int, epochs: int):
+    """A function running one ``Learner.update`` of a learner built from ``spec``."""
     learner = Learner(spec)
     learner.build()
 
@@ -260,14 +265,7 @@ def ppo_learner_runner(
             adam_epsilon=ADAM_EPS,
         ),
     )
-    learner = Learner(spec)
-    learner.build()
-
-    def run() -> float:
-        results = learner.update(batch, minibatch_size=mb, num_epochs=epochs)
-        return results["default_policy"]["total_loss"]
-
-    return run
+    return updating(spec, batch, mb, epochs)
 
 
 def plain_torch_ppo_runner(hiddens: list[int], batch: SampleBatch, mb: int, epochs: int):
