@@ -134,8 +134,6 @@ def test_the_cli_names_bad_multi_agent_input(tmp_path, capsys):
     env = "pettingzoo:multi_agent_envs:not_parallel"
     assert main(["train", "--env", env, "--out", out, "--quiet"]) == 2
     assert "not a pettingzoo.ParallelEnv" in capsys.readouterr().err
-    assert main(["train", "impala", "--env", GAME, "--out", out, "--quiet"]) == 2
-    assert "trains with the 'on_policy' loop" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--env", GAME, "--policy-mapping", "everyone"])
 

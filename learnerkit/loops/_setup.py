@@ -16,6 +16,8 @@ from learnerkit.rollouts.runners import EnvRunners, EnvRunnerSpec, LocalEnvRunne
 from learnerkit.specs import check_base_fields, structure_hyperparameters
 
 DEFAULT_ENV_ID = "CartPole-v1"
+MULTI_AGENT_LOOPS = ("on_policy", "async")
+"""The training loops that sample PettingZoo envs."""
 
 
 def loop_info(algorithm: Algorithm):
@@ -82,11 +84,11 @@ def environment(info: Any, loop_cls: Any, config: TrainConfig) -> tuple[str, Any
         return loop_cls.environment(config)
     env_id = config.env_id or DEFAULT_ENV_ID
     if is_pettingzoo(env_id):
-        if info.name != "on_policy":
+        if info.name not in MULTI_AGENT_LOOPS:
             raise ConfigError(
                 f"algorithm {config.algorithm!r} trains with the {info.name!r} loop, which "
                 f"samples gymnasium envs only; the PettingZoo env {env_id!r} trains with the "
-                "'on_policy' loop (e.g. ppo)"
+                "'on_policy' loop (e.g. ppo) or the 'async' loop (e.g. impala, appo)"
             )
         return env_id, None, None  # spaces per module: see multi_agent_modules
     return (env_id, *probe_spaces(env_id))

@@ -15,6 +15,14 @@ in flight). When the learners fall behind, ``learner_queue_policy`` says what gi
 ``"block"`` waits for a learner slot before taking more fragments (back-pressure; runners
 finish the fragment they are on and wait), ``"drop_oldest"`` keeps sampling and drops the
 oldest waiting batch. Dropped batches and env steps are counted in every row.
+
+With a PettingZoo env the runners sample whole sequences per agent
+(``EnvRunnerSpec.sequences``, see ``learnerkit.rollouts.multi_agent_sequences``): a batch of
+fragments is a ``MultiAgentBatch`` of the sequences they completed, each module training on
+its own (a module with no full sequence yet sits the update out; a batch with none at all
+is not submitted). Batches are still formed by env steps, not agent steps; the policy lag is
+measured per sequence, from its oldest row, and learner results are reported per module
+(``learner/MODULE/NAME``) with each ended episode's team and per-agent returns.
 """
 
 from __future__ import annotations
@@ -26,18 +34,23 @@ from typing import Any
 
 import numpy as np
 
-from learnerkit.batch import SampleBatch
+from learnerkit.batch import MultiAgentBatch
 from learnerkit.loops._run_output import combine_results
 from learnerkit.loops.contract import Iteration, Run
-from learnerkit.rollouts.runners import Fragment
+from learnerkit.rollouts.multi_agent_sequences import MultiAgentSequences
+from learnerkit.rollouts.runners import Fragment, sequence_batch
 
 
 class AsyncLoop:
     """Continuous sampling, asynchronous updates on sequences, periodic weight broadcast."""
 
+    samples_sequences = True
+    """Multi-agent runners sample whole sequences per agent for this loop."""
+
     def __init__(self, run: Run) -> None:
         self.run = run
         self.hps = run.hps
+        self.multi_agent = run.runners.spec.multi_agent
         self._fragments: list[Fragment] = []  # not yet a full train batch
         self._batches: deque[list[Fragment]] = deque()  # waiting for a learner slot
         self._in_flight: deque[int] = deque()  # rows of each update in flight, in order
@@ -64,6 +77,8 @@ class AsyncLoop:
             "sampled": 0,
             "trained": 0,
             "episodes": [],
+            "agent_returns": [],
+            "module_steps": {},
             "lags": [],
             "results": [],
             "extra": {},
@@ -79,6 +94,7 @@ class AsyncLoop:
             for fragment in fragments:
                 it["sampled"] += fragment.env_steps
                 it["episodes"].extend(fragment.episodes)
+                it["agent_returns"].extend(fragment.agent_returns)
                 self._fragments.append(fragment)
             # Broadcast before feeding: the broadcast waits for the updates in flight, and
             # the update about to be submitted should not be one of them.
@@ -89,7 +105,10 @@ class AsyncLoop:
             self._feed_learners()
         seconds = time.perf_counter() - t0
         return Iteration(
-            env_steps=it["sampled"], episodes=it["episodes"], metrics=self._row(seconds)
+            env_steps=it["sampled"],
+            episodes=it["episodes"],
+            metrics=self._row(seconds),
+            agent_returns=it["agent_returns"],
         )
 
     def _form_batches(self) -> None:
@@ -117,26 +136,43 @@ class AsyncLoop:
             ):
                 return
             fragments = self._batches.popleft()
-            batch = SampleBatch.concat([f.rollout.to_sequences() for f in fragments])
-            self._iteration["lags"].extend(
-                self.updates_submitted - f.weights_version for f in fragments
-            )
+            batch = sequence_batch(fragments)
+            if batch.count == 0:
+                continue  # multi-agent, no sequence complete yet: its rows wait in the streams
+            self._iteration["lags"].extend(self._lags(fragments))
+            if isinstance(batch, MultiAgentBatch):
+                steps = self._iteration["module_steps"]
+                for module_id, module_batch in batch.items():
+                    steps[module_id] = steps.get(module_id, 0) + module_batch.count
             finished = group.async_update(
                 batch,
                 minibatch_size=hps.minibatch_size,
                 num_epochs=hps.num_epochs,
                 sequence_length=hps.rollout_fragment_length,
             )
-            self._in_flight.append(batch.count)
+            self._in_flight.append(sum(f.env_steps for f in fragments))
             self.updates_submitted += 1
             self._collect(finished)
+
+    def _lags(self, fragments: list[Fragment]) -> list[int]:
+        """Learner updates between the weights each sequence was sampled with (multi-agent:
+        its oldest row's) and the update about to train on it; one per fragment for a
+        gymnasium env (all its sequences share the weights)."""
+        if isinstance(fragments[0].rollout, MultiAgentSequences):
+            return [
+                self.updates_submitted - int(v)
+                for f in fragments
+                for versions in f.rollout.weights_versions.values()
+                for v in versions
+            ]
+        return [self.updates_submitted - f.weights_version for f in fragments]
 
     def _collect(self, finished: list[Mapping[str, Mapping[str, Any]]]) -> None:
         for results in finished:
             rows = self._in_flight.popleft()
             self._iteration["trained"] += rows
             self.env_steps_trained += rows
-            self._iteration["results"].append(results[self.run.module_id])
+            self._iteration["results"].append(results)
             self.updates_finished += 1
             self._since_broadcast += 1
 
@@ -148,13 +184,16 @@ class AsyncLoop:
             results = self._iteration["results"][-self._since_broadcast :]
             # The loop's contract, as the on-policy loop's: `mean_kl` results come back as
             # sampled_kl_values, and num_updates says how many updates ran since last time.
-            kl = [r["mean_kl"] for r in results if "mean_kl" in r]
-            extra = group.additional_update(
+            kl: dict[str, list[float]] = {}
+            for by_module in results:
+                for module_id, r in by_module.items():
+                    if "mean_kl" in r:
+                        kl.setdefault(module_id, []).append(r["mean_kl"])
+            self._iteration["extra"] = group.additional_update(
                 timestep=timesteps,
                 num_updates=self._since_broadcast,
-                sampled_kl_values={self.run.module_id: float(np.mean(kl))} if kl else {},
+                sampled_kl_values={m: float(np.mean(v)) for m, v in kl.items()},
             )
-            self._iteration["extra"] = extra[self.run.module_id]
         self.weights_version = self.updates_finished
         self.run.runners.set_weights(group.get_weights(), self.weights_version)
         self._since_broadcast = 0
@@ -181,8 +220,23 @@ class AsyncLoop:
             "sample_wait_s": it["wait_s"],
             **self.run.runners.metrics(),
         }
-        learner = {**combine_results(it["results"]), **it["extra"]}
-        row.update({f"learner/{name}": value for name, value in learner.items()})
+        if not self.multi_agent:
+            module_id = self.run.module_id
+            learner = {
+                **combine_results([r[module_id] for r in it["results"]]),
+                **it["extra"].get(module_id, {}),
+            }
+            row.update({f"learner/{name}": value for name, value in learner.items()})
+            return row
+        row["num_agent_steps_trained"] = sum(it["module_steps"].values())
+        row.update({f"module_steps/{m}": n for m, n in sorted(it["module_steps"].items())})
+        modules = {m for r in it["results"] for m in r} | set(it["extra"])
+        for module_id in sorted(modules):
+            learner = {
+                **combine_results([r[module_id] for r in it["results"] if module_id in r]),
+                **it["extra"].get(module_id, {}),
+            }
+            row.update({f"learner/{module_id}/{k}": v for k, v in learner.items()})
         return row
 
     def get_state(self) -> dict[str, Any]:

@@ -131,6 +131,8 @@ class Trainer:
                         normalize_observations=self.hps.normalize_observations,
                         seed=config.seed,
                         policy_mapping=mapping,
+                        # Multi-agent: whole sequences per agent for a loop that asks.
+                        sequences=getattr(loop_cls, "samples_sequences", False),
                     ),
                     self.hps,
                     ray_address,

@@ -119,6 +119,8 @@ class _Segment:
     module_id: str
     agent_index: int
     eps_id: int
+    env_index: int
+    agent: str
     rows: list[dict[str, Any]] = attrs.Factory(list)
     bootstrap_obs: np.ndarray | None = None  # set when the segment ends by truncation
 
@@ -193,6 +195,15 @@ class MultiAgentEnvRunner:
     ) -> MultiAgentRollout:
         """Run ``num_steps`` steps of every env; ``policies`` and ``value_fns`` by module id
         (a module no agent is mapped to is never called)."""
+        finished, open_segments = self.step_segments(policies, num_steps)
+        return self._rollout(finished, open_segments, value_fns, num_steps)
+
+    def step_segments(
+        self, policies: Mapping[str, Policy], num_steps: int
+    ) -> tuple[list[_Segment], list[_Segment]]:
+        """Run ``num_steps`` steps of every env: the segments that ended (in the order they
+        ended) and those cut by the fragment's end. Every row holds ``new_obs``, the
+        observation its agent reached (its final one where its episode ended)."""
         if num_steps < 1:
             raise ConfigError(
                 f"MultiAgentEnvRunner.sample: num_steps must be >= 1, got {num_steps}"
@@ -215,7 +226,7 @@ class MultiAgentEnvRunner:
                 segment.bootstrap_obs = episode.obs.get(agent)
                 open_segments.append(segment)
             episode.segments = {}
-        return self._rollout(finished, open_segments, value_fns, num_steps)
+        return finished, open_segments
 
     def _reset(self, i: int) -> None:
         seed = None if self._seed is None or self._resets >= self.num_envs else self._seed + i
@@ -290,13 +301,19 @@ class MultiAgentEnvRunner:
             segment = episode.segments.get(agent)
             if segment is None:
                 segment = episode.segments[agent] = _Segment(
-                    episode.modules[agent], self._agent_index.get(agent, -1), episode.eps_id
+                    episode.modules[agent],
+                    self._agent_index.get(agent, -1),
+                    episode.eps_id,
+                    env_index=i,
+                    agent=agent,
                 )
             terminated = bool(terminations.get(agent, False))
             truncated = bool(truncations.get(agent, False)) and not terminated
             segment.rows.append(
                 {
                     Columns.OBS: episode.obs[agent],
+                    # Read by the sequence mode only (multi_agent_sequences); GAE uses values.
+                    Columns.NEXT_OBS: obs.get(agent, episode.obs[agent]),
                     **out,
                     Columns.REWARDS: float(rewards.get(agent, 0.0)),
                     Columns.TERMINATEDS: terminated,

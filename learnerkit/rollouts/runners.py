@@ -23,6 +23,7 @@ from learnerkit.columns import DEFAULT_MODULE_ID
 from learnerkit.errors import ConfigError
 from learnerkit.rollouts.env_runner import Rollout
 from learnerkit.rollouts.multi_agent import MultiAgentRollout
+from learnerkit.rollouts.multi_agent_sequences import MultiAgentSequences
 from learnerkit.rollouts.pettingzoo_envs import PolicyMapping, is_pettingzoo
 from learnerkit.specs import ModuleSpec
 
@@ -48,6 +49,10 @@ class EnvRunnerSpec:
     env_kwargs: Mapping[str, Any] = attrs.field(factory=dict)
     policy_mapping: PolicyMapping = "shared"
     """Multi-agent only: which module acts for each agent."""
+    sequences: bool = False
+    """Multi-agent only: fragments of whole sequences of ``rollout_fragment_length`` steps
+    per agent (`MultiAgentSequences`, for V-trace: the asynchronous loop) instead of GAE
+    segments (`MultiAgentRollout`, the on-policy loop)."""
 
     def __attrs_post_init__(self) -> None:
         if self.multi_agent and self.normalize_observations:
@@ -76,8 +81,9 @@ class EnvRunnerSpec:
 class Fragment:
     """One rollout sampled by one runner, with what the loop needs to know about it."""
 
-    rollout: Rollout | MultiAgentRollout
-    """A `Rollout` (gymnasium env) or a `MultiAgentRollout` (PettingZoo env)."""
+    rollout: Rollout | MultiAgentRollout | MultiAgentSequences
+    """A `Rollout` (gymnasium env), or for a PettingZoo env a `MultiAgentRollout` (GAE
+    segments) or `MultiAgentSequences` (whole sequences, ``EnvRunnerSpec.sequences``)."""
     episodes: list[tuple[float, int]]
     """(return, length) of each episode that ended in this fragment; multi-agent, the team
     return (the sum over agents) and the env steps."""
@@ -105,6 +111,22 @@ def on_policy_batch(
         rollout = MultiAgentRollout.concat(rollouts)
         return rollout.to_multi_agent_batch(gamma=gamma, lambda_=lambda_)
     return Rollout.concat(rollouts).to_sample_batch(gamma=gamma, lambda_=lambda_)
+
+
+def sequence_batch(fragments: list[Fragment]) -> SampleBatch | MultiAgentBatch:
+    """The fragments as one train batch of whole sequences of ``rollout_fragment_length``
+    rows (``Learner.update(..., sequence_length=T)``), without GAE: a `SampleBatch` (one
+    sequence per env) for a gymnasium env, a `MultiAgentBatch` of the sequences the
+    fragments completed for a PettingZoo env (possibly empty: none completed yet)."""
+    rollouts = [f.rollout for f in fragments]
+    if isinstance(rollouts[0], MultiAgentSequences):
+        return MultiAgentSequences.concat(rollouts).to_sequences()
+    if isinstance(rollouts[0], MultiAgentRollout):
+        raise ConfigError(
+            "these multi-agent fragments hold GAE segments, not whole sequences: build the "
+            "env runners with EnvRunnerSpec(sequences=True) to train on sequences"
+        )
+    return SampleBatch.concat([r.to_sequences() for r in rollouts])
 
 
 class EnvRunners(Protocol):

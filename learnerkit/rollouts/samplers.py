@@ -17,6 +17,7 @@ import attrs
 from learnerkit.errors import ConfigError
 from learnerkit.rollouts.env_runner import EnvRunner
 from learnerkit.rollouts.multi_agent import MultiAgentEnvRunner
+from learnerkit.rollouts.multi_agent_sequences import SequenceStreams
 from learnerkit.rollouts.pettingzoo_envs import (
     PolicyMapping,
     check_agent_spaces,
@@ -127,6 +128,7 @@ class MultiAgentSampler:
             for module_id, module_spec in spec.module_specs.items()
         }
         self.version = 0
+        self.streams = SequenceStreams(spec.rollout_fragment_length) if spec.sequences else None
 
     def get_weights(self) -> dict[str, dict[str, Any]]:
         return {module_id: m.get_weights() for module_id, m in self.modules.items()}
@@ -163,11 +165,15 @@ class MultiAgentSampler:
         self.spec = attrs.evolve(self.spec, policy_mapping=mapping)
 
     def sample(self, runner_index: int) -> Fragment:
-        rollout = self.runner.sample(
-            {m: module.policy for m, module in self.modules.items()},
-            {m: module.value for m, module in self.modules.items()},
-            self.spec.rollout_fragment_length,
-        )
+        policies = {m: module.policy for m, module in self.modules.items()}
+        if self.streams is not None:
+            rollout = self.streams.sample(self.runner, policies, version=self.version)
+        else:
+            rollout = self.runner.sample(
+                policies,
+                {m: module.value for m, module in self.modules.items()},
+                self.spec.rollout_fragment_length,
+            )
         episodes, agent_returns = self.runner.pop_episode_stats()
         return Fragment(
             rollout=rollout,
