@@ -28,7 +28,8 @@ class TrainConfig:
     env_id: str | None = None
     """The gymnasium env the loops that sample train in (None: CartPole-v1), or a
     PettingZoo parallel env, ``pettingzoo:MODULE[:FACTORY]`` (multi-agent; the on-policy
-    and asynchronous loops); for the offline loop, the env its policy is evaluated in (None: the dataset's)."""
+    and asynchronous loops); for the offline loop, the env its policy is evaluated in
+    (None: the dataset's)."""
     policy_mapping: Any = "shared"
     """Multi-agent: which module acts for each agent: ``"shared"`` (one module,
     ``default_policy``), ``"per_agent"`` (a module named after each agent), a dict of agent
