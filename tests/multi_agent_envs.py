@@ -4,7 +4,7 @@ pygame, which is not installed). Named by tests as ``pettingzoo:multi_agent_envs
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium import spaces
@@ -170,3 +170,29 @@ class RepeatedPennies(ParallelEnv):
 
 def pennies() -> RepeatedPennies:
     return RepeatedPennies()
+
+
+# The coordination game as the training tests name it, and the team return they require:
+# up to 16 an episode; a random pair scores ~4, and 14 means both modules nearly always
+# answer right.
+GAME = "pettingzoo:multi_agent_envs:coordination"
+THRESHOLD = 14.0
+
+
+def game_config(tmp_path: Any, algorithm: str, overrides: dict, **changes: Any):
+    """A TrainConfig training one module per agent of the coordination game to THRESHOLD."""
+    from learnerkit.loops import TrainConfig
+
+    values = {
+        "algorithm": algorithm,
+        "env_id": GAME,
+        "policy_mapping": "per_agent",
+        "stop_reward": THRESHOLD,
+        "stop_timesteps": 40_000,
+        "out_dir": str(tmp_path / "run"),
+        "overrides": overrides,
+        "model_config": {"hiddens": [32]},
+        "progress": False,
+        **changes,
+    }
+    return TrainConfig(**values)

@@ -10,14 +10,13 @@ import time
 
 import numpy as np
 import pytest
-from multi_agent_envs import ScriptedEnv
+from multi_agent_envs import GAME, ScriptedEnv, game_config
 from test_multi_agent_sampling import policy, scripted_runner
 
 from learnerkit import MultiAgentBatch
 from learnerkit.loops import TrainConfig, train
 from learnerkit.rollouts.multi_agent_sequences import SequenceStreams
 
-GAME = "pettingzoo:multi_agent_envs:coordination"
 POLICIES = {m: policy for m in "abc"}
 
 
@@ -134,25 +133,12 @@ def test_a_removed_module_leaves_no_waiting_rows():
 
 
 def _config(tmp_path, algorithm, **changes) -> TrainConfig:
-    values = {
-        "algorithm": algorithm,
-        "env_id": GAME,
-        "policy_mapping": "per_agent",
-        "stop_reward": THRESHOLD,
-        "stop_timesteps": 40_000,
-        "out_dir": str(tmp_path / "run"),
-        "overrides": SETTINGS,
-        "model_config": {"hiddens": [32]},
-        "progress": False,
-        **changes,
-    }
-    return TrainConfig(**values)
+    return game_config(tmp_path, algorithm, changes.pop("overrides", SETTINGS), **changes)
 
 
 # As tests/test_multi_agent_training.py: team return up to 16, a random pair ~4; 14 means
 # both modules nearly always answer right. Measured (torch, one local runner, seeds 0 and
 # 1): IMPALA and APPO both reach it after 11-12k env steps, ~1.6 s of training.
-THRESHOLD = 14.0
 SETTINGS = {
     "num_envs_per_env_runner": 8,
     "rollout_fragment_length": 16,

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from multi_agent_envs import GAME, THRESHOLD, game_config
 
 from learnerkit import (
     ConfigError,
@@ -22,11 +23,7 @@ from learnerkit import (
 from learnerkit.cli import main
 from learnerkit.loops import TrainConfig, evaluate_checkpoint, train
 
-GAME = "pettingzoo:multi_agent_envs:coordination"
-# Team return: up to 16 an episode (8 steps, 2 points a step); a random pair scores ~4,
-# and "b" is out at its first wrong answer. 14 means both modules nearly always answer
-# right (measured: reached after ~5k env steps, 2 s of training, with one learner).
-THRESHOLD = 14.0
+# THRESHOLD (14) was reached after ~5k env steps, 2 s of training, with one learner.
 SETTINGS = {
     "num_envs_per_env_runner": 8,
     "rollout_fragment_length": 32,
@@ -36,19 +33,7 @@ SETTINGS = {
 
 
 def config(tmp_path, **changes) -> TrainConfig:
-    values = {
-        "algorithm": "ppo",
-        "env_id": GAME,
-        "policy_mapping": "per_agent",
-        "stop_reward": THRESHOLD,
-        "stop_timesteps": 40_000,
-        "out_dir": str(tmp_path / "run"),
-        "overrides": SETTINGS,
-        "model_config": {"hiddens": [32]},
-        "progress": False,
-        **changes,
-    }
-    return TrainConfig(**values)
+    return game_config(tmp_path, "ppo", changes.pop("overrides", SETTINGS), **changes)
 
 
 def rows(run_dir) -> list[dict[str, str]]:
