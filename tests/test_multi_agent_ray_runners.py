@@ -3,6 +3,8 @@ module changes (add, mapping, remove) queued to the actors and kept for a restar
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import ray
@@ -47,7 +49,7 @@ def test_ray_runners_sample_per_module_and_follow_module_changes():
         np.testing.assert_allclose(batch["c"]["vf_preds"], other.value(obs), atol=1e-5)
 
         # A runner restarted after its actor died is built with "c" and the new mapping.
-        ray.kill(runners.actors[1])
+        dead_before_sampling(runners.actors[1])
         batch = on_policy_batch(runners.sample(), gamma=0.99, lambda_=0.95)
         assert runners.metrics()["env_runner_restarts"] == 1
         assert sorted(batch) == ["a", "c"] and batch["c"].count > 0
@@ -60,3 +62,19 @@ def test_ray_runners_sample_per_module_and_follow_module_changes():
     finally:
         runners.close()
         ray.shutdown()
+
+
+def dead_before_sampling(actor, timeout_s: float = 60.0) -> None:
+    """Kill ``actor`` and wait until Ray reports it dead (``ray.kill`` only starts the
+    kill: a call sent at once may still be answered)."""
+    ray.kill(actor)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.info.remote(), timeout=5)
+        except ray.exceptions.RayActorError:
+            return
+        except ray.exceptions.GetTimeoutError:
+            continue
+        time.sleep(0.1)
+    raise AssertionError(f"actor still alive {timeout_s} s after ray.kill")
