@@ -98,8 +98,9 @@ class Trainer:
         trained = set(config.modules_to_train) if config.modules_to_train is not None else None
         if frozen and trained is None:
             trained = set(module_spec) - frozen
-        # Per-module hyperparameters: a resumed run's checkpoint (modules added while it
-        # trained included), then the config's, which win.
+        # A resumed run's checkpoint records each module's hyperparameters and whether it
+        # trains, as they were when it was saved (changes while training included); the
+        # config's, given again, win.
         module_hps = {m: dict(d.get("hyperparameters") or {}) for m, d in described.items()}
         for module_id, values in config.module_hyperparameters.items():
             module_hps[module_id] = {**module_hps.get(module_id, {}), **values}
@@ -179,9 +180,6 @@ class Trainer:
             metadata["dataset"] = self.config.dataset
         if self.multi_agent:
             metadata["policy_mapping"] = saved_mapping(self.config.policy_mapping)
-            metadata["module_hyperparameters"] = dict(self.config.module_hyperparameters)
-            if self.config.modules_to_train is not None:
-                metadata["modules_to_train"] = sorted(self.config.modules_to_train)
         return metadata
 
     def save_checkpoint(self) -> Path:
@@ -335,15 +333,6 @@ def _continue_run(config: TrainConfig) -> TrainConfig:
         framework=run["framework"],
         overrides={**hyperparameters, **config.overrides},
         model_config={**run["model_config"], **(config.model_config or {})},
-        module_hyperparameters={
-            **run.get("module_hyperparameters", {}),
-            **config.module_hyperparameters,
-        },
-        modules_to_train=(
-            config.modules_to_train
-            if config.modules_to_train is not None
-            else run.get("modules_to_train")
-        ),
         # The mapping the run began with (the checkpoint holds the current one); a callable
         # cannot be saved and is passed again.
         policy_mapping=(
