@@ -137,22 +137,14 @@ class _GroupMember:
                 f"{-low}..{high}"
             )
 
-    def agree_on_shard(self, ok: bool, signature: int) -> str | None:
+    def agree_on_shard(self, ok: bool, signature: int) -> tuple[bool, bool]:
         """After each learner read its own shard (``ShardedBatch``): whether every learner
-        read one, with the same modules and rows (``signature``); else why not. Every
-        learner takes part, so no collective is left waiting whatever the outcome."""
+        read one, and whether all shards have the same modules and rows (``signature``).
+        Every learner takes part, so no collective is left waiting whatever the outcome."""
         if self.world_size == 1:
-            return None
+            return ok, True
         failed, high, low = self._max_reduce([0 if ok else 1, signature, -signature])
-        if failed:
-            return "another learner could not read its shard (its error is the update's)"
-        if high != -low:
-            return (
-                "the learners' shards hold different modules or numbers of rows, so they "
-                "would run different numbers of minibatches: a ShardedBatch must give every "
-                "shard the same rows per module"
-            )
-        return None
+        return not failed, high == -low
 
     def _max_reduce(self, values: list[int]) -> list[int]:
         """Element-wise maximum of ``values`` over the learners (the control group)."""

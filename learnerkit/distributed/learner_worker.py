@@ -95,13 +95,17 @@ class _LearnerWorker:
         except Exception as exc:
             error = exc
         signature = shard_signature(shard) if error is None else 0
-        problem = self.learner.agree_on_shard(error is None, signature)
+        all_read, same_layout = self.learner.agree_on_shard(error is None, signature)
         if error is not None:
             raise error
-        if problem is not None:
-            if problem.startswith("another learner"):
-                raise NotApplied(problem)
-            raise BatchError(f"shard {rank}: {problem}")
+        if not all_read:
+            raise NotApplied("another learner could not read its shard (its error is the update's)")
+        if not same_layout:
+            raise BatchError(
+                f"shard {rank}: the learners' shards hold different modules or numbers of rows, "
+                "so they would run different numbers of minibatches: a ShardedBatch must give "
+                "every shard the same rows per module"
+            )
         return shard
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
