@@ -14,6 +14,7 @@ from conftest import bc_loss, make_plugin
 from learnerkit import ConfigError
 from learnerkit._checkpoint import load
 from learnerkit.loops import trainer as training
+from learnerkit.loops._run_output import RunOutput
 from learnerkit.loops.evaluation import evaluate_checkpoint
 from learnerkit.loops.trainer import TrainConfig, train
 
@@ -64,6 +65,38 @@ def test_a_run_writes_metrics_tensorboard_curve_checkpoint_and_summary(tmp_path)
     assert (tmp_path / "learning_curve.png").stat().st_size > 0
     state = load(tmp_path / "checkpoint")
     assert state["algorithm"] == "ppo"
+
+
+def test_the_curve_is_drawn_by_a_child_so_training_never_imports_matplotlib(tmp_path):
+    code = f"""
+import sys
+from learnerkit.loops import TrainConfig, train
+s = train(TrainConfig(stop_timesteps=512, out_dir={str(tmp_path)!r}, progress=False,
+                      overrides={SMALL!r}))
+print("matplotlib" in sys.modules, s.curve)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", str(tmp_path / "learning_curve.png")]
+    assert (tmp_path / "learning_curve.png").stat().st_size > 0
+
+
+def test_a_curve_that_cannot_be_drawn_is_an_error_naming_the_file(tmp_path):
+    out = RunOutput(tmp_path)
+    out.start({}, resume=False)
+    out.log({"iteration": 1, "timesteps_total": 10, "episode_return_mean": 20.0})
+    out._curve._child.kill()  # the drawing child dies while the run trains
+    with pytest.raises(RuntimeError, match=r"drawing .*learning_curve\.png failed"):
+        out.plot_curve(stop_reward=None)
+    out.close()
+
+
+def test_closing_a_run_that_never_finished_stops_its_curve_child(tmp_path):
+    out = RunOutput(tmp_path)
+    out.start({}, resume=False)
+    child = out._curve._child
+    out.close()
+    assert child.poll() is not None
 
 
 def test_resume_continues_from_the_exact_saved_state(tmp_path):

@@ -1,12 +1,18 @@
-"""Draw a run's learning curve: ``python _curve.py METRICS_CSV OUT_PNG STOP_REWARD``.
+"""Draw a run's learning curve: ``python _curve.py METRICS_CSV OUT_PNG STOP_REWARD``, or
+``python _curve.py --serve`` to draw one curve per line of ``[METRICS_CSV, OUT_PNG,
+STOP_REWARD]`` JSON read from stdin, answering each with a line (``ok`` or ``error: ...``).
 
-Run as a script by ``RunOutput.plot_curve`` in a child interpreter, so that matplotlib is
-never imported by the training process (it would add ~35 MB to its peak memory).
+Run by ``RunOutput`` in a child interpreter, so that matplotlib is never imported by the
+training process (it would add ~35 MB to its peak memory). The child is started with the
+run and imports matplotlib while the run trains (the training process keeps torch to one
+thread, so a second core is usually idle), so that drawing at the end takes milliseconds,
+not the half second of starting an interpreter and importing matplotlib then.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import sys
 
 # The CSV columns of per-agent mean returns (multi-agent runs); _run_output imports it.
@@ -44,5 +50,23 @@ def main(metrics: str, out: str, stop: str) -> None:
     plt.close(fig)
 
 
+def serve() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # imported now, while the run trains
+
+    for line in sys.stdin:
+        try:
+            main(*json.loads(line))
+            answer = "ok"
+        except Exception as exc:  # reported to the training process, which raises it
+            answer = f"error: {type(exc).__name__}: {exc}".replace("\n", " ")
+        print(answer, flush=True)
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    if sys.argv[1:] == ["--serve"]:
+        serve()
+    else:
+        main(*sys.argv[1:4])

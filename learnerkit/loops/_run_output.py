@@ -9,6 +9,7 @@ import json
 import math
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,7 @@ class RunOutput:
         self._writer: Any = None
         self._tb: Any = None
         self._columns: list[str] | None = None
+        self._curve: _CurveDrawer | None = None
 
     def start(self, metadata: Mapping[str, Any], *, resume: bool) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -100,6 +102,7 @@ class RunOutput:
         from tensorboardX import SummaryWriter
 
         self._tb = SummaryWriter(str(self.dir / TENSORBOARD_DIR))
+        self._curve = _CurveDrawer()
 
     def log(self, row: Mapping[str, Any]) -> None:
         if self._columns is None:
@@ -152,13 +155,12 @@ class RunOutput:
             if not any(r.get("episode_return_mean") for r in csv.DictReader(f)):
                 return None
         out = self.dir / CURVE_FILE
-        # Drawn by a child interpreter: importing matplotlib here would add ~35 MB to the
-        # run's peak memory for one picture at the end (issue 10), in about the same time.
-        script = Path(__file__).with_name("_curve.py")
-        args = [sys.executable, str(script), str(path), str(out), repr(stop_reward)]
-        done = subprocess.run(args, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"drawing {out} failed: {done.stderr.strip()}")
+        drawer = self._curve or _CurveDrawer()
+        try:
+            drawer.draw(path, out, stop_reward)
+        finally:
+            if drawer is not self._curve:
+                drawer.close()
         return out
 
     def finish(self, summary: Mapping[str, Any]) -> None:
@@ -167,6 +169,62 @@ class RunOutput:
             self._csv_file.close()
         if self._tb is not None:
             self._tb.close()
+        self.close()
+
+    def close(self) -> None:
+        """Stop the curve drawer (a run that failed before its end has one waiting)."""
+        if self._curve is not None:
+            self._curve.close()
+            self._curve = None
+
+
+class _CurveDrawer:
+    """A child interpreter that draws learning curves (``_curve.py --serve``).
+
+    Started with the run, so it imports matplotlib while the run trains: importing it in
+    the training process would add ~35 MB to its peak memory (issue 10), and starting a
+    child only at the end would add half a second to every run's wall time.
+    """
+
+    def __init__(self) -> None:
+        script = Path(__file__).with_name("_curve.py")
+        # stderr to a file, not a pipe nobody reads while the run trains (a full pipe would
+        # block the child); read back when a drawing fails.
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self._child = subprocess.Popen(
+            [sys.executable, str(script), "--serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+        )
+
+    def draw(self, metrics: Path, out: Path, stop_reward: float | None) -> None:
+        request = json.dumps([str(metrics), str(out), repr(stop_reward)])
+        try:
+            self._child.stdin.write(request + "\n")
+            self._child.stdin.flush()
+            answer = self._child.stdout.readline().strip()
+        except OSError:  # the child is gone (BrokenPipeError): say why below
+            answer = ""
+        if answer == "ok":
+            return
+        if not answer:  # it died: its stderr says why
+            self._stderr.seek(0)
+            lines = self._stderr.read().strip().splitlines()
+            answer = lines[-1] if lines else f"exit code {self._child.poll()}"
+        raise RuntimeError(f"drawing {out} failed: {answer}")
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._child.stdin.close()
+        try:
+            self._child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._child.kill()
+            self._child.wait()
+        self._child.stdout.close()
+        self._stderr.close()
 
 
 def combine_results(results: list[Mapping[str, Any]]) -> dict[str, Any]:

@@ -314,6 +314,8 @@ class Trainer:
         return summary
 
     def close(self) -> None:
+        if getattr(self, "out", None) is not None:
+            self.out.close()
         if self.runners is not None:
             self.runners.close()
         if self.group is not None:
