@@ -12,7 +12,8 @@ or PettingZoo parallel envs with a policy mapping) is a sampler
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import zlib
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -75,6 +76,11 @@ class EnvRunnerSpec:
     def runner_seed(self, index: int) -> int:
         """Runner ``index``'s environments are seeded apart from every other runner's."""
         return self.seed + 10_000 * index
+
+    def sampling_seed(self, index: int, module_id: str) -> list[int]:
+        """The seed of runner ``index``'s action sampling with ``module_id``: apart from its
+        environments' seeds (``runner_seed``) and from its other modules'."""
+        return [self.runner_seed(index), zlib.crc32(module_id.encode()), 1]
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -173,26 +179,55 @@ class EnvRunners(Protocol):
 
 
 class RunnerModule:
-    """A runner's own copy of one module: a numpy policy and value function over it."""
+    """A runner's own copy of one module: a numpy policy and value function over it.
 
-    def __init__(self, framework: str, module_spec: ModuleSpec, seed: int) -> None:
+    The default modules act through a numpy copy of their weights
+    (``learnerkit.rollouts.acting``, refreshed by ``set_weights``), drawing actions from
+    ``np.random.default_rng(sampling_seed)`` (``seed`` when not given); any other module
+    acts through its framework."""
+
+    def __init__(
+        self,
+        framework: str,
+        module_spec: ModuleSpec,
+        seed: int,
+        *,
+        sampling_seed: int | Sequence[int] | None = None,
+    ) -> None:
         from learnerkit.backends import make_backend
 
         self.backend = make_backend(framework)
         self.module = self.backend.build_module(module_spec, seed)
-        self.policy = self.backend.policy_fn(self.module, explore=True)
-        self.value = self.backend.value_fn(self.module)
+        self._rng = np.random.default_rng(seed if sampling_seed is None else sampling_seed)
+        self._bind()
         self.version = 0
 
+    def _bind(self) -> None:
+        acting = self.backend.numpy_actor_critic(self.module, self._rng)
+        if acting is None:
+            self.policy = self.backend.policy_fn(self.module, explore=True)
+            self.value = self.backend.value_fn(self.module)
+        else:
+            self.policy, self.value = acting.forward_exploration, acting.value
+
     @classmethod
-    def from_spec(cls, spec: EnvRunnerSpec, module_id: str = DEFAULT_MODULE_ID) -> RunnerModule:
-        return cls(spec.framework, spec.module_specs[module_id], spec.seed)
+    def from_spec(
+        cls,
+        spec: EnvRunnerSpec,
+        module_id: str = DEFAULT_MODULE_ID,
+        *,
+        sampling_seed: int | Sequence[int] | None = None,
+    ) -> RunnerModule:
+        return cls(
+            spec.framework, spec.module_specs[module_id], spec.seed, sampling_seed=sampling_seed
+        )
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return self.backend.get_module_state(self.module)
 
     def set_weights(self, weights: Weights, version: int) -> None:
         self.backend.set_module_state(self.module, weights, "the env runner's module")
+        self._bind()
         self.version = version
 
 

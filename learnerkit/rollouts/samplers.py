@@ -58,7 +58,9 @@ class SingleAgentSampler:
         self.observation_space = self.runner.observation_space
         self.action_space = self.runner.action_space
         (self.module_id,) = spec.module_specs
-        self.module = RunnerModule.from_spec(spec, self.module_id)
+        self.module = RunnerModule.from_spec(
+            spec, self.module_id, sampling_seed=spec.sampling_seed(index, self.module_id)
+        )
 
     def get_weights(self) -> dict[str, dict[str, Any]]:
         return {self.module_id: self.module.get_weights()}
@@ -124,11 +126,19 @@ class MultiAgentSampler:
                 self.runner.action_spaces[agent],
             )
         self.modules = {
-            module_id: RunnerModule(spec.framework, module_spec, spec.seed)
+            module_id: self._module(module_id, module_spec)
             for module_id, module_spec in spec.module_specs.items()
         }
         self.version = 0
         self.streams = SequenceStreams(spec.rollout_fragment_length) if spec.sequences else None
+
+    def _module(self, module_id: str, module_spec: ModuleSpec) -> RunnerModule:
+        return RunnerModule(
+            self.spec.framework,
+            module_spec,
+            self.spec.seed,
+            sampling_seed=self.spec.sampling_seed(self.index, module_id),
+        )
 
     def get_weights(self) -> dict[str, dict[str, Any]]:
         return {module_id: m.get_weights() for module_id, m in self.modules.items()}
@@ -145,7 +155,7 @@ class MultiAgentSampler:
     ) -> None:
         if module_id in self.modules:
             raise ConfigError(f"the env runner already has module {module_id!r}")
-        module = RunnerModule(self.spec.framework, module_spec, self.spec.seed)
+        module = self._module(module_id, module_spec)
         if weights is not None:
             module.set_weights(weights, self.version)
         self.modules[module_id] = module

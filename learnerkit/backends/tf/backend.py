@@ -23,6 +23,7 @@ from learnerkit.backends.tf.ops import OPTIMIZER_VARIABLES, TF_OPS
 from learnerkit.backends.tf.train_step import AllReduce, LossFn, TrainStep
 from learnerkit.batch import SampleBatch, training_arrays
 from learnerkit.errors import CheckpointError, ConfigError
+from learnerkit.rollouts.acting import DenseStack, NumpyActorCritic
 from learnerkit.specs import ModuleSpec
 
 
@@ -274,3 +275,31 @@ class TFBackend:
                 return module.value(tf.convert_to_tensor(np.asarray(obs, dtype=np.float32))).numpy()
 
         return value
+
+    def numpy_actor_critic(
+        self, module: tf.Module, rng: np.random.Generator
+    ) -> NumpyActorCritic | None:
+        """A numpy copy of the default module for env runners to act with (see
+        ``learnerkit.rollouts.acting``): ~10x faster than the compiled function on a few
+        observations. None for any other module, which acts in TensorFlow."""
+        from learnerkit.backends.tf.modules import TFMLPActorCritic
+
+        if type(module) is not TFMLPActorCritic:  # a subclass may compute otherwise
+            return None
+
+        def stack(mlp: Any) -> DenseStack:
+            return DenseStack(
+                kernels=[k.numpy().copy() for k in mlp.kernels],
+                biases=[b.numpy().copy() for b in mlp.biases],
+                act_last=mlp.act_last,
+            )
+
+        return NumpyActorCritic(
+            pi=stack(module.pi),
+            vf=stack(module.vf),
+            encoder=stack(module.encoder) if module.shared else None,
+            activation=module.activation_name,
+            dist_class=module.action_dist_class,
+            log_std=module.log_std.numpy().copy() if module.continuous else None,
+            rng=rng,
+        )

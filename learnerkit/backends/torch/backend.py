@@ -14,6 +14,7 @@ from learnerkit._checkpoint import check_same_shapes
 from learnerkit.backends.torch.ops import TORCH_OPS
 from learnerkit.batch import SampleBatch, training_arrays
 from learnerkit.errors import CheckpointError
+from learnerkit.rollouts.acting import DenseStack, NumpyActorCritic
 from learnerkit.specs import ModuleSpec
 
 LossFn = Callable[[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]], Mapping[str, Any]]
@@ -231,6 +232,34 @@ class TorchBackend:
             )
 
         return value
+
+    def numpy_actor_critic(
+        self, module: torch.nn.Module, rng: np.random.Generator
+    ) -> NumpyActorCritic | None:
+        """A numpy copy of the default module for env runners to act with (see
+        ``learnerkit.rollouts.acting``); None for any other module, which acts in torch."""
+        from learnerkit.backends.torch.modules import TorchMLPActorCritic
+
+        if type(module) is not TorchMLPActorCritic:  # a subclass may compute otherwise
+            return None
+
+        def stack(layers: torch.nn.Sequential) -> DenseStack:
+            linears = [layer for layer in layers if isinstance(layer, torch.nn.Linear)]
+            return DenseStack(
+                kernels=[lin.weight.detach().cpu().numpy().T.copy() for lin in linears],
+                biases=[lin.bias.detach().cpu().numpy().copy() for lin in linears],
+                act_last=not isinstance(layers[-1], torch.nn.Linear),
+            )
+
+        return NumpyActorCritic(
+            pi=stack(module.pi),
+            vf=stack(module.vf),
+            encoder=stack(module.encoder) if module.shared else None,
+            activation=module.activation,
+            dist_class=module.action_dist_class,
+            log_std=module.log_std.detach().cpu().numpy().copy() if module.continuous else None,
+            rng=rng,
+        )
 
 
 def _clip(

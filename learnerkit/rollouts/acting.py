@@ -1,0 +1,143 @@
+"""Acting with the default MLP actor-critic in numpy: what env runners call every step.
+
+A runner's policy runs on a handful of observations at a time (one per environment copy),
+where a framework's per-operation overhead dwarfs the arithmetic: for CartPole's 64-64
+towers on 8 observations, torch takes ~60 us per call, TensorFlow's compiled function
+~220 us, this numpy copy ~20 us. Runners of the default modules (``TorchMLPActorCritic``,
+``TFMLPActorCritic``) act with it; a custom module acts through its framework as before.
+
+The distributions are ``learnerkit.distributions``' own, over ``NumpyOps``, so sampling,
+log-probabilities and greedy actions mean exactly what they mean in the learner's loss. The
+weights are a copy, refreshed by the runner whenever it receives new ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+
+from learnerkit.batch import Columns
+from learnerkit.distributions import exploration_outputs
+
+__all__ = ["DenseStack", "NumpyActorCritic", "NumpyOps"]
+
+
+def _silu(x: np.ndarray) -> np.ndarray:
+    return x * (0.5 + 0.5 * np.tanh(0.5 * x))  # x * sigmoid(x), without exp overflow
+
+
+def _elu(x: np.ndarray) -> np.ndarray:
+    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
+
+
+ACTIVATIONS = {
+    "tanh": np.tanh,
+    "relu": lambda x: np.maximum(x, 0),
+    "elu": _elu,
+    "silu": _silu,
+}
+"""The default modules' activations (``learnerkit._model_config.ACTIVATIONS``) in numpy."""
+
+
+class NumpyOps:
+    """The array functions ``learnerkit.distributions`` uses, in numpy, float32, sampling
+    from the given generator."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+
+    def log_softmax(self, logits: np.ndarray) -> np.ndarray:
+        shifted = logits - logits.max(axis=-1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+    def take_along_last(self, x: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(x, indices[..., None].astype(np.int64), axis=-1)[..., 0]
+
+    def sample_categorical(self, logits: np.ndarray) -> np.ndarray:
+        # Gumbel-max, as the torch and TF ops sample.
+        u = np.maximum(self.rng.random(logits.shape, dtype=np.float32), np.float32(1e-20))
+        return (logits - np.log(-np.log(u))).argmax(axis=-1)
+
+    def random_normal_like(self, x: np.ndarray) -> np.ndarray:
+        return self.rng.standard_normal(x.shape, dtype=np.float32)
+
+    def argmax_last(self, x: np.ndarray) -> np.ndarray:
+        return x.argmax(axis=-1)
+
+    def split_last(self, x: np.ndarray, parts: int) -> tuple[np.ndarray, ...]:
+        return tuple(np.split(x, parts, axis=-1))
+
+    def sum(self, x: np.ndarray, axis: int | None = None) -> np.ndarray:
+        return np.sum(x, axis=axis)
+
+    def exp(self, x: np.ndarray) -> np.ndarray:
+        return np.exp(x)
+
+    def square(self, x: np.ndarray) -> np.ndarray:
+        return np.square(x)
+
+
+@attrs.frozen
+class DenseStack:
+    """Dense layers ``x @ kernel + bias`` with the activation between them (and after the
+    last if ``act_last``, as a shared encoder has it). Kernels are ``[in, out]``."""
+
+    kernels: Sequence[np.ndarray]
+    biases: Sequence[np.ndarray]
+    act_last: bool = False
+
+    def __call__(self, x: np.ndarray, activation: Any) -> np.ndarray:
+        last = len(self.kernels) - 1
+        for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases, strict=True)):
+            x = x @ kernel + bias
+            if i < last or self.act_last:
+                x = activation(x)
+        return x
+
+
+class NumpyActorCritic:
+    """The acting half of a default MLP actor-critic: ``forward_exploration``,
+    ``forward_inference`` and ``value`` on numpy observations, as the module computes them
+    (observations flattened and cast to float32; a Box action space's log standard deviation
+    appended to the means)."""
+
+    def __init__(
+        self,
+        *,
+        pi: DenseStack,
+        vf: DenseStack,
+        encoder: DenseStack | None,
+        activation: str,
+        dist_class: Any,
+        log_std: np.ndarray | None,
+        rng: np.random.Generator,
+    ) -> None:
+        self.pi, self.vf, self.encoder = pi, vf, encoder
+        self.activation = ACTIVATIONS[activation]
+        self.dist_class = dist_class
+        self.log_std = log_std
+        self.ops = NumpyOps(rng)
+
+    def _dist_inputs_and_value(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = np.asarray(obs).reshape(len(obs), -1).astype(np.float32, copy=False)
+        if self.encoder is not None:
+            x = self.encoder(x, self.activation)
+        logits = self.pi(x, self.activation)
+        value = self.vf(x, self.activation)[:, 0]
+        if self.log_std is not None:
+            logits = np.concatenate([logits, np.broadcast_to(self.log_std, logits.shape)], -1)
+        return logits, value
+
+    def forward_exploration(self, obs: np.ndarray) -> dict[str, np.ndarray]:
+        dist_inputs, value = self._dist_inputs_and_value(obs)
+        return exploration_outputs(self.dist_class(dist_inputs, self.ops), dist_inputs, value)
+
+    def forward_inference(self, obs: np.ndarray) -> dict[str, np.ndarray]:
+        dist_inputs, _ = self._dist_inputs_and_value(obs)
+        return {Columns.ACTIONS: self.dist_class(dist_inputs, self.ops).deterministic_sample()}
+
+    def value(self, obs: np.ndarray) -> np.ndarray:
+        return self._dist_inputs_and_value(obs)[1]

@@ -1,0 +1,128 @@
+"""Env runners act with a numpy copy of the default module: the same values, distribution
+inputs, greedy actions and log-probabilities as the module in its framework, actions drawn
+from the right distribution, weights refreshed by set_weights; other modules act in their
+framework."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from learnerkit import Columns, ModuleSpec
+from learnerkit.backends import make_backend
+from learnerkit.distributions import Categorical, DiagGaussian
+from learnerkit.rollouts.acting import NumpyOps
+from learnerkit.rollouts.runners import RunnerModule
+
+OBS = gym.spaces.Box(-1.0, 1.0, (3, 2), np.float32)  # flattened by the module
+SPACES = {
+    "discrete": gym.spaces.Discrete(3),
+    "box": gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+}
+
+
+def _framework_outputs(framework, backend, module, obs):
+    """What the framework computes: distribution inputs and values (training forward), the
+    greedy actions, and the log-probabilities of given actions."""
+    ops = module.ops
+    if framework == "torch":
+        import torch
+
+        with torch.no_grad():
+            out = module.forward({Columns.OBS: torch.as_tensor(obs)})
+    else:
+        out = module.forward_train({Columns.OBS: obs})
+    inputs = np.asarray(out[Columns.ACTION_DIST_INPUTS])
+    values = np.asarray(out[Columns.VF_PREDS])
+    greedy = backend.policy_fn(module, explore=False)(obs)[Columns.ACTIONS]
+
+    def logp(actions):
+        dist = module.action_dist(ops.as_tensor(inputs))
+        return ops.to_numpy(dist.logp(ops.as_tensor(actions)))
+
+    return inputs, values, greedy, logp
+
+
+@pytest.mark.parametrize("space", sorted(SPACES))
+@pytest.mark.parametrize(
+    "model_config",
+    [
+        {},
+        {"vf_share_layers": True, "activation": "relu", "hiddens": [16]},
+        {"activation": "elu", "hiddens": [8, 8, 8]},
+        {"activation": "silu", "vf_share_layers": True},
+    ],
+)
+def test_the_numpy_copy_computes_what_the_module_computes(framework, space, model_config):
+    backend = make_backend(framework)
+    module = backend.build_module(ModuleSpec(OBS, SPACES[space], model_config=model_config), 3)
+    acting = backend.numpy_actor_critic(module, np.random.default_rng(0))
+    obs = np.random.default_rng(1).normal(size=(7, 3, 2)).astype(np.float32) * 3
+    inputs, values, greedy, logp = _framework_outputs(framework, backend, module, obs)
+
+    out = acting.forward_exploration(obs)
+    assert set(out) == {
+        Columns.ACTIONS,
+        Columns.ACTION_LOGP,
+        Columns.VF_PREDS,
+        Columns.ACTION_DIST_INPUTS,
+    }
+    np.testing.assert_allclose(out[Columns.ACTION_DIST_INPUTS], inputs, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out[Columns.VF_PREDS], values, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(acting.value(obs), values, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        out[Columns.ACTION_LOGP], logp(out[Columns.ACTIONS]), rtol=1e-5, atol=1e-5
+    )
+    # Means for a Box space, argmax for a discrete one (compared exactly).
+    np.testing.assert_allclose(
+        acting.forward_inference(obs)[Columns.ACTIONS], greedy, rtol=1e-5, atol=1e-6
+    )
+    framework_out = backend.policy_fn(module, explore=True)(obs)
+    for name, array in out.items():  # the same shapes and kinds as the framework's policy
+        assert array.shape == framework_out[name].shape, name
+        assert array.dtype.kind == framework_out[name].dtype.kind, name
+        assert array.dtype == np.float32 or array.dtype.kind == "i", name
+
+
+def test_categorical_actions_follow_the_softmax():
+    logits = np.log(np.array([[0.7, 0.2, 0.1]], np.float32)).repeat(20_000, axis=0)
+    actions = Categorical(logits, NumpyOps(np.random.default_rng(0))).sample()
+    frequencies = np.bincount(actions, minlength=3) / len(actions)
+    np.testing.assert_allclose(frequencies, [0.7, 0.2, 0.1], atol=0.01)
+
+
+def test_gaussian_actions_have_the_given_mean_and_deviation():
+    inputs = np.tile(np.array([[1.0, -2.0, np.log(0.5), np.log(2.0)]], np.float32), (20_000, 1))
+    actions = DiagGaussian(inputs, NumpyOps(np.random.default_rng(0))).sample()
+    np.testing.assert_allclose(actions.mean(axis=0), [1.0, -2.0], atol=0.05)
+    np.testing.assert_allclose(actions.std(axis=0), [0.5, 2.0], rtol=0.03)
+
+
+def test_set_weights_refreshes_what_the_runner_acts_with():
+    spec = ModuleSpec(OBS, SPACES["discrete"])
+    runner_module = RunnerModule("torch", spec, seed=0)
+    other = RunnerModule("torch", spec, seed=1)
+    obs = np.random.default_rng(2).normal(size=(4, 3, 2)).astype(np.float32)
+    assert not np.allclose(runner_module.value(obs), other.value(obs))
+    runner_module.set_weights(other.get_weights(), version=1)
+    np.testing.assert_allclose(runner_module.value(obs), other.value(obs), rtol=1e-6)
+
+
+def test_a_custom_module_acts_in_its_framework():
+    import torch
+
+    from learnerkit.backends.torch.modules import TorchMLPActorCritic
+
+    class DoubledValue(TorchMLPActorCritic):
+        @torch.no_grad()
+        def value(self, obs):
+            return 2 * super().value(obs)
+
+    spec = ModuleSpec(OBS, SPACES["discrete"], module_class=DoubledValue)
+    backend = make_backend("torch")
+    assert backend.numpy_actor_critic(backend.build_module(spec, 0), None) is None
+    runner_module = RunnerModule("torch", spec, seed=0)
+    plain = RunnerModule("torch", ModuleSpec(OBS, SPACES["discrete"]), seed=0)
+    obs = np.zeros((2, 3, 2), np.float32)
+    np.testing.assert_allclose(runner_module.value(obs), 2 * plain.value(obs), rtol=1e-6)
