@@ -311,4 +311,7 @@ def test_an_async_run_resumes_with_its_counters(register, tmp_path):
         rows = list(csv.DictReader(f))
     assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4]
     updates = [int(r["num_updates_total"]) for r in rows]
-    assert updates == sorted(updates) and updates[2] > updates[1] > 0
+    # The count goes on from the checkpoint's (it is not reset to 0). The first iteration
+    # after the resume may finish no update (its sampling can outpace the learner), the run
+    # as a whole does.
+    assert updates == sorted(updates) and updates[1] > 0 and updates[3] > updates[1]
