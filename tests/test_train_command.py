@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import subprocess
 import sys
 
@@ -67,34 +68,71 @@ def test_a_run_writes_metrics_tensorboard_curve_checkpoint_and_summary(tmp_path)
     assert state["algorithm"] == "ppo"
 
 
-def test_the_curve_is_drawn_by_a_child_so_training_never_imports_matplotlib(tmp_path):
+def test_a_child_draws_the_curve_and_writes_tensorboard_so_training_imports_neither(tmp_path):
     code = f"""
 import sys
 from learnerkit.loops import TrainConfig, train
 s = train(TrainConfig(stop_timesteps=512, out_dir={str(tmp_path)!r}, progress=False,
                       overrides={SMALL!r}))
-print("matplotlib" in sys.modules, s.curve)
+print(sorted({{"matplotlib", "tensorboardX", "google.protobuf"}} & set(sys.modules)), s.curve)
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["False", str(tmp_path / "learning_curve.png")]
+    assert proc.stdout.split() == ["[]", str(tmp_path / "learning_curve.png")]
     assert (tmp_path / "learning_curve.png").stat().st_size > 0
 
 
-def test_a_curve_that_cannot_be_drawn_is_an_error_naming_the_file(tmp_path):
+def _tensorboard_scalars(run_dir) -> dict[tuple[str, int], float]:
+    """(tag, step) -> value of every scalar in a run's event files (TFRecord framing: length,
+    its CRC, the record, its CRC)."""
+    from tensorboardX.proto import event_pb2
+
+    scalars = {}
+    for path in (run_dir / "tensorboard").glob("events.out.tfevents.*"):
+        data = path.read_bytes()
+        while data:
+            length = int.from_bytes(data[:8], "little")
+            event = event_pb2.Event.FromString(data[12 : 12 + length])
+            data = data[12 + length + 4 :]
+            for value in event.summary.value:
+                scalars[value.tag, event.step] = value.simple_value
+    return scalars
+
+
+def test_tensorboard_events_hold_every_numeric_column_of_every_row(tmp_path):
+    train(TrainConfig(stop_timesteps=1024, out_dir=str(tmp_path), progress=False, overrides=SMALL))
+    scalars = _tensorboard_scalars(tmp_path)
+    expected = {
+        (name, int(row["timesteps_total"])): float(value)
+        for row in _rows(tmp_path)
+        for name, value in row.items()
+        if value not in ("", "None", "nan")
+    }
+    assert expected and set(expected) == set(scalars)
+    for key, value in expected.items():
+        assert scalars[key] == pytest.approx(value, rel=1e-6), key
+
+
+def test_a_dead_output_child_costs_tensorboard_events_not_the_run(tmp_path, caplog):
     out = RunOutput(tmp_path)
     out.start({}, resume=False)
     out.log({"iteration": 1, "timesteps_total": 10, "episode_return_mean": 20.0})
-    out._curve._child.kill()  # the drawing child dies while the run trains
+    out._child._child.kill()  # the output child dies while the run trains
+    out._child._child.wait()
+    with caplog.at_level(logging.WARNING, logger="learnerkit"):
+        for step in (20, 30):
+            out.log({"iteration": 2, "timesteps_total": step, "episode_return_mean": 21.0})
+    assert caplog.text.count("TensorBoard writer (a child process) stopped") == 1
+    assert len(_rows(tmp_path)) == 3  # every row is in metrics.csv
     with pytest.raises(RuntimeError, match=r"drawing .*learning_curve\.png failed"):
         out.plot_curve(stop_reward=None)
     out.close()
 
 
-def test_closing_a_run_that_never_finished_stops_its_curve_child(tmp_path):
+def test_closing_a_run_that_never_finished_stops_its_output_child(tmp_path):
     out = RunOutput(tmp_path)
     out.start({}, resume=False)
-    child = out._curve._child
+    child = out._child._child
     out.close()
     assert child.poll() is not None
 

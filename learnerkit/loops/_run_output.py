@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import logging
 import math
 import subprocess
 import sys
@@ -18,7 +19,9 @@ import numpy as np
 
 from learnerkit._checkpoint import write_json_atomic
 from learnerkit.errors import ConfigError
-from learnerkit.loops._curve import AGENT_RETURN_PREFIX as AGENT_RETURN_PREFIX
+from learnerkit.loops._output_child import AGENT_RETURN_PREFIX as AGENT_RETURN_PREFIX
+
+logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
@@ -86,9 +89,8 @@ class RunOutput:
         self.dir = directory
         self._csv_file = None
         self._writer: Any = None
-        self._tb: Any = None
         self._columns: list[str] | None = None
-        self._curve: _CurveDrawer | None = None
+        self._child: _OutputChild | None = None
 
     def start(self, metadata: Mapping[str, Any], *, resume: bool) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -99,10 +101,7 @@ class RunOutput:
             with metrics.open(newline="") as f:
                 self._columns = next(csv.reader(f), None)
         (self.dir / "config.json").write_text(json.dumps(metadata, indent=2, default=str))
-        from tensorboardX import SummaryWriter
-
-        self._tb = SummaryWriter(str(self.dir / TENSORBOARD_DIR))
-        self._curve = _CurveDrawer()
+        self._child = _OutputChild(self.dir / TENSORBOARD_DIR)
 
     def log(self, row: Mapping[str, Any]) -> None:
         if self._columns is None:
@@ -121,10 +120,13 @@ class RunOutput:
                 self._writer.writeheader()
         self._writer.writerow(row)
         self._csv_file.flush()
-        step = int(row["timesteps_total"])
-        for name, value in row.items():
-            if isinstance(value, (int, float)) and value is not None and math.isfinite(value):
-                self._tb.add_scalar(name, value, step)
+        scalars = {
+            name: float(value)
+            for name, value in row.items()
+            if isinstance(value, (int, float)) and math.isfinite(value)
+        }
+        if self._child is not None:
+            self._child.add_scalars(int(row["timesteps_total"]), scalars)
 
     def _widen(self, new: list[str]) -> None:
         if self._csv_file is not None:
@@ -155,71 +157,89 @@ class RunOutput:
             if not any(r.get("episode_return_mean") for r in csv.DictReader(f)):
                 return None
         out = self.dir / CURVE_FILE
-        drawer = self._curve or _CurveDrawer()
+        child = self._child or _OutputChild(None)
         try:
-            drawer.draw(path, out, stop_reward)
+            child.draw_curve(path, out, stop_reward)
         finally:
-            if drawer is not self._curve:
-                drawer.close()
+            if child is not self._child:
+                child.close()
         return out
 
     def finish(self, summary: Mapping[str, Any]) -> None:
         write_json_atomic(self.dir / SUMMARY_FILE, summary)
         if self._csv_file is not None:
             self._csv_file.close()
-        if self._tb is not None:
-            self._tb.close()
         self.close()
 
     def close(self) -> None:
-        """Stop the curve drawer (a run that failed before its end has one waiting)."""
-        if self._curve is not None:
-            self._curve.close()
-            self._curve = None
+        """Let the output child write what it was sent and stop (a run that failed before
+        its end has one too)."""
+        if self._child is not None:
+            self._child.close()
+            self._child = None
 
 
-class _CurveDrawer:
-    """A child interpreter that draws learning curves (``_curve.py --serve``).
+class _OutputChild:
+    """The child interpreter that writes TensorBoard events and draws learning curves
+    (``_output_child.py``), so the training process imports neither tensorboardX nor
+    matplotlib and spends no time on either (issue 10).
 
-    Started with the run, so it imports matplotlib while the run trains: importing it in
-    the training process would add ~35 MB to its peak memory (issue 10), and starting a
-    child only at the end would add half a second to every run's wall time.
+    Started with the run, it imports matplotlib while the run trains, so the curve at the
+    end takes milliseconds. Scalars are sent without waiting for an answer. If the child
+    dies, the run goes on (``metrics.csv`` holds every row) with one warning, and drawing
+    the curve is then an error naming the child's last words.
     """
 
-    def __init__(self) -> None:
-        script = Path(__file__).with_name("_curve.py")
+    def __init__(self, tensorboard_dir: Path | None) -> None:
+        script = Path(__file__).with_name("_output_child.py")
         # stderr to a file, not a pipe nobody reads while the run trains (a full pipe would
-        # block the child); read back when a drawing fails.
+        # block the child); read back when the child fails.
         self._stderr = tempfile.TemporaryFile(mode="w+")
         self._child = subprocess.Popen(
-            [sys.executable, str(script), "--serve"],
+            [sys.executable, str(script), str(tensorboard_dir or "")],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
         )
+        self._warned = False
 
-    def draw(self, metrics: Path, out: Path, stop_reward: float | None) -> None:
-        request = json.dumps([str(metrics), str(out), repr(stop_reward)])
+    def add_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
         try:
-            self._child.stdin.write(request + "\n")
-            self._child.stdin.flush()
+            self._send({"scalars": [step, dict(scalars)]})
+        except OSError:  # the child is gone (BrokenPipeError)
+            if not self._warned:
+                self._warned = True
+                logger.warning(
+                    "the TensorBoard writer (a child process) stopped: %s; TensorBoard events "
+                    "end here, metrics.csv keeps every row",
+                    self._last_words(),
+                )
+
+    def draw_curve(self, metrics: Path, out: Path, stop_reward: float | None) -> None:
+        try:
+            self._send({"curve": [str(metrics), str(out), repr(stop_reward)]})
             answer = self._child.stdout.readline().strip()
         except OSError:  # the child is gone (BrokenPipeError): say why below
             answer = ""
         if answer == "ok":
             return
-        if not answer:  # it died: its stderr says why
-            self._stderr.seek(0)
-            lines = self._stderr.read().strip().splitlines()
-            answer = lines[-1] if lines else f"exit code {self._child.poll()}"
-        raise RuntimeError(f"drawing {out} failed: {answer}")
+        raise RuntimeError(f"drawing {out} failed: {answer or self._last_words()}")
+
+    def _send(self, request: Mapping[str, Any]) -> None:
+        self._child.stdin.write(json.dumps(request) + "\n")
+        self._child.stdin.flush()
+
+    def _last_words(self) -> str:
+        self._stderr.seek(0)
+        lines = self._stderr.read().strip().splitlines()
+        return lines[-1] if lines else f"exit code {self._child.poll()}"
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self._child.stdin.close()
         try:
-            self._child.wait(timeout=10)
+            self._child.wait(timeout=30)  # it writes what it was sent, then exits
         except subprocess.TimeoutExpired:
             self._child.kill()
             self._child.wait()
