@@ -162,3 +162,20 @@ def test_a_bad_multi_agent_module_spec_says_what_it_must_be(module_spec):
 def test_negative_scaling_names_the_field(field):
     with pytest.raises(ConfigError, match=rf"ScalingConfig\.{field} must be >= 0"):
         ScalingConfig(**{field: -1})
+
+
+def test_a_learning_rate_given_by_the_user_replaces_the_presets_schedule():
+    from learnerkit._plugins import get_algorithm
+    from learnerkit.loops import TrainConfig
+    from learnerkit.loops._setup import resolve_settings
+
+    ppo = get_algorithm("ppo")
+    preset, *_ = resolve_settings(TrainConfig(env_id="CartPole-v1"), ppo)
+    assert preset.lr_schedule is not None  # CartPole's preset decays the step size
+    config = TrainConfig(env_id="CartPole-v1", overrides={"learning_rate": 1e-4})
+    hps, *_ = resolve_settings(config, ppo)
+    assert hps.learning_rate == 1e-4 and hps.lr_schedule is None
+    assert hps.lambda_ == preset.lambda_  # the rest of the preset stays
+    both = {"learning_rate": 1e-4, "lr_schedule": [[0, 1e-4], [10, 1e-5]]}
+    hps, *_ = resolve_settings(attrs.evolve(config, overrides=both), ppo)
+    assert hps.lr_schedule == ((0, 1e-4), (10, 1e-5))

@@ -32,12 +32,21 @@ def loop_info(algorithm: Algorithm):
     return TRAINING_LOOPS[algorithm.training_loop]
 
 
+SCHEDULED = (("learning_rate", "lr_schedule"), ("entropy_coeff", "entropy_coeff_schedule"))
+"""Hyperparameters and the schedules that override them."""
+
+
 def resolve_settings(
     config: TrainConfig, algorithm: Algorithm
 ) -> tuple[Any, dict[str, Any], Any, int | None]:
     """Hyperparameters, model config, stop reward and stop timesteps (None: none given)."""
     preset = dict(algorithm.env_presets.get(config.env_id, {}))
     stop = preset.pop("stop", {})
+    # A constant given by the user replaces the preset's schedule of it: a preset's
+    # lr_schedule would otherwise override the user's learning_rate after one iteration.
+    for constant, schedule in SCHEDULED:
+        if constant in config.overrides and schedule not in config.overrides:
+            preset.pop(schedule, None)
     model_config = {**preset.pop("model_config", {}), **(config.model_config or {})}
     values = {**preset, **config.overrides, "seed": config.seed}
     hps = structure_hyperparameters(algorithm.hyperparameters, values)
