@@ -333,6 +333,14 @@ class Learner:
     def get_parameters(self, module: Any) -> list[Any]:
         return self.backend.parameters(module)
 
+    def named_parameters(self, module: Any) -> dict[str, Any]:
+        """The trainable parameters by name: torch's parameter names, TF's variable names. The
+        default modules name theirs alike in both (``pi.0.weight`` / ``pi.0.kernel``,
+        ``vf.2.bias``, ``encoder.*``, ``log_std``), so a plugin can pick e.g. the value
+        tower's (``vf.*``) for an optimizer of its own."""
+        names = self.backend.parameter_names(module)
+        return {names[id(p)]: p for p in self.get_parameters(module)}
+
     def num_updates(self, module_id: ModuleID) -> int:
         """How many ``update()`` calls have trained this module (checkpoints keep it)."""
         return self._num_updates[module_id]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import attrs
 import numpy as np
 import pytest
 from fragment_references import (
@@ -205,3 +206,56 @@ def test_listing_impala_imports_no_framework():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_the_value_tower_steps_at_vf_lr_ratio_times_the_learning_rate(framework, shared):
+    learner = build_learner(framework, ACTION_SPACES["discrete"], learning_rate=2e-3)
+    if shared:  # the shared encoder is the policy's optimizer's
+        spec = learner.spec.module_spec
+        learner = Learner(
+            attrs.evolve(
+                learner.spec,
+                module_spec=attrs.evolve(spec, model_config={"vf_share_layers": True}),
+            )
+        )
+        learner.build()
+    module = learner.module[DEFAULT_MODULE_ID]
+    names = learner.named_parameters(module)
+    ops = learner.backend.ops
+    pi, vf = learner.optimizer(DEFAULT_MODULE_ID, "pi"), learner.optimizer(DEFAULT_MODULE_ID, "vf")
+    assert ops.get_learning_rate(pi) == pytest.approx(2e-3)
+    assert ops.get_learning_rate(vf) == pytest.approx(1e-2)  # the default ratio, 5
+    in_vf = {id(p) for p in learner.backend.optimizer_parameters(vf)}
+    assert in_vf == {id(p) for name, p in names.items() if name.startswith("vf.")} != set()
+    assert any(name.startswith("encoder.") for name in names) == shared
+
+    one = build_learner(framework, ACTION_SPACES["discrete"], vf_lr_ratio=1)
+    assert sorted(one.get_state()["optimizers"][DEFAULT_MODULE_ID]) == ["default"]
+
+
+def test_a_module_without_a_vf_tower_keeps_one_optimizer_and_says_so(caplog):
+    import torch
+
+    from learnerkit.backends.torch.modules import TorchMLPActorCritic
+
+    class Renamed(TorchMLPActorCritic):
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.value_tower = self.vf  # its parameters now named value_tower.*
+            del self.vf
+
+        def _dist_inputs_and_value(self, obs):
+            obs = obs.flatten(1).to(torch.float32)
+            return self.pi(obs), self.value_tower(obs).squeeze(-1)
+
+    spec = LearnerSpec(
+        algorithm="impala",
+        module_spec=ModuleSpec(OBS_SPACE, ACTION_SPACES["discrete"], module_class=Renamed),
+        hyperparameters=IMPALAHyperparameters(rollout_fragment_length=T),
+    )
+    learner = Learner(spec)
+    with caplog.at_level("WARNING"):
+        learner.build()
+    assert "no parameters named 'vf.*'" in caplog.text
+    assert sorted(learner.get_state()["optimizers"][DEFAULT_MODULE_ID]) == ["default"]
