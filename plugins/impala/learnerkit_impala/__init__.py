@@ -23,8 +23,6 @@ current values) and ``entropy_coeff``; the host adds ``gradient_norm`` (before c
 
 from __future__ import annotations
 
-import logging
-
 import attrs
 
 from learnerkit import (
@@ -50,11 +48,10 @@ from learnerkit_impala.fragments import (
     time_major,
     vtrace_on_fragments,
 )
+from learnerkit_impala.optimizers import actor_critic_optimizers
 from learnerkit_impala.vtrace import vtrace
 
-__all__ = ["IMPALAHyperparameters", "algorithm", "vtrace"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["IMPALAHyperparameters", "actor_critic_optimizers", "algorithm", "vtrace"]
 
 # Keeps the explained variance finite when every target of a minibatch is equal.
 _VAR_EPS = 1e-8
@@ -137,26 +134,7 @@ def initial_state(hps: IMPALAHyperparameters) -> dict[str, float]:
 
 @hookimpl
 def configure_optimizers(learner, module_id, module, hyperparameters, ops):
-    hps = hyperparameters
-    if hps.vf_lr_ratio == 1.0:
-        return ops.adam(module, hps.learning_rate, eps=hps.adam_epsilon)
-    named = learner.named_parameters(module)
-    vf = [p for name, p in named.items() if name.startswith("vf.")]
-    if not vf:
-        logger.warning(
-            "IMPALA: module %r has no parameters named 'vf.*' for vf_lr_ratio=%g: one "
-            "optimizer at learning_rate for all (set vf_lr_ratio=1 to silence this)",
-            module_id,
-            hps.vf_lr_ratio,
-        )
-        return ops.adam(module, hps.learning_rate, eps=hps.adam_epsilon)
-    pi = [p for name, p in named.items() if not name.startswith("vf.")]
-    return {
-        "pi": ops.adam(module, hps.learning_rate, eps=hps.adam_epsilon, parameters=pi),
-        "vf": ops.adam(
-            module, hps.vf_lr_ratio * hps.learning_rate, eps=hps.adam_epsilon, parameters=vf
-        ),
-    }
+    return actor_critic_optimizers(learner, module_id, module, hyperparameters, ops, "IMPALA")
 
 
 @hookimpl
