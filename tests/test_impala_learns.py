@@ -3,10 +3,10 @@ of 450 on CartPole-v1 within 500k env steps (the issue's bar), on torch for seve
 sampling in the driver and in two Ray env runners, and on TensorFlow.
 
 A run can collapse for good: the policy turns deterministic (entropy ~0.001, return 9)
-after passing 400 and never recovers. With one step size for the whole module, 2 of 75 runs
-sampling in the driver missed 450 within 500k this way (seed 13, and seed 1 once in CI);
-with the value tower at 5x (`vf_lr_ratio`, the default) 0 of 31 (seeds 0-16 in the driver,
-0-5 with 2 Ray env runners, medians ~100k and ~130k env steps). Asynchronous runs vary with
+after passing 400 and never recovers. With one step size for the whole module, 1 of 55 runs
+sampling in the driver missed 450 within 500k this way (seed 13), and seed 1 once in CI;
+with the value tower at 5x (`vf_lr_ratio`, the default) 0 of 23 (seeds 0-16 in the driver,
+0-5 with 2 Ray env runners, medians 94k and ~130k env steps). Asynchronous runs vary with
 timing, so these tests ask for two seeds of three, and TensorFlow for one of two, and print
 every run: one collapse is the known rare case, two are a bug."""
 
