@@ -22,10 +22,10 @@ import numpy as np
 from learnerkit.batch import MultiAgentBatch, SampleBatch
 from learnerkit.columns import DEFAULT_MODULE_ID
 from learnerkit.errors import ConfigError
-from learnerkit.rollouts.env_runner import Rollout
 from learnerkit.rollouts.multi_agent import MultiAgentRollout
 from learnerkit.rollouts.multi_agent_sequences import MultiAgentSequences
 from learnerkit.rollouts.pettingzoo_envs import PolicyMapping, is_pettingzoo
+from learnerkit.rollouts.rollout import Rollout
 from learnerkit.specs import ModuleSpec
 
 Weights = Mapping[str, np.ndarray]

@@ -1,0 +1,132 @@
+"""A fragment of sampling as time-major arrays, and the batches a Learner trains on.
+
+`Rollout.to_sample_batch` adds GAE advantages and value targets and flattens it into the
+`SampleBatch` the on-policy loop trains on; `Rollout.to_sequences` flattens it env by env
+into sequences of T consecutive steps for losses that run along time (V-trace, in the
+asynchronous loop).
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+
+from learnerkit.batch import Columns, SampleBatch
+from learnerkit.errors import BatchError
+from learnerkit.rollouts.postprocessing import compute_gae
+
+__all__ = ["Rollout"]
+
+
+@attrs.frozen(eq=False)
+class Rollout:
+    """One fragment of `T` steps from `N` environments; every array is time-major `[T, N, ...]`.
+
+    `next_obs[t, n]` is the observation that step t reached: the next step's observation
+    while the episode goes on, the episode's final observation when it ended at step t, and
+    the observation after the fragment's last step. `next_values[t, n]` is V of it (see
+    `compute_gae`), as the sampling module saw it: the next step's `vf_preds` while the
+    episode goes on, `value_fn` of the final observation when a time limit truncated it, 0
+    when it terminated, and `value_fn` of the current observation after the last step.
+    """
+
+    obs: np.ndarray
+    next_obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminateds: np.ndarray
+    truncateds: np.ndarray
+    vf_preds: np.ndarray
+    action_logp: np.ndarray
+    action_dist_inputs: np.ndarray
+    next_values: np.ndarray
+
+    def __attrs_post_init__(self) -> None:
+        leading = self.rewards.shape
+        for field in attrs.fields(Rollout):
+            array = getattr(self, field.name)
+            if array.shape[:2] != leading:
+                raise BatchError(
+                    f"Rollout.{field.name} has shape {array.shape}; every array must start "
+                    f"with [T, N] = {list(leading)}"
+                )
+
+    @property
+    def num_steps(self) -> int:
+        return self.rewards.shape[0]
+
+    @property
+    def num_envs(self) -> int:
+        return self.rewards.shape[1]
+
+    def to_sample_batch(self, *, gamma: float, lambda_: float) -> SampleBatch:
+        """Compute GAE and flatten to `T * N` rows, time-major: row `t * N + n` is step t of
+        environment n (a free reshape; PPO shuffles the rows anyway)."""
+        advantages, value_targets = compute_gae(
+            self.rewards,
+            self.vf_preds,
+            self.next_values,
+            self.terminateds,
+            self.truncateds,
+            gamma=gamma,
+            lambda_=lambda_,
+        )
+        rows = self.num_steps * self.num_envs
+
+        def flat(array: np.ndarray) -> np.ndarray:
+            return array.reshape(rows, *array.shape[2:])
+
+        return SampleBatch(
+            {
+                Columns.OBS: flat(self.obs),
+                Columns.ACTIONS: flat(self.actions),
+                Columns.REWARDS: flat(self.rewards),
+                Columns.TERMINATEDS: flat(self.terminateds),
+                Columns.TRUNCATEDS: flat(self.truncateds),
+                Columns.VF_PREDS: flat(self.vf_preds),
+                Columns.ACTION_LOGP: flat(self.action_logp),
+                Columns.ACTION_DIST_INPUTS: flat(self.action_dist_inputs),
+                Columns.ADVANTAGES: flat(advantages),
+                Columns.VALUE_TARGETS: flat(value_targets),
+            }
+        )
+
+    def to_sequences(self) -> SampleBatch:
+        """Flatten env by env: rows `n * T` to `n * T + T - 1` are the T consecutive steps of
+        environment n (train with `sequence_length=T`). Holds the sampled columns and
+        `new_obs`, no GAE: a loss that runs V-trace computes its own targets from them."""
+
+        def by_env(array: np.ndarray) -> np.ndarray:
+            rows = self.num_envs * self.num_steps
+            return np.swapaxes(array, 0, 1).reshape(rows, *array.shape[2:])
+
+        return SampleBatch(
+            {
+                Columns.OBS: by_env(self.obs),
+                Columns.NEXT_OBS: by_env(self.next_obs),
+                Columns.ACTIONS: by_env(self.actions),
+                Columns.REWARDS: by_env(self.rewards),
+                Columns.TERMINATEDS: by_env(self.terminateds),
+                Columns.TRUNCATEDS: by_env(self.truncateds),
+                Columns.VF_PREDS: by_env(self.vf_preds),
+                Columns.ACTION_LOGP: by_env(self.action_logp),
+                Columns.ACTION_DIST_INPUTS: by_env(self.action_dist_inputs),
+            }
+        )
+
+    @staticmethod
+    def concat(rollouts: list[Rollout]) -> Rollout:
+        """Fragments of the same length side by side: `[T, N1 + N2 + ..., ...]`."""
+        if len({r.num_steps for r in rollouts}) != 1:
+            raise BatchError(
+                "Rollout.concat: fragments have different lengths "
+                f"{[r.num_steps for r in rollouts]}; concatenate fragments of one length"
+            )
+        if len(rollouts) == 1:
+            return rollouts[0]
+        return Rollout(
+            **{
+                field.name: np.concatenate([getattr(r, field.name) for r in rollouts], axis=1)
+                for field in attrs.fields(Rollout)
+            }
+        )
