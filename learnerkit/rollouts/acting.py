@@ -13,7 +13,7 @@ weights are a copy, refreshed by the runner whenever it receives new ones.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -120,6 +120,26 @@ class NumpyActorCritic:
         self.dist_class = dist_class
         self.log_std = log_std
         self.ops = NumpyOps(rng)
+
+    @classmethod
+    def of_module(
+        cls,
+        module: Any,
+        stack: Callable[[Any], DenseStack],
+        log_std: np.ndarray | None,
+        rng: np.random.Generator,
+    ) -> NumpyActorCritic:
+        """The copy of a default module (torch's or TF's): its ``pi``, ``vf`` and, with
+        shared layers, ``encoder`` towers, each read into a ``DenseStack`` by ``stack``."""
+        return cls(
+            pi=stack(module.pi),
+            vf=stack(module.vf),
+            encoder=stack(module.encoder) if module.shared else None,
+            activation=module.activation_name,
+            dist_class=module.action_dist_class,
+            log_std=log_std,
+            rng=rng,
+        )
 
     def _dist_inputs_and_value(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(obs).reshape(len(obs), -1).astype(np.float32, copy=False)

@@ -294,12 +294,5 @@ class TFBackend:
                 act_last=mlp.act_last,
             )
 
-        return NumpyActorCritic(
-            pi=stack(module.pi),
-            vf=stack(module.vf),
-            encoder=stack(module.encoder) if module.shared else None,
-            activation=module.activation_name,
-            dist_class=module.action_dist_class,
-            log_std=module.log_std.numpy().copy() if module.continuous else None,
-            rng=rng,
-        )
+        log_std = module.log_std.numpy().copy() if module.continuous else None
+        return NumpyActorCritic.of_module(module, stack, log_std, rng)

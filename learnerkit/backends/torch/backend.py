@@ -251,15 +251,8 @@ class TorchBackend:
                 act_last=not isinstance(layers[-1], torch.nn.Linear),
             )
 
-        return NumpyActorCritic(
-            pi=stack(module.pi),
-            vf=stack(module.vf),
-            encoder=stack(module.encoder) if module.shared else None,
-            activation=module.activation,
-            dist_class=module.action_dist_class,
-            log_std=module.log_std.detach().cpu().numpy().copy() if module.continuous else None,
-            rng=rng,
-        )
+        log_std = module.log_std.detach().cpu().numpy().copy() if module.continuous else None
+        return NumpyActorCritic.of_module(module, stack, log_std, rng)
 
 
 def _clip(
