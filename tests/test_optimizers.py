@@ -165,3 +165,29 @@ def test_an_lr_schedule_moves_every_optimizer_keeping_its_ratio(plugins, framewo
     )
     assert out["learning_rate_vf"] == pytest.approx(5.5e-4 * VF_LR / 1e-3)
     assert out["learning_rate"] == pytest.approx(5.5e-4)
+
+
+def test_named_parameters_split_a_default_module_alike_in_both_frameworks(register, framework):
+    def by_name(learner, module, hyperparameters, ops):  # the README's example
+        named = learner.named_parameters(module)
+        vf = [p for name, p in named.items() if name.startswith("vf.")]
+        pi = [p for name, p in named.items() if not name.startswith("vf.")]
+        return {
+            "pi": ops.adam(module, hyperparameters.learning_rate, parameters=pi),
+            "vf": ops.adam(module, 10 * hyperparameters.learning_rate, parameters=vf),
+        }
+
+    register(make_plugin("by_name", compute_loss=bc_loss, configure_optimizers=by_name))
+    learner = build("by_name", framework)
+    module = learner.module[MID]
+    named = learner.named_parameters(module)
+    parts = ("weight" if framework == "torch" else "kernel", "bias")
+    layers = [f"{tower}.{i}" for tower in ("pi", "vf") for i in (0, 2, 4)]
+    assert sorted(named) == sorted(f"{layer}.{part}" for layer in layers for part in parts)
+    vf = learner.optimizer(MID, "vf")
+    assert {id(p) for p in learner.backend.optimizer_parameters(vf)} == {
+        id(p) for name, p in named.items() if name.startswith("vf.")
+    }
+    assert learner.backend.ops.get_learning_rate(vf) == pytest.approx(
+        10 * learner.backend.ops.get_learning_rate(learner.optimizer(MID, "pi"))
+    )
