@@ -71,10 +71,11 @@ def serve(tensorboard_dir: str) -> None:
 
         for line in sys.stdin:
             request = json.loads(line)
-            if "scalars" in request and writer is not None:
-                step, values = request["scalars"]
-                for name, value in values.items():
-                    writer.add_scalar(name, value, step)
+            if "scalars" in request:  # never answered, with or without a writer
+                if writer is not None:
+                    step, values = request["scalars"]
+                    for name, value in values.items():
+                        writer.add_scalar(name, value, step)
                 continue
             if writer is not None:
                 writer.flush()  # a curve is drawn at the end of a run: its events are on disk
