@@ -117,6 +117,7 @@ class Trainer:
             modules_to_train=None if trained is None else sorted(trained),
         )
         self.group = self.runners = None
+        self.out = RunOutput(Path(config.out_dir))  # its output child starts with run()
         try:
             self.group = LearnerGroup(
                 self.spec, ray_address=ray_address, **loop_cls.learner_group_options(self.hps)
@@ -158,7 +159,6 @@ class Trainer:
             self.agent_returns = AgentReturns(RETURN_WINDOW)
             self.timesteps = self.iteration = self.episodes = 0
             self.elapsed_before = 0.0
-            self.out = RunOutput(Path(config.out_dir))
             if config.resume:
                 self._restore(Path(config.resume))
             self.loop.start()
@@ -314,8 +314,7 @@ class Trainer:
         return summary
 
     def close(self) -> None:
-        if getattr(self, "out", None) is not None:
-            self.out.close()
+        self.out.close()
         if self.runners is not None:
             self.runners.close()
         if self.group is not None:
