@@ -80,6 +80,8 @@ class EnvRunnerSpec:
     def sampling_seed(self, index: int, module_id: str) -> list[int]:
         """The seed of runner ``index``'s action sampling with ``module_id``: apart from its
         environments' seeds (``runner_seed``) and from its other modules'."""
+        # The trailing 1 names this use of the seed; other streams derived from the same
+        # runner seed would take other constants.
         return [self.runner_seed(index), zlib.crc32(module_id.encode()), 1]
 
 
