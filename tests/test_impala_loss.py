@@ -11,7 +11,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import attrs
 import numpy as np
 import pytest
 from fragment_references import (
@@ -70,12 +69,14 @@ def reference_impala_loss(space, hps, batch, current, entropy_coeff):
 
 
 # Fixtures ---------------------------------------------------------------------------------
-def build_learner(framework, action_space, **hps):
+def build_learner(framework, action_space, model_config=None, **hps):
     hps.setdefault("rollout_fragment_length", T)
     spec = LearnerSpec(
         algorithm="impala",
         framework=framework,
-        module_spec=ModuleSpec(OBS_SPACE, action_space, model_config={"hiddens": [16]}),
+        module_spec=ModuleSpec(
+            OBS_SPACE, action_space, model_config={"hiddens": [16], **(model_config or {})}
+        ),
         hyperparameters=IMPALAHyperparameters(seed=3, **hps),
     )
     learner = Learner(spec)
@@ -210,16 +211,9 @@ def test_listing_impala_imports_no_framework():
 
 @pytest.mark.parametrize("shared", [False, True])
 def test_the_value_tower_steps_at_vf_lr_ratio_times_the_learning_rate(framework, shared):
-    learner = build_learner(framework, ACTION_SPACES["discrete"], learning_rate=2e-3)
-    if shared:  # the shared encoder is the policy's optimizer's
-        spec = learner.spec.module_spec
-        learner = Learner(
-            attrs.evolve(
-                learner.spec,
-                module_spec=attrs.evolve(spec, model_config={"vf_share_layers": True}),
-            )
-        )
-        learner.build()
+    # With shared layers, the encoder is the policy's optimizer's.
+    model_config = {"vf_share_layers": shared}
+    learner = build_learner(framework, ACTION_SPACES["discrete"], model_config, learning_rate=2e-3)
     module = learner.module[DEFAULT_MODULE_ID]
     names = learner.named_parameters(module)
     ops = learner.backend.ops
