@@ -31,19 +31,10 @@ def train_module(
     state = backend.state_for_step(learner.algorithm_state(module_id))
     step = learner._train_steps[module_id]
     non_finite = learner.hyperparameters_for(module_id).non_finite
-    raising = non_finite == "raise"
-    steps, halted = [], False
-    for indices in minibatch_indices(learner, n, size, num_epochs, shuffle, seq_len):
-        stats = step(tensors, indices, state, halted)
-        steps.append(stats)
-        if raising:
-            # Under "raise", once a step is not applied no later step of this update is:
-            # torch knows at once (a python bool) and stops; TF gets the flag as a tensor
-            # for its next step, without a host sync.
-            halted = stats["skipped"]
-            if halted is True:
-                break
-    keys, table = backend.metrics_table(steps)
+    minibatches = minibatch_indices(learner, n, size, num_epochs, shuffle, seq_len)
+    # Under "raise", once a step is not applied no later step of this update is.
+    step_stats = step(tensors, minibatches, state, stop_on_skip=non_finite == "raise")
+    keys, table = backend.metrics_table(step_stats)
     return _finite.summarize(
         keys,
         table,

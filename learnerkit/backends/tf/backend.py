@@ -1,9 +1,10 @@
 """The TensorFlow backend: module building, the compiled minibatch step, state as numpy.
 
 Same methods and meaning as ``learnerkit.backends.torch.backend.TorchBackend``. The
-minibatch step (``train_step.TrainStep``) is one ``tf.function`` (gather, forward, the
-algorithm's loss, gradients, clipping, Adam), traced once per batch layout: the batch
-dimension is left unknown so the smaller last minibatch does not retrace, and the algorithm
+minibatch steps (``train_step.TrainStep``) are one ``tf.function`` (gather, forward, the
+algorithm's loss, gradients, clipping, Adam, in a graph loop over minibatches), traced once
+per batch layout: the batch dimension is left unknown so the smaller last minibatch does not
+retrace, and the algorithm
 state's numbers enter as tensors so that a new KL coefficient does not retrace either.
 """
 
@@ -184,13 +185,15 @@ class TFBackend:
         grad_clip: float | None,
         grad_clip_by: str = "global_norm",
         allreduce_gradients: AllReduce | None = None,
-    ) -> Callable[..., dict[str, tf.Tensor]]:
-        """A function running one optimizer step on ``tensors[indices]``: one gradient of
+    ) -> TrainStep:
+        """A function ``(tensors, minibatches, state, stop_on_skip)`` running one optimizer
+        step on ``tensors[indices]`` for each ``indices`` of ``minibatches``: one gradient of
         the total loss, clipped (``grad_clip_by``; a global norm per optimizer), then each
-        optimizer applies its variables' gradients. Returns scalar loss statistics, the
-        pre-clipping global gradient norm over the module, and ``skipped`` (1.0 when the
-        step applied nothing, because the loss or the gradient norm was not finite or its
-        ``halt`` argument was set: weights and optimizer states are then exactly as before).
+        optimizer applies its variables' gradients. Each step's statistics: the loss
+        statistics, the pre-clipping global gradient norm over the module, and ``skipped``
+        (1.0 when the step applied nothing, because the loss or the gradient norm was not
+        finite or, with ``stop_on_skip``, an earlier step was skipped: weights and
+        optimizer states are then exactly as before); ``metrics_table`` reads them.
 
         ``allreduce_gradients`` (data-parallel learners) maps the list of gradients, as numpy
         arrays, to their mean over the learners; the step calls it once, inside the compiled
@@ -209,12 +212,13 @@ class TFBackend:
             self.device, forward, groups, loss_fn, grad_clip, grad_clip_by, allreduce_gradients
         )
 
-    def metrics_table(self, per_step: Sequence[Mapping[str, Any]]) -> tuple[list[str], np.ndarray]:
+    def metrics_table(
+        self, step_stats: tuple[list[str], Sequence[tf.Tensor]]
+    ) -> tuple[list[str], np.ndarray]:
         """The minibatch steps' statistics as one array (a row per step, a column per key),
         with one device sync."""
-        keys = list(per_step[0])
-        stacked = tf.stack([tf.stack([s[k] for s in per_step]) for k in keys], axis=1)
-        return keys, stacked.numpy().astype(np.float64)
+        keys, tables = step_stats
+        return keys, tf.concat(tables, 0).numpy().astype(np.float64)
 
     # State as numpy ----------------------------------------------------------------------
     def _named_variables(self, module: tf.Module) -> dict[str, tf.Variable]:

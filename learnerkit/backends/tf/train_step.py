@@ -1,12 +1,17 @@
-"""TensorFlow's minibatch step: one compiled ``tf.function`` per batch layout that takes
-the rows of one minibatch, computes the total loss's gradient (all-reduced over
-data-parallel learners), clips it and has each optimizer apply its share, unless the loss
-or the gradient norm is not finite (then nothing changes: the non-finite guard).
+"""TensorFlow's minibatch steps: one compiled ``tf.function`` per batch layout that runs a
+run of equal-sized minibatches in a graph loop; each step takes the rows of one minibatch,
+computes the total loss's gradient (all-reduced over data-parallel learners), clips it and
+has each optimizer apply its share, unless the loss or the gradient norm is not finite
+(then nothing changes: the non-finite guard).
+
+The loop is in the graph because a call into a compiled function costs about as much as a
+small model's whole step on CPU: one call per minibatch made the PPO learner 0.90 of a
+plain per-minibatch loop, one call per update 1.2x (issue 10).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -37,12 +42,24 @@ def _numpy_allreduce(allreduce: AllReduce, grads: list[Any]) -> list[tf.Tensor]:
     return list(out)
 
 
+def _equal_size_runs(minibatches: Iterable[Any]) -> Iterator[np.ndarray]:
+    """Consecutive minibatches of the same size, stacked: one ``[k, size]`` array each."""
+    run: list[Any] = []
+    for indices in minibatches:
+        if run and len(indices) != len(run[0]):
+            yield np.stack(run)
+            run = []
+        run.append(indices)
+    if run:
+        yield np.stack(run)
+
+
 class TrainStep:
-    """One optimizer step as a ``tf.function``, compiled once per batch layout.
+    """Minibatch steps as a ``tf.function``, compiled once per batch layout.
 
     The layout (column names, dtypes, trailing shapes, state keys and the state's python
-    values) picks the compiled function; the number of rows is left unknown in its input
-    signature, so batch and minibatch sizes never retrace.
+    values) picks the compiled function; the numbers of rows and of minibatches are left
+    unknown in its input signature, so batch and minibatch sizes never retrace.
     """
 
     def __init__(
@@ -60,50 +77,52 @@ class TrainStep:
         self.grad_clip_by = grad_clip_by
         self._compiled: dict[Any, Any] = {}
         self._functions: list[Any] = []
-        # The Learner passes the same tensors and state objects for every minibatch of an
-        # update: remembering them skips recomputing the layout on each step (at the cost of
-        # keeping the last update's batch tensors alive until the next update).
-        self._last: tuple[Any, Any, Any] | None = None
         with tf.device(device):
-            self._halt_values = (tf.constant(0.0), tf.constant(1.0))
+            self._no_halt = tf.constant(0.0)
 
-    def __call__(self, tensors, indices, state, halt=False):
-        last = self._last
-        if last is not None and last[0] is tensors and last[1] is state:
-            fn, dynamic = last[2]
-        else:
-            dynamic = {k: v for k, v in state.items() if tf.is_tensor(v)}
-            static = {k: v for k, v in state.items() if not tf.is_tensor(v)}
-            key = (
-                tuple((k, v.dtype, tuple(v.shape[1:])) for k, v in tensors.items()),
-                tuple((k, v.dtype, tuple(v.shape)) for k, v in dynamic.items()),
-                repr(sorted(static.items())),
-            )
-            compiled = self._compiled.get(key)
-            if compiled is None:
-                compiled = self._compiled[key] = self._compile(tensors, dynamic, static)
-            fn, columns = compiled
-            # The update's columns go into the step's variables once: each step then takes
-            # only its row indices (binding a dozen tensor arguments per call cost ~5% of a
-            # PPO step on CPU, issue 10).
-            for name, tensor in tensors.items():
-                columns[name].assign(tensor)
-            self._last = (tensors, state, (fn, dynamic))
-        if not tf.is_tensor(halt):
-            halt = self._halt_values[bool(halt)]
-        return fn(tf.convert_to_tensor(indices, tf.int64), dynamic, halt)
+    def __call__(
+        self, tensors, minibatches: Iterable[Any], state, stop_on_skip: bool
+    ) -> tuple[list[str], list[tf.Tensor]]:
+        """Run a step on each minibatch's rows of ``tensors``, in order. ``stop_on_skip``:
+        once a step is skipped, no later step applies anything (each reports skipped).
+        Returns the statistics' keys and, per run of equal-sized minibatches, a
+        ``[steps, keys]`` tensor: nothing is read back to the host here."""
+        dynamic = {k: v for k, v in state.items() if tf.is_tensor(v)}
+        static = {k: v for k, v in state.items() if not tf.is_tensor(v)}
+        key = (
+            tuple((k, v.dtype, tuple(v.shape[1:])) for k, v in tensors.items()),
+            tuple((k, v.dtype, tuple(v.shape)) for k, v in dynamic.items()),
+            repr(sorted(static.items())),
+            stop_on_skip,
+        )
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = self._compiled[key] = self._compile(tensors, dynamic, static, stop_on_skip)
+        fn, columns, keys = compiled
+        # The update's columns go into the step's variables once: each call then takes only
+        # row indices (binding a dozen tensor arguments per call cost ~5% of a PPO step).
+        for name, tensor in tensors.items():
+            columns[name].assign(tensor)
+        halt, tables = self._no_halt, []
+        for rows in _equal_size_runs(minibatches):
+            table = fn(tf.convert_to_tensor(rows, tf.int64), dynamic, halt)
+            tables.append(table)
+            if stop_on_skip:  # a halted step reports skipped: the last one tells
+                halt = table[-1, keys.index("skipped")]
+        return keys, tables
 
-    def _compile(self, tensors, dynamic, static):
+    def _compile(self, tensors, dynamic, static, stop_on_skip):
         with tf.device(self.device):
             columns = {
                 k: tf.Variable(v, trainable=False, shape=[None, *v.shape[1:]])
                 for k, v in tensors.items()
             }
         signature = [
-            tf.TensorSpec([None], tf.int64),
+            tf.TensorSpec([None, None], tf.int64),
             {k: _spec(v, batch_dim=False) for k, v in dynamic.items()},
             tf.TensorSpec([], tf.float32),
         ]
+        keys: list[str] = []  # the statistics' names, known once the step is traced
 
         def step(indices, dynamic, halt):
             with tf.device(self.device):
@@ -133,15 +152,31 @@ class TrainStep:
                     # no Adam moment and no step count.
                     tf.cond(apply, lambda: self._apply(pairs, grad_norm), lambda: None)
                 stats = {k: tf.reduce_mean(tf.cast(v, tf.float32)) for k, v in loss_out.items()}
-                stats["gradient_norm"] = grad_norm
+                stats["gradient_norm"] = tf.cast(grad_norm, tf.float32)
                 stats["skipped"] = 1.0 - tf.cast(apply, tf.float32)
-                return stats
+                keys[:] = list(stats)
+                return tf.stack(list(stats.values()))
 
-        function = tf.function(step, input_signature=signature, autograph=False)
+        def steps(rows, dynamic, halt):
+            count = tf.shape(rows)[0]
+
+            def body(i, halt, table):
+                stats = step(rows[i], dynamic, halt)
+                if stop_on_skip:
+                    halt = tf.maximum(halt, stats[keys.index("skipped")])
+                return i + 1, halt, table.write(i, stats)
+
+            table = tf.TensorArray(tf.float32, size=count)
+            # One iteration at a time: a step reads the weights the previous one wrote.
+            _, _, table = tf.while_loop(
+                lambda i, *_: i < count, body, (0, halt, table), parallel_iterations=1
+            )
+            return table.stack()
+
+        function = tf.function(steps, input_signature=signature, autograph=False)
         self._functions.append(function)  # the concrete function below only borrows it
-        # Calling the concrete function skips tf.function's polymorphic dispatch, which
-        # halved the per-call overhead in a CPU microbenchmark (5-10% of a small MLP's step).
-        return function.get_concrete_function(), columns
+        # Calling the concrete function skips tf.function's polymorphic dispatch.
+        return function.get_concrete_function(), columns, keys
 
     def _apply(self, pairs, grad_norm):
         per_optimizer = [[] for _ in self.groups]
