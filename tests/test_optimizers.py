@@ -4,6 +4,8 @@ before (one optimizer state per module) still load."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from conftest import CARTPOLE_OBS, TWO_ACTIONS, bc_loss, make_plugin, random_batch
@@ -191,3 +193,33 @@ def test_named_parameters_split_a_default_module_alike_in_both_frameworks(regist
     assert learner.backend.ops.get_learning_rate(vf) == pytest.approx(
         10 * learner.backend.ops.get_learning_rate(learner.optimizer(MID, "pi"))
     )
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd"])
+def test_default_torch_optimizers_step_as_torch_optim_does(name):
+    """``ops.adam``/``ops.sgd`` build subclasses of torch's optimizers that skip the
+    ``torch._dynamo`` import: same arithmetic, bit for bit, and interchangeable state."""
+    import torch
+
+    from learnerkit.backends.torch.ops import TorchOps
+
+    torch.manual_seed(0)
+    ours = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2))
+    theirs = copy.deepcopy(ours)
+    made = getattr(TorchOps(), name)(ours, 1e-2)
+    reference = {
+        "adam": lambda p: torch.optim.Adam(p, lr=1e-2, eps=1e-8, fused=True),
+        "sgd": lambda p: torch.optim.SGD(p, lr=1e-2),
+    }[name](theirs.parameters())
+    assert isinstance(made, type(reference))
+    x = torch.randn(32, 4)
+    for model, optimizer in ((ours, made), (theirs, reference)):
+        for _ in range(4):
+            optimizer.zero_grad()
+            model(x).square().sum().backward()
+            optimizer.step()
+        assert torch.is_grad_enabled()
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+        assert torch.equal(a, b)
+    made.load_state_dict(reference.state_dict())  # checkpoints from torch.optim load
+    reference.load_state_dict(made.state_dict())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from learnerkit.backends.torch import optim
+
 
 class TorchOps:
     """``learnerkit.Ops`` for torch."""
@@ -77,11 +79,11 @@ class TorchOps:
         params = list(module.parameters() if parameters is None else parameters)
         # The fused kernel (CPU and CUDA) takes one launch per step instead of ~10 per
         # tensor: 1.8x faster steps for small MLPs on CPU.
-        return torch.optim.Adam(params, lr=learning_rate, eps=eps, fused=True)
+        return optim.Adam(params, lr=learning_rate, eps=eps, fused=True)
 
     def sgd(self, module, learning_rate, parameters=None):
         params = list(module.parameters() if parameters is None else parameters)
-        return torch.optim.SGD(params, lr=learning_rate)
+        return optim.SGD(params, lr=learning_rate)
 
     def set_learning_rate(self, optimizer, learning_rate):
         for group in optimizer.param_groups:
