@@ -14,7 +14,13 @@ installed package, its code by value) to the actors, so no import path has to be
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import attrs
 import gymnasium
@@ -114,6 +120,34 @@ def runners():
         ray.shutdown()
 
 
+def test_a_local_run_starts_a_ray_of_its_own_beside_a_ray_started_on_this_machine(runners):
+    """With no address, a run starts a local Ray of its own, even where `ray start` left a
+    cluster's address for plain ``ray.init()`` to join (here: this session's, recorded in a
+    Ray temp dir of the test's): joining it failed on object_store_memory, and would tie the
+    run to another one's cluster."""
+    existing = ray.get_runtime_context().gcs_address
+    temp = Path(tempfile.mkdtemp(prefix="lk-ray-", dir="/tmp"))  # short: Ray's socket paths
+    try:
+        (temp / "ray").mkdir()
+        (temp / "ray" / "ray_current_cluster").write_text(existing)
+        code = (
+            "import ray; from learnerkit.distributed.start import ensure_ray; "
+            "ensure_ray(None); print(ray.get_runtime_context().gcs_address); ray.shutdown()"
+        )
+        environ = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env={**environ, "RAY_TMPDIR": str(temp)},
+            timeout=120,
+        )
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-1] != existing
+
+
 def test_sample_returns_one_fragment_per_runner_with_the_version_set(runners):
     assert runners.observation_space.shape == (4,) and runners.action_space == TWO_ACTIONS
     runners.set_weights(other_weights(runners.spec)[0], 4)
@@ -135,6 +169,8 @@ def test_runners_act_with_the_weights_set(runners):
     initial = RunnerModule.from_spec(runners.spec)
     obs = np.array(fragment.rollout.obs[0])
     assert not np.allclose(initial.value(obs), fragment.rollout.vf_preds[0])
+    # The default module acts in numpy from the weights sent: no runner imported torch.
+    assert ray.get([a.imported_frameworks.remote() for a in runners.actors]) == [[], []]
     # Weights the runners' module cannot load fail here, not unseen in the actors.
     with pytest.raises(CheckpointError, match=r"env runners' module .* unexpected \['x'\]"):
         runners.set_weights({DEFAULT_MODULE_ID: {"x": np.zeros(3)}}, 6)

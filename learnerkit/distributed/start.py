@@ -24,9 +24,11 @@ LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2
 
 
 def ensure_ray(address: str | None) -> None:
-    """Join the Ray cluster at ``address``, or start a local Ray; nothing if Ray is up."""
+    """Join the Ray cluster at ``address`` (else ``RAY_ADDRESS``), or start a local Ray of
+    this process's own; nothing if Ray is up."""
     if ray.is_initialized():
         return
+    address = address or os.environ.get("RAY_ADDRESS") or None
     if address and address not in ("auto", "local") and "://" not in address:
         host, _, port = address.rpartition(":")
         try:
@@ -41,6 +43,9 @@ def ensure_ray(address: str | None) -> None:
             ray.init(address=address, log_to_driver=True)
         else:
             ray.init(
+                # A Ray of its own even when another run's local Ray is up on this machine:
+                # joining it would fail (object_store_memory) or die with that run.
+                address="local",
                 include_dashboard=False,
                 object_store_memory=LOCAL_OBJECT_STORE_BYTES,
                 # Learner warnings and errors should reach the user; Ray prefixes each line
