@@ -102,17 +102,18 @@ def load(directory: str | os.PathLike) -> dict[str, Any]:
 
 
 def check_same_shapes(own: Mapping[str, Any], given: Mapping[str, Any], where: str) -> None:
-    """Raise a CheckpointError unless ``given`` has exactly ``own``'s names and shapes."""
+    """Raise a CheckpointError unless ``given`` has exactly ``own``'s names and shapes
+    (``own``'s values: arrays, or their shapes)."""
     missing, extra = sorted(set(own) - set(given)), sorted(set(given) - set(own))
     if missing or extra:
         raise CheckpointError(
             f"weights for {where} do not fit this module: missing {missing}, unexpected {extra}"
         )
     for name, value in own.items():
-        shape = tuple(np.shape(given[name]))
-        if tuple(value.shape) != shape:
+        shape, needed = tuple(np.shape(given[name])), tuple(getattr(value, "shape", value))
+        if needed != shape:
             raise CheckpointError(
                 f"weights for {where}: {name!r} has shape {shape}, this module needs "
-                f"{tuple(value.shape)} (was the checkpoint made with another model_config or "
+                f"{needed} (was the checkpoint made with another model_config or "
                 "space?)"
             )

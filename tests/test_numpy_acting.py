@@ -1,7 +1,7 @@
 """Env runners act with a numpy copy of the default module: the same values, distribution
 inputs, greedy actions and log-probabilities as the module in its framework, actions drawn
-from the right distribution, weights refreshed by set_weights; other modules act in their
-framework."""
+from the right distribution, weights refreshed by set_weights (built from the weights alone,
+without the framework); other modules act in their framework."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from learnerkit import Columns, ModuleSpec
+from learnerkit import CheckpointError, Columns, ModuleSpec
 from learnerkit.backends import make_backend
 from learnerkit.distributions import Categorical, DiagGaussian
-from learnerkit.rollouts.acting import NumpyOps
+from learnerkit.rollouts.acting import NumpyActorCritic, NumpyOps, default_module_layout
 from learnerkit.rollouts.runners import RunnerModule
 
 OBS = gym.spaces.Box(-1.0, 1.0, (3, 2), np.float32)  # flattened by the module
@@ -84,6 +84,16 @@ def test_the_numpy_copy_computes_what_the_module_computes(framework, space, mode
         assert array.dtype.kind == framework_out[name].dtype.kind, name
         assert array.dtype == np.float32 or array.dtype.kind == "i", name
 
+    # The copy made from the weights alone (what a runner that never imports the framework
+    # builds) is the same copy: the layout is the module's, the outputs bit for bit.
+    spec = ModuleSpec(OBS, SPACES[space], model_config=model_config)
+    weights = backend.get_module_state(module)
+    assert default_module_layout(spec, framework) == {k: v.shape for k, v in weights.items()}
+    from_weights = NumpyActorCritic.from_weights(weights, spec, framework, np.random.default_rng(0))
+    again = from_weights.forward_exploration(obs)
+    for name, array in out.items():
+        np.testing.assert_array_equal(again[name], array, err_msg=name)
+
 
 def test_categorical_actions_follow_the_softmax():
     logits = np.log(np.array([[0.7, 0.2, 0.1]], np.float32)).repeat(20_000, axis=0)
@@ -107,6 +117,35 @@ def test_set_weights_refreshes_what_the_runner_acts_with():
     assert not np.allclose(runner_module.value(obs), other.value(obs))
     runner_module.set_weights(other.get_weights(), version=1)
     np.testing.assert_allclose(runner_module.value(obs), other.value(obs), rtol=1e-6)
+    assert runner_module.module is None  # acting from the weights; the module is dropped
+    weights = runner_module.get_weights()
+    assert all(np.array_equal(weights[k], v) for k, v in other.get_weights().items())
+
+
+def test_a_runner_given_weights_first_never_builds_its_framework_module(framework):
+    spec = ModuleSpec(OBS, SPACES["box"], model_config={"hiddens": [8]})
+    weights = make_backend(framework).get_module_state(
+        make_backend(framework).build_module(spec, 5)
+    )
+    setups = []
+    runner_module = RunnerModule(framework, spec, seed=0, framework_setup=lambda: setups.append(1))
+    assert runner_module.weight_shapes() == {k: v.shape for k, v in weights.items()}
+    runner_module.set_weights(weights, version=2)
+    out = runner_module.policy(np.zeros((2, 3, 2), np.float32))
+    assert out[Columns.ACTIONS].shape == (2, 2)
+    assert runner_module.module is None and runner_module.backend is None and not setups
+
+
+def test_weights_that_do_not_fit_the_default_module_name_what_is_wrong(framework):
+    spec = ModuleSpec(OBS, SPACES["discrete"])
+    runner_module = RunnerModule(framework, spec, seed=0)
+    weights = dict(runner_module.get_weights())
+    matrix = "pi.0.weight" if framework == "torch" else "pi.0.kernel"
+    wrong = {**weights, matrix: np.zeros((3, 3), np.float32)}
+    with pytest.raises(CheckpointError, match=rf"'{matrix}' has shape \(3, 3\), this module"):
+        runner_module.set_weights(wrong, version=1)
+    with pytest.raises(CheckpointError, match=r"missing \['vf.4.bias'\]"):
+        runner_module.set_weights({k: v for k, v in weights.items() if k != "vf.4.bias"}, 1)
 
 
 def test_a_custom_module_acts_in_its_framework():

@@ -3,6 +3,8 @@ copies it samples with (see ``learnerkit.distributed.env_runners`` for the drive
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,17 +31,27 @@ class _RunnerWorker:
             if env_source.id not in gymnasium.registry:
                 gymnasium.registry[env_source.id] = env_source
             env_source = env_source.id
-        _setup_framework(spec.framework, spec.runner_seed(index))
         self.index = index
-        self.sampler = make_sampler(spec, index, env_source)
+        # The framework is imported only if a module needs it: a default module acts in
+        # numpy from the weights the driver sends before the first sample.
+        setup = functools.partial(_setup_framework, spec.framework, spec.runner_seed(index))
+        self.sampler = make_sampler(spec, index, env_source, framework_setup=setup)
 
     def info(self) -> dict[str, Any]:
         return {
             **actor_info(),
             "observation_space": getattr(self.sampler, "observation_space", None),
             "action_space": getattr(self.sampler, "action_space", None),
-            "weights": self.sampler.get_weights(),
+            "weight_shapes": self.sampler.weight_shapes(),
         }
+
+    def module_weight_shapes(self, module_id: str) -> dict[str, tuple[int, ...]]:
+        return self.sampler.weight_shapes()[module_id]
+
+    def imported_frameworks(self) -> list[str]:
+        """Which frameworks this runner imported (none while default modules act in numpy
+        from the weights sent)."""
+        return [name for name in ("torch", "tensorflow") if name in sys.modules]
 
     def module_weights(self, module_id: str) -> Weights:
         return self.sampler.get_weights()[module_id]
@@ -71,8 +83,10 @@ class _RunnerWorker:
 RemoteRunner = ray.remote(max_restarts=0, max_task_retries=0)(_RunnerWorker)
 
 
+@functools.cache
 def _setup_framework(framework: str, seed: int) -> None:
-    """One thread per runner (several share a node's cores), and a sampling seed of its own."""
+    """One thread per runner (several share a node's cores), and a sampling seed of its own.
+    Runs once, before the framework's first import in this runner."""
     if framework == "torch":
         import torch
 

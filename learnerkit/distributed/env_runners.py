@@ -37,6 +37,7 @@ from learnerkit.distributed.start import (
     ship_by_value,
 )
 from learnerkit.errors import ConfigError, EnvRunnerError, LearnerGroupError
+from learnerkit.rollouts.acting import default_module_layout
 from learnerkit.rollouts.env_runner import load_obs_normalizer_state, obs_normalizer_state
 from learnerkit.rollouts.pettingzoo_envs import (
     PolicyMapping,
@@ -168,7 +169,7 @@ class RayEnvRunners:
                     f"env runner {i} did not start within {timeout:g} s ({PLACEMENT_TIMEOUT_ENV})"
                 ) from None
             # Checked in the driver: weights a runner cannot load would fail there unseen.
-            self._own_weights: dict[str, Weights] = info.pop("weights")
+            self._shapes: dict[str, dict[str, tuple[int, ...]]] = info.pop("weight_shapes")
             self.info_by_index[i] = info
 
     def _load(self, index: int) -> None:
@@ -240,15 +241,15 @@ class RayEnvRunners:
         """Put the weights (by module id) once and queue them, with the shared statistics,
         for every runner; does not wait for fragments being sampled. Modules not in
         ``weights`` keep theirs."""
-        unknown = sorted(set(weights) - set(self._own_weights))
+        unknown = sorted(set(weights) - set(self._shapes))
         if unknown:
             raise ConfigError(
                 f"weights for modules {unknown}, which the env runners do not have (they have "
-                f"{sorted(self._own_weights)}): add them to the env runners first (add_module)"
+                f"{sorted(self._shapes)}): add them to the env runners first (add_module)"
             )
         for module_id, module_weights in weights.items():
             where = f"the env runners' module {module_id!r}"
-            check_same_shapes(self._own_weights[module_id], module_weights, where)
+            check_same_shapes(self._shapes[module_id], module_weights, where)
         self._latest.update({m: dict(w) for m, w in weights.items()})
         self._weights, self.version = ray.put(self._latest), version
         for i in range(self.num_runners):
@@ -258,13 +259,18 @@ class RayEnvRunners:
         self, module_id: str, module_spec: ModuleSpec, weights: Weights | None = None
     ) -> None:
         """Queue a new module for every runner (and for runners restarted later)."""
-        self.spec = spec_with_module(self.spec, module_id, module_spec)
+        spec = spec_with_module(self.spec, module_id, module_spec)
+        if weights is not None and module_spec.module_class is None:
+            # Checked here: a runner refusing them would fail unseen.
+            layout = default_module_layout(module_spec, spec.framework)
+            check_same_shapes(layout, weights, f"the env runners' module {module_id!r}")
+        self.spec = spec
         ship_by_value([c for c in (module_spec.module_class,) if callable(c)])
         for actor in self.actors:
             actor.add_module.remote(module_id, module_spec, weights)
-        if weights is None:  # every runner built it alike, from the spec's seed
+        if weights is None:  # every runner builds it alike, from the spec's seed
             weights = ray.get(self.actors[0].module_weights.remote(module_id))
-        self._own_weights[module_id] = weights
+        self._shapes[module_id] = ray.get(self.actors[0].module_weight_shapes.remote(module_id))
         self._latest[module_id] = dict(weights)
         self._weights = ray.put(self._latest)
 
@@ -273,7 +279,7 @@ class RayEnvRunners:
         self.spec = spec_with_module(self.spec, module_id, None)
         for actor in self.actors:
             actor.remove_module.remote(module_id)
-        self._own_weights.pop(module_id, None)
+        self._shapes.pop(module_id, None)
         if self._latest.pop(module_id, None) is not None:
             self._weights = ray.put(self._latest)
 

@@ -9,20 +9,61 @@ towers on 8 observations, torch takes ~60 us per call, TensorFlow's compiled fun
 The distributions are ``learnerkit.distributions``' own, over ``NumpyOps``, so sampling,
 log-probabilities and greedy actions mean exactly what they mean in the learner's loss. The
 weights are a copy, refreshed by the runner whenever it receives new ones.
+
+``default_module_layout`` and ``NumpyActorCritic.from_weights`` know the default modules'
+weight names and shapes without their framework: an env runner given weights never imports
+torch or TensorFlow (~200 MB and a second of start-up per Ray runner).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 import numpy as np
 
+from learnerkit._checkpoint import check_same_shapes
+from learnerkit._model_config import resolve_model_config
 from learnerkit.batch import Columns
-from learnerkit.distributions import exploration_outputs
+from learnerkit.distributions import dist_class_for, exploration_outputs
+from learnerkit.specs import ModuleSpec
 
-__all__ = ["DenseStack", "NumpyActorCritic", "NumpyOps"]
+__all__ = ["DenseStack", "NumpyActorCritic", "NumpyOps", "default_module_layout"]
+
+# A dense layer's matrix in each framework's weights: torch's ``weight`` is [out, in],
+# TensorFlow's ``kernel`` [in, out]. Layer i of a tower is named "<tower>.<2i>" in both
+# (the activations take the odd places of torch's nn.Sequential).
+_MATRIX = {"torch": "weight", "tf": "kernel"}
+
+
+def default_module_layout(module_spec: ModuleSpec, framework: str) -> dict[str, tuple[int, ...]]:
+    """The names and shapes of the default module's weights (``get_weights``), without
+    building it. Only for a spec without ``module_class``."""
+    config = resolve_model_config(module_spec.model_config)
+    action_space = module_spec.action_space
+    n_out = dist_class_for(action_space).inputs_size(action_space)
+    continuous = not hasattr(action_space, "n")
+    n_policy = n_out // 2 if continuous else n_out
+    obs_dim = int(np.prod(module_spec.observation_space.shape))
+    hiddens = [int(h) for h in config["hiddens"]]
+    if config["vf_share_layers"]:
+        towers = {
+            "encoder": [obs_dim, *hiddens],
+            "pi": [hiddens[-1], n_policy],
+            "vf": [hiddens[-1], 1],
+        }
+    else:
+        towers = {"pi": [obs_dim, *hiddens, n_policy], "vf": [obs_dim, *hiddens, 1]}
+    matrix = _MATRIX[framework]
+    layout: dict[str, tuple[int, ...]] = {"log_std": (n_policy,)} if continuous else {}
+    for tower, sizes in towers.items():
+        for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
+            shape = (fan_out, fan_in) if framework == "torch" else (fan_in, fan_out)
+            layout[f"{tower}.{2 * i}.{matrix}"] = shape
+            layout[f"{tower}.{2 * i}.bias"] = (fan_out,)
+    return layout
 
 
 def _silu(x: np.ndarray) -> np.ndarray:
@@ -138,6 +179,42 @@ class NumpyActorCritic:
             activation=module.activation_name,
             dist_class=module.action_dist_class,
             log_std=log_std,
+            rng=rng,
+        )
+
+    @classmethod
+    def from_weights(
+        cls,
+        weights: Mapping[str, np.ndarray],
+        module_spec: ModuleSpec,
+        framework: str,
+        rng: np.random.Generator,
+        where: str = "the env runner's module",
+    ) -> NumpyActorCritic:
+        """The copy of a default module from its weights (``get_weights``' names), checked
+        against ``default_module_layout``: a CheckpointError names what does not fit."""
+        layout = default_module_layout(module_spec, framework)
+        check_same_shapes(layout, weights, where)
+        config = resolve_model_config(module_spec.model_config)
+        matrix = _MATRIX[framework]
+
+        def stack(tower: str, act_last: bool = False) -> DenseStack:
+            count = sum(name.startswith(f"{tower}.") for name in layout) // 2
+            kernels, biases = [], []
+            for i in range(count):
+                kernel = np.asarray(weights[f"{tower}.{2 * i}.{matrix}"], dtype=np.float32)
+                kernels.append(np.ascontiguousarray(kernel.T if framework == "torch" else kernel))
+                biases.append(np.array(weights[f"{tower}.{2 * i}.bias"], dtype=np.float32))
+            return DenseStack(kernels=kernels, biases=biases, act_last=act_last)
+
+        log_std = weights.get("log_std")
+        return cls(
+            pi=stack("pi"),
+            vf=stack("vf"),
+            encoder=stack("encoder", act_last=True) if config["vf_share_layers"] else None,
+            activation=config["activation"],
+            dist_class=dist_class_for(module_spec.action_space),
+            log_std=None if log_std is None else np.array(log_std, dtype=np.float32),
             rng=rng,
         )
 

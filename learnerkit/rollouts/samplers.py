@@ -46,7 +46,13 @@ def _unknown_modules(given: ModuleWeights, own: Mapping[str, Any]) -> ConfigErro
 class SingleAgentSampler:
     """A gymnasium vector env and the one module that acts in it."""
 
-    def __init__(self, spec: EnvRunnerSpec, index: int, env_id: str | None = None) -> None:
+    def __init__(
+        self,
+        spec: EnvRunnerSpec,
+        index: int,
+        env_id: str | None = None,
+        framework_setup: Callable[[], None] | None = None,
+    ) -> None:
         self.spec, self.index = spec, index
         self.runner = EnvRunner(
             env_id or spec.env_id,
@@ -59,11 +65,17 @@ class SingleAgentSampler:
         self.action_space = self.runner.action_space
         (self.module_id,) = spec.module_specs
         self.module = RunnerModule.from_spec(
-            spec, self.module_id, sampling_seed=spec.sampling_seed(index, self.module_id)
+            spec,
+            self.module_id,
+            sampling_seed=spec.sampling_seed(index, self.module_id),
+            framework_setup=framework_setup,
         )
 
     def get_weights(self) -> dict[str, dict[str, Any]]:
         return {self.module_id: self.module.get_weights()}
+
+    def weight_shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
+        return {self.module_id: self.module.weight_shapes()}
 
     def set_weights(self, weights: ModuleWeights, version: int) -> None:
         if set(weights) - {self.module_id}:
@@ -106,9 +118,14 @@ class MultiAgentSampler:
     may change between fragments."""
 
     def __init__(
-        self, spec: EnvRunnerSpec, index: int, factory: Callable[..., Any] | None = None
+        self,
+        spec: EnvRunnerSpec,
+        index: int,
+        factory: Callable[..., Any] | None = None,
+        framework_setup: Callable[[], None] | None = None,
     ) -> None:
         self.spec, self.index = spec, index
+        self._framework_setup = framework_setup
         self.runner = MultiAgentEnvRunner(
             lambda: make_parallel_env(spec.env_id, spec.env_kwargs, factory=factory),
             num_envs=spec.num_envs,
@@ -138,10 +155,14 @@ class MultiAgentSampler:
             module_spec,
             self.spec.seed,
             sampling_seed=self.spec.sampling_seed(self.index, module_id),
+            framework_setup=self._framework_setup,
         )
 
     def get_weights(self) -> dict[str, dict[str, Any]]:
         return {module_id: m.get_weights() for module_id, m in self.modules.items()}
+
+    def weight_shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
+        return {module_id: m.weight_shapes() for module_id, m in self.modules.items()}
 
     def set_weights(self, weights: ModuleWeights, version: int) -> None:
         if set(weights) - set(self.modules):
@@ -208,10 +229,14 @@ class MultiAgentSampler:
 
 
 def make_sampler(
-    spec: EnvRunnerSpec, index: int, env_source: Any = None
+    spec: EnvRunnerSpec,
+    index: int,
+    env_source: Any = None,
+    framework_setup: Callable[[], None] | None = None,
 ) -> SingleAgentSampler | MultiAgentSampler:
     """The sampler for ``spec``'s env. ``env_source`` stands in for the env string where it
-    cannot be resolved (a Ray actor): a gymnasium env id, or a PettingZoo factory."""
+    cannot be resolved (a Ray actor): a gymnasium env id, or a PettingZoo factory.
+    ``framework_setup`` runs before a module first imports its framework (`RunnerModule`)."""
     if spec.multi_agent:
-        return MultiAgentSampler(spec, index, env_source)
-    return SingleAgentSampler(spec, index, env_source)
+        return MultiAgentSampler(spec, index, env_source, framework_setup)
+    return SingleAgentSampler(spec, index, env_source, framework_setup)
