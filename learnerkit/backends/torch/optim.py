@@ -11,6 +11,7 @@ directly. A plugin that compiles its step can return ``torch.optim`` optimizers 
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -26,7 +27,9 @@ _DYNAMO_WRAPPED = (
 
 
 def _unwrapped(function: Any) -> Any:
-    return getattr(function, "__wrapped__", function)
+    # Every wrapper off: Optimizer.__init__ may already have wrapped torch's class's step
+    # in its profiling hook when this module is imported.
+    return inspect.unwrap(function)
 
 
 def _without_dynamo(optimizer_class: type[torch.optim.Optimizer]) -> type:
