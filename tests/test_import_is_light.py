@@ -1,5 +1,5 @@
 """Importing learnerkit, or listing plugins, loads no torch, TensorFlow or Ray; training
-with torch loads no ``torch._dynamo``.
+with torch loads neither ``torch._dynamo`` nor sympy.
 
 Checked with ``python -X importtime`` in a fresh interpreter: it logs every module imported.
 """
@@ -109,9 +109,10 @@ def test_listing_plugins_does_not_even_import_numpy(plugin_dirs):
     assert proc.stdout.strip() == "False"
 
 
-def test_torch_training_imports_no_dynamo(tmp_path):
-    """torch.optim's own step wrapper imports ``torch._dynamo`` (0.8 s, ~40 MB): the default
-    optimizers step without it, through updates, checkpoints and the final evaluation."""
+def test_torch_training_imports_neither_dynamo_nor_sympy(tmp_path):
+    """torch.optim's own step wrapper imports ``torch._dynamo`` (0.8 s, ~35 MB), and a
+    gradient passed to ``backward`` torch's symbolic shapes and sympy (0.3 s, ~25 MB): a
+    torch training run, its updates, checkpoints and final evaluation, imports none."""
     proc = run_learnerkit(
         "-X", "importtime", "-m", "learnerkit", "train", "ppo", "--stop-timesteps", "1024",
         "--out", str(tmp_path / "run"), "--quiet",
@@ -121,3 +122,5 @@ def test_torch_training_imports_no_dynamo(tmp_path):
     modules = imported_modules(proc.stderr)
     assert "torch" in modules and "torch.optim" in modules
     assert "torch._dynamo" not in modules
+    assert "torch.fx.experimental.symbolic_shapes" not in modules
+    assert "sympy" not in modules
