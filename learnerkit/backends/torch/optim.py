@@ -3,7 +3,7 @@ arithmetic, stepped without importing ``torch._dynamo``.
 
 ``torch.optim`` wraps ``step`` (and ``add_param_group``, ``state_dict``, ...) in helpers that
 import ``torch._dynamo`` on first call, for graph breaks that matter only inside
-``torch.compile``. That import is 0.8 s and ~40 MB of a CPU training process (issue 10);
+``torch.compile``. That import is 0.8 s and ~35 MB of a CPU training process (issue 10);
 learnerkit never compiles an optimizer step, so these subclasses call the wrapped functions
 directly. A plugin that compiles its step can return ``torch.optim`` optimizers from
 ``configure_optimizers`` instead.
