@@ -56,8 +56,9 @@ def _framework_outputs(framework, backend, module, obs):
 )
 def test_the_numpy_copy_computes_what_the_module_computes(framework, space, model_config):
     backend = make_backend(framework)
-    module = backend.build_module(ModuleSpec(OBS, SPACES[space], model_config=model_config), 3)
-    acting = backend.numpy_actor_critic(module, np.random.default_rng(0))
+    spec = ModuleSpec(OBS, SPACES[space], model_config=model_config)
+    module = backend.build_module(spec, 3)
+    acting = backend.numpy_actor_critic(module, spec, np.random.default_rng(0))
     obs = np.random.default_rng(1).normal(size=(7, 3, 2)).astype(np.float32) * 3
     inputs, values, greedy, logp = _framework_outputs(framework, backend, module, obs)
 
@@ -86,7 +87,6 @@ def test_the_numpy_copy_computes_what_the_module_computes(framework, space, mode
 
     # The copy made from the weights alone (what a runner that never imports the framework
     # builds) is the same copy: the layout is the module's, the outputs bit for bit.
-    spec = ModuleSpec(OBS, SPACES[space], model_config=model_config)
     weights = backend.get_module_state(module)
     assert default_module_layout(spec, framework) == {k: v.shape for k, v in weights.items()}
     from_weights = NumpyActorCritic.from_weights(weights, spec, framework, np.random.default_rng(0))
@@ -160,7 +160,7 @@ def test_a_custom_module_acts_in_its_framework():
 
     spec = ModuleSpec(OBS, SPACES["discrete"], module_class=DoubledValue)
     backend = make_backend("torch")
-    assert backend.numpy_actor_critic(backend.build_module(spec, 0), None) is None
+    assert backend.numpy_actor_critic(backend.build_module(spec, 0), spec, None) is None
     runner_module = RunnerModule("torch", spec, seed=0)
     plain = RunnerModule("torch", ModuleSpec(OBS, SPACES["discrete"]), seed=0)
     obs = np.zeros((2, 3, 2), np.float32)

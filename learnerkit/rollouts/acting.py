@@ -18,7 +18,7 @@ torch or TensorFlow (~200 MB and a second of start-up per Ray runner).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -161,26 +161,6 @@ class NumpyActorCritic:
         self.dist_class = dist_class
         self.log_std = log_std
         self.ops = NumpyOps(rng)
-
-    @classmethod
-    def of_module(
-        cls,
-        module: Any,
-        stack: Callable[[Any], DenseStack],
-        log_std: np.ndarray | None,
-        rng: np.random.Generator,
-    ) -> NumpyActorCritic:
-        """The copy of a default module (torch's or TF's): its ``pi``, ``vf`` and, with
-        shared layers, ``encoder`` towers, each read into a ``DenseStack`` by ``stack``."""
-        return cls(
-            pi=stack(module.pi),
-            vf=stack(module.vf),
-            encoder=stack(module.encoder) if module.shared else None,
-            activation=module.activation_name,
-            dist_class=module.action_dist_class,
-            log_std=log_std,
-            rng=rng,
-        )
 
     @classmethod
     def from_weights(

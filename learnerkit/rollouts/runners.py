@@ -252,7 +252,7 @@ class RunnerModule:
             self.module = self.backend.build_module(self.module_spec, self.seed)
 
     def _bind_module(self) -> None:
-        acting = self.backend.numpy_actor_critic(self.module, self._rng)
+        acting = self.backend.numpy_actor_critic(self.module, self.module_spec, self._rng)
         if acting is None:
             policy = self.backend.policy_fn(self.module, explore=True)
             self._acting = (policy, self.backend.value_fn(self.module))

@@ -24,7 +24,7 @@ from learnerkit.backends.tf.ops import OPTIMIZER_VARIABLES, TF_OPS
 from learnerkit.backends.tf.train_step import AllReduce, LossFn, TrainStep
 from learnerkit.batch import SampleBatch, training_arrays
 from learnerkit.errors import CheckpointError, ConfigError
-from learnerkit.rollouts.acting import DenseStack, NumpyActorCritic
+from learnerkit.rollouts.acting import NumpyActorCritic
 from learnerkit.specs import ModuleSpec
 
 
@@ -281,22 +281,13 @@ class TFBackend:
         return value
 
     def numpy_actor_critic(
-        self, module: tf.Module, rng: np.random.Generator
+        self, module: tf.Module, module_spec: ModuleSpec, rng: np.random.Generator
     ) -> NumpyActorCritic | None:
-        """A numpy copy of the default module for env runners to act with (see
-        ``learnerkit.rollouts.acting``): ~10x faster than the compiled function on a few
-        observations. None for any other module, which acts in TensorFlow."""
+        """A numpy copy of the default module (built from ``module_spec``) for env runners to
+        act with (see ``learnerkit.rollouts.acting``): ~10x faster than the compiled function
+        on a few observations. None for any other module, which acts in TensorFlow."""
         from learnerkit.backends.tf.modules import TFMLPActorCritic
 
         if type(module) is not TFMLPActorCritic:  # a subclass may compute otherwise
             return None
-
-        def stack(mlp: Any) -> DenseStack:
-            return DenseStack(
-                kernels=[k.numpy().copy() for k in mlp.kernels],
-                biases=[b.numpy().copy() for b in mlp.biases],
-                act_last=mlp.act_last,
-            )
-
-        log_std = module.log_std.numpy().copy() if module.continuous else None
-        return NumpyActorCritic.of_module(module, stack, log_std, rng)
+        return NumpyActorCritic.from_weights(self.get_module_state(module), module_spec, "tf", rng)

@@ -99,8 +99,7 @@ class TFMLPActorCritic(tf.Module):
         self.continuous = not hasattr(action_space, "n")
         self.obs_dim = int(np.prod(observation_space.shape))
         hiddens = [int(h) for h in config["hiddens"]]
-        self.activation_name = config["activation"]
-        act = _ACTIVATIONS[self.activation_name]
+        act = _ACTIVATIONS[config["activation"]]
         n_out = self.action_dist_class.inputs_size(action_space)
         n_policy_out = n_out // 2 if self.continuous else n_out
         self.shared = bool(config["vf_share_layers"])

@@ -14,7 +14,7 @@ from learnerkit._checkpoint import check_same_shapes
 from learnerkit.backends.torch.ops import TORCH_OPS
 from learnerkit.batch import SampleBatch, training_arrays
 from learnerkit.errors import CheckpointError
-from learnerkit.rollouts.acting import DenseStack, NumpyActorCritic
+from learnerkit.rollouts.acting import NumpyActorCritic
 from learnerkit.specs import ModuleSpec
 
 LossFn = Callable[[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]], Mapping[str, Any]]
@@ -248,25 +248,18 @@ class TorchBackend:
         return value
 
     def numpy_actor_critic(
-        self, module: torch.nn.Module, rng: np.random.Generator
+        self, module: torch.nn.Module, module_spec: ModuleSpec, rng: np.random.Generator
     ) -> NumpyActorCritic | None:
-        """A numpy copy of the default module for env runners to act with (see
-        ``learnerkit.rollouts.acting``); None for any other module, which acts in torch."""
+        """A numpy copy of the default module (built from ``module_spec``) for env runners to
+        act with (see ``learnerkit.rollouts.acting``); None for any other module, which acts
+        in torch."""
         from learnerkit.backends.torch.modules import TorchMLPActorCritic
 
         if type(module) is not TorchMLPActorCritic:  # a subclass may compute otherwise
             return None
-
-        def stack(layers: torch.nn.Sequential) -> DenseStack:
-            linears = [layer for layer in layers if isinstance(layer, torch.nn.Linear)]
-            return DenseStack(
-                kernels=[lin.weight.detach().cpu().numpy().T.copy() for lin in linears],
-                biases=[lin.bias.detach().cpu().numpy().copy() for lin in linears],
-                act_last=not isinstance(layers[-1], torch.nn.Linear),
-            )
-
-        log_std = module.log_std.detach().cpu().numpy().copy() if module.continuous else None
-        return NumpyActorCritic.of_module(module, stack, log_std, rng)
+        return NumpyActorCritic.from_weights(
+            self.get_module_state(module), module_spec, "torch", rng
+        )
 
 
 def _clip(
