@@ -19,6 +19,7 @@ from learnerkit._plugins import (
     register_algorithm,
     unregister_algorithm,
 )
+from learnerkit.coefficients import schedule_value
 from learnerkit.columns import DEFAULT_MODULE_ID, Columns
 from learnerkit.errors import (
     BatchError,
@@ -32,7 +33,6 @@ from learnerkit.errors import (
     PluginError,
     UnknownAlgorithmError,
 )
-from learnerkit.fields import schedule_value
 from learnerkit.hookspecs import hookimpl
 from learnerkit.loops.settings import (
     AsyncSettings,

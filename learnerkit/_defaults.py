@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from learnerkit.fields import schedule_value
+from learnerkit.coefficients import schedule_value
 from learnerkit.hookspecs import hookimpl
 
 # The name of a module's optimizer when configure_optimizers returns a lone one.

@@ -1,16 +1,50 @@
-"""Validators, converters and schedules for settings fields (attrs), used by the host's
-specs and by algorithms for their own hyperparameters: a bad value fails when the settings
-are made, naming the field and what it allows.
+"""Validators and converters for settings fields (attrs), used by the host's specs and by
+algorithms for their own hyperparameters: a bad value fails when the settings are made,
+naming the field and what it allows.
+
+Schedules' values and adaptive coefficients are algorithm maths, not validation: they live
+in ``learnerkit.coefficients`` (``schedule_value``, ``scheduled``, ``adapted_kl_coeff``);
+their old names here work for one more release, with a DeprecationWarning.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
 from typing import Any
 
 import attrs
 
+from learnerkit import coefficients
 from learnerkit.errors import ConfigError
+
+__all__ = [
+    "check_schedule",
+    "in_unit_interval",
+    "non_negative",
+    "non_negative_int",
+    "non_negative_schedule",
+    "one_of",
+    "optional_float",
+    "optional_positive_int",
+    "positive",
+    "positive_int",
+    "to_schedule",
+]
+
+# Moved to learnerkit.coefficients (issue 17); found here with a warning until the next release.
+_MOVED = frozenset(coefficients.__all__)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        warnings.warn(
+            f"learnerkit.fields.{name} moved to learnerkit.coefficients.{name}; import it "
+            "from there (the old name goes in the next release)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(coefficients, name)
+    raise AttributeError(f"module 'learnerkit.fields' has no attribute {name!r}")
 
 
 def positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -86,37 +120,6 @@ def non_negative_schedule(instance: Any, attribute: attrs.Attribute, value: Any)
         )
 
 
-def scheduled(
-    schedule: Sequence[tuple[int, float]] | None, constant: float, timestep: int
-) -> float:
-    """A coefficient that may follow a schedule: the schedule's value at ``timestep``, or
-    ``constant`` when there is no schedule (e.g. ``entropy_coeff_schedule`` over
-    ``entropy_coeff``)."""
-    return constant if schedule is None else schedule_value(schedule, timestep)
-
-
-def adapted_kl_coeff(kl_coeff: float, sampled_kl: float, kl_target: float) -> float:
-    """The adaptive KL coefficient after one more measurement (RLlib's rule, PPO's and
-    APPO's): x1.5 when the sampled KL exceeds ``2 * kl_target``, x0.5 below
-    ``kl_target / 2``, else unchanged. A comparison with NaN is False, so a non-finite KL
-    leaves the coefficient alone."""
-    if sampled_kl > 2.0 * kl_target:
-        return float(kl_coeff) * 1.5
-    if sampled_kl < 0.5 * kl_target:
-        return float(kl_coeff) * 0.5
-    return float(kl_coeff)
-
-
 def optional_float(value: Any) -> float | None:
     """Converter for settings where None means "off" (no clipping, no cap)."""
     return None if value is None else float(value)
-
-
-def schedule_value(schedule: Sequence[tuple[int, float]], timestep: int) -> float:
-    """Piecewise-linear interpolation of ``[(timestep, value), ...]``; flat past the ends."""
-    t0, v0 = schedule[0]
-    for t1, v1 in schedule[1:]:
-        if timestep < t1:
-            return v0 + (v1 - v0) * (timestep - t0) / (t1 - t0)
-        t0, v0 = t1, v1
-    return v0

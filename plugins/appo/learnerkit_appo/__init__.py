@@ -82,8 +82,8 @@ from learnerkit import (
     ConfigError,
     hookimpl,
 )
+from learnerkit.coefficients import adapted_kl_coeff, scheduled
 from learnerkit.fields import (
-    adapted_kl_coeff,
     in_unit_interval,
     non_negative,
     non_negative_schedule,
@@ -91,7 +91,6 @@ from learnerkit.fields import (
     optional_positive_int,
     positive,
     positive_int,
-    scheduled,
     to_schedule,
 )
 

@@ -31,6 +31,7 @@ from learnerkit import (
     Columns,
     hookimpl,
 )
+from learnerkit.coefficients import scheduled
 from learnerkit.fields import (
     in_unit_interval,
     non_negative,
@@ -38,7 +39,6 @@ from learnerkit.fields import (
     optional_float,
     optional_positive_int,
     positive,
-    scheduled,
     to_schedule,
 )
 from learnerkit_impala.fragments import (

@@ -24,15 +24,14 @@ from learnerkit import (
     OnPolicySettings,
     hookimpl,
 )
+from learnerkit.coefficients import adapted_kl_coeff, scheduled
 from learnerkit.fields import (
-    adapted_kl_coeff,
     in_unit_interval,
     non_negative,
     non_negative_schedule,
     optional_float,
     positive,
     positive_int,
-    scheduled,
     to_schedule,
 )
 from learnerkit_ppo.losses import (
