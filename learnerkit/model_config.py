@@ -1,7 +1,9 @@
 """The default modules' ``model_config``: its keys, their defaults, and their validation.
 
 Framework-neutral (no torch, no TensorFlow), so that both default modules share one
-definition and a bad config fails the same way in either framework.
+definition and a bad config fails the same way in either framework. Public: a custom
+module may accept the same keys (``resolve_model_config``), and env runners read the
+default module's layout from it without importing a framework.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from learnerkit.errors import ConfigError
+
+__all__ = ["ACTIVATIONS", "MODEL_CONFIG_DEFAULTS", "resolve_model_config"]
 
 MODEL_CONFIG_DEFAULTS: dict[str, Any] = {
     "hiddens": (64, 64),

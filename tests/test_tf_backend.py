@@ -29,11 +29,11 @@ from learnerkit import (
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from learnerkit._model_config import ACTIVATIONS  # noqa: E402
 from learnerkit._plugins import get_algorithm  # noqa: E402
 from learnerkit.backends.tf.backend import TFBackend, tf_device_name  # noqa: E402
 from learnerkit.backends.tf.ops import TF_OPS  # noqa: E402
 from learnerkit.distributions import Categorical  # noqa: E402
+from learnerkit.model_config import ACTIVATIONS  # noqa: E402
 
 MODULE_ID = learnerkit.DEFAULT_MODULE_ID
 

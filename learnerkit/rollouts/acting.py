@@ -25,9 +25,9 @@ import attrs
 import numpy as np
 
 from learnerkit._checkpoint import check_same_shapes
-from learnerkit._model_config import resolve_model_config
 from learnerkit.batch import Columns
 from learnerkit.distributions import dist_class_for, exploration_outputs
+from learnerkit.model_config import resolve_model_config
 from learnerkit.specs import ModuleSpec
 
 __all__ = ["DenseStack", "NumpyActorCritic", "NumpyOps", "default_module_layout"]
@@ -80,7 +80,7 @@ ACTIVATIONS = {
     "elu": _elu,
     "silu": _silu,
 }
-"""The default modules' activations (``learnerkit._model_config.ACTIVATIONS``) in numpy."""
+"""The default modules' activations (``learnerkit.model_config.ACTIVATIONS``) in numpy."""
 
 
 class NumpyOps:

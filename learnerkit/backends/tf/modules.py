@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from learnerkit._model_config import resolve_model_config
 from learnerkit.batch import Columns
 from learnerkit.distributions import dist_class_for, exploration_outputs
+from learnerkit.model_config import resolve_model_config
 
 _ACTIVATIONS = {"tanh": tf.tanh, "relu": tf.nn.relu, "elu": tf.nn.elu, "silu": tf.nn.silu}
 

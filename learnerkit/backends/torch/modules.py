@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from learnerkit._model_config import resolve_model_config
 from learnerkit.batch import Columns
 from learnerkit.distributions import dist_class_for, exploration_outputs
+from learnerkit.model_config import resolve_model_config
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
 
