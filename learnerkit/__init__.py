@@ -34,13 +34,13 @@ from learnerkit.errors import (
     UnknownAlgorithmError,
 )
 from learnerkit.hookspecs import hookimpl
-from learnerkit.loops.settings import (
+from learnerkit.ops import Ops
+from learnerkit.settings import (
     AsyncSettings,
     OfflineSettings,
     OnPolicySettings,
     SamplingSettings,
 )
-from learnerkit.ops import Ops
 from learnerkit.specs import Hyperparameters, LearnerSpec, ModuleSpec, ScalingConfig
 
 if TYPE_CHECKING:

@@ -20,6 +20,7 @@ import pluggy
 from learnerkit import hookspecs
 from learnerkit.errors import PluginError, UnknownAlgorithmError
 from learnerkit.specs import FRAMEWORKS, Hyperparameters
+from learnerkit.training_loops import TRAINING_LOOPS
 
 ENTRY_POINT_GROUP = "learnerkit.algorithms"
 DISABLE_ENV = "LEARNERKIT_DISABLE_PLUGINS"
@@ -156,8 +157,6 @@ def _validate(plugin: Any, name: str | None) -> Algorithm:
 def _check_training_loop(declared: Algorithm, label: str) -> None:
     if declared.training_loop is None:
         return
-    from learnerkit.loops import TRAINING_LOOPS
-
     loop = TRAINING_LOOPS.get(declared.training_loop)
     if loop is None:
         raise PluginError(

@@ -2,7 +2,7 @@
 
 Each loop is a named building block that an algorithm picks with
 ``Algorithm(training_loop=NAME)``; the loop declares the settings it reads as a
-hyperparameters base class (``learnerkit.loops.settings``) that the algorithm's own
+hyperparameters base class (``learnerkit.settings``) that the algorithm's own
 hyperparameters derive from. The host never asks which algorithm it trains.
 
 - ``"on_policy"`` (``OnPolicySettings``; PPO): one synchronous batch per iteration, with
@@ -12,8 +12,10 @@ hyperparameters derive from. The host never asks which algorithm it trains.
 - ``"offline"`` (``OfflineSettings``; BC): no environment sampling; episodes of a Minari
   dataset (``--dataset``) streamed in chunks, with periodic greedy evaluation episodes.
 
-Only names and settings classes are imported here, so that listing plugins stays light;
-a loop's code is imported when it trains. Hosts train with
+The table of loops (``TRAINING_LOOPS``, ``LoopInfo``) lives in ``learnerkit.training_loops``
+and the settings in ``learnerkit.settings``, below the algorithm registry; both are
+re-exported here. Only names and settings classes are imported, so that listing plugins
+stays light; a loop's code is imported when it trains. Hosts train with
 ``learnerkit.loops.train(learnerkit.loops.TrainConfig(...))`` and evaluate with
 ``learnerkit.loops.evaluate_checkpoint(run_dir)``, and record a trained policy as a Minari
 dataset with ``learnerkit.loops.collect_dataset(run_dir, ...)``.
@@ -24,55 +26,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-import attrs
-
-from learnerkit.loops.settings import (
+from learnerkit.settings import (
     AsyncSettings,
     OfflineSettings,
     OnPolicySettings,
     SamplingSettings,
 )
-
-
-@attrs.frozen
-class LoopInfo:
-    """A training loop as algorithms name it."""
-
-    name: str
-    settings: type
-    """The hyperparameters base class whose settings the loop reads."""
-    target: str
-    """``module:Class`` of the loop, imported when it trains."""
-    summary: str
-
-    def load(self) -> Any:
-        module, _, cls = self.target.partition(":")
-        return getattr(importlib.import_module(module), cls)
-
-
-TRAINING_LOOPS: dict[str, LoopInfo] = {
-    info.name: info
-    for info in (
-        LoopInfo(
-            "on_policy",
-            OnPolicySettings,
-            "learnerkit.loops.on_policy:OnPolicyLoop",
-            "synchronous sampling, GAE, several epochs of minibatches per batch",
-        ),
-        LoopInfo(
-            "async",
-            AsyncSettings,
-            "learnerkit.loops.asynchronous:AsyncLoop",
-            "continuous sampling, async updates on fragments for off-policy correction",
-        ),
-        LoopInfo(
-            "offline",
-            OfflineSettings,
-            "learnerkit.loops.offline:OfflineLoop",
-            "epochs over a Minari dataset streamed in chunks, periodic evaluation episodes",
-        ),
-    )
-}
+from learnerkit.training_loops import TRAINING_LOOPS, LoopInfo
 
 _LAZY = {
     "TrainConfig": "learnerkit.loops.contract",
