@@ -245,9 +245,9 @@ def unregister_algorithm(name: str) -> None:
     _registered.pop(name, None)
 
 
-def _reset_caches() -> None:
+def reset_registry() -> None:
     """Forget registered and already-loaded plugins, so the next lookup reads the entry
-    points again (tests use it for a fresh state, e.g. after changing ``sys.path``)."""
+    points again (``learnerkit.testing.reset_plugins``)."""
     _registered.clear()
     _loaded.clear()
 

@@ -20,6 +20,7 @@ import pytest
 
 import learnerkit
 from learnerkit import Algorithm, Columns, Hyperparameters, _plugins
+from learnerkit.testing import reset_plugins
 
 PLUGIN_PACKAGES = Path(__file__).parent / "plugin_packages"
 REPO_ROOT = Path(__file__).parent.parent
@@ -36,9 +37,9 @@ def fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     switched off by the environment; whatever it registers is gone afterwards."""
     monkeypatch.delenv(_plugins.DISABLE_ENV, raising=False)
     monkeypatch.delenv(_plugins.DISABLE_AUTOLOAD_ENV, raising=False)
-    _plugins._reset_caches()
+    reset_plugins()
     yield
-    _plugins._reset_caches()
+    reset_plugins()
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -173,7 +174,7 @@ def use_plugin_packages(
         for name in names:
             monkeypatch.syspath_prepend(str(plugin_dirs[name]))
         importlib.invalidate_caches()
-        _plugins._reset_caches()
+        reset_plugins()
 
     return _use
 
