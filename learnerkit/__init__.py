@@ -34,6 +34,7 @@ from learnerkit.errors import (
     UnknownAlgorithmError,
 )
 from learnerkit.hookspecs import hookimpl
+from learnerkit.learner_spec import LearnerSpec
 from learnerkit.ops import Ops
 from learnerkit.settings import (
     AsyncSettings,
@@ -41,7 +42,7 @@ from learnerkit.settings import (
     OnPolicySettings,
     SamplingSettings,
 )
-from learnerkit.specs import Hyperparameters, LearnerSpec, ModuleSpec, ScalingConfig
+from learnerkit.specs import Hyperparameters, ModuleSpec, ScalingConfig
 
 if TYPE_CHECKING:
     from learnerkit.batch import MultiAgentBatch, SampleBatch, ShardedBatch

@@ -19,7 +19,7 @@ from learnerkit.errors import PluginError
 if TYPE_CHECKING:
     from learnerkit._plugins import Algorithm
     from learnerkit.learner import Learner
-    from learnerkit.specs import LearnerSpec
+    from learnerkit.learner_spec import LearnerSpec
 
 
 def make_plugin_manager(spec: LearnerSpec, algorithm: Algorithm) -> pluggy.PluginManager:

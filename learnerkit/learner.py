@@ -19,7 +19,8 @@ from learnerkit._plugins import get_algorithm
 from learnerkit.backends import make_backend
 from learnerkit.batch import MultiAgentBatch, as_multi_agent_batch
 from learnerkit.errors import LearnerkitError, PluginError
-from learnerkit.specs import Hyperparameters, LearnerSpec, ModuleSpec
+from learnerkit.learner_spec import LearnerSpec
+from learnerkit.specs import Hyperparameters, ModuleSpec
 from learnerkit.target_networks import TargetNetworks
 
 ModuleID = str

@@ -18,7 +18,8 @@ import attrs
 from learnerkit.batch import ShardedBatch, as_multi_agent_batch
 from learnerkit.errors import LearnerkitError
 from learnerkit.learner import Learner
-from learnerkit.specs import LearnerSpec, ModuleSpec
+from learnerkit.learner_spec import LearnerSpec
+from learnerkit.specs import ModuleSpec
 
 Results = dict[str, dict[str, Any]]
 

@@ -16,7 +16,7 @@ from learnerkit.distributed.collectives import NotApplied
 from learnerkit.distributed.start import actor_info
 from learnerkit.errors import BatchError, NonFiniteError
 from learnerkit.learner import Learner
-from learnerkit.specs import LearnerSpec
+from learnerkit.learner_spec import LearnerSpec
 
 Results = dict[str, dict[str, Any]]
 

@@ -36,7 +36,7 @@ from learnerkit.distributed.updates import (
 )
 from learnerkit.errors import BatchError, LearnerGroupError
 from learnerkit.learner import Learner
-from learnerkit.specs import LearnerSpec
+from learnerkit.learner_spec import LearnerSpec
 
 logger = logging.getLogger(__name__)
 # Times an update is re-run, whole, after no learner applied it (a peer died before it began).

@@ -15,10 +15,11 @@ import numpy as np
 
 from learnerkit._plugins import get_algorithm
 from learnerkit.learner import Learner
+from learnerkit.learner_spec import LearnerSpec
 from learnerkit.loops._run_files import checkpoint_dir, read_run, read_trainer_state
 from learnerkit.rollouts.env_runner import EnvRunner
 from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo, make_parallel_env, mapping_fn
-from learnerkit.specs import LearnerSpec, ModuleSpec, structure_hyperparameters
+from learnerkit.specs import ModuleSpec, structure_hyperparameters
 
 Policy = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 

@@ -28,6 +28,7 @@ import numpy as np
 from learnerkit._checkpoint import write_json_atomic
 from learnerkit._plugins import get_algorithm
 from learnerkit.learner_group import LearnerGroup
+from learnerkit.learner_spec import LearnerSpec
 from learnerkit.loops._run_files import (
     CHECKPOINT_DIR,
     RUN_FILE,
@@ -55,11 +56,7 @@ from learnerkit.loops.multi_agent import (
 )
 from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo
 from learnerkit.rollouts.runners import EnvRunnerSpec
-from learnerkit.specs import (
-    LearnerSpec,
-    ModuleSpec,
-    ScalingConfig,
-)
+from learnerkit.specs import ModuleSpec, ScalingConfig
 
 RETURN_WINDOW = 100  # episodes in the reported mean return (the usual "last 100")
 DEFAULT_STOP_TIMESTEPS = 1_000_000
