@@ -12,20 +12,34 @@ defaults (``learnerkit._defaults``).
 
 Tensors are the framework's own (torch or TensorFlow). ``ops`` is a small backend-neutral
 set of array functions (``learnerkit.Ops``) so that one loss serves both frameworks.
+
+``learner`` is typed by ``HookLearner``, declared here: what a hook may call on the Learner
+that calls it. The contract names no Learner class, so it sits below the Learner and the
+registries that import it (``learnerkit.Learner`` meets the Protocol; a test checks).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
 if TYPE_CHECKING:
     from learnerkit.batch import SampleBatch
-    from learnerkit.learner import Learner
     from learnerkit.ops import Ops
     from learnerkit.specs import Hyperparameters
+
+__all__ = [
+    "PROJECT_NAME",
+    "HookLearner",
+    "additional_update",
+    "compile_results",
+    "compute_loss",
+    "configure_optimizers",
+    "hookimpl",
+    "hookspec",
+]
 
 PROJECT_NAME = "learnerkit"
 
@@ -33,9 +47,50 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
+class HookLearner(Protocol):
+    """The Learner as a hook sees it (its ``learner`` argument): what an implementation may
+    read or call. ``learnerkit.Learner`` documents each member."""
+
+    backend: Any
+    """The framework backend (``backend.ops``: the array functions; parameters, state)."""
+
+    @property
+    def hps(self) -> Hyperparameters:
+        """The base hyperparameters, without per-module overrides."""
+
+    @property
+    def module(self) -> Mapping[str, Any]:
+        """The modules by id."""
+
+    @property
+    def modules_to_train(self) -> frozenset[str]: ...
+
+    def hyperparameters_for(self, module_id: str) -> Hyperparameters: ...
+
+    def optimizer(self, module_id: str, name: str = "default") -> Any: ...
+
+    def optimizers(self, module_id: str) -> Mapping[str, Any]: ...
+
+    def initial_learning_rate(self, module_id: str, name: str = "default") -> float: ...
+
+    def get_parameters(self, module: Any) -> list[Any]: ...
+
+    def named_parameters(self, module: Any) -> dict[str, Any]: ...
+
+    def algorithm_state(self, module_id: str) -> dict[str, Any]: ...
+
+    def num_updates(self, module_id: str) -> int: ...
+
+    def target_module(self, module_id: str) -> Any: ...
+
+    def update_target_module(self, module_id: str, tau: float = 1.0) -> None: ...
+
+    def num_target_updates(self, module_id: str) -> int: ...
+
+
 @hookspec(firstresult=True)
 def configure_optimizers(
-    learner: Learner,
+    learner: HookLearner,
     module_id: str,
     module: Any,
     hyperparameters: Hyperparameters,
@@ -65,7 +120,7 @@ def configure_optimizers(
 
 @hookspec(firstresult=True)
 def compute_loss(
-    learner: Learner,
+    learner: HookLearner,
     module_id: str,
     module: Any,
     hyperparameters: Hyperparameters,
@@ -97,7 +152,7 @@ def compute_loss(
 
 @hookspec
 def additional_update(
-    learner: Learner,
+    learner: HookLearner,
     module_id: str,
     module: Any,
     hyperparameters: Hyperparameters,
@@ -136,7 +191,7 @@ def additional_update(
 
 @hookspec
 def compile_results(
-    learner: Learner,
+    learner: HookLearner,
     module_id: str,
     module: Any,
     hyperparameters: Hyperparameters,
