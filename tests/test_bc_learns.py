@@ -11,6 +11,7 @@ import pytest
 
 import learnerkit
 from learnerkit import Columns, Learner, LearnerSpec, ModuleSpec, SampleBatch
+from learnerkit.backends import policy_fn
 
 
 def expert_action(obs: np.ndarray) -> int:
@@ -78,7 +79,7 @@ def test_bc_clones_the_expert_well_enough_to_balance_the_pole(framework):
     assert last["policy_loss"] < 0.5 * first["policy_loss"]
 
     module = learner.module["default_policy"]
-    returns = greedy_returns(learner.backend.policy_fn(module, explore=False))
+    returns = greedy_returns(policy_fn(learner.backend, module, explore=False))
     seconds = time.perf_counter() - start
     print(
         f"\nBC ({framework}) on {data.count} expert samples: loss {first['policy_loss']:.3f} -> "

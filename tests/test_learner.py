@@ -20,6 +20,7 @@ from learnerkit import (
     ModuleSpec,
     MultiAgentBatch,
 )
+from learnerkit.backends import policy_fn, value_fn
 
 MODULE = ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS)
 
@@ -304,17 +305,17 @@ def test_the_default_module_gives_the_shapes_its_action_space_needs(
     assert logp.shape == (5,) and np.all(np.isfinite(logp))
     assert ops.to_numpy(dist.entropy()).shape == (5,)
 
-    explore = learner.backend.policy_fn(module, explore=True)(batch[Columns.OBS])
+    explore = policy_fn(learner.backend, module, explore=True)(batch[Columns.OBS])
     assert explore[Columns.ACTIONS].shape == action_shape
     assert explore[Columns.ACTION_LOGP].shape == (5,)
     assert explore[Columns.VF_PREDS].shape == (5,)
-    greedy = learner.backend.policy_fn(module, explore=False)(batch[Columns.OBS])
+    greedy = policy_fn(learner.backend, module, explore=False)(batch[Columns.OBS])
     assert greedy[Columns.ACTIONS].shape == action_shape
     np.testing.assert_array_equal(
         greedy[Columns.ACTIONS],
-        learner.backend.policy_fn(module, explore=False)(batch[Columns.OBS])[Columns.ACTIONS],
+        policy_fn(learner.backend, module, explore=False)(batch[Columns.OBS])[Columns.ACTIONS],
     )
-    assert learner.backend.value_fn(module)(batch[Columns.OBS]).shape == (5,)
+    assert value_fn(learner.backend, module)(batch[Columns.OBS]).shape == (5,)
     if hasattr(action_space, "n"):
         assert set(np.unique(explore[Columns.ACTIONS])) <= set(range(action_space.n))
 

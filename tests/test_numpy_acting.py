@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from learnerkit import CheckpointError, Columns, ModuleSpec
-from learnerkit.backends import make_backend
+from learnerkit.backends import make_backend, policy_fn
 from learnerkit.distributions import Categorical, DiagGaussian
 from learnerkit.rollouts.acting import NumpyActorCritic, NumpyOps, default_module_layout
 from learnerkit.rollouts.runners import RunnerModule
@@ -35,7 +35,7 @@ def _framework_outputs(framework, backend, module, obs):
         out = module.forward_train({Columns.OBS: obs})
     inputs = np.asarray(out[Columns.ACTION_DIST_INPUTS])
     values = np.asarray(out[Columns.VF_PREDS])
-    greedy = backend.policy_fn(module, explore=False)(obs)[Columns.ACTIONS]
+    greedy = policy_fn(backend, module, explore=False)(obs)[Columns.ACTIONS]
 
     def logp(actions):
         dist = module.action_dist(ops.as_tensor(inputs))
@@ -58,7 +58,9 @@ def test_the_numpy_copy_computes_what_the_module_computes(framework, space, mode
     backend = make_backend(framework)
     spec = ModuleSpec(OBS, SPACES[space], model_config=model_config)
     module = backend.build_module(spec, 3)
-    acting = backend.numpy_actor_critic(module, spec, np.random.default_rng(0))
+    acting = NumpyActorCritic.from_weights(
+        backend.get_module_state(module), spec, framework, np.random.default_rng(0)
+    )
     obs = np.random.default_rng(1).normal(size=(7, 3, 2)).astype(np.float32) * 3
     inputs, values, greedy, logp = _framework_outputs(framework, backend, module, obs)
 
@@ -79,7 +81,7 @@ def test_the_numpy_copy_computes_what_the_module_computes(framework, space, mode
     np.testing.assert_allclose(
         acting.forward_inference(obs)[Columns.ACTIONS], greedy, rtol=1e-5, atol=1e-6
     )
-    framework_out = backend.policy_fn(module, explore=True)(obs)
+    framework_out = policy_fn(backend, module, explore=True)(obs)
     for name, array in out.items():  # the same shapes and kinds as the framework's policy
         assert array.shape == framework_out[name].shape, name
         assert array.dtype.kind == framework_out[name].dtype.kind, name
@@ -159,8 +161,6 @@ def test_a_custom_module_acts_in_its_framework():
             return 2 * super().value(obs)
 
     spec = ModuleSpec(OBS, SPACES["discrete"], module_class=DoubledValue)
-    backend = make_backend("torch")
-    assert backend.numpy_actor_critic(backend.build_module(spec, 0), spec, None) is None
     runner_module = RunnerModule("torch", spec, seed=0)
     plain = RunnerModule("torch", ModuleSpec(OBS, SPACES["discrete"]), seed=0)
     obs = np.zeros((2, 3, 2), np.float32)

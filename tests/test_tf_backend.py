@@ -30,6 +30,7 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 from learnerkit._plugins import get_algorithm  # noqa: E402
+from learnerkit.backends import policy_fn, value_fn  # noqa: E402
 from learnerkit.backends.tf.backend import TFBackend, tf_device_name  # noqa: E402
 from learnerkit.backends.tf.ops import TF_OPS  # noqa: E402
 from learnerkit.distributions import Categorical  # noqa: E402
@@ -79,7 +80,7 @@ def test_greedy_policy_fn_acts_like_the_cloned_actions():
     batch = cloning_batch()
     for _ in range(20):
         learner.update(batch, minibatch_size=64)
-    policy = learner.backend.policy_fn(learner.module[MODULE_ID], explore=False)
+    policy = policy_fn(learner.backend, learner.module[MODULE_ID], explore=False)
     test = cloning_batch(256, seed=1)
     actions = policy(test[Columns.OBS])[Columns.ACTIONS]
     assert actions.shape == (256,)
@@ -90,11 +91,11 @@ def test_exploring_policy_fn_returns_what_the_learner_needs():
     learner = tf_learner(module_spec=ModuleSpec(CARTPOLE_OBS, BOX_ACTIONS))
     module = learner.module[MODULE_ID]
     obs = np.zeros((5, 4), np.float32)
-    out = learner.backend.policy_fn(module, explore=True)(obs)
+    out = policy_fn(learner.backend, module, explore=True)(obs)
     assert out[Columns.ACTIONS].shape == (5, 3)
     assert out[Columns.ACTION_LOGP].shape == (5,)
     assert out[Columns.ACTION_DIST_INPUTS].shape == (5, 6)
-    np.testing.assert_allclose(out[Columns.VF_PREDS], learner.backend.value_fn(module)(obs))
+    np.testing.assert_allclose(out[Columns.VF_PREDS], value_fn(learner.backend, module)(obs))
     dist = module.action_dist(tf.constant(out[Columns.ACTION_DIST_INPUTS]))
     logp = dist.logp(tf.constant(out[Columns.ACTIONS])).numpy()
     np.testing.assert_allclose(out[Columns.ACTION_LOGP], logp, rtol=1e-5)

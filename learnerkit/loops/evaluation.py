@@ -14,6 +14,7 @@ import attrs
 import numpy as np
 
 from learnerkit._plugins import get_algorithm
+from learnerkit.backends import policy_fn
 from learnerkit.learner import Learner
 from learnerkit.learner_spec import LearnerSpec
 from learnerkit.loops._run_files import checkpoint_dir, read_run, read_trainer_state
@@ -75,7 +76,7 @@ def load_policy(path: str, *, env_id: str | None = None, explore: bool = False) 
         env_id=env_id,
         observation_space=runner.observation_space,
         action_space=runner.action_space,
-        policy=learner.backend.policy_fn(module, explore=explore),
+        policy=policy_fn(learner.backend, module, explore=explore),
         normalize=runner.normalize,
     )
 
@@ -185,7 +186,7 @@ def evaluate_multi_agent(
     learner.build()
     learner.load_state(checkpoint_dir(path))
     policies = {
-        m: learner.backend.policy_fn(module, explore=False) for m, module in learner.module.items()
+        m: policy_fn(learner.backend, module, explore=False) for m, module in learner.module.items()
     }
     mapping = mapping_fn(state.get("policy_mapping") or run.get("policy_mapping") or "shared")
     env = make_parallel_env(run["env"])

@@ -42,6 +42,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from learnerkit.backends import policy_fn
 from learnerkit.errors import DatasetError
 from learnerkit.loops._run_output import combine_results
 from learnerkit.loops._setup import probe_spaces
@@ -270,7 +271,7 @@ class OfflineLoop:
         seed = self.run.config.seed + _EVAL_SEED_OFFSET + self.evaluations * n
         self.evaluations += 1
         return run_episodes_side_by_side(
-            self.run.config.env_id, backend.policy_fn(module, explore=False), n, seed=seed
+            self.run.config.env_id, policy_fn(backend, module, explore=False), n, seed=seed
         )
 
     # State -------------------------------------------------------------------------------

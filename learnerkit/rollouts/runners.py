@@ -252,12 +252,19 @@ class RunnerModule:
             self.module = self.backend.build_module(self.module_spec, self.seed)
 
     def _bind_module(self) -> None:
-        acting = self.backend.numpy_actor_critic(self.module, self.module_spec, self._rng)
-        if acting is None:
-            policy = self.backend.policy_fn(self.module, explore=True)
-            self._acting = (policy, self.backend.value_fn(self.module))
-        else:
+        if self.default_module:
+            weights = self.backend.get_module_state(self.module)
+            acting = NumpyActorCritic.from_weights(
+                weights, self.module_spec, self.framework, self._rng
+            )
             self._acting = (acting.forward_exploration, acting.value)
+        else:
+            from learnerkit.backends import policy_fn, value_fn
+
+            self._acting = (
+                policy_fn(self.backend, self.module),
+                value_fn(self.backend, self.module),
+            )
 
     def weight_shapes(self) -> dict[str, tuple[int, ...]]:
         """The names and shapes weights for this module must have."""

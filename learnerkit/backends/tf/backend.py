@@ -1,6 +1,7 @@
 """The TensorFlow backend: module building, the compiled minibatch step, state as numpy.
 
-Same methods and meaning as ``learnerkit.backends.torch.backend.TorchBackend``. The
+Same methods and meaning as ``learnerkit.backends.torch.backend.TorchBackend`` (both meet
+``learnerkit.backends.base.Backend``). The
 minibatch steps (``train_step.TrainStep``) are one ``tf.function`` (gather, forward, the
 algorithm's loss, gradients, clipping, Adam, in a graph loop over minibatches), traced once
 per batch layout: the batch dimension is left unknown so the smaller last minibatch does not
@@ -20,11 +21,11 @@ import numpy as np
 import tensorflow as tf
 
 from learnerkit._checkpoint import check_same_shapes
+from learnerkit.backends.base import AllReduce, Forward, LossFn
 from learnerkit.backends.tf.ops import OPTIMIZER_VARIABLES, TF_OPS
-from learnerkit.backends.tf.train_step import AllReduce, LossFn, TrainStep
+from learnerkit.backends.tf.train_step import TrainStep
 from learnerkit.batch import SampleBatch, training_arrays
 from learnerkit.errors import CheckpointError, ConfigError
-from learnerkit.rollouts.acting import NumpyActorCritic
 from learnerkit.specs import ModuleSpec
 
 
@@ -177,7 +178,7 @@ class TFBackend:
     # The minibatch step ------------------------------------------------------------------
     def make_train_step(
         self,
-        forward: Callable[[Mapping[str, tf.Tensor]], Mapping[str, tf.Tensor]],
+        forward: Forward,
         module: tf.Module,
         optimizers: Mapping[str, keras.optimizers.Optimizer],
         loss_fn: LossFn,
@@ -213,11 +214,11 @@ class TFBackend:
         )
 
     def metrics_table(
-        self, step_stats: tuple[list[str], Sequence[tf.Tensor]]
+        self, step_output: tuple[list[str], Sequence[tf.Tensor]]
     ) -> tuple[list[str], np.ndarray]:
         """The minibatch steps' statistics as one array (a row per step, a column per key),
         with one device sync."""
-        keys, tables = step_stats
+        keys, tables = step_output
         return keys, tf.concat(tables, 0).numpy().astype(np.float64)
 
     # State as numpy ----------------------------------------------------------------------
@@ -260,34 +261,10 @@ class TFBackend:
             variable.assign(np.asarray(given[name], tf.as_dtype(variable.dtype).as_numpy_dtype))
 
     # Acting ------------------------------------------------------------------------------
-    def policy_fn(
-        self, module: tf.Module, explore: bool = True
-    ) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-        """A numpy-in, numpy-out policy for env runners."""
-        act = module.forward_exploration if explore else module.forward_inference
-
-        def policy(obs: np.ndarray) -> dict[str, np.ndarray]:
-            with tf.device(self.device):
-                out = act(tf.convert_to_tensor(np.asarray(obs, dtype=np.float32)))
+    def numpy_call(self, fn: Callable[[tf.Tensor], Any], obs: np.ndarray) -> Any:
+        """``fn`` run on ``obs`` as a float32 tensor on the device; its output as numpy."""
+        with tf.device(self.device):
+            out = fn(tf.convert_to_tensor(np.asarray(obs, dtype=np.float32)))
+        if isinstance(out, Mapping):
             return {k: v.numpy() for k, v in out.items()}
-
-        return policy
-
-    def value_fn(self, module: tf.Module) -> Callable[[np.ndarray], np.ndarray]:
-        def value(obs: np.ndarray) -> np.ndarray:
-            with tf.device(self.device):
-                return module.value(tf.convert_to_tensor(np.asarray(obs, dtype=np.float32))).numpy()
-
-        return value
-
-    def numpy_actor_critic(
-        self, module: tf.Module, module_spec: ModuleSpec, rng: np.random.Generator
-    ) -> NumpyActorCritic | None:
-        """A numpy copy of the default module (built from ``module_spec``) for env runners to
-        act with (see ``learnerkit.rollouts.acting``): ~10x faster than the compiled function
-        on a few observations. None for any other module, which acts in TensorFlow."""
-        from learnerkit.backends.tf.modules import TFMLPActorCritic
-
-        if type(module) is not TFMLPActorCritic:  # a subclass may compute otherwise
-            return None
-        return NumpyActorCritic.from_weights(self.get_module_state(module), module_spec, "tf", rng)
+        return out.numpy()

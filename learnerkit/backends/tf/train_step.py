@@ -11,14 +11,13 @@ plain per-minibatch loop, one call per update 1.2x (issue 10).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-LossFn = Callable[[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]], Mapping[str, Any]]
-AllReduce = Callable[[list[np.ndarray]], list[np.ndarray]]
+from learnerkit.backends.base import AllReduce
 
 
 def _spec(x: tf.Tensor, batch_dim: bool) -> tf.TensorSpec:

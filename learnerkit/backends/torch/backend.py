@@ -1,4 +1,5 @@
-"""The torch backend: module building, the minibatch step, acting, and state as numpy."""
+"""The torch backend: module building, the minibatch step, and state as numpy
+(``learnerkit.backends.base.Backend``)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,11 @@ import numpy as np
 import torch
 
 from learnerkit._checkpoint import check_same_shapes
+from learnerkit.backends.base import AllReduce, Forward, LossFn
 from learnerkit.backends.torch.ops import TORCH_OPS
 from learnerkit.batch import SampleBatch, training_arrays
 from learnerkit.errors import CheckpointError
-from learnerkit.rollouts.acting import NumpyActorCritic
 from learnerkit.specs import ModuleSpec
-
-LossFn = Callable[[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]], Mapping[str, Any]]
 
 
 class TorchBackend:
@@ -95,13 +94,14 @@ class TorchBackend:
     # The minibatch step ------------------------------------------------------------------
     def make_train_step(
         self,
-        forward: Callable[[Mapping[str, torch.Tensor]], Mapping[str, torch.Tensor]],
+        forward: Forward,
         module: torch.nn.Module,
         optimizers: Mapping[str, torch.optim.Optimizer],
         loss_fn: LossFn,
         *,
         grad_clip: float | None,
         grad_clip_by: str = "global_norm",
+        allreduce_gradients: AllReduce | None = None,
     ) -> Callable[..., list[dict[str, Any]]]:
         """A function ``(tensors, minibatches, state, stop_on_skip)`` running one optimizer
         step on ``tensors[indices]`` for each ``indices`` of ``minibatches``: one backward
@@ -110,7 +110,11 @@ class TorchBackend:
         statistics: detached loss statistics, the pre-clipping global gradient norm over
         the whole module, and ``skipped``: True when the step applied nothing, because the
         loss or the gradient norm was not finite (weights and optimizer states are then
-        exactly as before). With ``stop_on_skip`` the steps end at the first skipped one."""
+        exactly as before). With ``stop_on_skip`` the steps end at the first skipped one.
+
+        ``allreduce_gradients`` maps the gradients, as numpy arrays, to their mean over
+        data-parallel learners; it runs after backward, before the finiteness check and
+        clipping, as in TensorFlow's step. (DDP averages during backward and passes None.)"""
         opts = list(optimizers.values())
         groups = [self.optimizer_parameters(opt) for opt in opts]
         params = [p for group in groups for p in group]
@@ -134,6 +138,8 @@ class TorchBackend:
             # import its symbolic shapes and sympy to check it (0.3 s, ~25 MB).
             seed = total_loss.detach().mul(0.0).add_(1.0)
             (total_loss * seed).backward()
+            if allreduce_gradients is not None:
+                _allreduce(allreduce_gradients, params)
             grads = [p.grad for p in params if p.grad is not None]
             grad_norm = torch.nn.utils.get_total_norm(grads)
             # One host sync per step (issue 9): the optimizer cannot step conditionally.
@@ -160,9 +166,12 @@ class TorchBackend:
 
         return run
 
-    def metrics_table(self, per_step: Sequence[Mapping[str, Any]]) -> tuple[list[str], np.ndarray]:
+    def metrics_table(
+        self, step_output: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[str], np.ndarray]:
         """The minibatch steps' statistics as one array (a row per step, a column per key),
         with one device sync."""
+        per_step = step_output
         keys = list(per_step[0])
         # The scalar tensors in one stack per step, python numbers (``skipped``, a plugin's
         # constants) straight into numpy: a tensor per value cost ~1% of an update (issue 10).
@@ -225,41 +234,22 @@ class TorchBackend:
             ) from exc
 
     # Acting ------------------------------------------------------------------------------
-    def policy_fn(
-        self, module: torch.nn.Module, explore: bool = True
-    ) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-        """A numpy-in, numpy-out policy for env runners."""
-        act = module.forward_exploration if explore else module.forward_inference
-
-        def policy(obs: np.ndarray) -> dict[str, np.ndarray]:
-            out = act(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
+    def numpy_call(self, fn: Callable[[torch.Tensor], Any], obs: np.ndarray) -> Any:
+        """``fn`` run on ``obs`` as a float32 tensor on the device; its output as numpy."""
+        out = fn(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
+        if isinstance(out, Mapping):
             return {k: v.cpu().numpy() for k, v in out.items()}
+        return out.cpu().numpy()
 
-        return policy
 
-    def value_fn(self, module: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
-        def value(obs: np.ndarray) -> np.ndarray:
-            return (
-                module.value(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
-                .cpu()
-                .numpy()
-            )
-
-        return value
-
-    def numpy_actor_critic(
-        self, module: torch.nn.Module, module_spec: ModuleSpec, rng: np.random.Generator
-    ) -> NumpyActorCritic | None:
-        """A numpy copy of the default module (built from ``module_spec``) for env runners to
-        act with (see ``learnerkit.rollouts.acting``); None for any other module, which acts
-        in torch."""
-        from learnerkit.backends.torch.modules import TorchMLPActorCritic
-
-        if type(module) is not TorchMLPActorCritic:  # a subclass may compute otherwise
-            return None
-        return NumpyActorCritic.from_weights(
-            self.get_module_state(module), module_spec, "torch", rng
-        )
+def _allreduce(allreduce: AllReduce, params: Sequence[torch.Tensor]) -> None:
+    """Replace the parameters' gradients by ``allreduce`` of them (one call for all)."""
+    with_grad = [p for p in params if p.grad is not None]
+    if not with_grad:
+        return
+    averaged = allreduce([p.grad.detach().cpu().numpy() for p in with_grad])
+    for p, grad in zip(with_grad, averaged, strict=True):
+        p.grad.copy_(torch.as_tensor(np.asarray(grad)))
 
 
 def _clip(
