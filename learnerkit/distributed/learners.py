@@ -179,7 +179,7 @@ class RayLearners:
     def update(self, batch: MultiAgentBatch, **kwargs: Any) -> Results:
         return self.submit_update(batch, **kwargs).result()
 
-    def _resolve(self, target: PendingUpdate) -> None:
+    def resolve(self, target: PendingUpdate) -> None:
         # Resolve in submission order, so a restart re-runs unapplied updates in order.
         while self._pending:
             pending = self._pending[0]

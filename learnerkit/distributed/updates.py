@@ -11,14 +11,11 @@ from __future__ import annotations
 import logging
 import time
 from numbers import Real
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import ray
 from ray.exceptions import RayActorError
-
-if TYPE_CHECKING:
-    from learnerkit.distributed.learners import RayLearners
 
 logger = logging.getLogger(__name__)
 Results = dict[str, dict[str, Any]]
@@ -47,10 +44,22 @@ def reduce_results(per_learner: list[Results]) -> Results:
     }
 
 
+class Group(Protocol):
+    """What an update in flight needs of its group (``learners.RayLearners``)."""
+
+    generation: int
+    """How often the process group was formed: an update knows which group it ran on."""
+    actors: list[Any]
+    """The learner actors, by rank."""
+
+    def resolve(self, pending: PendingUpdate) -> None:
+        """Settle the updates in flight up to ``pending``, in submission order."""
+
+
 class PendingUpdate:
     """A future for one group update (``done()`` / ``result()``), resolved in order."""
 
-    def __init__(self, owner: RayLearners, seq: int, batch: Any, kwargs: dict) -> None:
+    def __init__(self, owner: Group, seq: int, batch: Any, kwargs: dict) -> None:
         self.owner, self.seq, self.batch, self.kwargs = owner, seq, batch, kwargs
         self.attempts = 0
         self._result: Results | None = None
@@ -77,7 +86,7 @@ class PendingUpdate:
 
     def result(self) -> Results:
         if not self._resolved:
-            self.owner._resolve(self)
+            self.owner.resolve(self)
         if self._error is not None:
             raise self._error
         return self._result  # type: ignore[return-value]
