@@ -1,25 +1,80 @@
-"""Building and dropping one module of a Learner: the module, its optimizer(s), algorithm
-state, target network, train step and update count, all together (``Learner.build``,
-``add_module`` and ``remove_module`` share this, so a module added while training is built
-exactly as one given at the start).
+"""What a Learner keeps for each module, as one record, and the pure functions that build
+it: its plugin manager, its optimizers checked against its parameters, the loss its train
+step calls.
+
+The Learner owns the table of records (``Learner._table``) and hands a record, or the
+table, to the functions here and in ``_minibatches`` and ``_learner_state``; none of them
+knows the Learner. A module added while training gets its record exactly as one given at
+the start, and ``remove_module`` drops the record: nothing of the module is left behind.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import pluggy
 
 from learnerkit import _defaults
 from learnerkit._defaults import DEFAULT_OPTIMIZER
 from learnerkit._plugins import new_plugin_manager
 from learnerkit.errors import PluginError
+from learnerkit.target_networks import make_target
 
 if TYPE_CHECKING:
     from learnerkit._plugins import Algorithm
-    from learnerkit.learner import Learner
+    from learnerkit.backends.base import Backend, LossFn, TrainStep
+    from learnerkit.data_parallel import DataParallel
     from learnerkit.learner_spec import LearnerSpec
+    from learnerkit.specs import Hyperparameters, ModuleSpec
+
+
+@attrs.define(eq=False)
+class ModuleRecord:
+    """Everything a Learner keeps for one module: built together, dropped together."""
+
+    module: Any
+    hps: Hyperparameters
+    """The module's hyperparameters (the spec's, with its overrides)."""
+    optimizers: dict[str, Any] = attrs.Factory(dict)
+    initial_lrs: dict[str, float] = attrs.Factory(dict)
+    """Each optimizer's learning rate as ``configure_optimizers`` built it."""
+    algorithm_state: dict[str, Any] = attrs.Factory(dict)
+    num_updates: int = 0
+    train_step: Any = None
+    target: Any = None
+    """The target network (algorithms with ``target_network=True``)."""
+    num_target_updates: int = 0
+    step_state: Mapping[str, Any] | None = None
+    """The algorithm state as the running train step sees it (framework scalars); None
+    outside a step, where ``compute_loss`` sees ``algorithm_state``."""
+
+
+class ModulesView(Mapping):
+    """The modules of a table of records by id, read-only and live (``Learner.module``)."""
+
+    def __init__(self, table: Mapping[str, ModuleRecord]) -> None:
+        self._table = table
+
+    def __getitem__(self, module_id: str) -> Any:
+        return self._table[module_id].module
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+
+def merge_results(results: list[Mapping[str, Any] | None]) -> dict[str, Any]:
+    """A merged hook's results as one mapping. pluggy returns them in call order
+    (algorithm, extras, defaults): merged from the defaults up, the algorithm's keys win."""
+    merged: dict[str, Any] = {}
+    for result in reversed(results):
+        if result:
+            merged.update(result)
+    return merged
 
 
 def make_plugin_manager(spec: LearnerSpec, algorithm: Algorithm) -> pluggy.PluginManager:
@@ -42,58 +97,49 @@ def make_plugin_manager(spec: LearnerSpec, algorithm: Algorithm) -> pluggy.Plugi
     return pm
 
 
-def build_module(learner: Learner, module_id: str) -> None:
-    """Build module ``module_id`` of ``learner.spec`` and everything that trains it."""
-    spec, backend = learner.spec, learner.backend
-    hps = learner.hyperparameters_for(module_id)
-    module_spec = spec.module_specs[module_id]
+def build_record(
+    table: dict[str, ModuleRecord],
+    module_id: str,
+    module_spec: ModuleSpec,
+    hps: Hyperparameters,
+    *,
+    backend: Backend,
+    algorithm: Algorithm,
+    data_parallel: DataParallel,
+    configure_optimizers: Callable[..., Any],
+    compute_loss: Callable[..., Any],
+) -> None:
+    """Build module ``module_id`` and everything that trains it into a record of ``table``:
+    its optimizers (``configure_optimizers``, the Learner's ``*_for_module`` method, which
+    finds the module in the table), their initial learning rates, its algorithm state,
+    target network and train step; then tell ``data_parallel``. Nothing of it is left if
+    any part fails."""
     # Every data-parallel copy builds from the same seed, so weights start identical.
-    learner._modules[module_id] = backend.build_module(module_spec, hps.seed)
+    record = table[module_id] = ModuleRecord(backend.build_module(module_spec, hps.seed), hps)
     try:
-        optimizers = named_optimizers(
-            learner,
-            module_id,
-            learner.configure_optimizers_for_module(module_id=module_id, hps=hps),
-        )
-        learner._optimizers[module_id] = optimizers
-        learner._initial_lrs[module_id] = {
-            name: backend.ops.get_learning_rate(opt) for name, opt in optimizers.items()
+        where = f"configure_optimizers of plugin {algorithm.name!r} for module {module_id!r}"
+        configured = configure_optimizers(module_id=module_id, hps=hps)
+        record.optimizers = named_optimizers(configured, backend, record.module, where)
+        record.initial_lrs = {
+            name: backend.ops.get_learning_rate(opt) for name, opt in record.optimizers.items()
         }
-        initial = learner.algorithm.initial_state
-        learner._algorithm_state[module_id] = dict(initial(hps)) if initial else {}
-        learner._num_updates[module_id] = 0
-        if learner._targets is not None:
-            learner._targets.add(
-                module_id,
-                learner._modules[module_id],
-                lambda: backend.build_module(module_spec, hps.seed),
-            )
-        learner._train_steps[module_id] = learner._make_train_step(module_id)
+        initial = algorithm.initial_state
+        record.algorithm_state = dict(initial(hps)) if initial else {}
+        if algorithm.target_network:
+            build = lambda: backend.build_module(module_spec, hps.seed)  # noqa: E731
+            record.target = make_target(backend, record.module, build)
+        loss = loss_fn(record, compute_loss, module_id, algorithm.name)
+        record.train_step = make_train_step(record, backend, data_parallel, loss, module_id)
+        data_parallel.module_added(module_id, record.module)
     except BaseException:
-        drop_module(learner, module_id)
+        del table[module_id]
+        data_parallel.module_removed(module_id)
         raise
 
 
-def drop_module(learner: Learner, module_id: str) -> None:
-    """Forget everything ``build_module`` made for ``module_id`` (what exists of it)."""
-    for table in (
-        learner._modules,
-        learner._optimizers,
-        learner._initial_lrs,
-        learner._algorithm_state,
-        learner._num_updates,
-        learner._train_steps,
-        learner._hps,
-    ):
-        table.pop(module_id, None)
-    if learner._targets is not None:
-        learner._targets.remove(module_id)
-
-
-def named_optimizers(learner: Learner, module_id: str, configured: Any) -> dict[str, Any]:
+def named_optimizers(configured: Any, backend: Backend, module: Any, where: str) -> dict[str, Any]:
     """``configure_optimizers``' result as ``{name: optimizer}`` (a lone optimizer is named
     ``"default"``), checked to cover every trainable parameter exactly once."""
-    where = f"configure_optimizers of plugin {learner.algorithm.name!r} for module {module_id!r}"
     if configured is None:
         raise PluginError(f"{where} returned no optimizer")
     if isinstance(configured, Mapping):
@@ -102,11 +148,9 @@ def named_optimizers(learner: Learner, module_id: str, configured: Any) -> dict[
         optimizers = {str(name): opt for name, opt in configured.items()}
     else:
         optimizers = {DEFAULT_OPTIMIZER: configured}
-    backend = learner.backend
-    module_params = backend.parameters(learner._modules[module_id])
     if len(optimizers) == 1:
         return optimizers  # one optimizer trains the whole module, as it always has
-    owners: dict[int, list[str]] = {id(p): [] for p in module_params}
+    owners: dict[int, list[str]] = {id(p): [] for p in backend.parameters(module)}
     for name, opt in optimizers.items():
         params = backend.optimizer_parameters(opt)
         if params is None:
@@ -121,7 +165,7 @@ def named_optimizers(learner: Learner, module_id: str, configured: Any) -> dict[
                     "parameter of this module"
                 )
             owners[id(p)].append(name)
-    names = backend.parameter_names(learner._modules[module_id])
+    names = backend.parameter_names(module)
     uncovered = [names.get(i, "?") for i, o in owners.items() if not o]
     shared = {names.get(i, "?"): o for i, o in owners.items() if len(o) > 1}
     if uncovered or shared:
@@ -133,29 +177,49 @@ def named_optimizers(learner: Learner, module_id: str, configured: Any) -> dict[
     return optimizers
 
 
-def loss_fn(learner: Learner, module_id: str) -> Callable[..., Mapping[str, Any]]:
-    """The loss a train step calls: the algorithm's ``compute_loss`` for one module."""
-    hps = learner.hyperparameters_for(module_id)
+def make_train_step(
+    record: ModuleRecord,
+    backend: Backend,
+    data_parallel: DataParallel,
+    loss_fn: LossFn,
+    module_id: str,
+) -> TrainStep:
+    """The record's compiled minibatch step, through the module's forward pass as the
+    data-parallel seam runs it (and its gradient all-reduce, if it has one)."""
+    hps = record.hps
+    return backend.make_train_step(
+        data_parallel.training_forward(module_id, record.module),
+        record.module,
+        record.optimizers,
+        loss_fn,
+        grad_clip=hps.grad_clip,
+        grad_clip_by=hps.grad_clip_by,
+        allreduce_gradients=data_parallel.allreduce_gradients,
+    )
+
+
+def loss_fn(
+    record: ModuleRecord, compute_loss: Callable[..., Any], module_id: str, algorithm: str
+) -> LossFn:
+    """The loss a train step calls: ``compute_loss`` (the Learner's
+    ``compute_loss_for_module``) for one module, which sees the step's state
+    (``record.step_state``) while the step runs."""
+    hps = record.hps
 
     def loss_fn(batch, fwd_out, state):
-        learner._loss_state[module_id] = state
+        record.step_state = state
         try:
-            out = learner.compute_loss_for_module(
-                module_id=module_id, hps=hps, batch=batch, fwd_out=fwd_out
-            )
+            out = compute_loss(module_id=module_id, hps=hps, batch=batch, fwd_out=fwd_out)
         finally:
             # Outside a train step, compute_loss_for_module reads the algorithm state.
-            del learner._loss_state[module_id]
+            record.step_state = None
         if out is None:
-            raise PluginError(
-                f"compute_loss of plugin {learner.algorithm.name!r} returned no total loss"
-            )
+            raise PluginError(f"compute_loss of plugin {algorithm!r} returned no total loss")
         if not isinstance(out, Mapping):  # a bare loss, as in RLlib's examples
             return {"total_loss": out}
         if "total_loss" not in out:
             raise PluginError(
-                f"compute_loss of plugin {learner.algorithm.name!r} returned {sorted(out)} "
-                "without 'total_loss'"
+                f"compute_loss of plugin {algorithm!r} returned {sorted(out)} without 'total_loss'"
             )
         return out
 

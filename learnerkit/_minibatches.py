@@ -1,9 +1,11 @@
 """One module's share of ``Learner.update``: the minibatch schedule (epochs of shuffled whole
-sequences) and the train step run over it, turned into that module's metrics."""
+sequences) and the train step run over it, turned into that module's metrics; and the
+checks a batch passes first. Pure functions over the module's record, the backend and what
+else they are given."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from learnerkit import _finite
@@ -11,11 +13,33 @@ from learnerkit.batch import MultiAgentBatch, SampleBatch
 from learnerkit.errors import BatchError
 
 if TYPE_CHECKING:
-    from learnerkit.learner import Learner
+    from learnerkit._learner_modules import ModuleRecord
+    from learnerkit._plugins import Algorithm
+    from learnerkit.backends.base import Backend
+    from learnerkit.specs import Hyperparameters, ModuleSpec
+
+
+def check_sizes(minibatch_size: int | None, num_epochs: int) -> None:
+    if (minibatch_size is not None and minibatch_size < 1) or num_epochs < 1:
+        raise ValueError(
+            f"minibatch_size must be >= 1 (or None) and num_epochs >= 1, got "
+            f"{minibatch_size} and {num_epochs}"
+        )
+
+
+def check_whole_sequences(minibatch_size: int | None, sequence_length: int | None) -> None:
+    if sequence_length is not None and minibatch_size is not None:
+        if minibatch_size % sequence_length:
+            raise ValueError(
+                f"minibatch_size ({minibatch_size}) must be a multiple of sequence_length "
+                f"({sequence_length}): minibatches are made of whole sequences"
+            )
 
 
 def train_module(
-    learner: Learner,
+    record: ModuleRecord,
+    backend: Backend,
+    generator: Any,
     module_id: str,
     module_batch: SampleBatch,
     minibatch_size: int | None,
@@ -24,17 +48,15 @@ def train_module(
     seq_len: int,
 ) -> dict[str, float]:
     """Run ``num_epochs`` passes of minibatch steps of one module; its metrics."""
-    backend = learner.backend
     n = module_batch.count
     size = minibatch_size or n
     tensors = backend.to_tensors(module_batch)
-    state = backend.state_for_step(learner.algorithm_state(module_id))
-    step = learner._train_steps[module_id]
-    non_finite = learner.hyperparameters_for(module_id).non_finite
-    minibatches = minibatch_indices(learner, n, size, num_epochs, shuffle, seq_len)
+    state = backend.state_for_step(record.algorithm_state)
+    non_finite = record.hps.non_finite
+    minibatches = minibatch_indices(backend, generator, n, size, num_epochs, shuffle, seq_len)
     # Under "raise", once a step is not applied no later step of this update is.
-    step_stats = step(tensors, minibatches, state, stop_on_skip=non_finite == "raise")
-    keys, table = backend.metrics_table(step_stats)
+    step_output = record.train_step(tensors, minibatches, state, stop_on_skip=non_finite == "raise")
+    keys, table = backend.metrics_table(step_output)
     return _finite.summarize(
         keys,
         table,
@@ -46,17 +68,22 @@ def train_module(
 
 
 def minibatch_indices(
-    learner: Learner, n: int, size: int, num_epochs: int, shuffle: bool, seq_len: int
+    backend: Backend,
+    generator: Any,
+    n: int,
+    size: int,
+    num_epochs: int,
+    shuffle: bool,
+    seq_len: int,
 ) -> Iterator[Any]:
     for _ in range(num_epochs):
-        order = row_order(learner, n, shuffle, seq_len)
+        order = row_order(backend, generator, n, shuffle, seq_len)
         for start in range(0, n, size):
             yield order[start : start + size]
 
 
-def row_order(learner: Learner, n: int, shuffle: bool, seq_len: int) -> Any:
+def row_order(backend: Backend, generator: Any, n: int, shuffle: bool, seq_len: int) -> Any:
     """The rows of one epoch: shuffled whole sequences of ``seq_len`` rows."""
-    backend, generator = learner.backend, learner._generator
     if not shuffle:
         return backend.arange(n)
     if seq_len == 1:
@@ -65,9 +92,15 @@ def row_order(learner: Learner, n: int, shuffle: bool, seq_len: int) -> Any:
     return (starts + backend.arange(seq_len)).reshape(-1)
 
 
-def validate_batch(learner: Learner, batch: MultiAgentBatch, sequence_length: int | None) -> None:
-    """``Learner.validate_batch``."""
-    specs = learner.spec.module_specs
+def validate_batch(
+    batch: MultiAgentBatch,
+    sequence_length: int | None,
+    *,
+    specs: Mapping[str, ModuleSpec],
+    algorithm: Algorithm,
+    hyperparameters_for: Callable[[str], Hyperparameters],
+) -> None:
+    """``Learner.validate_batch``, for modules ``specs`` trained by ``algorithm``."""
     for module_id, module_batch in batch.items():
         if module_id not in specs:
             raise BatchError(
@@ -82,15 +115,15 @@ def validate_batch(learner: Learner, batch: MultiAgentBatch, sequence_length: in
                 "sequences (fragments) of that many consecutive rows"
             )
         module_batch.check_columns(
-            learner.algorithm.required_columns,
+            algorithm.required_columns,
             module_id=module_id,
-            algorithm=learner.algorithm.name,
+            algorithm=algorithm.name,
         )
         module_batch.check_spaces(
             module_id=module_id,
             observation_space=specs[module_id].observation_space,
             action_space=specs[module_id].action_space,
         )
-        module_batch.check_dtypes(learner.algorithm.required_columns, module_id=module_id)
-        if learner.hyperparameters_for(module_id).non_finite == "raise":
+        module_batch.check_dtypes(algorithm.required_columns, module_id=module_id)
+        if hyperparameters_for(module_id).non_finite == "raise":
             _finite.check_batch(module_batch, module_id)

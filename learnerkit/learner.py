@@ -4,6 +4,12 @@ Framework-neutral: everything torch- or TensorFlow-specific is in the backend it
 Two ways to write an algorithm, both supported: a plugin with hook implementations (the
 learnerkit way), or a ``Learner`` subclass overriding ``compute_loss_for_module`` and
 friends (the RLlib way). The ``*_for_module`` methods are where the two meet.
+
+The Learner is the one owner of what it keeps per module: a table of records
+(``_learner_modules.ModuleRecord``: module, optimizers, algorithm state, update count,
+train step, target network...) that it hands to the pure helpers of ``_learner_modules``,
+``_minibatches`` and ``_learner_state``. Data-parallel training extends it only through
+its ``data_parallel`` seam (``learnerkit.data_parallel``).
 """
 
 from __future__ import annotations
@@ -15,34 +21,37 @@ from typing import Any
 import attrs
 
 from learnerkit import _checkpoint, _learner_modules, _learner_state, _minibatches
+from learnerkit._learner_modules import ModuleRecord, ModulesView, merge_results
 from learnerkit._plugins import get_algorithm
 from learnerkit.backends import make_backend
 from learnerkit.batch import MultiAgentBatch, as_multi_agent_batch
+from learnerkit.data_parallel import DataParallel, SingleProcess
 from learnerkit.errors import LearnerkitError, PluginError
 from learnerkit.learner_spec import LearnerSpec
 from learnerkit.specs import Hyperparameters, ModuleSpec
-from learnerkit.target_networks import TargetNetworks
+from learnerkit.target_networks import move_target
 
 ModuleID = str
-
-
-def _merge(results: list[Mapping[str, Any] | None]) -> dict[str, Any]:
-    # pluggy returns results in call order (algorithm, extras, defaults); merge from the
-    # defaults up so that the algorithm's keys win.
-    merged: dict[str, Any] = {}
-    for result in reversed(results):
-        if result:
-            merged.update(result)
-    return merged
 
 
 class Learner:
     """Holds modules, their optimizers and algorithm state, and updates them from batches."""
 
-    def __init__(self, spec: LearnerSpec, *, device: str | None = None) -> None:
+    def __init__(
+        self,
+        spec: LearnerSpec,
+        *,
+        device: str | None = None,
+        data_parallel: DataParallel | None = None,
+    ) -> None:
+        """``device``: where the backend puts modules and tensors (None: the CPU).
+        ``data_parallel``: the training this learner is one copy of (default: none; see
+        ``learnerkit.data_parallel``)."""
         self.algorithm = get_algorithm(spec.algorithm)
+        self._table: dict[ModuleID, ModuleRecord] = {}
         self.spec = spec
         self._device = device
+        self.data_parallel = SingleProcess() if data_parallel is None else data_parallel
         self._built = False
 
     @property
@@ -55,16 +64,15 @@ class Learner:
     def spec(self, spec: LearnerSpec) -> None:
         self._spec = spec
         self.hps: Hyperparameters = spec.hyperparameters  # the base, without module overrides
-        self._hps: dict[ModuleID, Hyperparameters] = {}
+        for module_id, record in self._table.items():
+            record.hps = spec.hyperparameters_for(module_id)
 
     def hyperparameters_for(self, module_id: ModuleID) -> Hyperparameters:
         """Module ``module_id``'s hyperparameters: ``hps`` with its
         ``LearnerSpec.module_hyperparameters`` overrides. Every hook called for the module
         receives these."""
-        hps = self._hps.get(module_id)
-        if hps is None:
-            hps = self._hps[module_id] = self.spec.hyperparameters_for(module_id)
-        return hps
+        record = self._table.get(module_id)
+        return record.hps if record is not None else self.spec.hyperparameters_for(module_id)
 
     @property
     def modules_to_train(self) -> frozenset[ModuleID]:
@@ -79,18 +87,23 @@ class Learner:
         self.backend = make_backend(self.spec.framework, self._device)
         self._plugin_manager = _learner_modules.make_plugin_manager(self.spec, self.algorithm)
         self.hooks = self._plugin_manager.hook
-        self._modules: dict[ModuleID, Any] = {}
-        self._optimizers: dict[ModuleID, dict[str, Any]] = {}
-        self._initial_lrs: dict[ModuleID, dict[str, float]] = {}
-        self._algorithm_state: dict[ModuleID, dict[str, Any]] = {}
-        self._loss_state: dict[ModuleID, Mapping[str, Any]] = {}
-        self._num_updates: dict[ModuleID, int] = {}
-        self._train_steps: dict[ModuleID, Any] = {}
-        self._targets = TargetNetworks(self.backend) if self.algorithm.target_network else None
         self._generator = self.backend.make_generator(self.hps.seed)
         for module_id in self.spec.module_specs:
-            _learner_modules.build_module(self, module_id)
+            self._build_module(module_id)
         self._built = True
+
+    def _build_module(self, module_id: ModuleID) -> None:
+        _learner_modules.build_record(
+            self._table,
+            module_id,
+            self.spec.module_specs[module_id],
+            self.spec.hyperparameters_for(module_id),
+            backend=self.backend,
+            algorithm=self.algorithm,
+            data_parallel=self.data_parallel,
+            configure_optimizers=self.configure_optimizers_for_module,
+            compute_loss=self.compute_loss_for_module,
+        )
 
     # Modules while training (leagues, self-play) -----------------------------------------
     def add_module(
@@ -110,10 +123,8 @@ class Learner:
             module_id, module_spec, hyperparameters=hyperparameters, train=train
         )
         try:
-            _learner_modules.build_module(self, module_id)
-            self._module_added(module_id)
+            self._build_module(module_id)
         except BaseException:
-            _learner_modules.drop_module(self, module_id)
             self.spec = self.spec.without_module(module_id)
             raise
 
@@ -121,44 +132,13 @@ class Learner:
         """Drop a module and everything that trains it; checkpoints no longer hold it."""
         self._require_built()
         self.spec = self.spec.without_module(module_id)
-        self._module_removed(module_id)
-        _learner_modules.drop_module(self, module_id)
+        self.data_parallel.module_removed(module_id)
+        del self._table[module_id]
 
     def set_modules_to_train(self, module_ids: Collection[ModuleID] | None) -> None:
         """Train only ``module_ids`` from now on (None: every module); see
         ``LearnerSpec.modules_to_train``."""
         self.spec = attrs.evolve(self.spec, modules_to_train=module_ids)
-
-    def _module_added(self, module_id: ModuleID) -> None:
-        """Wire a module added while training into data-parallel training (DDP)."""
-
-    def _module_removed(self, module_id: ModuleID) -> None:
-        """Unwire a module before it is dropped."""
-
-    def _training_forward(self, module_id: ModuleID) -> Any:
-        """The callable that runs the training forward pass (a DDP wrapper when distributed)."""
-        return self._modules[module_id]
-
-    def _make_train_step(self, module_id: ModuleID) -> Any:
-        """The compiled minibatch step of one module."""
-        hps = self.hyperparameters_for(module_id)
-        return self.backend.make_train_step(
-            self._training_forward(module_id),
-            self._modules[module_id],
-            self._optimizers[module_id],
-            self._loss_fn(module_id),
-            grad_clip=hps.grad_clip,
-            grad_clip_by=hps.grad_clip_by,
-            **self._train_step_options(),
-        )
-
-    def _train_step_options(self) -> dict[str, Any]:
-        """Extra backend options of the train step (a data-parallel TF learner adds its
-        gradient all-reduce)."""
-        return {}
-
-    def _loss_fn(self, module_id: ModuleID):
-        return _learner_modules.loss_fn(self, module_id)
 
     def _require_built(self) -> None:
         if not self._built:
@@ -169,7 +149,7 @@ class Learner:
         return self.hooks.configure_optimizers(
             learner=self,
             module_id=module_id,
-            module=self._modules[module_id],
+            module=self._table[module_id].module,
             hyperparameters=hps,
             ops=self.backend.ops,
         )
@@ -177,27 +157,30 @@ class Learner:
     def compute_loss_for_module(
         self, *, module_id: ModuleID, hps: Hyperparameters, batch: Mapping, fwd_out: Mapping
     ) -> Mapping[str, Any]:
+        record = self._table[module_id]
+        state = record.step_state
         return self.hooks.compute_loss(
             learner=self,
             module_id=module_id,
-            module=self._modules[module_id],
+            module=record.module,
             hyperparameters=hps,
             batch=batch,
             fwd_out=fwd_out,
-            state=self._loss_state.get(module_id, self._algorithm_state[module_id]),
+            state=record.algorithm_state if state is None else state,
             ops=self.backend.ops,
         )
 
     def additional_update_for_module(
         self, *, module_id: ModuleID, hps: Hyperparameters, timestep: int, **kwargs: Any
     ) -> dict[str, Any]:
-        return _merge(
+        record = self._table[module_id]
+        return merge_results(
             self.hooks.additional_update(
                 learner=self,
                 module_id=module_id,
-                module=self._modules[module_id],
+                module=record.module,
                 hyperparameters=hps,
-                state=self._algorithm_state[module_id],
+                state=record.algorithm_state,
                 timestep=timestep,
                 update_kwargs=kwargs,
             )
@@ -207,15 +190,15 @@ class Learner:
         self, *, batch: MultiAgentBatch, metrics_per_module: Mapping[ModuleID, Mapping[str, float]]
     ) -> dict[ModuleID, dict[str, Any]]:
         return {
-            module_id: _merge(
+            module_id: merge_results(
                 self.hooks.compile_results(
                     learner=self,
                     module_id=module_id,
-                    module=self._modules[module_id],
+                    module=self._table[module_id].module,
                     hyperparameters=self.hyperparameters_for(module_id),
                     batch=batch[module_id],
                     metrics=metrics,
-                    state=self._algorithm_state[module_id],
+                    state=self._table[module_id].algorithm_state,
                 )
             )
             for module_id, metrics in metrics_per_module.items()
@@ -247,25 +230,18 @@ class Learner:
         has no entry (nor does any module absent from ``batch``).
         """
         self._require_built()
-        if (minibatch_size is not None and minibatch_size < 1) or num_epochs < 1:
-            raise ValueError(
-                f"minibatch_size must be >= 1 (or None) and num_epochs >= 1, got "
-                f"{minibatch_size} and {num_epochs}"
-            )
+        _minibatches.check_sizes(minibatch_size, num_epochs)
         batch = self.trainable_part(as_multi_agent_batch(batch))
         self.validate_batch(batch, sequence_length=sequence_length)
-        if sequence_length is not None and minibatch_size is not None:
-            if minibatch_size % sequence_length:
-                raise ValueError(
-                    f"minibatch_size ({minibatch_size}) must be a multiple of sequence_length "
-                    f"({sequence_length}): minibatches are made of whole sequences"
-                )
+        _minibatches.check_whole_sequences(minibatch_size, sequence_length)
+        schedule = (minibatch_size, num_epochs, shuffle, sequence_length or 1)
         metrics = {}
         for module_id, module_batch in batch.items():
-            metrics[module_id] = self._update_module(
-                module_id, module_batch, minibatch_size, num_epochs, shuffle, sequence_length or 1
+            record = self._table[module_id]
+            metrics[module_id] = _minibatches.train_module(
+                record, self.backend, self._generator, module_id, module_batch, *schedule
             )
-            self._num_updates[module_id] += 1
+            record.num_updates += 1
         return self.compile_results(batch=batch, metrics_per_module=metrics)
 
     def trainable_part(self, batch: MultiAgentBatch) -> MultiAgentBatch:
@@ -276,16 +252,17 @@ class Learner:
             return batch
         return MultiAgentBatch({mid: b for mid, b in batch.items() if mid not in frozen})
 
-    def _update_module(self, module_id, module_batch, minibatch_size, num_epochs, shuffle, seq_len):
-        return _minibatches.train_module(
-            self, module_id, module_batch, minibatch_size, num_epochs, shuffle, seq_len
-        )
-
     def validate_batch(self, batch: MultiAgentBatch, *, sequence_length: int | None = None) -> None:
         """Raise a BatchError if ``batch`` does not fit this learner's modules and algorithm
         (or, with ``sequence_length``, is not made of whole sequences), and a NonFiniteError
         if it holds NaN or inf values (unless ``Hyperparameters.non_finite`` is ``"skip"``)."""
-        _minibatches.validate_batch(self, batch, sequence_length)
+        _minibatches.validate_batch(
+            batch,
+            sequence_length,
+            specs=self.spec.module_specs,
+            algorithm=self.algorithm,
+            hyperparameters_for=self.hyperparameters_for,
+        )
 
     def additional_update(self, *, timestep: int = 0, **kwargs: Any) -> dict[ModuleID, dict]:
         """Run non-gradient updates (schedules, adaptive coefficients, target networks) for
@@ -298,7 +275,7 @@ class Learner:
                 timestep=timestep,
                 **kwargs,
             )
-            for module_id in self._modules
+            for module_id in self._table
             if module_id in self.modules_to_train
         }
 
@@ -307,29 +284,30 @@ class Learner:
     def module(self) -> Mapping[ModuleID, Any]:
         """The modules by id (``learner.module["default_policy"]``)."""
         self._require_built()
-        return self._modules
+        return ModulesView(self._table)
 
     def optimizer(self, module_id: ModuleID, name: str = "default") -> Any:
         """One of the module's optimizers: ``"default"`` when ``configure_optimizers``
         returned a lone optimizer, else the name it gave in its mapping."""
+        record = self._table.get(module_id)
         try:
-            return self._optimizers[module_id][name]
-        except KeyError:
+            return record.optimizers[name]  # type: ignore[union-attr]
+        except (AttributeError, KeyError):
             raise KeyError(
                 f"module {module_id!r} has no optimizer {name!r}; it has "
-                f"{sorted(self._optimizers.get(module_id, ()))}"
+                f"{sorted(record.optimizers if record else ())}"
             ) from None
 
     def optimizers(self, module_id: ModuleID) -> Mapping[str, Any]:
         """The module's optimizers by name."""
-        return self._optimizers[module_id]
+        return self._table[module_id].optimizers
 
     def initial_learning_rate(self, module_id: ModuleID, name: str = "default") -> float:
         """The learning rate ``configure_optimizers`` gave an optimizer (before schedules)."""
-        return self._initial_lrs[module_id][name]
+        return self._table[module_id].initial_lrs[name]
 
     def algorithm_state(self, module_id: ModuleID) -> dict[str, Any]:
-        return self._algorithm_state[module_id]
+        return self._table[module_id].algorithm_state
 
     def get_parameters(self, module: Any) -> list[Any]:
         return self.backend.parameters(module)
@@ -344,53 +322,62 @@ class Learner:
 
     def num_updates(self, module_id: ModuleID) -> int:
         """How many ``update()`` calls have trained this module (checkpoints keep it)."""
-        return self._num_updates[module_id]
+        return self._table[module_id].num_updates
 
     # Target networks (algorithms that declare target_network=True) -----------------------
     def target_module(self, module_id: ModuleID) -> Any:
         """The module's target copy: frozen, moved only by ``update_target_module``."""
-        return self._require_targets().modules[module_id]
+        return self._with_target(module_id).target
 
     def update_target_module(self, module_id: ModuleID, tau: float = 1.0) -> None:
         """``target <- tau * module + (1 - tau) * target`` (1.0: a hard copy)."""
-        self._require_targets().update(module_id, self._modules[module_id], tau)
+        move_target(self.backend, self._with_target(module_id), tau)
 
     def num_target_updates(self, module_id: ModuleID) -> int:
-        return self._require_targets().num_updates[module_id]
+        return self._with_target(module_id).num_target_updates
 
-    def _require_targets(self) -> TargetNetworks:
+    def _with_target(self, module_id: ModuleID) -> ModuleRecord:
         self._require_built()
-        if self._targets is None:
+        if not self.algorithm.target_network:
             raise PluginError(
                 f"algorithm {self.algorithm.name!r} has no target networks: declare "
                 "Algorithm(target_network=True) to get one per module"
             )
-        return self._targets
+        return self._table[module_id]
 
     # State -------------------------------------------------------------------------------
     def get_module_state(self) -> dict[ModuleID, dict[str, Any]]:
         """Module weights only, as numpy arrays, per module id."""
         self._require_built()
-        return {mid: self.backend.get_module_state(m) for mid, m in self._modules.items()}
+        return {mid: self.backend.get_module_state(r.module) for mid, r in self._table.items()}
 
     def set_module_state(self, state: Mapping[ModuleID, Mapping[str, Any]]) -> None:
         self._require_built()
-        _learner_state.check_module_ids(self, state, "weights")
+        _learner_state.check_module_ids(self._table, state, "weights")
         for module_id, weights in state.items():
             self.backend.set_module_state(
-                self._modules[module_id], weights, f"module {module_id!r}"
+                self._table[module_id].module, weights, f"module {module_id!r}"
             )
 
     def get_state(self) -> dict[str, Any]:
         """Weights, optimizer states and algorithm state: everything to resume training."""
         self._require_built()
-        return _learner_state.get_state(self)
+        modules = self.get_module_state()
+        return _learner_state.get_state(
+            self._table, self.backend, self.algorithm, self.spec, modules
+        )
 
     def set_state(self, state: Mapping[str, Any], *, source: str = "state") -> None:
         """Take a state from ``get_state`` (or a checkpoint) of a learner with the same
         modules; a mismatch is a CheckpointError naming the module ids."""
         self._require_built()
-        _learner_state.set_state(self, state, source)
+        optimizers = _learner_state.check_state(
+            self._table, self.algorithm, self.spec, state, source
+        )
+        self.set_module_state(state["modules"])
+        _learner_state.set_state(
+            self._table, self.backend, self.algorithm, state, optimizers, source
+        )
 
     def save_state(self, path: str | os.PathLike) -> None:
         """Write the state to the directory ``path`` (atomically; no pickle)."""

@@ -1,8 +1,12 @@
-"""What turns a Learner into one of several data-parallel copies inside a Ray actor.
+"""What makes a Learner one of several data-parallel copies inside a Ray actor.
 
-``data_parallel_class(cls, framework)`` adds a framework's mixin to the Learner class (the
-user's subclass included), giving it ``join_group`` (form or re-form the process group),
-``agree`` (the check every update starts with) and gradients averaged over the learners.
+``data_parallel_for(framework, device, own_gpu)`` is the learner's place in the group: it
+implements the Learner's data-parallel seam (``learnerkit.data_parallel.DataParallel``:
+the training forward pass, the gradient all-reduce, modules added and removed), given to
+the Learner as ``Learner(spec, device=..., data_parallel=...)``, and the process group's
+membership: ``join_group`` (form or re-form the group), ``agree`` (the check every update
+starts with), ``agree_on_shard`` and the broken flag. ``learner_worker`` composes the two;
+nothing here reads the Learner.
 
 Both frameworks form one ``torch.distributed`` process group (``_GroupMember``). The
 ``agree`` check always runs on a gloo group: gloo fails within milliseconds when a peer
@@ -28,7 +32,6 @@ from __future__ import annotations
 
 import datetime
 import os
-from functools import cache
 from typing import Any
 
 import numpy as np
@@ -69,22 +72,37 @@ def accelerator_device(framework: str, num_gpus: float) -> str:
     return f"/GPU:{index}"
 
 
-@cache
-def data_parallel_class(cls: type, framework: str) -> type:
-    """``cls`` with the data-parallel mixin of ``framework`` (cached: one class per pair)."""
-    mixins = {"torch": TorchDataParallel, "tf": TFDataParallel}
-    if framework not in mixins:
-        raise LearnerGroupError(f"no data-parallel learner for framework {framework!r}")
-    return type(f"DataParallel{cls.__name__}", (mixins[framework], cls), {"__module__": __name__})
+def data_parallel_for(framework: str, device: str, *, own_gpu: bool) -> _GroupMember:
+    """A learner's place in the group, for ``framework`` on ``device`` (``own_gpu``: the
+    learner has a whole GPU to itself, so torch may all-reduce through NCCL)."""
+    if framework == "torch":
+        return TorchDataParallel(device, own_gpu=own_gpu)
+    if framework == "tf":
+        return TFDataParallel()
+    raise LearnerGroupError(f"no data-parallel learner for framework {framework!r}")
 
 
 class _GroupMember:
     """A learner's place in the torch.distributed process group, for either framework:
-    joining (and re-joining after a restart), the ``agree`` check, and the broken flag."""
+    joining (and re-joining after a restart), the ``agree`` check, and the broken flag;
+    and a no-op data-parallel seam that each framework's subclass fills in."""
 
     _control: Any = None
     _broken = False
     world_size = 1
+    allreduce_gradients: Any = None
+
+    def training_forward(self, module_id: str, module: Any) -> Any:
+        return module
+
+    def module_added(self, module_id: str, module: Any) -> None:
+        pass
+
+    def module_removed(self, module_id: str) -> None:
+        pass
+
+    def limit_threads(self, num_threads: int) -> None:
+        """Cap the framework's CPU threads at this learner's share of the node."""
 
     def join_group(self, rank: int, world_size: int, address: str, port: int) -> None:
         try:
@@ -170,71 +188,75 @@ class _DDPForward:
     Learner's train step keeps this object.
     """
 
-    def __init__(self, learner: TorchDataParallel, module_id: str) -> None:
-        self.learner, self.module_id = learner, module_id
+    def __init__(self, owner: TorchDataParallel, module_id: str, module: Any) -> None:
+        self.owner, self.module_id, self.module = owner, module_id, module
 
     def __call__(self, batch: Any) -> Any:
-        wrapped = self.learner._ddp.get(self.module_id)
-        return (wrapped or self.learner.module[self.module_id])(batch)
+        wrapped = self.owner._ddp.get(self.module_id)
+        return (wrapped or self.module)(batch)
 
 
 class TorchDataParallel(_GroupMember):
-    """Mixin for a torch Learner: joins a torch.distributed group and trains through DDP."""
+    """A torch learner's place in the group: it trains through DDP, which averages the
+    gradients during backward (so no ``allreduce_gradients``)."""
 
-    _ddp: dict[str, Any]
+    def __init__(self, device: str, *, own_gpu: bool) -> None:
+        import torch
+
+        self.device = torch.device(device)
+        self.own_gpu = own_gpu
+        self._modules: dict[str, Any] = {}  # every module the learner trains, by id
+        self._ddp: dict[str, Any] = {}  # their DDP wrappers while a group is formed
 
     def limit_threads(self, num_threads: int) -> None:
         import torch
 
         torch.set_num_threads(num_threads)
 
-    def _training_forward(self, module_id: str) -> Any:
-        if not hasattr(self, "_ddp"):
-            self._ddp = {}
-        return _DDPForward(self, module_id)
+    def training_forward(self, module_id: str, module: Any) -> Any:
+        return _DDPForward(self, module_id, module)
 
-    def _own_gpu(self) -> bool:
-        # NCCL needs one GPU per rank; learners sharing a GPU all-reduce through gloo.
-        return self.backend.device.type == "cuda" and self.spec.scaling.num_gpus_per_learner >= 1
-
-    def _collective_backend(self) -> str:
-        return "nccl" if self._own_gpu() else "gloo"
-
-    def _left_group(self) -> None:
-        self._ddp = {}
-
-    def _joined_group(self) -> None:
-        for module_id in self.module:
-            self._wrap(module_id)
-
-    def _wrap(self, module_id: str) -> None:
-        from torch.nn.parallel import DistributedDataParallel
-
-        module = self.module[module_id]
-        if not any(p.requires_grad for p in module.parameters()):
-            return
-        cuda = self.backend.device.type == "cuda"
-        # find_unused_parameters: an algorithm's loss may leave parts of a module out
-        # (BC never touches the value head); DDP would wait for their gradients.
-        self._ddp[module_id] = DistributedDataParallel(
-            module,
-            device_ids=[self.backend.device.index] if cuda else None,
-            find_unused_parameters=True,
-        )
-
-    def _module_added(self, module_id: str) -> None:
+    def module_added(self, module_id: str, module: Any) -> None:
+        self._modules[module_id] = module
         # Wrapping is a collective (DDP checks the module's shapes on every rank and
         # broadcasts rank 0's weights): the group calls add_module on every learner at once.
         if self.world_size > 1 and self._control is not None:
             self._wrap(module_id)
 
-    def _module_removed(self, module_id: str) -> None:
+    def module_removed(self, module_id: str) -> None:
+        self._modules.pop(module_id, None)
         self._ddp.pop(module_id, None)
+
+    def _collective_backend(self) -> str:
+        # NCCL needs one GPU per rank; learners sharing a GPU all-reduce through gloo.
+        return "nccl" if self.device.type == "cuda" and self.own_gpu else "gloo"
+
+    def _left_group(self) -> None:
+        self._ddp = {}
+
+    def _joined_group(self) -> None:
+        for module_id in self._modules:
+            self._wrap(module_id)
+
+    def _wrap(self, module_id: str) -> None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        module = self._modules[module_id]
+        if not any(p.requires_grad for p in module.parameters()):
+            return
+        cuda = self.device.type == "cuda"
+        # find_unused_parameters: an algorithm's loss may leave parts of a module out
+        # (BC never touches the value head); DDP would wait for their gradients.
+        self._ddp[module_id] = DistributedDataParallel(
+            module,
+            device_ids=[self.device.index] if cuda else None,
+            find_unused_parameters=True,
+        )
 
 
 class TFDataParallel(_GroupMember):
-    """Mixin for a TensorFlow Learner: its train steps average their gradients over the
-    group with one gloo all-reduce per step, before clipping and applying them."""
+    """A TensorFlow learner's place in the group: its train steps average their gradients
+    over the group with one gloo all-reduce per step, before clipping and applying them."""
 
     def limit_threads(self, num_threads: int) -> None:
         import tensorflow as tf
@@ -244,9 +266,6 @@ class TFDataParallel(_GroupMember):
             tf.config.threading.set_inter_op_parallelism_threads(num_threads)
         except RuntimeError:
             pass  # TensorFlow already started in this process: its thread pools are fixed
-
-    def _train_step_options(self) -> dict[str, Any]:
-        return {"allreduce_gradients": self.allreduce_gradients}
 
     def allreduce_gradients(self, gradients: list[np.ndarray]) -> list[np.ndarray]:
         """The mean over the learners of each gradient: one all-reduce of one flat buffer.

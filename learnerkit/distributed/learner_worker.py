@@ -1,5 +1,6 @@
-"""What runs inside each learner's Ray actor: one data-parallel Learner and its place in
-the process group (see ``learnerkit.distributed.collectives``)."""
+"""What runs inside each learner's Ray actor: one Learner and its place in the process
+group (``learnerkit.distributed.collectives``), composed through the Learner's
+data-parallel seam: ``Learner(spec, device=..., data_parallel=group)``."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ class _LearnerWorker:
     """Runs in a Ray actor: one data-parallel Learner and its place in the process group."""
 
     def __init__(self, spec: LearnerSpec, plugins: dict[str, Any]) -> None:
-        from learnerkit.distributed.collectives import accelerator_device, data_parallel_class
+        from learnerkit.distributed.collectives import accelerator_device, data_parallel_for
 
         # Batches arrive as read-only views of Ray's object store; training only reads them.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
@@ -34,9 +35,12 @@ class _LearnerWorker:
             register_algorithm(plugin, replace=True)
         scaling = spec.scaling
         self.device = accelerator_device(spec.framework, scaling.num_gpus_per_learner)
-        cls = data_parallel_class(spec.learner_class or Learner, spec.framework)
-        self.learner = cls(spec, device=self.device)
-        self.learner.limit_threads(max(1, int(scaling.num_cpus_per_learner)))
+        self.group = data_parallel_for(
+            spec.framework, self.device, own_gpu=scaling.num_gpus_per_learner >= 1
+        )
+        self.group.limit_threads(max(1, int(scaling.num_cpus_per_learner)))
+        learner_class = spec.learner_class or Learner
+        self.learner = learner_class(spec, device=self.device, data_parallel=self.group)
         self.learner.build()
         self._before_update: dict[str, Any] | None = None
 
@@ -50,7 +54,7 @@ class _LearnerWorker:
         return ray.util.get_node_ip_address(), port
 
     def join_group(self, rank: int, world_size: int, address: str, port: int) -> None:
-        self.learner.join_group(rank, world_size, address, port)
+        self.group.join_group(rank, world_size, address, port)
 
     def update(
         self, seq: int, batch: MultiAgentBatch | ShardedBatch, rank: int, kwargs: dict[str, Any]
@@ -63,14 +67,14 @@ class _LearnerWorker:
         state): if a peer dies half way, the group puts every learner back to it and runs
         the update again (``learnerkit.distributed.learners``)."""
         self._before_update = None
-        self.learner.agree(seq)  # raises NotApplied, with no state changed, if a peer is gone
+        self.group.agree(seq)  # raises NotApplied, with no state changed, if a peer is gone
         if isinstance(batch, ShardedBatch):
             shard = self._read_shard(batch, rank, kwargs.get("sequence_length"))
         self._before_update = self.learner.get_state()
         try:
             if not isinstance(batch, ShardedBatch):
                 shard = batch.shard(
-                    self.learner.world_size, sequence_length=kwargs.get("sequence_length") or 1
+                    self.group.world_size, sequence_length=kwargs.get("sequence_length") or 1
                 )[rank]
             return self.learner.update(shard, **kwargs)
         except NonFiniteError:
@@ -80,7 +84,7 @@ class _LearnerWorker:
         except BaseException:
             # A collective may have been left half done: fail later updates fast until the
             # group is formed again.
-            self.learner.mark_broken()
+            self.group.mark_broken()
             raise
 
     def _read_shard(
@@ -95,7 +99,7 @@ class _LearnerWorker:
         except Exception as exc:
             error = exc
         signature = shard_signature(shard) if error is None else 0
-        all_read, same_layout = self.learner.agree_on_shard(error is None, signature)
+        all_read, same_layout = self.group.agree_on_shard(error is None, signature)
         if error is not None:
             raise error
         if not all_read:

@@ -1,0 +1,63 @@
+"""The seam through which data-parallel training extends a Learner.
+
+A Learner trains alone by default. One of several data-parallel copies (the Ray learner
+actors of ``learnerkit.distributed``) is the same Learner, given a ``DataParallel`` object:
+``Learner(spec, device=..., data_parallel=...)``. The Learner asks it for two things and
+tells it two:
+
+- ``training_forward(module_id, module)``: what a module's train step runs its forward pass
+  through (torch: the module's DistributedDataParallel wrapper, which averages the
+  gradients over the learners during backward);
+- ``allreduce_gradients``: None, or the function each train step hands its gradients to, as
+  numpy arrays, for their mean over the learners, after backward and before the finiteness
+  check and clipping, so every learner skips, clips and applies alike (TensorFlow);
+- ``module_added(module_id, module)`` and ``module_removed(module_id)``: every module the
+  Learner builds (``build``, ``add_module``) and drops (``remove_module``). The group calls
+  ``add_module`` on every learner at once, so ``module_added`` may run a collective.
+
+That is all it sees of the Learner: it never reads the Learner's state, and the Learner
+never asks it about process groups. ``SingleProcess`` is the default and changes nothing;
+``learnerkit.distributed.collectives`` implements the seam for torch and TensorFlow,
+together with the process group's membership (joining it, the ``agree`` check).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from learnerkit.backends.base import AllReduce, Forward
+
+__all__ = ["DataParallel", "SingleProcess"]
+
+
+class DataParallel(Protocol):
+    """What a Learner asks of, and tells, the data-parallel training it is part of."""
+
+    allreduce_gradients: AllReduce | None
+    """The gradients' mean over the learners (numpy in, numpy out), or None when the
+    training forward pass averages them already (DDP) or the learner trains alone."""
+
+    def training_forward(self, module_id: str, module: Any) -> Forward:
+        """The callable the train step of ``module`` runs its forward pass through."""
+
+    def module_added(self, module_id: str, module: Any) -> None:
+        """``module`` was built (at ``build()`` or by ``add_module``) and trains from now."""
+
+    def module_removed(self, module_id: str) -> None:
+        """``module_id`` is dropped (or its ``add_module`` failed): forget it."""
+
+
+class SingleProcess:
+    """A Learner training alone: its modules' own forward passes, no all-reduce."""
+
+    allreduce_gradients = None
+
+    def training_forward(self, module_id: str, module: Any) -> Forward:
+        return module
+
+    def module_added(self, module_id: str, module: Any) -> None:
+        pass
+
+    def module_removed(self, module_id: str) -> None:
+        pass
