@@ -1,0 +1,122 @@
+"""The data-parallel seam (``learnerkit.data_parallel``): what a Learner asks of the training
+it is one copy of. A fake seam stands in for Ray's: both frameworks hand each step's
+gradients to its ``allreduce_gradients`` after backward and before the finiteness check
+and clipping, apply what it returns, and tell it of every module built and dropped.
+
+The loss is ``0.5 * sum(w ** 2)`` and the optimizer plain SGD, so a gradient is the
+weights themselves and the step an all-reduce leads to is known exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import CARTPOLE_OBS, TWO_ACTIONS, make_plugin, random_batch
+
+from learnerkit import Hyperparameters, Learner, LearnerSpec, ModuleSpec
+from learnerkit.data_parallel import SingleProcess
+
+MID = "default_policy"
+LR = 0.1
+
+
+class FakeGroup(SingleProcess):
+    """A seam whose all-reduce multiplies every gradient by ``factor`` (2: as if a peer
+    had the same gradients and the group summed them), recording what it hears."""
+
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+        self.calls: list[list[np.ndarray]] = []
+        self.events: list[tuple[str, str]] = []
+
+    def allreduce_gradients(self, gradients: list[np.ndarray]) -> list[np.ndarray]:
+        self.calls.append([np.array(g) for g in gradients])
+        return [np.asarray(g) * self.factor for g in gradients]
+
+    def module_added(self, module_id, module):
+        self.events.append(("added", module_id))
+
+    def module_removed(self, module_id):
+        self.events.append(("removed", module_id))
+
+
+@pytest.fixture(autouse=True)
+def squares(register):
+    def configure_optimizers(module, hyperparameters, ops):
+        return ops.sgd(module, hyperparameters.learning_rate)
+
+    def compute_loss(learner, module, ops):
+        squares = [ops.sum(ops.square(w)) for w in learner.get_parameters(module)]
+        return {"total_loss": 0.5 * sum(squares[1:], squares[0])}
+
+    register(
+        make_plugin("squares", compute_loss=compute_loss, configure_optimizers=configure_optimizers)
+    )
+
+
+def learner_with(framework: str, data_parallel=None, **hps) -> Learner:
+    spec = LearnerSpec(
+        algorithm="squares",
+        framework=framework,
+        module_spec=ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS),
+        hyperparameters=Hyperparameters(learning_rate=LR, **hps),
+    )
+    learner = Learner(spec, data_parallel=data_parallel)
+    learner.build()
+    return learner
+
+
+def weights(learner: Learner) -> dict[str, np.ndarray]:
+    return learner.get_module_state()[MID]
+
+
+def test_both_frameworks_step_on_what_the_allreduce_returns(framework):
+    group = FakeGroup(2.0)
+    learner = learner_with(framework, group)
+    before = weights(learner)
+    out = learner.update(random_batch(16), num_epochs=3, shuffle=False)[MID]
+
+    assert len(group.calls) == 3  # once per minibatch step
+    # One array per trainable parameter, the local gradients (the weights) as they are.
+    first = group.calls[0]
+    assert len(first) == len(learner.get_parameters(learner.module[MID]))
+    assert sorted(g.size for g in first) == sorted(w.size for w in before.values())
+    # SGD on doubled gradients: w <- w - 2 * LR * w per step, in torch as in TensorFlow.
+    for name, w in weights(learner).items():
+        np.testing.assert_allclose(w, before[name] * (1 - 2 * LR) ** 3, rtol=1e-5, atol=1e-7)
+    # The reported norm (a mean over the steps) is the all-reduced gradients'.
+    norm = np.linalg.norm(np.concatenate([w.ravel() for w in before.values()]))
+    expected = np.mean([2 * norm * (1 - 2 * LR) ** k for k in range(3)])
+    assert out["gradient_norm"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_clipping_acts_on_the_allreduced_gradients(framework):
+    learner = learner_with(framework, FakeGroup(2.0), grad_clip=1e-3)
+    before = weights(learner)
+    out = learner.update(random_batch(16), shuffle=False)[MID]
+    flat = np.concatenate([w.ravel() for w in before.values()])
+    assert out["gradient_norm"] == pytest.approx(2 * np.linalg.norm(flat), rel=1e-4)
+    step = np.concatenate([(before[n] - w).ravel() for n, w in weights(learner).items()])
+    assert np.linalg.norm(step) == pytest.approx(LR * 1e-3, rel=1e-3)
+
+
+def test_a_non_finite_allreduce_skips_the_step_on_both_frameworks(framework):
+    learner = learner_with(framework, FakeGroup(np.nan), non_finite="skip")
+    before = weights(learner)
+    out = learner.update(random_batch(16), num_epochs=2)[MID]
+    assert out["non_finite_minibatches_skipped"] == 2
+    for name, w in weights(learner).items():
+        np.testing.assert_array_equal(w, before[name])
+
+
+def test_the_seam_hears_of_every_module_built_and_dropped(framework):
+    group = FakeGroup(1.0)
+    learner = learner_with(framework, group)
+    learner.add_module("b", ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS))
+    learner.remove_module(MID)
+    assert group.events == [("added", MID), ("added", "b"), ("removed", MID)]
+
+
+def test_a_learner_alone_needs_no_seam(framework):
+    learner = learner_with(framework)
+    assert isinstance(learner.data_parallel, SingleProcess)
+    assert learner.data_parallel.allreduce_gradients is None
