@@ -11,6 +11,7 @@ the start, and ``remove_module`` drops the record: nothing of the module is left
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -126,7 +127,7 @@ def build_record(
         initial = algorithm.initial_state
         record.algorithm_state = dict(initial(hps)) if initial else {}
         if algorithm.target_network:
-            build = lambda: backend.build_module(module_spec, hps.seed)  # noqa: E731
+            build = partial(backend.build_module, module_spec, hps.seed)
             record.target = make_target(backend, record.module, build)
         loss = loss_fn(record, compute_loss, module_id, algorithm.name)
         record.train_step = make_train_step(record, backend, data_parallel, loss, module_id)
