@@ -12,8 +12,9 @@ from conftest import TWO_ACTIONS
 from gymnasium import spaces
 
 from learnerkit import ConfigError, ModuleSpec
-from learnerkit.distributed.env_runners import RayEnvRunners
-from learnerkit.rollouts.runners import EnvRunnerSpec, RunnerModule, on_policy_batch
+from learnerkit.distributed.ray_env_runners import RayEnvRunners
+from learnerkit.rollouts.contract import EnvRunnerSpec, on_policy_batch
+from learnerkit.rollouts.module_copies import RunnerModule
 
 pytestmark = pytest.mark.ray
 

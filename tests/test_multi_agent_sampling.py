@@ -10,13 +10,14 @@ from conftest import TWO_ACTIONS
 from gymnasium import spaces
 
 from learnerkit import Columns, ConfigError, ModuleSpec
-from learnerkit.rollouts.multi_agent import MultiAgentEnvRunner
+from learnerkit.rollouts.contract import EnvRunnerSpec, on_policy_batch
+from learnerkit.rollouts.local_env_runners import LocalEnvRunners
 from learnerkit.rollouts.pettingzoo_envs import (
     make_parallel_env,
     mapping_fn,
     module_spaces,
 )
-from learnerkit.rollouts.runners import EnvRunnerSpec, LocalEnvRunners, on_policy_batch
+from learnerkit.rollouts.pettingzoo_sampling import MultiAgentEnvRunner
 
 GAMMA, LAMBDA = 0.9, 0.8
 SCRIPTED = "pettingzoo:multi_agent_envs:scripted"

@@ -16,7 +16,7 @@ import numpy as np
 from learnerkit._plugins import get_algorithm
 from learnerkit.learner import Learner
 from learnerkit.loops._run_files import checkpoint_dir, read_run, read_trainer_state
-from learnerkit.rollouts.env_runner import EnvRunner
+from learnerkit.rollouts.gymnasium_sampling import EnvRunner
 from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo, make_parallel_env, mapping_fn
 from learnerkit.specs import LearnerSpec, ModuleSpec, structure_hyperparameters
 

@@ -53,8 +53,8 @@ from learnerkit.loops.multi_agent import (
     multi_agent_modules,
     saved_mapping,
 )
+from learnerkit.rollouts.contract import EnvRunnerSpec
 from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo
-from learnerkit.rollouts.runners import EnvRunnerSpec
 from learnerkit.specs import (
     LearnerSpec,
     ModuleSpec,

@@ -5,7 +5,7 @@ time-major arrays; ``compute_gae`` and ``RunningMeanStd`` are pure numpy. Nothin
 imports a framework or Ray (the Ray env-runner actors live in ``learnerkit.distributed``).
 """
 
-from learnerkit.rollouts.env_runner import EnvRunner
+from learnerkit.rollouts.gymnasium_sampling import EnvRunner
 from learnerkit.rollouts.postprocessing import RunningMeanStd, compute_gae, explained_variance
 from learnerkit.rollouts.rollout import Rollout
 

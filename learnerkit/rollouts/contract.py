@@ -1,19 +1,19 @@
-"""Env runners as the training loops see them: a set of samplers, each with its own copies
-of the modules, that return `Fragment`s.
+"""What the training loops see of sampling: `EnvRunnerSpec` (what a runner is built from),
+`Fragment` (what it returns), the train batches made of fragments, and `EnvRunners`, the
+interface a loop samples through.
 
-Two implementations share one interface (`EnvRunners`): `LocalEnvRunners` samples in this
-process (``num_env_runners=0``), and `learnerkit.distributed.env_runners.RayEnvRunners`
-runs that many Ray actors. A loop either gathers one fragment from every runner with the
-current weights (`sample`, on-policy) or takes whatever fragments have finished while the
-runners keep sampling (`poll`, asynchronous). What one runner does (a gymnasium vector env,
-or PettingZoo parallel envs with a policy mapping) is a sampler
-(``learnerkit.rollouts.samplers``).
+Two implementations meet `EnvRunners`: ``learnerkit.rollouts.local_env_runners.
+LocalEnvRunners`` samples in this process (``num_env_runners=0``), and
+``learnerkit.distributed.ray_env_runners.RayEnvRunners`` runs that many Ray actors. A loop
+either gathers one fragment from every runner with the current weights (`sample`,
+on-policy) or takes whatever fragments have finished while the runners keep sampling
+(`poll`, asynchronous). What one runner does is ``learnerkit.rollouts.sampler.Sampler``.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import attrs
@@ -22,13 +22,22 @@ import numpy as np
 from learnerkit.batch import MultiAgentBatch, SampleBatch
 from learnerkit.columns import DEFAULT_MODULE_ID
 from learnerkit.errors import ConfigError
-from learnerkit.rollouts.acting import NumpyActorCritic, default_module_layout
-from learnerkit.rollouts.env_runner import Policy, ValueFn
-from learnerkit.rollouts.multi_agent import MultiAgentRollout
+from learnerkit.rollouts.multi_agent_rollout import MultiAgentRollout
 from learnerkit.rollouts.multi_agent_sequences import MultiAgentSequences
 from learnerkit.rollouts.pettingzoo_envs import PolicyMapping, is_pettingzoo
 from learnerkit.rollouts.rollout import Rollout
 from learnerkit.specs import ModuleSpec
+
+__all__ = [
+    "EnvRunnerSpec",
+    "EnvRunners",
+    "Fragment",
+    "ModuleWeights",
+    "Weights",
+    "on_policy_batch",
+    "sequence_batch",
+    "spec_with_module",
+]
 
 Weights = Mapping[str, np.ndarray]
 ModuleWeights = Mapping[str, Weights]
@@ -182,109 +191,6 @@ class EnvRunners(Protocol):
     def close(self) -> None: ...
 
 
-class RunnerModule:
-    """A runner's own copy of one module: a numpy policy and value function over it.
-
-    The default modules (a spec without ``module_class``) act through a numpy copy of the
-    weights last given (``learnerkit.rollouts.acting``), drawing actions from
-    ``np.random.default_rng(sampling_seed)`` (``seed`` when not given): a runner that gets
-    weights before it samples never imports its framework. Until then, and for any other
-    module, the module is built in its framework from ``seed`` (as the learner builds it);
-    ``framework_setup`` runs just before that import (a Ray runner limits its threads)."""
-
-    def __init__(
-        self,
-        framework: str,
-        module_spec: ModuleSpec,
-        seed: int,
-        *,
-        sampling_seed: int | Sequence[int] | None = None,
-        framework_setup: Callable[[], None] | None = None,
-    ) -> None:
-        self.framework, self.module_spec, self.seed = framework, module_spec, seed
-        self.default_module = module_spec.module_class is None
-        self._rng = np.random.default_rng(seed if sampling_seed is None else sampling_seed)
-        self._framework_setup = framework_setup
-        self.backend: Any = None
-        self.module: Any = None  # the framework module, once built
-        self._weights: Weights | None = None  # a default module's weights, acted with
-        self._acting: tuple[Policy, ValueFn] | None = None
-        self.version = 0
-
-    @classmethod
-    def from_spec(
-        cls,
-        spec: EnvRunnerSpec,
-        module_id: str = DEFAULT_MODULE_ID,
-        *,
-        sampling_seed: int | Sequence[int] | None = None,
-        framework_setup: Callable[[], None] | None = None,
-    ) -> RunnerModule:
-        return cls(
-            spec.framework,
-            spec.module_specs[module_id],
-            spec.seed,
-            sampling_seed=sampling_seed,
-            framework_setup=framework_setup,
-        )
-
-    @property
-    def policy(self) -> Policy:
-        return self._bound()[0]
-
-    @property
-    def value(self) -> ValueFn:
-        return self._bound()[1]
-
-    def _bound(self) -> tuple[Policy, ValueFn]:
-        if self._acting is None:
-            self._build()
-            self._bind_module()
-        return self._acting
-
-    def _build(self) -> None:
-        if self.module is None:
-            if self._framework_setup is not None:
-                self._framework_setup()
-            from learnerkit.backends import make_backend
-
-            self.backend = make_backend(self.framework)
-            self.module = self.backend.build_module(self.module_spec, self.seed)
-
-    def _bind_module(self) -> None:
-        acting = self.backend.numpy_actor_critic(self.module, self.module_spec, self._rng)
-        if acting is None:
-            policy = self.backend.policy_fn(self.module, explore=True)
-            self._acting = (policy, self.backend.value_fn(self.module))
-        else:
-            self._acting = (acting.forward_exploration, acting.value)
-
-    def weight_shapes(self) -> dict[str, tuple[int, ...]]:
-        """The names and shapes weights for this module must have."""
-        if self.default_module:
-            return default_module_layout(self.module_spec, self.framework)
-        return {name: tuple(np.shape(w)) for name, w in self.get_weights().items()}
-
-    def get_weights(self) -> dict[str, np.ndarray]:
-        if self._weights is not None:
-            return dict(self._weights)
-        self._build()
-        return self.backend.get_module_state(self.module)
-
-    def set_weights(self, weights: Weights, version: int) -> None:
-        if self.default_module:
-            acting = NumpyActorCritic.from_weights(
-                weights, self.module_spec, self.framework, self._rng
-            )
-            self._weights, self.module = dict(weights), None
-            self._acting = (acting.forward_exploration, acting.value)
-        else:
-            self._build()
-            self.backend.set_module_state(self.module, weights, "the env runner's module")
-            self._bind_module()
-        self.version = version
-
-
 def spec_with_module(
     spec: EnvRunnerSpec, module_id: str, module_spec: ModuleSpec | None
 ) -> EnvRunnerSpec:
@@ -310,56 +216,3 @@ def spec_with_module(
     else:
         specs[module_id] = module_spec
     return attrs.evolve(spec, module_spec=specs)
-
-
-class LocalEnvRunners:
-    """``num_env_runners=0``: one sampler in this process, sampling when asked.
-
-    Its observation statistics are the shared ones: no merging is needed.
-    """
-
-    num_runners = 1
-
-    def __init__(self, spec: EnvRunnerSpec) -> None:
-        from learnerkit.rollouts.samplers import make_sampler
-
-        self.spec = spec
-        self.sampler = make_sampler(spec, 0)
-        self.observation_space = getattr(self.sampler, "observation_space", None)
-        self.action_space = getattr(self.sampler, "action_space", None)
-
-    def set_weights(self, weights: ModuleWeights, version: int) -> None:
-        self.sampler.set_weights(weights, version)
-
-    def add_module(
-        self, module_id: str, module_spec: ModuleSpec, weights: Weights | None = None
-    ) -> None:
-        self.spec = spec_with_module(self.spec, module_id, module_spec)
-        self.sampler.add_module(module_id, module_spec, weights)
-
-    def remove_module(self, module_id: str) -> None:
-        self.spec = spec_with_module(self.spec, module_id, None)
-        self.sampler.remove_module(module_id)
-
-    def set_policy_mapping(self, mapping: PolicyMapping) -> None:
-        self.sampler.set_policy_mapping(mapping)
-        self.spec = attrs.evolve(self.spec, policy_mapping=mapping)
-
-    def sample(self) -> list[Fragment]:
-        fragment = self.sampler.sample(0)
-        return [attrs.evolve(fragment, obs_increment={})]  # its statistics are the shared ones
-
-    def poll(self, timeout: float) -> list[Fragment]:
-        return self.sample()
-
-    def get_state(self) -> dict[str, Any]:
-        return self.sampler.get_state()
-
-    def set_state(self, state: Mapping[str, Any]) -> None:
-        self.sampler.set_state(state)
-
-    def metrics(self) -> dict[str, Any]:
-        return {}
-
-    def close(self) -> None:
-        self.sampler.close()

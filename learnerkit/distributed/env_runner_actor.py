@@ -1,5 +1,5 @@
 """What runs inside each env runner's Ray actor: one sampler, its envs and the module
-copies it samples with (see ``learnerkit.distributed.env_runners`` for the driver's side)."""
+copies it samples with (``learnerkit.distributed.ray_env_runners`` is the driver's side)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import gymnasium
 import ray
 
 from learnerkit.distributed.start import actor_info
+from learnerkit.rollouts.contract import EnvRunnerSpec, Fragment, ModuleWeights, Weights
 from learnerkit.rollouts.pettingzoo_envs import PolicyMapping
-from learnerkit.rollouts.runners import EnvRunnerSpec, Fragment, ModuleWeights, Weights
-from learnerkit.rollouts.samplers import make_sampler
+from learnerkit.rollouts.sampler import make_sampler
 from learnerkit.specs import ModuleSpec
 
 

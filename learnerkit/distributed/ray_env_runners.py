@@ -28,7 +28,7 @@ from ray.util.placement_group import PlacementGroup, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from learnerkit._checkpoint import check_same_shapes
-from learnerkit.distributed.env_runner_worker import RemoteRunner
+from learnerkit.distributed.env_runner_actor import RemoteRunner
 from learnerkit.distributed.start import (
     PLACEMENT_TIMEOUT_ENV,
     ensure_ray,
@@ -38,20 +38,20 @@ from learnerkit.distributed.start import (
 )
 from learnerkit.errors import ConfigError, EnvRunnerError, LearnerGroupError
 from learnerkit.rollouts.acting import default_module_layout
-from learnerkit.rollouts.env_runner import load_obs_normalizer_state, obs_normalizer_state
-from learnerkit.rollouts.pettingzoo_envs import (
-    PolicyMapping,
-    make_parallel_env,
-    parallel_env_factory,
-)
-from learnerkit.rollouts.postprocessing import RunningMeanStd
-from learnerkit.rollouts.runners import (
+from learnerkit.rollouts.contract import (
     EnvRunnerSpec,
     Fragment,
     ModuleWeights,
     Weights,
     spec_with_module,
 )
+from learnerkit.rollouts.gymnasium_sampling import load_obs_normalizer_state, obs_normalizer_state
+from learnerkit.rollouts.pettingzoo_envs import (
+    PolicyMapping,
+    make_parallel_env,
+    parallel_env_factory,
+)
+from learnerkit.rollouts.postprocessing import RunningMeanStd
 from learnerkit.specs import ModuleSpec
 
 __all__ = ["RayEnvRunners"]

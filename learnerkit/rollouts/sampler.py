@@ -15,8 +15,9 @@ from typing import Any
 import attrs
 
 from learnerkit.errors import ConfigError
-from learnerkit.rollouts.env_runner import EnvRunner
-from learnerkit.rollouts.multi_agent import MultiAgentEnvRunner
+from learnerkit.rollouts.contract import EnvRunnerSpec, Fragment, ModuleWeights, Weights
+from learnerkit.rollouts.gymnasium_sampling import EnvRunner
+from learnerkit.rollouts.module_copies import RunnerModule
 from learnerkit.rollouts.multi_agent_sequences import SequenceStreams
 from learnerkit.rollouts.pettingzoo_envs import (
     PolicyMapping,
@@ -24,13 +25,7 @@ from learnerkit.rollouts.pettingzoo_envs import (
     make_parallel_env,
     mapping_fn,
 )
-from learnerkit.rollouts.runners import (
-    EnvRunnerSpec,
-    Fragment,
-    ModuleWeights,
-    RunnerModule,
-    Weights,
-)
+from learnerkit.rollouts.pettingzoo_sampling import MultiAgentEnvRunner
 from learnerkit.specs import ModuleSpec
 
 __all__ = ["MultiAgentSampler", "SingleAgentSampler", "make_sampler"]
