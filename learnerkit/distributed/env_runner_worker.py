@@ -1,0 +1,15 @@
+"""Deprecated, kept for one release: ``learnerkit.distributed.env_runner_worker`` moved to
+``learnerkit.distributed.env_runner_actor``."""
+
+import warnings
+
+from learnerkit.distributed.env_runner_actor import RemoteRunner
+
+__all__ = ["RemoteRunner"]
+
+warnings.warn(
+    "learnerkit.distributed.env_runner_worker is deprecated: import from "
+    "learnerkit.distributed.env_runner_actor",
+    DeprecationWarning,
+    stacklevel=2,
+)
