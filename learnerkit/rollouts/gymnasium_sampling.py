@@ -1,15 +1,18 @@
-"""Sampling: step a gymnasium vector environment with a numpy policy into time-major arrays.
+"""The gymnasium adapter of the sampling engine (``learnerkit.rollouts.sampling``): step a
+gymnasium vector env of N copies with one module's numpy policy into time-major arrays.
 
 `EnvRunner.sample` returns a `Rollout` (`learnerkit.rollouts.rollout`) of `[T, N, ...]`
-arrays. Episodes end inside fragments; the final observation of an ended episode is kept
+arrays, preallocated, with one policy call per step for all N envs and no Python loop over
+them (the engine's normalisation, output check and clipping run on the whole batch).
+Episodes end inside fragments; the final observation of an ended episode is kept
 (gymnasium's same-step autoreset puts it in `infos["final_obs"]`) as the step's `next_obs`,
 so that the value of a time-limited state is bootstrapped from that state, not from the
-next episode's start.
+next episode's start. Seen from the engine, each env's column is one track of rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium
@@ -17,9 +20,22 @@ import numpy as np
 from gymnasium import spaces
 
 from learnerkit.batch import Columns
-from learnerkit.errors import BatchError, ConfigError
-from learnerkit.rollouts.postprocessing import RunningMeanStd
+from learnerkit.columns import DEFAULT_MODULE_ID
+from learnerkit.errors import ConfigError
 from learnerkit.rollouts.rollout import Rollout
+from learnerkit.rollouts.sampling import (
+    POLICY_COLUMNS,
+    EpisodeLog,
+    ObsNormalizers,
+    Policy,
+    ValueFn,
+    bootstrap_values,
+    check_policy_outputs,
+    env_actions,
+    load_obs_normalizer_state,
+    next_values,
+    obs_normalizer_state,
+)
 
 __all__ = [
     "POLICY_COLUMNS",
@@ -31,16 +47,7 @@ __all__ = [
     "obs_normalizer_state",
 ]
 
-Policy = Callable[[np.ndarray], Mapping[str, np.ndarray]]
-ValueFn = Callable[[np.ndarray], np.ndarray]
-
-# What the policy must return for each step, besides the actions.
-POLICY_COLUMNS = (
-    Columns.ACTIONS,
-    Columns.ACTION_LOGP,
-    Columns.VF_PREDS,
-    Columns.ACTION_DIST_INPUTS,
-)
+_WHERE = "EnvRunner.sample"
 
 
 class EnvRunner:
@@ -50,7 +57,7 @@ class EnvRunner:
     clipped to the space's bounds when stepping the environment, but the unclipped action is
     stored, because that is the one whose log-probability the policy recorded.
 
-    With `normalize_obs`, a `RunningMeanStd` is updated with every raw observation handed to
+    With `normalize_obs`, the module's `ObsNormalizer` counts every raw observation handed to
     the policy (final observations of ended episodes are normalised but not counted, as in
     Stable-Baselines3's VecNormalize); the policy, `value_fn` and the stored rollout all see
     normalised observations. Save `get_state()` with the model: it is part of the policy.
@@ -96,26 +103,22 @@ class EnvRunner:
                 f"{self.observation_space}; only Box observations are supported (flatten "
                 "others with gymnasium.wrappers.FlattenObservation)"
             )
-        if isinstance(self.action_space, spaces.Discrete):
-            self._action_low = self._action_high = None
-        elif isinstance(self.action_space, spaces.Box):
-            self._action_low = self.action_space.low
-            self._action_high = self.action_space.high
-        else:
+        if not isinstance(self.action_space, (spaces.Discrete, spaces.Box)):
             env.close()
             raise ConfigError(
                 f"EnvRunner: environment {env_id!r} has action space {self.action_space}; "
                 "only Discrete and Box actions are supported"
             )
         self._obs_shape = tuple(self.observation_space.shape)
-        self._obs_rms = RunningMeanStd(self._obs_shape) if normalize_obs else None
-        # What this runner saw since `pop_obs_increment`, for merging runners' statistics.
-        self._obs_increment = RunningMeanStd(self._obs_shape, epsilon=0.0)
+        self._normalizers = ObsNormalizers(
+            normalize_obs, by_module=False, owner="EnvRunner (build it with normalize_obs=True)"
+        )
+        self._normalizer = self._normalizers.ensure(DEFAULT_MODULE_ID, self._obs_shape)
         raw_obs, _ = env.reset(seed=seed)
         self._raw_obs = np.array(raw_obs, dtype=np.float32)
         self._episode_return = np.zeros(num_envs, dtype=np.float64)
         self._episode_length = np.zeros(num_envs, dtype=np.int64)
-        self._episode_stats: list[tuple[float, int]] = []
+        self._episodes = EpisodeLog()
         self.num_env_steps = 0
 
     # Sampling ---------------------------------------------------------------------------
@@ -139,24 +142,23 @@ class EnvRunner:
         ended_at: list[tuple[int, int]] = []
         final_obs: list[np.ndarray] = []
         was_truncated: list[bool] = []
+        normalizer, action_space = self._normalizer, self.action_space
         raw_obs = self._raw_obs
         steps_done = 0
         try:
             for t in range(steps):
-                if self._obs_rms is not None:
-                    self._obs_rms.update(raw_obs)
-                    self._obs_increment.update(raw_obs)
-                    obs[t] = self._obs_rms.normalize(raw_obs)
+                if normalizer is not None:
+                    normalizer.observe(raw_obs, out=obs[t])
                 else:
                     obs[t] = raw_obs
                 out = policy(obs[t])
                 if t == 0:
+                    # Checked once: later steps write into buffers of these shapes.
+                    check_policy_outputs(out, n, action_space, _WHERE, "environments")
                     buffers = self._allocate(out, steps)
                 for name, buffer in buffers.items():
                     buffer[t] = out[name]
-                actions = buffers[Columns.ACTIONS][t]
-                if self._action_low is not None:
-                    actions = np.clip(actions, self._action_low, self._action_high)
+                actions = env_actions(buffers[Columns.ACTIONS][t], action_space)
                 raw_obs, reward, terminated, truncated, infos = self._env.step(actions)
                 rewards[t] = reward
                 terminateds[t] = terminated
@@ -181,9 +183,6 @@ class EnvRunner:
             steps_, envs_ = zip(*ended_at, strict=True)
             next_obs[list(steps_), list(envs_)] = self.normalize(np.stack(final_obs))
         truncated_at = [at for at, trunc in zip(ended_at, was_truncated, strict=True) if trunc]
-        next_values = self._next_values(
-            value_fn, buffers[Columns.VF_PREDS], terminateds, truncated_at, next_obs
-        )
         return Rollout(
             obs=obs,
             next_obs=next_obs,
@@ -194,8 +193,17 @@ class EnvRunner:
             vf_preds=buffers[Columns.VF_PREDS],
             action_logp=buffers[Columns.ACTION_LOGP],
             action_dist_inputs=buffers[Columns.ACTION_DIST_INPUTS],
-            next_values=next_values,
+            next_values=self._next_values(
+                value_fn, buffers[Columns.VF_PREDS], terminateds, truncated_at, next_obs
+            ),
         )
+
+    def sample_modules(
+        self, policies: Mapping[str, Policy], value_fns: Mapping[str, ValueFn], num_steps: int
+    ) -> Rollout:
+        """`sample` with the one module of ``policies`` (the engine's adapter interface)."""
+        ((module_id, policy),) = policies.items()
+        return self.sample(policy, value_fns[module_id], num_steps)
 
     def _end_episodes(
         self,
@@ -210,9 +218,7 @@ class EnvRunner:
         """Record the episodes that ended at step t and their final observations (the
         truncated ones are bootstrapped from them)."""
         for i in np.flatnonzero(done):
-            self._episode_stats.append(
-                (float(self._episode_return[i]), int(self._episode_length[i]))
-            )
+            self._episodes.add(float(self._episode_return[i]), int(self._episode_length[i]))
             ended_at.append((t, int(i)))
             # Copied: an env may reuse (and its reset overwrite) this array.
             final_obs.append(np.array(infos["final_obs"][i], dtype=np.float32))
@@ -222,35 +228,14 @@ class EnvRunner:
         self._episode_length[done] = 0
 
     def _allocate(self, out: Mapping[str, Any], steps: int) -> dict[str, np.ndarray]:
-        """Check the policy's first output and preallocate `[T, N, ...]` buffers after it."""
-        n = self.num_envs
-        missing = [name for name in POLICY_COLUMNS if name not in out]
-        if missing:
-            raise BatchError(
-                f"EnvRunner.sample: the policy returned {sorted(out)}; it must also return "
-                f"{missing} (one row per environment)"
-            )
-        if isinstance(self.action_space, spaces.Discrete):
-            action_shape, action_dtype = (), np.int64
-        else:
-            action_shape, action_dtype = tuple(self.action_space.shape), np.float32
-        expected = {
-            Columns.ACTIONS: (n, *action_shape),
-            Columns.ACTION_LOGP: (n,),
-            Columns.VF_PREDS: (n,),
-        }
+        """`[T, N, ...]` buffers shaped after the policy's first (checked) output."""
+        discrete = isinstance(self.action_space, spaces.Discrete)
         buffers = {}
         for name in POLICY_COLUMNS:
-            shape = np.shape(out[name])
-            want = expected.get(name)
-            if (want is not None and shape != want) or (want is None and shape[:1] != (n,)):
-                wanted = want if want is not None else f"({n}, ...)"
-                raise BatchError(
-                    f"EnvRunner.sample: the policy's {name!r} has shape {shape}; expected "
-                    f"{wanted} for {n} environments and action space {self.action_space}"
-                )
-            dtype = action_dtype if name == Columns.ACTIONS else np.float32
-            buffers[name] = np.empty((steps, *shape), dtype=dtype)
+            dtype = np.float32
+            if name == Columns.ACTIONS:
+                dtype = np.int64 if discrete else np.float32
+            buffers[name] = np.empty((steps, *np.shape(out[name])), dtype=dtype)
         return buffers
 
     def _next_values(
@@ -261,60 +246,56 @@ class EnvRunner:
         truncated_at: list[tuple[int, int]],
         next_obs: np.ndarray,
     ) -> np.ndarray:
-        """V of the observation each step reached; see `Rollout`. One `value_fn` call for
-        the final observations of truncated episodes and the observations after the last
-        step."""
-        k = len(truncated_at)
-        steps, envs = (list(x) for x in zip(*truncated_at, strict=True)) if k else ([], [])
+        """The engine's `next_values`: each env's column is a track, cut by the fragment's
+        end. One `value_fn` call, on the final observations of truncated episodes and the
+        observations after the last step."""
+        k, last = len(truncated_at), len(vf_preds) - 1
+        steps, envs = (np.array(x) for x in zip(*truncated_at, strict=True)) if k else ((), ())
         inputs = np.concatenate([next_obs[steps, envs], next_obs[-1]]) if k else next_obs[-1]
-        values = np.asarray(value_fn(inputs), dtype=np.float32)
-        if values.shape != (len(inputs),):
-            raise BatchError(
-                f"EnvRunner.sample: value_fn returned shape {values.shape} for "
-                f"{len(inputs)} observations; it must return one value per observation, "
-                f"shape ({len(inputs)},)"
-            )
-        next_values = np.empty_like(vf_preds)
-        next_values[:-1] = vf_preds[1:]
-        next_values[-1] = values[k:]
-        # An episode that ended at step t continues as a new one at t+1: vf_preds[t + 1] is
-        # the value of the reset observation, which must not leak into step t.
-        next_values[terminateds] = 0.0
-        if k:
-            next_values[steps, envs] = values[:k]
-        return next_values
+        values = bootstrap_values(value_fn, inputs, _WHERE)
+        following = np.empty_like(vf_preds)
+        following[:-1] = vf_preds[1:]
+        if not k:
+            return next_values(following, terminateds, last, values)
+        # An env truncated at the last step takes its final observation's value once: the
+        # one of the truncated part (the same observation as its last-row input).
+        rest = np.ones(self.num_envs, dtype=bool)
+        rest[envs[steps == last]] = False
+        (rest_envs,) = np.nonzero(rest)
+        at = (
+            np.concatenate([steps, np.full(len(rest_envs), last)]),
+            np.concatenate([envs, rest_envs]),
+        )
+        return next_values(
+            following, terminateds, at, np.concatenate([values[:k], values[k:][rest]])
+        )
 
     # Statistics and state ---------------------------------------------------------------
     def pop_episode_stats(self) -> list[tuple[float, int]]:
         """(return, length) of each episode completed since the last call, in raw reward."""
-        stats, self._episode_stats = self._episode_stats, []
-        return stats
+        return self._episodes.pop()[0]
+
+    def pop_episodes(self) -> tuple[list[tuple[float, int]], list[dict[str, float]]]:
+        """`pop_episode_stats`, and no per-agent returns (the adapter interface)."""
+        return self._episodes.pop()
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         """Observations as the policy sees them (normalised if enabled), float32, without
         updating the statistics; for evaluation."""
-        if self._obs_rms is None:
-            return np.array(obs, dtype=np.float32)
-        return self._obs_rms.normalize(obs)
+        return self._normalizers.normalize(DEFAULT_MODULE_ID, obs)
 
     def pop_obs_increment(self) -> dict[str, np.ndarray]:
         """Statistics of the raw observations counted since the last call (empty without
         normalisation): what a driver merges into the statistics all runners share."""
-        if self._obs_rms is None:
-            return {}
-        increment = self._obs_increment.get_state()
-        self._obs_increment = RunningMeanStd(self._obs_shape, epsilon=0.0)
-        return increment
+        return self._normalizers.pop_increments()
 
     def get_state(self) -> dict[str, np.ndarray]:
         """The observation normaliser's statistics (empty without normalisation)."""
-        return obs_normalizer_state(self._obs_rms)
+        return self._normalizers.get_state()
 
     def set_state(self, state: Mapping[str, np.ndarray]) -> None:
         """Restore statistics saved by `get_state`."""
-        load_obs_normalizer_state(
-            self._obs_rms, state, "EnvRunner (build it with normalize_obs=True)"
-        )
+        self._normalizers.set_state(state)
 
     def close(self) -> None:
         self._env.close()
@@ -324,30 +305,3 @@ class EnvRunner:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-_OBS_PREFIX = "obs_"
-
-
-def obs_normalizer_state(rms: RunningMeanStd | None) -> dict[str, np.ndarray]:
-    """An observation normaliser's statistics as a runner's state: ``obs_mean``,
-    ``obs_var``, ``obs_count`` (empty without normalisation)."""
-    if rms is None:
-        return {}
-    return {f"{_OBS_PREFIX}{k}": v for k, v in rms.get_state().items()}
-
-
-def load_obs_normalizer_state(
-    rms: RunningMeanStd | None, state: Mapping[str, Any], owner: str
-) -> None:
-    """Restore ``obs_normalizer_state``'s statistics into ``rms``; statistics for an
-    ``owner`` that does not normalise are a ConfigError saying how to make one that does."""
-    if rms is None:
-        if state:
-            raise ConfigError(
-                f"got observation normaliser statistics {sorted(state)}, but this {owner} "
-                "does not normalise observations"
-            )
-        return
-    n = len(_OBS_PREFIX)
-    rms.set_state({k[n:]: v for k, v in state.items() if k.startswith(_OBS_PREFIX)})

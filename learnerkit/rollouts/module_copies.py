@@ -11,7 +11,7 @@ import numpy as np
 from learnerkit.columns import DEFAULT_MODULE_ID
 from learnerkit.rollouts.acting import NumpyActorCritic, default_module_layout
 from learnerkit.rollouts.contract import Weights
-from learnerkit.rollouts.gymnasium_sampling import Policy, ValueFn
+from learnerkit.rollouts.sampling import Policy, ValueFn
 from learnerkit.specs import ModuleSpec
 
 if TYPE_CHECKING:

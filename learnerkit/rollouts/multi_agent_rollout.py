@@ -1,6 +1,7 @@
-"""Multi-agent fragments as rows per module: one agent's steps in a fragment form a
-*segment*, stored row after row; `MultiAgentRollout` runs GAE over each segment and returns
-a ``MultiAgentBatch`` keyed by module id."""
+"""Multi-agent fragments as rows per module, what the PettingZoo adapter
+(``pettingzoo_sampling``) samples into: one agent's steps in a fragment form a `Segment`,
+stored row after row (a track of the engine's ``next_values``), and `MultiAgentRollout`
+runs GAE over each segment and returns a ``MultiAgentBatch`` keyed by module id."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import attrs
 import numpy as np
 
 from learnerkit.batch import Columns, MultiAgentBatch, SampleBatch
-from learnerkit.rollouts.gymnasium_sampling import POLICY_COLUMNS
 from learnerkit.rollouts.postprocessing import compute_gae
+from learnerkit.rollouts.sampling import POLICY_COLUMNS, ValueFn, bootstrap_values, next_values
 
 __all__ = ["MultiAgentRollout", "Segment", "columns_of_segments"]
 
@@ -108,12 +109,17 @@ class Segment:
     env_index: int
     agent: str
     rows: list[dict[str, Any]] = attrs.Factory(list)
-    bootstrap_obs: np.ndarray | None = None  # set when the segment ends by truncation
+    bootstrap: bool = False
+    """Whether its last row bootstraps from the value of its ``new_obs``: it was truncated,
+    or cut by the fragment's end while its agent is still in the episode."""
 
 
 def columns_of_segments(
-    segments: list[Segment], value_of: Mapping[int, float]
+    segments: list[Segment], value_fn: ValueFn, where: str
 ) -> dict[str, np.ndarray]:
+    """One module's segments as the columns of a `MultiAgentRollout`, with ``next_values``
+    (one ``value_fn`` call, on the ``new_obs`` of the segments that bootstrap) and
+    ``segment_ends``."""
     rows = [row for s in segments for row in s.rows]
     columns: dict[str, np.ndarray] = {}
     for name in (Columns.OBS, *POLICY_COLUMNS):
@@ -135,17 +141,19 @@ def columns_of_segments(
     columns[Columns.AGENT_INDEX] = np.concatenate(
         [np.full(len(s.rows), s.agent_index, dtype=np.int64) for s in segments]
     )
-    # V of the observation each row reached: the next row's prediction inside a segment;
-    # at its end 0 (terminated) or the bootstrap value (truncated, or cut by the fragment).
-    next_values = np.empty(len(rows), dtype=np.float32)
+    ends = np.cumsum([len(s.rows) for s in segments]) - 1
     segment_ends = np.zeros(len(rows), dtype=bool)
-    start = 0
-    for s in segments:
-        stop = start + len(s.rows)
-        next_values[start : stop - 1] = columns[Columns.VF_PREDS][start + 1 : stop]
-        next_values[stop - 1] = value_of.get(id(s), 0.0)
-        segment_ends[stop - 1] = True
-        start = stop
-    columns["next_values"] = next_values
+    segment_ends[ends] = True
+    # Inside a segment a row reaches the next row's observation; at its end, its own final
+    # one (a truncation) or its current one (cut by the fragment), or none (terminated).
+    following = np.empty(len(rows), dtype=np.float32)
+    following[:-1] = columns[Columns.VF_PREDS][1:]
+    following[ends] = 0.0
+    boot = np.array([s.bootstrap for s in segments], dtype=bool)
+    bootstrap_obs = [s.rows[-1][Columns.NEXT_OBS] for s in segments if s.bootstrap]
+    values = bootstrap_values(value_fn, np.stack(bootstrap_obs) if boot.any() else [], where)
+    columns["next_values"] = next_values(
+        following, columns[Columns.TERMINATEDS], ends[boot], values
+    )
     columns["segment_ends"] = segment_ends
     return columns

@@ -32,8 +32,8 @@ import numpy as np
 
 from learnerkit.batch import Columns, MultiAgentBatch, SampleBatch
 from learnerkit.errors import ConfigError
-from learnerkit.rollouts.gymnasium_sampling import POLICY_COLUMNS, Policy
 from learnerkit.rollouts.pettingzoo_sampling import MultiAgentEnvRunner
+from learnerkit.rollouts.sampling import POLICY_COLUMNS, Policy
 
 __all__ = ["MultiAgentSequences", "SequenceStreams"]
 

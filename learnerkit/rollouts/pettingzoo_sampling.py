@@ -1,21 +1,21 @@
-"""Multi-agent sampling: step several PettingZoo parallel envs, each agent acting with the
-module its policy mapping names, into per-module trajectories.
+"""The PettingZoo adapter of the sampling engine (``learnerkit.rollouts.sampling``): step
+several PettingZoo parallel envs, each agent acting with the module its policy mapping
+names, into per-module trajectories.
 
 PettingZoo agents come and go: an agent that terminates or is truncated leaves
 ``env.agents`` and acts no more, one may join mid-episode, and the episode ends when no
 agent is left. So nothing here is a ``[T, N]`` grid with padding: each agent's steps in a
-fragment form one *segment*, stored row after row, and a segment ends where the agent's
-episode ended (terminated: no bootstrap; truncated: the value of its final observation) or
-where the fragment ended (the value of its current observation, as ``Rollout`` does for the
-last step). ``MultiAgentRollout.to_multi_agent_batch`` runs GAE over each segment with
-``compute_gae`` and returns a ``MultiAgentBatch`` keyed by module id.
-
-Observations are not normalised here (no running statistics per module): modules see the
-env's own observations.
+fragment form one *segment* (``multi_agent_rollout.Segment``), stored row after row, and a
+segment ends where the agent's episode ended (terminated: no bootstrap; truncated: the
+value of its final observation) or where the fragment ended (the value of its current
+observation, as ``Rollout`` does for the last step). Each step the live agents' observations
+are grouped by module: one normalisation, policy call and output check per module, by the
+engine, as the gymnasium adapter does for its N envs.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -25,11 +25,19 @@ from gymnasium import spaces
 
 from learnerkit.batch import Columns
 from learnerkit.errors import BatchError, ConfigError
-from learnerkit.rollouts.gymnasium_sampling import POLICY_COLUMNS, Policy, ValueFn
 from learnerkit.rollouts.multi_agent_rollout import (
     MultiAgentRollout,
     Segment,
     columns_of_segments,
+)
+from learnerkit.rollouts.sampling import (
+    POLICY_COLUMNS,
+    EpisodeLog,
+    ObsNormalizers,
+    Policy,
+    ValueFn,
+    check_policy_outputs,
+    env_actions,
 )
 
 __all__ = ["MultiAgentEnvRunner"]
@@ -40,7 +48,7 @@ class _Episode:
     """What one env's running episode holds between steps."""
 
     eps_id: int
-    obs: dict[str, np.ndarray] = attrs.Factory(dict)  # of the agents about to act
+    obs: dict[str, np.ndarray] = attrs.Factory(dict)  # raw, of the agents about to act
     modules: dict[str, str] = attrs.Factory(dict)  # agent: module id, for this episode
     returns: dict[str, float] = attrs.Factory(dict)
     length: int = 0
@@ -52,7 +60,9 @@ class MultiAgentEnvRunner:
 
     Each step, the observations of every live agent in every env are grouped by module and
     each module's policy runs once on its group. The agent-to-module mapping is evaluated
-    when an agent first acts in an episode and holds until the episode ends.
+    when an agent first acts in an episode and holds until the episode ends. With
+    ``normalize_obs``, each module has its own observation statistics (``ObsNormalizers``),
+    counted over the observations of the agents it acts for.
     """
 
     def __init__(
@@ -64,6 +74,7 @@ class MultiAgentEnvRunner:
         seed: int | None = None,
         env_name: str = "env",
         episode_id_offset: int = 0,
+        normalize_obs: bool = False,
     ) -> None:
         if num_envs < 1:
             raise ConfigError(f"MultiAgentEnvRunner: num_envs must be >= 1, got {num_envs}")
@@ -79,8 +90,12 @@ class MultiAgentEnvRunner:
         self._seed = seed
         self._next_eps_id = episode_id_offset
         self._episodes: list[_Episode | None] = [None] * num_envs  # None: reset before acting
-        self._episode_stats: list[tuple[float, int]] = []
-        self._agent_returns: list[dict[str, float]] = []
+        self._log = EpisodeLog()
+        self.normalizers = ObsNormalizers(
+            normalize_obs,
+            by_module=True,
+            owner=f"MultiAgentEnvRunner of {env_name} (build it with normalize_obs=True)",
+        )
         self.num_env_steps = 0
         self._resets = 0
 
@@ -99,6 +114,13 @@ class MultiAgentEnvRunner:
     def module_in_use(self, module_id: str) -> bool:
         return any(e is not None and module_id in e.modules.values() for e in self._episodes)
 
+    def remove_module(self, module_id: str) -> None:
+        """Forget a module: the running episodes that act with it end here, unreported, and
+        its observation statistics go."""
+        if self.module_in_use(module_id):
+            self.restart_episodes()
+        self.normalizers.drop(module_id)
+
     # Sampling ---------------------------------------------------------------------------
     def sample(
         self, policies: Mapping[str, Policy], value_fns: Mapping[str, ValueFn], num_steps: int
@@ -106,14 +128,26 @@ class MultiAgentEnvRunner:
         """Run ``num_steps`` steps of every env; ``policies`` and ``value_fns`` by module id
         (a module no agent is mapped to is never called)."""
         finished, open_segments = self.step_segments(policies, num_steps)
-        return self._rollout(finished, open_segments, value_fns, num_steps)
+        by_module: dict[str, list[Segment]] = {}
+        for segment in finished + open_segments:
+            by_module.setdefault(segment.module_id, []).append(segment)
+        modules = {
+            module_id: columns_of_segments(
+                segments, value_fns[module_id], f"{self.env_name}: module {module_id!r}"
+            )
+            for module_id, segments in by_module.items()
+        }
+        return MultiAgentRollout(modules=modules, num_steps=num_steps, num_envs=self.num_envs)
+
+    sample_modules = sample  # the engine's adapter interface
 
     def step_segments(
         self, policies: Mapping[str, Policy], num_steps: int
     ) -> tuple[list[Segment], list[Segment]]:
         """Run ``num_steps`` steps of every env: the segments that ended (in the order they
         ended) and those cut by the fragment's end. Every row holds ``new_obs``, the
-        observation its agent reached (its final one where its episode ended)."""
+        observation its agent reached (its final one where its episode ended), as its module
+        sees it."""
         if num_steps < 1:
             raise ConfigError(
                 f"MultiAgentEnvRunner.sample: num_steps must be >= 1, got {num_steps}"
@@ -133,9 +167,11 @@ class MultiAgentEnvRunner:
             if episode is None:
                 continue
             for agent, segment in episode.segments.items():
-                segment.bootstrap_obs = episode.obs.get(agent)
+                segment.bootstrap = agent in episode.obs
                 open_segments.append(segment)
             episode.segments = {}
+        if self.normalizers.enabled:
+            self._normalize_new_obs(finished + open_segments)
         return finished, open_segments
 
     def _reset(self, i: int) -> None:
@@ -149,7 +185,8 @@ class MultiAgentEnvRunner:
         return {a: np.asarray(o, dtype=np.float32) for a, o in obs.items()}
 
     def _act(self, policies: Mapping[str, Policy]) -> list[dict[str, dict[str, Any]]]:
-        """Each live agent's policy outputs (one policy call per module), by env and agent."""
+        """Each live agent's observation as its module saw it and its policy outputs (one
+        policy call per module), by env and agent."""
         queries: dict[str, list[tuple[int, str]]] = {}
         for i, (env, episode) in enumerate(zip(self._envs, self._episodes, strict=True)):
             for agent in env.agents:
@@ -164,11 +201,15 @@ class MultiAgentEnvRunner:
                 queries.setdefault(episode.modules[agent], []).append((i, agent))
         acting: list[dict[str, dict[str, Any]]] = [{} for _ in self._envs]
         for module_id, who in queries.items():
-            obs = np.stack([self._episodes[i].obs[agent] for i, agent in who])
+            raw = np.stack([self._episodes[i].obs[agent] for i, agent in who])
+            obs = self.normalizers.observe(module_id, raw) if self.normalizers.enabled else raw
             out = policies[module_id](obs)
-            self._check_outputs(module_id, out, len(who))
+            where = f"{self.env_name}: module {module_id!r}"
+            space = self.action_spaces.get(who[0][1])
+            check_policy_outputs(out, len(who), space, where, "agents")
             for row, (i, agent) in enumerate(who):
-                acting[i][agent] = {name: out[name][row] for name in POLICY_COLUMNS}
+                acting[i][agent] = {Columns.OBS: obs[row]}
+                acting[i][agent].update((name, out[name][row]) for name in POLICY_COLUMNS)
         return acting
 
     def _module_for(self, agent: str, policies: Mapping[str, Policy]) -> str:
@@ -181,20 +222,6 @@ class MultiAgentEnvRunner:
                 "or map the agent to one of those"
             )
         return module_id
-
-    def _check_outputs(self, module_id: str, out: Mapping[str, Any], rows: int) -> None:
-        missing = [name for name in POLICY_COLUMNS if name not in out]
-        if missing:
-            raise BatchError(
-                f"{self.env_name}: module {module_id!r}'s policy returned {sorted(out)}; it must "
-                f"also return {missing}"
-            )
-        for name in POLICY_COLUMNS:
-            if np.shape(out[name])[:1] != (rows,):
-                raise BatchError(
-                    f"{self.env_name}: module {module_id!r}'s {name!r} has shape "
-                    f"{np.shape(out[name])}; expected one row per agent, ({rows}, ...)"
-                )
 
     def _step(
         self, i: int, env: Any, acting: dict[str, dict[str, Any]], finished: list[Segment]
@@ -221,10 +248,9 @@ class MultiAgentEnvRunner:
             truncated = bool(truncations.get(agent, False)) and not terminated
             segment.rows.append(
                 {
-                    Columns.OBS: episode.obs[agent],
-                    # Read by the sequence mode only (multi_agent_sequences); GAE uses values.
-                    Columns.NEXT_OBS: obs.get(agent, episode.obs[agent]),
                     **out,
+                    # The raw observation reached, normalised with the fragment's end.
+                    Columns.NEXT_OBS: obs.get(agent, episode.obs[agent]),
                     Columns.REWARDS: float(rewards.get(agent, 0.0)),
                     Columns.TERMINATEDS: terminated,
                     Columns.TRUNCATEDS: truncated,
@@ -234,56 +260,58 @@ class MultiAgentEnvRunner:
             if terminated or truncated:
                 # A truncated agent's future is bootstrapped from its final observation
                 # (PettingZoo returns it with the step that truncated it).
-                segment.bootstrap_obs = obs.get(agent, episode.obs[agent]) if truncated else None
+                segment.bootstrap = truncated
                 finished.append(episode.segments.pop(agent))
         episode.length += 1
         episode.obs = {agent: obs[agent] for agent in env.agents if agent in obs}
         if not env.agents:
-            self._episode_stats.append((float(sum(episode.returns.values())), episode.length))
-            self._agent_returns.append(dict(episode.returns))
+            returns = dict(episode.returns)
+            self._log.add(float(sum(returns.values())), episode.length, returns)
             for segment in episode.segments.values():  # an env that ended without saying so
-                segment.bootstrap_obs = None
+                segment.bootstrap = False
                 segment.rows[-1][Columns.TERMINATEDS] = True
                 finished.append(segment)
             self._episodes[i] = None
 
     def _env_action(self, agent: str, action: Any) -> Any:
         space = self.action_spaces.get(agent)
-        if isinstance(space, spaces.Box):
-            return np.clip(action, space.low, space.high)  # stored unclipped, as EnvRunner
+        action = env_actions(action, space)
         return int(action) if isinstance(space, spaces.Discrete) else action
 
-    def _rollout(
-        self,
-        finished: list[Segment],
-        open_segments: list[Segment],
-        value_fns: Mapping[str, ValueFn],
-        num_steps: int,
-    ) -> MultiAgentRollout:
-        """Flatten segments into rows per module, with one value call per module for the
-        bootstraps (truncated and fragment-end segments)."""
-        by_module: dict[str, list[Segment]] = {}
-        for segment in finished + open_segments:
-            by_module.setdefault(segment.module_id, []).append(segment)
-        modules = {}
-        for module_id, segments in by_module.items():
-            boot = [s for s in segments if s.bootstrap_obs is not None]
-            values = (
-                np.asarray(value_fns[module_id](np.stack([s.bootstrap_obs for s in boot])))
-                if boot
-                else np.zeros(0)
-            )
-            value_of = {id(s): float(v) for s, v in zip(boot, values, strict=True)}
-            modules[module_id] = columns_of_segments(segments, value_of)
-        return MultiAgentRollout(modules=modules, num_steps=num_steps, num_envs=self.num_envs)
+    def _normalize_new_obs(self, segments: list[Segment]) -> None:
+        """Every row's ``new_obs`` as its module sees it: the next row's observation inside
+        a segment, its last row's normalised now (not counted: as the gymnasium adapter
+        does with its final and last observations)."""
+        last_rows: dict[str, list[dict[str, Any]]] = {}
+        for segment in segments:
+            for row, following in itertools.pairwise(segment.rows):
+                row[Columns.NEXT_OBS] = following[Columns.OBS]
+            last_rows.setdefault(segment.module_id, []).append(segment.rows[-1])
+        for module_id, rows in last_rows.items():
+            raw = np.stack([row[Columns.NEXT_OBS] for row in rows])
+            for row, new_obs in zip(rows, self.normalizers.normalize(module_id, raw), strict=True):
+                row[Columns.NEXT_OBS] = new_obs
 
-    # Statistics -------------------------------------------------------------------------
+    # Statistics and state ---------------------------------------------------------------
     def pop_episode_stats(self) -> tuple[list[tuple[float, int]], list[dict[str, float]]]:
         """(team return, length) of each episode completed since the last call, and each
         one's return per agent (the team return is their sum)."""
-        stats, returns = self._episode_stats, self._agent_returns
-        self._episode_stats, self._agent_returns = [], []
-        return stats, returns
+        return self._log.pop()
+
+    pop_episodes = pop_episode_stats  # the engine's adapter interface
+
+    def pop_obs_increment(self) -> dict[str, Any]:
+        """Each module's statistics of the raw observations counted since the last call
+        (empty without normalisation), by module id."""
+        return self.normalizers.pop_increments()
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """The modules' observation statistics, ``"<module_id>/obs_mean"``... (empty
+        without normalisation)."""
+        return self.normalizers.get_state()
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        self.normalizers.set_state(state)
 
     def close(self) -> None:
         for env in self._envs:
