@@ -1,10 +1,15 @@
-"""What one env runner is, wherever it runs (this process or a Ray actor): envs, copies of
-the modules, and a ``sample()`` that returns a `Fragment`.
+"""What one env runner is, wherever it runs (this process or a Ray actor): a `Sampler`, one
+env adapter of the sampling engine with a copy of each module, whose ``sample()`` returns a
+`Fragment`.
 
-`SingleAgentSampler` steps a gymnasium vector env (`EnvRunner`) with one module;
-`MultiAgentSampler` steps PettingZoo parallel envs (`MultiAgentEnvRunner`) with a module
-per id, following a policy mapping that may change, as may the set of modules (self-play,
-leagues). `make_sampler` picks one from the env string.
+The adapter is ``gymnasium_sampling.EnvRunner`` (a gymnasium vector env, one module) or
+``pettingzoo_sampling.MultiAgentEnvRunner`` (PettingZoo parallel envs, a module per agent
+group following a policy mapping that may change, as may the set of modules: self-play,
+leagues); the env string picks it. Everything else, weights, module copies, observation
+statistics, fragments, is the same for both. For whole sequences of T steps (V-trace, the
+asynchronous loop) a gymnasium fragment of T steps already is one sequence per env
+(``Rollout.to_sequences``); PettingZoo agents come and go, so their rows wait in streams
+(``multi_agent_sequences``).
 """
 
 from __future__ import annotations
@@ -26,123 +31,69 @@ from learnerkit.rollouts.pettingzoo_envs import (
     mapping_fn,
 )
 from learnerkit.rollouts.pettingzoo_sampling import MultiAgentEnvRunner
+from learnerkit.rollouts.sampling import EnvAdapter
 from learnerkit.specs import ModuleSpec
 
-__all__ = ["MultiAgentSampler", "SingleAgentSampler", "make_sampler"]
+__all__ = ["Sampler", "make_sampler"]
 
 
-def _unknown_modules(given: ModuleWeights, own: Mapping[str, Any]) -> ConfigError:
-    return ConfigError(
-        f"weights for modules {sorted(set(given) - set(own))}, which the env runners do not "
-        f"have (they have {sorted(own)}): add them to the env runners first (add_module)"
-    )
+class Sampler:
+    """Runner ``index`` of ``spec``: its envs (an `EnvAdapter`) and a `RunnerModule` per
+    module id. Modules and the policy mapping may change between fragments (PettingZoo).
 
-
-class SingleAgentSampler:
-    """A gymnasium vector env and the one module that acts in it."""
-
-    def __init__(
-        self,
-        spec: EnvRunnerSpec,
-        index: int,
-        env_id: str | None = None,
-        framework_setup: Callable[[], None] | None = None,
-    ) -> None:
-        self.spec, self.index = spec, index
-        self.runner = EnvRunner(
-            env_id or spec.env_id,
-            num_envs=spec.num_envs,
-            seed=spec.runner_seed(index),
-            normalize_obs=spec.normalize_observations,
-            env_kwargs=spec.env_kwargs,
-        )
-        self.observation_space = self.runner.observation_space
-        self.action_space = self.runner.action_space
-        (self.module_id,) = spec.module_specs
-        self.module = RunnerModule.from_spec(
-            spec,
-            self.module_id,
-            sampling_seed=spec.sampling_seed(index, self.module_id),
-            framework_setup=framework_setup,
-        )
-
-    def get_weights(self) -> dict[str, dict[str, Any]]:
-        return {self.module_id: self.module.get_weights()}
-
-    def weight_shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
-        return {self.module_id: self.module.weight_shapes()}
-
-    def set_weights(self, weights: ModuleWeights, version: int) -> None:
-        if set(weights) - {self.module_id}:
-            raise _unknown_modules(weights, {self.module_id: None})
-        if self.module_id in weights:
-            self.module.set_weights(weights[self.module_id], version)
-        self.module.version = version
-
-    def add_module(self, module_id: str, module_spec: ModuleSpec, weights: Any = None) -> None:
-        raise ConfigError(
-            f"the gymnasium env {self.spec.env_id!r} has one agent and one module; modules are "
-            "added only for PettingZoo envs ('pettingzoo:...')"
-        )
-
-    remove_module = set_policy_mapping = add_module  # type: ignore[assignment]
-
-    def sample(self, runner_index: int) -> Fragment:
-        module = self.module
-        rollout = self.runner.sample(module.policy, module.value, self.spec.rollout_fragment_length)
-        return Fragment(
-            rollout=rollout,
-            episodes=self.runner.pop_episode_stats(),
-            weights_version=module.version,
-            runner_index=runner_index,
-            obs_increment=self.runner.pop_obs_increment(),
-        )
-
-    def get_state(self) -> dict[str, Any]:
-        return self.runner.get_state()
-
-    def set_state(self, state: Mapping[str, Any]) -> None:
-        self.runner.set_state(state)
-
-    def close(self) -> None:
-        self.runner.close()
-
-
-class MultiAgentSampler:
-    """PettingZoo parallel envs and a module copy per module id. Modules and the mapping
-    may change between fragments."""
+    ``env_source`` stands in for the env string where it cannot be resolved (a Ray actor):
+    a gymnasium env id, or a PettingZoo factory. ``framework_setup`` runs before a module
+    first imports its framework (`RunnerModule`).
+    """
 
     def __init__(
         self,
         spec: EnvRunnerSpec,
         index: int,
-        factory: Callable[..., Any] | None = None,
+        env_source: Any = None,
         framework_setup: Callable[[], None] | None = None,
     ) -> None:
         self.spec, self.index = spec, index
         self._framework_setup = framework_setup
-        self.runner = MultiAgentEnvRunner(
-            lambda: make_parallel_env(spec.env_id, spec.env_kwargs, factory=factory),
+        self.observation_space = self.action_space = None  # a gymnasium env's
+        self.envs: EnvAdapter = self._make_envs(env_source)
+        self.modules = {
+            module_id: self._module(module_id, module_spec)
+            for module_id, module_spec in spec.module_specs.items()
+        }
+        self.version = 0
+        self.streams = (
+            SequenceStreams(spec.rollout_fragment_length)
+            if spec.multi_agent and spec.sequences
+            else None
+        )
+
+    def _make_envs(self, env_source: Any) -> EnvAdapter:
+        spec, index = self.spec, self.index
+        if not spec.multi_agent:
+            envs = EnvRunner(
+                env_source or spec.env_id,
+                num_envs=spec.num_envs,
+                seed=spec.runner_seed(index),
+                normalize_obs=spec.normalize_observations,
+                env_kwargs=spec.env_kwargs,
+            )
+            self.observation_space, self.action_space = envs.observation_space, envs.action_space
+            return envs
+        envs = MultiAgentEnvRunner(
+            lambda: make_parallel_env(spec.env_id, spec.env_kwargs, factory=env_source),
             num_envs=spec.num_envs,
             mapping=mapping_fn(spec.policy_mapping),
             seed=spec.runner_seed(index),
             env_name=f"env {spec.env_id!r}",
             # Episode ids unique over runners, for a batch that mixes their rows.
             episode_id_offset=index * 1_000_000_000,
+            normalize_obs=spec.normalize_observations,
         )
-        for agent in self.runner.possible_agents:
-            check_agent_spaces(
-                spec.env_id,
-                agent,
-                self.runner.observation_spaces[agent],
-                self.runner.action_spaces[agent],
-            )
-        self.modules = {
-            module_id: self._module(module_id, module_spec)
-            for module_id, module_spec in spec.module_specs.items()
-        }
-        self.version = 0
-        self.streams = SequenceStreams(spec.rollout_fragment_length) if spec.sequences else None
+        for agent in envs.possible_agents:
+            obs_space, action_space = envs.observation_spaces[agent], envs.action_spaces[agent]
+            check_agent_spaces(spec.env_id, agent, obs_space, action_space)
+        return envs
 
     def _module(self, module_id: str, module_spec: ModuleSpec) -> RunnerModule:
         return RunnerModule(
@@ -153,6 +104,7 @@ class MultiAgentSampler:
             framework_setup=self._framework_setup,
         )
 
+    # Weights and modules -----------------------------------------------------------------
     def get_weights(self) -> dict[str, dict[str, Any]]:
         return {module_id: m.get_weights() for module_id, m in self.modules.items()}
 
@@ -161,14 +113,27 @@ class MultiAgentSampler:
 
     def set_weights(self, weights: ModuleWeights, version: int) -> None:
         if set(weights) - set(self.modules):
-            raise _unknown_modules(weights, self.modules)
+            raise ConfigError(
+                f"weights for modules {sorted(set(weights) - set(self.modules))}, which the env "
+                f"runners do not have (they have {sorted(self.modules)}): add them to the env "
+                "runners first (add_module)"
+            )
         for module_id, module_weights in weights.items():
             self.modules[module_id].set_weights(module_weights, version)
         self.version = version
 
+    def _multi_agent_only(self) -> MultiAgentEnvRunner:
+        if not isinstance(self.envs, MultiAgentEnvRunner):
+            raise ConfigError(
+                f"the gymnasium env {self.spec.env_id!r} has one agent and one module; modules "
+                "are added only for PettingZoo envs ('pettingzoo:...')"
+            )
+        return self.envs
+
     def add_module(
         self, module_id: str, module_spec: ModuleSpec, weights: Weights | None = None
     ) -> None:
+        self._multi_agent_only()
         if module_id in self.modules:
             raise ConfigError(f"the env runner already has module {module_id!r}")
         module = self._module(module_id, module_spec)
@@ -177,50 +142,46 @@ class MultiAgentSampler:
         self.modules[module_id] = module
 
     def remove_module(self, module_id: str) -> None:
+        envs = self._multi_agent_only()
         if module_id not in self.modules:
             raise ConfigError(
                 f"the env runner has no module {module_id!r} (it has {sorted(self.modules)})"
             )
-        if self.runner.module_in_use(module_id):
-            # Agents of running episodes act with it: those episodes end here, unreported.
-            self.runner.restart_episodes()
+        # Agents of running episodes that act with it: those episodes end here, unreported.
+        envs.remove_module(module_id)
         del self.modules[module_id]
 
     def set_policy_mapping(self, mapping: PolicyMapping) -> None:
-        self.runner.set_mapping(mapping_fn(mapping))
+        self._multi_agent_only().set_mapping(mapping_fn(mapping))
         self.spec = attrs.evolve(self.spec, policy_mapping=mapping)
 
+    # Sampling ----------------------------------------------------------------------------
     def sample(self, runner_index: int) -> Fragment:
         policies = {m: module.policy for m, module in self.modules.items()}
         if self.streams is not None:
-            rollout = self.streams.sample(self.runner, policies, version=self.version)
+            rollout = self.streams.sample(self.envs, policies, version=self.version)
         else:
-            rollout = self.runner.sample(
-                policies,
-                {m: module.value for m, module in self.modules.items()},
-                self.spec.rollout_fragment_length,
-            )
-        episodes, agent_returns = self.runner.pop_episode_stats()
+            values = {m: module.value for m, module in self.modules.items()}
+            rollout = self.envs.sample_modules(policies, values, self.spec.rollout_fragment_length)
+        episodes, agent_returns = self.envs.pop_episodes()
         return Fragment(
             rollout=rollout,
             episodes=episodes,
             weights_version=self.version,
             runner_index=runner_index,
+            obs_increment=self.envs.pop_obs_increment(),
             agent_returns=agent_returns,
         )
 
     def get_state(self) -> dict[str, Any]:
-        return {}
+        """The observation statistics (empty without normalisation)."""
+        return self.envs.get_state()
 
     def set_state(self, state: Mapping[str, Any]) -> None:
-        if state:
-            raise ConfigError(
-                f"got observation statistics {sorted(state)} for the PettingZoo env "
-                f"{self.spec.env_id!r}, which is sampled without normalisation"
-            )
+        self.envs.set_state(state)
 
     def close(self) -> None:
-        self.runner.close()
+        self.envs.close()
 
 
 def make_sampler(
@@ -228,10 +189,6 @@ def make_sampler(
     index: int,
     env_source: Any = None,
     framework_setup: Callable[[], None] | None = None,
-) -> SingleAgentSampler | MultiAgentSampler:
-    """The sampler for ``spec``'s env. ``env_source`` stands in for the env string where it
-    cannot be resolved (a Ray actor): a gymnasium env id, or a PettingZoo factory.
-    ``framework_setup`` runs before a module first imports its framework (`RunnerModule`)."""
-    if spec.multi_agent:
-        return MultiAgentSampler(spec, index, env_source, framework_setup)
-    return SingleAgentSampler(spec, index, env_source, framework_setup)
+) -> Sampler:
+    """The sampler of runner ``index`` of ``spec`` (see `Sampler`)."""
+    return Sampler(spec, index, env_source, framework_setup)

@@ -3,9 +3,12 @@
 
 import warnings
 
-from learnerkit.rollouts.sampler import MultiAgentSampler, SingleAgentSampler, make_sampler
+from learnerkit.rollouts.sampler import Sampler, make_sampler
 
-__all__ = ["MultiAgentSampler", "SingleAgentSampler", "make_sampler"]
+# The single- and multi-agent samplers of earlier releases are one class now.
+SingleAgentSampler = MultiAgentSampler = Sampler
+
+__all__ = ["MultiAgentSampler", "Sampler", "SingleAgentSampler", "make_sampler"]
 
 warnings.warn(
     "learnerkit.rollouts.samplers is deprecated: import from learnerkit.rollouts.sampler",
