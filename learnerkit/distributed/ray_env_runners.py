@@ -7,9 +7,10 @@ is sampling, and kept in the driver's spec, from which a restarted runner is bui
 
 The driver either gathers one fragment from every runner (``sample``) or keeps
 one sample request in flight per runner and takes whatever has finished (``poll``). It owns
-the observation statistics all runners share: it merges every fragment's increment into
-them and ships them with the weights. A runner whose actor dies, or whose environment
-raises, is restarted with the current weights, up to ``max_restarts`` times in all.
+the observation statistics all runners share (per module for a PettingZoo env): it merges
+every fragment's increment into them and ships them with the weights. A runner whose actor
+dies, or whose environment raises, is restarted with the current weights, up to
+``max_restarts`` times in all.
 """
 
 from __future__ import annotations
@@ -45,13 +46,12 @@ from learnerkit.rollouts.contract import (
     Weights,
     spec_with_module,
 )
-from learnerkit.rollouts.gymnasium_sampling import load_obs_normalizer_state, obs_normalizer_state
 from learnerkit.rollouts.pettingzoo_envs import (
     PolicyMapping,
     make_parallel_env,
     parallel_env_factory,
 )
-from learnerkit.rollouts.postprocessing import RunningMeanStd
+from learnerkit.rollouts.sampling import ObsNormalizers
 from learnerkit.specs import ModuleSpec
 
 __all__ = ["RayEnvRunners"]
@@ -143,11 +143,13 @@ class RayEnvRunners:
             raise
         self.observation_space = self.info_by_index[0]["observation_space"]
         self.action_space = self.info_by_index[0]["action_space"]
-        self._obs_rms = (
-            RunningMeanStd(tuple(self.observation_space.shape))
-            if spec.normalize_observations
-            else None
+        self._normalizers = ObsNormalizers(
+            spec.normalize_observations,
+            by_module=spec.multi_agent,
+            owner="group of env runners (set normalize_observations)",
         )
+        for module_id, module_spec in spec.module_specs.items():
+            self._normalizers.ensure(module_id, module_spec.observation_space.shape)
 
     # Actors ------------------------------------------------------------------------------
     def _start(self, indices: Iterable[int]) -> None:
@@ -232,8 +234,7 @@ class RayEnvRunners:
             self.last_error = _describe(exc)
             self._restart(index, f"its environment or policy raised {self.last_error}")
             return None
-        if self._obs_rms is not None:
-            self._obs_rms.merge(fragment.obs_increment)
+        self._normalizers.merge(fragment.obs_increment)
         return fragment
 
     # EnvRunners --------------------------------------------------------------------------
@@ -265,6 +266,7 @@ class RayEnvRunners:
             layout = default_module_layout(module_spec, spec.framework)
             check_same_shapes(layout, weights, f"the env runners' module {module_id!r}")
         self.spec = spec
+        self._normalizers.ensure(module_id, module_spec.observation_space.shape)
         ship_by_value([c for c in (module_spec.module_class,) if callable(c)])
         for actor in self.actors:
             actor.add_module.remote(module_id, module_spec, weights)
@@ -280,6 +282,7 @@ class RayEnvRunners:
         for actor in self.actors:
             actor.remove_module.remote(module_id)
         self._shapes.pop(module_id, None)
+        self._normalizers.drop(module_id)
         if self._latest.pop(module_id, None) is not None:
             self._weights = ray.put(self._latest)
 
@@ -327,15 +330,13 @@ class RayEnvRunners:
         return fragments
 
     def get_state(self) -> dict[str, Any]:
-        """The shared observation statistics, in `EnvRunner.get_state`'s format."""
-        return obs_normalizer_state(self._obs_rms)
+        """The shared observation statistics, in the runners' format (`ObsNormalizers`)."""
+        return self._normalizers.get_state()
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         """Restore `get_state`'s statistics, here and (queued) in every runner."""
-        load_obs_normalizer_state(
-            self._obs_rms, state, "group of env runners (set normalize_observations)"
-        )
-        if self._obs_rms is not None:
+        self._normalizers.set_state(state)
+        if self._normalizers.enabled:
             for i in range(self.num_runners):
                 self._load(i)
 

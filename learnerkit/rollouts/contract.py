@@ -66,14 +66,6 @@ class EnvRunnerSpec:
     per agent (`MultiAgentSequences`, for V-trace: the asynchronous loop) instead of GAE
     segments (`MultiAgentRollout`, the on-policy loop)."""
 
-    def __attrs_post_init__(self) -> None:
-        if self.multi_agent and self.normalize_observations:
-            raise ConfigError(
-                f"normalize_observations is not supported for the PettingZoo env "
-                f"{self.env_id!r} (no per-module statistics): set it to False, or normalise "
-                "in the env"
-            )
-
     @property
     def multi_agent(self) -> bool:
         return is_pettingzoo(self.env_id)
@@ -109,8 +101,9 @@ class Fragment:
     weights_version: int
     """The version of the weights the runner acted with (the learner updates they had)."""
     runner_index: int
-    obs_increment: Mapping[str, np.ndarray] = attrs.field(factory=dict)
-    """Statistics of the raw observations seen (empty without normalisation)."""
+    obs_increment: Mapping[str, Any] = attrs.field(factory=dict)
+    """Statistics of the raw observations seen (empty without normalisation), by module id
+    for a PettingZoo env (``ObsNormalizers.pop_increments``)."""
     agent_returns: list[dict[str, float]] = attrs.field(factory=list)
     """Multi-agent: each ended episode's return per agent, in the order of ``episodes``."""
 
