@@ -257,8 +257,8 @@ class EnvRunner:
         following[:-1] = vf_preds[1:]
         if not k:
             return next_values(following, terminateds, last, values)
-        # An env truncated at the last step takes its final observation's value once: the
-        # one of the truncated part (the same observation as its last-row input).
+        # An env truncated at the last step is in both parts of the inputs (its last-row
+        # input is that final observation too): its row takes the truncated part's value.
         rest = np.ones(self.num_envs, dtype=bool)
         rest[envs[steps == last]] = False
         (rest_envs,) = np.nonzero(rest)

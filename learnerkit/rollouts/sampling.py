@@ -68,8 +68,6 @@ class EnvAdapter(Protocol):
     """What ``sampler.Sampler`` asks of an env adapter (``EnvRunner``,
     ``MultiAgentEnvRunner``)."""
 
-    num_env_steps: int
-
     def sample_modules(
         self, policies: Mapping[str, Policy], value_fns: Mapping[str, ValueFn], num_steps: int
     ) -> Any:
