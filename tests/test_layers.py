@@ -169,26 +169,9 @@ def describe(graph: dict[str, set[str]], group: list[str]) -> str:
     return f"circle of {len(group)} modules: " + "; ".join(edges)
 
 
-# The sampling side's runners <-> samplers circle is removed on its own branch (issue 17);
-# once merged this test passes, strict xfail fails, and the marker (and the test below that
-# tolerates that one circle) must go.
-ROLLOUTS_CIRCLE = ["learnerkit.rollouts.runners", "learnerkit.rollouts.samplers"]
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="learnerkit.rollouts.runners <-> learnerkit.rollouts.samplers, the one circle "
-    "left, is removed by the sampling branch of issue 17",
-)
 def test_no_module_of_the_package_imports_itself_back():
     graph = module_graph()
     assert import_circles(graph) == [], "\n".join(describe(graph, g) for g in import_circles(graph))
-
-
-def test_no_import_circle_but_the_one_the_sampling_branch_removes():
-    graph = module_graph()
-    others = [g for g in import_circles(graph) if g != ROLLOUTS_CIRCLE]
-    assert others == [], "\n".join(describe(graph, g) for g in others)
 
 
 def test_the_graph_sees_lazy_type_only_and_relative_imports(tmp_path):

@@ -1,5 +1,6 @@
-"""RayEnvRunners on a PettingZoo env: fragments of per-module rows from every actor, and
-module changes (add, mapping, remove) queued to the actors and kept for a restarted one."""
+"""RayEnvRunners on a PettingZoo env: fragments of per-module rows from every actor, each
+module's observation statistics merged over the actors, and module changes (add, mapping,
+remove) queued to the actors and kept for a restarted one."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from conftest import TWO_ACTIONS
 from gymnasium import spaces
 
 from learnerkit import ConfigError, ModuleSpec
-from learnerkit.distributed.env_runners import RayEnvRunners
-from learnerkit.rollouts.runners import EnvRunnerSpec, RunnerModule, on_policy_batch
+from learnerkit.distributed.ray_env_runners import RayEnvRunners
+from learnerkit.rollouts.contract import EnvRunnerSpec, on_policy_batch
+from learnerkit.rollouts.module_copies import RunnerModule
 
 pytestmark = pytest.mark.ray
 
@@ -29,6 +31,7 @@ def test_ray_runners_sample_per_module_and_follow_module_changes():
         num_envs=2,
         rollout_fragment_length=16,
         policy_mapping="per_agent",
+        normalize_observations=True,
     )
     runners = RayEnvRunners(spec, num_runners=2, num_cpus_per_runner=0.5, max_restarts=1)
     try:
@@ -38,13 +41,24 @@ def test_ray_runners_sample_per_module_and_follow_module_changes():
         assert sorted(batch) == ["a", "b"] and batch["a"].count == 2 * 2 * 16
         ids = batch["a"]["eps_id"]
         assert len(set(ids[:32]) & set(ids[32:])) == 0  # episode ids unique over runners
+        # Each module's statistics, merged over both runners, go back with the weights.
+        state = runners.get_state()
+        assert state["a/obs_count"] == pytest.approx(batch["a"].count, abs=1e-3)
+        assert state["b/obs_count"] == pytest.approx(batch["b"].count, abs=1e-3)
+        runners.set_weights({"a": RunnerModule.from_spec(spec, "a").get_weights()}, 1)
+        for actor in runners.actors:
+            np.testing.assert_equal(ray.get(actor.get_state.remote()), state)
 
         # A frozen opponent "c", with weights of its own, now plays "b".
         other = RunnerModule("torch", ModuleSpec(OBS, TWO_ACTIONS), seed=7)
         runners.add_module("c", ModuleSpec(OBS, TWO_ACTIONS), other.get_weights())
         runners.set_policy_mapping({"a": "a", "b": "c"})
+        before = runners.get_state()
         batch = on_policy_batch(runners.sample(), gamma=0.99, lambda_=0.95)
         assert sorted(batch) == ["a", "c"]
+        after = runners.get_state()
+        count = after["c/obs_count"] - before["c/obs_count"]
+        assert count == pytest.approx(batch["c"].count, abs=1e-3)
         obs = np.array(batch["c"]["obs"])
         np.testing.assert_allclose(batch["c"]["vf_preds"], other.value(obs), atol=1e-5)
 
@@ -56,6 +70,7 @@ def test_ray_runners_sample_per_module_and_follow_module_changes():
 
         runners.set_policy_mapping("per_agent")
         runners.remove_module("c")
+        assert "c/obs_count" not in runners.get_state()
         assert sorted(on_policy_batch(runners.sample(), gamma=0.99, lambda_=0.95)) == ["a", "b"]
         with pytest.raises(ConfigError, match=r"modules \['c'\], which the env runners do not"):
             runners.set_weights({"c": other.get_weights()}, 3)

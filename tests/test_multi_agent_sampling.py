@@ -4,19 +4,23 @@ early or join late are checked row by row against a hand-computed reference."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from conftest import TWO_ACTIONS
 from gymnasium import spaces
 
 from learnerkit import Columns, ConfigError, ModuleSpec
-from learnerkit.rollouts.multi_agent import MultiAgentEnvRunner
+from learnerkit.rollouts import RunningMeanStd
+from learnerkit.rollouts.contract import EnvRunnerSpec, on_policy_batch
+from learnerkit.rollouts.local_env_runners import LocalEnvRunners
 from learnerkit.rollouts.pettingzoo_envs import (
     make_parallel_env,
     mapping_fn,
     module_spaces,
 )
-from learnerkit.rollouts.runners import EnvRunnerSpec, LocalEnvRunners, on_policy_batch
+from learnerkit.rollouts.pettingzoo_sampling import MultiAgentEnvRunner
 
 GAMMA, LAMBDA = 0.9, 0.8
 SCRIPTED = "pettingzoo:multi_agent_envs:scripted"
@@ -191,3 +195,66 @@ def test_a_mapping_to_a_module_the_runner_lacks_names_the_agent_and_the_fix():
         scripted_runner(mapping={"a": "x", "b": "x"}).sample(**fns, num_steps=3)
     with pytest.raises(ConfigError, match="is not one of"):
         mapping_fn("everyone")
+
+
+def test_each_module_normalises_its_own_observations_and_bootstraps_from_them():
+    """Module "a" acts for agent a, module "bc" for b and c: each counts only its agents'
+    observations, its policy, value function and rows see them normalised, and every
+    row's new_obs is the observation its agent reached, as its module sees it."""
+    mapping = mapping_fn({"a": "a", "b": "bc", "c": "bc"})
+    runner = MultiAgentEnvRunner(
+        lambda: make_parallel_env(SCRIPTED), num_envs=2, mapping=mapping, normalize_obs=True
+    )
+    seen: dict[str, list[np.ndarray]] = {"a": [], "bc": []}
+
+    def recording(module_id):
+        def act(obs):
+            seen[module_id].append(obs.copy())
+            return policy(obs)
+
+        return act
+
+    policies = {m: recording(m) for m in seen}
+    finished, cut = runner.step_segments(policies, num_steps=4)
+
+    reference = RunningMeanStd((2,))  # agent a's statistics, as module "a" must keep them
+    for t, obs in enumerate(seen["a"]):
+        raw = np.array([[t, 1.0], [t, 1.0]], np.float32)  # a's [t, number] in both envs
+        reference.update(raw)
+        np.testing.assert_allclose(obs, reference.normalize(raw), rtol=1e-6)
+    state = runner.get_state()
+    assert sorted(state) == [f"{m}/obs_{k}" for m in ("a", "bc") for k in ("count", "mean", "var")]
+    np.testing.assert_allclose(state["a/obs_mean"], reference.mean)
+    assert state["bc/obs_count"] == pytest.approx(2 * (2 + 2), abs=1e-3)  # b and c, 2 steps each
+
+    for segment in finished + cut:
+        rows = segment.rows
+        for row, following in itertools.pairwise(rows):
+            np.testing.assert_array_equal(row["new_obs"], following["obs"])
+    [a_cut, _] = [s for s in cut if s.agent == "a"]
+    expected = reference.normalize(np.array([[4.0, 1.0]], np.float32))[0]  # not counted
+    np.testing.assert_allclose(a_cut.rows[-1]["new_obs"], expected, rtol=1e-6)
+    assert runner.get_state()["a/obs_count"] == state["a/obs_count"]
+
+    restored = MultiAgentEnvRunner(
+        lambda: make_parallel_env(SCRIPTED), num_envs=1, mapping=mapping, normalize_obs=True
+    )
+    restored.set_state(state)
+    for key, value in state.items():
+        np.testing.assert_array_equal(restored.get_state()[key], value)
+    with pytest.raises(ConfigError, match="does not normalise observations"):
+        scripted_runner().set_state(state)
+
+
+def test_a_normalised_fragment_bootstraps_from_the_normalised_observation():
+    runner = MultiAgentEnvRunner(
+        lambda: make_parallel_env(SCRIPTED),
+        num_envs=1,
+        mapping=mapping_fn("per_agent"),
+        normalize_obs=True,
+    )
+    fns = {"policies": {m: policy for m in "abc"}, "value_fns": {m: value for m in "abc"}}
+    a = runner.sample(**fns, num_steps=3).modules["a"]
+    new_obs = runner.normalizers.normalize("a", np.array([[3.0, 1.0]], np.float32))
+    assert a["next_values"][-1] == pytest.approx(value(new_obs)[0])
+    np.testing.assert_allclose(a["next_values"][:-1], a["vf_preds"][1:])

@@ -13,7 +13,6 @@ import pytest
 from multi_agent_envs import GAME, THRESHOLD, game_config
 
 from learnerkit import (
-    ConfigError,
     LearnerGroup,
     LearnerSpec,
     ModuleSpec,
@@ -123,9 +122,29 @@ def test_the_cli_names_bad_multi_agent_input(tmp_path, capsys):
         main(["train", "--env", GAME, "--policy-mapping", "everyone"])
 
 
-def test_observation_normalisation_is_refused_for_pettingzoo_envs(tmp_path):
-    with pytest.raises(ConfigError, match="normalize_observations is not supported"):
-        train(config(tmp_path, overrides={**SETTINGS, "normalize_observations": True}))
+def test_each_module_normalises_its_observations_and_they_survive_a_resume(tmp_path, capsys):
+    run = tmp_path / "run"
+    summary = train(config(tmp_path, overrides={**SETTINGS, "normalize_observations": True}))
+    assert summary.reached_stop_reward, summary
+    saved = _obs_statistics(run)
+    assert sorted(saved) == [f"{m}/obs_{k}" for m in "ab" for k in ("count", "mean", "var")]
+    # "a" acts every env step, "b" until it answers wrong; the signal is one-hot, 0/1 evenly.
+    assert saved["a/obs_count"] == pytest.approx(summary.timesteps_total, abs=1e-3)
+    assert 0 < saved["b/obs_count"] < saved["a/obs_count"]
+    np.testing.assert_allclose(saved["a/obs_mean"][:2], [0.5, 0.5], atol=0.05)
+    mean, _ = evaluate_checkpoint(str(run), num_episodes=10)  # with the saved statistics
+    assert mean >= THRESHOLD
+
+    more = str(summary.timesteps_total + 256)
+    assert main(["train", "--resume", str(run), "--stop-timesteps", more, "--quiet"]) == 0
+    capsys.readouterr()
+    resumed = _obs_statistics(run)  # counted on from the checkpoint's statistics
+    assert resumed["a/obs_count"] == pytest.approx(int(more), abs=1e-3)
+    assert resumed["b/obs_count"] > saved["b/obs_count"]
+
+
+def _obs_statistics(run) -> dict[str, object]:
+    return json.loads((run / "checkpoint" / "trainer_state.json").read_text())["obs_normalizer"]
 
 
 @pytest.mark.ray

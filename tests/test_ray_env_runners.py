@@ -36,9 +36,10 @@ from learnerkit import (
     ConfigError,
     ModuleSpec,
 )
-from learnerkit.distributed.env_runners import RayEnvRunners
+from learnerkit.distributed.ray_env_runners import RayEnvRunners
 from learnerkit.errors import EnvRunnerError
-from learnerkit.rollouts.runners import EnvRunnerSpec, Fragment, RunnerModule
+from learnerkit.rollouts.contract import EnvRunnerSpec, Fragment
+from learnerkit.rollouts.module_copies import RunnerModule
 
 pytestmark = pytest.mark.ray
 

@@ -10,9 +10,10 @@ from learnerkit._plugins import Algorithm, list_plugins
 from learnerkit.errors import ConfigError
 from learnerkit.loops import TRAINING_LOOPS
 from learnerkit.loops.contract import TrainConfig
-from learnerkit.rollouts.env_runner import EnvRunner
+from learnerkit.rollouts.contract import EnvRunners, EnvRunnerSpec
+from learnerkit.rollouts.gymnasium_sampling import EnvRunner
+from learnerkit.rollouts.local_env_runners import LocalEnvRunners
 from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo
-from learnerkit.rollouts.runners import EnvRunners, EnvRunnerSpec, LocalEnvRunners
 from learnerkit.specs import check_base_fields, structure_hyperparameters
 
 DEFAULT_ENV_ID = "CartPole-v1"
@@ -60,7 +61,7 @@ def make_env_runners(spec: EnvRunnerSpec, hps: Any, ray_address: str | None) -> 
     """Sampling in this process (``num_env_runners=0``) or in Ray actors."""
     if hps.num_env_runners == 0:
         return LocalEnvRunners(spec)
-    from learnerkit.distributed.env_runners import RayEnvRunners
+    from learnerkit.distributed.ray_env_runners import RayEnvRunners
 
     return RayEnvRunners(
         spec,

@@ -37,8 +37,8 @@ import numpy as np
 from learnerkit.batch import MultiAgentBatch
 from learnerkit.loops._run_output import combine_results
 from learnerkit.loops.contract import Iteration, Run
+from learnerkit.rollouts.contract import Fragment, sequence_batch
 from learnerkit.rollouts.multi_agent_sequences import MultiAgentSequences
-from learnerkit.rollouts.runners import Fragment, sequence_batch
 
 
 class AsyncLoop:

@@ -14,8 +14,8 @@ import attrs
 if TYPE_CHECKING:
     from learnerkit._plugins import Algorithm
     from learnerkit.learner_group import LearnerGroup
+    from learnerkit.rollouts.contract import EnvRunners, Weights
     from learnerkit.rollouts.pettingzoo_envs import PolicyMapping
-    from learnerkit.rollouts.runners import EnvRunners, Weights
     from learnerkit.specs import ModuleSpec
 
 

@@ -18,8 +18,9 @@ from learnerkit.backends import policy_fn
 from learnerkit.learner import Learner
 from learnerkit.learner_spec import LearnerSpec
 from learnerkit.loops._run_files import checkpoint_dir, read_run, read_trainer_state
-from learnerkit.rollouts.env_runner import EnvRunner
+from learnerkit.rollouts.gymnasium_sampling import EnvRunner
 from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo, make_parallel_env, mapping_fn
+from learnerkit.rollouts.sampling import ObsNormalizers
 from learnerkit.specs import ModuleSpec, structure_hyperparameters
 
 Policy = Callable[[np.ndarray], Mapping[str, np.ndarray]]
@@ -189,6 +190,11 @@ def evaluate_multi_agent(
         m: policy_fn(learner.backend, module, explore=False) for m, module in learner.module.items()
     }
     mapping = mapping_fn(state.get("policy_mapping") or run.get("policy_mapping") or "shared")
+    # Each module sees observations as it did in training: normalised with its statistics.
+    normalizers = ObsNormalizers(
+        getattr(hps, "normalize_observations", False), by_module=True, owner="checkpoint"
+    )
+    normalizers.set_state(state["obs_normalizer"])
     env = make_parallel_env(run["env"])
     episodes = []
     try:
@@ -200,7 +206,7 @@ def evaluate_multi_agent(
                 actions = {}
                 for agent in env.agents:
                     module_id = modules.setdefault(agent, mapping(agent))
-                    x = np.asarray(obs[agent], dtype=np.float32)[None]
+                    x = normalizers.normalize(module_id, np.asarray(obs[agent])[None])
                     actions[agent] = policies[module_id](x)["actions"][0]
                 obs, rewards, _, _, _ = env.step(actions)
                 for agent, reward in rewards.items():

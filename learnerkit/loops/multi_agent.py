@@ -18,13 +18,13 @@ import numpy as np
 
 from learnerkit.errors import ConfigError
 from learnerkit.learner_group import LearnerGroup
+from learnerkit.rollouts.contract import EnvRunners, Weights
 from learnerkit.rollouts.pettingzoo_envs import (
     PolicyMapping,
     make_parallel_env,
     mapping_fn,
     module_spaces,
 )
-from learnerkit.rollouts.runners import EnvRunners, Weights
 from learnerkit.specs import ModuleSpec
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from learnerkit.batch import MultiAgentBatch
 from learnerkit.loops.contract import Iteration, Run
-from learnerkit.rollouts.runners import on_policy_batch
+from learnerkit.rollouts.contract import on_policy_batch
 
 
 class OnPolicyLoop:

@@ -54,8 +54,8 @@ from learnerkit.loops.multi_agent import (
     multi_agent_modules,
     saved_mapping,
 )
+from learnerkit.rollouts.contract import EnvRunnerSpec
 from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo
-from learnerkit.rollouts.runners import EnvRunnerSpec
 from learnerkit.specs import ModuleSpec, ScalingConfig
 
 RETURN_WINDOW = 100  # episodes in the reported mean return (the usual "last 100")

@@ -1,11 +1,16 @@
 """Sampling and the maths on sampled trajectories: env runners, rollouts, GAE.
 
-``EnvRunner`` steps a gymnasium vector env with a numpy policy into a ``Rollout`` of
-time-major arrays; ``compute_gae`` and ``RunningMeanStd`` are pure numpy. Nothing here
-imports a framework or Ray (the Ray env-runner actors live in ``learnerkit.distributed``).
+One sampling engine (``sampling``: observation normalisation per module, the policy-output
+check, action clipping, bootstrap values) with two env adapters: ``gymnasium_sampling``
+(``EnvRunner``: a gymnasium vector env into a ``Rollout`` of time-major arrays) and
+``pettingzoo_sampling`` (PettingZoo parallel envs, a module per agent group, into a
+``MultiAgentRollout``). ``sampler`` makes one env runner of an adapter and its module
+copies; ``contract`` is what the training loops see of it. ``compute_gae`` and
+``RunningMeanStd`` are pure numpy. Nothing here imports a framework or Ray (the Ray
+env-runner actors live in ``learnerkit.distributed``).
 """
 
-from learnerkit.rollouts.env_runner import EnvRunner
+from learnerkit.rollouts.gymnasium_sampling import EnvRunner
 from learnerkit.rollouts.postprocessing import RunningMeanStd, compute_gae, explained_variance
 from learnerkit.rollouts.rollout import Rollout
 

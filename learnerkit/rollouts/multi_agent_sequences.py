@@ -32,8 +32,8 @@ import numpy as np
 
 from learnerkit.batch import Columns, MultiAgentBatch, SampleBatch
 from learnerkit.errors import ConfigError
-from learnerkit.rollouts.env_runner import POLICY_COLUMNS, Policy
-from learnerkit.rollouts.multi_agent import MultiAgentEnvRunner
+from learnerkit.rollouts.pettingzoo_sampling import MultiAgentEnvRunner
+from learnerkit.rollouts.sampling import POLICY_COLUMNS, Policy
 
 __all__ = ["MultiAgentSequences", "SequenceStreams"]
 

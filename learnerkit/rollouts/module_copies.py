@@ -1,0 +1,130 @@
+"""A runner's own copy of a module (`RunnerModule`): the numpy policy and value function it
+samples with, refreshed from the weights the learners send."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from learnerkit.columns import DEFAULT_MODULE_ID
+from learnerkit.rollouts.acting import NumpyActorCritic, default_module_layout
+from learnerkit.rollouts.contract import Weights
+from learnerkit.rollouts.sampling import Policy, ValueFn
+from learnerkit.specs import ModuleSpec
+
+if TYPE_CHECKING:
+    from learnerkit.rollouts.contract import EnvRunnerSpec
+
+__all__ = ["RunnerModule"]
+
+
+class RunnerModule:
+    """A runner's own copy of one module: a numpy policy and value function over it.
+
+    The default modules (a spec without ``module_class``) act through a numpy copy of the
+    weights last given (``learnerkit.rollouts.acting``), drawing actions from
+    ``np.random.default_rng(sampling_seed)`` (``seed`` when not given): a runner that gets
+    weights before it samples never imports its framework. Until then, and for any other
+    module, the module is built in its framework from ``seed`` (as the learner builds it);
+    ``framework_setup`` runs just before that import (a Ray runner limits its threads)."""
+
+    def __init__(
+        self,
+        framework: str,
+        module_spec: ModuleSpec,
+        seed: int,
+        *,
+        sampling_seed: int | Sequence[int] | None = None,
+        framework_setup: Callable[[], None] | None = None,
+    ) -> None:
+        self.framework, self.module_spec, self.seed = framework, module_spec, seed
+        self.default_module = module_spec.module_class is None
+        self._rng = np.random.default_rng(seed if sampling_seed is None else sampling_seed)
+        self._framework_setup = framework_setup
+        self.backend: Any = None
+        self.module: Any = None  # the framework module, once built
+        self._weights: Weights | None = None  # a default module's weights, acted with
+        self._acting: tuple[Policy, ValueFn] | None = None
+        self.version = 0
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: EnvRunnerSpec,
+        module_id: str = DEFAULT_MODULE_ID,
+        *,
+        sampling_seed: int | Sequence[int] | None = None,
+        framework_setup: Callable[[], None] | None = None,
+    ) -> RunnerModule:
+        return cls(
+            spec.framework,
+            spec.module_specs[module_id],
+            spec.seed,
+            sampling_seed=sampling_seed,
+            framework_setup=framework_setup,
+        )
+
+    @property
+    def policy(self) -> Policy:
+        return self._bound()[0]
+
+    @property
+    def value(self) -> ValueFn:
+        return self._bound()[1]
+
+    def _bound(self) -> tuple[Policy, ValueFn]:
+        if self._acting is None:
+            self._build()
+            self._bind_module()
+        return self._acting
+
+    def _build(self) -> None:
+        if self.module is None:
+            if self._framework_setup is not None:
+                self._framework_setup()
+            from learnerkit.backends import make_backend
+
+            self.backend = make_backend(self.framework)
+            self.module = self.backend.build_module(self.module_spec, self.seed)
+
+    def _bind_module(self) -> None:
+        if self.default_module:
+            weights = self.backend.get_module_state(self.module)
+            acting = NumpyActorCritic.from_weights(
+                weights, self.module_spec, self.framework, self._rng
+            )
+            self._acting = (acting.forward_exploration, acting.value)
+        else:
+            from learnerkit.backends import policy_fn, value_fn
+
+            self._acting = (
+                policy_fn(self.backend, self.module),
+                value_fn(self.backend, self.module),
+            )
+
+    def weight_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The names and shapes weights for this module must have."""
+        if self.default_module:
+            return default_module_layout(self.module_spec, self.framework)
+        return {name: tuple(np.shape(w)) for name, w in self.get_weights().items()}
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        if self._weights is not None:
+            return dict(self._weights)
+        self._build()
+        return self.backend.get_module_state(self.module)
+
+    def set_weights(self, weights: Weights, version: int) -> None:
+        if self.default_module:
+            acting = NumpyActorCritic.from_weights(
+                weights, self.module_spec, self.framework, self._rng
+            )
+            self._weights, self.module = dict(weights), None
+            self._acting = (acting.forward_exploration, acting.value)
+        else:
+            self._build()
+            self.backend.set_module_state(self.module, weights, "the env runner's module")
+            self._bind_module()
+        self.version = version

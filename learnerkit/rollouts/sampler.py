@@ -1,0 +1,194 @@
+"""What one env runner is, wherever it runs (this process or a Ray actor): a `Sampler`, one
+env adapter of the sampling engine with a copy of each module, whose ``sample()`` returns a
+`Fragment`.
+
+The adapter is ``gymnasium_sampling.EnvRunner`` (a gymnasium vector env, one module) or
+``pettingzoo_sampling.MultiAgentEnvRunner`` (PettingZoo parallel envs, a module per agent
+group following a policy mapping that may change, as may the set of modules: self-play,
+leagues); the env string picks it. Everything else, weights, module copies, observation
+statistics, fragments, is the same for both. For whole sequences of T steps (V-trace, the
+asynchronous loop) a gymnasium fragment of T steps already is one sequence per env
+(``Rollout.to_sequences``); PettingZoo agents come and go, so their rows wait in streams
+(``multi_agent_sequences``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from learnerkit.errors import ConfigError
+from learnerkit.rollouts.contract import EnvRunnerSpec, Fragment, ModuleWeights, Weights
+from learnerkit.rollouts.gymnasium_sampling import EnvRunner
+from learnerkit.rollouts.module_copies import RunnerModule
+from learnerkit.rollouts.multi_agent_sequences import SequenceStreams
+from learnerkit.rollouts.pettingzoo_envs import (
+    PolicyMapping,
+    check_agent_spaces,
+    make_parallel_env,
+    mapping_fn,
+)
+from learnerkit.rollouts.pettingzoo_sampling import MultiAgentEnvRunner
+from learnerkit.rollouts.sampling import EnvAdapter
+from learnerkit.specs import ModuleSpec
+
+__all__ = ["Sampler", "make_sampler"]
+
+
+class Sampler:
+    """Runner ``index`` of ``spec``: its envs (an `EnvAdapter`) and a `RunnerModule` per
+    module id. Modules and the policy mapping may change between fragments (PettingZoo).
+
+    ``env_source`` stands in for the env string where it cannot be resolved (a Ray actor):
+    a gymnasium env id, or a PettingZoo factory. ``framework_setup`` runs before a module
+    first imports its framework (`RunnerModule`).
+    """
+
+    def __init__(
+        self,
+        spec: EnvRunnerSpec,
+        index: int,
+        env_source: Any = None,
+        framework_setup: Callable[[], None] | None = None,
+    ) -> None:
+        self.spec, self.index = spec, index
+        self._framework_setup = framework_setup
+        self.observation_space = self.action_space = None  # a gymnasium env's
+        self.envs: EnvAdapter = self._make_envs(env_source)
+        self.modules = {
+            module_id: self._module(module_id, module_spec)
+            for module_id, module_spec in spec.module_specs.items()
+        }
+        self.version = 0
+        self.streams = (
+            SequenceStreams(spec.rollout_fragment_length)
+            if spec.multi_agent and spec.sequences
+            else None
+        )
+
+    def _make_envs(self, env_source: Any) -> EnvAdapter:
+        spec, index = self.spec, self.index
+        if not spec.multi_agent:
+            envs = EnvRunner(
+                env_source or spec.env_id,
+                num_envs=spec.num_envs,
+                seed=spec.runner_seed(index),
+                normalize_obs=spec.normalize_observations,
+                env_kwargs=spec.env_kwargs,
+            )
+            self.observation_space, self.action_space = envs.observation_space, envs.action_space
+            return envs
+        envs = MultiAgentEnvRunner(
+            lambda: make_parallel_env(spec.env_id, spec.env_kwargs, factory=env_source),
+            num_envs=spec.num_envs,
+            mapping=mapping_fn(spec.policy_mapping),
+            seed=spec.runner_seed(index),
+            env_name=f"env {spec.env_id!r}",
+            # Episode ids unique over runners, for a batch that mixes their rows.
+            episode_id_offset=index * 1_000_000_000,
+            normalize_obs=spec.normalize_observations,
+        )
+        for agent in envs.possible_agents:
+            obs_space, action_space = envs.observation_spaces[agent], envs.action_spaces[agent]
+            check_agent_spaces(spec.env_id, agent, obs_space, action_space)
+        return envs
+
+    def _module(self, module_id: str, module_spec: ModuleSpec) -> RunnerModule:
+        return RunnerModule(
+            self.spec.framework,
+            module_spec,
+            self.spec.seed,
+            sampling_seed=self.spec.sampling_seed(self.index, module_id),
+            framework_setup=self._framework_setup,
+        )
+
+    # Weights and modules -----------------------------------------------------------------
+    def get_weights(self) -> dict[str, dict[str, Any]]:
+        return {module_id: m.get_weights() for module_id, m in self.modules.items()}
+
+    def weight_shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
+        return {module_id: m.weight_shapes() for module_id, m in self.modules.items()}
+
+    def set_weights(self, weights: ModuleWeights, version: int) -> None:
+        if set(weights) - set(self.modules):
+            raise ConfigError(
+                f"weights for modules {sorted(set(weights) - set(self.modules))}, which the env "
+                f"runners do not have (they have {sorted(self.modules)}): add them to the env "
+                "runners first (add_module)"
+            )
+        for module_id, module_weights in weights.items():
+            self.modules[module_id].set_weights(module_weights, version)
+        self.version = version
+
+    def _multi_agent_only(self) -> MultiAgentEnvRunner:
+        if not isinstance(self.envs, MultiAgentEnvRunner):
+            raise ConfigError(
+                f"the gymnasium env {self.spec.env_id!r} has one agent and one module; modules "
+                "are added only for PettingZoo envs ('pettingzoo:...')"
+            )
+        return self.envs
+
+    def add_module(
+        self, module_id: str, module_spec: ModuleSpec, weights: Weights | None = None
+    ) -> None:
+        self._multi_agent_only()
+        if module_id in self.modules:
+            raise ConfigError(f"the env runner already has module {module_id!r}")
+        module = self._module(module_id, module_spec)
+        if weights is not None:
+            module.set_weights(weights, self.version)
+        self.modules[module_id] = module
+
+    def remove_module(self, module_id: str) -> None:
+        envs = self._multi_agent_only()
+        if module_id not in self.modules:
+            raise ConfigError(
+                f"the env runner has no module {module_id!r} (it has {sorted(self.modules)})"
+            )
+        # Agents of running episodes that act with it: those episodes end here, unreported.
+        envs.remove_module(module_id)
+        del self.modules[module_id]
+
+    def set_policy_mapping(self, mapping: PolicyMapping) -> None:
+        self._multi_agent_only().set_mapping(mapping_fn(mapping))
+        self.spec = attrs.evolve(self.spec, policy_mapping=mapping)
+
+    # Sampling ----------------------------------------------------------------------------
+    def sample(self, runner_index: int) -> Fragment:
+        policies = {m: module.policy for m, module in self.modules.items()}
+        if self.streams is not None:
+            rollout = self.streams.sample(self.envs, policies, version=self.version)
+        else:
+            values = {m: module.value for m, module in self.modules.items()}
+            rollout = self.envs.sample_modules(policies, values, self.spec.rollout_fragment_length)
+        episodes, agent_returns = self.envs.pop_episodes()
+        return Fragment(
+            rollout=rollout,
+            episodes=episodes,
+            weights_version=self.version,
+            runner_index=runner_index,
+            obs_increment=self.envs.pop_obs_increment(),
+            agent_returns=agent_returns,
+        )
+
+    def get_state(self) -> dict[str, Any]:
+        """The observation statistics (empty without normalisation)."""
+        return self.envs.get_state()
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        self.envs.set_state(state)
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+def make_sampler(
+    spec: EnvRunnerSpec,
+    index: int,
+    env_source: Any = None,
+    framework_setup: Callable[[], None] | None = None,
+) -> Sampler:
+    """The sampler of runner ``index`` of ``spec`` (see `Sampler`)."""
+    return Sampler(spec, index, env_source, framework_setup)
