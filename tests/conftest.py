@@ -19,12 +19,14 @@ import numpy as np
 import pytest
 
 import learnerkit
-from learnerkit import Algorithm, Columns, Hyperparameters, _plugins
+from learnerkit import Algorithm, Columns, Hyperparameters
 from learnerkit.testing import reset_plugins
 
 PLUGIN_PACKAGES = Path(__file__).parent / "plugin_packages"
 REPO_ROOT = Path(__file__).parent.parent
 FRAMEWORKS = ["torch", "tf"]
+# Switch plugins off (README, "Plugins"): some by name, or every entry point.
+DISABLE_PLUGIN_VARIABLES = ("LEARNERKIT_DISABLE_PLUGINS", "LEARNERKIT_DISABLE_PLUGIN_AUTOLOAD")
 
 CARTPOLE_OBS = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
 TWO_ACTIONS = gym.spaces.Discrete(2)
@@ -34,9 +36,10 @@ BOX_ACTIONS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
 @pytest.fixture(autouse=True)
 def fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test starts with no plugin registered in code, nothing cached, and no plugin
-    switched off by the environment; whatever it registers is gone afterwards."""
-    monkeypatch.delenv(_plugins.DISABLE_ENV, raising=False)
-    monkeypatch.delenv(_plugins.DISABLE_AUTOLOAD_ENV, raising=False)
+    switched off by the environment (the variables the README documents); whatever it
+    registers is gone afterwards."""
+    for variable in DISABLE_PLUGIN_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
     reset_plugins()
     yield
     reset_plugins()
@@ -179,11 +182,19 @@ def use_plugin_packages(
     return _use
 
 
+def learner_processes(group: learnerkit.LearnerGroup) -> list[tuple[str, int]]:
+    """(Ray actor id, process id) of each learner of a group of Ray learners, by rank: a
+    test kills a learner by its process id, as the machine would (out of memory, say)."""
+    import ray
+
+    return group.foreach_learner(lambda _: (ray.get_runtime_context().get_actor_id(), os.getpid()))
+
+
 def run_learnerkit(
     *args: str, plugin_dirs: list[Path] = (), env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """``python -m learnerkit ARGS`` in a fresh interpreter, with ``plugin_dirs`` on its path."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("LEARNERKIT_DISABLE_PLUGIN")}
+    environ = {k: v for k, v in os.environ.items() if k not in DISABLE_PLUGIN_VARIABLES}
     environ["PYTHONPATH"] = os.pathsep.join(
         [*map(str, plugin_dirs), *filter(None, [os.environ.get("PYTHONPATH")])]
     )

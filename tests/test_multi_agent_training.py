@@ -10,9 +10,10 @@ import time
 
 import numpy as np
 import pytest
-from multi_agent_envs import GAME, THRESHOLD, game_config
+from multi_agent_envs import GAME, THRESHOLD, coordination, game_config
 
 from learnerkit import (
+    Learner,
     LearnerGroup,
     LearnerSpec,
     ModuleSpec,
@@ -106,9 +107,13 @@ def test_per_module_settings_from_a_config_file_train_and_survive_a_resume(tmp_p
 
 
 def _checkpoint_weights(run) -> dict[str, dict[str, np.ndarray]]:
-    from learnerkit import _checkpoint
-
-    return _checkpoint.load(run / "checkpoint")["modules"]
+    """The weights of modules "a" and "b" in a run's checkpoint, read by a Learner."""
+    game = coordination()
+    modules = {m: ModuleSpec(game.observation_space(m), game.action_space(m)) for m in "ab"}
+    learner = Learner(LearnerSpec(algorithm="ppo", module_spec=modules))
+    learner.build()
+    learner.load_state(run / "checkpoint")
+    return learner.get_module_state()
 
 
 def test_the_cli_names_bad_multi_agent_input(tmp_path, capsys):

@@ -16,7 +16,6 @@ import learnerkit
 from learnerkit import Columns, ConfigError
 from learnerkit.errors import DatasetError
 from learnerkit.loops import TRAINING_LOOPS, OfflineSettings
-from learnerkit.loops._run_files import read_trainer_state
 from learnerkit.loops.evaluation import evaluate_checkpoint
 from learnerkit.loops.trainer import TrainConfig, train
 from learnerkit.rollouts import datasets
@@ -223,14 +222,12 @@ def test_a_run_writes_the_outputs_and_resumes_at_the_same_row(store, tmp_path):
     assert written["episodes_total"] == 2 * first.iterations  # evaluation episodes
     assert (out / "learning_curve.png").stat().st_size > 0
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
-    state = read_trainer_state(out)["loop"]
-    assert state["epoch"] == 0 and state["cursor"] > 0
     rows = _rows(out)
+    assert 0 < float(rows[-1]["epoch"]) < 1  # stopped inside the first epoch
     assert {"evaluation/episode_return_mean", "learner/policy_loss", "epoch"} <= set(rows[0])
 
     resumed = train(attrs.evolve(config, stop_timesteps=None, resume=str(out)))
     assert resumed.timesteps_total == 2 * rows_total  # the rest of the two epochs
-    assert read_trainer_state(out)["loop"]["epoch"] == 2
     iterations = [int(r["iteration"]) for r in _rows(out)]
     assert iterations == list(range(1, resumed.iterations + 1))
     assert float(_rows(out)[-1]["epoch"]) == 2.0

@@ -8,12 +8,21 @@ two-node cluster test comes last and brings its own.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 
 import numpy as np
 import pytest
 import ray
-from conftest import CARTPOLE_OBS, TWO_ACTIONS, bc_loss, make_plugin, random_batch
+from conftest import (
+    CARTPOLE_OBS,
+    TWO_ACTIONS,
+    bc_loss,
+    learner_processes,
+    make_plugin,
+    random_batch,
+)
 
 import learnerkit
 from learnerkit import (
@@ -104,7 +113,7 @@ def test_async_updates_are_bounded_and_every_one_returns_a_result(group):
     returned = []
     for i in range(7):
         returned += group.async_update(random_batch(64, seed=i))
-        assert len(group._in_flight) <= group.max_async_updates
+        assert group.num_in_flight <= group.max_async_updates
     returned += group.wait_async_updates()
     assert len(returned) == 7
     assert all(r[learnerkit.DEFAULT_MODULE_ID]["num_samples"] == 64 for r in returned)
@@ -165,12 +174,12 @@ def test_checkpoint_of_two_learners_loads_into_one_learner_and_a_local_learner(g
 def test_killed_learner_is_restarted_from_a_healthy_one_and_training_goes_on(group, caplog):
     group.update(random_batch(64))
     before = group.get_state()
-    victim = group._learners.info_by_rank[1]["actor_id"]
-    ray.kill(group._learners.actors[1])
+    victim, pid = learner_processes(group)[1]
+    os.kill(pid, signal.SIGKILL)
     with caplog.at_level(logging.WARNING, logger="learnerkit"):
         results = group.update(random_batch(64, seed=9))
     assert f"learner 1 (Ray actor {victim}" in caplog.text and "died" in caplog.text
-    assert group._learners.info_by_rank[1]["actor_id"] != victim
+    assert learner_processes(group)[1][0] != victim
     assert results[learnerkit.DEFAULT_MODULE_ID]["num_samples"] == 64
     assert all_weights_identical(group)
     # The restarted learner got the optimizer state too: both hold the same Adam step count.
@@ -192,9 +201,9 @@ def test_learners_killed_at_random_moments_of_long_updates_rewind_and_run_them_a
     for round_ in range(3):
         before = group.get_state()
         victim = int(rng.integers(0, 2))
-        actor = group._learners.actors[victim]
+        _, pid = learner_processes(group)[victim]
         # Somewhere inside an update of 2 x 10 x 32 minibatch steps (about a second here).
-        killer = threading.Timer(rng.uniform(0.05, 0.6), ray.kill, args=(actor,))
+        killer = threading.Timer(rng.uniform(0.05, 0.6), os.kill, args=(pid, signal.SIGKILL))
         killer.start()
         with caplog.at_level(logging.WARNING, logger="learnerkit"):
             results = group.update(long_batch, minibatch_size=64, num_epochs=10)

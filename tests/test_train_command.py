@@ -13,10 +13,8 @@ import pytest
 from conftest import bc_loss, make_plugin
 
 from learnerkit import ConfigError
-from learnerkit._checkpoint import load
 from learnerkit.loops import trainer as training
-from learnerkit.loops._run_output import RunOutput
-from learnerkit.loops.evaluation import evaluate_checkpoint
+from learnerkit.loops.evaluation import evaluate_checkpoint, load_policy
 from learnerkit.loops.trainer import TrainConfig, train
 
 # Small iterations (8 envs x 32 steps = 256 samples, 2 epochs) keep these runs short.
@@ -64,8 +62,7 @@ def test_a_run_writes_metrics_tensorboard_curve_checkpoint_and_summary(tmp_path)
     assert {"learner/policy_loss", "learner/vf_loss", "learner/learning_rate"} <= set(rows[0])
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert (tmp_path / "learning_curve.png").stat().st_size > 0
-    state = load(tmp_path / "checkpoint")
-    assert state["algorithm"] == "ppo"
+    assert load_policy(str(tmp_path)).run["algorithm"] == "ppo"  # the checkpoint loads
 
 
 def test_a_child_draws_the_curve_and_writes_tensorboard_so_training_imports_neither(tmp_path):
@@ -113,33 +110,57 @@ def test_tensorboard_events_hold_every_numeric_column_of_every_row(tmp_path):
         assert scalars[key] == pytest.approx(value, rel=1e-6), key
 
 
-def test_a_dead_output_child_costs_tensorboard_events_not_the_run(tmp_path, caplog):
-    out = RunOutput(tmp_path)
-    out.start({}, resume=False)
-    out.log({"iteration": 1, "timesteps_total": 10, "episode_return_mean": 20.0})
-    out._child._child.kill()  # the output child dies while the run trains
-    out._child._child.wait()
-    with caplog.at_level(logging.WARNING, logger="learnerkit"):
-        for step in (20, 30):
-            out.log({"iteration": 2, "timesteps_total": step, "episode_return_mean": 21.0})
+@pytest.fixture
+def child_processes(monkeypatch) -> list[subprocess.Popen]:
+    """The child processes this test starts (a run's output child among them)."""
+    started = []
+
+    class Recorded(subprocess.Popen):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    monkeypatch.setattr(subprocess, "Popen", Recorded)
+    return started
+
+
+def test_a_dead_output_child_costs_tensorboard_events_not_the_run(
+    tmp_path, caplog, child_processes
+):
+    def kill_children_after_the_first_iteration(ctx):
+        if ctx.iteration == 1:
+            assert len(child_processes) == 1  # TensorBoard and the curve: one child
+            for child in child_processes:
+                child.kill()  # the output child dies while the run trains
+                child.wait()
+
+    config = TrainConfig(stop_timesteps=768, out_dir=str(tmp_path), progress=False, overrides=SMALL)
+    with (
+        caplog.at_level(logging.WARNING, logger="learnerkit"),
+        pytest.raises(RuntimeError, match=r"drawing .*learning_curve\.png failed"),
+    ):
+        train(config, on_iteration=kill_children_after_the_first_iteration)
     assert caplog.text.count("TensorBoard writer (a child process) stopped") == 1
-    assert len(_rows(tmp_path)) == 3  # every row is in metrics.csv
-    with pytest.raises(RuntimeError, match=r"drawing .*learning_curve\.png failed"):
-        out.plot_curve(stop_reward=None)
-    out.close()
+    assert [int(r["iteration"]) for r in _rows(tmp_path)] == [1, 2, 3]  # every row kept
+    mean, _ = evaluate_checkpoint(str(tmp_path), num_episodes=1)  # and the checkpoint
+    assert mean > 0
 
 
-def test_closing_a_run_that_never_finished_stops_its_output_child(tmp_path):
-    out = RunOutput(tmp_path)
-    out.start({}, resume=False)
-    child = out._child._child
-    out.close()
-    assert child.poll() is not None
+def test_a_run_that_fails_stops_its_output_child(tmp_path, child_processes):
+    def fail(ctx):
+        raise ValueError("a callback that fails")
+
+    config = TrainConfig(stop_timesteps=512, out_dir=str(tmp_path), progress=False, overrides=SMALL)
+    with pytest.raises(ValueError, match="a callback that fails"):
+        train(config, on_iteration=fail)
+    assert child_processes and all(child.poll() is not None for child in child_processes)
 
 
 def test_resume_continues_from_the_exact_saved_state(tmp_path):
-    train(TrainConfig(stop_timesteps=512, out_dir=str(tmp_path), progress=False, overrides=SMALL))
-    saved = load(tmp_path / "checkpoint")
+    states = []
+    config = TrainConfig(stop_timesteps=512, out_dir=str(tmp_path), progress=False, overrides=SMALL)
+    train(config, on_iteration=lambda ctx: states.append(ctx.group.get_state()))
+    saved = states[-1]  # the state after the last iteration: what the checkpoint holds
     trainer = training.Trainer(
         TrainConfig(
             stop_timesteps=1024, out_dir=str(tmp_path), resume=str(tmp_path), overrides=SMALL
@@ -150,6 +171,7 @@ def test_resume_continues_from_the_exact_saved_state(tmp_path):
         restored = trainer.group.get_state()
         for name, array in saved["modules"]["default_policy"].items():
             np.testing.assert_array_equal(restored["modules"]["default_policy"][name], array)
+        np.testing.assert_equal(restored["optimizers"], saved["optimizers"])
         assert restored["algorithm_state"] == saved["algorithm_state"]
     finally:
         trainer.close()
