@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import ray
 from conftest import CARTPOLE_OBS, TWO_ACTIONS, make_plugin, random_batch
 
 import learnerkit
@@ -243,17 +242,8 @@ def test_skip_with_every_minibatch_bad_changes_nothing_and_reports_nan_losses(re
 
 
 # Two Ray learners: one decision for all -----------------------------------------------------
-@pytest.fixture(scope="module")
-def ray_session():
-    """One Ray session for this module's groups (the first group starts it)."""
-    started_here = not ray.is_initialized()
-    yield
-    if started_here:
-        ray.shutdown()
-
-
 @pytest.fixture
-def two_learners(ray_session, register, framework):
+def two_learners(register, framework):
     """``two_learners(non_finite)``: a group of two Ray learners of the poisoned BC."""
     register(poison_plugin("log0"))
     groups = []

@@ -338,10 +338,12 @@ def test_ray_learners_each_read_their_own_share_of_every_chunk(store, tmp_path, 
         raise AssertionError("the driver read episodes: the learners should read them")
 
     monkeypatch.setattr(datasets, "read_episodes", driver_reads)  # here, not in the learners
+    # By its directory: the shared Ray session's workers started before this test set
+    # MINARI_DATASETS_PATH, so they would not find the id in this test's store.
     summary = train(
         TrainConfig(
             algorithm="bc",
-            dataset=CONTROLLER_ID,
+            dataset=str(store / CONTROLLER_ID),
             num_learners=2,
             out_dir=str(tmp_path / "run"),
             progress=False,

@@ -27,7 +27,7 @@ import gymnasium
 import numpy as np
 import pytest
 import ray
-from conftest import CARTPOLE_OBS, TWO_ACTIONS
+from conftest import CARTPOLE_OBS, TWO_ACTIONS, end_ray_session
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
 from learnerkit import (
@@ -111,14 +111,13 @@ def test_unknown_env_id_is_a_config_error_not_a_ray_error():
 @pytest.fixture(scope="module")
 def runners():
     """Two runners normalising observations, in a Ray session they start themselves."""
-    assert not ray.is_initialized()
+    end_ray_session()
     runners = RayEnvRunners(
         cartpole_spec(normalize_observations=True), num_runners=2, num_cpus_per_runner=HALF_CPU
     )
+    assert ray.is_initialized()
     yield runners
-    if ray.is_initialized():  # the cluster test may have ended this session already
-        runners.close()
-        ray.shutdown()
+    runners.close()
 
 
 def test_a_local_run_starts_a_ray_of_its_own_beside_a_ray_started_on_this_machine(runners):

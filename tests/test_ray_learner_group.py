@@ -1,8 +1,9 @@
 """LearnerGroup with Ray learner actors (``num_learners >= 1``): lockstep training, sharding,
 async back-pressure, checkpoints across group sizes, fault tolerance, and clusters.
 
-One Ray session (started by the first group, as a user's would be) serves the module; the
-two-node cluster test comes last and brings its own.
+The module's group starts a Ray session of its own (none is up before it), as a user's
+program would; the tests after it share that session. Learners on a two-node cluster:
+``test_two_node_cluster.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from conftest import (
     CARTPOLE_OBS,
     TWO_ACTIONS,
     bc_loss,
+    end_ray_session,
     learner_processes,
     make_plugin,
     random_batch,
@@ -64,8 +66,7 @@ def all_weights_identical(group: LearnerGroup) -> bool:
 
 
 def test_unreachable_ray_address_is_a_clear_error_not_a_hang():
-    if ray.is_initialized():
-        pytest.skip("runs only before this module's Ray session starts")
+    end_ray_session()  # with a session up, a group would use it and never dial the address
     with pytest.raises(
         LearnerGroupError, match=r"cannot reach the Ray cluster at '127\.0\.0\.1:9'"
     ):
@@ -75,12 +76,10 @@ def test_unreachable_ray_address_is_a_clear_error_not_a_hang():
 @pytest.fixture(scope="module")
 def group():
     """Two learners sharing one Ray session started by the group itself."""
-    assert not ray.is_initialized()
+    end_ray_session()
     group = LearnerGroup(bc_spec(2), max_async_updates=2)
     yield group
-    if ray.is_initialized():  # the cluster test may have ended this session already
-        group.shutdown()
-        ray.shutdown()
+    group.shutdown()
 
 
 def test_group_starts_a_local_ray_and_its_learners_train_in_lockstep(group):
@@ -248,22 +247,3 @@ def attrs_evolve_scaling(spec: LearnerSpec, **changes) -> LearnerSpec:
     import attrs
 
     return attrs.evolve(spec, scaling=attrs.evolve(spec.scaling, **changes))
-
-
-def test_learners_on_two_nodes_of_a_cluster_train_in_lockstep():
-    from ray.cluster_utils import Cluster
-
-    ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    cluster.add_node(num_cpus=1)
-    try:
-        spec = attrs_evolve_scaling(bc_spec(2), num_cpus_per_learner=1)
-        with LearnerGroup(spec, ray_address=cluster.address) as spread:
-            nodes = spread.foreach_learner(lambda learner: ray.get_runtime_context().get_node_id())
-            assert len(set(nodes)) == 2
-            for seed in range(3):
-                spread.update(random_batch(64, seed=seed), minibatch_size=16)
-            assert all_weights_identical(spread)
-    finally:
-        ray.shutdown()
-        cluster.shutdown()

@@ -14,7 +14,6 @@ import signal
 
 import numpy as np
 import pytest
-import ray
 from conftest import CARTPOLE_OBS, TWO_ACTIONS, learner_processes, random_batch
 
 import learnerkit
@@ -47,12 +46,9 @@ def local_learner() -> Learner:
 
 @pytest.fixture(scope="module")
 def group():
-    started_here = not ray.is_initialized()
     group = LearnerGroup(tf_spec(2))
     yield group
     group.shutdown()
-    if started_here:
-        ray.shutdown()
 
 
 def assert_learners_identical(group: LearnerGroup) -> None:
