@@ -20,18 +20,21 @@ SMALL_RUNNERS = {"num_env_runners": 2, "num_cpus_per_env_runner": 0.5}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_impala_solves_cartpole_with_two_env_runners(tmp_path, seed):
+def test_impala_learns_cartpole_with_two_env_runners(tmp_path):
+    """One run to a last-100 mean of 200 within 150k env steps (random: about 22; seed 0
+    passes at ~36k): fails if the runners' fragments, their weights or the learner's
+    updates are broken; the issue's bar over seeds is in ``bench/learning_bars.py``."""
     summary = train(
         TrainConfig(
             algorithm="impala",
-            seed=seed,
             out_dir=str(tmp_path),
             progress=False,
+            stop_reward=200.0,
+            stop_timesteps=150_000,
             overrides=SMALL_RUNNERS,
         )
     )
-    assert summary.reached_stop_reward and summary.timesteps_total <= 500_000, summary
+    assert summary.reached_stop_reward, summary
 
 
 def test_ppo_gathers_one_batch_from_every_runner_per_iteration(tmp_path):
