@@ -47,11 +47,10 @@ def fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 # Ray --------------------------------------------------------------------------------------
 # Starting Ray takes seconds, so the tests share one session: the first test that needs Ray
-# starts it (through learnerkit, as a user's program would) and it lasts until the session
-# ends. A test that checks how a run starts Ray asks for none first (end_ray_session), and
-# the two-node cluster tests, which bring their own, run last. Ray tests run after all
-# others (under xdist, in one group on one worker: two Ray sessions on two cores would
-# starve each other's actors).
+# starts it (through learnerkit, as a user's program would) and it lasts until the tests
+# end. Ray tests run after all the others, so that no other test sees a session; a test
+# that checks how a run starts Ray ends any session first (end_ray_session), and the
+# two-node cluster tests, which replace the session with their cluster, run last.
 def ray_is_up() -> bool:
     ray = sys.modules.get("ray")  # never imported here: most tests do not use Ray
     return ray is not None and ray.is_initialized()
@@ -71,8 +70,7 @@ def ray_session_ends_with_the_tests() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def only_ray_tests_start_ray(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A test that starts Ray is marked ``ray``: ``make test-fast`` leaves those out, and
-    xdist runs them in one group."""
+    """A test that starts Ray is marked ``ray`` (``make test-fast`` leaves those out)."""
     was_up = ray_is_up()
     yield
     if not was_up and ray_is_up() and request.node.get_closest_marker("ray") is None:
@@ -80,21 +78,15 @@ def only_ray_tests_start_ray(request: pytest.FixtureRequest) -> Iterator[None]:
         pytest.fail(f"{request.node.nodeid} started Ray: mark it @pytest.mark.ray")
 
 
-def runs_last(item: pytest.Item) -> tuple[bool, bool]:
-    is_ray = item.get_closest_marker("ray") is not None
-    return is_ray, is_ray and "two_node_cluster" in getattr(item, "fixturenames", ())
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Ray tests after the others, the two-node cluster's last (a stable sort: file order
+    otherwise)."""
 
+    def order(item: pytest.Item) -> tuple[bool, bool]:
+        is_ray = item.get_closest_marker("ray") is not None
+        return is_ray, is_ray and "two_node_cluster" in getattr(item, "fixturenames", ())
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Ray tests after the others, the cluster tests last; under ``--dist loadgroup``, Ray
-    tests in one group and the others by file (a module's fixtures are built once)."""
-    items.sort(key=runs_last)  # stable: file order otherwise
-    if config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") != "no":
-        for item in items:
-            is_ray, _ = runs_last(item)
-            group = "ray" if is_ray else item.nodeid.split("::")[0]
-            item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=order)
 
 
 @pytest.fixture(params=FRAMEWORKS)

@@ -87,6 +87,7 @@ def test_the_policy_sees_normalised_observations_and_the_dataset_raw_ones(store,
         np.testing.assert_array_equal(greedy, episode.actions)
 
 
+@pytest.mark.slow  # a training run of a second or more
 def test_the_cli_collects_into_the_store(store, ppo_run):
     proc = run_learnerkit(
         "-m",

@@ -108,6 +108,7 @@ def test_listing_plugins_does_not_even_import_numpy(plugin_dirs):
     assert proc.stdout.strip() == "False"
 
 
+@pytest.mark.slow  # a training run of a second or more
 def test_torch_training_imports_neither_dynamo_nor_sympy(tmp_path):
     """torch.optim's own step wrapper imports ``torch._dynamo`` (0.8 s, ~35 MB), and a
     gradient passed to ``backward`` torch's symbolic shapes and sympy (0.3 s, ~25 MB): a

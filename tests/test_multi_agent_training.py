@@ -41,6 +41,7 @@ def rows(run_dir) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow  # a training run of a second or more
 def test_two_modules_learn_the_coordination_game_and_report_team_and_agent_returns(tmp_path):
     t0 = time.perf_counter()
     summary = train(config(tmp_path))
@@ -69,6 +70,7 @@ def test_two_modules_learn_the_coordination_game_and_report_team_and_agent_retur
     assert len(returns) == 10 and mean >= THRESHOLD
 
 
+@pytest.mark.slow  # a training run of a second or more
 def test_a_multi_agent_run_resumes_and_evaluates_from_the_cli(tmp_path, capsys):
     run = tmp_path / "run"
     first = train(config(tmp_path, stop_reward=None, stop_timesteps=1024))
@@ -83,6 +85,7 @@ def test_a_multi_agent_run_resumes_and_evaluates_from_the_cli(tmp_path, capsys):
     assert "mean return over 3 episodes" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a training run of a second or more
 def test_per_module_settings_from_a_config_file_train_and_survive_a_resume(tmp_path, capsys):
     run = tmp_path / "run"
     (tmp_path / "settings.toml").write_text(
@@ -127,6 +130,7 @@ def test_the_cli_names_bad_multi_agent_input(tmp_path, capsys):
         main(["train", "--env", GAME, "--policy-mapping", "everyone"])
 
 
+@pytest.mark.slow  # a training run of a second or more
 def test_each_module_normalises_its_observations_and_they_survive_a_resume(tmp_path, capsys):
     run = tmp_path / "run"
     summary = train(config(tmp_path, overrides={**SETTINGS, "normalize_observations": True}))

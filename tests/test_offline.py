@@ -93,6 +93,7 @@ def test_episodes_become_rows_with_the_observation_each_step_reached(store):
 
 
 # Learning --------------------------------------------------------------------------------
+@pytest.mark.slow  # a training run of a second or more
 @pytest.mark.parametrize("framework", ["torch", "tf"])
 def test_bc_clones_a_recorded_policy_to_95_percent_of_its_return(store, tmp_path, framework):
     dataset = record(episodes=10)
@@ -113,6 +114,7 @@ def test_bc_clones_a_recorded_policy_to_95_percent_of_its_return(store, tmp_path
     assert mean >= 0.95 * recorded
 
 
+@pytest.mark.slow  # a training run of a second or more
 def test_the_cli_trains_bc_on_a_dataset_and_evaluates_it(store, tmp_path):
     record(episodes=10)
     env = {"MINARI_DATASETS_PATH": str(store)}
@@ -196,6 +198,7 @@ def _offline_plugin(name, loss, required_columns=(Columns.OBS, Columns.ACTIONS))
 
 
 # Outputs and resume ----------------------------------------------------------------------
+@pytest.mark.slow  # a training run of a second or more
 def test_a_run_writes_the_outputs_and_resumes_at_the_same_row(store, tmp_path):
     dataset = record(act=noisy_controller(), episodes=20)
     rows_total = dataset.total_steps
@@ -235,6 +238,7 @@ def test_a_run_writes_the_outputs_and_resumes_at_the_same_row(store, tmp_path):
     assert len(returns) == 2 and mean > 0
 
 
+@pytest.mark.slow  # a training run of a second or more
 def test_stop_reward_is_reached_on_evaluation_episodes(store, tmp_path):
     record(episodes=10)
     summary = train(

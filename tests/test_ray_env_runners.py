@@ -27,7 +27,7 @@ import gymnasium
 import numpy as np
 import pytest
 import ray
-from conftest import CARTPOLE_OBS, TWO_ACTIONS, end_ray_session
+from conftest import CARTPOLE_OBS, TWO_ACTIONS
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
 from learnerkit import (
@@ -110,12 +110,11 @@ def test_unknown_env_id_is_a_config_error_not_a_ray_error():
 
 @pytest.fixture(scope="module")
 def runners():
-    """Two runners normalising observations, in a Ray session they start themselves."""
-    end_ray_session()
+    """Two runners normalising observations (in the tests' Ray session, or one they start:
+    how a group starts Ray is checked in test_ray_learner_group.py)."""
     runners = RayEnvRunners(
         cartpole_spec(normalize_observations=True), num_runners=2, num_cpus_per_runner=HALF_CPU
     )
-    assert ray.is_initialized()
     yield runners
     runners.close()
 

@@ -65,6 +65,7 @@ def test_a_run_writes_metrics_tensorboard_curve_checkpoint_and_summary(tmp_path)
     assert load_policy(str(tmp_path)).run["algorithm"] == "ppo"  # the checkpoint loads
 
 
+@pytest.mark.slow  # a training run of a second or more
 def test_a_child_draws_the_curve_and_writes_tensorboard_so_training_imports_neither(tmp_path):
     code = f"""
 import sys
@@ -156,6 +157,7 @@ def test_a_run_that_fails_stops_its_output_child(tmp_path, child_processes):
     assert child_processes and all(child.poll() is not None for child in child_processes)
 
 
+@pytest.mark.slow  # a training run of a second or more
 def test_resume_continues_from_the_exact_saved_state(tmp_path):
     states = []
     config = TrainConfig(stop_timesteps=512, out_dir=str(tmp_path), progress=False, overrides=SMALL)
@@ -209,6 +211,7 @@ def test_an_algorithm_without_a_training_loop_is_refused_with_the_reason(tmp_pat
         train(TrainConfig(algorithm="loopless", out_dir=str(tmp_path), progress=False))
 
 
+@pytest.mark.slow  # a training run of a second or more
 def test_the_cli_trains_and_evaluates(tmp_path):
     run = [sys.executable, "-m", "learnerkit"]
     out = subprocess.run(
