@@ -1,11 +1,11 @@
 """The machinery every training loop shares: resolve the run's settings, build the
 learners and env runners, iterate the algorithm's loop, and report, checkpoint and resume.
 
-A loop (``learnerkit.loops.on_policy``, ``learnerkit.loops.asynchronous``,
-``learnerkit.loops.offline``) only decides what one iteration does, and where its data
-comes from (``learnerkit.loops.contract``); everything a user sees of a run (progress display,
-``metrics.csv``, TensorBoard, the learning curve, checkpoints, ``--resume``, Ctrl-C,
-``summary.json``) is made here, the same for every loop. Hosts can call
+A loop (learnerkit's own or a third party's: ``learnerkit.loops.contract``) only decides
+what one iteration does, and where its data comes from; everything a user sees of a run
+(progress display, ``metrics.csv``, TensorBoard, the learning curve, checkpoints,
+``--resume``, Ctrl-C, ``summary.json``) is made here, the same for every loop, from what
+its declaration (``LoopInfo``) says and nothing else. Hosts can call
 ``train(TrainConfig(...))`` directly, with an ``on_iteration`` callback that may change
 the modules between iterations (``learnerkit.loops.contract.IterationContext``).
 
@@ -39,13 +39,14 @@ from learnerkit.loops._run_files import (
     read_trainer_state,
 )
 from learnerkit.loops._run_output import AGENT_RETURN_PREFIX, RunOutput
-from learnerkit.loops._setup import environment, loop_info, make_env_runners, resolve_settings
+from learnerkit.loops._setup import environment, load_loop, resolve_settings, training_loop_of
 from learnerkit.loops.contract import (
     OnIteration,
     Run,
     TrainConfig,
     TrainingLoop,
     TrainSummary,
+    make_env_runners,
 )
 from learnerkit.loops.multi_agent import (
     AgentReturns,
@@ -69,8 +70,8 @@ class Trainer:
         if config.resume:
             config = _continue_run(config)
         self.algorithm = get_algorithm(config.algorithm)
-        info = loop_info(self.algorithm)
-        loop_cls = info.load()
+        info = training_loop_of(self.algorithm)
+        loop_cls = load_loop(info)
         env_id, observation_space, action_space = environment(info, loop_cls, config)
         config = attrs.evolve(
             config,
@@ -79,7 +80,7 @@ class Trainer:
         )
         self.config = config
         self.hps, self.model_config, self.stop_reward, given_stop = resolve_settings(
-            config, self.algorithm
+            config, self.algorithm, info
         )
         ray_address = config.ray_address or os.environ.get("RAY_ADDRESS")
         if is_pettingzoo(env_id):
@@ -116,10 +117,11 @@ class Trainer:
         self.group = self.runners = None
         self.out = RunOutput(Path(config.out_dir))  # its output child starts with run()
         try:
+            options = getattr(loop_cls, "learner_group_options", None)
             self.group = LearnerGroup(
-                self.spec, ray_address=ray_address, **loop_cls.learner_group_options(self.hps)
+                self.spec, ray_address=ray_address, **(options(self.hps) if options else {})
             )
-            if getattr(loop_cls, "uses_env_runners", True):
+            if info.uses_env_runners:
                 self.runners = make_env_runners(
                     EnvRunnerSpec(
                         env_id=env_id,
@@ -131,10 +133,10 @@ class Trainer:
                         seed=config.seed,
                         policy_mapping=mapping,
                         # Multi-agent: whole sequences per agent for a loop that asks.
-                        sequences=getattr(loop_cls, "samples_sequences", False),
+                        sequences=info.sequences,
                     ),
                     self.hps,
-                    ray_address,
+                    ray_address=ray_address,
                 )
             self.loop: TrainingLoop = loop_cls(
                 Run(
