@@ -11,6 +11,7 @@ import sys
 from importlib import metadata
 
 import attrs
+import numpy as np
 import pytest
 from conftest import bc_loss, make_plugin, run_learnerkit
 
@@ -186,6 +187,19 @@ class Counting:
         self.steps = state["steps"]
 
 
+class WithArrays(Counting):
+    """Its state holds an array, as a replay buffer's would."""
+
+    restored = None
+
+    def get_state(self):
+        return {"steps": self.steps, "seen": np.arange(self.steps, dtype=np.uint8)}
+
+    def set_state(self, state):
+        WithArrays.restored = state
+        self.steps = state["steps"]
+
+
 class NoStep:
     def __init__(self, run):
         pass
@@ -237,6 +251,29 @@ def test_a_loop_without_env_runners_gets_every_host_output_resume_and_callbacks(
     with open(tmp_path / "metrics.csv", newline="") as f:
         assert [int(r["n"]) for r in csv.DictReader(f)] == [1, 2, 3, 4, 5]
     assert (tmp_path / "summary.json").is_file() and (tmp_path / "tensorboard").is_dir()
+
+
+def test_a_loop_state_holding_arrays_goes_into_the_checkpoint_and_comes_back(register, tmp_path):
+    learnerkit.register_training_loop(
+        LoopInfo("arrays", CountingSettings, f"{__name__}:WithArrays", uses_env_runners=False)
+    )
+    register(
+        make_plugin(
+            "a", hyperparameters=CountingSettings, training_loop="arrays", compute_loss=bc_loss
+        )
+    )
+    config = TrainConfig(algorithm="a", out_dir=str(tmp_path), progress=False)
+    try:
+        train(attrs.evolve(config, stop_timesteps=30))
+        checkpoint = tmp_path / "checkpoint"
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        assert "loop" not in state and (checkpoint / state["loop_file"]).is_file()
+        train(attrs.evolve(config, stop_timesteps=40, resume=str(tmp_path)))
+    finally:
+        learnerkit.unregister_training_loop("arrays")
+    assert WithArrays.restored["steps"] == 3
+    seen = WithArrays.restored["seen"]
+    assert seen.dtype == np.uint8 and seen.tolist() == [0, 1, 2]
 
 
 def test_a_loop_refuses_what_it_does_not_declare(use_plugin_packages, tmp_path):

@@ -209,7 +209,9 @@ class TrainingLoop(Protocol):
         """One iteration (one row of ``metrics.csv``); ``timesteps`` is the total before it."""
 
     def get_state(self) -> dict[str, Any]:
-        """The loop's own counters, as JSON values, for checkpoints."""
+        """The loop's own state for checkpoints: nested dicts and lists of JSON values and
+        numpy arrays (arrays go to a ``.npz`` beside ``trainer_state.json``; a replay
+        buffer may, counters are JSON)."""
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         """What ``get_state`` returned, when a run resumes (before ``start``)."""

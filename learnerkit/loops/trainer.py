@@ -25,12 +25,14 @@ from typing import Any
 import attrs
 import numpy as np
 
+from learnerkit import _checkpoint
 from learnerkit._checkpoint import write_json_atomic
 from learnerkit._plugins import get_algorithm
 from learnerkit.learner_group import LearnerGroup
 from learnerkit.learner_spec import LearnerSpec
 from learnerkit.loops._run_files import (
     CHECKPOINT_DIR,
+    LOOP_STATE_FILE,
     RUN_FILE,
     TRAINER_STATE_FILE,
     checkpoint_dir,
@@ -195,7 +197,7 @@ class Trainer:
                 k: np.asarray(v).tolist()
                 for k, v in (self.runners.get_state() if self.runners else {}).items()
             },
-            "loop": self.loop.get_state(),
+            **self._save_loop_state(path),
             **(
                 module_state(self.config.env_id, self.group, self.runners, self.agent_returns)
                 if self.multi_agent
@@ -205,6 +207,16 @@ class Trainer:
         write_json_atomic(path / TRAINER_STATE_FILE, trainer_state)
         write_json_atomic(path / RUN_FILE, self.run_metadata())
         return path
+
+    def _save_loop_state(self, path: Path) -> dict[str, Any]:
+        """The loop's state for ``trainer_state.json``: itself when it is JSON, else a note
+        of the file that holds it with its arrays (a replay buffer, say)."""
+        state = self.loop.get_state()
+        if not _checkpoint.holds_arrays(state):
+            (path / LOOP_STATE_FILE).unlink(missing_ok=True)  # an earlier save's arrays
+            return {"loop": state}
+        _checkpoint.save(path, {"loop": state}, file=LOOP_STATE_FILE)
+        return {"loop_file": LOOP_STATE_FILE}
 
     def _restore(self, path: Path) -> None:
         state = read_trainer_state(path)
@@ -216,7 +228,11 @@ class Trainer:
         if self.runners is not None:
             self.runners.set_state(state["obs_normalizer"])
         self.agent_returns.set_state(state.get("agent_returns", {}))
-        self.loop.set_state(state.get("loop", {}))
+        if state.get("loop_file"):
+            loop_state = _checkpoint.load(checkpoint_dir(path), file=state["loop_file"])["loop"]
+        else:
+            loop_state = state.get("loop", {})
+        self.loop.set_state(loop_state)
 
     # The loop ----------------------------------------------------------------------------
     def mean_return(self) -> float | None:
