@@ -32,6 +32,7 @@ from learnerkit.errors import (
     NonFiniteError,
     PluginError,
     UnknownAlgorithmError,
+    UnknownTrainingLoopError,
 )
 from learnerkit.hookspecs import hookimpl
 from learnerkit.learner_spec import LearnerSpec
@@ -43,6 +44,15 @@ from learnerkit.settings import (
     SamplingSettings,
 )
 from learnerkit.specs import Hyperparameters, ModuleSpec, ScalingConfig
+from learnerkit.training_loops import (
+    LOOP_ENTRY_POINT_GROUP,
+    LoopInfo,
+    LoopPluginInfo,
+    get_training_loop,
+    list_training_loops,
+    register_training_loop,
+    unregister_training_loop,
+)
 
 if TYPE_CHECKING:
     from learnerkit.batch import MultiAgentBatch, SampleBatch, ShardedBatch
@@ -72,6 +82,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_MODULE_ID",
     "ENTRY_POINT_GROUP",
+    "LOOP_ENTRY_POINT_GROUP",
     "Algorithm",
     "AsyncSettings",
     "BatchError",
@@ -86,6 +97,8 @@ __all__ = [
     "LearnerGroupError",
     "LearnerSpec",
     "LearnerkitError",
+    "LoopInfo",
+    "LoopPluginInfo",
     "ModuleSpec",
     "MultiAgentBatch",
     "NonFiniteError",
@@ -99,12 +112,17 @@ __all__ = [
     "SamplingSettings",
     "ScalingConfig",
     "UnknownAlgorithmError",
+    "UnknownTrainingLoopError",
     "__version__",
     "get_algorithm",
+    "get_training_loop",
     "hookimpl",
     "list_plugins",
+    "list_training_loops",
     "load_plugins",
     "register_algorithm",
+    "register_training_loop",
     "schedule_value",
     "unregister_algorithm",
+    "unregister_training_loop",
 ]

@@ -49,15 +49,25 @@ def _join(tree: Any, arrays: Mapping[str, np.ndarray]) -> Any:
     return tree
 
 
-def save(directory: str | os.PathLike, state: Mapping[str, Any]) -> Path:
-    """Write ``state`` (nested dicts/lists of numpy arrays and JSON values) atomically."""
+def holds_arrays(tree: Any) -> bool:
+    """Whether a nested dict/list holds a numpy array anywhere."""
+    if isinstance(tree, Mapping):
+        return any(holds_arrays(v) for v in tree.values())
+    if isinstance(tree, (list, tuple)):
+        return any(holds_arrays(v) for v in tree)
+    return isinstance(tree, np.ndarray)
+
+
+def save(directory: str | os.PathLike, state: Mapping[str, Any], *, file: str = STATE_FILE) -> Path:
+    """Write ``state`` (nested dicts/lists of numpy arrays and JSON values) atomically, as
+    ``directory/file``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {}
     tree = _split({"format_version": FORMAT_VERSION, **state}, arrays)
     arrays[_TREE_KEY] = np.frombuffer(json.dumps(tree).encode(), dtype=np.uint8)
-    target = directory / STATE_FILE
-    fd, tmp = tempfile.mkstemp(prefix=".learner_state-", suffix=".tmp", dir=directory)
+    target = directory / file
+    fd, tmp = tempfile.mkstemp(prefix=f".{file}-", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
@@ -79,12 +89,12 @@ def write_json_atomic(path: str | os.PathLike, value: Any) -> None:
     os.replace(tmp, path)
 
 
-def load(directory: str | os.PathLike) -> dict[str, Any]:
+def load(directory: str | os.PathLike, *, file: str = STATE_FILE) -> dict[str, Any]:
     """Read a checkpoint written by ``save``; a missing or corrupt one is a CheckpointError."""
-    path = Path(directory) / STATE_FILE
+    path = Path(directory) / file
     if not path.is_file():
         raise CheckpointError(
-            f"no checkpoint at {directory}: {STATE_FILE} is missing (was it written by save_state?)"
+            f"no checkpoint at {directory}: {file} is missing (was it written by save_state?)"
         )
     try:
         with np.load(path, allow_pickle=False) as data:

@@ -1,5 +1,6 @@
 """Finding algorithm plugins: entry points of the group ``learnerkit.algorithms``, plus
-plugins registered in code.
+plugins registered in code. (Training loops have a registry of their own, read the same
+way: ``learnerkit.training_loops``.)
 
 Only entry-point metadata is read until an algorithm is asked for; a plugin's module must
 stay light (no torch/TensorFlow/Ray at import) because listing plugins imports it.
@@ -9,8 +10,7 @@ is reported with its error and the others still show).
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import Any
 
@@ -18,13 +18,34 @@ import attrs
 import pluggy
 
 from learnerkit import hookspecs
+from learnerkit._entry_points import (
+    DISABLE_AUTOLOAD_ENV,
+    DISABLE_ENV,
+    check_unique,
+    disabled_by,
+    disabled_names,
+    dist_name,
+    dist_version,
+    entry_points,
+)
 from learnerkit.errors import PluginError, UnknownAlgorithmError
 from learnerkit.specs import FRAMEWORKS, Hyperparameters
-from learnerkit.training_loops import TRAINING_LOOPS
+from learnerkit.training_loops import find_training_loop
+
+__all__ = [
+    "DISABLE_AUTOLOAD_ENV",
+    "DISABLE_ENV",
+    "ENTRY_POINT_GROUP",
+    "Algorithm",
+    "PluginInfo",
+    "get_algorithm",
+    "list_plugins",
+    "load_plugins",
+    "register_algorithm",
+    "unregister_algorithm",
+]
 
 ENTRY_POINT_GROUP = "learnerkit.algorithms"
-DISABLE_ENV = "LEARNERKIT_DISABLE_PLUGINS"
-DISABLE_AUTOLOAD_ENV = "LEARNERKIT_DISABLE_PLUGIN_AUTOLOAD"
 HOOK_NAMES = ("configure_optimizers", "compute_loss", "additional_update", "compile_results")
 
 
@@ -45,10 +66,12 @@ class Algorithm:
     """Builds each module's algorithm state (e.g. PPO's adaptive ``kl_coeff``) from the
     hyperparameters; hooks receive it as ``state``."""
     training_loop: str | None = None
-    """The loop ``learnerkit train`` trains it with (a name in
-    ``learnerkit.loops.TRAINING_LOOPS``: ``"on_policy"``, ``"async"``); its hyperparameters
-    must then derive from that loop's settings class. None: trained only through the
-    Learner API (``Learner.update`` with your own batches)."""
+    """The loop ``learnerkit train`` trains it with: the name of an installed training loop
+    (``learnerkit list-plugins`` shows them; learnerkit's own are ``"on_policy"``,
+    ``"async"`` and ``"offline"``). Its hyperparameters must derive from that loop's
+    settings class. A loop that is not installed does not stop the algorithm loading (it
+    may be installed later); training it is then refused, naming the installed loops. None:
+    trained only through the Learner API (``Learner.update`` with your own batches)."""
     target_network: bool = False
     """Keep a target copy of each module (``learner.target_module(module_id)``), moved by
     ``learner.update_target_module(module_id, tau)``; see ``learnerkit.target_networks``."""
@@ -75,31 +98,22 @@ class PluginInfo:
     error: str | None = None
     training_loop: str | None = None
     entry_point: str | None = None
+    settings: str | None = None
+    """The hyperparameters class, as ``module:QualName``."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.asdict(self).items()}
+        """A row of ``list-plugins --json``; loop rows (``LoopPluginInfo``) have the same
+        keys, told apart by ``kind``."""
+        row = {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.asdict(self).items()}
+        return {"kind": "algorithm", **row, "declares": None}
 
 
 _registered: dict[str, Algorithm] = {}
 _loaded: dict[str, Algorithm] = {}
 
 
-def _disabled_names() -> set[str]:
-    return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
-
-
 def _entry_points() -> list[metadata.EntryPoint]:
-    if os.environ.get(DISABLE_AUTOLOAD_ENV):
-        return []
-    seen: dict[tuple[str, str], metadata.EntryPoint] = {}
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        # The same distribution can be visible twice (e.g. an editable and a path install).
-        seen.setdefault((ep.name, _dist_name(ep) or ep.value), ep)
-    return list(seen.values())
-
-
-def _dist_name(ep: metadata.EntryPoint) -> str | None:
-    return ep.dist.name if ep.dist is not None else None
+    return entry_points(ENTRY_POINT_GROUP)
 
 
 def new_plugin_manager() -> pluggy.PluginManager:
@@ -155,20 +169,18 @@ def _validate(plugin: Any, name: str | None) -> Algorithm:
 
 
 def _check_training_loop(declared: Algorithm, label: str) -> None:
-    if declared.training_loop is None:
-        return
-    loop = TRAINING_LOOPS.get(declared.training_loop)
-    if loop is None:
+    """Checked here, where the loop's metadata is at hand and its code is not imported; a
+    loop that is not installed (or is broken) is reported when the algorithm trains."""
+    loop = declared.training_loop
+    if loop is not None and not isinstance(loop, str):
+        raise PluginError(f"{label}: Algorithm.training_loop must be a loop's name, got {loop!r}")
+    info = find_training_loop(loop) if loop is not None else None
+    if info is not None and not issubclass(declared.hyperparameters, info.settings):
         raise PluginError(
-            f"{label}: Algorithm.training_loop is {declared.training_loop!r}; the training "
-            f"loops are {sorted(TRAINING_LOOPS)} (or None for an algorithm trained only "
-            "through Learner.update)"
-        )
-    if not issubclass(declared.hyperparameters, loop.settings):
-        raise PluginError(
-            f"{label}: Algorithm.training_loop is {loop.name!r}, so its hyperparameters "
-            f"class {declared.hyperparameters.__qualname__} must derive from "
-            f"learnerkit.{loop.settings.__name__} (the settings that loop reads)"
+            f"{label}: Algorithm.training_loop is {loop!r}, so its hyperparameters class "
+            f"{declared.hyperparameters.__qualname__} must derive from "
+            f"{info.settings.__module__}.{info.settings.__qualname__} (the settings that "
+            "loop reads): subclass it"
         )
 
 
@@ -177,33 +189,22 @@ def _load_entry_point(ep: metadata.EntryPoint) -> Algorithm:
         plugin = ep.load()
     except Exception as exc:  # a broken plugin must name itself, whatever it raised
         raise PluginError(
-            f"plugin {ep.name!r} (entry point {ep.value!r} of {_dist_name(ep)}) failed to "
+            f"plugin {ep.name!r} (entry point {ep.value!r} of {dist_name(ep)}) failed to "
             f"import: {type(exc).__name__}: {exc}"
         ) from exc
     algorithm = _validate(plugin, ep.name)
-    version = ep.dist.version if ep.dist is not None else None
-    return attrs.evolve(algorithm, package=_dist_name(ep), version=version)
-
-
-def _check_unique(name: str, eps: Sequence[metadata.EntryPoint]) -> None:
-    if len(eps) > 1:
-        owners = " and ".join(f"{_dist_name(ep)} ({ep.value})" for ep in eps)
-        raise PluginError(
-            f"algorithm {name!r} is claimed by two distributions: {owners}; uninstall one"
-        )
+    return attrs.evolve(algorithm, package=dist_name(ep), version=dist_version(ep))
 
 
 def installed_names() -> list[str]:
     names = {ep.name for ep in _entry_points()} | set(_registered)
-    return sorted(names - _disabled_names())
+    return sorted(names - disabled_names())
 
 
 def get_algorithm(name: str) -> Algorithm:
     """The algorithm called ``name``, loading its plugin if needed (strict)."""
-    if name in _disabled_names():
-        raise UnknownAlgorithmError(
-            f"algorithm {name!r} is disabled by {DISABLE_ENV}={os.environ[DISABLE_ENV]!r}"
-        )
+    if name in disabled_names():
+        raise UnknownAlgorithmError(f"algorithm {name!r} is disabled by {disabled_by()}")
     if name in _registered:
         return _registered[name]
     if name in _loaded:
@@ -216,7 +217,7 @@ def get_algorithm(name: str) -> Algorithm:
             f"(e.g. `pip install learnerkit-{name}`) or register it with "
             "learnerkit.register_algorithm"
         )
-    _check_unique(name, eps)
+    check_unique("algorithm", name, eps)
     _loaded[name] = _load_entry_point(eps[0])
     return _loaded[name]
 
@@ -258,6 +259,7 @@ def registered_plugins() -> dict[str, Any]:
 
 
 def _info(algorithm: Algorithm, entry_point: str | None) -> PluginInfo:
+    hps = algorithm.hyperparameters
     return PluginInfo(
         name=algorithm.name,
         version=algorithm.version,
@@ -267,26 +269,27 @@ def _info(algorithm: Algorithm, entry_point: str | None) -> PluginInfo:
         status="ok",
         training_loop=algorithm.training_loop,
         entry_point=entry_point,
+        settings=f"{hps.__module__}:{hps.__qualname__}",
     )
 
 
 def list_plugins() -> list[PluginInfo]:
     """Every installed or registered algorithm, broken ones included with their error."""
-    disabled = _disabled_names()
+    disabled = disabled_names()
     rows = [_info(a, None) for a in _registered.values() if a.name not in disabled]
     eps = _entry_points()
     for ep in sorted(eps, key=lambda e: e.name):
         base = dict(
             name=ep.name,
-            version=ep.dist.version if ep.dist is not None else None,
-            package=_dist_name(ep),
+            version=dist_version(ep),
+            package=dist_name(ep),
             entry_point=ep.value,
         )
         if ep.name in disabled:
             rows.append(PluginInfo(**base, frameworks=(), hooks=(), status="disabled"))
             continue
         try:
-            _check_unique(ep.name, [e for e in eps if e.name == ep.name])
+            check_unique("algorithm", ep.name, [e for e in eps if e.name == ep.name])
             rows.append(_info(_load_entry_point(ep), ep.value))
         except PluginError as exc:
             rows.append(PluginInfo(**base, frameworks=(), hooks=(), status="error", error=str(exc)))

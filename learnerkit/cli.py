@@ -16,36 +16,65 @@ from learnerkit.errors import LearnerkitError
 
 def _list_plugins(args: argparse.Namespace) -> int:
     from learnerkit._plugins import list_plugins
+    from learnerkit.training_loops import list_training_loops
 
     rows = list_plugins()
+    loops = list_training_loops()
     if args.json:
-        print(json.dumps([row.as_dict() for row in rows], indent=2))
+        # One list: the algorithms as before, then the loops (same keys, told by "kind").
+        print(json.dumps([row.as_dict() for row in [*rows, *loops]], indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
 
+    loop_status = {loop.name: loop.status for loop in loops}
     table = Table(title="learnerkit algorithms")
     for column in ("name", "version", "package", "frameworks", "loop", "hooks", "status"):
         table.add_column(column)
     for row in rows:
-        status = {"ok": "[green]ok", "disabled": "[yellow]disabled"}.get(row.status, "[red]error")
+        loop = row.training_loop or "-"
+        status = loop_status.get(loop, "not installed")
+        if row.training_loop and status != "ok":
+            loop = f"{loop} [yellow]({status})"
         table.add_row(
             row.name,
             row.version or "-",
             row.package or "-",
             ", ".join(row.frameworks) or "-",
-            row.training_loop or "-",
+            loop,
             ", ".join(row.hooks) or "-",
-            status,
+            _STATUS.get(row.status, "[red]error"),
+        )
+    loop_table = Table(title="learnerkit training loops")
+    for column in ("name", "version", "package", "settings", "declares", "status"):
+        loop_table.add_column(column)
+    for loop in loops:
+        declared = [name for name, value in (loop.declares or {}).items() if value]
+        loop_table.add_row(
+            loop.name,
+            loop.version or "-",
+            loop.package or "-",
+            (loop.settings or "-").rpartition(":")[2],
+            ", ".join(declared) or "-",
+            _STATUS.get(loop.status, "[red]error"),
         )
     console = Console()
     console.print(table)
-    for row in rows:
+    console.print(loop_table)
+    for row in [*rows, *loops]:
         if row.error:
             console.print(f"[red]{row.name}[/red]: {row.error}", markup=True, highlight=False)
     if not rows:
         console.print("no algorithms installed: try `pip install learnerkit-ppo`")
+    if not loops:
+        console.print(
+            "no training loops installed: learnerkit's own come with its package metadata; "
+            "reinstall learnerkit (`pip install -e .` in a source checkout)"
+        )
     return 0
+
+
+_STATUS = {"ok": "[green]ok", "disabled": "[yellow]disabled"}
 
 
 def _add_train_parser(sub: argparse._SubParsersAction) -> None:
@@ -236,7 +265,7 @@ def _collect(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="learnerkit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("list-plugins", help="list installed algorithms")
+    p = sub.add_parser("list-plugins", help="list installed algorithms and training loops")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.set_defaults(func=_list_plugins)
     _add_train_parser(sub)

@@ -19,6 +19,11 @@ class UnknownAlgorithmError(ConfigError, LookupError):
     """No installed or registered plugin provides the algorithm asked for."""
 
 
+class UnknownTrainingLoopError(ConfigError, LookupError):
+    """No installed or registered loop has the name an algorithm trains with, or that loop
+    is disabled."""
+
+
 class BatchError(LearnerkitError, ValueError):
     """A batch is malformed: ragged columns, a missing column, a bad dtype or shape."""
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import types
 from collections.abc import Callable, Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,20 @@ DISABLE_PLUGIN_VARIABLES = ("LEARNERKIT_DISABLE_PLUGINS", "LEARNERKIT_DISABLE_PL
 CARTPOLE_OBS = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
 TWO_ACTIONS = gym.spaces.Discrete(2)
 BOX_ACTIONS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """learnerkit's own training loops come from its installed metadata: one installed
+    before they were plugins (issue 18) has none, and nearly every training test would fail
+    for that one reason."""
+    eps = metadata.entry_points(group=learnerkit.LOOP_ENTRY_POINT_GROUP)
+    if not any(ep.dist is not None and ep.dist.name == "learnerkit" for ep in eps):
+        pytest.exit(
+            "learnerkit's installed metadata has no training-loop entry points (it predates "
+            "them): reinstall learnerkit (`make`, or `pip install -e .`) and run the tests "
+            "again",
+            returncode=4,
+        )
 
 
 @pytest.fixture(autouse=True)

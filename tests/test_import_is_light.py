@@ -43,11 +43,12 @@ def test_list_plugins_imports_no_framework(plugin_dirs):
         "learnerkit",
         "list-plugins",
         "--json",
-        plugin_dirs=[plugin_dirs["learnerkit-echo"]],
+        plugin_dirs=[plugin_dirs["learnerkit-echo"], plugin_dirs["learnerkit-fullbatch"]],
     )
     assert proc.returncode == 0, proc.stderr
     rows = {row["name"]: row["status"] for row in json.loads(proc.stdout)}
     assert rows["bc"] == rows["echo"] == "ok"  # the plugins' modules were imported
+    assert rows["on_policy"] == rows["full_batch"] == "ok"  # and the loops' declarations
     modules = imported_top_level_modules(proc.stderr)
     assert "learnerkit" in modules
     assert not modules & HEAVY, f"list-plugins imported {sorted(modules & HEAVY)}"
@@ -96,14 +97,18 @@ def test_building_a_spec_still_imports_no_framework(framework):
 
 def test_listing_plugins_does_not_even_import_numpy(plugin_dirs):
     # The batch and Learner classes load on first use; plugin modules import only the light
-    # names (Algorithm, Columns, hookimpl, the settings classes), so listing stays fast.
+    # names (Algorithm, Columns, hookimpl, LoopInfo, the settings classes), so listing stays
+    # fast. A loop's code, which does import numpy, waits until it trains.
     code = (
         "import sys, learnerkit\n"
         "learnerkit.load_plugins()\n"
         "learnerkit.list_plugins()\n"
+        "assert all(r.status == 'ok' for r in learnerkit.list_training_loops())\n"
+        "learnerkit.get_training_loop('full_batch')\n"
         "print('numpy' in sys.modules)\n"
     )
-    proc, _ = timed_run("-c", code, plugin_dirs=[plugin_dirs["learnerkit-echo"]])
+    dirs = [plugin_dirs["learnerkit-echo"], plugin_dirs["learnerkit-fullbatch"]]
+    proc, _ = timed_run("-c", code, plugin_dirs=dirs)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
 

@@ -68,9 +68,12 @@ def test_the_contract_modules_import_no_framework_at_module_level():
         "__init__.py",
         "hookspecs.py",
         "_plugins.py",
+        "_entry_points.py",
         "specs.py",
         "settings.py",
         "training_loops.py",
+        "loops/builtin.py",
+        "loops/contract.py",
         "learner_spec.py",
         "fields.py",
         "coefficients.py",
@@ -247,10 +250,18 @@ def test_the_leaves_import_only_leaves():
         # Settings and the hook contract: no registry, nothing that uses them.
         (
             ["learnerkit.specs", "learnerkit.settings", "learnerkit.hookspecs"],
-            ("learnerkit._plugins", "learnerkit.training_loops", *ABOVE_THE_REGISTRIES),
+            (
+                "learnerkit._plugins",
+                "learnerkit.training_loops",
+                "learnerkit._entry_points",
+                *ABOVE_THE_REGISTRIES,
+            ),
         ),
         # The registries of algorithms and loops: never the loops or the Learner.
-        (["learnerkit._plugins", "learnerkit.training_loops"], ABOVE_THE_REGISTRIES),
+        (
+            ["learnerkit._plugins", "learnerkit.training_loops", "learnerkit._entry_points"],
+            ABOVE_THE_REGISTRIES,
+        ),
         # The learner spec and the host's default hooks: below every user of a spec.
         (
             ["learnerkit.learner_spec", "learnerkit._defaults"],

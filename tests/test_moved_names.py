@@ -48,12 +48,12 @@ def test_learner_spec_still_imports_from_specs_with_a_warning():
     assert LearnerSpec is learnerkit.LearnerSpec
 
 
-def test_the_loops_reexport_their_table_and_settings():
+def test_the_loops_reexport_their_declaration_and_settings():
     from learnerkit import loops, settings, training_loops
+    from learnerkit.loops import contract
     from learnerkit.loops import settings as loop_settings
 
-    assert loops.TRAINING_LOOPS is training_loops.TRAINING_LOOPS
-    assert loops.LoopInfo is training_loops.LoopInfo
+    assert loops.LoopInfo is training_loops.LoopInfo is contract.LoopInfo is learnerkit.LoopInfo
     for name in ("SamplingSettings", "OnPolicySettings", "AsyncSettings", "OfflineSettings"):
         assert getattr(loop_settings, name) is getattr(settings, name) is getattr(learnerkit, name)
 
@@ -65,3 +65,20 @@ def test_reset_plugins_forgets_algorithms_registered_in_code():
     assert "forgotten" not in {p.name for p in learnerkit.list_plugins()}
     with pytest.raises(learnerkit.UnknownAlgorithmError):
         learnerkit.get_algorithm("forgotten")
+
+
+@pytest.mark.parametrize("where", ["learnerkit.training_loops", "learnerkit.loops"])
+def test_the_table_of_loops_still_reads_with_a_warning_naming_the_registry(where):
+    # Once a fixed table of the built-in loops; now the installed loops (issue 18).
+    import importlib
+
+    module = importlib.import_module(where)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = module.TRAINING_LOOPS
+    assert {"on_policy", "async", "offline"} <= set(table)
+    assert table["offline"] == learnerkit.get_training_loop("offline")
+    assert table["on_policy"].settings is learnerkit.OnPolicySettings
+    assert [w.category for w in caught] == [DeprecationWarning]
+    assert "learnerkit.get_training_loop" in str(caught[0].message)
+    assert caught[0].filename == __file__

@@ -15,7 +15,7 @@ from conftest import make_plugin, run_learnerkit
 import learnerkit
 from learnerkit import Columns, ConfigError
 from learnerkit.errors import DatasetError
-from learnerkit.loops import TRAINING_LOOPS, OfflineSettings
+from learnerkit.loops import OfflineSettings
 from learnerkit.loops.evaluation import evaluate_checkpoint
 from learnerkit.loops.trainer import TrainConfig, train
 from learnerkit.rollouts import datasets
@@ -274,7 +274,9 @@ def test_an_unknown_dataset_lists_the_local_ones_and_how_to_get_one(store, tmp_p
 
 def test_dataset_and_loop_must_go_together(store, tmp_path):
     record(episodes=1)
-    with pytest.raises(ConfigError, match=r"learns by sampling environments.*installed: bc"):
+    with pytest.raises(
+        ConfigError, match=r"learns by sampling environments.*installed: 'offline' \(bc\)"
+    ):
         train(TrainConfig(algorithm="ppo", dataset=CONTROLLER_ID, out_dir=str(tmp_path)))
     with pytest.raises(DatasetError, match=r"learns from a dataset.*--dataset ID_OR_PATH"):
         train(TrainConfig(algorithm="bc", out_dir=str(tmp_path)))
@@ -324,7 +326,7 @@ def test_an_algorithm_needing_columns_a_dataset_lacks_is_refused(store, tmp_path
 
 
 def test_offline_settings_are_validated_and_the_loop_is_registered():
-    assert TRAINING_LOOPS["offline"].settings is OfflineSettings
+    assert learnerkit.get_training_loop("offline").settings is OfflineSettings
     assert learnerkit.get_algorithm("bc").training_loop == "offline"
     with pytest.raises(ConfigError, match="dataset_chunk_episodes must be an integer >= 1"):
         OfflineSettings(dataset_chunk_episodes=0)

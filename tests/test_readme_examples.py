@@ -29,3 +29,21 @@ def test_the_plugin_example_is_the_bc_plugin_as_shipped():
     plugin = next(b for b in _python_blocks() if "def compute_loss" in b)
     shipped = (Path(__file__).parent.parent / "plugins/bc/learnerkit_bc/__init__.py").read_text()
     assert _code_lines(plugin) == _code_lines(shipped)
+
+
+def test_the_loop_example_is_the_fullbatch_package_the_tests_train():
+    # tests/test_loop_plugins.py installs and trains that package with `learnerkit train`.
+    shipped = Path(__file__).parent / "plugin_packages/learnerkit-fullbatch"
+    blocks = _python_blocks()
+    for marker, name in (("= LoopInfo(", "__init__.py"), ("class FullBatchLoop", "loop.py")):
+        block = next(b for b in blocks if marker in b)
+        source = (shipped / "learnerkit_fullbatch" / name).read_text()
+        assert _code_lines(block) == _code_lines(source), name
+    toml = re.search(
+        r"```toml\n(\[project.entry-points.\"learnerkit.training_loops.*?)```",
+        README.read_text(),
+        re.S,
+    ).group(1)
+    pyproject = (shipped / "pyproject.toml").read_text()
+    for line in toml.splitlines():
+        assert line.split("#")[0].strip() in pyproject, line

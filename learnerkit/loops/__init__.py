@@ -1,9 +1,10 @@
 """Training loops: how ``learnerkit train`` turns an algorithm's hooks into a trained policy.
 
-Each loop is a named building block that an algorithm picks with
-``Algorithm(training_loop=NAME)``; the loop declares the settings it reads as a
-hyperparameters base class (``learnerkit.settings``) that the algorithm's own
-hyperparameters derive from. The host never asks which algorithm it trains.
+A loop is a plugin, found as algorithms are: an entry point of the group
+``learnerkit.training_loops`` names its declaration (``learnerkit.LoopInfo``: its name, the
+settings class it reads, where its code is, what it asks of the host). An algorithm picks
+one with ``Algorithm(training_loop=NAME)`` and derives its hyperparameters from the loop's
+settings class. learnerkit's own loops register the same way (``learnerkit.loops.builtin``):
 
 - ``"on_policy"`` (``OnPolicySettings``; PPO): one synchronous batch per iteration, with
   GAE ``advantages`` and ``value_targets``, trained for several epochs of minibatches.
@@ -12,13 +13,12 @@ hyperparameters derive from. The host never asks which algorithm it trains.
 - ``"offline"`` (``OfflineSettings``; BC): no environment sampling; episodes of a Minari
   dataset (``--dataset``) streamed in chunks, with periodic greedy evaluation episodes.
 
-The table of loops (``TRAINING_LOOPS``, ``LoopInfo``) lives in ``learnerkit.training_loops``
-and the settings in ``learnerkit.settings``, below the algorithm registry; both are
-re-exported here. Only names and settings classes are imported, so that listing plugins
-stays light; a loop's code is imported when it trains. Hosts train with
-``learnerkit.loops.train(learnerkit.loops.TrainConfig(...))`` and evaluate with
+What a loop gets and gives, and everything it may use, is ``learnerkit.loops.contract``;
+the host (``learnerkit.loops.trainer``) treats every loop alike. Hosts train with
+``learnerkit.loops.train(learnerkit.loops.TrainConfig(...))``, evaluate with
 ``learnerkit.loops.evaluate_checkpoint(run_dir)``, and record a trained policy as a Minari
-dataset with ``learnerkit.loops.collect_dataset(run_dir, ...)``.
+dataset with ``learnerkit.loops.collect_dataset(run_dir, ...)``. Importing this package
+stays light: the machinery loads on first use.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from learnerkit.settings import (
     OnPolicySettings,
     SamplingSettings,
 )
-from learnerkit.training_loops import TRAINING_LOOPS, LoopInfo
+from learnerkit.training_loops import LoopInfo, deprecated_table
 
 _LAZY = {
     "TrainConfig": "learnerkit.loops.contract",
@@ -47,11 +47,12 @@ def __getattr__(name: str) -> Any:
     # The training machinery imports numpy, gymnasium and the learner: only on first use.
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name == "TRAINING_LOOPS":
+        return deprecated_table("learnerkit.loops", stacklevel=2)
     raise AttributeError(f"module 'learnerkit.loops' has no attribute {name!r}")
 
 
 __all__ = [
-    "TRAINING_LOOPS",
     "AsyncSettings",
     "LoopInfo",
     "OfflineSettings",

@@ -15,8 +15,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from learnerkit._checkpoint import write_json_atomic
 from learnerkit.errors import ConfigError
 from learnerkit.loops._output_child import AGENT_RETURN_PREFIX as AGENT_RETURN_PREFIX
@@ -245,22 +243,3 @@ class _OutputChild:
             self._child.wait()
         self._child.stdout.close()
         self._stderr.close()
-
-
-def combine_results(results: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """Each learner statistic over the updates that finished: running totals (``*_total``)
-    as of the last one, counts (``num_*``) summed, everything else averaged."""
-    if not results:
-        return {}
-    merged: dict[str, Any] = {}
-    for key in results[0]:
-        values = [r[key] for r in results if key in r]
-        if not all(isinstance(v, (int, float, np.number)) for v in values):
-            continue
-        if key.endswith("_total"):
-            merged[key] = float(values[-1])
-        elif key.startswith("num_"):
-            merged[key] = float(np.sum(values))
-        else:
-            merged[key] = float(np.mean(values))
-    return merged

@@ -17,7 +17,8 @@ finish the fragment they are on and wait), ``"drop_oldest"`` keeps sampling and 
 oldest waiting batch. Dropped batches and env steps are counted in every row.
 
 With a PettingZoo env the runners sample whole sequences per agent
-(``EnvRunnerSpec.sequences``, see ``learnerkit.rollouts.multi_agent_sequences``): a batch of
+(it declares ``sequences``: ``EnvRunnerSpec.sequences``, see
+``learnerkit.rollouts.multi_agent_sequences``): a batch of
 fragments is a ``MultiAgentBatch`` of the sequences they completed, each module training on
 its own (a module with no full sequence yet sits the update out; a batch with none at all
 is not submitted). Batches are still formed by env steps, not agent steps; the policy lag is
@@ -35,17 +36,12 @@ from typing import Any
 import numpy as np
 
 from learnerkit.batch import MultiAgentBatch
-from learnerkit.loops._run_output import combine_results
-from learnerkit.loops.contract import Iteration, Run
-from learnerkit.rollouts.contract import Fragment, sequence_batch
+from learnerkit.loops.contract import Fragment, Iteration, Run, combine_results, sequence_batch
 from learnerkit.rollouts.multi_agent_sequences import MultiAgentSequences
 
 
 class AsyncLoop:
     """Continuous sampling, asynchronous updates on sequences, periodic weight broadcast."""
-
-    samples_sequences = True
-    """Multi-agent runners sample whole sequences per agent for this loop."""
 
     def __init__(self, run: Run) -> None:
         self.run = run

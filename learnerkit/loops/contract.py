@@ -1,22 +1,93 @@
-"""What a training loop gets and gives: the run's configuration (``TrainConfig``), what a
-loop is built with (``Run``), what one iteration returns (``Iteration``), the methods a loop
-implements (``TrainingLoop``), a run's ``TrainSummary``, and what a host's callback gets
-between iterations (``IterationContext``). The machinery that drives a loop is
-``learnerkit.loops.trainer``."""
+"""The contract between the host and a training loop: everything a loop package needs, by
+public name, in one place.
+
+- A loop is declared by a ``LoopInfo`` (light: its name, settings class, where its code is,
+  and what it asks of the host) that an entry point of the group
+  ``learnerkit.training_loops`` names.
+- Its code is a class meeting ``TrainingLoop``: built with a ``Run`` (resolved settings,
+  the learners, the env runners), it returns an ``Iteration`` per ``step``.
+- What a loop uses to do so: ``combine_results`` (learner results of several updates as
+  one row), ``probe_spaces`` (an env's spaces, checked as env runners check them),
+  ``make_env_runners`` (env runners of its own, e.g. for evaluation), and the sampling
+  contract re-exported from ``learnerkit.rollouts.contract`` (``EnvRunners``,
+  ``EnvRunnerSpec``, ``Fragment``, ``on_policy_batch``, ``sequence_batch``).
+- What the host gives every loop alike (``learnerkit.loops.trainer``): the progress
+  display, ``metrics.csv``, TensorBoard, the learning curve, checkpoints (the loop's
+  ``get_state``), ``--resume`` (its ``set_state``), Ctrl-C, ``summary.json`` and the
+  ``on_iteration`` callback (``IterationContext``).
+
+Also here: a run's configuration (``TrainConfig``) and its ``TrainSummary``. This module
+stays light (the sampling names load on first use), so hosts can build a ``TrainConfig``
+cheaply.
+"""
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from learnerkit.training_loops import LoopInfo
+
 if TYPE_CHECKING:
     from learnerkit._plugins import Algorithm
     from learnerkit.learner_group import LearnerGroup
-    from learnerkit.rollouts.contract import EnvRunners, Weights
+    from learnerkit.rollouts.contract import (
+        EnvRunners,
+        EnvRunnerSpec,
+        Fragment,
+        ModuleWeights,
+        Weights,
+        on_policy_batch,
+        sequence_batch,
+    )
     from learnerkit.rollouts.pettingzoo_envs import PolicyMapping
+    from learnerkit.settings import SamplingSettings
     from learnerkit.specs import ModuleSpec
+
+__all__ = [
+    "REQUIRED_LOOP_METHODS",
+    "EnvRunnerSpec",
+    "EnvRunners",
+    "Fragment",
+    "Iteration",
+    "IterationContext",
+    "LoopInfo",
+    "ModuleWeights",
+    "OnIteration",
+    "Run",
+    "TrainConfig",
+    "TrainSummary",
+    "TrainingLoop",
+    "Weights",
+    "combine_results",
+    "make_env_runners",
+    "on_policy_batch",
+    "probe_spaces",
+    "sequence_batch",
+]
+
+_SAMPLING = (
+    "EnvRunnerSpec",
+    "EnvRunners",
+    "Fragment",
+    "ModuleWeights",
+    "Weights",
+    "on_policy_batch",
+    "sequence_batch",
+)
+
+
+def __getattr__(name: str) -> Any:
+    # The sampling contract imports numpy and the batch classes: only when a loop uses it.
+    if name in _SAMPLING:
+        from learnerkit.rollouts import contract as sampling
+
+        return getattr(sampling, name)
+    raise AttributeError(f"module 'learnerkit.loops.contract' has no attribute {name!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -36,15 +107,17 @@ class TrainConfig:
     to module id, or a callable ``agent -> module id`` (not saved with the run: pass it
     again to resume). Modules are built for the ids it names over the env's agents."""
     dataset: str | None = None
-    """For an offline algorithm (training loop ``"offline"``), the Minari dataset it learns
-    from: an id in the local Minari store, or a dataset directory. Refused by the others."""
+    """For an algorithm whose loop reads a dataset (``LoopInfo.reads_dataset``: the
+    ``"offline"`` loop), the dataset it learns from (offline: a Minari dataset id in the
+    local store, or a dataset directory). Refused by the other loops."""
     framework: str = "torch"
     seed: int = 0
     num_learners: int = 0
     stop_reward: float | None = None
     stop_timesteps: int | None = None
-    """Timesteps to train for: env steps sampled, or offline, rows trained (None: the
-    preset's, else the loop's own end, else 1,000,000)."""
+    """Timesteps to train for, as the loop counts them (``Iteration.env_steps``: env steps
+    sampled, or offline, rows trained; None: the preset's, else the loop's own end, else
+    1,000,000)."""
     out_dir: str | None = None
     overrides: Mapping[str, Any] = attrs.field(factory=dict)
     module_hyperparameters: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
@@ -102,40 +175,51 @@ class Iteration:
 
 
 class TrainingLoop(Protocol):
-    """What a loop implements; the trainer builds it with ``Loop(run)`` (a ``Run``).
+    """What a loop's code implements (the class ``LoopInfo.target`` names). The host builds
+    it with ``Loop(run)`` (a ``Run``) once the learners and env runners exist, calls
+    ``start()`` once their state is restored, then ``step(timesteps)`` until the run ends;
+    ``get_state`` goes into every checkpoint and ``set_state`` gets it back on resume.
 
-    Three members are optional, with the defaults of the loops that sample (on-policy,
-    async): ``uses_env_runners`` (default True), ``environment`` (default: ``env_id`` or
-    CartPole-v1, its spaces probed) and ``max_timesteps`` (default: no end of its own).
+    Three members are optional (the host checks for them): ``environment`` (default: the
+    gymnasium env ``TrainConfig.env_id``, else CartPole-v1, its spaces probed; for a loop
+    declaring ``multi_agent``, a PettingZoo env's modules come from the policy mapping),
+    ``learner_group_options`` (default: none) and ``max_timesteps`` (default: no end of its
+    own). Everything a user sees of a run comes from the host, not from the loop.
     """
 
-    uses_env_runners: bool
-    """Whether the run builds env runners (``Run.runners``); False: ``Run.runners`` is None,
-    and the loop learns from ``TrainConfig.dataset`` instead (it is refused otherwise)."""
+    def __init__(self, run: Run) -> None: ...
 
     @classmethod
     def environment(cls, config: TrainConfig) -> tuple[str, Any, Any]:
-        """The run's env id (reported, and evaluated in) and the module's observation and
-        action spaces; raises a ConfigError when ``config`` lacks what the loop needs."""
+        """Optional. The run's env id (reported, evaluated in) and the module's observation
+        and action spaces; raises a ConfigError when ``config`` lacks what the loop needs."""
 
     @classmethod
     def learner_group_options(cls, hps: Any) -> dict[str, Any]:
-        """Keyword arguments for the ``LearnerGroup`` (``max_async_updates``...)."""
+        """Optional. Keyword arguments for the ``LearnerGroup`` (``max_async_updates``...)."""
 
     def max_timesteps(self) -> int | None:
-        """The timesteps after which the loop has nothing left to train (offline: its
-        epochs); the run stops there, or earlier at ``stop_timesteps``."""
+        """Optional. The timesteps after which the loop has nothing left to train (offline:
+        its epochs); the run stops there, or earlier at ``stop_timesteps``."""
 
     def start(self) -> None:
         """Called once the learners hold their (restored) state: ship the first weights."""
 
     def step(self, timesteps: int) -> Iteration:
-        """One iteration; ``timesteps`` is the env steps sampled before it."""
+        """One iteration (one row of ``metrics.csv``); ``timesteps`` is the total before it."""
 
     def get_state(self) -> dict[str, Any]:
-        """The loop's own counters, as JSON values, for checkpoints."""
+        """The loop's own state for checkpoints: nested dicts and lists of JSON values and
+        numpy arrays (arrays go to a ``.npz`` beside ``trainer_state.json``; a replay
+        buffer may, counters are JSON)."""
 
-    def set_state(self, state: Mapping[str, Any]) -> None: ...
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """What ``get_state`` returned, when a run resumes (before ``start``)."""
+
+
+REQUIRED_LOOP_METHODS = ("start", "step", "get_state", "set_state")
+"""The members of ``TrainingLoop`` a loop class must have; the host checks them before
+building anything."""
 
 
 @attrs.frozen(kw_only=True)
@@ -143,12 +227,15 @@ class Run:
     """What a loop works with: resolved settings, the learners, the env runners."""
 
     config: TrainConfig
+    """The run's configuration, ``env_id`` resolved (``environment``)."""
     algorithm: Algorithm
     hps: Any
+    """The algorithm's hyperparameters: an instance of a subclass of the loop's settings."""
     module_id: str
+    """The first module's id (``default_policy`` for a gymnasium env)."""
     group: LearnerGroup
     runners: EnvRunners | None
-    """None for a loop that uses no env runners."""
+    """None for a loop that uses no env runners (``LoopInfo.uses_env_runners``)."""
     stop_timesteps: int | None = None
     """The timestep budget of ``--stop-timesteps`` or the preset (None: none given)."""
 
@@ -197,3 +284,56 @@ class IterationContext(Protocol):
 
 OnIteration = Callable[[IterationContext], None]
 """A host's callback, called after each iteration with an ``IterationContext``."""
+
+
+# What loops use ---------------------------------------------------------------------------
+def combine_results(results: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Each learner statistic over several updates, as one row: running totals
+    (``*_total``) as of the last one, counts (``num_*``) summed, everything else averaged;
+    values that are not numbers are left out."""
+    if not results:
+        return {}
+    merged: dict[str, Any] = {}
+    for key in results[0]:
+        values = [r[key] for r in results if key in r]
+        if not all(isinstance(v, numbers.Real) for v in values):
+            continue
+        if key.endswith("_total"):
+            merged[key] = float(values[-1])
+        elif key.startswith("num_"):
+            merged[key] = math.fsum(float(v) for v in values)
+        else:
+            merged[key] = math.fsum(float(v) for v in values) / len(values)
+    return merged
+
+
+def probe_spaces(env_id: str) -> tuple[Any, Any]:
+    """A gymnasium env's observation and action spaces, with the checks and errors of the
+    env runners (a space the modules cannot take is a ConfigError naming it)."""
+    from learnerkit.rollouts.gymnasium_sampling import EnvRunner
+
+    with EnvRunner(env_id, num_envs=1) as probe:
+        return probe.observation_space, probe.action_space
+
+
+def make_env_runners(
+    spec: EnvRunnerSpec, settings: SamplingSettings, *, ray_address: str | None = None
+) -> EnvRunners:
+    """Env runners built from ``spec``: in this process when ``settings.num_env_runners``
+    is 0, else that many Ray actors (``num_cpus_per_env_runner``,
+    ``max_env_runner_restarts``, ``sample_timeout_s``), in the Ray of ``ray_address`` (None:
+    the run's, else a local one). The host builds a run's own (``Run.runners``) so."""
+    if settings.num_env_runners == 0:
+        from learnerkit.rollouts.local_env_runners import LocalEnvRunners
+
+        return LocalEnvRunners(spec)
+    from learnerkit.distributed.ray_env_runners import RayEnvRunners
+
+    return RayEnvRunners(
+        spec,
+        num_runners=settings.num_env_runners,
+        num_cpus_per_runner=settings.num_cpus_per_env_runner,
+        max_restarts=settings.max_env_runner_restarts,
+        sample_timeout_s=settings.sample_timeout_s,
+        ray_address=ray_address,
+    )

@@ -2,7 +2,8 @@
 
 ``learnerkit train ALGO --dataset DATASET`` trains on the episodes of a Minari dataset (an
 id in the local Minari store, or a dataset directory) instead of sampling environments;
-no env runner is built. What it reads from an algorithm is in ``OfflineSettings``.
+no env runner is built (it declares ``uses_env_runners=False, reads_dataset=True``). What
+it reads from an algorithm is in ``OfflineSettings``.
 
 Data. Each epoch visits the dataset's episodes in a fresh random order, read
 ``dataset_chunk_episodes`` at a time into one SampleBatch holding the columns the algorithm
@@ -44,9 +45,7 @@ import numpy as np
 
 from learnerkit.backends import policy_fn
 from learnerkit.errors import DatasetError
-from learnerkit.loops._run_output import combine_results
-from learnerkit.loops._setup import probe_spaces
-from learnerkit.loops.contract import Iteration, Run, TrainConfig
+from learnerkit.loops.contract import Iteration, Run, TrainConfig, combine_results, probe_spaces
 from learnerkit.loops.evaluation import run_episodes_side_by_side
 from learnerkit.rollouts import datasets
 
@@ -73,8 +72,6 @@ class _Chunk:
 
 class OfflineLoop:
     """Epochs over a dataset streamed in chunks, with periodic evaluation episodes."""
-
-    uses_env_runners = False
 
     @classmethod
     def environment(cls, config: TrainConfig) -> tuple[str, Any, Any]:

@@ -18,8 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from learnerkit.batch import MultiAgentBatch
-from learnerkit.loops.contract import Iteration, Run
-from learnerkit.rollouts.contract import on_policy_batch
+from learnerkit.loops.contract import Iteration, Run, on_policy_batch
 
 
 class OnPolicyLoop:

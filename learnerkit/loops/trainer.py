@@ -1,11 +1,11 @@
 """The machinery every training loop shares: resolve the run's settings, build the
 learners and env runners, iterate the algorithm's loop, and report, checkpoint and resume.
 
-A loop (``learnerkit.loops.on_policy``, ``learnerkit.loops.asynchronous``,
-``learnerkit.loops.offline``) only decides what one iteration does, and where its data
-comes from (``learnerkit.loops.contract``); everything a user sees of a run (progress display,
-``metrics.csv``, TensorBoard, the learning curve, checkpoints, ``--resume``, Ctrl-C,
-``summary.json``) is made here, the same for every loop. Hosts can call
+A loop (learnerkit's own or a third party's: ``learnerkit.loops.contract``) only decides
+what one iteration does, and where its data comes from; everything a user sees of a run
+(progress display, ``metrics.csv``, TensorBoard, the learning curve, checkpoints,
+``--resume``, Ctrl-C, ``summary.json``) is made here, the same for every loop, from what
+its declaration (``LoopInfo``) says and nothing else. Hosts can call
 ``train(TrainConfig(...))`` directly, with an ``on_iteration`` callback that may change
 the modules between iterations (``learnerkit.loops.contract.IterationContext``).
 
@@ -25,12 +25,14 @@ from typing import Any
 import attrs
 import numpy as np
 
+from learnerkit import _checkpoint
 from learnerkit._checkpoint import write_json_atomic
 from learnerkit._plugins import get_algorithm
 from learnerkit.learner_group import LearnerGroup
 from learnerkit.learner_spec import LearnerSpec
 from learnerkit.loops._run_files import (
     CHECKPOINT_DIR,
+    LOOP_STATE_FILE,
     RUN_FILE,
     TRAINER_STATE_FILE,
     checkpoint_dir,
@@ -39,13 +41,14 @@ from learnerkit.loops._run_files import (
     read_trainer_state,
 )
 from learnerkit.loops._run_output import AGENT_RETURN_PREFIX, RunOutput
-from learnerkit.loops._setup import environment, loop_info, make_env_runners, resolve_settings
+from learnerkit.loops._setup import environment, load_loop, resolve_settings, training_loop_of
 from learnerkit.loops.contract import (
     OnIteration,
     Run,
     TrainConfig,
     TrainingLoop,
     TrainSummary,
+    make_env_runners,
 )
 from learnerkit.loops.multi_agent import (
     AgentReturns,
@@ -69,8 +72,8 @@ class Trainer:
         if config.resume:
             config = _continue_run(config)
         self.algorithm = get_algorithm(config.algorithm)
-        info = loop_info(self.algorithm)
-        loop_cls = info.load()
+        info = training_loop_of(self.algorithm)
+        loop_cls = load_loop(info)
         env_id, observation_space, action_space = environment(info, loop_cls, config)
         config = attrs.evolve(
             config,
@@ -79,7 +82,7 @@ class Trainer:
         )
         self.config = config
         self.hps, self.model_config, self.stop_reward, given_stop = resolve_settings(
-            config, self.algorithm
+            config, self.algorithm, info
         )
         ray_address = config.ray_address or os.environ.get("RAY_ADDRESS")
         if is_pettingzoo(env_id):
@@ -116,10 +119,11 @@ class Trainer:
         self.group = self.runners = None
         self.out = RunOutput(Path(config.out_dir))  # its output child starts with run()
         try:
+            options = getattr(loop_cls, "learner_group_options", None)
             self.group = LearnerGroup(
-                self.spec, ray_address=ray_address, **loop_cls.learner_group_options(self.hps)
+                self.spec, ray_address=ray_address, **(options(self.hps) if options else {})
             )
-            if getattr(loop_cls, "uses_env_runners", True):
+            if info.uses_env_runners:
                 self.runners = make_env_runners(
                     EnvRunnerSpec(
                         env_id=env_id,
@@ -131,10 +135,10 @@ class Trainer:
                         seed=config.seed,
                         policy_mapping=mapping,
                         # Multi-agent: whole sequences per agent for a loop that asks.
-                        sequences=getattr(loop_cls, "samples_sequences", False),
+                        sequences=info.sequences,
                     ),
                     self.hps,
-                    ray_address,
+                    ray_address=ray_address,
                 )
             self.loop: TrainingLoop = loop_cls(
                 Run(
@@ -193,7 +197,7 @@ class Trainer:
                 k: np.asarray(v).tolist()
                 for k, v in (self.runners.get_state() if self.runners else {}).items()
             },
-            "loop": self.loop.get_state(),
+            **self._save_loop_state(path),
             **(
                 module_state(self.config.env_id, self.group, self.runners, self.agent_returns)
                 if self.multi_agent
@@ -203,6 +207,16 @@ class Trainer:
         write_json_atomic(path / TRAINER_STATE_FILE, trainer_state)
         write_json_atomic(path / RUN_FILE, self.run_metadata())
         return path
+
+    def _save_loop_state(self, path: Path) -> dict[str, Any]:
+        """The loop's state for ``trainer_state.json``: itself when it is JSON, else a note
+        of the file that holds it with its arrays (a replay buffer, say)."""
+        state = self.loop.get_state()
+        if not _checkpoint.holds_arrays(state):
+            (path / LOOP_STATE_FILE).unlink(missing_ok=True)  # an earlier save's arrays
+            return {"loop": state}
+        _checkpoint.save(path, {"loop": state}, file=LOOP_STATE_FILE)
+        return {"loop_file": LOOP_STATE_FILE}
 
     def _restore(self, path: Path) -> None:
         state = read_trainer_state(path)
@@ -214,7 +228,11 @@ class Trainer:
         if self.runners is not None:
             self.runners.set_state(state["obs_normalizer"])
         self.agent_returns.set_state(state.get("agent_returns", {}))
-        self.loop.set_state(state.get("loop", {}))
+        if state.get("loop_file"):
+            loop_state = _checkpoint.load(checkpoint_dir(path), file=state["loop_file"])["loop"]
+        else:
+            loop_state = state.get("loop", {})
+        self.loop.set_state(loop_state)
 
     # The loop ----------------------------------------------------------------------------
     def mean_return(self) -> float | None:
