@@ -222,7 +222,7 @@ def test_observations_stored_apart_go_only_with_their_rows(end_prob, capacity):
     # Many episode ends: many next observations are stored apart, and their store fills,
     # wraps and grows; each row still reads its own, and memory stops growing.
     rng = np.random.default_rng(2)
-    streams = [make_stream(i, 250, rng, end_prob) for i in range(2)]
+    streams = [make_stream(i, 400, rng, end_prob) for i in range(2)]
     buffer = UniformReplayBuffer(capacity, n_step=3, gamma=0.9)
     sizes = []
 
@@ -233,9 +233,9 @@ def test_observations_stored_apart_go_only_with_their_rows(end_prob, capacity):
         sizes.append(buffer.nbytes)
 
     feed(buffer, streams, rng, 7, time_major=False, check=check)
-    assert sizes[-1] == sizes[len(sizes) // 4]
-    # Rows, plus at most about two observations apart per row.
-    assert sizes[-1] <= capacity * (3 * 8 + 8 + 4 + 4 + 1 + 8 + 1) + 4 * capacity * (3 * 8 + 8)
+    # Rows, plus observations apart for at most about two rows' worth: bounded however
+    # long it runs.
+    assert max(sizes) <= capacity * (3 * 8 + 8 + 4 + 4 + 1 + 8 + 1) + 4 * capacity * (3 * 8 + 8)
 
 
 def test_uint8_observations_stay_uint8_and_are_stored_once():

@@ -78,7 +78,7 @@ def test_sum_tree_sums_stay_exact_after_many_updates(capacity, updates, seed):
     assert floats.min == (float_leaves[float_leaves > 0].min() if float_leaves.any() else np.inf)
     # Every draw lands on the leaf whose interval of the cumulative sum holds it.
     if tree.total > 0:
-        masses = np.r_[np.arange(0, tree.total, max(1.0, tree.total / 50)), tree.total - 1]
+        masses = np.r_[np.floor(np.linspace(0, tree.total, 50, endpoint=False)), tree.total - 1]
         expected = np.searchsorted(np.cumsum(leaves), masses, side="right")
         np.testing.assert_array_equal(tree.find(masses), expected)
         assert (leaves[tree.find(masses)] > 0).all()
