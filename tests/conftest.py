@@ -179,11 +179,12 @@ def random_batch(
 
 
 # Third-party plugin packages, pip-installed into temporary directories ------------------
-def _pip_install(source: Path, target: Path, build_dir: Path) -> None:
+def _pip_install(source: Path, target: Path, build_dir: Path) -> subprocess.Popen:
+    """Start ``pip install`` of ``source`` into ``target`` (the caller waits for it)."""
     # Build from a copy so that setuptools leaves no build/ or egg-info in the source tree.
     copy = build_dir / source.name
     shutil.copytree(source, copy)
-    subprocess.run(
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -197,21 +198,27 @@ def _pip_install(source: Path, target: Path, build_dir: Path) -> None:
             str(target),
             str(copy),
         ],
-        check=True,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
 @pytest.fixture(scope="session")
 def plugin_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Each package of tests/plugin_packages installed alone into its own directory."""
+    """Each package of tests/plugin_packages installed alone into its own directory (the
+    installs run side by side: each is a pip process of about a second)."""
     root = tmp_path_factory.mktemp("plugin_packages")
-    dirs = {}
+    dirs, installs = {}, {}
     for source in sorted(PLUGIN_PACKAGES.iterdir()):
         if (source / "pyproject.toml").is_file():
             target = root / "site" / source.name
-            _pip_install(source, target, root / "build")
+            installs[source.name] = _pip_install(source, target, root / "build")
             dirs[source.name] = target
+    for name, proc in installs.items():
+        output, _ = proc.communicate()
+        if proc.returncode:
+            pytest.fail(f"pip could not install tests/plugin_packages/{name}:\n{output}")
     return dirs
 
 
