@@ -20,6 +20,7 @@ from learnerkit import (
     LearnerGroup,
     LearnerSpec,
     ModuleSpec,
+    MultiAgentBatch,
     NonFiniteError,
     SampleBatch,
     ScalingConfig,
@@ -101,20 +102,23 @@ def assert_bitwise_equal(a: Any, b: Any) -> None:
             assert value == right[path], path
 
 
-def training_state(learner: Learner) -> dict[str, Any]:
-    """Weights and optimizer state, less the names Keras numbers per process."""
+def training_state(learner: Learner, module_id: str | None = None) -> dict[str, Any]:
+    """Weights and optimizer state (of every module, or of ``module_id``), less the names
+    Keras numbers per process."""
     state = learner.get_state()
     optimizers = {
         mid: {k: v for k, v in opt.items() if k not in ("config", "names")}
         for mid, by_name in state["optimizers"].items()
         for opt in [by_name["default"]]
     }
+    if module_id is not None:
+        return {"modules": state["modules"][module_id], "optimizers": optimizers[module_id]}
     return {"modules": state["modules"], "optimizers": optimizers}
 
 
-def optimizer_steps(learner: Learner) -> int:
+def optimizer_steps(learner: Learner, module_id: str = MID) -> int:
     """Adam's step count (torch keeps one per weight; Keras one 'iteration')."""
-    state = learner.get_state()["optimizers"][MID]["default"]
+    state = learner.get_state()["optimizers"][module_id]["default"]
     if "variables" in state:
         return int(state["variables"][str(state["names"].index("iteration"))])
     return int(state["state"]["0"]["step"])
@@ -242,49 +246,69 @@ def test_skip_with_every_minibatch_bad_changes_nothing_and_reports_nan_losses(re
 
 
 # Two Ray learners: one decision for all -----------------------------------------------------
-@pytest.fixture
-def two_learners(register, framework):
-    """``two_learners(non_finite)``: a group of two Ray learners of the poisoned BC."""
-    register(poison_plugin("log0"))
-    groups = []
-
-    def make(non_finite: str) -> LearnerGroup:
-        hps = learnerkit.get_algorithm("poisoned_bc").hyperparameters(non_finite=non_finite)
-        spec = LearnerSpec(
-            algorithm="poisoned_bc",
-            framework=framework,
-            module_spec=ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS),
-            hyperparameters=hps,
-            scaling=ScalingConfig(num_learners=2, num_cpus_per_learner=0.5),
-        )
-        groups.append(LearnerGroup(spec))
-        return groups[-1]
-
-    yield make
-    for group in groups:
-        group.shutdown()
+@pytest.fixture(scope="module", params=["torch", "tf"])
+def two_learners(request):
+    """Two Ray learners of the poisoned BC, one group per framework for the tests below
+    (starting TensorFlow learners takes seconds). The group's setting is
+    ``non_finite="skip"``; its module ``raise`` overrides it back to "raise", so both ways a
+    setting reaches the learners are used. Sharing is safe: each test trains only its own
+    module (``raise`` or ``skip``), and a module absent from a batch is left untouched."""
+    learnerkit.register_algorithm(poison_plugin("log0"))  # shipped to the learners now
+    hps = learnerkit.get_algorithm("poisoned_bc").hyperparameters(non_finite="skip")
+    spec = LearnerSpec(
+        algorithm="poisoned_bc",
+        framework=request.param,
+        module_spec={
+            "raise": ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS),
+            "skip": ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS),
+        },
+        hyperparameters=hps,
+        module_hyperparameters={"raise": {"non_finite": "raise"}},
+        scaling=ScalingConfig(num_learners=2, num_cpus_per_learner=0.5),
+    )
+    group = LearnerGroup(spec)
+    learnerkit.unregister_algorithm("poisoned_bc")
+    yield group
+    group.shutdown()
 
 
 @pytest.mark.ray
 def test_ray_learners_raise_alike_without_changing_state_when_one_shard_is_bad(two_learners):
-    group = two_learners("raise")
-    group.update(poisoned_batch(128, []))
-    before = group.foreach_learner(training_state)
+    group = two_learners
+
+    def state(learner: Learner) -> dict[str, Any]:
+        return training_state(learner, "raise")
+
+    def steps(learner: Learner) -> int:
+        return optimizer_steps(learner, "raise")
+
+    def batch(*args, **kwargs) -> MultiAgentBatch:
+        return MultiAgentBatch({"raise": poisoned_batch(*args, **kwargs)})
+
+    group.update(batch(128, []))
+    before = group.foreach_learner(state)
     # Row 2 is learner 0's: its loss is -inf, its gradients finite; learner 1's all finite.
     with pytest.raises(NonFiniteError, match="epoch 1, minibatch 1 of 1: loss terms"):
-        group.update(poisoned_batch(128, [2], seed=1))
-    after = group.foreach_learner(training_state)
+        group.update(batch(128, [2], seed=1))
+    after = group.foreach_learner(state)
     assert_bitwise_equal(after[0], before[0])
     assert_bitwise_equal(after[1], before[0])
-    group.update(poisoned_batch(128, [], seed=2), minibatch_size=32)
-    assert group.foreach_learner(optimizer_steps) == [5, 5]
-    states = group.foreach_learner(training_state)
+    group.update(batch(128, [], seed=2), minibatch_size=32)
+    assert group.foreach_learner(steps) == [5, 5]
+    states = group.foreach_learner(state)
     assert_bitwise_equal(states[0], states[1])
 
 
 @pytest.mark.ray
 def test_ray_learners_skip_the_same_minibatches_when_only_one_shard_is_bad(two_learners):
-    group = two_learners("skip")
+    group = two_learners
+
+    def state(learner: Learner) -> dict[str, Any]:
+        return training_state(learner, "skip")
+
+    def steps(learner: Learner) -> int:
+        return optimizer_steps(learner, "skip")
+
     # Each learner trains its 64 rows in 4 minibatches of 16; only learner 0's rows
     # are bad: a NaN observation, then a loss of -inf whose gradient alone is finite.
     bad_batches = [
@@ -292,15 +316,16 @@ def test_ray_learners_skip_the_same_minibatches_when_only_one_shard_is_bad(two_l
         poisoned_batch(128, [40], seed=1),
     ]
     for applied, batch in enumerate(bad_batches, start=1):
-        results = group.update(batch, minibatch_size=32)[MID]
+        results = group.update(MultiAgentBatch({"skip": batch}), minibatch_size=32)["skip"]
         assert results[SKIPPED] == 1
         assert np.isfinite(results["total_loss"])
-        states = group.foreach_learner(training_state)
+        states = group.foreach_learner(state)
         assert_bitwise_equal(states[0], states[1])
-        assert group.foreach_learner(optimizer_steps) == [3 * applied] * 2
-    assert all(np.isfinite(w).all() for w in states[0]["modules"][MID].values())
-    results = group.update(poisoned_batch(128, [], seed=2), minibatch_size=32)[MID]
+        assert group.foreach_learner(steps) == [3 * applied] * 2
+    assert all(np.isfinite(w).all() for w in states[0]["modules"].values())
+    clean = MultiAgentBatch({"skip": poisoned_batch(128, [], seed=2)})
+    results = group.update(clean, minibatch_size=32)["skip"]
     assert results[SKIPPED] == 0
-    assert group.foreach_learner(optimizer_steps) == [10, 10]
-    states = group.foreach_learner(training_state)
+    assert group.foreach_learner(steps) == [10, 10]
+    states = group.foreach_learner(state)
     assert_bitwise_equal(states[0], states[1])
