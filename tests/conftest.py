@@ -63,9 +63,11 @@ def fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 # Ray --------------------------------------------------------------------------------------
 # Starting Ray takes seconds, so the tests share one session: the first test that needs Ray
 # starts it (through learnerkit, as a user's program would) and it lasts until the tests
-# end. Ray tests run after all the others, so that no other test sees a session; a test
-# that checks how a run starts Ray ends any session first (end_ray_session), and the
-# two-node cluster tests, which replace the session with their cluster, run last.
+# end. Ray tests run after all the others, so that no other test sees a session. Tests that
+# check how a run starts Ray (marked ``ray_first``) run first among them, so that the session
+# they see started is the one the others then share; each still ends any session first
+# (end_ray_session), so that it holds when run alone. The two-node cluster tests, which
+# replace the session with their cluster, run last.
 def ray_is_up() -> bool:
     ray = sys.modules.get("ray")  # never imported here: most tests do not use Ray
     return ray is not None and ray.is_initialized()
@@ -94,12 +96,16 @@ def only_ray_tests_start_ray(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Ray tests after the others, the two-node cluster's last (a stable sort: file order
-    otherwise)."""
+    """Ray tests after the others: those marked ``ray_first`` first, the two-node cluster's
+    last (a stable sort: file order otherwise)."""
 
-    def order(item: pytest.Item) -> tuple[bool, bool]:
+    def order(item: pytest.Item) -> tuple[bool, bool, bool]:
         is_ray = item.get_closest_marker("ray") is not None
-        return is_ray, is_ray and "two_node_cluster" in getattr(item, "fixturenames", ())
+        return (
+            is_ray,
+            is_ray and item.get_closest_marker("ray_first") is None,
+            is_ray and "two_node_cluster" in getattr(item, "fixturenames", ()),
+        )
 
     items.sort(key=order)
 

@@ -2,7 +2,8 @@
 async back-pressure, checkpoints across group sizes, fault tolerance, and clusters.
 
 The module's group starts a Ray session of its own (none is up before it), as a user's
-program would; the tests after it share that session. Learners on a two-node cluster:
+program would: the module runs first among the Ray tests (``ray_first``), and the tests
+after it, here and in the other modules, share that session. Learners on a two-node cluster:
 ``test_two_node_cluster.py``.
 """
 
@@ -38,7 +39,7 @@ from learnerkit import (
     ScalingConfig,
 )
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.ray_first]
 
 HALF_CPU = 0.5  # two learners fit twice on this 2-core machine
 
