@@ -120,34 +120,6 @@ def test_async_updates_are_bounded_and_every_one_returns_a_result(group):
     assert all_weights_identical(group)
 
 
-def test_module_with_fewer_rows_than_learners_is_skipped_on_all_of_them(caplog):
-    spec = bc_spec(
-        2,
-        module_spec={
-            "a": ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS),
-            "b": ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS),
-        },
-    )
-    with LearnerGroup(spec) as multi:
-        before = multi.get_weights()
-        batch = MultiAgentBatch({"a": random_batch(40), "b": random_batch(1, seed=1)})
-        with caplog.at_level(logging.WARNING, logger="learnerkit"):
-            results = multi.update(batch, minibatch_size=8)  # would deadlock if "b" ran on one
-        assert set(results) == {"a"}
-        assert "['b'] have fewer rows than the 2 learners" in caplog.text
-        after = multi.get_weights()
-        assert all(np.array_equal(before["b"][k], after["b"][k]) for k in before["b"])
-        assert all_weights_identical(multi)
-        with pytest.raises(BatchError, match="too small to share among 2 learners"):
-            multi.update(MultiAgentBatch({"a": random_batch(1), "b": random_batch(1)}))
-        # A bad row anywhere fails for the whole group before any learner starts.
-        bad = dict(random_batch(10))
-        bad["actions"] = np.where(np.arange(10) == 9, 5, bad["actions"])
-        with pytest.raises(BatchError, match="actions range over"):
-            multi.update(MultiAgentBatch({"a": bad}))
-        assert multi.update(MultiAgentBatch({"b": random_batch(6)}))["b"]["num_samples"] == 6
-
-
 def test_checkpoint_of_two_learners_loads_into_one_learner_and_a_local_learner(group, tmp_path):
     group.update(random_batch(64))
     group.additional_update(timestep=10)
@@ -223,14 +195,6 @@ def test_learners_killed_at_random_moments_of_long_updates_rewind_and_run_them_a
     assert "runs again" in caplog.text
 
 
-def test_plugin_registered_in_code_trains_in_the_learner_actors(register):
-    register(make_plugin("my_bc", compute_loss=bc_loss))
-    with LearnerGroup(bc_spec(2, algorithm="my_bc")) as custom:
-        results = custom.update(random_batch(32))
-        assert set(results[learnerkit.DEFAULT_MODULE_ID]) >= {"policy_loss", "num_samples"}
-        assert all_weights_identical(custom)
-
-
 def test_learner_bigger_than_any_node_is_a_clear_error():
     spec = attrs_evolve_scaling(bc_spec(2), num_cpus_per_learner=64)
     with pytest.raises(LearnerGroupError, match=r"no node of the Ray cluster can hold one learner"):
@@ -242,6 +206,58 @@ def test_cluster_short_of_cpus_is_a_clear_error_after_the_timeout(group, monkeyp
     spec = attrs_evolve_scaling(bc_spec(4), num_cpus_per_learner=1)
     with pytest.raises(LearnerGroupError, match=r"could not reserve 4 x 1 CPU .* CPU: \d+ free"):
         LearnerGroup(spec)
+
+
+# A code-registered plugin on a group of two modules ---------------------------------------
+@pytest.fixture(scope="module")
+def two_modules():
+    """Two learners of modules ``a`` and ``b``, trained by ``my_bc``, a BC plugin registered
+    in code here (so shipped to the actors by value). One group for the two tests below:
+    each checks what its own updates do (results, warnings, which weights move, the
+    learners alike) and none depends on the weights it starts from. Its CPUs stay reserved
+    until the module ends, so these come last here."""
+    learnerkit.register_algorithm(make_plugin("my_bc", compute_loss=bc_loss))
+    spec = bc_spec(
+        2,
+        algorithm="my_bc",
+        module_spec={
+            "a": ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS),
+            "b": ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS),
+        },
+    )
+    try:
+        group = LearnerGroup(spec)
+    finally:
+        learnerkit.unregister_algorithm("my_bc")
+    yield group
+    group.shutdown()
+
+
+def test_plugin_registered_in_code_trains_in_the_learner_actors(two_modules):
+    results = two_modules.update(MultiAgentBatch({"a": random_batch(32)}))
+    assert set(results["a"]) >= {"policy_loss", "num_samples"}
+    assert all_weights_identical(two_modules)
+
+
+def test_module_with_fewer_rows_than_learners_is_skipped_on_all_of_them(two_modules, caplog):
+    multi = two_modules
+    before = multi.get_weights()
+    batch = MultiAgentBatch({"a": random_batch(40), "b": random_batch(1, seed=1)})
+    with caplog.at_level(logging.WARNING, logger="learnerkit"):
+        results = multi.update(batch, minibatch_size=8)  # would deadlock if "b" ran on one
+    assert set(results) == {"a"}
+    assert "['b'] have fewer rows than the 2 learners" in caplog.text
+    after = multi.get_weights()
+    assert all(np.array_equal(before["b"][k], after["b"][k]) for k in before["b"])
+    assert all_weights_identical(multi)
+    with pytest.raises(BatchError, match="too small to share among 2 learners"):
+        multi.update(MultiAgentBatch({"a": random_batch(1), "b": random_batch(1)}))
+    # A bad row anywhere fails for the whole group before any learner starts.
+    bad = dict(random_batch(10))
+    bad["actions"] = np.where(np.arange(10) == 9, 5, bad["actions"])
+    with pytest.raises(BatchError, match="actions range over"):
+        multi.update(MultiAgentBatch({"a": bad}))
+    assert multi.update(MultiAgentBatch({"b": random_batch(6)}))["b"]["num_samples"] == 6
 
 
 def attrs_evolve_scaling(spec: LearnerSpec, **changes) -> LearnerSpec:
