@@ -21,11 +21,13 @@ NODE_CPUS = 2
 
 @pytest.fixture(scope="module")
 def two_node_cluster():
-    """The address of a cluster of two nodes of ``NODE_CPUS`` CPUs each."""
+    """The address of a cluster of two nodes of ``NODE_CPUS`` CPUs each (no dashboard, as
+    in the local Ray a run starts: it would cost seconds to start and CPU all along)."""
     from ray.cluster_utils import Cluster
 
     end_ray_session()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": NODE_CPUS})
+    head = {"num_cpus": NODE_CPUS, "include_dashboard": False}
+    cluster = Cluster(initialize_head=True, head_node_args=head)
     cluster.add_node(num_cpus=NODE_CPUS)
     try:
         yield cluster.address
