@@ -49,20 +49,27 @@ def test_ppo_learns_cartpole_within_a_short_budget(tmp_path, framework):
     assert mean > 150
 
 
-def test_a_run_writes_metrics_tensorboard_curve_checkpoint_and_summary(tmp_path):
-    summary = train(
-        TrainConfig(stop_timesteps=1024, out_dir=str(tmp_path), progress=False, overrides=SMALL)
-    )
-    written = json.loads((tmp_path / "summary.json").read_text())
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """(summary, run directory) of a four-iteration PPO run. Shared by the tests that only
+    read what a run writes: none of them writes to the directory."""
+    out = tmp_path_factory.mktemp("small_run")
+    config = TrainConfig(stop_timesteps=1024, out_dir=str(out), progress=False, overrides=SMALL)
+    return train(config), out
+
+
+def test_a_run_writes_metrics_tensorboard_curve_checkpoint_and_summary(small_run):
+    summary, run = small_run
+    written = json.loads((run / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(written)
     assert written["timesteps_total"] == summary.timesteps_total == 1024
     assert written["algorithm"] == "ppo" and written["env"] == "CartPole-v1"
-    rows = _rows(tmp_path)
+    rows = _rows(run)
     assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4]
     assert {"learner/policy_loss", "learner/vf_loss", "learner/learning_rate"} <= set(rows[0])
-    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
-    assert (tmp_path / "learning_curve.png").stat().st_size > 0
-    assert load_policy(str(tmp_path)).run["algorithm"] == "ppo"  # the checkpoint loads
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run / "learning_curve.png").stat().st_size > 0
+    assert load_policy(str(run)).run["algorithm"] == "ppo"  # the checkpoint loads
 
 
 @pytest.mark.slow  # a training run of a second or more
@@ -97,12 +104,12 @@ def _tensorboard_scalars(run_dir) -> dict[tuple[str, int], float]:
     return scalars
 
 
-def test_tensorboard_events_hold_every_numeric_column_of_every_row(tmp_path):
-    train(TrainConfig(stop_timesteps=1024, out_dir=str(tmp_path), progress=False, overrides=SMALL))
-    scalars = _tensorboard_scalars(tmp_path)
+def test_tensorboard_events_hold_every_numeric_column_of_every_row(small_run):
+    _, run = small_run
+    scalars = _tensorboard_scalars(run)
     expected = {
         (name, int(row["timesteps_total"])): float(value)
-        for row in _rows(tmp_path)
+        for row in _rows(run)
         for name, value in row.items()
         if value not in ("", "None", "nan")
     }
