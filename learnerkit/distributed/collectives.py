@@ -12,9 +12,14 @@ Both frameworks form one ``torch.distributed`` process group (``_GroupMember``).
 ``agree`` check always runs on a gloo group: gloo fails within milliseconds when a peer
 process has died ("Connection closed by peer"), where NCCL would wait until its timeout.
 
-Torch: gloo on CPU and NCCL when each learner has a GPU of its own; the modules train
-through DistributedDataParallel, which all-reduces (averages) the gradients during the
-backward pass.
+Torch: gloo on CPU and NCCL when each learner has a GPU of its own
+(``num_gpus_per_learner=1``); the modules train through DistributedDataParallel, which
+all-reduces (averages) the gradients during the backward pass. Learners sharing a GPU
+(``num_gpus_per_learner < 1``) cannot use NCCL, which takes one rank per GPU ("Duplicate
+GPU detected"), so they use gloo with their modules on the GPU: gloo all-reduces, broadcasts
+and all-gathers CUDA tensors itself (``ProcessGroupGloo`` copies them through host memory),
+and those are the collectives DDP calls; the gradients go through the CPU inside gloo, with
+no copy in learnerkit's code.
 
 TensorFlow: the compiled train step hands its gradients, flattened into one buffer, to a
 gloo all-reduce through ``tf.numpy_function`` (one collective per optimizer step), and
@@ -36,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from learnerkit.backends.devices import gpu_device
 from learnerkit.errors import LearnerGroupError
 
 # A collective that waits longer than this for a peer raises instead of hanging for ever.
@@ -64,12 +70,15 @@ def accelerator_device(framework: str, num_gpus: float) -> str:
         )
     visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")]
     index = visible.index(gpu_ids[0]) if gpu_ids[0] in visible else int(gpu_ids[0])
+    # A ConfigError naming the fix where the actor's framework cannot use the GPU Ray gave
+    # it (a CPU-only torch on that node, say), not torch's "not compiled with CUDA".
+    device = gpu_device(framework, index, asked=num_gpus, where="a Ray learner actor")
     if framework == "torch":
         import torch
 
+        # The current device is where NCCL and DDP put their buffers and streams.
         torch.cuda.set_device(index)
-        return f"cuda:{index}"
-    return f"/GPU:{index}"
+    return device
 
 
 def data_parallel_for(framework: str, device: str, *, own_gpu: bool) -> _GroupMember:
