@@ -13,7 +13,7 @@ import torch
 
 from learnerkit._checkpoint import check_same_shapes
 from learnerkit.backends.base import AllReduce, Forward, LossFn
-from learnerkit.backends.torch.ops import TORCH_OPS
+from learnerkit.backends.torch.ops import TORCH_OPS, TorchOps
 from learnerkit.batch import SampleBatch, training_arrays
 from learnerkit.errors import CheckpointError
 from learnerkit.specs import ModuleSpec
@@ -27,6 +27,8 @@ class TorchBackend:
 
     def __init__(self, device: str | None = None) -> None:
         self.device = torch.device(device or "cpu")
+        if self.device.type != "cpu":
+            self.ops = TorchOps(self.device)
 
     # Modules and optimizers --------------------------------------------------------------
     def build_module(self, spec: ModuleSpec, seed: int) -> torch.nn.Module:
