@@ -51,7 +51,22 @@ def gpu_device(framework: str, index: int, *, asked: float, where: str) -> str:
             "set num_gpus_per_learner=0 (learnerkit train: --num-gpus-per-learner 0) to train "
             "on the CPU"
         )
+    if framework == "tf":
+        _grow_tf_memory()
     return f"cuda:{index}" if framework == "torch" else f"/GPU:{index}"
+
+
+def _grow_tf_memory() -> None:
+    """Let TensorFlow take GPU memory as it needs it. By default it reserves nearly all of
+    every visible GPU when it starts, so a second learner sharing the GPU
+    (``num_gpus_per_learner=0.5``) would find none; torch's allocator grows by itself."""
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass  # TensorFlow already started on the GPUs in this process: too late to change
 
 
 def local_device(framework: str, num_gpus_per_learner: float) -> str | None:
