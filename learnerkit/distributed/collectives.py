@@ -30,8 +30,12 @@ gradients per step, small next to the step for the models learners train on CPUs
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -185,37 +189,52 @@ class _DDPForward:
     """The training forward pass of one module: its DDP wrapper once the group exists.
 
     Looked up at each call because re-forming the group replaces the wrapper, while the
-    Learner's train step keeps this object. The wrapper is made at the first forward pass
-    after the group forms (every learner reaches it at the same point of the same update,
-    so the wrapping collective lines up), when it can be known whether DDP must look for
-    unused parameters (``_wrap``).
+    Learner's train step keeps this object.
     """
 
     def __init__(self, owner: TorchDataParallel, module_id: str, module: Any) -> None:
         self.owner, self.module_id, self.module = owner, module_id, module
 
     def __call__(self, batch: Any) -> Any:
-        owner = self.owner
-        if self.module_id in owner._to_wrap:
-            owner._wrap(self.module_id, batch)
-        wrapped = owner._ddp.get(self.module_id)
-        return (wrapped or self.module)(batch)
+        wrapped = self.owner._ddp.get(self.module_id)
+        if wrapped is None:
+            return self.module(batch)
+        if self.module_id in self.owner._fresh:
+            # DDP's first forward pass is where torch prints its find_unused_parameters
+            # warning, from C++ straight to the process's stderr.
+            self.owner._fresh.discard(self.module_id)
+            with _stderr_without(UNUSED_PARAMETERS_WARNING):
+                return wrapped(batch)
+        return wrapped(batch)
 
 
-def _unreachable_parameters(module: Any, batch: Any) -> list[Any]:
-    """The trainable parameters no output of ``module(batch)`` depends on (one forward and
-    one backward, once per module and group)."""
-    import torch
+UNUSED_PARAMETERS_WARNING = b"find_unused_parameters=True was specified in DDP constructor"
 
-    params = [p for p in module.parameters() if p.requires_grad]
-    out = module(batch)
-    values = out.values() if isinstance(out, dict) else [out]
-    tensors = [t for t in values if torch.is_tensor(t) and t.requires_grad]
-    if not tensors:
-        return params
-    total = sum(t.float().sum() for t in tensors)
-    grads = torch.autograd.grad(total, params, allow_unused=True)
-    return [p for p, g in zip(params, grads, strict=True) if g is None]
+
+@contextlib.contextmanager
+def _stderr_without(message: bytes) -> Iterator[None]:
+    """Run the block with the process's stderr (file descriptor 2, where torch's C++
+    warnings go) captured, then write back every line but those holding ``message``.
+
+    The one C++ warning filtered is DDP's "find_unused_parameters=True ... but did not find
+    any unused parameters", once per learner per run (issue 21): it is advice to whoever
+    wrote the module, and learnerkit must ask DDP to look for unused parameters because an
+    algorithm's loss may leave parts of a module out (BC and the value head), which only the
+    first backward pass shows. torch offers no other way to silence one C++ warning.
+    """
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().splitlines(True) if message not in line]
+            if kept:
+                os.write(2, b"".join(kept))
 
 
 class TorchDataParallel(_GroupMember):
@@ -229,7 +248,7 @@ class TorchDataParallel(_GroupMember):
         self.own_gpu = own_gpu
         self._modules: dict[str, Any] = {}  # every module the learner trains, by id
         self._ddp: dict[str, Any] = {}  # their DDP wrappers while a group is formed
-        self._to_wrap: set[str] = set()  # modules to wrap at their next forward pass
+        self._fresh: set[str] = set()  # wrappers that have not run a forward pass yet
 
     def limit_threads(self, num_threads: int) -> None:
         import torch
@@ -242,15 +261,13 @@ class TorchDataParallel(_GroupMember):
     def module_added(self, module_id: str, module: Any) -> None:
         self._modules[module_id] = module
         # Wrapping is a collective (DDP checks the module's shapes on every rank and
-        # broadcasts rank 0's weights): the group calls add_module on every learner at once,
-        # and each wraps the module at its first training forward pass.
+        # broadcasts rank 0's weights): the group calls add_module on every learner at once.
         if self.world_size > 1 and self._control is not None:
-            self._to_wrap.add(module_id)
+            self._wrap(module_id)
 
     def module_removed(self, module_id: str) -> None:
         self._modules.pop(module_id, None)
         self._ddp.pop(module_id, None)
-        self._to_wrap.discard(module_id)
 
     def _collective_backend(self) -> str:
         # NCCL needs one GPU per rank; learners sharing a GPU all-reduce through gloo.
@@ -258,29 +275,26 @@ class TorchDataParallel(_GroupMember):
 
     def _left_group(self) -> None:
         self._ddp = {}
-        self._to_wrap = set()
 
     def _joined_group(self) -> None:
-        self._to_wrap = set(self._modules)
+        for module_id in self._modules:
+            self._wrap(module_id)
 
-    def _wrap(self, module_id: str, batch: Any) -> None:
+    def _wrap(self, module_id: str) -> None:
         from torch.nn.parallel import DistributedDataParallel
 
-        self._to_wrap.discard(module_id)
         module = self._modules[module_id]
         if not any(p.requires_grad for p in module.parameters()):
             return
         cuda = self.device.type == "cuda"
-        # An algorithm's forward pass may leave parts of a module out; DDP must then look
-        # for unused parameters or wait for their gradients for ever. Asked for when none
-        # is unused, it prints a warning per learner per run that does not concern the
-        # user (issue 21), so it is asked for only when the first batch shows one.
-        unused = bool(_unreachable_parameters(module, batch))
+        # find_unused_parameters: an algorithm's loss may leave parts of a module out
+        # (BC never touches the value head); DDP would wait for their gradients.
         self._ddp[module_id] = DistributedDataParallel(
             module,
             device_ids=[self.device.index] if cuda else None,
-            find_unused_parameters=unused,
+            find_unused_parameters=True,
         )
+        self._fresh.add(module_id)
 
 
 class TFDataParallel(_GroupMember):

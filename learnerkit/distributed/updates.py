@@ -145,7 +145,7 @@ def own_error(exc: BaseException) -> BaseException:
     cause = getattr(exc, "cause", None) if isinstance(exc, RayTaskError) else None
     if not isinstance(cause, LearnerkitError):
         return exc
-    cause.add_note(f"(raised in Ray learner actor pid {exc.pid} on {exc.ip})")
+    cause.add_note("(raised in a Ray learner actor)")
     return cause
 
 
