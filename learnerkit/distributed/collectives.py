@@ -35,8 +35,12 @@ gradients per step, small next to the step for the models learners train on CPUs
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -202,7 +206,44 @@ class _DDPForward:
 
     def __call__(self, batch: Any) -> Any:
         wrapped = self.owner._ddp.get(self.module_id)
-        return (wrapped or self.module)(batch)
+        if wrapped is None:
+            return self.module(batch)
+        if self.module_id in self.owner._fresh:
+            # DDP's first forward pass is where torch prints its find_unused_parameters
+            # warning, from C++ straight to the process's stderr.
+            self.owner._fresh.discard(self.module_id)
+            with _stderr_without(UNUSED_PARAMETERS_WARNING):
+                return wrapped(batch)
+        return wrapped(batch)
+
+
+UNUSED_PARAMETERS_WARNING = b"find_unused_parameters=True was specified in DDP constructor"
+
+
+@contextlib.contextmanager
+def _stderr_without(message: bytes) -> Iterator[None]:
+    """Run the block with the process's stderr (file descriptor 2, where torch's C++
+    warnings go) captured, then write back every line but those holding ``message``.
+
+    The one C++ warning filtered is DDP's "find_unused_parameters=True ... but did not find
+    any unused parameters", once per learner per run (issue 21): it is advice to whoever
+    wrote the module, and learnerkit must ask DDP to look for unused parameters because an
+    algorithm's loss may leave parts of a module out (BC and the value head), which only the
+    first backward pass shows. torch offers no other way to silence one C++ warning.
+    """
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().splitlines(True) if message not in line]
+            if kept:
+                os.write(2, b"".join(kept))
 
 
 class TorchDataParallel(_GroupMember):
@@ -216,6 +257,7 @@ class TorchDataParallel(_GroupMember):
         self.own_gpu = own_gpu
         self._modules: dict[str, Any] = {}  # every module the learner trains, by id
         self._ddp: dict[str, Any] = {}  # their DDP wrappers while a group is formed
+        self._fresh: set[str] = set()  # wrappers that have not run a forward pass yet
 
     def limit_threads(self, num_threads: int) -> None:
         import torch
@@ -261,6 +303,7 @@ class TorchDataParallel(_GroupMember):
             device_ids=[self.device.index] if cuda else None,
             find_unused_parameters=True,
         )
+        self._fresh.add(module_id)
 
 
 class TFDataParallel(_GroupMember):
