@@ -172,7 +172,8 @@ class RayLearners:
     def submit_update(self, batch: MultiAgentBatch, **kwargs: Any) -> PendingUpdate:
         batch, kwargs = self._plan(batch, kwargs)
         self._seq += 1
-        pending = PendingUpdate(self, self._seq, ray.put(batch), kwargs)
+        rows = None if isinstance(batch, ShardedBatch) else {m: b.count for m, b in batch.items()}
+        pending = PendingUpdate(self, self._seq, ray.put(batch), kwargs, rows)
         self._pending.append(pending)
         return pending
 
@@ -192,7 +193,7 @@ class RayLearners:
         while True:
             outcomes = gather(pending.refs, pending.actors)
             if all(kind == "ok" for kind, _ in outcomes):
-                pending.settle(reduce_results([value for _, value in outcomes]))
+                pending.settle(reduce_results([value for _, value in outcomes], pending.rows))
                 return
             dead = {
                 i: value

@@ -213,13 +213,26 @@ class TFBackend:
             self.device, forward, groups, loss_fn, grad_clip, grad_clip_by, allreduce_gradients
         )
 
-    def metrics_table(
-        self, step_output: tuple[list[str], Sequence[tf.Tensor]]
-    ) -> tuple[list[str], np.ndarray]:
+    def metrics_table(self, step_output: Any) -> tuple[list[str], np.ndarray]:
         """The minibatch steps' statistics as one array (a row per step, a column per key),
         with one device sync."""
-        keys, tables = step_output
+        keys, tables = step_output.keys, step_output.tables
+        if step_output.names:  # per-row values follow the statistics in each row
+            tables = [t[:, : len(keys)] for t in tables]
         return keys, tf.concat(tables, 0).numpy().astype(np.float64)
+
+    def per_row_values(self, step_output: Any) -> tuple[list[str], list[Any]]:
+        """The per-row values the loss returned (``PER_ROW``): their names and, for each
+        step in order, ``(row indices [size], values [names, size])`` as numpy; no names
+        and no steps when the loss returned none."""
+        names = step_output.names
+        if not names:
+            return [], []
+        width, steps = len(step_output.keys), []
+        for table, rows in zip(step_output.tables, step_output.runs, strict=True):
+            values = table[:, width:].numpy().reshape(len(rows), len(names), rows.shape[1])
+            steps.extend(zip(rows, values, strict=True))
+        return names, steps
 
     # State as numpy ----------------------------------------------------------------------
     def _named_variables(self, module: tf.Module) -> dict[str, tf.Variable]:

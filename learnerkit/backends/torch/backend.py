@@ -16,6 +16,7 @@ from learnerkit.backends.base import AllReduce, Forward, LossFn
 from learnerkit.backends.torch.ops import TORCH_OPS
 from learnerkit.batch import SampleBatch, training_arrays
 from learnerkit.errors import CheckpointError
+from learnerkit.hookspecs import PER_ROW
 from learnerkit.specs import ModuleSpec
 
 
@@ -119,9 +120,13 @@ class TorchBackend:
         groups = [self.optimizer_parameters(opt) for opt in opts]
         params = [p for group in groups for p in group]
 
-        def step(tensors, indices, state):
+        def step(tensors, indices, state, per_row_steps):
             minibatch = {k: v[indices] for k, v in tensors.items()}
             loss_out = loss_fn(minibatch, forward(minibatch), state)
+            per_row = loss_out.get(PER_ROW)
+            if per_row is not None:
+                per_row_steps.append((indices, [v.detach() for v in per_row.values()]))
+                names[:] = list(per_row)
             # What zero_grad(set_to_none=True) does, without its profiler scope: 20x cheaper.
             for p in params:
                 p.grad = None
@@ -150,28 +155,32 @@ class TorchBackend:
                     _clip(groups, grad_clip, grad_clip_by, grad_norm)
                 for opt in opts:
                     opt.step()
-            stats = {k: v.detach() if torch.is_tensor(v) else v for k, v in loss_out.items()}
+            stats = {
+                k: v.detach() if torch.is_tensor(v) else v
+                for k, v in loss_out.items()
+                if k != PER_ROW
+            }
             stats["gradient_norm"] = grad_norm
             stats["skipped"] = skipped
             return stats
 
+        names: list[str] = []  # the per-row values' names, once a step returned some
+
         def run(tensors, minibatches, state, stop_on_skip):
-            per_step = []
+            per_step, per_row_steps = [], []
             for indices in minibatches:
-                stats = step(tensors, indices, state)
+                stats = step(tensors, indices, state, per_row_steps)
                 per_step.append(stats)
                 if stop_on_skip and stats["skipped"]:
                     break
-            return per_step
+            return per_step, (list(names), per_row_steps)
 
         return run
 
-    def metrics_table(
-        self, step_output: Sequence[Mapping[str, Any]]
-    ) -> tuple[list[str], np.ndarray]:
+    def metrics_table(self, step_output: Any) -> tuple[list[str], np.ndarray]:
         """The minibatch steps' statistics as one array (a row per step, a column per key),
         with one device sync."""
-        per_step = step_output
+        per_step, _ = step_output
         keys = list(per_step[0])
         # The scalar tensors in one stack per step, python numbers (``skipped``, a plugin's
         # constants) straight into numpy: a tensor per value cost ~1% of an update (issue 10).
@@ -184,6 +193,22 @@ class TorchBackend:
             if k not in tensor_keys:
                 table[:, j] = [float(s[k]) for s in per_step]
         return keys, table
+
+    def per_row_values(self, step_output: Any) -> tuple[list[str], list[Any]]:
+        """The per-row values the loss returned (``PER_ROW``): their names and, for each
+        step in order, ``(row indices [size], values [names, size])`` as numpy, with one
+        device sync; no names and no steps when the loss returned none."""
+        _, (names, steps) = step_output
+        if not steps:
+            return [], []
+        sizes = [len(indices) for indices, _ in steps]
+        indices = torch.cat([i for i, _ in steps]).cpu().numpy()
+        values = torch.cat([torch.stack(v).float() for _, v in steps], dim=1).cpu().numpy()
+        out, start = [], 0
+        for size in sizes:
+            out.append((indices[start : start + size], values[:, start : start + size]))
+            start += size
+        return names, out
 
     # State as numpy ----------------------------------------------------------------------
     def get_module_state(self, module: torch.nn.Module) -> dict[str, np.ndarray]:
