@@ -58,7 +58,7 @@ class RayLearners:
                 *self._plugins.values(),
                 *spec.extra_plugins,
                 *(c for c in [spec.learner_class] if c is not None),
-                *(m.module_class for m in spec.module_specs.values() if m.module_class),
+                *(m.module_class for m in spec.module_specs.values() if callable(m.module_class)),
             ]
         )
         self._pending: list[PendingUpdate] = []
@@ -118,7 +118,9 @@ class RayLearners:
     def ship_code(self, spec: LearnerSpec) -> None:
         """Send module classes defined outside installed packages by value (before a call
         that carries them, such as ``add_module``)."""
-        ship_by_value([m.module_class for m in spec.module_specs.values() if m.module_class])
+        ship_by_value(
+            [m.module_class for m in spec.module_specs.values() if callable(m.module_class)]
+        )
 
     # Updates -----------------------------------------------------------------------------
     def _plan(self, batch: Any, kwargs: dict[str, Any]) -> tuple[Any, dict]:

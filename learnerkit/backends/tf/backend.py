@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from learnerkit._checkpoint import check_same_shapes
+from learnerkit._import_path import resolve
 from learnerkit.backends.base import AllReduce, Forward, LossFn
 from learnerkit.backends.tf.ops import OPTIMIZER_VARIABLES, TF_OPS
 from learnerkit.backends.tf.train_step import TrainStep
@@ -123,7 +124,8 @@ class TFBackend:
             # TensorFlow cannot fork its random state as torch does, so a custom module
             # class is built under the global seed: the same seed gives the same weights.
             tf.random.set_seed(seed)
-            return spec.module_class(spec.observation_space, spec.action_space, spec.model_config)
+            module_class = resolve(spec.module_class, "ModuleSpec.module_class")
+            return module_class(spec.observation_space, spec.action_space, spec.model_config)
 
     def parameters(self, module: tf.Module) -> list[tf.Variable]:
         return list(module.trainable_variables)

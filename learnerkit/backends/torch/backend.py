@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from learnerkit._checkpoint import check_same_shapes
+from learnerkit._import_path import resolve
 from learnerkit.backends.base import AllReduce, Forward, LossFn
 from learnerkit.backends.torch.ops import TORCH_OPS
 from learnerkit.batch import SampleBatch, training_arrays
@@ -33,7 +34,7 @@ class TorchBackend:
     def build_module(self, spec: ModuleSpec, seed: int) -> torch.nn.Module:
         from learnerkit.backends.torch.modules import TorchMLPActorCritic
 
-        module_class = spec.module_class or TorchMLPActorCritic
+        module_class = resolve(spec.module_class, "ModuleSpec.module_class") or TorchMLPActorCritic
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = module_class(spec.observation_space, spec.action_space, spec.model_config)
