@@ -138,6 +138,7 @@ class Trainer:
                         policy_mapping=mapping,
                         # Multi-agent: whole sequences per agent for a loop that asks.
                         sequences=info.sequences,
+                        policy_outputs=info.policy_outputs,
                     ),
                     self.hps,
                     ray_address=ray_address,
