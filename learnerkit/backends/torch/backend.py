@@ -260,8 +260,10 @@ class TorchBackend:
             ) from exc
 
     # Acting ------------------------------------------------------------------------------
+    @torch.no_grad()
     def numpy_call(self, fn: Callable[[torch.Tensor], Any], obs: np.ndarray) -> Any:
-        """``fn`` run on ``obs`` as a float32 tensor on the device; its output as numpy."""
+        """``fn`` run on ``obs`` as a float32 tensor on the device, recording no graph (it
+        acts: nothing is trained through it); its output as numpy."""
         out = fn(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
         if isinstance(out, Mapping):
             return {k: v.cpu().numpy() for k, v in out.items()}
