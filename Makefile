@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/learner_throughput.py
 	$(BIN)/python bench/ppo_cartpole.py
 	$(BIN)/python bench/impala_cartpole.py
+	$(BIN)/python bench/learning_bars.py
 	$(BIN)/python bench/learner_group_scaling.py
 
 clean:

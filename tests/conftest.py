@@ -20,12 +20,14 @@ import numpy as np
 import pytest
 
 import learnerkit
-from learnerkit import Algorithm, Columns, Hyperparameters, _plugins
+from learnerkit import Algorithm, Columns, Hyperparameters
 from learnerkit.testing import reset_plugins
 
 PLUGIN_PACKAGES = Path(__file__).parent / "plugin_packages"
 REPO_ROOT = Path(__file__).parent.parent
 FRAMEWORKS = ["torch", "tf"]
+# Switch plugins off (README, "Plugins"): some by name, or every entry point.
+DISABLE_PLUGIN_VARIABLES = ("LEARNERKIT_DISABLE_PLUGINS", "LEARNERKIT_DISABLE_PLUGIN_AUTOLOAD")
 
 CARTPOLE_OBS = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
 TWO_ACTIONS = gym.spaces.Discrete(2)
@@ -49,22 +51,63 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 @pytest.fixture(autouse=True)
 def fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test starts with no plugin registered in code, nothing cached, and no plugin
-    switched off by the environment; whatever it registers is gone afterwards."""
-    monkeypatch.delenv(_plugins.DISABLE_ENV, raising=False)
-    monkeypatch.delenv(_plugins.DISABLE_AUTOLOAD_ENV, raising=False)
+    switched off by the environment (the variables the README documents); whatever it
+    registers is gone afterwards."""
+    for variable in DISABLE_PLUGIN_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
     reset_plugins()
     yield
     reset_plugins()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def no_ray_session_outlives_its_module() -> Iterator[None]:
-    """A module that started Ray ends it, so the next module starts from no Ray session
-    (the Ray test modules check that they start one, as a user's program would)."""
+# Ray --------------------------------------------------------------------------------------
+# Starting Ray takes seconds, so the tests share one session: the first test that needs Ray
+# starts it (through learnerkit, as a user's program would) and it lasts until the tests
+# end. Ray tests run after all the others, so that no other test sees a session. Tests that
+# check how a run starts Ray (marked ``ray_first``) run first among them, so that the session
+# they see started is the one the others then share; each still ends any session first
+# (end_ray_session), so that it holds when run alone. The two-node cluster tests, which
+# replace the session with their cluster, run last.
+def ray_is_up() -> bool:
+    ray = sys.modules.get("ray")  # never imported here: most tests do not use Ray
+    return ray is not None and ray.is_initialized()
+
+
+def end_ray_session() -> None:
+    """No Ray session in this process, for a test that checks how a run starts one."""
+    if ray_is_up():
+        sys.modules["ray"].shutdown()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def ray_session_ends_with_the_tests() -> Iterator[None]:
     yield
-    ray = sys.modules.get("ray")  # never imported here: most modules do not use Ray
-    if ray is not None and ray.is_initialized():
-        ray.shutdown()
+    end_ray_session()
+
+
+@pytest.fixture(autouse=True)
+def only_ray_tests_start_ray(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that starts Ray is marked ``ray`` (``make test-fast`` leaves those out)."""
+    was_up = ray_is_up()
+    yield
+    if not was_up and ray_is_up() and request.node.get_closest_marker("ray") is None:
+        end_ray_session()
+        pytest.fail(f"{request.node.nodeid} started Ray: mark it @pytest.mark.ray")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Ray tests after the others: those marked ``ray_first`` first, the two-node cluster's
+    last (a stable sort: file order otherwise)."""
+
+    def order(item: pytest.Item) -> tuple[bool, bool, bool]:
+        is_ray = item.get_closest_marker("ray") is not None
+        return (
+            is_ray,
+            is_ray and item.get_closest_marker("ray_first") is None,
+            is_ray and "two_node_cluster" in getattr(item, "fixturenames", ()),
+        )
+
+    items.sort(key=order)
 
 
 @pytest.fixture(params=FRAMEWORKS)
@@ -142,11 +185,12 @@ def random_batch(
 
 
 # Third-party plugin packages, pip-installed into temporary directories ------------------
-def _pip_install(source: Path, target: Path, build_dir: Path) -> None:
+def _pip_install(source: Path, target: Path, build_dir: Path) -> subprocess.Popen:
+    """Start ``pip install`` of ``source`` into ``target`` (the caller waits for it)."""
     # Build from a copy so that setuptools leaves no build/ or egg-info in the source tree.
     copy = build_dir / source.name
     shutil.copytree(source, copy)
-    subprocess.run(
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -160,21 +204,27 @@ def _pip_install(source: Path, target: Path, build_dir: Path) -> None:
             str(target),
             str(copy),
         ],
-        check=True,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
 @pytest.fixture(scope="session")
 def plugin_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Each package of tests/plugin_packages installed alone into its own directory."""
+    """Each package of tests/plugin_packages installed alone into its own directory (the
+    installs run side by side: each is a pip process of about a second)."""
     root = tmp_path_factory.mktemp("plugin_packages")
-    dirs = {}
+    dirs, installs = {}, {}
     for source in sorted(PLUGIN_PACKAGES.iterdir()):
         if (source / "pyproject.toml").is_file():
             target = root / "site" / source.name
-            _pip_install(source, target, root / "build")
+            installs[source.name] = _pip_install(source, target, root / "build")
             dirs[source.name] = target
+    for name, proc in installs.items():
+        output, _ = proc.communicate()
+        if proc.returncode:
+            pytest.fail(f"pip could not install tests/plugin_packages/{name}:\n{output}")
     return dirs
 
 
@@ -194,11 +244,19 @@ def use_plugin_packages(
     return _use
 
 
+def learner_processes(group: learnerkit.LearnerGroup) -> list[tuple[str, int]]:
+    """(Ray actor id, process id) of each learner of a group of Ray learners, by rank: a
+    test kills a learner by its process id, as the machine would (out of memory, say)."""
+    import ray
+
+    return group.foreach_learner(lambda _: (ray.get_runtime_context().get_actor_id(), os.getpid()))
+
+
 def run_learnerkit(
     *args: str, plugin_dirs: list[Path] = (), env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """``python -m learnerkit ARGS`` in a fresh interpreter, with ``plugin_dirs`` on its path."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("LEARNERKIT_DISABLE_PLUGIN")}
+    environ = {k: v for k, v in os.environ.items() if k not in DISABLE_PLUGIN_VARIABLES}
     environ["PYTHONPATH"] = os.pathsep.join(
         [*map(str, plugin_dirs), *filter(None, [os.environ.get("PYTHONPATH")])]
     )

@@ -3,6 +3,7 @@ another algorithm, framework or shape, or a truncated/corrupt file."""
 
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import CARTPOLE_OBS, TWO_ACTIONS, bc_loss, make_plugin, random_batch
 
-from learnerkit import CheckpointError, Learner, LearnerSpec, ModuleSpec, _checkpoint
+from learnerkit import CheckpointError, Learner, LearnerSpec, ModuleSpec
 
 MODULE = ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS)
 
@@ -65,9 +66,9 @@ def test_a_saved_state_loads_into_a_new_learner_with_weights_and_optimizer(tmp_p
 
 
 def test_a_checkpoint_is_plain_arrays_that_load_without_pickle(tmp_path, framework):
-    path = _checkpoint.save(tmp_path, trained(framework).get_state())
-    assert path == tmp_path / "learner_state.npz"
-    assert os.listdir(tmp_path) == ["learner_state.npz"]  # no temporary file left
+    trained(framework).save_state(tmp_path)
+    assert os.listdir(tmp_path) == ["learner_state.npz"]  # one file, no temporary one left
+    path = tmp_path / "learner_state.npz"
     with np.load(path, allow_pickle=False) as data:
         arrays = {name: data[name] for name in data.files}
     assert arrays and all(a.dtype != object for a in arrays.values())
@@ -160,7 +161,8 @@ def test_a_checkpoint_with_other_module_ids_is_refused(tmp_path):
     ids=["truncated", "header-only", "garbage", "empty"],
 )
 def test_a_damaged_checkpoint_file_is_a_checkpoint_error_naming_the_file(tmp_path, damage):
-    path = _checkpoint.save(tmp_path, trained(steps=1).get_state())
+    trained(steps=1).save_state(tmp_path)
+    path = tmp_path / "learner_state.npz"
     path.write_bytes(damage(path.read_bytes()))
     with pytest.raises(CheckpointError, match="corrupt or truncated") as excinfo:
         build().load_state(tmp_path)
@@ -173,6 +175,15 @@ def test_a_missing_checkpoint_says_what_is_missing(tmp_path):
 
 
 def test_a_checkpoint_of_another_format_version_is_refused(tmp_path):
-    _checkpoint.save(tmp_path, {**build().get_state(), "format_version": 99})
+    build().save_state(tmp_path)
+    # The file is an .npz of arrays, its JSON tree the uint8 array "__tree__" (no pickle).
+    path = tmp_path / "learner_state.npz"
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    tree = json.loads(arrays["__tree__"].tobytes())
+    assert tree["format_version"] == 1
+    tree["format_version"] = 99
+    arrays["__tree__"] = np.frombuffer(json.dumps(tree).encode(), dtype=np.uint8)
+    np.savez(path, **arrays)
     with pytest.raises(CheckpointError, match="format version 99"):
         build().load_state(tmp_path)

@@ -8,6 +8,7 @@ Learner) imports nothing above it. Checked on the source, import by import."""
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -15,15 +16,17 @@ import pytest
 PACKAGE = Path(__file__).parent.parent / "learnerkit"
 
 
-def imports_of(path: Path) -> set[str]:
-    """Every module ``path`` imports, at any depth (lazy imports inside functions too)."""
+@functools.cache
+def imports_of(path: Path) -> frozenset[str]:
+    """Every module ``path`` imports, at any depth (lazy imports inside functions too); read
+    once per run."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
-    return names
+    return frozenset(names)
 
 
 def modules_under(folder: str) -> list[Path]:
@@ -126,9 +129,19 @@ def resolved_imports(path: Path, known: set[str], package: Path = PACKAGE) -> se
 
 
 def module_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    if package == PACKAGE:
+        return {name: set(targets) for name, targets in _the_package_graph().items()}
     paths = {module_name(p, package): p for p in package.rglob("*.py")}
     known = set(paths)
     return {name: resolved_imports(path, known, package) for name, path in paths.items()}
+
+
+@functools.cache
+def _the_package_graph() -> dict[str, frozenset[str]]:
+    """learnerkit's graph, read once per run (its source does not change during one): each
+    test that reads it gets its own copy."""
+    paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return {name: frozenset(resolved_imports(path, set(paths))) for name, path in paths.items()}
 
 
 def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:

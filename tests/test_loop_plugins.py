@@ -312,6 +312,7 @@ def _metrics(run_dir) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow  # a training run of a second or more
 def test_learnerkit_train_trains_a_pip_installed_loop_and_resumes_it(plugin_dirs, tmp_path):
     run, site = tmp_path / "run", [plugin_dirs["learnerkit-fullbatch"]]
     args = ("-m", "learnerkit", "train", "a2c", "--out", str(run), "--quiet")

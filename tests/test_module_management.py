@@ -144,8 +144,6 @@ def test_a_local_group_adds_and_removes_modules(stateful):
 # Two Ray learners -----------------------------------------------------------------------------
 @pytest.fixture(scope="module", params=["torch", "tf"])
 def ray_group(request):
-    import ray
-
     group = LearnerGroup(
         LearnerSpec(
             algorithm="bc",
@@ -157,7 +155,6 @@ def ray_group(request):
     )
     yield group
     group.shutdown()
-    ray.shutdown()
 
 
 def identical_across_learners(group: LearnerGroup) -> bool:

@@ -149,6 +149,7 @@ SETTINGS = {
 }
 
 
+@pytest.mark.slow  # a training run of a second or more
 @pytest.mark.parametrize("algorithm", ["impala", "appo"])
 def test_a_module_per_agent_learns_the_coordination_game_with_the_async_loop(tmp_path, algorithm):
     t0 = time.perf_counter()

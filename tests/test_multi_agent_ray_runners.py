@@ -23,7 +23,6 @@ OBS = spaces.Box(0.0, 1.0, (3,), np.float32)
 
 
 def test_ray_runners_sample_per_module_and_follow_module_changes():
-    assert not ray.is_initialized()
     spec = EnvRunnerSpec(
         env_id="pettingzoo:multi_agent_envs:coordination",
         framework="torch",
@@ -76,7 +75,6 @@ def test_ray_runners_sample_per_module_and_follow_module_changes():
             runners.set_weights({"c": other.get_weights()}, 3)
     finally:
         runners.close()
-        ray.shutdown()
 
 
 def dead_before_sampling(actor, timeout_s: float = 60.0) -> None:

@@ -95,6 +95,7 @@ def test_learners_and_runners_follow_changes_and_frozen_modules_keep_their_weigh
     assert summary.timesteps_total == 640
 
 
+@pytest.mark.slow  # a training run of a second or more
 def test_a_self_play_run_resumes_with_its_snapshots(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(readme_self_play(), "README.md", "exec"), {})

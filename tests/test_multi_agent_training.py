@@ -10,14 +10,12 @@ import time
 
 import numpy as np
 import pytest
-from multi_agent_envs import GAME, THRESHOLD, game_config
+from multi_agent_envs import GAME, THRESHOLD, coordination, game_config
 
 from learnerkit import (
-    LearnerGroup,
+    Learner,
     LearnerSpec,
     ModuleSpec,
-    MultiAgentBatch,
-    ScalingConfig,
 )
 from learnerkit.cli import main
 from learnerkit.loops import TrainConfig, evaluate_checkpoint, train
@@ -40,6 +38,7 @@ def rows(run_dir) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow  # a training run of a second or more
 def test_two_modules_learn_the_coordination_game_and_report_team_and_agent_returns(tmp_path):
     t0 = time.perf_counter()
     summary = train(config(tmp_path))
@@ -68,6 +67,7 @@ def test_two_modules_learn_the_coordination_game_and_report_team_and_agent_retur
     assert len(returns) == 10 and mean >= THRESHOLD
 
 
+@pytest.mark.slow  # a training run of a second or more
 def test_a_multi_agent_run_resumes_and_evaluates_from_the_cli(tmp_path, capsys):
     run = tmp_path / "run"
     first = train(config(tmp_path, stop_reward=None, stop_timesteps=1024))
@@ -82,6 +82,7 @@ def test_a_multi_agent_run_resumes_and_evaluates_from_the_cli(tmp_path, capsys):
     assert "mean return over 3 episodes" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a training run of a second or more
 def test_per_module_settings_from_a_config_file_train_and_survive_a_resume(tmp_path, capsys):
     run = tmp_path / "run"
     (tmp_path / "settings.toml").write_text(
@@ -106,9 +107,13 @@ def test_per_module_settings_from_a_config_file_train_and_survive_a_resume(tmp_p
 
 
 def _checkpoint_weights(run) -> dict[str, dict[str, np.ndarray]]:
-    from learnerkit import _checkpoint
-
-    return _checkpoint.load(run / "checkpoint")["modules"]
+    """The weights of modules "a" and "b" in a run's checkpoint, read by a Learner."""
+    game = coordination()
+    modules = {m: ModuleSpec(game.observation_space(m), game.action_space(m)) for m in "ab"}
+    learner = Learner(LearnerSpec(algorithm="ppo", module_spec=modules))
+    learner.build()
+    learner.load_state(run / "checkpoint")
+    return learner.get_module_state()
 
 
 def test_the_cli_names_bad_multi_agent_input(tmp_path, capsys):
@@ -122,6 +127,7 @@ def test_the_cli_names_bad_multi_agent_input(tmp_path, capsys):
         main(["train", "--env", GAME, "--policy-mapping", "everyone"])
 
 
+@pytest.mark.slow  # a training run of a second or more
 def test_each_module_normalises_its_observations_and_they_survive_a_resume(tmp_path, capsys):
     run = tmp_path / "run"
     summary = train(config(tmp_path, overrides={**SETTINGS, "normalize_observations": True}))
@@ -150,23 +156,7 @@ def _obs_statistics(run) -> dict[str, object]:
 @pytest.mark.ray
 @pytest.mark.slow
 def test_two_modules_learn_with_two_ray_learners(tmp_path):
-    import gymnasium
-
+    # (A module with fewer rows than learners in an update is left out of it on every
+    # learner, with a warning: test_ray_learner_group.py checks it.)
     summary = train(config(tmp_path, num_learners=2))
     assert summary.reached_stop_reward, summary
-    # A module with fewer rows than learners leaves a learner an empty shard: the update
-    # still finishes, and trains the module on the rows there are.
-    obs = gymnasium.spaces.Box(0.0, 1.0, (3,), np.float32)
-    spec = LearnerSpec(
-        algorithm="bc",
-        module_spec={m: ModuleSpec(obs, gymnasium.spaces.Discrete(2)) for m in "ab"},
-        scaling=ScalingConfig(num_learners=2),
-    )
-    rng = np.random.default_rng(0)
-
-    def rows_of(n):
-        return {"obs": rng.random((n, 3), np.float32), "actions": rng.integers(0, 2, n)}
-
-    with LearnerGroup(spec) as group:
-        results = group.update(MultiAgentBatch({"a": rows_of(64), "b": rows_of(1)}))
-    assert "a" in results

@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import ray
 from conftest import CARTPOLE_OBS, TWO_ACTIONS, make_plugin, random_batch
 
 import learnerkit
@@ -21,6 +20,7 @@ from learnerkit import (
     LearnerGroup,
     LearnerSpec,
     ModuleSpec,
+    MultiAgentBatch,
     NonFiniteError,
     SampleBatch,
     ScalingConfig,
@@ -102,20 +102,23 @@ def assert_bitwise_equal(a: Any, b: Any) -> None:
             assert value == right[path], path
 
 
-def training_state(learner: Learner) -> dict[str, Any]:
-    """Weights and optimizer state, less the names Keras numbers per process."""
+def training_state(learner: Learner, module_id: str | None = None) -> dict[str, Any]:
+    """Weights and optimizer state (of every module, or of ``module_id``), less the names
+    Keras numbers per process."""
     state = learner.get_state()
     optimizers = {
         mid: {k: v for k, v in opt.items() if k not in ("config", "names")}
         for mid, by_name in state["optimizers"].items()
         for opt in [by_name["default"]]
     }
+    if module_id is not None:
+        return {"modules": state["modules"][module_id], "optimizers": optimizers[module_id]}
     return {"modules": state["modules"], "optimizers": optimizers}
 
 
-def optimizer_steps(learner: Learner) -> int:
+def optimizer_steps(learner: Learner, module_id: str = MID) -> int:
     """Adam's step count (torch keeps one per weight; Keras one 'iteration')."""
-    state = learner.get_state()["optimizers"][MID]["default"]
+    state = learner.get_state()["optimizers"][module_id]["default"]
     if "variables" in state:
         return int(state["variables"][str(state["names"].index("iteration"))])
     return int(state["state"]["0"]["step"])
@@ -133,6 +136,22 @@ def test_the_setting_allows_raise_or_skip():
 
 
 # The default: refuse, change nothing -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def bc_learners():
+    """``bc_learners(framework)``: one BC learner per framework, built on first use, for the
+    refusal tests. Sharing is safe: each test compares a learner's state after a refused
+    batch with its state just before, so the weights it starts from do not matter; and it
+    spares TensorFlow a trace per test."""
+    learners: dict[str, Learner] = {}
+
+    def get(framework: str) -> Learner:
+        if framework not in learners:
+            learners[framework] = build(framework)
+        return learners[framework]
+
+    return get
+
+
 @pytest.mark.parametrize(
     ("value", "dtype", "kind"),
     [
@@ -142,9 +161,9 @@ def test_the_setting_allows_raise_or_skip():
     ],
 )
 def test_non_finite_observations_are_refused_by_name_and_change_nothing(
-    framework, value, dtype, kind
+    bc_learners, framework, value, dtype, kind
 ):
-    learner = build(framework)
+    learner = bc_learners(framework)
     learner.update(random_batch(32))  # Adam has moments and a step count to keep
     before = training_state(learner)
     bad = with_obs(random_batch(32, seed=1), [3, 7], value, dtype)
@@ -181,10 +200,10 @@ def test_a_step_that_turns_non_finite_raises_and_leaves_the_state_before_it(
     register, framework, kind, terms
 ):
     register(poison_plugin(kind))
-    learner, reference = build(framework, "poisoned_bc"), build(framework, "poisoned_bc")
+    learner = build(framework, "poisoned_bc")
     clean = poisoned_batch(64, [])
-    for trained in (learner, reference):
-        trained.update(clean, minibatch_size=16)
+    learner.update(clean, minibatch_size=16)
+    start = learner.get_state()
     # Minibatch 3 of 4 (rows 32..47) is the bad one; the two before it are applied.
     with pytest.raises(NonFiniteError) as excinfo:
         learner.update(poisoned_batch(64, [40]), minibatch_size=16, num_epochs=2, shuffle=False)
@@ -195,9 +214,12 @@ def test_a_step_that_turns_non_finite_raises_and_leaves_the_state_before_it(
     assert terms in message
     assert "(this update applied 2 minibatch(es) before it)" in message
     assert "The batch's columns are all finite" in message
-    # The same two minibatches, then nothing: bit for bit the same weights and optimizer.
-    reference.update(clean.slice(0, 32), minibatch_size=16, shuffle=False)
-    assert_bitwise_equal(training_state(learner), training_state(reference))
+    # The same two minibatches, then nothing: bit for bit the weights and optimizer of the
+    # same learner set back to where it started and trained on just those two.
+    stopped = training_state(learner)
+    learner.set_state(start)
+    learner.update(clean.slice(0, 32), minibatch_size=16, shuffle=False)
+    assert_bitwise_equal(stopped, training_state(learner))
     learner.update(clean, minibatch_size=16)
     assert all_finite(learner)
 
@@ -243,58 +265,69 @@ def test_skip_with_every_minibatch_bad_changes_nothing_and_reports_nan_losses(re
 
 
 # Two Ray learners: one decision for all -----------------------------------------------------
-@pytest.fixture(scope="module")
-def ray_session():
-    """One Ray session for this module's groups (the first group starts it)."""
-    started_here = not ray.is_initialized()
-    yield
-    if started_here:
-        ray.shutdown()
-
-
-@pytest.fixture
-def two_learners(ray_session, register, framework):
-    """``two_learners(non_finite)``: a group of two Ray learners of the poisoned BC."""
-    register(poison_plugin("log0"))
-    groups = []
-
-    def make(non_finite: str) -> LearnerGroup:
-        hps = learnerkit.get_algorithm("poisoned_bc").hyperparameters(non_finite=non_finite)
-        spec = LearnerSpec(
-            algorithm="poisoned_bc",
-            framework=framework,
-            module_spec=ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS),
-            hyperparameters=hps,
-            scaling=ScalingConfig(num_learners=2, num_cpus_per_learner=0.5),
-        )
-        groups.append(LearnerGroup(spec))
-        return groups[-1]
-
-    yield make
-    for group in groups:
-        group.shutdown()
+@pytest.fixture(scope="module", params=["torch", "tf"])
+def two_learners(request):
+    """Two Ray learners of the poisoned BC, one group per framework for the tests below
+    (starting TensorFlow learners takes seconds). The group's setting is
+    ``non_finite="skip"``; its module ``raise`` overrides it back to "raise", so both ways a
+    setting reaches the learners are used. Sharing is safe: each test trains only its own
+    module (``raise`` or ``skip``), and a module absent from a batch is left untouched."""
+    learnerkit.register_algorithm(poison_plugin("log0"))  # shipped to the learners now
+    hps = learnerkit.get_algorithm("poisoned_bc").hyperparameters(non_finite="skip")
+    spec = LearnerSpec(
+        algorithm="poisoned_bc",
+        framework=request.param,
+        module_spec={
+            "raise": ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS),
+            "skip": ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS),
+        },
+        hyperparameters=hps,
+        module_hyperparameters={"raise": {"non_finite": "raise"}},
+        scaling=ScalingConfig(num_learners=2, num_cpus_per_learner=0.5),
+    )
+    group = LearnerGroup(spec)
+    learnerkit.unregister_algorithm("poisoned_bc")
+    yield group
+    group.shutdown()
 
 
 @pytest.mark.ray
 def test_ray_learners_raise_alike_without_changing_state_when_one_shard_is_bad(two_learners):
-    group = two_learners("raise")
-    group.update(poisoned_batch(128, []))
-    before = group.foreach_learner(training_state)
+    group = two_learners
+
+    def state(learner: Learner) -> dict[str, Any]:
+        return training_state(learner, "raise")
+
+    def steps(learner: Learner) -> int:
+        return optimizer_steps(learner, "raise")
+
+    def batch(*args, **kwargs) -> MultiAgentBatch:
+        return MultiAgentBatch({"raise": poisoned_batch(*args, **kwargs)})
+
+    group.update(batch(128, []))
+    before = group.foreach_learner(state)
     # Row 2 is learner 0's: its loss is -inf, its gradients finite; learner 1's all finite.
     with pytest.raises(NonFiniteError, match="epoch 1, minibatch 1 of 1: loss terms"):
-        group.update(poisoned_batch(128, [2], seed=1))
-    after = group.foreach_learner(training_state)
+        group.update(batch(128, [2], seed=1))
+    after = group.foreach_learner(state)
     assert_bitwise_equal(after[0], before[0])
     assert_bitwise_equal(after[1], before[0])
-    group.update(poisoned_batch(128, [], seed=2), minibatch_size=32)
-    assert group.foreach_learner(optimizer_steps) == [5, 5]
-    states = group.foreach_learner(training_state)
+    group.update(batch(128, [], seed=2), minibatch_size=32)
+    assert group.foreach_learner(steps) == [5, 5]
+    states = group.foreach_learner(state)
     assert_bitwise_equal(states[0], states[1])
 
 
 @pytest.mark.ray
 def test_ray_learners_skip_the_same_minibatches_when_only_one_shard_is_bad(two_learners):
-    group = two_learners("skip")
+    group = two_learners
+
+    def state(learner: Learner) -> dict[str, Any]:
+        return training_state(learner, "skip")
+
+    def steps(learner: Learner) -> int:
+        return optimizer_steps(learner, "skip")
+
     # Each learner trains its 64 rows in 4 minibatches of 16; only learner 0's rows
     # are bad: a NaN observation, then a loss of -inf whose gradient alone is finite.
     bad_batches = [
@@ -302,15 +335,16 @@ def test_ray_learners_skip_the_same_minibatches_when_only_one_shard_is_bad(two_l
         poisoned_batch(128, [40], seed=1),
     ]
     for applied, batch in enumerate(bad_batches, start=1):
-        results = group.update(batch, minibatch_size=32)[MID]
+        results = group.update(MultiAgentBatch({"skip": batch}), minibatch_size=32)["skip"]
         assert results[SKIPPED] == 1
         assert np.isfinite(results["total_loss"])
-        states = group.foreach_learner(training_state)
+        states = group.foreach_learner(state)
         assert_bitwise_equal(states[0], states[1])
-        assert group.foreach_learner(optimizer_steps) == [3 * applied] * 2
-    assert all(np.isfinite(w).all() for w in states[0]["modules"][MID].values())
-    results = group.update(poisoned_batch(128, [], seed=2), minibatch_size=32)[MID]
+        assert group.foreach_learner(steps) == [3 * applied] * 2
+    assert all(np.isfinite(w).all() for w in states[0]["modules"].values())
+    clean = MultiAgentBatch({"skip": poisoned_batch(128, [], seed=2)})
+    results = group.update(clean, minibatch_size=32)["skip"]
     assert results[SKIPPED] == 0
-    assert group.foreach_learner(optimizer_steps) == [10, 10]
-    states = group.foreach_learner(training_state)
+    assert group.foreach_learner(steps) == [10, 10]
+    states = group.foreach_learner(state)
     assert_bitwise_equal(states[0], states[1])

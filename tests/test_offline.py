@@ -16,7 +16,6 @@ import learnerkit
 from learnerkit import Columns, ConfigError
 from learnerkit.errors import DatasetError
 from learnerkit.loops import OfflineSettings
-from learnerkit.loops._run_files import read_trainer_state
 from learnerkit.loops.evaluation import evaluate_checkpoint
 from learnerkit.loops.trainer import TrainConfig, train
 from learnerkit.rollouts import datasets
@@ -94,6 +93,7 @@ def test_episodes_become_rows_with_the_observation_each_step_reached(store):
 
 
 # Learning --------------------------------------------------------------------------------
+@pytest.mark.slow  # a training run of a second or more
 @pytest.mark.parametrize("framework", ["torch", "tf"])
 def test_bc_clones_a_recorded_policy_to_95_percent_of_its_return(store, tmp_path, framework):
     dataset = record(episodes=10)
@@ -114,6 +114,7 @@ def test_bc_clones_a_recorded_policy_to_95_percent_of_its_return(store, tmp_path
     assert mean >= 0.95 * recorded
 
 
+@pytest.mark.slow  # a training run of a second or more
 def test_the_cli_trains_bc_on_a_dataset_and_evaluates_it(store, tmp_path):
     record(episodes=10)
     env = {"MINARI_DATASETS_PATH": str(store)}
@@ -197,6 +198,7 @@ def _offline_plugin(name, loss, required_columns=(Columns.OBS, Columns.ACTIONS))
 
 
 # Outputs and resume ----------------------------------------------------------------------
+@pytest.mark.slow  # a training run of a second or more
 def test_a_run_writes_the_outputs_and_resumes_at_the_same_row(store, tmp_path):
     dataset = record(act=noisy_controller(), episodes=20)
     rows_total = dataset.total_steps
@@ -223,14 +225,12 @@ def test_a_run_writes_the_outputs_and_resumes_at_the_same_row(store, tmp_path):
     assert written["episodes_total"] == 2 * first.iterations  # evaluation episodes
     assert (out / "learning_curve.png").stat().st_size > 0
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
-    state = read_trainer_state(out)["loop"]
-    assert state["epoch"] == 0 and state["cursor"] > 0
     rows = _rows(out)
+    assert 0 < float(rows[-1]["epoch"]) < 1  # stopped inside the first epoch
     assert {"evaluation/episode_return_mean", "learner/policy_loss", "epoch"} <= set(rows[0])
 
     resumed = train(attrs.evolve(config, stop_timesteps=None, resume=str(out)))
     assert resumed.timesteps_total == 2 * rows_total  # the rest of the two epochs
-    assert read_trainer_state(out)["loop"]["epoch"] == 2
     iterations = [int(r["iteration"]) for r in _rows(out)]
     assert iterations == list(range(1, resumed.iterations + 1))
     assert float(_rows(out)[-1]["epoch"]) == 2.0
@@ -238,6 +238,7 @@ def test_a_run_writes_the_outputs_and_resumes_at_the_same_row(store, tmp_path):
     assert len(returns) == 2 and mean > 0
 
 
+@pytest.mark.slow  # a training run of a second or more
 def test_stop_reward_is_reached_on_evaluation_episodes(store, tmp_path):
     record(episodes=10)
     summary = train(
@@ -343,10 +344,12 @@ def test_ray_learners_each_read_their_own_share_of_every_chunk(store, tmp_path, 
         raise AssertionError("the driver read episodes: the learners should read them")
 
     monkeypatch.setattr(datasets, "read_episodes", driver_reads)  # here, not in the learners
+    # By its directory: the shared Ray session's workers started before this test set
+    # MINARI_DATASETS_PATH, so they would not find the id in this test's store.
     summary = train(
         TrainConfig(
             algorithm="bc",
-            dataset=CONTROLLER_ID,
+            dataset=str(store / CONTROLLER_ID),
             num_learners=2,
             out_dir=str(tmp_path / "run"),
             progress=False,

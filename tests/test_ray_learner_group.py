@@ -1,19 +1,31 @@
 """LearnerGroup with Ray learner actors (``num_learners >= 1``): lockstep training, sharding,
 async back-pressure, checkpoints across group sizes, fault tolerance, and clusters.
 
-One Ray session (started by the first group, as a user's would be) serves the module; the
-two-node cluster test comes last and brings its own.
+The module's group starts a Ray session of its own (none is up before it), as a user's
+program would: the module runs first among the Ray tests (``ray_first``), and the tests
+after it, here and in the other modules, share that session. Learners on a two-node cluster:
+``test_two_node_cluster.py``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 
 import numpy as np
 import pytest
 import ray
-from conftest import CARTPOLE_OBS, TWO_ACTIONS, bc_loss, make_plugin, random_batch
+from conftest import (
+    CARTPOLE_OBS,
+    TWO_ACTIONS,
+    bc_loss,
+    end_ray_session,
+    learner_processes,
+    make_plugin,
+    random_batch,
+)
 
 import learnerkit
 from learnerkit import (
@@ -27,7 +39,7 @@ from learnerkit import (
     ScalingConfig,
 )
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.ray_first]
 
 HALF_CPU = 0.5  # two learners fit twice on this 2-core machine
 
@@ -55,8 +67,7 @@ def all_weights_identical(group: LearnerGroup) -> bool:
 
 
 def test_unreachable_ray_address_is_a_clear_error_not_a_hang():
-    if ray.is_initialized():
-        pytest.skip("runs only before this module's Ray session starts")
+    end_ray_session()  # with a session up, a group would use it and never dial the address
     with pytest.raises(
         LearnerGroupError, match=r"cannot reach the Ray cluster at '127\.0\.0\.1:9'"
     ):
@@ -66,12 +77,10 @@ def test_unreachable_ray_address_is_a_clear_error_not_a_hang():
 @pytest.fixture(scope="module")
 def group():
     """Two learners sharing one Ray session started by the group itself."""
-    assert not ray.is_initialized()
+    end_ray_session()
     group = LearnerGroup(bc_spec(2), max_async_updates=2)
     yield group
-    if ray.is_initialized():  # the cluster test may have ended this session already
-        group.shutdown()
-        ray.shutdown()
+    group.shutdown()
 
 
 def test_group_starts_a_local_ray_and_its_learners_train_in_lockstep(group):
@@ -104,39 +113,11 @@ def test_async_updates_are_bounded_and_every_one_returns_a_result(group):
     returned = []
     for i in range(7):
         returned += group.async_update(random_batch(64, seed=i))
-        assert len(group._in_flight) <= group.max_async_updates
+        assert group.num_in_flight <= group.max_async_updates
     returned += group.wait_async_updates()
     assert len(returned) == 7
     assert all(r[learnerkit.DEFAULT_MODULE_ID]["num_samples"] == 64 for r in returned)
     assert all_weights_identical(group)
-
-
-def test_module_with_fewer_rows_than_learners_is_skipped_on_all_of_them(caplog):
-    spec = bc_spec(
-        2,
-        module_spec={
-            "a": ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS),
-            "b": ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS),
-        },
-    )
-    with LearnerGroup(spec) as multi:
-        before = multi.get_weights()
-        batch = MultiAgentBatch({"a": random_batch(40), "b": random_batch(1, seed=1)})
-        with caplog.at_level(logging.WARNING, logger="learnerkit"):
-            results = multi.update(batch, minibatch_size=8)  # would deadlock if "b" ran on one
-        assert set(results) == {"a"}
-        assert "['b'] have fewer rows than the 2 learners" in caplog.text
-        after = multi.get_weights()
-        assert all(np.array_equal(before["b"][k], after["b"][k]) for k in before["b"])
-        assert all_weights_identical(multi)
-        with pytest.raises(BatchError, match="too small to share among 2 learners"):
-            multi.update(MultiAgentBatch({"a": random_batch(1), "b": random_batch(1)}))
-        # A bad row anywhere fails for the whole group before any learner starts.
-        bad = dict(random_batch(10))
-        bad["actions"] = np.where(np.arange(10) == 9, 5, bad["actions"])
-        with pytest.raises(BatchError, match="actions range over"):
-            multi.update(MultiAgentBatch({"a": bad}))
-        assert multi.update(MultiAgentBatch({"b": random_batch(6)}))["b"]["num_samples"] == 6
 
 
 def test_checkpoint_of_two_learners_loads_into_one_learner_and_a_local_learner(group, tmp_path):
@@ -165,12 +146,12 @@ def test_checkpoint_of_two_learners_loads_into_one_learner_and_a_local_learner(g
 def test_killed_learner_is_restarted_from_a_healthy_one_and_training_goes_on(group, caplog):
     group.update(random_batch(64))
     before = group.get_state()
-    victim = group._learners.info_by_rank[1]["actor_id"]
-    ray.kill(group._learners.actors[1])
+    victim, pid = learner_processes(group)[1]
+    os.kill(pid, signal.SIGKILL)
     with caplog.at_level(logging.WARNING, logger="learnerkit"):
         results = group.update(random_batch(64, seed=9))
     assert f"learner 1 (Ray actor {victim}" in caplog.text and "died" in caplog.text
-    assert group._learners.info_by_rank[1]["actor_id"] != victim
+    assert learner_processes(group)[1][0] != victim
     assert results[learnerkit.DEFAULT_MODULE_ID]["num_samples"] == 64
     assert all_weights_identical(group)
     # The restarted learner got the optimizer state too: both hold the same Adam step count.
@@ -192,9 +173,9 @@ def test_learners_killed_at_random_moments_of_long_updates_rewind_and_run_them_a
     for round_ in range(3):
         before = group.get_state()
         victim = int(rng.integers(0, 2))
-        actor = group._learners.actors[victim]
+        _, pid = learner_processes(group)[victim]
         # Somewhere inside an update of 2 x 10 x 32 minibatch steps (about a second here).
-        killer = threading.Timer(rng.uniform(0.05, 0.6), ray.kill, args=(actor,))
+        killer = threading.Timer(rng.uniform(0.05, 0.6), os.kill, args=(pid, signal.SIGKILL))
         killer.start()
         with caplog.at_level(logging.WARNING, logger="learnerkit"):
             results = group.update(long_batch, minibatch_size=64, num_epochs=10)
@@ -214,14 +195,6 @@ def test_learners_killed_at_random_moments_of_long_updates_rewind_and_run_them_a
     assert "runs again" in caplog.text
 
 
-def test_plugin_registered_in_code_trains_in_the_learner_actors(register):
-    register(make_plugin("my_bc", compute_loss=bc_loss))
-    with LearnerGroup(bc_spec(2, algorithm="my_bc")) as custom:
-        results = custom.update(random_batch(32))
-        assert set(results[learnerkit.DEFAULT_MODULE_ID]) >= {"policy_loss", "num_samples"}
-        assert all_weights_identical(custom)
-
-
 def test_learner_bigger_than_any_node_is_a_clear_error():
     spec = attrs_evolve_scaling(bc_spec(2), num_cpus_per_learner=64)
     with pytest.raises(LearnerGroupError, match=r"no node of the Ray cluster can hold one learner"):
@@ -235,26 +208,59 @@ def test_cluster_short_of_cpus_is_a_clear_error_after_the_timeout(group, monkeyp
         LearnerGroup(spec)
 
 
+# A code-registered plugin on a group of two modules ---------------------------------------
+@pytest.fixture(scope="module")
+def two_modules():
+    """Two learners of modules ``a`` and ``b``, trained by ``my_bc``, a BC plugin registered
+    in code here (so shipped to the actors by value). One group for the two tests below:
+    each checks what its own updates do (results, warnings, which weights move, the
+    learners alike) and none depends on the weights it starts from. Its CPUs stay reserved
+    until the module ends, so these come last here."""
+    learnerkit.register_algorithm(make_plugin("my_bc", compute_loss=bc_loss))
+    spec = bc_spec(
+        2,
+        algorithm="my_bc",
+        module_spec={
+            "a": ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS),
+            "b": ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS),
+        },
+    )
+    try:
+        group = LearnerGroup(spec)
+    finally:
+        learnerkit.unregister_algorithm("my_bc")
+    yield group
+    group.shutdown()
+
+
+def test_plugin_registered_in_code_trains_in_the_learner_actors(two_modules):
+    results = two_modules.update(MultiAgentBatch({"a": random_batch(32)}))
+    assert set(results["a"]) >= {"policy_loss", "num_samples"}
+    assert all_weights_identical(two_modules)
+
+
+def test_module_with_fewer_rows_than_learners_is_skipped_on_all_of_them(two_modules, caplog):
+    multi = two_modules
+    before = multi.get_weights()
+    batch = MultiAgentBatch({"a": random_batch(40), "b": random_batch(1, seed=1)})
+    with caplog.at_level(logging.WARNING, logger="learnerkit"):
+        results = multi.update(batch, minibatch_size=8)  # would deadlock if "b" ran on one
+    assert set(results) == {"a"}
+    assert "['b'] have fewer rows than the 2 learners" in caplog.text
+    after = multi.get_weights()
+    assert all(np.array_equal(before["b"][k], after["b"][k]) for k in before["b"])
+    assert all_weights_identical(multi)
+    with pytest.raises(BatchError, match="too small to share among 2 learners"):
+        multi.update(MultiAgentBatch({"a": random_batch(1), "b": random_batch(1)}))
+    # A bad row anywhere fails for the whole group before any learner starts.
+    bad = dict(random_batch(10))
+    bad["actions"] = np.where(np.arange(10) == 9, 5, bad["actions"])
+    with pytest.raises(BatchError, match="actions range over"):
+        multi.update(MultiAgentBatch({"a": bad}))
+    assert multi.update(MultiAgentBatch({"b": random_batch(6)}))["b"]["num_samples"] == 6
+
+
 def attrs_evolve_scaling(spec: LearnerSpec, **changes) -> LearnerSpec:
     import attrs
 
     return attrs.evolve(spec, scaling=attrs.evolve(spec.scaling, **changes))
-
-
-def test_learners_on_two_nodes_of_a_cluster_train_in_lockstep():
-    from ray.cluster_utils import Cluster
-
-    ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    cluster.add_node(num_cpus=1)
-    try:
-        spec = attrs_evolve_scaling(bc_spec(2), num_cpus_per_learner=1)
-        with LearnerGroup(spec, ray_address=cluster.address) as spread:
-            nodes = spread.foreach_learner(lambda learner: ray.get_runtime_context().get_node_id())
-            assert len(set(nodes)) == 2
-            for seed in range(3):
-                spread.update(random_batch(64, seed=seed), minibatch_size=16)
-            assert all_weights_identical(spread)
-    finally:
-        ray.shutdown()
-        cluster.shutdown()

@@ -9,11 +9,12 @@ to start).
 from __future__ import annotations
 
 import logging
+import os
+import signal
 
 import numpy as np
 import pytest
-import ray
-from conftest import CARTPOLE_OBS, TWO_ACTIONS, random_batch
+from conftest import CARTPOLE_OBS, TWO_ACTIONS, learner_processes, random_batch
 
 import learnerkit
 from learnerkit import Learner, LearnerGroup, LearnerSpec, ModuleSpec, ScalingConfig
@@ -45,12 +46,9 @@ def local_learner() -> Learner:
 
 @pytest.fixture(scope="module")
 def group():
-    started_here = not ray.is_initialized()
     group = LearnerGroup(tf_spec(2))
     yield group
     group.shutdown()
-    if started_here:
-        ray.shutdown()
 
 
 def assert_learners_identical(group: LearnerGroup) -> None:
@@ -89,12 +87,12 @@ def test_tf_group_update_equals_one_local_tf_update_on_the_whole_batch(group):
 
 def test_killed_tf_learner_is_restarted_and_the_next_update_succeeds(group, caplog):
     group.update(random_batch(64))
-    victim = group._learners.info_by_rank[1]["actor_id"]
-    ray.kill(group._learners.actors[1])
+    victim, pid = learner_processes(group)[1]
+    os.kill(pid, signal.SIGKILL)
     with caplog.at_level(logging.WARNING, logger="learnerkit"):
         results = group.update(random_batch(64, seed=9), minibatch_size=16)
     assert f"learner 1 (Ray actor {victim}" in caplog.text and "died" in caplog.text
-    assert group._learners.info_by_rank[1]["actor_id"] != victim
+    assert learner_processes(group)[1][0] != victim
     assert results[MID]["num_samples"] == 64
     assert_learners_identical(group)
     optimizers = group.foreach_learner(

@@ -21,7 +21,7 @@ from replay_references import (
 )
 
 from learnerkit import BatchError, Columns, ConfigError
-from learnerkit._checkpoint import load, save
+from learnerkit.checkpoint import load, save
 from learnerkit.replay import (
     MultiAgentReplayBuffer,
     PrioritizedReplayBuffer,

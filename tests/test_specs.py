@@ -164,18 +164,21 @@ def test_negative_scaling_names_the_field(field):
         ScalingConfig(**{field: -1})
 
 
-def test_a_learning_rate_given_by_the_user_replaces_the_presets_schedule():
-    from learnerkit._plugins import get_algorithm
+def test_a_learning_rate_given_by_the_user_replaces_the_presets_schedule(tmp_path):
     from learnerkit.loops import TrainConfig
-    from learnerkit.loops._setup import resolve_settings
+    from learnerkit.loops.trainer import Trainer
 
-    ppo = get_algorithm("ppo")
-    preset, *_ = resolve_settings(TrainConfig(env_id="CartPole-v1"), ppo)
+    def settings(**overrides):
+        """The hyperparameters a run would train with (built, not trained)."""
+        config = TrainConfig(env_id="CartPole-v1", out_dir=str(tmp_path), overrides=overrides)
+        trainer = Trainer(config)
+        trainer.close()
+        return trainer.hps
+
+    preset = settings()
     assert preset.lr_schedule is not None  # CartPole's preset decays the step size
-    config = TrainConfig(env_id="CartPole-v1", overrides={"learning_rate": 1e-4})
-    hps, *_ = resolve_settings(config, ppo)
+    hps = settings(learning_rate=1e-4)
     assert hps.learning_rate == 1e-4 and hps.lr_schedule is None
     assert hps.lambda_ == preset.lambda_  # the rest of the preset stays
-    both = {"learning_rate": 1e-4, "lr_schedule": [[0, 1e-4], [10, 1e-5]]}
-    hps, *_ = resolve_settings(attrs.evolve(config, overrides=both), ppo)
+    hps = settings(learning_rate=1e-4, lr_schedule=[[0, 1e-4], [10, 1e-5]])
     assert hps.lr_schedule == ((0, 1e-4), (10, 1e-5))

@@ -29,7 +29,6 @@ from learnerkit import (
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from learnerkit._plugins import get_algorithm  # noqa: E402
 from learnerkit.backends import policy_fn, value_fn  # noqa: E402
 from learnerkit.backends.tf.backend import TFBackend, tf_device_name  # noqa: E402
 from learnerkit.backends.tf.ops import TF_OPS  # noqa: E402
@@ -48,7 +47,7 @@ def cloning_batch(n: int = 512, seed: int = 0) -> SampleBatch:
 
 
 def tf_learner(algorithm: str = "bc", *, module_spec=None, **hps) -> Learner:
-    hp_class = get_algorithm(algorithm).hyperparameters
+    hp_class = learnerkit.get_algorithm(algorithm).hyperparameters
     spec = LearnerSpec(
         algorithm=algorithm,
         framework="tf",
@@ -320,11 +319,15 @@ def test_default_module_starts_with_orthogonal_weights_and_the_torch_gains():
     assert not state["pi.0.bias"].any()
 
 
-def test_both_default_modules_offer_every_activation_the_config_allows():
-    from learnerkit.backends.tf import modules as tf_modules
-    from learnerkit.backends.torch import modules as torch_modules
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_both_default_modules_offer_every_activation_the_config_allows(activation):
+    from learnerkit.backends.torch.backend import TorchBackend
 
-    assert set(tf_modules._ACTIVATIONS) == set(torch_modules._ACTIVATIONS) == ACTIVATIONS
+    spec = ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS, model_config={"activation": activation})
+    obs = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    for backend in (TFBackend(), TorchBackend()):
+        module = backend.build_module(spec, seed=0)
+        assert np.isfinite(policy_fn(backend, module)(obs)[Columns.ACTION_DIST_INPUTS]).all()
 
 
 def test_unknown_model_config_key_is_a_config_error_on_tf():

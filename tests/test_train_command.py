@@ -13,10 +13,8 @@ import pytest
 from conftest import bc_loss, make_plugin
 
 from learnerkit import ConfigError
-from learnerkit._checkpoint import load
 from learnerkit.loops import trainer as training
-from learnerkit.loops._run_output import RunOutput
-from learnerkit.loops.evaluation import evaluate_checkpoint
+from learnerkit.loops.evaluation import evaluate_checkpoint, load_policy
 from learnerkit.loops.trainer import TrainConfig, train
 
 # Small iterations (8 envs x 32 steps = 256 samples, 2 epochs) keep these runs short.
@@ -51,23 +49,30 @@ def test_ppo_learns_cartpole_within_a_short_budget(tmp_path, framework):
     assert mean > 150
 
 
-def test_a_run_writes_metrics_tensorboard_curve_checkpoint_and_summary(tmp_path):
-    summary = train(
-        TrainConfig(stop_timesteps=1024, out_dir=str(tmp_path), progress=False, overrides=SMALL)
-    )
-    written = json.loads((tmp_path / "summary.json").read_text())
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """(summary, run directory) of a four-iteration PPO run. Shared by the tests that only
+    read what a run writes: none of them writes to the directory."""
+    out = tmp_path_factory.mktemp("small_run")
+    config = TrainConfig(stop_timesteps=1024, out_dir=str(out), progress=False, overrides=SMALL)
+    return train(config), out
+
+
+def test_a_run_writes_metrics_tensorboard_curve_checkpoint_and_summary(small_run):
+    summary, run = small_run
+    written = json.loads((run / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(written)
     assert written["timesteps_total"] == summary.timesteps_total == 1024
     assert written["algorithm"] == "ppo" and written["env"] == "CartPole-v1"
-    rows = _rows(tmp_path)
+    rows = _rows(run)
     assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4]
     assert {"learner/policy_loss", "learner/vf_loss", "learner/learning_rate"} <= set(rows[0])
-    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
-    assert (tmp_path / "learning_curve.png").stat().st_size > 0
-    state = load(tmp_path / "checkpoint")
-    assert state["algorithm"] == "ppo"
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run / "learning_curve.png").stat().st_size > 0
+    assert load_policy(str(run)).run["algorithm"] == "ppo"  # the checkpoint loads
 
 
+@pytest.mark.slow  # a training run of a second or more
 def test_a_child_draws_the_curve_and_writes_tensorboard_so_training_imports_neither(tmp_path):
     code = f"""
 import sys
@@ -99,12 +104,12 @@ def _tensorboard_scalars(run_dir) -> dict[tuple[str, int], float]:
     return scalars
 
 
-def test_tensorboard_events_hold_every_numeric_column_of_every_row(tmp_path):
-    train(TrainConfig(stop_timesteps=1024, out_dir=str(tmp_path), progress=False, overrides=SMALL))
-    scalars = _tensorboard_scalars(tmp_path)
+def test_tensorboard_events_hold_every_numeric_column_of_every_row(small_run):
+    _, run = small_run
+    scalars = _tensorboard_scalars(run)
     expected = {
         (name, int(row["timesteps_total"])): float(value)
-        for row in _rows(tmp_path)
+        for row in _rows(run)
         for name, value in row.items()
         if value not in ("", "None", "nan")
     }
@@ -113,33 +118,58 @@ def test_tensorboard_events_hold_every_numeric_column_of_every_row(tmp_path):
         assert scalars[key] == pytest.approx(value, rel=1e-6), key
 
 
-def test_a_dead_output_child_costs_tensorboard_events_not_the_run(tmp_path, caplog):
-    out = RunOutput(tmp_path)
-    out.start({}, resume=False)
-    out.log({"iteration": 1, "timesteps_total": 10, "episode_return_mean": 20.0})
-    out._child._child.kill()  # the output child dies while the run trains
-    out._child._child.wait()
-    with caplog.at_level(logging.WARNING, logger="learnerkit"):
-        for step in (20, 30):
-            out.log({"iteration": 2, "timesteps_total": step, "episode_return_mean": 21.0})
+@pytest.fixture
+def child_processes(monkeypatch) -> list[subprocess.Popen]:
+    """The child processes this test starts (a run's output child among them)."""
+    started = []
+
+    class Recorded(subprocess.Popen):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    monkeypatch.setattr(subprocess, "Popen", Recorded)
+    return started
+
+
+def test_a_dead_output_child_costs_tensorboard_events_not_the_run(
+    tmp_path, caplog, child_processes
+):
+    def kill_children_after_the_first_iteration(ctx):
+        if ctx.iteration == 1:
+            assert len(child_processes) == 1  # TensorBoard and the curve: one child
+            for child in child_processes:
+                child.kill()  # the output child dies while the run trains
+                child.wait()
+
+    config = TrainConfig(stop_timesteps=768, out_dir=str(tmp_path), progress=False, overrides=SMALL)
+    with (
+        caplog.at_level(logging.WARNING, logger="learnerkit"),
+        pytest.raises(RuntimeError, match=r"drawing .*learning_curve\.png failed"),
+    ):
+        train(config, on_iteration=kill_children_after_the_first_iteration)
     assert caplog.text.count("TensorBoard writer (a child process) stopped") == 1
-    assert len(_rows(tmp_path)) == 3  # every row is in metrics.csv
-    with pytest.raises(RuntimeError, match=r"drawing .*learning_curve\.png failed"):
-        out.plot_curve(stop_reward=None)
-    out.close()
+    assert [int(r["iteration"]) for r in _rows(tmp_path)] == [1, 2, 3]  # every row kept
+    mean, _ = evaluate_checkpoint(str(tmp_path), num_episodes=1)  # and the checkpoint
+    assert mean > 0
 
 
-def test_closing_a_run_that_never_finished_stops_its_output_child(tmp_path):
-    out = RunOutput(tmp_path)
-    out.start({}, resume=False)
-    child = out._child._child
-    out.close()
-    assert child.poll() is not None
+def test_a_run_that_fails_stops_its_output_child(tmp_path, child_processes):
+    def fail(ctx):
+        raise ValueError("a callback that fails")
+
+    config = TrainConfig(stop_timesteps=512, out_dir=str(tmp_path), progress=False, overrides=SMALL)
+    with pytest.raises(ValueError, match="a callback that fails"):
+        train(config, on_iteration=fail)
+    assert child_processes and all(child.poll() is not None for child in child_processes)
 
 
+@pytest.mark.slow  # a training run of a second or more
 def test_resume_continues_from_the_exact_saved_state(tmp_path):
-    train(TrainConfig(stop_timesteps=512, out_dir=str(tmp_path), progress=False, overrides=SMALL))
-    saved = load(tmp_path / "checkpoint")
+    states = []
+    config = TrainConfig(stop_timesteps=512, out_dir=str(tmp_path), progress=False, overrides=SMALL)
+    train(config, on_iteration=lambda ctx: states.append(ctx.group.get_state()))
+    saved = states[-1]  # the state after the last iteration: what the checkpoint holds
     trainer = training.Trainer(
         TrainConfig(
             stop_timesteps=1024, out_dir=str(tmp_path), resume=str(tmp_path), overrides=SMALL
@@ -150,6 +180,7 @@ def test_resume_continues_from_the_exact_saved_state(tmp_path):
         restored = trainer.group.get_state()
         for name, array in saved["modules"]["default_policy"].items():
             np.testing.assert_array_equal(restored["modules"]["default_policy"][name], array)
+        np.testing.assert_equal(restored["optimizers"], saved["optimizers"])
         assert restored["algorithm_state"] == saved["algorithm_state"]
     finally:
         trainer.close()
@@ -187,6 +218,7 @@ def test_an_algorithm_without_a_training_loop_is_refused_with_the_reason(tmp_pat
         train(TrainConfig(algorithm="loopless", out_dir=str(tmp_path), progress=False))
 
 
+@pytest.mark.slow  # a training run of a second or more
 def test_the_cli_trains_and_evaluates(tmp_path):
     run = [sys.executable, "-m", "learnerkit"]
     out = subprocess.run(

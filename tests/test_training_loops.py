@@ -287,6 +287,7 @@ def test_shards_keep_sequences_whole():
     np.testing.assert_array_equal(shards[1]["seq"][:4], [200, 201, 202, 203])
 
 
+@pytest.mark.slow  # a training run of a second or more
 def test_an_async_run_resumes_with_its_counters(register, tmp_path):
     register(seqpg_plugin())
     overrides = SEQPG_OVERRIDES
