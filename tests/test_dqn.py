@@ -1,7 +1,8 @@
 """DQN's loss against a slow float64 reference (Huber, MSE, double Q and the plain target,
-importance weights, n-step discounts), in both frameworks; its Q-network's numpy copy
-against the framework module; epsilon travelling in the weights; TD errors coming back per
-row on one and two Ray learners; and bad settings refused with the fix."""
+importance weights, n-step discounts), in both frameworks, with its TD errors per row; its
+Q-network's numpy copy against the framework module; epsilon travelling in the weights; and
+bad settings refused with the fix. (Per-row values from Ray learners:
+test_per_row_results.py; DQN on a Ray learner: test_replay_loop.py.)"""
 
 from __future__ import annotations
 
@@ -15,11 +16,9 @@ from learnerkit import (
     Columns,
     ConfigError,
     Learner,
-    LearnerGroup,
     LearnerSpec,
     ModuleSpec,
     SampleBatch,
-    ScalingConfig,
     get_algorithm,
 )
 from learnerkit.replay import ReplayColumns
@@ -29,14 +28,13 @@ MID = "default_policy"
 THREE_ACTIONS = gym.spaces.Discrete(3)
 
 
-def dqn_spec(framework="torch", num_learners=0, action_space=THREE_ACTIONS, model=None, **hps):
+def dqn_spec(framework="torch", action_space=THREE_ACTIONS, model=None, **hps):
     hyperparameters = get_algorithm("dqn").hyperparameters(**hps)
     return LearnerSpec(
         algorithm="dqn",
         framework=framework,
         module_spec=ModuleSpec(CARTPOLE_OBS, action_space, model_config=model or {}),
         hyperparameters=hyperparameters,
-        scaling=ScalingConfig(num_learners=num_learners, num_cpus_per_learner=0.5),
     )
 
 
@@ -102,10 +100,17 @@ def reference_loss(online, target, framework, batch, *, double_q, loss_fn, dueli
     }
 
 
+# The variants are branches of framework-free code over the backends' ops: checked on torch;
+# the default on TensorFlow too (its ops, its module, its target network).
 @pytest.mark.parametrize(
-    ("double_q", "loss_fn", "dueling"),
-    [(True, "huber", True), (False, "huber", True), (True, "mse", False)],
-    ids=["double-huber-dueling", "plain-target", "mse-one-head"],
+    ("framework", "double_q", "loss_fn", "dueling"),
+    [
+        ("torch", True, "huber", True),
+        ("tf", True, "huber", True),
+        ("torch", False, "huber", True),
+        ("torch", True, "mse", False),
+    ],
+    ids=["torch-default", "tf-default", "torch-plain-target", "torch-mse-one-head"],
 )
 def test_the_loss_equals_a_slow_float64_reference(framework, double_q, loss_fn, dueling):
     hiddens = [32, 16]
@@ -159,7 +164,10 @@ def test_double_q_and_the_plain_target_differ_where_the_networks_disagree():
     assert (plain["td_error"] < double["td_error"] - 1e-6).any()
 
 
-@pytest.mark.parametrize("dueling", [True, False])
+# TensorFlow's dueling heads are checked by the loss's reference; its single head here.
+@pytest.mark.parametrize(
+    ("framework", "dueling"), [("torch", True), ("torch", False), ("tf", False)]
+)
 def test_the_numpy_copy_computes_what_the_module_computes(framework, dueling):
     learner = Learner(dqn_spec(framework, model={"hiddens": [64, 32]}, dueling=dueling))
     learner.build()
@@ -202,21 +210,6 @@ def test_the_target_network_moves_every_target_network_update_freq_env_steps():
         learner.update(replay_batch(seed=timestep))
         counts.append(learner.additional_update(timestep=timestep)[MID]["target_updates_total"])
     assert counts == [0, 0, 1, 1, 1, 2]
-
-
-@pytest.mark.ray
-@pytest.mark.parametrize("num_learners", [1, 2])
-def test_td_errors_come_back_per_row_from_ray_learners(num_learners):
-    batch = replay_batch(n=64, seed=6)
-    local = Learner(dqn_spec())
-    local.build()
-    expected = local.update(batch, minibatch_size=32)[MID][PER_ROW]["td_error"]
-    with LearnerGroup(dqn_spec(num_learners=num_learners)) as group:
-        # The same initial weights: the first minibatch's TD errors agree wherever the rows go.
-        td = group.update(batch, minibatch_size=32)[MID][PER_ROW]["td_error"]
-    assert td.shape == (64,) and np.isfinite(td).all()
-    first = np.abs(expected - td) < 1e-4
-    assert first.sum() >= 16  # the rows of the first step on each learner, at least
 
 
 @pytest.mark.parametrize(
