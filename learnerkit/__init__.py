@@ -35,13 +35,14 @@ from learnerkit.errors import (
     UnknownAlgorithmError,
     UnknownTrainingLoopError,
 )
-from learnerkit.hookspecs import hookimpl
+from learnerkit.hookspecs import PER_ROW, hookimpl
 from learnerkit.learner_spec import LearnerSpec
 from learnerkit.ops import Ops
 from learnerkit.settings import (
     AsyncSettings,
     OfflineSettings,
     OnPolicySettings,
+    ReplaySettings,
     SamplingSettings,
 )
 from learnerkit.specs import Hyperparameters, ModuleSpec, ScalingConfig
@@ -104,8 +105,10 @@ __all__ = [
     "ModuleSpec",
     "MultiAgentBatch",
     "NonFiniteError",
+    "PER_ROW",
     "OfflineSettings",
     "OnPolicySettings",
+    "ReplaySettings",
     "Ops",
     "PluginError",
     "PluginInfo",

@@ -21,6 +21,7 @@ from learnerkit import _defaults
 from learnerkit._defaults import DEFAULT_OPTIMIZER
 from learnerkit._plugins import new_plugin_manager
 from learnerkit.errors import PluginError
+from learnerkit.hookspecs import PER_ROW
 from learnerkit.target_networks import make_target
 
 if TYPE_CHECKING:
@@ -222,6 +223,26 @@ def loss_fn(
             raise PluginError(
                 f"compute_loss of plugin {algorithm!r} returned {sorted(out)} without 'total_loss'"
             )
+        if PER_ROW in out:
+            check_per_row(out[PER_ROW], algorithm)
         return out
 
     return loss_fn
+
+
+def check_per_row(per_row: Any, algorithm: str) -> None:
+    """``compute_loss``'s per-row values: a mapping of name to a tensor of one dimension
+    (one value per row of the minibatch), checked when the step is built or traced."""
+    where = f"compute_loss of plugin {algorithm!r}"
+    if not isinstance(per_row, Mapping) or not per_row:
+        raise PluginError(
+            f"{where} returned {PER_ROW!r} = {per_row!r}; it must be a non-empty mapping of "
+            "name to a [B] tensor of one value per row of the minibatch"
+        )
+    for name, value in per_row.items():
+        shape = tuple(getattr(value, "shape", ()))
+        if len(shape) != 1:
+            raise PluginError(
+                f"{where} returned {PER_ROW!r}[{name!r}] of shape {shape}; per-row values are "
+                "one number per row of the minibatch, shape [B] (reduce other axes first)"
+            )

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from learnerkit import _finite
 from learnerkit.batch import MultiAgentBatch, SampleBatch
 from learnerkit.column_specs import check_column_specs
@@ -47,8 +49,10 @@ def train_module(
     num_epochs: int,
     shuffle: bool,
     seq_len: int,
-) -> dict[str, float]:
-    """Run ``num_epochs`` passes of minibatch steps of one module; its metrics."""
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Run ``num_epochs`` passes of minibatch steps of one module; its metrics, and the
+    per-row values its loss returned (``PER_ROW``; empty if none) aligned to the rows of
+    ``module_batch``."""
     n = module_batch.count
     size = minibatch_size or n
     tensors = backend.to_tensors(module_batch)
@@ -58,7 +62,7 @@ def train_module(
     # Under "raise", once a step is not applied no later step of this update is.
     step_output = record.train_step(tensors, minibatches, state, stop_on_skip=non_finite == "raise")
     keys, table = backend.metrics_table(step_output)
-    return _finite.summarize(
+    metrics = _finite.summarize(
         keys,
         table,
         module_id=module_id,
@@ -66,6 +70,23 @@ def train_module(
         steps_per_epoch=-(-n // size),
         batch=module_batch,
     )
+    names, steps = backend.per_row_values(step_output)
+    if not names:
+        return metrics, {}
+    skipped = table[:, list(keys).index("skipped")] > 0
+    return metrics, per_row_results(names, steps, skipped, n)
+
+
+def per_row_results(
+    names: list[str], steps: list[tuple[Any, Any]], skipped: Any, n: int
+) -> dict[str, np.ndarray]:
+    """Each per-row value as a float32 array over the batch's ``n`` rows: a row's value from
+    the last applied step that trained on it, NaN where none did."""
+    out = np.full((len(names), n), np.nan, dtype=np.float32)
+    for (indices, values), skip in zip(steps, skipped, strict=False):
+        if not skip:
+            out[:, np.asarray(indices)] = values
+    return {name: out[i] for i, name in enumerate(names)}
 
 
 def minibatch_indices(

@@ -28,6 +28,7 @@ from learnerkit._entry_points import (
     dist_version,
     entry_points,
 )
+from learnerkit._import_path import is_import_path
 from learnerkit.column_specs import ColumnSpec
 from learnerkit.errors import PluginError, UnknownAlgorithmError
 from learnerkit.specs import FRAMEWORKS, Hyperparameters
@@ -47,6 +48,8 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "learnerkit.algorithms"
+NUMPY_COPY = "numpy"
+"""The key of ``Algorithm.module_classes`` naming the numpy copy runners act with."""
 HOOK_NAMES = ("configure_optimizers", "compute_loss", "additional_update", "compile_results")
 
 
@@ -80,6 +83,19 @@ class Algorithm:
     target_network: bool = False
     """Keep a target copy of each module (``learner.target_module(module_id)``), moved by
     ``learner.update_target_module(module_id, tau)``; see ``learnerkit.target_networks``."""
+    module_classes: Mapping[str, str] = attrs.field(factory=dict)
+    """The algorithm's default module, per framework, as import paths
+    ``"package.module:QualName"`` (imported only when a module is built, so listing stays
+    light), plus optionally under ``"numpy"`` the numpy copy env runners act with
+    (``learnerkit.rollouts.acting.NumpyModule``). Used for every ``ModuleSpec`` without a
+    ``module_class`` (``LearnerSpec.module_specs``); empty: the default MLP actor-critic.
+    When given, it names a class for every framework in ``frameworks``."""
+    module_settings: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    """Hyperparameters the module reads: each module spec's ``model_config`` gets their
+    values (the module's own, with its overrides), so one setting (DQN's ``dueling``) is
+    given once, with the others, and reaches the module and its env runners' copies
+    (RLlib's ``_model_config_auto_includes``). A ``model_config`` entry of the same name
+    wins."""
     env_presets: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     """Tuned settings per gymnasium env id for ``learnerkit train``: hyperparameters, plus
     optional ``"model_config"`` and ``"stop": {"reward": R, "timesteps": T}`` entries."""
@@ -168,6 +184,13 @@ def _validate(plugin: Any, name: str | None) -> Algorithm:
             f"got {list(declared.frameworks)}"
         )
     _check_training_loop(declared, label)
+    _check_module_classes(declared, label)
+    unknown = sorted(set(declared.module_settings) - {f.name for f in attrs.fields(hps)})
+    if unknown:
+        raise PluginError(
+            f"{label}: Algorithm.module_settings names {unknown}, which are not fields of "
+            f"its hyperparameters class {hps.__qualname__}"
+        )
     if "compute_loss" not in implemented_hooks(plugin):
         raise PluginError(f"{label} implements no compute_loss hook; an algorithm needs one")
     return attrs.evolve(declared, plugin=plugin)
@@ -186,6 +209,21 @@ def _check_training_loop(declared: Algorithm, label: str) -> None:
             f"{declared.hyperparameters.__qualname__} must derive from "
             f"{info.settings.__module__}.{info.settings.__qualname__} (the settings that "
             "loop reads): subclass it"
+        )
+
+
+def _check_module_classes(declared: Algorithm, label: str) -> None:
+    classes = declared.module_classes
+    if not classes:
+        return
+    allowed = (*FRAMEWORKS, NUMPY_COPY)
+    bad = {k: v for k, v in dict(classes).items() if k not in allowed or not is_import_path(v)}
+    missing = [f for f in declared.frameworks if f not in classes]
+    if bad or missing:
+        raise PluginError(
+            f"{label}: Algorithm.module_classes must map each of its frameworks "
+            f"{list(declared.frameworks)} (and optionally {NUMPY_COPY!r}) to an import path "
+            f"'package.module:QualName'; wrong entries: {bad}, frameworks missing: {missing}"
         )
 
 

@@ -31,3 +31,13 @@ class Columns:
     # Value of the observation after the last step of a rollout fragment, per step; used by
     # algorithms (IMPALA, APPO) that compute their targets inside the loss.
     VALUES_BOOTSTRAPPED = "values_bootstrapped"
+
+
+ACTOR_CRITIC_OUTPUTS = (
+    Columns.ACTIONS,
+    Columns.ACTION_LOGP,
+    Columns.VF_PREDS,
+    Columns.ACTION_DIST_INPUTS,
+)
+"""What an actor-critic policy returns for each observation while sampling (the on-policy
+and asynchronous loops' ``LoopInfo.policy_outputs``); a loop may ask for less."""

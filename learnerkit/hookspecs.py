@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from learnerkit.specs import Hyperparameters
 
 __all__ = [
+    "PER_ROW",
     "PROJECT_NAME",
     "HookLearner",
     "additional_update",
@@ -45,6 +46,11 @@ PROJECT_NAME = "learnerkit"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+PER_ROW = "per_row"
+"""The key under which ``compute_loss`` may return per-row values (one float per row of the
+minibatch, such as each row's TD error for prioritized replay), and under which
+``update()`` returns them for each module, aligned to the rows of the batch it was given."""
 
 
 class HookLearner(Protocol):
@@ -146,7 +152,18 @@ def compute_loss(
         framework scalars; kept by the Learner and changed by ``additional_update``.
     :param ops: the backend's array functions (``ops.mean``, ``ops.square``...).
     :return: a mapping with ``"total_loss"`` (the scalar to minimise) and any other scalar
-        statistics to average over minibatches and report (``"policy_loss"``, ``"entropy"``...).
+        statistics to average over minibatches and report (``"policy_loss"``, ``"entropy"``...);
+        optionally, under ``PER_ROW`` (``"per_row"``), a mapping of name to a ``[B]`` tensor
+        of per-row values for the minibatch's B rows (no gradient is taken through them).
+
+    Per-row values travel back to the caller of ``update()``, not into the averaged
+    statistics: ``results[module_id]["per_row"][name]`` is a float32 numpy array with one
+    value per row of the batch given to ``update`` (its shuffling and minibatches undone),
+    NaN for the rows no applied step trained on (a minibatch skipped as non-finite; on Ray
+    learners, the remainder dropped when the batch was cut into equal contiguous shards,
+    whose values the group concatenates in order). A row trained in several epochs keeps
+    its last value. The replay loop sets prioritized replay's priorities from
+    ``per_row["td_error"]``. An algorithm that returns none pays nothing.
     """
 
 

@@ -33,6 +33,7 @@ from learnerkit.backends import make_backend
 from learnerkit.batch import MultiAgentBatch, as_multi_agent_batch
 from learnerkit.data_parallel import DataParallel, SingleProcess
 from learnerkit.errors import CheckpointError, LearnerkitError, PluginError
+from learnerkit.hookspecs import PER_ROW
 from learnerkit.learner_spec import LearnerSpec
 from learnerkit.specs import Hyperparameters, ModuleSpec
 from learnerkit.target_networks import move_target
@@ -234,6 +235,10 @@ class Learner:
         Rows of modules outside ``modules_to_train`` are ignored (neither checked nor
         trained): the results hold only the modules this update trained, so a frozen module
         has no entry (nor does any module absent from ``batch``).
+
+        A loss that returns per-row values (``learnerkit.hookspecs.PER_ROW``) finds them in
+        ``results[module_id]["per_row"]``: a float32 array per name, one value per row of
+        ``batch``, NaN for rows that no applied step trained on.
         """
         self._require_built()
         _minibatches.check_sizes(minibatch_size, num_epochs)
@@ -241,14 +246,18 @@ class Learner:
         self.validate_batch(batch, sequence_length=sequence_length)
         _minibatches.check_whole_sequences(minibatch_size, sequence_length)
         schedule = (minibatch_size, num_epochs, shuffle, sequence_length or 1)
-        metrics = {}
+        metrics, per_row = {}, {}
         for module_id, module_batch in batch.items():
             record = self._table[module_id]
-            metrics[module_id] = _minibatches.train_module(
+            metrics[module_id], per_row[module_id] = _minibatches.train_module(
                 record, self.backend, self._generator, module_id, module_batch, *schedule
             )
             record.num_updates += 1
-        return self.compile_results(batch=batch, metrics_per_module=metrics)
+        results = self.compile_results(batch=batch, metrics_per_module=metrics)
+        for module_id, values in per_row.items():
+            if values:  # aligned to the batch's rows: see hookspecs.PER_ROW
+                results[module_id][PER_ROW] = values
+        return results
 
     def trainable_part(self, batch: MultiAgentBatch) -> MultiAgentBatch:
         """``batch`` without the rows of frozen modules (ids unknown here stay, for

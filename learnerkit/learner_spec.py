@@ -7,12 +7,13 @@ class), so it cannot live among the leaves the registry itself imports.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
-from learnerkit._plugins import get_algorithm
+from learnerkit._plugins import NUMPY_COPY, Algorithm, get_algorithm
 from learnerkit.columns import DEFAULT_MODULE_ID
 from learnerkit.errors import ConfigError
 from learnerkit.specs import (
@@ -205,7 +206,41 @@ class LearnerSpec:
 
     @property
     def module_specs(self) -> dict[str, ModuleSpec]:
-        """The module specs keyed by module id (a single spec under DEFAULT_MODULE_ID)."""
-        if isinstance(self.module_spec, ModuleSpec):
-            return {DEFAULT_MODULE_ID: self.module_spec}
-        return dict(self.module_spec)
+        """The module specs keyed by module id (a single spec under DEFAULT_MODULE_ID), as
+        the algorithm completes them: a spec without ``module_class`` gets the algorithm's
+        default module for the framework (``Algorithm.module_classes``), and every
+        ``model_config`` the values of the algorithm's ``module_settings``. Completed once,
+        when the spec is made, from the algorithm registered then: a group built while a
+        plugin was registered in code keeps training after it is unregistered, as its
+        learners do."""
+        return dict(self._completed_module_specs)
+
+    @functools.cached_property
+    def _completed_module_specs(self) -> dict[str, ModuleSpec]:
+        given = self.module_spec
+        specs = {DEFAULT_MODULE_ID: given} if isinstance(given, ModuleSpec) else dict(given)
+        algorithm = get_algorithm(self.algorithm)
+        if not algorithm.module_classes and not algorithm.module_settings:
+            return specs
+        return {
+            module_id: completed_module_spec(
+                spec, algorithm, self.framework, self.hyperparameters_for(module_id)
+            )
+            for module_id, spec in specs.items()
+        }
+
+
+def completed_module_spec(
+    spec: ModuleSpec, algorithm: Algorithm, framework: str, hyperparameters: Hyperparameters
+) -> ModuleSpec:
+    """``spec`` with ``algorithm``'s default module class for ``framework`` (and its numpy
+    copy) when it names no class of its own, and its ``module_settings`` in the
+    ``model_config`` (where the config does not set them already)."""
+    classes, changes = algorithm.module_classes, {}
+    if spec.module_class is None and framework in classes:
+        changes["module_class"] = classes[framework]
+        changes["numpy_copy"] = spec.numpy_copy or classes.get(NUMPY_COPY)
+    settings = {name: getattr(hyperparameters, name) for name in algorithm.module_settings}
+    if set(settings) - set(spec.model_config):
+        changes["model_config"] = {**settings, **spec.model_config}
+    return attrs.evolve(spec, **changes) if changes else spec

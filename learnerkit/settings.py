@@ -20,7 +20,9 @@ import attrs
 from learnerkit.errors import ConfigError
 from learnerkit.fields import (
     in_unit_interval,
+    non_negative,
     non_negative_int,
+    optional_float,
     optional_positive_int,
     positive,
     positive_int,
@@ -32,6 +34,7 @@ __all__ = [
     "AsyncSettings",
     "OfflineSettings",
     "OnPolicySettings",
+    "ReplaySettings",
     "SamplingSettings",
 ]
 
@@ -187,3 +190,96 @@ class OfflineSettings(Hyperparameters):
     """Greedy episodes per evaluation, run side by side in the dataset's environment (or
     ``--env``); their returns fill the last-100-episode window the run reports, so
     ``--stop-reward`` works. 0 turns evaluation off (no returns are reported)."""
+
+
+@attrs.frozen(kw_only=True)
+class ReplaySettings(SamplingSettings):
+    """The replay loop (``training_loop="replay"``: DQN, and SAC-like algorithms).
+
+    Runners sample continuously (``EnvRunners.poll``) with the weights they last received;
+    the driver adds each fragment to a replay buffer (``learnerkit.replay``: n-step returns
+    computed at insertion, uniform or prioritized) and, once it holds ``learning_starts``
+    sampleable rows, trains on rows drawn from it: after each fragment, one
+    ``LearnerGroup.update`` of as many minibatches of ``train_batch_size`` rows as
+    ``training_intensity`` makes due for the fragment's env steps (the learner's overhead is
+    paid per fragment, not per minibatch), then ``additional_update(timestep=env steps
+    sampled)`` (target networks, exploration schedules), and every ``broadcast_interval``
+    such updates new weights to the runners. A batch holds ``obs``, ``actions``,
+    ``rewards`` (the n-step return), ``new_obs``, ``terminateds``, ``discounts`` (what the
+    bootstrap value is multiplied by: ``gamma ** k``, 0 after a termination), ``weights``
+    (importance weights; ones when uniform) and ``batch_indexes``.
+    """
+
+    rollout_fragment_length: int = attrs.field(default=4, validator=positive_int)
+    """Steps per environment in one fragment: a fragment of ``num_envs_per_env_runner *
+    rollout_fragment_length`` env steps is added and trained on at a time."""
+    train_batch_size: int = attrs.field(default=32, validator=positive_int)
+    """Rows per gradient step (RLlib's ``train_batch_size_per_learner``; with Ray learners
+    each takes an equal share of every minibatch)."""
+    training_intensity: float | None = attrs.field(
+        default=None, converter=optional_float, validator=positive
+    )
+    """RLlib's replay ratio: rows sampled from the buffer for training per env step added,
+    so ``training_intensity / train_batch_size`` gradient steps per env step (fractions carry
+    over from fragment to fragment). None: RLlib's "natural" value, ``train_batch_size /
+    (num_envs_per_env_runner * rollout_fragment_length * max(1, num_env_runners))``, one
+    gradient step per round of fragments."""
+    learning_starts: int = attrs.field(default=1000, validator=non_negative_int)
+    """Sampleable rows the buffer must hold before training begins (a resumed run whose
+    checkpoint holds no buffer refills it this far before training again)."""
+    n_step: int = attrs.field(default=1, validator=positive_int)
+    """Rewards summed into each row's return before bootstrapping (n-step Q-learning); the
+    buffer computes them when rows are added, never across an episode's end."""
+    replay_buffer_capacity: int = attrs.field(default=50_000, validator=positive_int)
+    """Transitions the buffer holds (RLlib's ``replay_buffer_config["capacity"]``); the
+    oldest are evicted first."""
+    prioritized_replay: bool = attrs.field(default=False, converter=bool)
+    """Proportional prioritized replay (Schaul et al. 2016): rows drawn in proportion to
+    ``(|TD error| + prioritized_replay_eps) ** prioritized_replay_alpha``, with importance
+    weights. The algorithm's loss returns each row's TD error as the per-row value
+    ``"td_error"`` (``learnerkit.hookspecs.PER_ROW``)."""
+    prioritized_replay_alpha: float = attrs.field(
+        default=0.6, converter=float, validator=non_negative
+    )
+    """How much priorities matter (0: uniform)."""
+    prioritized_replay_beta: float = attrs.field(
+        default=0.4, converter=float, validator=non_negative
+    )
+    """Importance-weight exponent at the start, annealed linearly by the loop to
+    ``final_prioritized_replay_beta`` over ``prioritized_replay_beta_annealing_timesteps``
+    env steps (1 corrects the sampling bias fully)."""
+    final_prioritized_replay_beta: float = attrs.field(
+        default=1.0, converter=float, validator=non_negative
+    )
+    """The importance-weight exponent at the end of annealing."""
+    prioritized_replay_beta_annealing_timesteps: int = attrs.field(
+        default=100_000, validator=positive_int
+    )
+    """Env steps over which ``prioritized_replay_beta`` moves to its final value."""
+    prioritized_replay_eps: float = attrs.field(default=1e-6, converter=float, validator=positive)
+    """Added to ``|TD error|`` so that no row's priority is 0."""
+    broadcast_interval: int = attrs.field(default=1, validator=positive_int)
+    """Send new weights to the runners after every this many learner updates (one update
+    per fragment trained on)."""
+    min_sample_timesteps_per_iteration: int = attrs.field(default=1000, validator=positive_int)
+    """Env steps sampled between two reported iterations (one metrics row each)."""
+    store_buffer_in_checkpoints: bool = attrs.field(default=False, converter=bool)
+    """Save the replay buffer with every checkpoint (``loop_state.npz``; it can be
+    gigabytes: ``replay_buffer_capacity`` rows of observations). Off, ``--resume`` starts
+    from an empty buffer and refills it to ``learning_starts`` rows before training again."""
+
+    @property
+    def updates_per_env_step(self) -> float:
+        """Gradient steps per env step sampled: ``training_intensity / train_batch_size``."""
+        intensity = self.training_intensity
+        if intensity is None:
+            per_round = self.num_envs_per_env_runner * self.rollout_fragment_length
+            intensity = self.train_batch_size / (per_round * max(1, self.num_env_runners))
+        return intensity / self.train_batch_size
+
+    def __attrs_post_init__(self) -> None:
+        if self.replay_buffer_capacity <= self.n_step:
+            raise ConfigError(
+                f"{type(self).__name__}.replay_buffer_capacity ({self.replay_buffer_capacity}) "
+                f"must exceed n_step ({self.n_step}): a row waits for its n following steps"
+            )

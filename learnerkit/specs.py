@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from learnerkit._import_path import is_import_path
 from learnerkit.errors import ConfigError
 from learnerkit.fields import (
     check_schedule,
@@ -93,18 +94,36 @@ def _check_space(kind: str, allowed: tuple[str, ...]):
     return check
 
 
+def _check_class_ref(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is None or isinstance(value, type) or is_import_path(value):
+        return
+    raise ConfigError(
+        f"ModuleSpec.{attribute.name} must be a class, its import path "
+        f"'package.module:QualName', or None; got {value!r}"
+    )
+
+
 @attrs.frozen(kw_only=False)
 class ModuleSpec:
-    """What module to build: its spaces, its class (None = the default MLP actor-critic),
-    and the options its class reads."""
+    """What module to build: its spaces, its class (None = the algorithm's default module,
+    else the default MLP actor-critic), and the options its class reads."""
 
     observation_space: Any = attrs.field(validator=_check_space("observation", ("Box",)))
     action_space: Any = attrs.field(validator=_check_space("action", ("Discrete", "Box")))
-    module_class: type | None = None
+    module_class: type | str | None = attrs.field(default=None, validator=_check_class_ref)
     """A framework module class built as ``module_class(observation_space, action_space,
-    model_config)``; None picks the framework's default MLP actor-critic."""
+    model_config)``, or its import path ``"package.module:QualName"``, imported only where
+    a module is built (a spec sent to env runners that act in numpy then never imports the
+    framework). None: the algorithm's default module for the framework
+    (``Algorithm.module_classes``; ``LearnerSpec.module_specs`` fills it in), else the
+    framework's default MLP actor-critic."""
     model_config: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
     """Options for the module class, e.g. ``{"hiddens": [64, 64], "activation": "tanh"}``."""
+    numpy_copy: type | str | None = attrs.field(default=None, validator=_check_class_ref)
+    """The numpy class env runners act with instead of the framework module (see
+    ``learnerkit.rollouts.acting.NumpyModule``), or its import path. None: the module
+    class's own ``numpy_copy`` attribute, if it has one (the default actor-critic's is
+    ``NumpyActorCritic``), else runners act through the framework."""
 
 
 @attrs.frozen(kw_only=True)

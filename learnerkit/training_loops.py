@@ -31,6 +31,7 @@ from learnerkit._entry_points import (
     dist_version,
     entry_points,
 )
+from learnerkit.columns import ACTOR_CRITIC_OUTPUTS, Columns
 from learnerkit.errors import LearnerkitError, PluginError, UnknownTrainingLoopError
 from learnerkit.settings import SamplingSettings
 from learnerkit.specs import Hyperparameters
@@ -78,6 +79,14 @@ class LoopInfo:
     sequences: bool = attrs.field(default=False, kw_only=True)
     """The loop trains on whole sequences (``sequence_batch``): multi-agent env runners then
     sample whole sequences per agent (``EnvRunnerSpec.sequences``)."""
+    policy_outputs: tuple[str, ...] = attrs.field(
+        default=ACTOR_CRITIC_OUTPUTS, kw_only=True, converter=tuple
+    )
+    """The columns the runners' policy must return for every observation and the fragments
+    keep (``EnvRunnerSpec.policy_outputs``): ``actions`` always; an actor-critic loop's
+    default adds ``action_logp``, ``vf_preds`` (whose presence also has runners bootstrap
+    values) and ``action_dist_inputs``. The replay loop asks for ``("actions",)``, so a
+    module acting for it (a Q-network) returns no log-probability it does not have."""
     package: str | None = attrs.field(default=None, kw_only=True)
     """The distribution that provides it; set when it is loaded."""
     version: str | None = attrs.field(default=None, kw_only=True)
@@ -169,6 +178,12 @@ def _validate(declared: Any, label: str, name: str | None) -> LoopInfo:
             f"{label} uses env runners, which are built from the sampling settings: its "
             f"settings class {settings.__qualname__} must derive from "
             "learnerkit.SamplingSettings (or declare uses_env_runners=False)"
+        )
+    outputs = declared.policy_outputs
+    if Columns.ACTIONS not in outputs or not all(isinstance(c, str) for c in outputs):
+        raise PluginError(
+            f"{label}: LoopInfo.policy_outputs must be column names including "
+            f"{Columns.ACTIONS!r}, got {outputs!r}"
         )
     if (declared.multi_agent or declared.sequences) and not declared.uses_env_runners:
         raise PluginError(

@@ -23,6 +23,7 @@ from learnerkit import (
     OfflineSettings,
     OnPolicySettings,
     PluginError,
+    ReplaySettings,
     SamplingSettings,
     UnknownTrainingLoopError,
 )
@@ -33,6 +34,7 @@ BUILT_IN = {
     "on_policy": (OnPolicySettings, {"uses_env_runners": True, "multi_agent": True}),
     "async": (AsyncSettings, {"uses_env_runners": True, "multi_agent": True, "sequences": True}),
     "offline": (OfflineSettings, {"uses_env_runners": False, "reads_dataset": True}),
+    "replay": (ReplaySettings, {"uses_env_runners": True}),
 }
 BROKEN = {
     "broken_import": ["broken_import", "failed to import", "learnerkit_loop_dependency_that_is"],
@@ -126,16 +128,19 @@ def test_an_algorithm_whose_loop_is_not_installed_loads_and_is_refused_when_it_t
 ):
     register(
         make_plugin(
-            "dqnish", hyperparameters=SamplingSettings, training_loop="replay", compute_loss=bc_loss
+            "mctsish",
+            hyperparameters=SamplingSettings,
+            training_loop="search",
+            compute_loss=bc_loss,
         )
     )
-    row = next(r for r in learnerkit.list_plugins() if r.name == "dqnish")
-    assert (row.status, row.training_loop) == ("ok", "replay")
+    row = next(r for r in learnerkit.list_plugins() if r.name == "mctsish")
+    assert (row.status, row.training_loop) == ("ok", "search")
     with pytest.raises(UnknownTrainingLoopError) as excinfo:
-        train(TrainConfig(algorithm="dqnish", out_dir=str(tmp_path), progress=False))
+        train(TrainConfig(algorithm="mctsish", out_dir=str(tmp_path), progress=False))
     message = str(excinfo.value)
-    assert "algorithm 'dqnish' cannot train: training loop 'replay' is not installed" in message
-    assert "installed: async, offline, on_policy" in message
+    assert "algorithm 'mctsish' cannot train: training loop 'search' is not installed" in message
+    assert "installed: async, offline, on_policy, replay" in message
     assert "group 'learnerkit.training_loops'" in message
 
 

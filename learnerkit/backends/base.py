@@ -115,6 +115,11 @@ class Backend(Protocol):
     def metrics_table(self, step_output: Any) -> tuple[list[str], np.ndarray]:
         """A train step's output as ``(keys, table)``: a row per step, a column per key."""
 
+    def per_row_values(self, step_output: Any) -> tuple[list[str], list[Any]]:
+        """The per-row values the loss returned (``learnerkit.hookspecs.PER_ROW``) in a train
+        step's output: their names and, per step in order, ``(row indices [size], values
+        [names, size])`` as numpy; ``([], [])`` when the loss returned none."""
+
     # State as numpy
     def get_module_state(self, module: Any) -> dict[str, np.ndarray]: ...
 

@@ -59,7 +59,7 @@ class RayLearners:
                 *self._plugins.values(),
                 *spec.extra_plugins,
                 *(c for c in [spec.learner_class] if c is not None),
-                *(m.module_class for m in spec.module_specs.values() if m.module_class),
+                *(m.module_class for m in spec.module_specs.values() if callable(m.module_class)),
             ]
         )
         self._pending: list[PendingUpdate] = []
@@ -119,7 +119,9 @@ class RayLearners:
     def ship_code(self, spec: LearnerSpec) -> None:
         """Send module classes defined outside installed packages by value (before a call
         that carries them, such as ``add_module``)."""
-        ship_by_value([m.module_class for m in spec.module_specs.values() if m.module_class])
+        ship_by_value(
+            [m.module_class for m in spec.module_specs.values() if callable(m.module_class)]
+        )
 
     # Updates -----------------------------------------------------------------------------
     def _plan(self, batch: Any, kwargs: dict[str, Any]) -> tuple[Any, dict]:
@@ -173,7 +175,8 @@ class RayLearners:
     def submit_update(self, batch: MultiAgentBatch, **kwargs: Any) -> PendingUpdate:
         batch, kwargs = self._plan(batch, kwargs)
         self._seq += 1
-        pending = PendingUpdate(self, self._seq, ray.put(batch), kwargs)
+        rows = None if isinstance(batch, ShardedBatch) else {m: b.count for m, b in batch.items()}
+        pending = PendingUpdate(self, self._seq, ray.put(batch), kwargs, rows)
         self._pending.append(pending)
         return pending
 
@@ -193,7 +196,7 @@ class RayLearners:
         while True:
             outcomes = gather(pending.refs, pending.actors)
             if all(kind == "ok" for kind, _ in outcomes):
-                pending.settle(reduce_results([value for _, value in outcomes]))
+                pending.settle(reduce_results([value for _, value in outcomes], pending.rows))
                 return
             dead = {
                 i: value

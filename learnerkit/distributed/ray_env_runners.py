@@ -38,7 +38,7 @@ from learnerkit.distributed.start import (
     ship_by_value,
 )
 from learnerkit.errors import ConfigError, EnvRunnerError, LearnerGroupError
-from learnerkit.rollouts.acting import default_module_layout
+from learnerkit.rollouts.acting import numpy_copy_class
 from learnerkit.rollouts.contract import (
     EnvRunnerSpec,
     Fragment,
@@ -113,7 +113,8 @@ class RayEnvRunners:
         self._cpus = float(num_cpus_per_runner)
         self._env_source = _env_source(spec)
         entry = getattr(self._env_source, "entry_point", self._env_source)
-        classes = [m.module_class for m in spec.module_specs.values()]
+        specs = spec.module_specs.values()
+        classes = [c for m in specs for c in (m.module_class, m.numpy_copy) if c is not None]
         ship_by_value([c for c in (entry, spec.policy_mapping, *classes) if callable(c)])
         self.actors: list[Any] = []
         # Where each runner runs (actor id, node id, pid, spaces), by index.
@@ -261,10 +262,11 @@ class RayEnvRunners:
     ) -> None:
         """Queue a new module for every runner (and for runners restarted later)."""
         spec = spec_with_module(self.spec, module_id, module_spec)
-        if weights is not None and module_spec.module_class is None:
+        layout = getattr(numpy_copy_class(module_spec), "weight_layout", None)
+        if weights is not None and layout is not None:
             # Checked here: a runner refusing them would fail unseen.
-            layout = default_module_layout(module_spec, spec.framework)
-            check_same_shapes(layout, weights, f"the env runners' module {module_id!r}")
+            expected = layout(module_spec, spec.framework)
+            check_same_shapes(expected, weights, f"the env runners' module {module_id!r}")
         self.spec = spec
         self._normalizers.ensure(module_id, module_spec.observation_space.shape)
         ship_by_value([c for c in (module_spec.module_class,) if callable(c)])

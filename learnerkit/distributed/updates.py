@@ -18,6 +18,7 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from learnerkit.errors import LearnerkitError
+from learnerkit.hookspecs import PER_ROW
 
 logger = logging.getLogger(__name__)
 Results = dict[str, dict[str, Any]]
@@ -37,13 +38,35 @@ def _combine(key: str, values: list[Any]) -> Any:
     return values[0]
 
 
-def reduce_results(per_learner: list[Results]) -> Results:
-    """One result per module: each metric reduced over the learners (see ``_combine``)."""
+def reduce_results(per_learner: list[Results], rows: dict[str, int] | None = None) -> Results:
+    """One result per module: each metric reduced over the learners (see ``_combine``), and
+    per-row values (``PER_ROW``) concatenated over the learners' contiguous shards in rank
+    order, NaN for the rows after them (the remainder the shards dropped) up to the batch's
+    ``rows`` per module (None: a ``ShardedBatch``, whose rows only the learners know)."""
     first = per_learner[0]
-    return {
-        mid: {key: _combine(key, [r[mid][key] for r in per_learner]) for key in first[mid]}
+    reduced = {
+        mid: {
+            key: _combine(key, [r[mid][key] for r in per_learner])
+            for key in first[mid]
+            if key != PER_ROW
+        }
         for mid in first
     }
+    for mid, results in first.items():
+        if PER_ROW in results:
+            reduced[mid][PER_ROW] = {
+                name: _concatenated([r[mid][PER_ROW][name] for r in per_learner], rows, mid)
+                for name in results[PER_ROW]
+            }
+    return reduced
+
+
+def _concatenated(shards: list[np.ndarray], rows: dict[str, int] | None, mid: str) -> np.ndarray:
+    values = np.concatenate(shards)
+    total = None if rows is None else rows.get(mid)
+    if total is None or total <= len(values):
+        return values
+    return np.concatenate([values, np.full(total - len(values), np.nan, values.dtype)])
 
 
 class Group(Protocol):
@@ -61,8 +84,12 @@ class Group(Protocol):
 class PendingUpdate:
     """A future for one group update (``done()`` / ``result()``), resolved in order."""
 
-    def __init__(self, owner: Group, seq: int, batch: Any, kwargs: dict) -> None:
+    def __init__(
+        self, owner: Group, seq: int, batch: Any, kwargs: dict, rows: dict[str, int] | None = None
+    ) -> None:
         self.owner, self.seq, self.batch, self.kwargs = owner, seq, batch, kwargs
+        self.rows = rows
+        """The batch's rows per module (None for a ShardedBatch): per-row results span them."""
         self.attempts = 0
         self._result: Results | None = None
         self._error: BaseException | None = None

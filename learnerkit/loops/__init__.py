@@ -10,6 +10,9 @@ settings class. learnerkit's own loops register the same way (``learnerkit.loops
   GAE ``advantages`` and ``value_targets``, trained for several epochs of minibatches.
 - ``"async"`` (``AsyncSettings``; IMPALA, APPO): continuously sampled fragments handed to
   ``async_update`` as sequences (``new_obs`` included), for losses that run V-trace.
+- ``"replay"`` (``ReplaySettings``; DQN): continuously sampled fragments added to a replay
+  buffer, minibatches drawn from it at ``training_intensity``, target networks and
+  exploration moved by ``additional_update``.
 - ``"offline"`` (``OfflineSettings``; BC): no environment sampling; episodes of a Minari
   dataset (``--dataset``) streamed in chunks, with periodic greedy evaluation episodes.
 
@@ -30,6 +33,7 @@ from learnerkit.settings import (
     AsyncSettings,
     OfflineSettings,
     OnPolicySettings,
+    ReplaySettings,
     SamplingSettings,
 )
 from learnerkit.training_loops import LoopInfo, deprecated_table
@@ -57,6 +61,7 @@ __all__ = [
     "LoopInfo",
     "OfflineSettings",
     "OnPolicySettings",
+    "ReplaySettings",
     "SamplingSettings",
     "TrainConfig",
     "TrainSummary",

@@ -6,10 +6,11 @@ learnerkit's ``pyproject.toml``. Light: listing plugins imports this module; a l
 
 from __future__ import annotations
 
-from learnerkit.settings import AsyncSettings, OfflineSettings, OnPolicySettings
+from learnerkit.columns import Columns
+from learnerkit.settings import AsyncSettings, OfflineSettings, OnPolicySettings, ReplaySettings
 from learnerkit.training_loops import LoopInfo
 
-__all__ = ["ASYNC", "OFFLINE", "ON_POLICY"]
+__all__ = ["ASYNC", "OFFLINE", "ON_POLICY", "REPLAY"]
 
 ON_POLICY = LoopInfo(
     "on_policy",
@@ -33,4 +34,13 @@ OFFLINE = LoopInfo(
     "epochs over a Minari dataset streamed in chunks, periodic evaluation episodes",
     uses_env_runners=False,
     reads_dataset=True,
+)
+REPLAY = LoopInfo(
+    "replay",
+    ReplaySettings,
+    "learnerkit.loops.replay:ReplayLoop",
+    "continuous sampling into a replay buffer, minibatches drawn at training_intensity",
+    # What off-policy acting needs: the actions. Exploration is the module's own
+    # (epsilon-greedy, a stochastic policy); no log-probabilities or values are recorded.
+    policy_outputs=(Columns.ACTIONS,),
 )

@@ -117,11 +117,17 @@ def describe_modules(
         out[module_id] = {
             "agent": agent,
             "model_config": dict(spec.model_config or {}),
-            "module_class": f"{cls.__module__}:{cls.__qualname__}" if cls else None,
+            "module_class": _import_path(cls),
             "train": module_id in trained,
             "hyperparameters": _as_json(hyperparameters.get(module_id, {})),
         }
     return out
+
+
+def _import_path(cls: type | str | None) -> str | None:
+    if cls is None or isinstance(cls, str):
+        return cls
+    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 def _as_json(values: Mapping[str, Any]) -> dict[str, Any]:

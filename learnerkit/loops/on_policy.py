@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from learnerkit.batch import MultiAgentBatch
+from learnerkit.hookspecs import PER_ROW
 from learnerkit.loops.contract import Iteration, Run, on_policy_batch
 
 
@@ -59,6 +60,8 @@ class OnPolicyLoop:
             "learn_time_s": time.perf_counter() - t1,
         }
         metrics.update(run.runners.metrics())
+        # Per-row values (hookspecs.PER_ROW) are for the loop, not for metrics.csv.
+        results = {m: {k: v for k, v in r.items() if k != PER_ROW} for m, r in results.items()}
         if isinstance(batch, MultiAgentBatch):
             metrics["num_agent_steps_trained"] = batch.count
             for module_id, module_batch in batch.items():

@@ -6,6 +6,7 @@ from learnerkit.settings import (
     AsyncSettings,
     OfflineSettings,
     OnPolicySettings,
+    ReplaySettings,
     SamplingSettings,
 )
 
@@ -14,5 +15,6 @@ __all__ = [
     "AsyncSettings",
     "OfflineSettings",
     "OnPolicySettings",
+    "ReplaySettings",
     "SamplingSettings",
 ]

@@ -127,11 +127,13 @@ class Trainer:
                 self.spec, ray_address=ray_address, **(options(self.hps) if options else {})
             )
             if info.uses_env_runners:
+                # The learners' specs: a module class the algorithm declares filled in.
+                acting = self.spec.module_specs
                 self.runners = make_env_runners(
                     EnvRunnerSpec(
                         env_id=env_id,
                         framework=config.framework,
-                        module_spec=module_spec,
+                        module_spec=acting if self.multi_agent else next(iter(acting.values())),
                         num_envs=self.hps.num_envs_per_env_runner,
                         rollout_fragment_length=self.hps.rollout_fragment_length,
                         normalize_observations=self.hps.normalize_observations,
@@ -139,6 +141,7 @@ class Trainer:
                         policy_mapping=mapping,
                         # Multi-agent: whole sequences per agent for a loop that asks.
                         sequences=info.sequences,
+                        policy_outputs=info.policy_outputs,
                     ),
                     self.hps,
                     ray_address=ray_address,

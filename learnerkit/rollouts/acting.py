@@ -1,4 +1,5 @@
-"""Acting with the default MLP actor-critic in numpy: what env runners call every step.
+"""Acting in numpy: what env runners call every step. The default MLP actor-critic's copy,
+and the protocol any module class's numpy copy meets.
 
 A runner's policy runs on a handful of observations at a time (one per environment copy),
 where a framework's per-operation overhead dwarfs the arithmetic: for CartPole's 64-64
@@ -13,24 +14,39 @@ weights are a copy, refreshed by the runner whenever it receives new ones.
 ``default_module_layout`` and ``NumpyActorCritic.from_weights`` know the default modules'
 weight names and shapes without their framework: an env runner given weights never imports
 torch or TensorFlow (~200 MB and a second of start-up per Ray runner).
+
+Any module class can offer the same (``NumpyModule``): a class attribute ``numpy_copy``
+naming a numpy class (or ``ModuleSpec(numpy_copy=...)``, or an algorithm's
+``Algorithm.module_classes["numpy"]``), built from the weights with ``from_weights``.
+``numpy_copy_class`` says which class a module spec's runners act with.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import numpy as np
 
 from learnerkit._checkpoint import check_same_shapes
+from learnerkit._import_path import resolve
 from learnerkit.batch import Columns
 from learnerkit.distributions import dist_class_for, exploration_outputs
 from learnerkit.model_config import resolve_model_config
 from learnerkit.specs import ModuleSpec
 
-__all__ = ["DenseStack", "NumpyActorCritic", "NumpyOps", "default_module_layout"]
+__all__ = [
+    "ACTIVATIONS",
+    "DenseStack",
+    "NumpyActorCritic",
+    "NumpyModule",
+    "NumpyOps",
+    "check_same_shapes",
+    "default_module_layout",
+    "numpy_copy_class",
+]
 
 # A dense layer's matrix in each framework's weights: torch's ``weight`` is [out, in],
 # TensorFlow's ``kernel`` [in, out]. Layer i of a tower is named "<tower>.<2i>" in both
@@ -64,6 +80,53 @@ def default_module_layout(module_spec: ModuleSpec, framework: str) -> dict[str, 
             layout[f"{tower}.{2 * i}.{matrix}"] = shape
             layout[f"{tower}.{2 * i}.bias"] = (fan_out,)
     return layout
+
+
+class NumpyModule(Protocol):
+    """A module's numpy copy, what env runners act with instead of the framework module: on
+    a handful of observations per step numpy beats a framework's per-operation overhead,
+    and a runner that acts in numpy never imports the framework.
+
+    A module class offers one with a class attribute ``numpy_copy`` (the class, or its
+    import path ``"package.module:QualName"``, to keep the module's file free of sampling
+    code), declared on the class itself: a subclass, which may compute something else, does
+    not inherit it. ``ModuleSpec(numpy_copy=...)`` names one for any spec, and an algorithm
+    declares its default module's with ``Algorithm.module_classes["numpy"]``.
+
+    Two members are optional: ``value`` (the state value, needed by loops whose policy
+    outputs include ``vf_preds``, which bootstrap from it) and ``weight_layout`` (the
+    weights' names and shapes from the spec alone, so a runner reports them without
+    building the framework module; without it, the runner builds the module once).
+    """
+
+    @classmethod
+    def from_weights(
+        cls, weights: Mapping[str, np.ndarray], module_spec: ModuleSpec, framework: str, rng: Any
+    ) -> NumpyModule:
+        """The copy of a module of ``module_spec`` from its weights (``get_weights``' names
+        in ``framework``), sampling from ``rng`` (a ``numpy.random.Generator``); a
+        CheckpointError if they do not fit (``check_same_shapes`` against its layout)."""
+
+    def forward_exploration(self, obs: np.ndarray) -> Mapping[str, np.ndarray]:
+        """The loop's policy outputs (``actions`` at least) for a batch of observations, as
+        the module's ``forward_exploration`` computes them."""
+
+    def forward_inference(self, obs: np.ndarray) -> Mapping[str, np.ndarray]:
+        """Greedy ``actions``, as the module's ``forward_inference``."""
+
+
+def numpy_copy_class(module_spec: ModuleSpec) -> type | None:
+    """The numpy class runners of ``module_spec`` act with (``NumpyModule``), or None when
+    they act through the framework: the spec's ``numpy_copy``, else the module class's own
+    ``numpy_copy`` attribute (a class given by import path is imported to read it), else
+    ``NumpyActorCritic`` for the default module."""
+    if module_spec.numpy_copy is not None:
+        return resolve(module_spec.numpy_copy, "ModuleSpec.numpy_copy")
+    if module_spec.module_class is None:
+        return NumpyActorCritic
+    module_class = resolve(module_spec.module_class, "ModuleSpec.module_class")
+    declared = vars(module_class).get("numpy_copy")  # not inherited, on purpose
+    return None if declared is None else resolve(declared, f"{module_class.__name__}.numpy_copy")
 
 
 def _silu(x: np.ndarray) -> np.ndarray:
@@ -161,6 +224,11 @@ class NumpyActorCritic:
         self.dist_class = dist_class
         self.log_std = log_std
         self.ops = NumpyOps(rng)
+
+    @classmethod
+    def weight_layout(cls, module_spec: ModuleSpec, framework: str) -> dict[str, tuple[int, ...]]:
+        """``default_module_layout``: the default module's weight names and shapes."""
+        return default_module_layout(module_spec, framework)
 
     @classmethod
     def from_weights(

@@ -20,7 +20,7 @@ import attrs
 import numpy as np
 
 from learnerkit.batch import MultiAgentBatch, SampleBatch
-from learnerkit.columns import DEFAULT_MODULE_ID
+from learnerkit.columns import ACTOR_CRITIC_OUTPUTS, DEFAULT_MODULE_ID
 from learnerkit.errors import ConfigError
 from learnerkit.rollouts.multi_agent_rollout import MultiAgentRollout
 from learnerkit.rollouts.multi_agent_sequences import MultiAgentSequences
@@ -65,6 +65,11 @@ class EnvRunnerSpec:
     """Multi-agent only: fragments of whole sequences of ``rollout_fragment_length`` steps
     per agent (`MultiAgentSequences`, for V-trace: the asynchronous loop) instead of GAE
     segments (`MultiAgentRollout`, the on-policy loop)."""
+    policy_outputs: tuple[str, ...] = attrs.field(default=ACTOR_CRITIC_OUTPUTS, converter=tuple)
+    """What the policy must return for each observation and the fragments keep (the loop's
+    ``LoopInfo.policy_outputs``): ``actions`` at least; with ``vf_preds`` the runners also
+    bootstrap values (`Rollout.next_values`). Multi-agent runners record all four
+    actor-critic columns."""
 
     @property
     def multi_agent(self) -> bool:
@@ -106,6 +111,10 @@ class Fragment:
     for a PettingZoo env (``ObsNormalizers.pop_increments``)."""
     agent_returns: list[dict[str, float]] = attrs.field(factory=list)
     """Multi-agent: each ended episode's return per agent, in the order of ``episodes``."""
+    first_of_runner: bool = False
+    """The first fragment of a runner just built (at the start, or restarted after a
+    failure): its envs were reset, so nothing of an earlier fragment of ``runner_index``
+    continues into it (a replay buffer flushes that runner's streams first)."""
 
     @property
     def env_steps(self) -> int:

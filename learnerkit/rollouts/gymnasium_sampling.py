@@ -122,13 +122,20 @@ class EnvRunner:
         self.num_env_steps = 0
 
     # Sampling ---------------------------------------------------------------------------
-    def sample(self, policy: Policy, value_fn: ValueFn, num_steps: int) -> Rollout:
+    def sample(
+        self,
+        policy: Policy,
+        value_fn: ValueFn | None,
+        num_steps: int,
+        outputs: tuple[str, ...] = POLICY_COLUMNS,
+    ) -> Rollout:
         """Run `num_steps` vector steps and return them as a `Rollout`.
 
-        `policy(obs[N, ...])` returns at least actions, action_logp, vf_preds and
-        action_dist_inputs for the N observations (other keys are ignored). `value_fn` is
-        called once, on the final observations of truncated episodes followed by the N
-        observations after the last step.
+        `policy(obs[N, ...])` returns at least the `outputs` for the N observations (other
+        keys are ignored): by default actions, action_logp, vf_preds and action_dist_inputs.
+        With vf_preds among them, `value_fn` is called once, on the final observations of
+        truncated episodes followed by the N observations after the last step; without, it
+        is not called (and may be None), and the rollout has no `next_values`.
         """
         if num_steps < 1:
             raise ConfigError(f"EnvRunner.sample: num_steps must be >= 1, got {num_steps}")
@@ -154,8 +161,8 @@ class EnvRunner:
                 out = policy(obs[t])
                 if t == 0:
                     # Checked once: later steps write into buffers of these shapes.
-                    check_policy_outputs(out, n, action_space, _WHERE, "environments")
-                    buffers = self._allocate(out, steps)
+                    check_policy_outputs(out, n, action_space, _WHERE, "environments", outputs)
+                    buffers = self._allocate(out, steps, outputs)
                 for name, buffer in buffers.items():
                     buffer[t] = out[name]
                 actions = env_actions(buffers[Columns.ACTIONS][t], action_space)
@@ -183,6 +190,7 @@ class EnvRunner:
             steps_, envs_ = zip(*ended_at, strict=True)
             next_obs[list(steps_), list(envs_)] = self.normalize(np.stack(final_obs))
         truncated_at = [at for at, trunc in zip(ended_at, was_truncated, strict=True) if trunc]
+        vf_preds = buffers.get(Columns.VF_PREDS)
         return Rollout(
             obs=obs,
             next_obs=next_obs,
@@ -190,20 +198,24 @@ class EnvRunner:
             rewards=rewards,
             terminateds=terminateds,
             truncateds=truncateds,
-            vf_preds=buffers[Columns.VF_PREDS],
-            action_logp=buffers[Columns.ACTION_LOGP],
-            action_dist_inputs=buffers[Columns.ACTION_DIST_INPUTS],
-            next_values=self._next_values(
-                value_fn, buffers[Columns.VF_PREDS], terminateds, truncated_at, next_obs
-            ),
+            vf_preds=vf_preds,
+            action_logp=buffers.get(Columns.ACTION_LOGP),
+            action_dist_inputs=buffers.get(Columns.ACTION_DIST_INPUTS),
+            next_values=None
+            if vf_preds is None
+            else self._next_values(value_fn, vf_preds, terminateds, truncated_at, next_obs),
         )
 
     def sample_modules(
-        self, policies: Mapping[str, Policy], value_fns: Mapping[str, ValueFn], num_steps: int
+        self,
+        policies: Mapping[str, Policy],
+        value_fns: Mapping[str, ValueFn | None],
+        num_steps: int,
+        outputs: tuple[str, ...] = POLICY_COLUMNS,
     ) -> Rollout:
         """`sample` with the one module of ``policies`` (the engine's adapter interface)."""
         ((module_id, policy),) = policies.items()
-        return self.sample(policy, value_fns[module_id], num_steps)
+        return self.sample(policy, value_fns[module_id], num_steps, outputs)
 
     def _end_episodes(
         self,
@@ -227,11 +239,13 @@ class EnvRunner:
         self._episode_return[done] = 0.0
         self._episode_length[done] = 0
 
-    def _allocate(self, out: Mapping[str, Any], steps: int) -> dict[str, np.ndarray]:
+    def _allocate(
+        self, out: Mapping[str, Any], steps: int, outputs: tuple[str, ...]
+    ) -> dict[str, np.ndarray]:
         """`[T, N, ...]` buffers shaped after the policy's first (checked) output."""
         discrete = isinstance(self.action_space, spaces.Discrete)
         buffers = {}
-        for name in POLICY_COLUMNS:
+        for name in outputs:
             dtype = np.float32
             if name == Columns.ACTIONS:
                 dtype = np.int64 if discrete else np.float32

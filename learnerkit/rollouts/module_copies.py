@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from learnerkit.columns import DEFAULT_MODULE_ID
-from learnerkit.rollouts.acting import NumpyActorCritic, default_module_layout
+from learnerkit.rollouts.acting import numpy_copy_class
 from learnerkit.rollouts.contract import Weights
 from learnerkit.rollouts.sampling import Policy, ValueFn
 from learnerkit.specs import ModuleSpec
@@ -23,12 +23,13 @@ __all__ = ["RunnerModule"]
 class RunnerModule:
     """A runner's own copy of one module: a numpy policy and value function over it.
 
-    The default modules (a spec without ``module_class``) act through a numpy copy of the
-    weights last given (``learnerkit.rollouts.acting``), drawing actions from
-    ``np.random.default_rng(sampling_seed)`` (``seed`` when not given): a runner that gets
-    weights before it samples never imports its framework. Until then, and for any other
-    module, the module is built in its framework from ``seed`` (as the learner builds it);
-    ``framework_setup`` runs just before that import (a Ray runner limits its threads)."""
+    A module with a numpy copy (``acting.numpy_copy_class``: the default modules'
+    ``NumpyActorCritic``, or any class's ``NumpyModule``) acts through a copy of the weights
+    last given, drawing actions from ``np.random.default_rng(sampling_seed)`` (``seed`` when
+    not given): a runner that gets weights before it samples never imports its framework.
+    Until then, and for a module without one, the module is built in its framework from
+    ``seed`` (as the learner builds it); ``framework_setup`` runs just before that import
+    (a Ray runner limits its threads)."""
 
     def __init__(
         self,
@@ -40,13 +41,13 @@ class RunnerModule:
         framework_setup: Callable[[], None] | None = None,
     ) -> None:
         self.framework, self.module_spec, self.seed = framework, module_spec, seed
-        self.default_module = module_spec.module_class is None
+        self.copy_class = numpy_copy_class(module_spec)
         self._rng = np.random.default_rng(seed if sampling_seed is None else sampling_seed)
         self._framework_setup = framework_setup
         self.backend: Any = None
         self.module: Any = None  # the framework module, once built
-        self._weights: Weights | None = None  # a default module's weights, acted with
-        self._acting: tuple[Policy, ValueFn] | None = None
+        self._weights: Weights | None = None  # a numpy copy's weights, acted with
+        self._acting: tuple[Policy, ValueFn | None] | None = None
         self.version = 0
 
     @classmethod
@@ -71,10 +72,11 @@ class RunnerModule:
         return self._bound()[0]
 
     @property
-    def value(self) -> ValueFn:
+    def value(self) -> ValueFn | None:
+        """The value function (None for a numpy copy that has none)."""
         return self._bound()[1]
 
-    def _bound(self) -> tuple[Policy, ValueFn]:
+    def _bound(self) -> tuple[Policy, ValueFn | None]:
         if self._acting is None:
             self._build()
             self._bind_module()
@@ -90,12 +92,8 @@ class RunnerModule:
             self.module = self.backend.build_module(self.module_spec, self.seed)
 
     def _bind_module(self) -> None:
-        if self.default_module:
-            weights = self.backend.get_module_state(self.module)
-            acting = NumpyActorCritic.from_weights(
-                weights, self.module_spec, self.framework, self._rng
-            )
-            self._acting = (acting.forward_exploration, acting.value)
+        if self.copy_class is not None:
+            self._act_with(self.backend.get_module_state(self.module))
         else:
             from learnerkit.backends import policy_fn, value_fn
 
@@ -104,10 +102,15 @@ class RunnerModule:
                 value_fn(self.backend, self.module),
             )
 
+    def _act_with(self, weights: Weights) -> None:
+        acting = self.copy_class.from_weights(weights, self.module_spec, self.framework, self._rng)
+        self._acting = (acting.forward_exploration, getattr(acting, "value", None))
+
     def weight_shapes(self) -> dict[str, tuple[int, ...]]:
         """The names and shapes weights for this module must have."""
-        if self.default_module:
-            return default_module_layout(self.module_spec, self.framework)
+        layout = getattr(self.copy_class, "weight_layout", None)
+        if layout is not None:
+            return dict(layout(self.module_spec, self.framework))
         return {name: tuple(np.shape(w)) for name, w in self.get_weights().items()}
 
     def get_weights(self) -> dict[str, np.ndarray]:
@@ -117,12 +120,9 @@ class RunnerModule:
         return self.backend.get_module_state(self.module)
 
     def set_weights(self, weights: Weights, version: int) -> None:
-        if self.default_module:
-            acting = NumpyActorCritic.from_weights(
-                weights, self.module_spec, self.framework, self._rng
-            )
+        if self.copy_class is not None:
+            self._act_with(weights)
             self._weights, self.module = dict(weights), None
-            self._acting = (acting.forward_exploration, acting.value)
         else:
             self._build()
             self.backend.set_module_state(self.module, weights, "the env runner's module")

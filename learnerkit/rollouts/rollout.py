@@ -17,6 +17,9 @@ from learnerkit.rollouts.postprocessing import compute_gae
 
 __all__ = ["Rollout"]
 
+# What GAE needs beyond what every fragment has.
+_ACTOR_CRITIC = ("vf_preds", "action_logp", "action_dist_inputs", "next_values")
+
 
 @attrs.frozen(eq=False)
 class Rollout:
@@ -28,6 +31,11 @@ class Rollout:
     `compute_gae`), as the sampling module saw it: the next step's `vf_preds` while the
     episode goes on, `value_fn` of the final observation when a time limit truncated it, 0
     when it terminated, and `value_fn` of the current observation after the last step.
+
+    The actor-critic columns (`vf_preds`, `action_logp`, `action_dist_inputs`, and
+    `next_values`, which comes with `vf_preds`) are None when the loop did not ask the policy
+    for them (``EnvRunnerSpec.policy_outputs``): a replay loop's fragments hold only what
+    was sampled.
     """
 
     obs: np.ndarray
@@ -36,16 +44,16 @@ class Rollout:
     rewards: np.ndarray
     terminateds: np.ndarray
     truncateds: np.ndarray
-    vf_preds: np.ndarray
-    action_logp: np.ndarray
-    action_dist_inputs: np.ndarray
-    next_values: np.ndarray
+    vf_preds: np.ndarray | None = None
+    action_logp: np.ndarray | None = None
+    action_dist_inputs: np.ndarray | None = None
+    next_values: np.ndarray | None = None
 
     def __attrs_post_init__(self) -> None:
         leading = self.rewards.shape
         for field in attrs.fields(Rollout):
             array = getattr(self, field.name)
-            if array.shape[:2] != leading:
+            if array is not None and array.shape[:2] != leading:
                 raise BatchError(
                     f"Rollout.{field.name} has shape {array.shape}; every array must start "
                     f"with [T, N] = {list(leading)}"
@@ -62,6 +70,13 @@ class Rollout:
     def to_sample_batch(self, *, gamma: float, lambda_: float) -> SampleBatch:
         """Compute GAE and flatten to `T * N` rows, time-major: row `t * N + n` is step t of
         environment n (a free reshape; PPO shuffles the rows anyway)."""
+        missing = [name for name in _ACTOR_CRITIC if getattr(self, name) is None]
+        if missing:
+            raise BatchError(
+                f"Rollout.to_sample_batch computes GAE, but this fragment has no {missing}: "
+                "sample with the actor-critic policy outputs (EnvRunnerSpec.policy_outputs, "
+                "the default)"
+            )
         advantages, value_targets = compute_gae(
             self.rewards,
             self.vf_preds,
@@ -100,19 +115,18 @@ class Rollout:
             rows = self.num_envs * self.num_steps
             return np.swapaxes(array, 0, 1).reshape(rows, *array.shape[2:])
 
-        return SampleBatch(
-            {
-                Columns.OBS: by_env(self.obs),
-                Columns.NEXT_OBS: by_env(self.next_obs),
-                Columns.ACTIONS: by_env(self.actions),
-                Columns.REWARDS: by_env(self.rewards),
-                Columns.TERMINATEDS: by_env(self.terminateds),
-                Columns.TRUNCATEDS: by_env(self.truncateds),
-                Columns.VF_PREDS: by_env(self.vf_preds),
-                Columns.ACTION_LOGP: by_env(self.action_logp),
-                Columns.ACTION_DIST_INPUTS: by_env(self.action_dist_inputs),
-            }
-        )
+        columns = {
+            Columns.OBS: self.obs,
+            Columns.NEXT_OBS: self.next_obs,
+            Columns.ACTIONS: self.actions,
+            Columns.REWARDS: self.rewards,
+            Columns.TERMINATEDS: self.terminateds,
+            Columns.TRUNCATEDS: self.truncateds,
+            Columns.VF_PREDS: self.vf_preds,
+            Columns.ACTION_LOGP: self.action_logp,
+            Columns.ACTION_DIST_INPUTS: self.action_dist_inputs,
+        }
+        return SampleBatch({k: by_env(v) for k, v in columns.items() if v is not None})
 
     @staticmethod
     def concat(rollouts: list[Rollout]) -> Rollout:
@@ -124,9 +138,12 @@ class Rollout:
             )
         if len(rollouts) == 1:
             return rollouts[0]
+        kept = [f.name for f in attrs.fields(Rollout) if getattr(rollouts[0], f.name) is not None]
+        if any(getattr(r, name) is None for r in rollouts for name in kept):
+            raise BatchError(
+                "Rollout.concat: fragments hold different columns; concatenate fragments "
+                "sampled with the same policy outputs"
+            )
         return Rollout(
-            **{
-                field.name: np.concatenate([getattr(r, field.name) for r in rollouts], axis=1)
-                for field in attrs.fields(Rollout)
-            }
+            **{name: np.concatenate([getattr(r, name) for r in rollouts], axis=1) for name in kept}
         )

@@ -31,7 +31,7 @@ from learnerkit.rollouts.pettingzoo_envs import (
     mapping_fn,
 )
 from learnerkit.rollouts.pettingzoo_sampling import MultiAgentEnvRunner
-from learnerkit.rollouts.sampling import EnvAdapter
+from learnerkit.rollouts.sampling import POLICY_COLUMNS, EnvAdapter
 from learnerkit.specs import ModuleSpec
 
 __all__ = ["Sampler", "make_sampler"]
@@ -62,6 +62,14 @@ class Sampler:
             for module_id, module_spec in spec.module_specs.items()
         }
         self.version = 0
+        self.fragments_sampled = 0
+        self.policy_outputs = tuple(spec.policy_outputs)
+        if spec.multi_agent and set(self.policy_outputs) != set(POLICY_COLUMNS):
+            raise ConfigError(
+                f"multi-agent env runners record the actor-critic columns {list(POLICY_COLUMNS)}"
+                f"; EnvRunnerSpec.policy_outputs {list(self.policy_outputs)} is for a gymnasium "
+                "env (a loop asking for other outputs does not declare multi_agent)"
+            )
         self.streams = (
             SequenceStreams(spec.rollout_fragment_length)
             if spec.multi_agent and spec.sequences
@@ -158,12 +166,17 @@ class Sampler:
     # Sampling ----------------------------------------------------------------------------
     def sample(self, runner_index: int) -> Fragment:
         policies = {m: module.policy for m, module in self.modules.items()}
+        length = self.spec.rollout_fragment_length
         if self.streams is not None:
             rollout = self.streams.sample(self.envs, policies, version=self.version)
+        elif isinstance(self.envs, EnvRunner):
+            module = next(iter(self.modules.values()))
+            rollout = self.envs.sample(module.policy, module.value, length, self.policy_outputs)
         else:
             values = {m: module.value for m, module in self.modules.items()}
-            rollout = self.envs.sample_modules(policies, values, self.spec.rollout_fragment_length)
+            rollout = self.envs.sample_modules(policies, values, length)
         episodes, agent_returns = self.envs.pop_episodes()
+        first, self.fragments_sampled = self.fragments_sampled == 0, self.fragments_sampled + 1
         return Fragment(
             rollout=rollout,
             episodes=episodes,
@@ -171,6 +184,7 @@ class Sampler:
             runner_index=runner_index,
             obs_increment=self.envs.pop_obs_increment(),
             agent_returns=agent_returns,
+            first_of_runner=first,
         )
 
     def get_state(self) -> dict[str, Any]:

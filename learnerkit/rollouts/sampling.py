@@ -32,7 +32,7 @@ import numpy as np
 from gymnasium import spaces
 
 from learnerkit.batch import Columns
-from learnerkit.columns import DEFAULT_MODULE_ID
+from learnerkit.columns import ACTOR_CRITIC_OUTPUTS, DEFAULT_MODULE_ID
 from learnerkit.errors import BatchError, ConfigError
 from learnerkit.rollouts.postprocessing import RunningMeanStd
 
@@ -55,13 +55,9 @@ __all__ = [
 Policy = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 ValueFn = Callable[[np.ndarray], np.ndarray]
 
-# What the policy must return for each observation, besides the actions.
-POLICY_COLUMNS = (
-    Columns.ACTIONS,
-    Columns.ACTION_LOGP,
-    Columns.VF_PREDS,
-    Columns.ACTION_DIST_INPUTS,
-)
+# What an actor-critic policy returns for each observation (the default of what a loop asks
+# for: EnvRunnerSpec.policy_outputs).
+POLICY_COLUMNS = ACTOR_CRITIC_OUTPUTS
 
 
 class EnvAdapter(Protocol):
@@ -88,24 +84,29 @@ class EnvAdapter(Protocol):
 
 # Policy outputs and actions ----------------------------------------------------------------
 def check_policy_outputs(
-    out: Mapping[str, Any], rows: int, action_space: Any, where: str, rows_are: str
+    out: Mapping[str, Any],
+    rows: int,
+    action_space: Any,
+    where: str,
+    rows_are: str,
+    required: tuple[str, ...] = POLICY_COLUMNS,
 ) -> None:
-    """A BatchError unless ``out`` holds every ``POLICY_COLUMNS`` entry with one row per
-    observation: actions shaped by ``action_space`` (``[rows]`` for Discrete), one
-    log-probability and one value each, distribution inputs ``[rows, ...]`` (and actions
-    too for another action space)."""
-    missing = [name for name in POLICY_COLUMNS if name not in out]
+    """A BatchError unless ``out`` holds every ``required`` entry (the loop's policy
+    outputs) with one row per observation: actions shaped by ``action_space`` (``[rows]``
+    for Discrete), one log-probability and one value each, distribution inputs
+    ``[rows, ...]`` (and actions too for another action space)."""
+    missing = [name for name in required if name not in out]
     if missing:
         raise BatchError(
             f"{where}: the policy returned {sorted(out)}; it must also return {missing} "
-            "(one row per observation)"
+            f"(one row per observation: the training loop samples {list(required)})"
         )
     expected = {Columns.ACTION_LOGP: (rows,), Columns.VF_PREDS: (rows,)}
     if isinstance(action_space, spaces.Discrete):
         expected[Columns.ACTIONS] = (rows,)
     elif isinstance(action_space, spaces.Box):
         expected[Columns.ACTIONS] = (rows, *action_space.shape)
-    for name in POLICY_COLUMNS:
+    for name in required:
         shape = np.shape(out[name])
         want = expected.get(name)
         if (want is not None and shape != want) or (want is None and shape[:1] != (rows,)):

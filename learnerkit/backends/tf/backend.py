@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from learnerkit._checkpoint import check_arrays
+from learnerkit._import_path import resolve
 from learnerkit.backends.base import AllReduce, Forward, LossFn
 from learnerkit.backends.tf.ops import OPTIMIZER_VARIABLES, TF_OPS
 from learnerkit.backends.tf.train_step import TrainStep
@@ -131,7 +132,8 @@ class TFBackend:
             # TensorFlow cannot fork its random state as torch does, so a custom module
             # class is built under the global seed: the same seed gives the same weights.
             tf.random.set_seed(seed)
-            return spec.module_class(spec.observation_space, spec.action_space, spec.model_config)
+            module_class = resolve(spec.module_class, "ModuleSpec.module_class")
+            return module_class(spec.observation_space, spec.action_space, spec.model_config)
 
     def parameters(self, module: tf.Module) -> list[tf.Variable]:
         return list(module.trainable_variables)
@@ -238,13 +240,26 @@ class TFBackend:
             self.device, forward, groups, loss_fn, grad_clip, grad_clip_by, allreduce_gradients
         )
 
-    def metrics_table(
-        self, step_output: tuple[list[str], Sequence[tf.Tensor]]
-    ) -> tuple[list[str], np.ndarray]:
+    def metrics_table(self, step_output: Any) -> tuple[list[str], np.ndarray]:
         """The minibatch steps' statistics as one array (a row per step, a column per key),
         with one device sync."""
-        keys, tables = step_output
+        keys, tables = step_output.keys, step_output.tables
+        if step_output.names:  # per-row values follow the statistics in each row
+            tables = [t[:, : len(keys)] for t in tables]
         return keys, tf.concat(tables, 0).numpy().astype(np.float64)
+
+    def per_row_values(self, step_output: Any) -> tuple[list[str], list[Any]]:
+        """The per-row values the loss returned (``PER_ROW``): their names and, for each
+        step in order, ``(row indices [size], values [names, size])`` as numpy; no names
+        and no steps when the loss returned none."""
+        names = step_output.names
+        if not names:
+            return [], []
+        width, steps = len(step_output.keys), []
+        for table, rows in zip(step_output.tables, step_output.runs, strict=True):
+            values = table[:, width:].numpy().reshape(len(rows), len(names), rows.shape[1])
+            steps.extend(zip(rows, values, strict=True))
+        return names, steps
 
     # State as numpy ----------------------------------------------------------------------
     def _named_variables(self, module: tf.Module) -> dict[str, tf.Variable]:

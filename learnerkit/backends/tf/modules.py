@@ -81,6 +81,9 @@ class TFMLPActorCritic(tf.Module):
     dimension, independent of the observation.
     """
 
+    numpy_copy = "learnerkit.rollouts.acting:NumpyActorCritic"
+    """What env runners act with: a numpy copy of this module (``ModuleSpec.numpy_copy``)."""
+
     def __init__(
         self,
         observation_space: Any,

@@ -12,12 +12,13 @@ plain per-minibatch loop, one call per update 1.2x (issue 10).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
 from learnerkit.backends.base import AllReduce
+from learnerkit.hookspecs import PER_ROW
 
 
 def _spec(x: tf.Tensor, batch_dim: bool) -> tf.TensorSpec:
@@ -39,6 +40,17 @@ def _numpy_allreduce(allreduce: AllReduce, grads: list[Any]) -> list[tf.Tensor]:
     for averaged, g in zip(out, grads, strict=True):
         averaged.set_shape(g.shape)
     return list(out)
+
+
+class StepOutput(NamedTuple):
+    """What a call of the steps returns: ``metrics_table`` and ``per_row_values`` read it."""
+
+    keys: list[str]
+    tables: list[tf.Tensor]
+    """Per run of equal-sized minibatches, ``[steps, len(keys) + len(names) * size]``."""
+    runs: list[np.ndarray]
+    """Per run, its minibatches' row indices, ``[steps, size]``."""
+    names: list[str]
 
 
 def _equal_size_runs(minibatches: Iterable[Any]) -> Iterator[np.ndarray]:
@@ -81,11 +93,13 @@ class TrainStep:
 
     def __call__(
         self, tensors, minibatches: Iterable[Any], state, stop_on_skip: bool
-    ) -> tuple[list[str], list[tf.Tensor]]:
+    ) -> StepOutput:
         """Run a step on each minibatch's rows of ``tensors``, in order. ``stop_on_skip``:
         once a step is skipped, no later step applies anything (each reports skipped).
         Returns the statistics' keys and, per run of equal-sized minibatches, a
-        ``[steps, keys]`` tensor: nothing is read back to the host here."""
+        ``[steps, keys]`` tensor (followed, when the loss returns per-row values, by each
+        step's ``[names, size]`` values flattened), the run's row indices and the per-row
+        values' names: nothing is read back to the host here."""
         dynamic = {k: v for k, v in state.items() if tf.is_tensor(v)}
         static = {k: v for k, v in state.items() if not tf.is_tensor(v)}
         key = (
@@ -97,18 +111,19 @@ class TrainStep:
         compiled = self._compiled.get(key)
         if compiled is None:
             compiled = self._compiled[key] = self._compile(tensors, dynamic, static, stop_on_skip)
-        fn, columns, keys = compiled
+        fn, columns, keys, names = compiled
         # The update's columns go into the step's variables once: each call then takes only
         # row indices (binding a dozen tensor arguments per call cost ~5% of a PPO step).
         for name, tensor in tensors.items():
             columns[name].assign(tensor)
-        halt, tables = self._no_halt, []
+        halt, tables, runs = self._no_halt, [], []
         for rows in _equal_size_runs(minibatches):
             table = fn(tf.convert_to_tensor(rows, tf.int64), dynamic, halt)
             tables.append(table)
+            runs.append(rows)
             if stop_on_skip:  # a halted step reports skipped: the last one tells
                 halt = table[-1, keys.index("skipped")]
-        return keys, tables
+        return StepOutput(keys, tables, runs, list(names))
 
     def _compile(self, tensors, dynamic, static, stop_on_skip):
         with tf.device(self.device):
@@ -122,6 +137,7 @@ class TrainStep:
             tf.TensorSpec([], tf.float32),
         ]
         keys: list[str] = []  # the statistics' names, known once the step is traced
+        names: list[str] = []  # the per-row values' names (PER_ROW), likewise
 
         def step(indices, dynamic, halt):
             with tf.device(self.device):
@@ -150,11 +166,25 @@ class TrainStep:
                     # Decided in the graph (no host sync): a skipped step changes no weight,
                     # no Adam moment and no step count.
                     tf.cond(apply, lambda: self._apply(pairs, grad_norm), lambda: None)
-                stats = {k: tf.reduce_mean(tf.cast(v, tf.float32)) for k, v in loss_out.items()}
+                stats = {
+                    k: tf.reduce_mean(tf.cast(v, tf.float32))
+                    for k, v in loss_out.items()
+                    if k != PER_ROW
+                }
                 stats["gradient_norm"] = tf.cast(grad_norm, tf.float32)
                 stats["skipped"] = 1.0 - tf.cast(apply, tf.float32)
                 keys[:] = list(stats)
-                return tf.stack(list(stats.values()))
+                row = tf.stack(list(stats.values()))
+                per_row = loss_out.get(PER_ROW)
+                if not per_row:
+                    return row
+                # Appended to the step's statistics: the table's width is only known once
+                # the loss is traced, and a run's minibatches are all of one size.
+                names[:] = list(per_row)
+                values = tf.stack(
+                    [tf.cast(tf.stop_gradient(v), tf.float32) for v in per_row.values()]
+                )
+                return tf.concat([row, tf.reshape(values, [-1])], 0)
 
         def steps(rows, dynamic, halt):
             count = tf.shape(rows)[0]
@@ -175,7 +205,7 @@ class TrainStep:
         function = tf.function(steps, input_signature=signature, autograph=False)
         self._functions.append(function)  # the concrete function below only borrows it
         # Calling the concrete function skips tf.function's polymorphic dispatch.
-        return function.get_concrete_function(), columns, keys
+        return function.get_concrete_function(), columns, keys, names
 
     def _apply(self, pairs, grad_norm):
         per_optimizer = [[] for _ in self.groups]

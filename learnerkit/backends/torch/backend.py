@@ -12,11 +12,13 @@ import numpy as np
 import torch
 
 from learnerkit._checkpoint import check_arrays
+from learnerkit._import_path import resolve
 from learnerkit.backends.base import AllReduce, Forward, LossFn
 from learnerkit.backends.torch.ops import TORCH_OPS, TorchOps
 from learnerkit.backends.torch.optimizer_state import as_torch_state, check_torch_optimizer_state
 from learnerkit.batch import SampleBatch, training_arrays
 from learnerkit.errors import CheckpointError
+from learnerkit.hookspecs import PER_ROW
 from learnerkit.specs import ModuleSpec
 
 
@@ -35,7 +37,7 @@ class TorchBackend:
     def build_module(self, spec: ModuleSpec, seed: int) -> torch.nn.Module:
         from learnerkit.backends.torch.modules import TorchMLPActorCritic
 
-        module_class = spec.module_class or TorchMLPActorCritic
+        module_class = resolve(spec.module_class, "ModuleSpec.module_class") or TorchMLPActorCritic
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = module_class(spec.observation_space, spec.action_space, spec.model_config)
@@ -140,9 +142,13 @@ class TorchBackend:
         groups = [self.optimizer_parameters(opt) for opt in opts]
         params = [p for group in groups for p in group]
 
-        def step(tensors, indices, state):
+        def step(tensors, indices, state, per_row_steps):
             minibatch = {k: v[indices] for k, v in tensors.items()}
             loss_out = loss_fn(minibatch, forward(minibatch), state)
+            per_row = loss_out.get(PER_ROW)
+            if per_row is not None:
+                per_row_steps.append((indices, [v.detach() for v in per_row.values()]))
+                names[:] = list(per_row)
             # What zero_grad(set_to_none=True) does, without its profiler scope: 20x cheaper.
             for p in params:
                 p.grad = None
@@ -171,28 +177,32 @@ class TorchBackend:
                     _clip(groups, grad_clip, grad_clip_by, grad_norm)
                 for opt in opts:
                     opt.step()
-            stats = {k: v.detach() if torch.is_tensor(v) else v for k, v in loss_out.items()}
+            stats = {
+                k: v.detach() if torch.is_tensor(v) else v
+                for k, v in loss_out.items()
+                if k != PER_ROW
+            }
             stats["gradient_norm"] = grad_norm
             stats["skipped"] = skipped
             return stats
 
+        names: list[str] = []  # the per-row values' names, once a step returned some
+
         def run(tensors, minibatches, state, stop_on_skip):
-            per_step = []
+            per_step, per_row_steps = [], []
             for indices in minibatches:
-                stats = step(tensors, indices, state)
+                stats = step(tensors, indices, state, per_row_steps)
                 per_step.append(stats)
                 if stop_on_skip and stats["skipped"]:
                     break
-            return per_step
+            return per_step, (list(names), per_row_steps)
 
         return run
 
-    def metrics_table(
-        self, step_output: Sequence[Mapping[str, Any]]
-    ) -> tuple[list[str], np.ndarray]:
+    def metrics_table(self, step_output: Any) -> tuple[list[str], np.ndarray]:
         """The minibatch steps' statistics as one array (a row per step, a column per key),
         with one device sync."""
-        per_step = step_output
+        per_step, _ = step_output
         keys = list(per_step[0])
         # The scalar tensors in one stack per step, python numbers (``skipped``, a plugin's
         # constants) straight into numpy: a tensor per value cost ~1% of an update (issue 10).
@@ -205,6 +215,22 @@ class TorchBackend:
             if k not in tensor_keys:
                 table[:, j] = [float(s[k]) for s in per_step]
         return keys, table
+
+    def per_row_values(self, step_output: Any) -> tuple[list[str], list[Any]]:
+        """The per-row values the loss returned (``PER_ROW``): their names and, for each
+        step in order, ``(row indices [size], values [names, size])`` as numpy, with one
+        device sync; no names and no steps when the loss returned none."""
+        _, (names, steps) = step_output
+        if not steps:
+            return [], []
+        sizes = [len(indices) for indices, _ in steps]
+        indices = torch.cat([i for i, _ in steps]).cpu().numpy()
+        values = torch.cat([torch.stack(v).float() for _, v in steps], dim=1).cpu().numpy()
+        out, start = [], 0
+        for size in sizes:
+            out.append((indices[start : start + size], values[:, start : start + size]))
+            start += size
+        return names, out
 
     # State as numpy ----------------------------------------------------------------------
     def get_module_state(self, module: torch.nn.Module) -> dict[str, np.ndarray]:
@@ -261,8 +287,10 @@ class TorchBackend:
         optimizer.load_state_dict(as_torch_state(state))
 
     # Acting ------------------------------------------------------------------------------
+    @torch.no_grad()
     def numpy_call(self, fn: Callable[[torch.Tensor], Any], obs: np.ndarray) -> Any:
-        """``fn`` run on ``obs`` as a float32 tensor on the device; its output as numpy."""
+        """``fn`` run on ``obs`` as a float32 tensor on the device, recording no graph (it
+        acts: nothing is trained through it); its output as numpy."""
         out = fn(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
         if isinstance(out, Mapping):
             return {k: v.cpu().numpy() for k, v in out.items()}

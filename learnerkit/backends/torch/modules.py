@@ -40,6 +40,9 @@ class TorchMLPActorCritic(nn.Module):
     dimension, independent of the observation.
     """
 
+    numpy_copy = "learnerkit.rollouts.acting:NumpyActorCritic"
+    """What env runners act with: a numpy copy of this module (``ModuleSpec.numpy_copy``)."""
+
     def __init__(self, observation_space: Any, action_space: Any, model_config: Mapping) -> None:
         super().__init__()
         from learnerkit.backends.torch.ops import TORCH_OPS
