@@ -16,6 +16,7 @@ episode), and each agent's mean return is reported beside it.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import deque
@@ -34,6 +35,7 @@ from learnerkit.loops._run_files import (
     CHECKPOINT_DIR,
     LOOP_STATE_FILE,
     RUN_FILE,
+    RUNNERS_STATE_FILE,
     TRAINER_STATE_FILE,
     checkpoint_dir,
     default_out_dir,
@@ -60,6 +62,8 @@ from learnerkit.loops.multi_agent import (
 from learnerkit.rollouts.contract import EnvRunnerSpec
 from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo
 from learnerkit.specs import ModuleSpec, ScalingConfig
+
+logger = logging.getLogger(__name__)
 
 RETURN_WINDOW = 100  # episodes in the reported mean return (the usual "last 100")
 DEFAULT_STOP_TIMESTEPS = 1_000_000
@@ -204,6 +208,7 @@ class Trainer:
                 for k, v in (self.runners.get_state() if self.runners else {}).items()
             },
             **self._save_loop_state(path),
+            **self._save_runner_states(path),
             **(
                 module_state(self.config.env_id, self.group, self.runners, self.agent_returns)
                 if self.multi_agent
@@ -224,6 +229,35 @@ class Trainer:
         _checkpoint.save(path, {"loop": state}, file=LOOP_STATE_FILE)
         return {"loop_file": LOOP_STATE_FILE}
 
+    def _save_runner_states(self, path: Path) -> dict[str, Any]:
+        """The env runners' generators and envs, beside the loop's state (an exact resume:
+        README, "Faults and bad input")."""
+        get_states = getattr(self.runners, "get_runner_states", None)
+        if get_states is None:
+            return {}
+        _checkpoint.save(path, {"runners": get_states()}, file=RUNNERS_STATE_FILE)
+        return {"env_runners_file": RUNNERS_STATE_FILE}
+
+    def _restore_runner_states(self, path: Path, state: dict[str, Any]) -> None:
+        set_states = getattr(self.runners, "set_runner_states", None)
+        if set_states is None:
+            return
+        if not state.get("env_runners_file"):
+            logger.warning(
+                "the checkpoint holds no env runner state (saved by an older learnerkit): "
+                "the env runners start new episodes from their seeds"
+            )
+            return
+        saved = _checkpoint.load(checkpoint_dir(path), file=state["env_runners_file"])
+        notes = set_states(list(saved["runners"]))
+        for index, note in enumerate(notes):
+            if note is not None:
+                logger.warning(
+                    "env runner %d does not continue exactly as the saved run would: %s",
+                    index,
+                    note,
+                )
+
     def _restore(self, path: Path) -> None:
         state = read_trainer_state(path)
         self.group.load_state(checkpoint_dir(path))
@@ -233,6 +267,7 @@ class Trainer:
         self.lengths.extend(state["lengths"])
         if self.runners is not None:
             self.runners.set_state(state["obs_normalizer"])
+            self._restore_runner_states(path, state)
         self.agent_returns.set_state(state.get("agent_returns", {}))
         if state.get("loop_file"):
             loop_state = _checkpoint.load(checkpoint_dir(path), file=state["loop_file"])["loop"]
