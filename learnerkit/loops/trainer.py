@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -325,14 +328,39 @@ class Trainer:
                 )
             )
 
+    def _stop_on_ctrl_c(self) -> Any:
+        """The first Ctrl-C (SIGINT) ends the run after the iteration in progress, so that
+        its checkpoint holds whole iterations (a learner update interrupted half way would
+        be in the weights but not in the counters); a second one stops at once. Returns
+        the previous handler (None: not the main thread, where no handler can be set)."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            self.stop_requested = True
+            print(
+                "learnerkit: stopping after this iteration, with a checkpoint (Ctrl-C again "
+                "to stop at once)",
+                file=sys.stderr,
+            )
+
+        return signal.signal(signal.SIGINT, on_sigint)
+
     def run(self) -> TrainSummary:
         self.started = time.perf_counter()
         self.out.start(self.run_metadata(), resume=bool(self.config.resume))
-        interrupted = False
+        interrupted = self.stop_requested = False
+        previous_handler = self._stop_on_ctrl_c()
         try:
             with self.out.progress(self.stop_timesteps, enabled=self.config.progress) as bar:
                 bar.advance_to(self.timesteps, self.iteration, self.mean_return(), 0.0)
-                while self.timesteps < self.stop_timesteps and not self.reached():
+                while (
+                    self.timesteps < self.stop_timesteps
+                    and not self.reached()
+                    and not self.stop_requested
+                ):
                     row = self.step()
                     self.out.log(row)
                     self._call_back(row)
@@ -346,6 +374,10 @@ class Trainer:
                         self.save_checkpoint()
         except KeyboardInterrupt:
             interrupted = True
+        finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
+        interrupted = interrupted or self.stop_requested
         checkpoint = self.save_checkpoint()
         curve = self.out.plot_curve(self.stop_reward)
         summary = TrainSummary(
