@@ -97,13 +97,22 @@ def _kill(pid: int) -> bool:
 class _Checks:
     """What the run's callback checks after every iteration, and the kills it schedules."""
 
-    def __init__(self, algorithm: str, rng: np.random.Generator, scenario: str, kills: int) -> None:
+    def __init__(
+        self,
+        algorithm: str,
+        rng: np.random.Generator,
+        scenario: str,
+        kills: int,
+        gap: int = 3,
+        max_delay_s: float = 1.5,
+    ) -> None:
         self.algorithm, self.rng, self.scenario = algorithm, rng, scenario
+        self.gap, self.max_delay_s = gap, max_delay_s
         # One kill at a time: the next is armed some iterations (1 to 3, seeded) after the
         # last one fired, so the group has recovered (all learners dying at once is not
         # survivable: README, "Faults and bad input").
         self.kills_left = kills
-        self.next_after = int(rng.integers(1, 4))
+        self.next_after = int(rng.integers(1, gap + 1))
         self.armed = False
         self.timers: list[threading.Timer] = []
         self.kills: list[dict[str, Any]] = []
@@ -148,7 +157,7 @@ class _Checks:
             )
         if self.armed and not self.timers[-1].is_alive():  # it fired
             self.armed = False
-            self.next_after = iteration + int(self.rng.integers(1, 4))
+            self.next_after = iteration + int(self.rng.integers(1, self.gap + 1))
         ready = not self.armed and self.kills_left and iteration >= self.next_after
         if ready and self.scenario != "sigint":
             self.kills_left -= 1
@@ -164,7 +173,7 @@ class _Checks:
         if self.scenario in ("learner", "both"):
             i = int(self.rng.integers(len(learner_pids)))
             targets.append(("learner", i, learner_pids[i]))
-        delay = float(self.rng.uniform(0.0, 1.5))
+        delay = float(self.rng.uniform(0.0, self.max_delay_s))
 
         def kill() -> None:
             for kind, index, pid in targets:
@@ -207,9 +216,12 @@ def chaos_run(
     stop_reward: float | None = None,
     stop_timesteps: int = 300_000,
     framework: str = "torch",
+    gap: int = 3,
+    max_delay_s: float = 1.5,
 ) -> dict[str, Any]:
     """One chaos run; returns its report (kills, restarts, counters). Raises ChaosFailure,
-    naming every check that failed."""
+    naming every check that failed. A kill is armed 1 to ``gap`` iterations (seeded) after
+    the previous one hit, and hits 0 to ``max_delay_s`` seconds into the next iteration."""
     from learnerkit.loops import TrainConfig, train
     from learnerkit.loops.evaluation import evaluate_checkpoint
 
@@ -243,7 +255,7 @@ def chaos_run(
     level = logger.level
     logger.setLevel(logging.WARNING)
     logger.addHandler(restarts)
-    checks = _Checks(algorithm, rng, scenario, kills)
+    checks = _Checks(algorithm, rng, scenario, kills, gap, max_delay_s)
     segments: list[dict[str, Any]] = []
     started = time.perf_counter()
     try:
@@ -251,7 +263,7 @@ def chaos_run(
             summary = train(config, on_iteration=checks)
             segments.append({"iterations": summary.iterations})
         else:
-            summary = _sigint_run(config, checks, rng, kills, segments)
+            summary = _sigint_run(config, checks, rng, kills, segments, gap, max_delay_s)
     except Exception as exc:
         raise ChaosFailure(
             f"{algorithm} {scenario} seed {seed}: the run failed after the kills "
@@ -317,7 +329,7 @@ def chaos_run(
     return report
 
 
-def _sigint_run(config, checks, rng, kills, segments) -> Any:
+def _sigint_run(config, checks, rng, kills, segments, gap, max_delay_s) -> Any:
     """Interrupt the run ``kills`` times with SIGINT at seeded moments, resuming it each
     time; checks that every resumed part continues the counters of its checkpoint."""
     from learnerkit.loops import train
@@ -330,13 +342,13 @@ def _sigint_run(config, checks, rng, kills, segments) -> Any:
             before = _rows(Path(config.out_dir)) if part else []
             timer: threading.Timer | None = None
             fired: list[float] = []
-            after_iterations = int(rng.integers(1, 3))
+            after_iterations = int(rng.integers(1, gap + 1))
 
             def on_iteration(ctx, part=part, after=after_iterations, fired=fired):
                 nonlocal timer
                 checks(ctx)
                 if part < kills and timer is None and checks.iterations >= after:
-                    delay = float(rng.uniform(0.0, 1.0))
+                    delay = float(rng.uniform(0.0, max_delay_s))
 
                     def interrupt() -> None:
                         fired.append(time.perf_counter())
