@@ -350,10 +350,15 @@ class RayEnvRunners:
         states: list[dict[str, Any] | None] = []
         for i, ref in enumerate(refs):
             try:
-                states.append(ray.get(ref, timeout=self.sample_timeout_s))
+                state = ray.get(ref, timeout=self.sample_timeout_s)
             except (RayActorError, RayTaskError, GetTimeoutError) as exc:
                 logger.warning("env runner %d: its state is not saved: %s", i, _describe(exc))
-                states.append(None)
+                state = None
+            if state is not None and i in self._in_flight:
+                # The fragment in flight is not in the checkpoint: a resumed runner's first
+                # fragment does not continue the last one seen (a replay buffer flushes).
+                state["fragments_sampled"] = 0
+            states.append(state)
         return states
 
     def set_runner_states(self, states: list[Mapping[str, Any] | None]) -> list[str | None]:
