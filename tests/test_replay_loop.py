@@ -189,7 +189,7 @@ def test_two_ray_env_runners_act_in_numpy_and_a_ray_learner_sends_priorities_bac
     config = TrainConfig(
         algorithm="dqn",
         num_learners=1,  # with the runners' 2 x 0.5, the 2 CPUs the tests' Ray has
-        stop_timesteps=2048,
+        stop_timesteps=1024,
         overrides={
             **QUICK,
             "num_env_runners": 2,
@@ -200,10 +200,10 @@ def test_two_ray_env_runners_act_in_numpy_and_a_ray_learner_sends_priorities_bac
         progress=False,
     )
     summary = train(config, on_iteration=check_runners)
-    assert summary.timesteps_total >= 2048
+    assert summary.timesteps_total >= 1024
     assert seen == [[], []]  # the Q-network's numpy copy: no torch in the runners
     table = rows(tmp_path / "run")
-    assert sum(int(r["num_gradient_steps"]) for r in table) > 200
+    assert sum(int(r["num_gradient_steps"]) for r in table) > 100  # ~(1024 - 300) / 4
     assert int(table[-1]["env_runner_restarts"]) == 0
     # Priorities came back from the learner actor: the loop would have stopped otherwise.
     assert np.isfinite(float(table[-1]["learner/td_error_mean"]))
