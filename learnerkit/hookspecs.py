@@ -184,9 +184,10 @@ def postprocess_gradients(
     """Change one module's gradients before they are clipped and applied (gradient
     surgery: masking, noise, projections). Optional: an algorithm without it pays nothing.
 
-    Called once per minibatch step whose gradients are finite, after they are averaged over
-    data-parallel learners (so every learner changes the same gradients alike and they stay
-    identical) and before ``grad_clip``. Every implementation runs, the algorithm's first,
+    Called for each minibatch step, on its gradients averaged over data-parallel learners
+    (so every learner changes the same gradients alike and they stay identical), before
+    ``grad_clip``; the result is applied only when those gradients are finite (torch does
+    not call it otherwise). Every implementation runs, the algorithm's first,
     then extra plugins', each seeing the changes of those before it. TensorFlow calls it
     while tracing the compiled step: use ``ops`` and tensor operations, no ``.numpy()``.
     Gradients it makes non-finite skip the step (``Hyperparameters.non_finite``). A

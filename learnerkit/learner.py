@@ -263,7 +263,8 @@ class Learner:
         self, gradients: Gradients, *, module_id: ModuleID, hps: Hyperparameters
     ) -> Gradients:
         """The gradients to apply, from the averaged ones (every data-parallel learner gets
-        the same, so all stay identical), called only when they are finite: the plugins'
+        the same, so all stay identical; its result is applied only when those are finite,
+        and torch calls it only then): the plugins'
         ``postprocess_gradients`` hooks change them in place, then they are clipped by
         ``hps.grad_clip`` / ``grad_clip_by`` (a global norm per optimizer). An override
         calling ``super()`` keeps both; gradients it makes non-finite skip the step as a
