@@ -120,7 +120,7 @@ class TorchBackend:
 
     # Gradient stages (the Learner's defaults when one of them is customised) -------------
     def compute_gradients(
-        self, module: torch.nn.Module, total_loss: torch.Tensor, tape: Any = None
+        self, module: torch.nn.Module, total_loss: torch.Tensor, tape: Any
     ) -> Gradients:
         """Backward of ``total_loss`` seeded as the fast path's (NaN for a non-finite loss)."""
         params = self.parameters(module)
