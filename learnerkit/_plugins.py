@@ -50,7 +50,13 @@ __all__ = [
 ENTRY_POINT_GROUP = "learnerkit.algorithms"
 NUMPY_COPY = "numpy"
 """The key of ``Algorithm.module_classes`` naming the numpy copy runners act with."""
-HOOK_NAMES = ("configure_optimizers", "compute_loss", "additional_update", "compile_results")
+HOOK_NAMES = (
+    "configure_optimizers",
+    "compute_loss",
+    "postprocess_gradients",
+    "additional_update",
+    "compile_results",
+)
 
 
 @attrs.frozen(kw_only=True)

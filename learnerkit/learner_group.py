@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from learnerkit import _checkpoint, _state_checks
 from learnerkit.backends.devices import local_device
 from learnerkit.batch import ShardedBatch, as_multi_agent_batch
 from learnerkit.errors import LearnerkitError
@@ -269,8 +270,29 @@ class LearnerGroup:
         """Module weights only (no optimizer state), per module id."""
         return self._first(lambda learner: learner.get_module_state())
 
-    def set_weights(self, weights: dict[str, dict[str, Any]]) -> None:
+    def set_weights(self, weights: Mapping[str, Mapping[str, Any]]) -> None:
+        """Replace the weights of the modules ``weights`` has, on every learner; the other
+        modules keep theirs, as in RLlib (``Learner.set_module_state``). An unknown module
+        id or weights that do not fit is a CheckpointError with nothing changed."""
         self.foreach_learner(lambda learner: learner.set_module_state(weights))
+
+    def load_module_state(
+        self,
+        path: str | os.PathLike,
+        modules: str | Collection[str] | Mapping[str, str] | None = None,
+    ) -> None:
+        """Load some modules' weights from a checkpoint (``save_state``'s) into the running
+        group, every learner alike, leaving the rest as it is (``Learner.load_module_state``:
+        ``modules`` is an id, several, a mapping of checkpoint id to the group's, or None for
+        all the checkpoint holds). The checkpoint is read here, so only this process needs
+        to see ``path``."""
+        self._check_open()
+        source = f"checkpoint {os.fspath(path)}"
+        state = _checkpoint.load(path)
+        weights = _state_checks.module_weights(
+            state, modules, framework=self.spec.framework, source=source
+        )
+        self.set_weights(weights)
 
     def save_state(self, path: str | os.PathLike) -> None:
         """One learner writes the checkpoint (all hold the same state)."""
