@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 
-from learnerkit.errors import LearnerkitError
+from learnerkit.errors import LearnerkitDeprecationWarning, LearnerkitError
 
 
 def _list_plugins(args: argparse.Namespace) -> int:
@@ -74,7 +75,7 @@ def _list_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-_STATUS = {"ok": "[green]ok", "disabled": "[yellow]disabled"}
+_STATUS = {"ok": "[green]ok", "disabled": "[yellow]disabled", "incompatible": "[red]incompatible"}
 
 
 def _add_train_parser(sub: argparse._SubParsersAction) -> None:
@@ -288,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Python shows DeprecationWarning only in __main__: a user of the command would never
+    # learn that an old setting name in their --config file goes in the next release.
+    warnings.simplefilter("default", LearnerkitDeprecationWarning)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
