@@ -67,26 +67,26 @@ class AlgorithmContract:
     def test_it_registers_and_lists_with_status_ok(self, subject: _checks.Subject) -> None:
         _checks.check_registers(subject)
 
-    @pytest.fixture(scope="class")
-    def contract_runs(
-        self, tmp_path_factory: pytest.TempPathFactory
-    ) -> dict[str, _checks.ContractRun]:
-        """One ContractRun per framework, done by the first test that needs it."""
-        return {}
-
     @pytest.fixture
     def contract_run(
         self,
         subject: _checks.Subject,
         contract_framework: str,
-        contract_runs: dict[str, _checks.ContractRun],
         tmp_path_factory: pytest.TempPathFactory,
     ) -> _checks.ContractRun:
-        if contract_framework not in contract_runs:
+        """The framework's ContractRun, done by the first test of the class that needs it
+        and kept on the class for the others."""
+        cls = type(self)
+        runs = cls.__dict__.get("_contract_runs")
+        if runs is None:
+            runs = {}
+            cls._contract_runs = runs
+        if contract_framework not in runs:
             directory = tmp_path_factory.mktemp(f"{self.algorithm}-{contract_framework}")
-            run = _checks.run_contract(subject, contract_framework, directory / "state")
-            contract_runs[contract_framework] = run
-        return contract_runs[contract_framework]
+            runs[contract_framework] = _checks.run_contract(
+                subject, contract_framework, directory / "state"
+            )
+        return runs[contract_framework]
 
     def test_every_hook_it_implements_is_called_with_the_documented_arguments(
         self, contract_run: _checks.ContractRun
