@@ -291,9 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="the algorithm's name (a lower-case identifier, e.g. a2c)")
     p.add_argument(
         "--loop",
-        choices=["on_policy", "async", "offline", "replay"],
-        default="on_policy",
-        help="the training loop it trains with (default: on_policy)",
+        default=None,
+        help="the installed training loop it trains with (learnerkit's own: on_policy, async, "
+        "offline, replay; default: the on-policy one)",
     )
     p.add_argument("--dir", default=".", help="where to write learnerkit-NAME/ (default: .)")
     p.set_defaults(func=_new_plugin)
@@ -304,7 +304,7 @@ def _new_plugin(args: argparse.Namespace) -> int:
     from learnerkit.new_plugin import write_plugin
 
     root = write_plugin(args.name, args.loop, args.dir)
-    print(f"wrote {root}/ ({args.name}, training loop {args.loop!r}); next:")
+    print(f"wrote {root}/ (algorithm {args.name!r}); next:")
     print(f"  pip install -e {root}        # then `learnerkit list-plugins` shows {args.name}")
     print(f"  pytest {root / 'tests'}")
     print(f"  fill in the hooks in {root / ('learnerkit_' + args.name)}/__init__.py")

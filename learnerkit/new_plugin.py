@@ -3,9 +3,10 @@ package that passes its own tests: ``pyproject.toml`` with the entry point, the 
 module (hyperparameters on the loop's settings, each hook with a docstring saying what to
 fill in, a working starting loss), a README, and tests using ``learnerkit.testing``.
 
-The starting losses are small textbook ones, each meeting the loop's batches: A2C
-(on-policy), one-step actor-critic on fragments (async), behaviour cloning (offline),
-Q-learning on the default module's logits (replay). Light: no framework is imported.
+The starting losses are small textbook ones, chosen by the loop's settings class and
+meeting its batches: A2C (``OnPolicySettings``), one-step actor-critic on fragments
+(``AsyncSettings``), behaviour cloning (``OfflineSettings``), Q-learning on the default
+module's logits (``ReplaySettings``). Light: no framework is imported.
 """
 
 from __future__ import annotations
@@ -14,19 +15,22 @@ import re
 from pathlib import Path
 from string import Template
 
+from learnerkit import settings
 from learnerkit.errors import ConfigError
+from learnerkit.training_loops import get_training_loop, list_training_loops
 
-__all__ = ["LOOPS", "write_plugin"]
+__all__ = ["loops_with_a_template", "write_plugin"]
 
-LOOPS = ("on_policy", "async", "offline", "replay")
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
-SETTINGS = {
-    "on_policy": "OnPolicySettings",
-    "async": "AsyncSettings",
-    "offline": "OfflineSettings",
-    "replay": "ReplaySettings",
-}
+# The starting loss is chosen by the loop's settings class (the host names no loop): a loop
+# whose settings derive from one of these gets its template.
+TEMPLATED = (
+    settings.OnPolicySettings,
+    settings.AsyncSettings,
+    settings.OfflineSettings,
+    settings.ReplaySettings,
+)
 
 # What the loss reads, its extra hyperparameters, and its body, per loop.
 ACTOR_CRITIC_FIELDS = '''
@@ -37,7 +41,7 @@ ACTOR_CRITIC_FIELDS = '''
 '''
 
 LOSSES = {
-    "on_policy": (
+    "OnPolicySettings": (
         ("OBS", "ACTIONS", "ADVANTAGES", "VALUE_TARGETS"),
         ACTOR_CRITIC_FIELDS,
         """    # A2C (Mnih et al. 2016): the loop gives GAE advantages and value targets.
@@ -55,7 +59,7 @@ LOSSES = {
     }
 """,
     ),
-    "async": (
+    "AsyncSettings": (
         ("OBS", "NEXT_OBS", "ACTIONS", "REWARDS", "TERMINATEDS"),
         ACTOR_CRITIC_FIELDS,
         """    # One-step actor-critic on the loop's fragments (no off-policy correction: add
@@ -79,7 +83,7 @@ LOSSES = {
     }
 """,
     ),
-    "offline": (
+    "OfflineSettings": (
         ("OBS", "ACTIONS"),
         "",
         """    # Behaviour cloning: the negative log-likelihood of the dataset's actions.
@@ -92,7 +96,7 @@ LOSSES = {
     }
 """,
     ),
-    "replay": (
+    "ReplaySettings": (
         ("OBS", "ACTIONS", "REWARDS", "NEXT_OBS", "DISCOUNTS", "WEIGHTS"),
         "",
         """    # Q-learning on the default module's logits as Q-values (discrete actions; its
@@ -265,34 +269,61 @@ TINY_TASK = """    # learns_tiny_task = ("torch",)  # learns the two-state task 
 """
 
 
-def write_plugin(name: str, loop: str = "on_policy", directory: str | Path = ".") -> Path:
-    """Write the package ``learnerkit-NAME`` for the training loop ``loop`` under
-    ``directory`` and return its path. Refuses a name that is not a lower-case Python
-    identifier, an unknown loop, and a package directory that exists."""
+def loops_with_a_template() -> list[str]:
+    """The installed training loops ``write_plugin`` has a starting loss for."""
+    names = []
+    for row in list_training_loops():
+        info = get_training_loop(row.name) if row.status == "ok" else None
+        if info is not None and _template_base(info.settings) is not None:
+            names.append(row.name)
+    return names
+
+
+def _template_base(settings_class: type) -> type | None:
+    return next((base for base in TEMPLATED if issubclass(settings_class, base)), None)
+
+
+def write_plugin(name: str, loop: str | None = None, directory: str | Path = ".") -> Path:
+    """Write the package ``learnerkit-NAME``, trained by the installed training loop
+    ``loop`` (None: the first with on-policy settings), under ``directory`` and return its
+    path. Refuses a name that is not a lower-case Python identifier, a loop that is not
+    installed or has no template, and a package directory that exists."""
     if not NAME.match(name):
         raise ConfigError(
             f"plugin name {name!r} must be a lower-case Python identifier (letters, digits, "
             "underscores, starting with a letter), like 'a2c' or 'my_ppo'"
         )
-    if loop not in LOOPS:
-        raise ConfigError(f"--loop must be one of {list(LOOPS)}, got {loop!r}")
+    templated = loops_with_a_template()
+    if loop is None:
+        loop = next(
+            (n for n in templated if issubclass(get_training_loop(n).settings, TEMPLATED[0])),
+            None,
+        )
+    if loop not in templated:
+        raise ConfigError(
+            f"--loop must name an installed training loop with a template, one of "
+            f"{templated}; got {loop!r} (a template exists for loops whose settings derive "
+            f"from {', '.join(base.__name__ for base in TEMPLATED)})"
+        )
+    base = _template_base(get_training_loop(loop).settings)
     dist, package = f"learnerkit-{name.replace('_', '-')}", f"learnerkit_{name}"
     root = Path(directory) / dist
     if root.exists():
         raise ConfigError(f"{root} exists; remove it or pick another name or --dir")
-    columns, fields, loss = LOSSES[loop]
-    replay = loop == "replay"
+    columns, fields, loss = LOSSES[base.__name__]
+    replay = base is settings.ReplaySettings
+    offline = base is settings.OfflineSettings
     values = {
         "name": name,
         "title": name.upper() if len(name) <= 4 else name.replace("_", " ").title(),
         "loop": loop,
         "dist": dist,
         "package": package,
-        "settings": SETTINGS[loop],
+        "settings": base.__name__,
         "hps": f"{_camel(name)}Hyperparameters",
         "hps_base": _camel(name),
         "imports": ", ".join(
-            (["PER_ROW"] * replay) + sorted(["Algorithm", "Columns", SETTINGS[loop], "hookimpl"])
+            (["PER_ROW"] * replay) + sorted(["Algorithm", "Columns", base.__name__, "hookimpl"])
         ),
         "fields": fields,
         "field_imports": "non_negative, positive" if fields else "positive",
@@ -302,9 +333,9 @@ def write_plugin(name: str, loop: str = "on_policy", directory: str | Path = "."
             f"        {'ReplayColumns' if c in ('DISCOUNTS', 'WEIGHTS') else 'Columns'}.{c},"
             for c in columns
         ),
-        "train_args": "--dataset DATASET_ID" if loop == "offline" else "--env CartPole-v1",
-        "extra": NO_VALUE_TOWER if loop in ("offline", "replay") else "",
-        "tiny": "" if loop == "offline" else TINY_TASK,
+        "train_args": "--dataset DATASET_ID" if offline else "--env CartPole-v1",
+        "extra": NO_VALUE_TOWER if offline or replay else "",
+        "tiny": "" if offline else TINY_TASK,
     }
     files = {
         "pyproject.toml": PYPROJECT,

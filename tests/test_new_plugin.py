@@ -17,8 +17,9 @@ import pytest
 from conftest import pip_install, run_learnerkit
 
 import learnerkit
-from learnerkit.new_plugin import LOOPS, write_plugin
+from learnerkit.new_plugin import loops_with_a_template, write_plugin
 
+LOOPS = ["on_policy", "async", "offline", "replay"]
 SETTINGS = {
     "on_policy": learnerkit.OnPolicySettings,
     "async": learnerkit.AsyncSettings,
@@ -58,7 +59,9 @@ def test_the_command_writes_the_package_and_says_what_to_do_next(tmp_path):
     proc = run_learnerkit("-m", "learnerkit", "new-plugin", "a2c", "--dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "learnerkit-a2c" / "learnerkit_a2c" / "__init__.py").is_file()
-    assert "pip install -e" in proc.stdout and "training loop 'on_policy'" in proc.stdout
+    assert "pip install -e" in proc.stdout and "algorithm 'a2c'" in proc.stdout
+    source = (tmp_path / "learnerkit-a2c" / "learnerkit_a2c" / "__init__.py").read_text()
+    assert 'training_loop="on_policy"' in source  # the default
 
 
 @pytest.mark.parametrize(
@@ -66,12 +69,16 @@ def test_the_command_writes_the_package_and_says_what_to_do_next(tmp_path):
     [
         ("A2C", "on_policy", "lower-case Python identifier"),
         ("2ppo", "on_policy", "lower-case Python identifier"),
-        ("a2c", "sync", r"--loop must be one of \['on_policy'"),
+        ("a2c", "sync", r"--loop must name an installed training loop .*'on_policy'.*'sync'"),
     ],
 )
 def test_a_bad_name_or_loop_is_refused_with_what_is_allowed(tmp_path, name, loop, message):
     with pytest.raises(learnerkit.ConfigError, match=message):
         write_plugin(name, loop, tmp_path)
+
+
+def test_every_builtin_loop_has_a_template():
+    assert set(loops_with_a_template()) >= set(LOOPS)
 
 
 def test_an_existing_package_directory_is_never_overwritten(tmp_path):
