@@ -1,7 +1,9 @@
 """The built-in plugins meet the plugin contract, checked with the kit third parties use
-(``learnerkit.testing.AlgorithmContract``) on every framework each declares. The kit's
-optional checks run where they add something the other tests do not already cover: PPO's
-two-Ray-learner group and its two-state task, on torch only, keep the suite fast."""
+(``learnerkit.testing.AlgorithmContract``). To keep the suite fast (each TensorFlow learner
+traces its step), TensorFlow runs for PPO, APPO (V-trace, a target network, two optimizers)
+and DQN (its own module); IMPALA's TensorFlow loss is APPO's V-trace path and BC's a
+log-likelihood, both covered by their learning tests. The optional checks run once: PPO's
+two-Ray-learner group and its two-state task, on torch."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ class TestPPOContract(AlgorithmContract):
 
 class TestIMPALAContract(AlgorithmContract):
     algorithm = "impala"
+    frameworks = ("torch",)
     hyperparameters = FRAGMENTS
 
 
@@ -31,6 +34,7 @@ class TestAPPOContract(AlgorithmContract):
 
 class TestBCContract(AlgorithmContract):
     algorithm = "bc"
+    frameworks = ("torch",)
     # Behaviour cloning trains the policy only: the default module's value tower keeps its
     # initial weights.
     allow_no_gradient = ("vf.*",)
