@@ -83,6 +83,9 @@ class LearnerGroup:
         self.spec = learner_spec
         self.max_async_updates = max_async_updates
         self._in_flight: deque[Future] = deque()
+        # Results of async updates that a blocking call waited for (it must run after them)
+        # and that no caller has collected yet: the next collecting call returns them.
+        self._finished: list[Results] = []
         if learner_spec.scaling.num_learners == 0:
             self._learners: Any = _LocalLearners(learner_spec)
         else:
@@ -146,6 +149,7 @@ class LearnerGroup:
         batch = self._as_batch(batch)
         finished = []
         if len(self._in_flight) >= self.max_async_updates:
+            finished, self._finished = self._finished, []
             finished.append(self._in_flight.popleft().result())
         self._in_flight.append(
             self._learners.submit_update(
@@ -171,8 +175,9 @@ class LearnerGroup:
 
     @property
     def num_in_flight(self) -> int:
-        """Async updates submitted whose results have not been returned yet."""
-        return len(self._in_flight)
+        """Async updates submitted whose results have not been returned yet (finished ones
+        a blocking call waited for included)."""
+        return len(self._in_flight) + len(self._finished)
 
     def collect_async_updates(self) -> list[Results]:
         """The results of the async updates that have finished, oldest first, without
@@ -181,10 +186,16 @@ class LearnerGroup:
         return self._collect(block=False)
 
     def _collect(self, *, block: bool) -> list[Results]:
-        finished = []
+        finished, self._finished = self._finished, []
         while self._in_flight and (block or self._in_flight[0].done()):
             finished.append(self._in_flight.popleft().result())
         return finished
+
+    def _settle_in_flight(self) -> None:
+        """Wait for the async updates in flight (a blocking call runs after them), keeping
+        their results for the next call that collects them: none is lost to the caller."""
+        while self._in_flight:
+            self._finished.append(self._in_flight.popleft().result())
 
     def wait_async_updates(self) -> list[Results]:
         """Wait for every in-flight async update and return their results, oldest first."""
@@ -274,12 +285,12 @@ class LearnerGroup:
     def foreach_learner(self, fn: Callable[[Learner], Any]) -> list[Any]:
         """Call ``fn(learner)`` on every learner (in its process) and return the results."""
         self._check_open()
-        self.wait_async_updates()
+        self._settle_in_flight()
         return self._learners.foreach(fn)
 
     def _first(self, fn: Callable[[Learner], Any]) -> Any:
         self._check_open()
-        self.wait_async_updates()
+        self._settle_in_flight()
         return self._learners.call(fn)
 
     def shutdown(self) -> None:

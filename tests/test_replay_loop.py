@@ -99,7 +99,7 @@ def test_the_loop_trains_after_learning_starts_at_the_training_intensity(tmp_pat
     assert betas[0] == pytest.approx(0.4 + 0.6 * 256 / 1024)
 
 
-@pytest.mark.slow  # two runs
+@pytest.mark.slow  # two runs (three with the buffer)
 @pytest.mark.parametrize("store", [True, False], ids=["with-buffer", "without-buffer"])
 def test_a_resumed_run_continues_with_or_without_its_buffer(tmp_path, store):
     out = tmp_path / "run"
@@ -122,6 +122,25 @@ def test_a_resumed_run_continues_with_or_without_its_buffer(tmp_path, store):
         assert int(after[0]["num_gradient_steps"]) == 0
         assert int(after[1]["num_gradient_steps"]) > 0
     assert int(after[-1]["num_gradient_steps_total"]) > total  # counters carry on
+    if store:
+        # With its buffer (pending n-step windows included), the runners' generators and
+        # envs, a resumed run is the uninterrupted one, bit for bit (issue 21 §3).
+        whole = tmp_path / "whole"
+        quick_run(whole, 1280, store_buffer_in_checkpoints=True, prioritized_replay=True)
+        timings = {"time_total_s", "env_steps_per_s", "sample_time_s", "buffer_time_s"}
+        timings |= {"learn_time_s", "iteration_time_s"}
+
+        def measured(table):
+            return [{k: v for k, v in r.items() if k not in timings} for r in table]
+
+        assert measured(rows(out)) == measured(rows(whole))
+        with (
+            np.load(out / "checkpoint" / "learner_state.npz") as resumed,
+            np.load(whole / "checkpoint" / "learner_state.npz") as uninterrupted,
+        ):
+            assert resumed.files == uninterrupted.files
+            for name in resumed.files:
+                np.testing.assert_array_equal(resumed[name], uninterrupted[name])
 
 
 def test_a_pettingzoo_env_is_refused_naming_the_loops_that_take_one():
