@@ -64,7 +64,7 @@ from learnerkit.loops.multi_agent import (
 )
 from learnerkit.rollouts.contract import EnvRunnerSpec
 from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo
-from learnerkit.specs import ModuleSpec, ScalingConfig
+from learnerkit.specs import ModuleSpec, ScalingConfig, current_field_names
 
 logger = logging.getLogger(__name__)
 
@@ -414,13 +414,17 @@ def _continue_run(config: TrainConfig) -> TrainConfig:
     run it continues; explicit overrides still apply on top."""
     run = read_run(config.resume)
     hyperparameters = {k: v for k, v in run["hyperparameters"].items() if k != "seed"}
+    # Renamed first, so that an old name given now overrides the new name the run saved.
+    overrides = current_field_names(
+        get_algorithm(run["algorithm"]).hyperparameters, config.overrides, where=" (--config)"
+    )
     return attrs.evolve(
         config,
         algorithm=run["algorithm"],
         env_id=run["env"],
         dataset=config.dataset or run.get("dataset"),
         framework=run["framework"],
-        overrides={**hyperparameters, **config.overrides},
+        overrides={**hyperparameters, **overrides},
         model_config={**run["model_config"], **(config.model_config or {})},
         # The mapping the run began with (the checkpoint holds the current one); a callable
         # cannot be saved and is passed again.
