@@ -45,7 +45,7 @@ def check_state(
             "save_state() writes (edited, or written by another program?)"
         )
     for key, mine in (("algorithm", algorithm.name), ("framework", spec.framework)):
-        if state.get(key) != mine:
+        if not _is_string(state.get(key), mine):
             raise CheckpointError(
                 f"{source} was written by {key} {state.get(key)!r}; this learner runs {mine!r}"
             )
@@ -137,6 +137,11 @@ def module_weights(
     return {into: saved[mid] for mid, into in pairs.items()}
 
 
+def _is_string(value: Any, expected: str) -> bool:
+    # An edited state may hold an array where a name belongs: compare as strings only.
+    return isinstance(value, str) and value == expected
+
+
 def named_optimizer_states(
     table: Table, state: Mapping[str, Any], source: str
 ) -> dict[str, Mapping[str, Any]]:
@@ -145,11 +150,11 @@ def named_optimizer_states(
     given = _mapping(state, "optimizers", source)
     check_module_ids(table, given, f"{source} (optimizers)")
     layout = state.get("optimizer_layout")
-    if layout not in (None, NAMED):
+    if layout is not None and not _is_string(layout, NAMED):
         raise CheckpointError(
             f"{source} has optimizer_layout {layout!r}; this learnerkit reads {NAMED!r}"
         )
-    if layout != NAMED:
+    if layout is None:
         given = {mid: {DEFAULT_OPTIMIZER: s} for mid, s in given.items()}
     for module_id, by_name in given.items():
         mine = sorted(table[module_id].optimizers)

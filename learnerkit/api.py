@@ -34,6 +34,7 @@ PUBLIC_MODULES = (
     "learnerkit.loops",
     "learnerkit.loops.contract",
     "learnerkit.loops.settings",
+    "learnerkit.model_config",
     "learnerkit.ops",
     "learnerkit.replay",
     "learnerkit.rollouts",
