@@ -110,18 +110,15 @@ class TFSACModule(tf.Module):
 
     def forward_train(self, batch: Mapping[str, tf.Tensor]) -> dict[str, Any]:
         """The training pass (see the torch module's ``forward``)."""
-        obs, new_obs = batch[Columns.OBS], batch[Columns.NEXT_OBS]
-        n = tf.shape(obs)[0]
-        u, logp = self.sample(tf.concat([obs, new_obs], 0))
-        both_obs = tf.concat([obs, obs], 0)
-        both_u = tf.concat([self.from_box(batch[Columns.ACTIONS]), u[:n]], 0)
-        q = self.q_values(both_obs, both_u)
+        obs = batch[Columns.OBS]
+        u, logp = self.sample(obs)
+        u_next, logp_next = self.sample(batch[Columns.NEXT_OBS])
         return {
-            "q": [v[:n] for v in q],
-            "q_pi": [v[n:] for v in q],
-            "logp_pi": logp[:n],
-            "u_next": tf.stop_gradient(u[n:]),
-            "logp_next": tf.stop_gradient(logp[n:]),
+            "q": self.q_values(obs, self.from_box(batch[Columns.ACTIONS])),
+            "q_pi": self.q_values(obs, u),
+            "logp_pi": logp,
+            "u_next": tf.stop_gradient(u_next),
+            "logp_next": tf.stop_gradient(logp_next),
             "log_alpha": self.log_alpha,
         }
 

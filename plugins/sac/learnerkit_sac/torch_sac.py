@@ -83,20 +83,21 @@ class TorchSACModule(nn.Module):
         return tuple(q(x).squeeze(-1) for q in critics)
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-        """The training pass: the policy on ``obs`` and ``new_obs`` at once, each critic on
-        the batch's actions and on the policy's (see the loss in ``learnerkit_sac``)."""
-        obs, new_obs = batch[Columns.OBS], batch[Columns.NEXT_OBS]
-        n = len(obs)
-        u, logp = self.sample(torch.cat([obs, new_obs]))
-        both_obs = torch.cat([obs, obs])
-        both_u = torch.cat([self.from_box(batch[Columns.ACTIONS]), u[:n]])
-        q = self.q_values(both_obs, both_u)
+        """The training pass: the policy on ``obs`` (reparameterised, for the actor's loss)
+        and on ``new_obs`` (no gradient: the target's next action), each critic on the
+        batch's actions and on the policy's (see the loss in ``learnerkit_sac``). Separate
+        calls rather than one on stacked rows: each loss's backward pass then runs over its
+        own rows only."""
+        obs = batch[Columns.OBS]
+        u, logp = self.sample(obs)
+        with torch.no_grad():
+            u_next, logp_next = self.sample(batch[Columns.NEXT_OBS])
         return {
-            "q": [v[:n] for v in q],
-            "q_pi": [v[n:] for v in q],
-            "logp_pi": logp[:n],
-            "u_next": u[n:].detach(),
-            "logp_next": logp[n:].detach(),
+            "q": self.q_values(obs, self.from_box(batch[Columns.ACTIONS])),
+            "q_pi": self.q_values(obs, u),
+            "logp_pi": logp,
+            "u_next": u_next,
+            "logp_next": logp_next,
             "log_alpha": self.log_alpha,
         }
 
