@@ -20,6 +20,7 @@ from learnerkit._plugins import (
     unregister_algorithm,
 )
 from learnerkit.coefficients import schedule_value
+from learnerkit.column_specs import ColumnSpec
 from learnerkit.columns import DEFAULT_MODULE_ID, Columns
 from learnerkit.errors import (
     BatchError,
@@ -88,6 +89,7 @@ __all__ = [
     "AsyncSettings",
     "BatchError",
     "CheckpointError",
+    "ColumnSpec",
     "Columns",
     "ConfigError",
     "DatasetError",

@@ -2,7 +2,8 @@
 
 No pickle: a checkpoint holds only numpy arrays and JSON values, so loading one runs no code.
 The file is written to a temporary name and renamed over the old one, so a crash mid-save
-leaves the previous checkpoint intact.
+leaves the previous checkpoint intact; the temporary file of a save whose process was killed
+is removed by the next save or load in that folder (issue 21).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -58,16 +58,56 @@ def holds_arrays(tree: Any) -> bool:
     return isinstance(tree, np.ndarray)
 
 
+def _temp_prefix(file: str) -> str:
+    return f".{file}-"
+
+
+def _owner_alive(name: str, file: str) -> bool:
+    """Whether the save that made temporary file ``name`` may still be running: its name
+    holds the saving process's id (``.learner_state.npz-<pid>-<random>.tmp``)."""
+    pid_text = name[len(_temp_prefix(file)) :].partition("-")[0]
+    if not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False  # a name from before pids were recorded, or this process's own
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, owned by someone else
+    return True
+
+
+def remove_stale_temporaries(directory: str | os.PathLike, file: str = STATE_FILE) -> list[Path]:
+    """Remove the temporary files of saves of ``file`` in ``directory`` whose process died
+    (killed mid-save, the ``except`` that cleans up never ran); returns what was removed.
+    A save still running in another live process keeps its file."""
+    removed = []
+    try:
+        candidates = list(Path(directory).glob(f"{_temp_prefix(file)}*.tmp"))
+    except OSError:
+        return removed
+    for path in candidates:
+        if not _owner_alive(path.name, file):
+            try:
+                path.unlink()
+            except OSError:
+                continue  # read-only folder, or another cleaner was first
+            removed.append(path)
+    return removed
+
+
 def save(directory: str | os.PathLike, state: Mapping[str, Any], *, file: str = STATE_FILE) -> Path:
     """Write ``state`` (nested dicts/lists of numpy arrays and JSON values) atomically, as
     ``directory/file``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(directory, file)
     arrays: dict[str, np.ndarray] = {}
     tree = _split({"format_version": FORMAT_VERSION, **state}, arrays)
     arrays[_TREE_KEY] = np.frombuffer(json.dumps(tree).encode(), dtype=np.uint8)
     target = directory / file
-    fd, tmp = tempfile.mkstemp(prefix=f".{file}-", suffix=".tmp", dir=directory)
+    prefix = f"{_temp_prefix(file)}{os.getpid()}-"
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
@@ -92,6 +132,7 @@ def write_json_atomic(path: str | os.PathLike, value: Any) -> None:
 def load(directory: str | os.PathLike, *, file: str = STATE_FILE) -> dict[str, Any]:
     """Read a checkpoint written by ``save``; a missing or corrupt one is a CheckpointError."""
     path = Path(directory) / file
+    remove_stale_temporaries(directory, file)
     if not path.is_file():
         raise CheckpointError(
             f"no checkpoint at {directory}: {file} is missing (was it written by save_state?)"
@@ -101,8 +142,18 @@ def load(directory: str | os.PathLike, *, file: str = STATE_FILE) -> dict[str, A
             arrays = {k: data[k] for k in data.files}
         tree = json.loads(arrays.pop(_TREE_KEY).tobytes().decode())
         state = _join(tree, arrays)
-    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError) as exc:
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated: {exc}") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:
+        # A flipped byte reaches whichever reader parses it first: the zip reader
+        # (BadZipFile, NotImplementedError "compression method", RuntimeError "encrypted"),
+        # zlib, numpy's header parser or JSON (issue 21). All mean the same thing.
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}: {exc}); "
+            "load an earlier checkpoint or save a new one"
+        ) from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} is corrupt: it holds no mapping of state")
     if state.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint {path} has format version {state.get('format_version')!r}; this "
@@ -114,6 +165,10 @@ def load(directory: str | os.PathLike, *, file: str = STATE_FILE) -> dict[str, A
 def check_same_shapes(own: Mapping[str, Any], given: Mapping[str, Any], where: str) -> None:
     """Raise a CheckpointError unless ``given`` has exactly ``own``'s names and shapes
     (``own``'s values: arrays, or their shapes)."""
+    if not isinstance(given, Mapping):
+        raise CheckpointError(
+            f"weights for {where} are a {type(given).__name__}, not a mapping of arrays by name"
+        )
     missing, extra = sorted(set(own) - set(given)), sorted(set(given) - set(own))
     if missing or extra:
         raise CheckpointError(
@@ -127,3 +182,29 @@ def check_same_shapes(own: Mapping[str, Any], given: Mapping[str, Any], where: s
                 f"{needed} (was the checkpoint made with another model_config or "
                 "space?)"
             )
+
+
+def check_arrays(
+    own: Mapping[str, tuple[tuple[int, ...], np.dtype]], given: Any, where: str
+) -> None:
+    """Raise a CheckpointError unless ``given`` has exactly ``own``'s names, and for each a
+    value of its shape and of a dtype castable to its own (``own``: ``(shape, dtype)`` by
+    name): what ``check_same_shapes`` checks, and that no value is a string, an object or a
+    float where an integer belongs."""
+    check_same_shapes({k: shape for k, (shape, _) in own.items()}, given, where)
+    for name, (_, dtype) in own.items():
+        check_dtype(given[name], dtype, f"{where}: {name!r}")
+
+
+def check_dtype(value: Any, needed: np.dtype, where: str) -> None:
+    """Raise a CheckpointError unless ``value`` is numeric and casts to ``needed`` within
+    its kind (float64 to float32 is fine; a string, an object or float to int is not)."""
+    try:
+        dtype = np.asarray(value).dtype
+    except Exception as exc:  # ragged lists and the like
+        raise CheckpointError(f"{where} is not an array ({exc})") from exc
+    if dtype.kind not in "biuf" or not np.can_cast(dtype, needed, "same_kind"):
+        raise CheckpointError(
+            f"{where} has dtype {dtype}; this learner needs {needed} (was the checkpoint "
+            "edited, or written by another version?)"
+        )

@@ -12,6 +12,7 @@ import numpy as np
 
 from learnerkit import _finite
 from learnerkit.batch import MultiAgentBatch, SampleBatch
+from learnerkit.column_specs import check_column_specs
 from learnerkit.errors import BatchError
 
 if TYPE_CHECKING:
@@ -146,5 +147,12 @@ def validate_batch(
             action_space=specs[module_id].action_space,
         )
         module_batch.check_dtypes(algorithm.required_columns, module_id=module_id)
+        check_column_specs(
+            module_batch,
+            algorithm.column_specs,
+            module_spec=specs[module_id],
+            module_id=module_id,
+            algorithm=algorithm.name,
+        )
         if hyperparameters_for(module_id).non_finite == "raise":
             _finite.check_batch(module_batch, module_id)

@@ -29,6 +29,7 @@ from learnerkit._entry_points import (
     entry_points,
 )
 from learnerkit._import_path import is_import_path
+from learnerkit.column_specs import ColumnSpec
 from learnerkit.errors import PluginError, UnknownAlgorithmError
 from learnerkit.specs import FRAMEWORKS, Hyperparameters
 from learnerkit.training_loops import find_training_loop
@@ -65,6 +66,10 @@ class Algorithm:
     frameworks: tuple[str, ...] = attrs.field(default=FRAMEWORKS, converter=tuple)
     required_columns: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     """Batch columns ``update()`` checks for before training."""
+    column_specs: Mapping[str, ColumnSpec] = attrs.field(factory=dict)
+    """The dtype and per-row shape of columns the algorithm reads (``ColumnSpec``), checked
+    with the host's columns before training, so that a column of the wrong form is a
+    BatchError naming the algorithm and the column rather than an error inside the loss."""
     initial_state: Callable[[Hyperparameters], Mapping[str, Any]] | None = None
     """Builds each module's algorithm state (e.g. PPO's adaptive ``kl_coeff``) from the
     hyperparameters; hooks receive it as ``state``."""

@@ -116,6 +116,13 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         help="env-runner Ray actors (default: the algorithm's, 0: sample in this process)",
     )
     p.add_argument("--num-learners", type=int, default=0, help="Ray learner actors (0: local)")
+    p.add_argument(
+        "--num-gpus-per-learner",
+        type=float,
+        default=0,
+        help="GPUs per learner, at most 1 (0: the CPU; local learner: >0 trains on the first "
+        "GPU; Ray learners: 0.5 shares a GPU between two)",
+    )
     p.add_argument("--ray-address", default=None, help="Ray cluster to join (default: local)")
     p.add_argument("--stop-reward", type=float, default=None, help="stop at this mean return")
     p.add_argument(
@@ -177,6 +184,7 @@ def _train(args: argparse.Namespace) -> int:
         framework=args.framework,
         seed=args.seed,
         num_learners=args.num_learners,
+        num_gpus_per_learner=args.num_gpus_per_learner,
         stop_reward=args.stop_reward,
         stop_timesteps=args.stop_timesteps,
         out_dir=args.out or (resume if is_run_dir else None),

@@ -20,13 +20,19 @@ from typing import Any
 
 import attrs
 
-from learnerkit import _checkpoint, _learner_modules, _learner_state, _minibatches
+from learnerkit import (
+    _checkpoint,
+    _learner_modules,
+    _learner_state,
+    _minibatches,
+    _state_checks,
+)
 from learnerkit._learner_modules import ModuleRecord, ModulesView, merge_results
 from learnerkit._plugins import get_algorithm
 from learnerkit.backends import make_backend
 from learnerkit.batch import MultiAgentBatch, as_multi_agent_batch
 from learnerkit.data_parallel import DataParallel, SingleProcess
-from learnerkit.errors import LearnerkitError, PluginError
+from learnerkit.errors import CheckpointError, LearnerkitError, PluginError
 from learnerkit.hookspecs import PER_ROW
 from learnerkit.learner_spec import LearnerSpec
 from learnerkit.specs import Hyperparameters, ModuleSpec
@@ -361,36 +367,72 @@ class Learner:
         return {mid: self.backend.get_module_state(r.module) for mid, r in self._table.items()}
 
     def set_module_state(self, state: Mapping[ModuleID, Mapping[str, Any]]) -> None:
+        """Load module weights (``get_module_state``'s form): all of them, or none when any
+        module's do not fit (a CheckpointError naming it)."""
         self._require_built()
-        _learner_state.check_module_ids(self._table, state, "weights")
+        _state_checks.check_module_ids(self._table, state, "weights")
         for module_id, weights in state.items():
-            self.backend.set_module_state(
-                self._table[module_id].module, weights, f"module {module_id!r}"
-            )
+            where = f"module {module_id!r}"
+            self.backend.check_module_state(self._table[module_id].module, weights, where)
+        for module_id, weights in state.items():
+            where = f"module {module_id!r}"
+            self.backend.set_module_state(self._table[module_id].module, weights, where)
 
     def get_state(self) -> dict[str, Any]:
-        """Weights, optimizer states and algorithm state: everything to resume training."""
+        """Weights, optimizer states, algorithm state and the shuffle generator: everything
+        to resume training exactly."""
         self._require_built()
-        modules = self.get_module_state()
         return _learner_state.get_state(
-            self._table, self.backend, self.algorithm, self.spec, modules
+            self._table,
+            self.backend,
+            self.algorithm,
+            self.spec,
+            self.get_module_state(),
+            self.backend.get_generator_state(self._generator),
         )
 
     def set_state(self, state: Mapping[str, Any], *, source: str = "state") -> None:
         """Take a state from ``get_state`` (or a checkpoint) of a learner with the same
-        modules; a mismatch is a CheckpointError naming the module ids."""
+        modules: all of it, or nothing. The whole state is checked first (structure, module
+        ids, every array's shape and dtype, every optimizer state against its parameters,
+        scalar types); a mismatch is a CheckpointError naming it, with the learner exactly
+        as it was."""
         self._require_built()
-        optimizers = _learner_state.check_state(
-            self._table, self.algorithm, self.spec, state, source
+        optimizers = _state_checks.check_state(
+            self._table, self.backend, self.algorithm, self.spec, state, source
         )
+        before = self.get_state()
+        try:
+            self._apply_state(state, optimizers, source)
+        except BaseException as exc:
+            # The check above should leave nothing to fail here; if something does, the
+            # learner goes back to where it was rather than stay half loaded.
+            self._apply_state(
+                before, _state_checks.named_optimizer_states(self._table, before, "it"), "it"
+            )
+            if isinstance(exc, LearnerkitError) or not isinstance(exc, Exception):
+                raise
+            raise CheckpointError(
+                f"{source} could not be loaded ({type(exc).__name__}: {exc}); the learner "
+                "holds the state it had before"
+            ) from exc
+
+    def _apply_state(
+        self, state: Mapping[str, Any], optimizers: Mapping[str, Any], source: str
+    ) -> None:
         self.set_module_state(state["modules"])
         _learner_state.set_state(
             self._table, self.backend, self.algorithm, state, optimizers, source
         )
+        if state.get("shuffle_generator") is not None:
+            self.backend.set_generator_state(self._generator, state["shuffle_generator"], source)
 
     def save_state(self, path: str | os.PathLike) -> None:
-        """Write the state to the directory ``path`` (atomically; no pickle)."""
+        """Write the state to the directory ``path`` (atomically; no pickle). A temporary
+        file left there by a save that was killed is removed first."""
         _checkpoint.save(path, self.get_state())
 
     def load_state(self, path: str | os.PathLike) -> None:
+        """Load a checkpoint written by ``save_state``: all of it or nothing (``set_state``);
+        a missing, corrupt or mismatched one is a CheckpointError."""
         self.set_state(_checkpoint.load(path), source=f"checkpoint {path}")

@@ -1,6 +1,7 @@
 """LearnerGroup: one API over one local Learner or many data-parallel Learners on Ray.
 
-``num_learners=0`` keeps one Learner in this process and needs no Ray. ``num_learners>=1``
+``num_learners=0`` keeps one Learner in this process and needs no Ray (on the first GPU when
+``num_gpus_per_learner > 0``). ``num_learners>=1``
 runs that many Ray actors (see ``learnerkit.distributed.learners``): each takes an equal shard of
 every batch and gradients are all-reduced, so all copies keep identical weights.
 """
@@ -15,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from learnerkit.backends.devices import local_device
 from learnerkit.batch import ShardedBatch, as_multi_agent_batch
 from learnerkit.errors import LearnerkitError
 from learnerkit.learner import Learner
@@ -26,10 +28,16 @@ Results = dict[str, dict[str, Any]]
 
 class _LocalLearners:
     """One Learner in this process. Every call runs on one worker thread, in submission
-    order, so async updates never race with blocking calls."""
+    order, so async updates never race with blocking calls. With
+    ``num_gpus_per_learner > 0`` it trains on the first visible GPU (a ConfigError naming
+    the fix when there is none; ``learnerkit.backends.devices``)."""
 
     def __init__(self, spec: LearnerSpec) -> None:
-        self.learner = (spec.learner_class or Learner)(spec)
+        device = local_device(spec.framework, spec.scaling.num_gpus_per_learner)
+        learner_class = spec.learner_class or Learner
+        # device only when there is one: a Learner subclass whose __init__ takes the spec
+        # alone keeps working on the CPU.
+        self.learner = learner_class(spec) if device is None else learner_class(spec, device=device)
         self.learner.build()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="learnerkit")
 

@@ -7,6 +7,7 @@ class), so it cannot live among the leaves the registry itself imports.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -208,7 +209,14 @@ class LearnerSpec:
         """The module specs keyed by module id (a single spec under DEFAULT_MODULE_ID), as
         the algorithm completes them: a spec without ``module_class`` gets the algorithm's
         default module for the framework (``Algorithm.module_classes``), and every
-        ``model_config`` the values of the algorithm's ``module_settings``."""
+        ``model_config`` the values of the algorithm's ``module_settings``. Completed once,
+        when the spec is made, from the algorithm registered then: a group built while a
+        plugin was registered in code keeps training after it is unregistered, as its
+        learners do."""
+        return dict(self._completed_module_specs)
+
+    @functools.cached_property
+    def _completed_module_specs(self) -> dict[str, ModuleSpec]:
         given = self.module_spec
         specs = {DEFAULT_MODULE_ID: given} if isinstance(given, ModuleSpec) else dict(given)
         algorithm = get_algorithm(self.algorithm)

@@ -134,6 +134,20 @@ class ScalingConfig:
     num_learners: int = attrs.field(default=0, validator=non_negative)
     num_cpus_per_learner: float = attrs.field(default=1, validator=non_negative)
     num_gpus_per_learner: float = attrs.field(default=0, validator=non_negative)
+    """GPUs each learner trains on: 0 is the CPU. A learner uses one GPU, so at most 1.
+    Ray learners reserve this much of a GPU (0.5: two learners share one, all-reducing
+    through gloo; 1: a GPU each, all-reducing through NCCL). The local learner
+    (``num_learners=0``) takes any value above 0 to mean the first visible GPU, whole
+    (``cuda:0`` / ``/GPU:0``): no scheduler shares it in one process, as in RLlib."""
+
+    @num_gpus_per_learner.validator
+    def _at_most_one_gpu(self, attribute: attrs.Attribute, value: float) -> None:
+        if value > 1:
+            raise ConfigError(
+                f"ScalingConfig.num_gpus_per_learner must be <= 1 (a learner trains on one "
+                f"GPU), got {value!r}: to train on N GPUs, use num_learners=N with "
+                "num_gpus_per_learner=1"
+            )
 
 
 def evolve_hyperparameters(

@@ -124,6 +124,7 @@ def make_plugin(
     required_columns: tuple[str, ...] = (),
     initial_state: Callable[[Any], dict] | None = None,
     training_loop: str | None = None,
+    column_specs: dict[str, Any] | None = None,
     **hooks: Callable,
 ) -> types.ModuleType:
     """A plugin module made in a test: ``hooks`` are plain functions, marked here."""
@@ -137,6 +138,7 @@ def make_plugin(
         required_columns=required_columns,
         initial_state=initial_state,
         training_loop=training_loop,
+        column_specs=column_specs or {},
     )
     return module
 

@@ -8,7 +8,17 @@ import numpy as np
 import pytest
 from conftest import CARTPOLE_OBS, TWO_ACTIONS, bc_loss, make_plugin, random_batch
 
-from learnerkit import Learner, LearnerGroup, LearnerkitError, LearnerSpec, ModuleSpec
+from learnerkit import (
+    ConfigError,
+    Learner,
+    LearnerGroup,
+    LearnerkitError,
+    LearnerSpec,
+    ModuleSpec,
+    ScalingConfig,
+)
+from learnerkit.backends.devices import visible_gpu_count
+from learnerkit.cli import main
 
 MODULE = ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS)
 
@@ -141,3 +151,29 @@ def test_every_call_after_shutdown_raises_a_clear_error(tmp_path):
     for call in calls:
         with pytest.raises(LearnerkitError, match="LearnerGroup was shut down; build a new one"):
             call()
+
+
+@pytest.mark.parametrize("num_gpus", [1, 0.5])
+def test_a_local_learner_asking_for_a_gpu_where_there_is_none_says_how_to_use_the_cpu(
+    framework, num_gpus
+):
+    # Any share of a GPU means the first GPU, whole, for the learner in this process.
+    if visible_gpu_count(framework) > 0:
+        pytest.skip(f"{framework} sees a GPU here (tests/test_gpu.py trains on it)")
+    spec = LearnerSpec(
+        algorithm="bc",
+        framework=framework,
+        module_spec=MODULE,
+        scaling=ScalingConfig(num_gpus_per_learner=num_gpus),
+    )
+    with pytest.raises(ConfigError, match=r"sees no GPU.*set num_gpus_per_learner=0"):
+        LearnerGroup(spec)
+
+
+def test_train_with_num_gpus_per_learner_where_there_is_no_gpu_ends_with_the_fix(tmp_path, capsys):
+    if visible_gpu_count("torch") > 0:
+        pytest.skip("torch sees a GPU here (tests/test_gpu.py trains on it)")
+    args = ["train", "ppo", "--num-gpus-per-learner", "1", "--out", str(tmp_path), "--quiet"]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert "sees no GPU" in error and "--num-gpus-per-learner 0" in error, error

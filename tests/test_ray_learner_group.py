@@ -9,10 +9,13 @@ after it, here and in the other modules, share that session. Learners on a two-n
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import signal
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -30,6 +33,7 @@ from conftest import (
 import learnerkit
 from learnerkit import (
     BatchError,
+    CheckpointError,
     Learner,
     LearnerGroup,
     LearnerGroupError,
@@ -141,6 +145,56 @@ def test_checkpoint_of_two_learners_loads_into_one_learner_and_a_local_learner(g
     # ...and back: every learner of the group loads what one wrote.
     group.load_state(tmp_path / "ckpt")
     assert all_weights_identical(group)
+
+
+def test_a_refused_state_is_a_checkpoint_error_and_no_learner_changes(group):
+    group.update(random_batch(64))
+    state = copy.deepcopy(group.get_state())
+    weights = state["modules"][learnerkit.DEFAULT_MODULE_ID]
+    name = next(iter(weights))
+    weights[name] = weights[name][..., :1]
+    before = group.foreach_learner(lambda learner: learner.get_module_state())
+    with pytest.raises(CheckpointError) as excinfo:
+        group.set_state(state)
+    # The learnerkit error itself, not Ray's wrapper with its actor banner (issue 21).
+    assert type(excinfo.value) is CheckpointError
+    assert str(excinfo.value).startswith("weights for module 'default_policy' in state:")
+    after = group.foreach_learner(lambda learner: learner.get_module_state())
+    np.testing.assert_equal(after, before)
+
+
+def test_a_ppo_group_prints_no_torch_warning_about_unused_parameters(capfd):
+    spec = bc_spec(2, algorithm="ppo")
+    columns = learnerkit.Columns
+    rows = learnerkit.SampleBatch(
+        {
+            **dict(random_batch(64).items()),
+            columns.ACTION_LOGP: np.full(64, -0.7, np.float32),
+            columns.ADVANTAGES: np.ones(64, np.float32),
+            columns.VALUE_TARGETS: np.ones(64, np.float32),
+            columns.VF_PREDS: np.zeros(64, np.float32),
+            columns.ACTION_DIST_INPUTS: np.zeros((64, 2), np.float32),
+        }
+    )
+    with LearnerGroup(spec) as ppo:
+        ppo.update(rows)
+        ppo.update(rows)
+        # A line on each learner's stderr after its updates; Ray forwards the learners'
+        # output to this console a moment later, merging lines that are alike, so each
+        # learner's is its own (its pid spelt in letters).
+        ppo.foreach_learner(
+            lambda learner: print(
+                "learnerkit-test done by " + "".join(chr(97 + int(d)) for d in str(os.getpid())),
+                file=sys.stderr,
+                flush=True,
+            )
+        )
+        deadline, seen = time.monotonic() + 20, ""
+        while seen.count("learnerkit-test done by") < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            seen += "".join(capfd.readouterr())
+    assert seen.count("learnerkit-test done by") == 2
+    assert "find_unused_parameters" not in seen
 
 
 def test_killed_learner_is_restarted_from_a_healthy_one_and_training_goes_on(group, caplog):

@@ -17,7 +17,15 @@ import pytest
 from conftest import CARTPOLE_OBS, TWO_ACTIONS, learner_processes, random_batch
 
 import learnerkit
-from learnerkit import Learner, LearnerGroup, LearnerSpec, ModuleSpec, ScalingConfig
+from learnerkit import (
+    CheckpointError,
+    Learner,
+    LearnerGroup,
+    LearnerSpec,
+    ModuleSpec,
+    ScalingConfig,
+)
+from learnerkit.checkpoint import load, save
 
 pytestmark = pytest.mark.ray
 
@@ -118,3 +126,21 @@ def test_checkpoint_of_two_tf_learners_loads_into_a_local_tf_learner(group, tmp_
     batch = random_batch(64, seed=6)
     ours = local.update(batch)[MID]["total_loss"]
     assert group.update(batch)[MID]["total_loss"] == pytest.approx(ours, rel=1e-5)
+
+
+def test_a_tf_checkpoint_that_does_not_fit_is_refused_by_every_learner_changing_none(
+    group, tmp_path
+):
+    group.update(random_batch(64, seed=7))
+    group.save_state(tmp_path / "good")
+    state = load(tmp_path / "good")
+    variables = state["optimizers"][MID]["default"]["variables"]
+    variables[sorted(variables)[-1]] = np.zeros(1, np.float32)  # a moment of the wrong shape
+    save(tmp_path / "bad", state)
+    before = group.foreach_learner(lambda learner: learner.get_state()["optimizers"])
+    with pytest.raises(CheckpointError) as excinfo:
+        group.load_state(tmp_path / "bad")
+    assert type(excinfo.value) is CheckpointError  # not Ray's wrapper (issue 21)
+    assert str(excinfo.value).startswith(f"optimizer state of module '{MID}'")
+    after = group.foreach_learner(lambda learner: learner.get_state()["optimizers"])
+    np.testing.assert_equal(after, before)

@@ -164,6 +164,12 @@ def test_negative_scaling_names_the_field(field):
         ScalingConfig(**{field: -1})
 
 
+@pytest.mark.parametrize("num_gpus", [1.5, 2])
+def test_more_than_one_gpu_per_learner_is_refused_with_the_way_to_use_several(num_gpus):
+    with pytest.raises(ConfigError, match=r"<= 1 .*num_learners=N with num_gpus_per_learner=1"):
+        ScalingConfig(num_gpus_per_learner=num_gpus)
+
+
 def test_a_learning_rate_given_by_the_user_replaces_the_presets_schedule(tmp_path):
     from learnerkit.loops import TrainConfig
     from learnerkit.loops.trainer import Trainer

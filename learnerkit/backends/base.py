@@ -88,6 +88,14 @@ class Backend(Protocol):
     def make_generator(self, seed: int) -> Any:
         """The random generator minibatch shuffling draws from."""
 
+    def get_generator_state(self, generator: Any) -> Any:
+        """``generator``'s state as numpy or JSON values (checkpoints keep it, so that a
+        resumed run shuffles as the uninterrupted one would)."""
+
+    def set_generator_state(self, generator: Any, state: Any, where: str) -> None:
+        """Restore ``get_generator_state``'s value; a CheckpointError naming ``where`` if it
+        is not one."""
+
     # The minibatch step
     def make_train_step(
         self,
@@ -115,9 +123,17 @@ class Backend(Protocol):
     # State as numpy
     def get_module_state(self, module: Any) -> dict[str, np.ndarray]: ...
 
+    def check_module_state(self, module: Any, state: Any, where: str) -> None:
+        """A CheckpointError naming ``where`` unless ``state`` holds every weight of
+        ``module`` with its shape and a castable dtype; changes nothing."""
+
     def set_module_state(self, module: Any, state: Mapping[str, Any], where: str) -> None: ...
 
     def get_optimizer_state(self, optimizer: Any) -> dict[str, Any]: ...
+
+    def check_optimizer_state(self, optimizer: Any, state: Any, where: str) -> None:
+        """A CheckpointError naming ``where`` unless ``set_optimizer_state`` would take
+        ``state`` and the next step would run from it; changes nothing."""
 
     def set_optimizer_state(self, optimizer: Any, state: Mapping[str, Any], where: str) -> None:
         """Load ``state``; a CheckpointError naming ``where`` if it does not fit."""

@@ -12,9 +12,14 @@ Both frameworks form one ``torch.distributed`` process group (``_GroupMember``).
 ``agree`` check always runs on a gloo group: gloo fails within milliseconds when a peer
 process has died ("Connection closed by peer"), where NCCL would wait until its timeout.
 
-Torch: gloo on CPU and NCCL when each learner has a GPU of its own; the modules train
-through DistributedDataParallel, which all-reduces (averages) the gradients during the
-backward pass.
+Torch: gloo on CPU and NCCL when each learner has a GPU of its own
+(``num_gpus_per_learner=1``); the modules train through DistributedDataParallel, which
+all-reduces (averages) the gradients during the backward pass. Learners sharing a GPU
+(``num_gpus_per_learner < 1``) cannot use NCCL, which takes one rank per GPU ("Duplicate
+GPU detected"), so they use gloo with their modules on the GPU: gloo all-reduces, broadcasts
+and all-gathers CUDA tensors itself (``ProcessGroupGloo`` copies them through host memory),
+and those are the collectives DDP calls; the gradients go through the CPU inside gloo, with
+no copy in learnerkit's code.
 
 TensorFlow: the compiled train step hands its gradients, flattened into one buffer, to a
 gloo all-reduce through ``tf.numpy_function`` (one collective per optimizer step), and
@@ -30,12 +35,17 @@ gradients per step, small next to the step for the models learners train on CPUs
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from learnerkit.backends.devices import gpu_device
 from learnerkit.errors import LearnerGroupError
 
 # A collective that waits longer than this for a peer raises instead of hanging for ever.
@@ -64,12 +74,15 @@ def accelerator_device(framework: str, num_gpus: float) -> str:
         )
     visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")]
     index = visible.index(gpu_ids[0]) if gpu_ids[0] in visible else int(gpu_ids[0])
+    # A ConfigError naming the fix where the actor's framework cannot use the GPU Ray gave
+    # it (a CPU-only torch on that node, say), not torch's "not compiled with CUDA".
+    device = gpu_device(framework, index, asked=num_gpus, where="a Ray learner actor")
     if framework == "torch":
         import torch
 
+        # The current device is where NCCL and DDP put their buffers and streams.
         torch.cuda.set_device(index)
-        return f"cuda:{index}"
-    return f"/GPU:{index}"
+    return device
 
 
 def data_parallel_for(framework: str, device: str, *, own_gpu: bool) -> _GroupMember:
@@ -193,7 +206,44 @@ class _DDPForward:
 
     def __call__(self, batch: Any) -> Any:
         wrapped = self.owner._ddp.get(self.module_id)
-        return (wrapped or self.module)(batch)
+        if wrapped is None:
+            return self.module(batch)
+        if self.module_id in self.owner._fresh:
+            # DDP's first forward pass is where torch prints its find_unused_parameters
+            # warning, from C++ straight to the process's stderr.
+            self.owner._fresh.discard(self.module_id)
+            with _stderr_without(UNUSED_PARAMETERS_WARNING):
+                return wrapped(batch)
+        return wrapped(batch)
+
+
+UNUSED_PARAMETERS_WARNING = b"find_unused_parameters=True was specified in DDP constructor"
+
+
+@contextlib.contextmanager
+def _stderr_without(message: bytes) -> Iterator[None]:
+    """Run the block with the process's stderr (file descriptor 2, where torch's C++
+    warnings go) captured, then write back every line but those holding ``message``.
+
+    The one C++ warning filtered is DDP's "find_unused_parameters=True ... but did not find
+    any unused parameters", once per learner per run (issue 21): it is advice to whoever
+    wrote the module, and learnerkit must ask DDP to look for unused parameters because an
+    algorithm's loss may leave parts of a module out (BC and the value head), which only the
+    first backward pass shows. torch offers no other way to silence one C++ warning.
+    """
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().splitlines(True) if message not in line]
+            if kept:
+                os.write(2, b"".join(kept))
 
 
 class TorchDataParallel(_GroupMember):
@@ -207,6 +257,7 @@ class TorchDataParallel(_GroupMember):
         self.own_gpu = own_gpu
         self._modules: dict[str, Any] = {}  # every module the learner trains, by id
         self._ddp: dict[str, Any] = {}  # their DDP wrappers while a group is formed
+        self._fresh: set[str] = set()  # wrappers that have not run a forward pass yet
 
     def limit_threads(self, num_threads: int) -> None:
         import torch
@@ -252,6 +303,7 @@ class TorchDataParallel(_GroupMember):
             device_ids=[self.device.index] if cuda else None,
             find_unused_parameters=True,
         )
+        self._fresh.add(module_id)
 
 
 class TFDataParallel(_GroupMember):

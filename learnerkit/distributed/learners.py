@@ -32,6 +32,7 @@ from learnerkit.distributed.updates import (
     Results,
     first_line,
     gather,
+    get_results,
     reduce_results,
 )
 from learnerkit.errors import BatchError, LearnerGroupError
@@ -291,7 +292,7 @@ class RayLearners:
         targets = [
             i for i in range(self.num_learners) if rewind or (i != source and (resync or i in dead))
         ]
-        ray.get([self.actors[i].call.remote(set_state, state) for i in targets])
+        get_results([self.actors[i].call.remote(set_state, state) for i in targets])
         self._form_group()
 
     def _healthy_actors(self) -> list[Any]:
@@ -302,10 +303,10 @@ class RayLearners:
 
     # Other calls -------------------------------------------------------------------------
     def call(self, fn: Callable[[Learner], Any]) -> Any:
-        return ray.get(self._healthy_actors()[0].call.remote(fn))
+        return get_results(self._healthy_actors()[0].call.remote(fn))
 
     def foreach(self, fn: Callable[[Learner], Any]) -> list[Any]:
-        return ray.get([a.call.remote(fn) for a in self._healthy_actors()])
+        return get_results([a.call.remote(fn) for a in self._healthy_actors()])
 
     def shutdown(self) -> None:
         if not ray.is_initialized():  # Ray went first: the actors went with it

@@ -15,8 +15,9 @@ from typing import Any, Protocol
 
 import numpy as np
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import RayActorError, RayTaskError
 
+from learnerkit.errors import LearnerkitError
 from learnerkit.hookspecs import PER_ROW
 
 logger = logging.getLogger(__name__)
@@ -157,10 +158,33 @@ def gather(refs: list, actors: list) -> list[Outcome]:
         except NotApplied as exc:
             outcomes[i] = ("not_applied", first_line(exc))
         except Exception as exc:
-            outcomes[i] = ("error", exc)
+            outcomes[i] = ("error", own_error(exc))
         if deadline is None:
             deadline = time.monotonic() + STRAGGLER_GRACE_S
     return outcomes  # type: ignore[return-value]
+
+
+def own_error(exc: BaseException) -> BaseException:
+    """A learnerkit error raised in a learner actor as itself, without Ray's wrapper
+    class and actor banner (issue 21): ``CheckpointError: ...``, not
+    ``RayTaskError(CheckpointError): ray::_LearnerWorker.call() ...``. Other errors (a
+    plugin's bug) keep Ray's wrapper, whose remote traceback points at the bug."""
+    cause = getattr(exc, "cause", None) if isinstance(exc, RayTaskError) else None
+    if not isinstance(cause, LearnerkitError):
+        return exc
+    cause.add_note("(raised in a Ray learner actor)")
+    return cause
+
+
+def get_results(refs: Any) -> Any:
+    """``ray.get(refs)``, with a learnerkit error from an actor raised as itself."""
+    try:
+        return ray.get(refs)
+    except RayTaskError as exc:
+        error = own_error(exc)
+        if error is exc:
+            raise
+        raise error from None
 
 
 def first_line(exc: BaseException) -> str:

@@ -113,6 +113,10 @@ class TrainConfig:
     framework: str = "torch"
     seed: int = 0
     num_learners: int = 0
+    num_gpus_per_learner: float = 0
+    """GPUs per learner (``ScalingConfig.num_gpus_per_learner``): with ``num_learners=0``
+    any value above 0 trains on the first visible GPU; Ray learners reserve that share of a
+    GPU each (at most 1). Env runners act on the CPU whatever this is."""
     stop_reward: float | None = None
     stop_timesteps: int | None = None
     """Timesteps to train for, as the loop counts them (``Iteration.env_steps``: env steps

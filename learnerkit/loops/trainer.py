@@ -112,7 +112,10 @@ class Trainer:
             framework=config.framework,
             module_spec=module_spec,
             hyperparameters=self.hps,
-            scaling=ScalingConfig(num_learners=config.num_learners),
+            scaling=ScalingConfig(
+                num_learners=config.num_learners,
+                num_gpus_per_learner=config.num_gpus_per_learner,
+            ),
             module_hyperparameters={m: v for m, v in module_hps.items() if v},
             modules_to_train=None if trained is None else sorted(trained),
         )

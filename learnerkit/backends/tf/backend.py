@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from learnerkit._checkpoint import check_same_shapes
+from learnerkit._checkpoint import check_arrays
 from learnerkit._import_path import resolve
 from learnerkit.backends.base import AllReduce, Forward, LossFn
 from learnerkit.backends.tf.ops import OPTIMIZER_VARIABLES, TF_OPS
@@ -95,6 +95,14 @@ def _slots(optimizer: keras.optimizers.Optimizer) -> dict[str, Any]:
     return {str(i): v for i, v in enumerate(optimizer.variables)}
 
 
+def _layout(variables: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Each variable's shape and numpy dtype, by name (what ``check_arrays`` compares)."""
+    return {
+        k: (tuple(v.shape), np.dtype(tf.as_dtype(v.dtype).as_numpy_dtype))
+        for k, v in variables.items()
+    }
+
+
 def _jsonable(value: Any) -> bool:
     try:
         json.dumps(value)
@@ -166,6 +174,23 @@ class TFBackend:
 
     def make_generator(self, seed: int) -> np.random.Generator:
         return np.random.default_rng(seed)
+
+    def get_generator_state(self, generator: np.random.Generator) -> dict[str, Any]:
+        """The generator's state as JSON values (checkpoints keep it, for an exact resume)."""
+        return dict(generator.bit_generator.state)
+
+    def set_generator_state(self, generator: np.random.Generator, state: Any, where: str) -> None:
+        """Restore ``get_generator_state``'s value; a CheckpointError if it is not one."""
+        kind = type(generator.bit_generator).__name__
+        if not isinstance(state, Mapping) or state.get("bit_generator") != kind:
+            raise CheckpointError(
+                f"{where}: the shuffling generator's state is not a numpy {kind} state "
+                "(written by another framework?)"
+            )
+        try:
+            generator.bit_generator.state = dict(state)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{where}: invalid generator state: {exc}") from exc
 
     def optimizer_parameters(self, optimizer: keras.optimizers.Optimizer) -> list | None:
         """The variables an optimizer made by ``ops.adam`` covers; None for another one
@@ -246,9 +271,14 @@ class TFBackend:
     def get_module_state(self, module: tf.Module) -> dict[str, np.ndarray]:
         return {k: v.numpy().copy() for k, v in self._named_variables(module).items()}
 
+    def check_module_state(self, module: tf.Module, state: Any, where: str) -> None:
+        """A CheckpointError naming ``where`` unless ``state`` has every variable of
+        ``module``, each of its shape and a castable dtype."""
+        check_arrays(_layout(self._named_variables(module)), state, where)
+
     def set_module_state(self, module: tf.Module, state: Mapping[str, Any], where: str) -> None:
         own = self._named_variables(module)
-        check_same_shapes(own, state, where)
+        self.check_module_state(module, state, where)
         for name, variable in own.items():
             variable.assign(np.asarray(state[name], tf.as_dtype(variable.dtype).as_numpy_dtype))
 
@@ -261,19 +291,28 @@ class TFBackend:
             "config": config,
         }
 
-    def set_optimizer_state(
-        self, optimizer: keras.optimizers.Optimizer, state: Mapping[str, Any], where: str
+    def check_optimizer_state(
+        self, optimizer: keras.optimizers.Optimizer, state: Any, where: str
     ) -> None:
-        own = _slots(optimizer)
+        """A CheckpointError naming ``where`` unless ``state`` holds every variable of
+        ``optimizer`` (step count, learning rate, moments), each of its shape and a
+        castable dtype. Its ``config`` is for people reading a checkpoint: not loaded."""
         given = state.get("variables") if isinstance(state, Mapping) else None
         try:
             if not isinstance(given, Mapping):
                 raise CheckpointError("it has no 'variables' (was it saved by a torch learner?)")
-            check_same_shapes(own, given, "the optimizer")
+            check_arrays(_layout(_slots(optimizer)), given, "the optimizer")
         except CheckpointError as exc:
             raise CheckpointError(
                 f"optimizer state of {where} does not fit this learner: {exc}"
             ) from exc
+
+    def set_optimizer_state(
+        self, optimizer: keras.optimizers.Optimizer, state: Mapping[str, Any], where: str
+    ) -> None:
+        own = _slots(optimizer)
+        self.check_optimizer_state(optimizer, state, where)
+        given = state["variables"]
         for name, variable in own.items():
             variable.assign(np.asarray(given[name], tf.as_dtype(variable.dtype).as_numpy_dtype))
 

@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from learnerkit._checkpoint import check_same_shapes
+from learnerkit._checkpoint import check_arrays
 from learnerkit._import_path import resolve
 from learnerkit.backends.base import AllReduce, Forward, LossFn
-from learnerkit.backends.torch.ops import TORCH_OPS
+from learnerkit.backends.torch.ops import TORCH_OPS, TorchOps
+from learnerkit.backends.torch.optimizer_state import as_torch_state, check_torch_optimizer_state
 from learnerkit.batch import SampleBatch, training_arrays
 from learnerkit.errors import CheckpointError, PluginError
 from learnerkit.hookspecs import OPTIMIZER_LOSSES, PER_ROW
@@ -29,6 +30,8 @@ class TorchBackend:
 
     def __init__(self, device: str | None = None) -> None:
         self.device = torch.device(device or "cpu")
+        if self.device.type != "cpu":
+            self.ops = TorchOps(self.device)
 
     # Modules and optimizers --------------------------------------------------------------
     def build_module(self, spec: ModuleSpec, seed: int) -> torch.nn.Module:
@@ -84,6 +87,24 @@ class TorchBackend:
 
     def make_generator(self, seed: int) -> torch.Generator:
         return torch.Generator().manual_seed(seed)
+
+    def get_generator_state(self, generator: torch.Generator) -> np.ndarray:
+        """The generator's state as numpy (checkpoints keep it, for an exact resume)."""
+        return generator.get_state().numpy().copy()
+
+    def set_generator_state(self, generator: torch.Generator, state: Any, where: str) -> None:
+        """Restore ``get_generator_state``'s value; a CheckpointError if it is not one."""
+        array = np.asarray(state)
+        own = generator.get_state()
+        if array.dtype != np.uint8 or array.shape != tuple(own.shape):
+            raise CheckpointError(
+                f"{where}: the shuffling generator's state is {array.dtype}{list(array.shape)}; "
+                f"a torch generator's is uint8{list(own.shape)} (written by another framework?)"
+            )
+        try:
+            generator.set_state(torch.from_numpy(array.copy()))
+        except RuntimeError as exc:
+            raise CheckpointError(f"{where}: invalid generator state: {exc}") from exc
 
     def optimizer_parameters(self, optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
         """The parameters an optimizer steps."""
@@ -222,12 +243,20 @@ class TorchBackend:
     def get_module_state(self, module: torch.nn.Module) -> dict[str, np.ndarray]:
         return {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
 
+    def check_module_state(self, module: torch.nn.Module, state: Any, where: str) -> None:
+        """A CheckpointError naming ``where`` unless ``state`` has every weight of
+        ``module``, each of its shape and a castable dtype."""
+        own = {k: (tuple(v.shape), _numpy_dtype(v.dtype)) for k, v in module.state_dict().items()}
+        check_arrays(own, state, where)
+
     def set_module_state(
         self, module: torch.nn.Module, state: Mapping[str, Any], where: str
     ) -> None:
+        self.check_module_state(module, state, where)
         own = module.state_dict()
-        check_same_shapes(own, state, where)
-        module.load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in state.items()})
+        module.load_state_dict(
+            {k: torch.tensor(np.asarray(v), dtype=own[k].dtype) for k, v in state.items()}
+        )
 
     def get_optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
         sd = optimizer.state_dict()
@@ -245,26 +274,24 @@ class TorchBackend:
             ],
         }
 
-    def set_optimizer_state(
-        self, optimizer: torch.optim.Optimizer, state: Mapping[str, Any], where: str
+    def check_optimizer_state(
+        self, optimizer: torch.optim.Optimizer, state: Any, where: str
     ) -> None:
+        """A CheckpointError naming ``where`` unless ``state`` fits ``optimizer``: its
+        parameter groups, hyperparameters of the same kinds, and per-parameter states of
+        the parameters' shapes that one optimizer step accepts (``torch_state``)."""
         try:
-            optimizer.load_state_dict(
-                {
-                    "state": {
-                        int(i): {k: torch.tensor(np.asarray(v)) for k, v in s.items()}
-                        for i, s in state["state"].items()
-                    },
-                    "param_groups": [
-                        {k: tuple(v) if k == "betas" else v for k, v in g.items()}
-                        for g in state["param_groups"]
-                    ],
-                }
-            )
-        except (KeyError, ValueError, TypeError) as exc:
+            check_torch_optimizer_state(optimizer, state)
+        except CheckpointError as exc:
             raise CheckpointError(
                 f"optimizer state of {where} does not fit this learner: {exc}"
             ) from exc
+
+    def set_optimizer_state(
+        self, optimizer: torch.optim.Optimizer, state: Mapping[str, Any], where: str
+    ) -> None:
+        self.check_optimizer_state(optimizer, state, where)
+        optimizer.load_state_dict(as_torch_state(state))
 
     # Acting ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -302,6 +329,10 @@ def _backward_per_optimizer(
     seed = torch.stack([loss.detach() for loss in losses.values()]).sum().mul(0.0).add_(1.0)
     for i, (loss, group) in enumerate(pending):
         (loss * seed).backward(inputs=list(group), retain_graph=i < len(pending) - 1)
+
+
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    return torch.empty(0, dtype=dtype).numpy().dtype
 
 
 def _allreduce(allreduce: AllReduce, params: Sequence[torch.Tensor]) -> None:

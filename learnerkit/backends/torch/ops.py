@@ -8,9 +8,14 @@ from learnerkit.backends.torch import optim
 
 
 class TorchOps:
-    """``learnerkit.Ops`` for torch."""
+    """``learnerkit.Ops`` for torch; ``device``: where ``as_tensor`` puts new tensors (a
+    learner's backend passes its own, so a loss's constants meet its batch on the GPU;
+    None: torch's default, the CPU)."""
 
     framework = "torch"
+
+    def __init__(self, device: torch.device | None = None) -> None:
+        self.device = device
 
     def mean(self, x, axis=None):
         return x.mean() if axis is None else x.mean(dim=axis)
@@ -93,7 +98,7 @@ class TorchOps:
         return float(optimizer.param_groups[0]["lr"])
 
     def as_tensor(self, x):
-        return torch.as_tensor(x)
+        return torch.as_tensor(x, device=self.device)
 
     def to_numpy(self, x):
         return x.detach().cpu().numpy()

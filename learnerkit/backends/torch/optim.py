@@ -17,12 +17,15 @@ from typing import Any
 import torch
 
 # Optimizer methods torch wraps in ``torch._disable_dynamo`` (imports dynamo when called).
+# Private names differ between torch releases (the graph-capture check was renamed from
+# ``_cuda_...`` to ``_accelerator_...``): those a release lacks are skipped.
 _DYNAMO_WRAPPED = (
     "add_param_group",
     "state_dict",
     "load_state_dict",
     "zero_grad",
     "_cuda_graph_capture_health_check",
+    "_accelerator_graph_capture_health_check",
 )
 
 
@@ -41,7 +44,11 @@ def _without_dynamo(optimizer_class: type[torch.optim.Optimizer]) -> type:
         with torch.set_grad_enabled(self.defaults["differentiable"]):
             return raw_step(self, closure)
 
-    namespace = {name: _unwrapped(getattr(torch.optim.Optimizer, name)) for name in _DYNAMO_WRAPPED}
+    namespace = {
+        name: _unwrapped(getattr(torch.optim.Optimizer, name))
+        for name in _DYNAMO_WRAPPED
+        if hasattr(torch.optim.Optimizer, name)
+    }
     name = optimizer_class.__name__
     namespace.update(
         step=step,

@@ -67,6 +67,7 @@ from typing import Any
 
 import attrs
 from learnerkit_impala.fragments import (
+    FRAGMENT_COLUMN_SPECS,
     FRAGMENT_COLUMNS,
     exp_clamped,
     explained_variance,
@@ -335,6 +336,7 @@ algorithm = Algorithm(
     training_loop="async",
     target_network=True,
     required_columns=FRAGMENT_COLUMNS,
+    column_specs=FRAGMENT_COLUMN_SPECS,
     initial_state=initial_state,
     env_presets={
         "CartPole-v1": {"stop": {"reward": 450.0, "timesteps": 500_000}},

@@ -42,6 +42,7 @@ from learnerkit.fields import (
     to_schedule,
 )
 from learnerkit_impala.fragments import (
+    FRAGMENT_COLUMN_SPECS,
     FRAGMENT_COLUMNS,
     exp_clamped,
     explained_variance,
@@ -187,6 +188,7 @@ algorithm = Algorithm(
     frameworks=("torch", "tf"),
     training_loop="async",
     required_columns=FRAGMENT_COLUMNS,
+    column_specs=FRAGMENT_COLUMN_SPECS,
     initial_state=initial_state,
     env_presets={"CartPole-v1": {"stop": {"reward": 450.0, "timesteps": 500_000}}},
     description="IMPALA: asynchronous actor-critic with V-trace off-policy correction",

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from learnerkit import BatchError, Columns, Ops, PluginError
+from learnerkit import BatchError, Columns, ColumnSpec, Ops, PluginError
 from learnerkit.ops import Tensor
 from learnerkit_impala.vtrace import LOG_RHO_BOUND, vtrace
 
 __all__ = [
     "FRAGMENT_COLUMNS",
+    "FRAGMENT_COLUMN_SPECS",
     "exp_clamped",
     "explained_variance",
     "time_major",
@@ -35,6 +36,9 @@ FRAGMENT_COLUMNS = (
 )
 """The columns ``vtrace_on_fragments`` and a loss on its outputs read (the sampled
 ``vf_preds`` and ``action_dist_inputs`` are not needed: V-trace uses current values)."""
+FRAGMENT_COLUMN_SPECS = {Columns.ACTION_LOGP: ColumnSpec("float")}
+"""The form of the columns of ``FRAGMENT_COLUMNS`` the host does not check itself: the
+behaviour policy's log-probabilities, one float per row."""
 
 # Keeps the explained variance finite when every target of a minibatch is equal.
 _VAR_EPS = 1e-8

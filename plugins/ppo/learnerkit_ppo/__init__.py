@@ -20,6 +20,7 @@ import attrs
 from learnerkit import (
     Algorithm,
     Columns,
+    ColumnSpec,
     ConfigError,
     OnPolicySettings,
     hookimpl,
@@ -232,6 +233,13 @@ algorithm = Algorithm(
         Columns.ADVANTAGES,
         Columns.VALUE_TARGETS,
     ),
+    column_specs={
+        Columns.ACTION_LOGP: ColumnSpec("float"),
+        Columns.ACTION_DIST_INPUTS: ColumnSpec("float", ("dist_inputs",)),
+        Columns.VF_PREDS: ColumnSpec("float"),
+        Columns.ADVANTAGES: ColumnSpec("float"),
+        Columns.VALUE_TARGETS: ColumnSpec("float"),
+    },
     initial_state=initial_state,
     # Tuned per environment (after rl-baselines3-zoo's PPO settings) for `learnerkit train`.
     env_presets={
