@@ -19,6 +19,7 @@ from learnerkit import (
     SampleBatch,
     get_algorithm,
 )
+from learnerkit.rollouts.acting import numpy_copy_class
 
 MID = "default_policy"
 OBS = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
@@ -128,6 +129,7 @@ def test_runners_numpy_copy_acts_as_the_module_does(framework):
     learner = Learner(spec)
     learner.build()
     module = learner.module[MID]
+    assert numpy_copy_class(spec.module_specs[MID]) is NumpySACPolicy  # what runners act with
     copy = NumpySACPolicy.from_weights(
         learner.get_module_state()[MID],
         spec.module_specs[MID],

@@ -231,7 +231,9 @@ algorithm = Algorithm(
             "actor_lr": 1e-3,
             "critic_lr": 1e-3,
             "alpha_lr": 1e-3,
-            "stop": {"reward": 950.0, "timesteps": 30_000},
+            # Judged on the mean action's return (bench/sac_learning.py): with episodes of up
+            # to 1,000 steps a last-100 training mean of 950 takes ~95k steps of balancing.
+            "stop": {"timesteps": 30_000},
         },
         "HalfCheetah-v5": {"learning_starts": 10_000, "stop": {"timesteps": 300_000}},
     },
