@@ -104,7 +104,6 @@ config = (
     .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=[256, 256],
                                                fcnet_activation="relu",
                                                head_fcnet_hiddens=[]))
-    .env_runners(rollout_fragment_length=1)
     .reporting(metrics_num_episodes_for_smoothing={window})
     .evaluation(evaluation_interval=10**9, evaluation_duration=10,
                 evaluation_duration_unit="episodes",
@@ -212,6 +211,7 @@ def main() -> None:
     parser.add_argument("--rllib-seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--budget", type=int, default=BUDGET, help="env steps per run")
     parser.add_argument("--skip-sb3", action="store_true")
+    parser.add_argument("--skip-learnerkit", action="store_true")
     parser.add_argument("--skip-rllib", action="store_true")
     parser.add_argument(
         "--rllib-python",
@@ -223,6 +223,8 @@ def main() -> None:
     notes = []
     if args.skip_sb3:
         del seeds["sb3"]
+    if args.skip_learnerkit:
+        del seeds["learnerkit"]
     if not args.skip_rllib:
         reason = rllib_available(args.rllib_python)
         if reason is None:

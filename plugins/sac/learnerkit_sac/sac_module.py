@@ -22,7 +22,6 @@ Box.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -129,12 +128,6 @@ def sac_layout(module_spec: Any, framework: str) -> dict[str, tuple[int, ...]]:
             layout[f"{tower}.{2 * i}.bias"] = (fan_out,)
     layout[LOG_ALPHA] = ()
     return layout
-
-
-def squash_correction_np(x: np.ndarray) -> np.ndarray:
-    """``log(1 - tanh(x)^2)`` summed over the action, computed stably as ``2 (log 2 - x -
-    softplus(-2x))``."""
-    return np.sum(2.0 * (math.log(2.0) - x - np.logaddexp(0.0, -2.0 * x)), axis=-1)
 
 
 class NumpySACPolicy:
