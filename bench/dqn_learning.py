@@ -3,7 +3,8 @@ reaches a last-100 training mean of 400 and a greedy evaluation mean of 475 (10 
 on CartPole-v1 within 100,000 env steps, for 3 of 3 seeds on torch with
 ``num_env_runners`` 0 and with 2 (Ray), and one seed on TensorFlow; and Acrobot-v1 a
 last-100 mean of -100 within 100,000 steps for one seed. Every run is a fresh subprocess
-(wall time includes start-up and the evaluation); the table says which met their bar.
+(wall time includes start-up and the evaluation); the table says which met their bar, and
+the exit status is 1 if any missed it.
 
     python bench/dqn_learning.py [--seeds 0 1 2] [--only cartpole-torch ...]
 """
@@ -11,9 +12,10 @@ last-100 mean of -100 within 100,000 steps for one seed. Every run is a fresh su
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 
-from dqn_cartpole import median, run_child
+from impala_cartpole import run_child
 
 CASES = {
     # name: (env, framework, env runners, training bar, evaluation bar)
@@ -39,14 +41,14 @@ print("RESULT", json.dumps({{"steps": s.timesteps_total, "reached": s.reached_st
 """
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--only", nargs="+", choices=sorted(CASES), default=sorted(CASES))
     parser.add_argument("--budget", type=int, default=100_000)
     args = parser.parse_args()
     print(f"{'case':<30} {'seed':>4} {'steps':>7} {'train':>7} {'eval':>7} {'wall s':>7}  bar met")
-    summary = []
+    summary, missed = [], []
     for name in args.only:
         env, framework, runners, bar, eval_bar = CASES[name]
         seeds = args.seeds[:1] if name in ONE_SEED else args.seeds
@@ -64,20 +66,25 @@ def main() -> None:
             r = run_child(code, sys.executable)
             if "error" in r:
                 print(f"{name:<30} {seed:>4} failed: {r['error']}", flush=True)
+                missed.append(name)
                 continue
             met = r["reached"] and r["eval"] >= eval_bar
             results.append((r, met))
             print(
-                f"{name:<30} {seed:>4} {r['steps']:>7} {r['return']:>7.1f} {r['eval']:>7.1f} "
+                f"{name:<30} {seed:>4} {r['steps']:>7} {r['return'] or float('nan'):>7.1f} "
+                f"{r['eval']:>7.1f} "
                 f"{r['wall']:>7.1f}  {'yes' if met else 'NO'}",
                 flush=True,
             )
         if results:
             met = sum(m for _, m in results)
-            steps = median([r["steps"] for r, _ in results])
+            steps = statistics.median([r["steps"] for r, _ in results])
             summary.append(f"  {name:<30} met {met}/{len(seeds)}, median {steps:.0f} steps")
+            if met < len(results):
+                missed.append(name)
     print("\n" + "\n".join(summary))
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

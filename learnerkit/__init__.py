@@ -19,6 +19,7 @@ from learnerkit._plugins import (
     register_algorithm,
     unregister_algorithm,
 )
+from learnerkit.api import API_VERSION
 from learnerkit.coefficients import schedule_value
 from learnerkit.column_specs import ColumnSpec
 from learnerkit.columns import DEFAULT_MODULE_ID, Columns
@@ -28,6 +29,7 @@ from learnerkit.errors import (
     ConfigError,
     DatasetError,
     EnvRunnerError,
+    IncompatiblePluginError,
     LearnerGroupError,
     LearnerkitError,
     NonFiniteError,
@@ -79,9 +81,10 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'learnerkit' has no attribute {name!r}")
 
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
+    "API_VERSION",
     "DEFAULT_MODULE_ID",
     "ENTRY_POINT_GROUP",
     "LOOP_ENTRY_POINT_GROUP",
@@ -95,6 +98,7 @@ __all__ = [
     "DatasetError",
     "EnvRunnerError",
     "Hyperparameters",
+    "IncompatiblePluginError",
     "Learner",
     "LearnerGroup",
     "LearnerGroupError",

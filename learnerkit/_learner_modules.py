@@ -26,7 +26,7 @@ from learnerkit.target_networks import make_target
 
 if TYPE_CHECKING:
     from learnerkit._plugins import Algorithm
-    from learnerkit.backends.base import Backend, LossFn, TrainStep
+    from learnerkit.backends.base import Backend, GradientHooks, LossFn, TrainStep
     from learnerkit.data_parallel import DataParallel
     from learnerkit.learner_spec import LearnerSpec
     from learnerkit.specs import Hyperparameters, ModuleSpec
@@ -110,12 +110,14 @@ def build_record(
     data_parallel: DataParallel,
     configure_optimizers: Callable[..., Any],
     compute_loss: Callable[..., Any],
+    gradient_hooks: Callable[[str, ModuleRecord], GradientHooks | None] = lambda *_: None,
 ) -> None:
     """Build module ``module_id`` and everything that trains it into a record of ``table``:
     its optimizers (``configure_optimizers``, the Learner's ``*_for_module`` method, which
     finds the module in the table), their initial learning rates, its algorithm state,
-    target network and train step; then tell ``data_parallel``. Nothing of it is left if
-    any part fails."""
+    target network and train step (through ``gradient_hooks(module_id, record)``' stages,
+    when it gives some); then tell ``data_parallel``. Nothing of it is left if any part
+    fails."""
     # Every data-parallel copy builds from the same seed, so weights start identical.
     record = table[module_id] = ModuleRecord(backend.build_module(module_spec, hps.seed), hps)
     try:
@@ -131,7 +133,8 @@ def build_record(
             build = partial(backend.build_module, module_spec, hps.seed)
             record.target = make_target(backend, record.module, build)
         loss = loss_fn(record, compute_loss, module_id, algorithm.name)
-        record.train_step = make_train_step(record, backend, data_parallel, loss, module_id)
+        hooks = gradient_hooks(module_id, record)
+        record.train_step = make_train_step(record, backend, data_parallel, loss, module_id, hooks)
         data_parallel.module_added(module_id, record.module)
     except BaseException:
         del table[module_id]
@@ -185,6 +188,7 @@ def make_train_step(
     data_parallel: DataParallel,
     loss_fn: LossFn,
     module_id: str,
+    gradient_hooks: GradientHooks | None = None,
 ) -> TrainStep:
     """The record's compiled minibatch step, through the module's forward pass as the
     data-parallel seam runs it (and its gradient all-reduce, if it has one)."""
@@ -197,6 +201,7 @@ def make_train_step(
         grad_clip=hps.grad_clip,
         grad_clip_by=hps.grad_clip_by,
         allreduce_gradients=data_parallel.allreduce_gradients,
+        gradient_hooks=gradient_hooks,
     )
 
 

@@ -29,8 +29,9 @@ from learnerkit._entry_points import (
     entry_points,
 )
 from learnerkit._import_path import is_import_path
+from learnerkit.api import API_VERSION, api_mismatch
 from learnerkit.column_specs import ColumnSpec
-from learnerkit.errors import PluginError, UnknownAlgorithmError
+from learnerkit.errors import IncompatiblePluginError, PluginError, UnknownAlgorithmError
 from learnerkit.specs import FRAMEWORKS, Hyperparameters
 from learnerkit.training_loops import find_training_loop
 
@@ -50,7 +51,13 @@ __all__ = [
 ENTRY_POINT_GROUP = "learnerkit.algorithms"
 NUMPY_COPY = "numpy"
 """The key of ``Algorithm.module_classes`` naming the numpy copy runners act with."""
-HOOK_NAMES = ("configure_optimizers", "compute_loss", "additional_update", "compile_results")
+HOOK_NAMES = (
+    "configure_optimizers",
+    "compute_loss",
+    "postprocess_gradients",
+    "additional_update",
+    "compile_results",
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -100,6 +107,11 @@ class Algorithm:
     """Tuned settings per gymnasium env id for ``learnerkit train``: hyperparameters, plus
     optional ``"model_config"`` and ``"stop": {"reward": R, "timesteps": T}`` entries."""
     description: str = ""
+    requires_api: str | None = None
+    """The learnerkit plugin API the plugin was written for, as a PEP 440 specifier
+    (``">=0.2"``; ``learnerkit.api.API_VERSION`` is this learnerkit's). A plugin whose
+    specifier the installed API does not meet is listed as ``incompatible``, with the fix,
+    and loading it is an IncompatiblePluginError. None: any API."""
     plugin: Any = attrs.field(default=None, eq=False, repr=False)
     """The module or object holding the hookimpls; set when the plugin is loaded."""
     package: str | None = None
@@ -115,7 +127,7 @@ class PluginInfo:
     package: str | None
     frameworks: tuple[str, ...]
     hooks: tuple[str, ...]
-    status: str  # "ok", "error" or "disabled"
+    status: str  # "ok", "error", "incompatible" (requires_api not met) or "disabled"
     error: str | None = None
     training_loop: str | None = None
     entry_point: str | None = None
@@ -166,6 +178,10 @@ def _validate(plugin: Any, name: str | None) -> Algorithm:
             f"{label} declares no algorithm: add `algorithm = learnerkit.Algorithm(name=..., "
             "hyperparameters=...)` at module level"
         )
+    # First: a plugin written for another API may break any check below it.
+    mismatch = api_mismatch(declared.requires_api, label)
+    if mismatch:
+        raise IncompatiblePluginError(mismatch)
     if name is not None and declared.name != name:
         raise PluginError(
             f"{label}: entry point is named {name!r} but its Algorithm is named "
@@ -233,10 +249,22 @@ def _load_entry_point(ep: metadata.EntryPoint) -> Algorithm:
     except Exception as exc:  # a broken plugin must name itself, whatever it raised
         raise PluginError(
             f"plugin {ep.name!r} (entry point {ep.value!r} of {dist_name(ep)}) failed to "
-            f"import: {type(exc).__name__}: {exc}"
+            f"import: {type(exc).__name__}: {exc}{api_hint(exc)}"
         ) from exc
     algorithm = _validate(plugin, ep.name)
     return attrs.evolve(algorithm, package=dist_name(ep), version=dist_version(ep))
+
+
+def api_hint(exc: Exception) -> str:
+    """What to look up when a plugin fails to import a learnerkit name: it was likely written
+    for another API."""
+    if isinstance(exc, ImportError) and (exc.name or "").split(".")[0] == "learnerkit":
+        return (
+            f" (this learnerkit provides plugin API {API_VERSION}; a name the plugin imports "
+            "may have moved or gone: see the CHANGELOG's 'Deprecated' and 'Removed' sections, "
+            "or install the plugin's version for this API)"
+        )
+    return ""
 
 
 def installed_names() -> list[str]:
@@ -335,5 +363,6 @@ def list_plugins() -> list[PluginInfo]:
             check_unique("algorithm", ep.name, [e for e in eps if e.name == ep.name])
             rows.append(_info(_load_entry_point(ep), ep.value))
         except PluginError as exc:
-            rows.append(PluginInfo(**base, frameworks=(), hooks=(), status="error", error=str(exc)))
+            status = "incompatible" if isinstance(exc, IncompatiblePluginError) else "error"
+            rows.append(PluginInfo(**base, frameworks=(), hooks=(), status=status, error=str(exc)))
     return rows

@@ -8,7 +8,7 @@ state. Each refusal is a CheckpointError naming the entry and what this learner 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from numbers import Integral, Real
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +87,54 @@ def check_module_ids(table: Table, state: Any, source: str) -> None:
             f"from it: {missing}, unknown here: {extra}): add_module or remove_module to match "
             "before loading it"
         )
+
+
+def check_known_module_ids(table: Table, state: Any, source: str) -> None:
+    """A CheckpointError unless ``state`` is a mapping whose module ids are all the
+    table's (some of them: ``set_module_state`` of a subset)."""
+    if not isinstance(state, Mapping):
+        raise CheckpointError(
+            f"{source} holds a {type(state).__name__} where a mapping by module id belongs"
+        )
+    unknown = sorted(set(state) - set(table))
+    if unknown:
+        raise CheckpointError(
+            f"{source} has modules {unknown} that this learner does not have (it has "
+            f"{sorted(table)}): add_module first, or load them under one of its ids; nothing "
+            "was loaded"
+        )
+
+
+def module_weights(
+    state: Any,
+    modules: str | Collection[str] | Mapping[str, str] | None,
+    *,
+    framework: str,
+    source: str,
+) -> dict[str, Any]:
+    """The weights of ``modules`` in a learner state (a checkpoint's), keyed by the module
+    ids they load into (``Learner.load_module_state``); a CheckpointError if the state is
+    not one, is of another framework or lacks one of them."""
+    if not isinstance(state, Mapping) or not isinstance(state.get("modules"), Mapping):
+        raise CheckpointError(f"{source} is not a learner state: it has no 'modules'")
+    if state.get("framework") != framework:
+        raise CheckpointError(
+            f"{source} was written by framework {state.get('framework')!r}; this learner runs "
+            f"{framework!r}, whose weights are named and shaped differently"
+        )
+    saved = state["modules"]
+    if modules is None:
+        pairs = {mid: mid for mid in saved}
+    elif isinstance(modules, str):
+        pairs = {modules: modules}
+    elif isinstance(modules, Mapping):
+        pairs = dict(modules)
+    else:
+        pairs = {mid: mid for mid in modules}
+    missing = sorted(set(pairs) - set(saved))
+    if missing:
+        raise CheckpointError(f"{source} has no module {missing}; it has {sorted(saved)}")
+    return {into: saved[mid] for mid, into in pairs.items()}
 
 
 def named_optimizer_states(

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 
-from learnerkit.errors import LearnerkitError
+from learnerkit.errors import LearnerkitDeprecationWarning, LearnerkitError
 
 
 def _list_plugins(args: argparse.Namespace) -> int:
@@ -74,7 +75,7 @@ def _list_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-_STATUS = {"ok": "[green]ok", "disabled": "[yellow]disabled"}
+_STATUS = {"ok": "[green]ok", "disabled": "[yellow]disabled", "incompatible": "[red]incompatible"}
 
 
 def _add_train_parser(sub: argparse._SubParsersAction) -> None:
@@ -284,10 +285,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1000)
     p.set_defaults(func=_evaluate)
     _add_collect_parser(sub)
+    p = sub.add_parser(
+        "new-plugin", help="write a new algorithm plugin package that passes its own tests"
+    )
+    p.add_argument("name", help="the algorithm's name (a lower-case identifier, e.g. a2c)")
+    p.add_argument(
+        "--loop",
+        default=None,
+        help="the installed training loop it trains with (learnerkit's own: on_policy, async, "
+        "offline, replay; default: the on-policy one)",
+    )
+    p.add_argument("--dir", default=".", help="where to write learnerkit-NAME/ (default: .)")
+    p.set_defaults(func=_new_plugin)
     return parser
 
 
+def _new_plugin(args: argparse.Namespace) -> int:
+    from learnerkit.new_plugin import write_plugin
+
+    root = write_plugin(args.name, args.loop, args.dir)
+    print(f"wrote {root}/ (algorithm {args.name!r}); next:")
+    print(f"  pip install -e {root}        # then `learnerkit list-plugins` shows {args.name}")
+    print(f"  pytest {root / 'tests'}")
+    print(f"  fill in the hooks in {root / ('learnerkit_' + args.name)}/__init__.py")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # Python shows DeprecationWarning only in __main__: a user of the command would never
+    # learn that an old setting name in their --config file goes in the next release.
+    warnings.simplefilter("default", LearnerkitDeprecationWarning)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

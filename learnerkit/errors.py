@@ -2,6 +2,22 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "BatchError",
+    "CheckpointError",
+    "ConfigError",
+    "DatasetError",
+    "EnvRunnerError",
+    "IncompatiblePluginError",
+    "LearnerGroupError",
+    "LearnerkitDeprecationWarning",
+    "LearnerkitError",
+    "NonFiniteError",
+    "PluginError",
+    "UnknownAlgorithmError",
+    "UnknownTrainingLoopError",
+]
+
 
 class LearnerkitError(Exception):
     """Base class of every error learnerkit raises on purpose."""
@@ -13,6 +29,10 @@ class ConfigError(LearnerkitError, ValueError):
 
 class PluginError(LearnerkitError):
     """A plugin cannot be loaded, or breaks the plugin contract."""
+
+
+class IncompatiblePluginError(PluginError):
+    """A plugin declares a ``requires_api`` that this learnerkit's API does not meet."""
 
 
 class UnknownAlgorithmError(ConfigError, LookupError):
@@ -50,3 +70,9 @@ class EnvRunnerError(LearnerkitError):
 class DatasetError(ConfigError):
     """An offline dataset cannot be found or read, or does not fit the algorithm, its
     module or the environment it is evaluated in."""
+
+
+class LearnerkitDeprecationWarning(DeprecationWarning):
+    """An old name (a module, an import, a settings field) that still works for one more
+    release; the message names the new one. ``learnerkit`` commands show these (Python
+    hides DeprecationWarning outside ``__main__`` by default)."""

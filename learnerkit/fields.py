@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 
 from learnerkit import coefficients
-from learnerkit.errors import ConfigError
+from learnerkit.errors import ConfigError, LearnerkitDeprecationWarning
 
 __all__ = [
     "check_schedule",
@@ -40,7 +40,7 @@ def __getattr__(name: str) -> Any:
         warnings.warn(
             f"learnerkit.fields.{name} moved to learnerkit.coefficients.{name}; import it "
             "from there (the old name goes in the next release)",
-            DeprecationWarning,
+            LearnerkitDeprecationWarning,
             stacklevel=2,
         )
         return getattr(coefficients, name)

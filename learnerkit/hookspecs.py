@@ -1,4 +1,5 @@
-"""The plugin contract: the four hooks a Learner calls, in the order it calls them.
+"""The plugin contract: the hooks a Learner calls, in the order it calls them (the four
+RLlib has, and the optional ``postprocess_gradients``).
 
 An algorithm plugin is a module (found through the ``learnerkit.algorithms`` entry point)
 whose functions are marked ``@learnerkit.hookimpl``. Hooks are called with keyword
@@ -41,6 +42,7 @@ __all__ = [
     "configure_optimizers",
     "hookimpl",
     "hookspec",
+    "postprocess_gradients",
 ]
 
 PROJECT_NAME = "learnerkit"
@@ -88,6 +90,9 @@ class HookLearner(Protocol):
     def initial_learning_rate(self, module_id: str, name: str = "default") -> float: ...
 
     def get_parameters(self, module: Any) -> list[Any]: ...
+
+    def get_param_ref(self, param: Any) -> Any:
+        """The key of ``param`` in a gradients mapping (``postprocess_gradients``)."""
 
     def named_parameters(self, module: Any) -> dict[str, Any]: ...
 
@@ -186,6 +191,41 @@ def compute_loss(
         whose values the group concatenates in order). A row trained in several epochs keeps
         its last value. The replay loop sets prioritized replay's priorities from
         ``per_row["td_error"]``. An algorithm that returns none pays nothing.
+    """
+
+
+@hookspec
+def postprocess_gradients(
+    learner: HookLearner,
+    module_id: str,
+    module: Any,
+    hyperparameters: Hyperparameters,
+    gradients: dict[Any, Any],
+    ops: Ops,
+) -> None:
+    """Change one module's gradients before they are clipped and applied (gradient
+    surgery: masking, noise, projections). Optional: an algorithm without it pays nothing.
+
+    Called for each minibatch step, on its gradients averaged over data-parallel learners
+    (so every learner changes the same gradients alike and they stay identical), before
+    ``grad_clip``; the result is applied only when those gradients are finite (torch does
+    not call it otherwise). Every implementation runs, the algorithm's first,
+    then extra plugins', each seeing the changes of those before it. TensorFlow calls it
+    while tracing the compiled step: use ``ops`` and tensor operations, no ``.numpy()``.
+    Gradients it makes non-finite skip the step (``Hyperparameters.non_finite``). A
+    ``Learner`` subclass overrides ``postprocess_gradients`` (and ``compute_gradients``,
+    ``apply_gradients``) instead.
+
+    :param learner: the Learner calling the hook; ``learner.get_param_ref(param)`` keys a
+        parameter of ``learner.named_parameters(module)`` in ``gradients``.
+    :param module_id: which module.
+    :param module: the framework module.
+    :param hyperparameters: this module's hyperparameters (with its overrides).
+    :param gradients: the gradients by parameter reference (the module's trainable
+        parameters that the loss reaches); change it in place: assign new tensors of the
+        same shapes to its entries, or delete one to leave that parameter unstepped.
+    :param ops: the backend's array functions.
+    :return: None (a returned value is a PluginError: change ``gradients`` in place).
     """
 
 

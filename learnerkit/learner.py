@@ -15,7 +15,7 @@ its ``data_parallel`` seam (``learnerkit.data_parallel``).
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Hashable, Mapping
 from typing import Any
 
 import attrs
@@ -30,6 +30,7 @@ from learnerkit import (
 from learnerkit._learner_modules import ModuleRecord, ModulesView, merge_results
 from learnerkit._plugins import get_algorithm
 from learnerkit.backends import make_backend
+from learnerkit.backends.base import GradientHooks, Gradients
 from learnerkit.batch import MultiAgentBatch, as_multi_agent_batch
 from learnerkit.data_parallel import DataParallel, SingleProcess
 from learnerkit.errors import CheckpointError, LearnerkitError, PluginError
@@ -110,6 +111,32 @@ class Learner:
             data_parallel=self.data_parallel,
             configure_optimizers=self.configure_optimizers_for_module,
             compute_loss=self.compute_loss_for_module,
+            gradient_hooks=self._gradient_hooks,
+        )
+
+    def _gradient_hooks(self, module_id: ModuleID, record: ModuleRecord) -> GradientHooks | None:
+        """The module's train step through this Learner's gradient stages, when a subclass
+        overrides one or a plugin implements ``postprocess_gradients``; else None: the
+        backend's inlined step, which does the default stages at no cost (issue 10)."""
+        cls = type(self)
+        custom_compute = cls.compute_gradients is not Learner.compute_gradients
+        custom_post = cls.postprocess_gradients is not Learner.postprocess_gradients or bool(
+            self.hooks.postprocess_gradients.get_hookimpls()
+        )
+        custom_apply = cls.apply_gradients is not Learner.apply_gradients
+        if not (custom_compute or custom_post or custom_apply):
+            return None
+        hps = record.hps  # as the loss sees it (``_learner_modules.loss_fn``)
+        return GradientHooks(
+            compute=lambda loss_out, tape: self.compute_gradients(
+                loss_out, module_id=module_id, tape=tape
+            ),
+            postprocess=lambda gradients: self.postprocess_gradients(
+                gradients, module_id=module_id, hps=hps
+            ),
+            apply=lambda gradients: self.apply_gradients(gradients, module_id=module_id),
+            check_postprocessed=custom_post,
+            persistent_tape=custom_compute,
         )
 
     # Modules while training (leagues, self-play) -----------------------------------------
@@ -210,6 +237,72 @@ class Learner:
             )
             for module_id, metrics in metrics_per_module.items()
         }
+
+    # The gradient stages of a minibatch step (override for gradient surgery) ------------
+    # As RLlib's Learner, per module: compute -> (all-reduce, finiteness check) ->
+    # postprocess -> apply. A Learner that overrides none (and whose plugins implement no
+    # postprocess_gradients) trains through the backend's inlined step, which does exactly
+    # the defaults below. In TensorFlow they run while the step is traced into a graph
+    # (once per batch layout): use tensor operations, not .numpy() or python side effects.
+    def compute_gradients(
+        self, loss_out: Mapping[str, Any], *, module_id: ModuleID, tape: Any = None
+    ) -> Gradients:
+        """The gradients of one minibatch's loss, by ``get_param_ref(param)``: one backward
+        pass of ``loss_out["total_loss"]`` (``loss_out`` is what ``compute_loss`` returned,
+        every term still differentiable; ``tape`` is TF's GradientTape, persistent when this
+        is overridden, else None). The default seeds backward so that a non-finite loss
+        makes every gradient NaN, which the non-finite check then catches; an override
+        should keep that (call ``super()``) or leave such a step to that check. On Ray
+        learners the gradients are averaged over the learners after this (torch's DDP:
+        during backward) and before ``postprocess_gradients``."""
+        return self.backend.compute_gradients(
+            self._table[module_id].module, loss_out["total_loss"], tape
+        )
+
+    def postprocess_gradients(
+        self, gradients: Gradients, *, module_id: ModuleID, hps: Hyperparameters
+    ) -> Gradients:
+        """The gradients to apply, from the averaged ones (every data-parallel learner gets
+        the same, so all stay identical; its result is applied only when those are finite,
+        and torch calls it only then): the plugins'
+        ``postprocess_gradients`` hooks change them in place, then they are clipped by
+        ``hps.grad_clip`` / ``grad_clip_by`` (a global norm per optimizer). An override
+        calling ``super()`` keeps both; gradients it makes non-finite skip the step as a
+        non-finite loss does (``Hyperparameters.non_finite``)."""
+        record = self._table[module_id]
+        hook = self.hooks.postprocess_gradients
+        if hook.get_hookimpls():
+            returned = hook(
+                learner=self,
+                module_id=module_id,
+                module=record.module,
+                hyperparameters=hps,
+                gradients=gradients,
+                ops=self.backend.ops,
+            )
+            if any(result is not None for result in returned):
+                raise PluginError(
+                    f"postprocess_gradients of plugin {self.algorithm.name!r} or an extra "
+                    "plugin returned a value; it changes `gradients` in place (assign its "
+                    "entries) and returns None"
+                )
+        if hps.grad_clip is None:
+            return gradients
+        return self.backend.clip_gradients(
+            record.module, record.optimizers, gradients, hps.grad_clip, hps.grad_clip_by
+        )
+
+    def apply_gradients(self, gradients: Gradients, *, module_id: ModuleID) -> None:
+        """Step each of the module's optimizers with its parameters' ``gradients`` (a
+        parameter without one is left as it is; a key that is no parameter's reference
+        is a PluginError)."""
+        record = self._table[module_id]
+        self.backend.apply_gradients(record.module, record.optimizers, gradients)
+
+    def get_param_ref(self, param: Any) -> Hashable:
+        """The key of ``param`` (a parameter of ``get_parameters``/``named_parameters``)
+        in a gradients mapping: torch's parameter itself, TF's ``variable.ref()``."""
+        return self.backend.param_ref(param)
 
     # Updating ----------------------------------------------------------------------------
     def update(
@@ -367,10 +460,12 @@ class Learner:
         return {mid: self.backend.get_module_state(r.module) for mid, r in self._table.items()}
 
     def set_module_state(self, state: Mapping[ModuleID, Mapping[str, Any]]) -> None:
-        """Load module weights (``get_module_state``'s form): all of them, or none when any
-        module's do not fit (a CheckpointError naming it)."""
+        """Load module weights (``get_module_state``'s form) of the modules ``state`` has;
+        the others keep theirs (as RLlib's ``set_weights``). All of them or none: an unknown
+        module id, or weights that do not fit, is a CheckpointError naming it, with nothing
+        loaded. Optimizer states and target networks are left as they are."""
         self._require_built()
-        _state_checks.check_module_ids(self._table, state, "weights")
+        _state_checks.check_known_module_ids(self._table, state, "weights")
         for module_id, weights in state.items():
             where = f"module {module_id!r}"
             self.backend.check_module_state(self._table[module_id].module, weights, where)
@@ -431,6 +526,24 @@ class Learner:
         """Write the state to the directory ``path`` (atomically; no pickle). A temporary
         file left there by a save that was killed is removed first."""
         _checkpoint.save(path, self.get_state())
+
+    def load_module_state(
+        self,
+        path: str | os.PathLike,
+        modules: ModuleID | Collection[ModuleID] | Mapping[ModuleID, ModuleID] | None = None,
+    ) -> None:
+        """Load weights of some modules from a checkpoint (``save_state``'s) into this
+        learner, leaving everything else as it is (``set_module_state``): ``modules`` is a
+        module id, several, a mapping of checkpoint module id to this learner's module id
+        (a league's snapshot into another slot), or None for every module the checkpoint
+        holds. A checkpoint of another framework, or lacking a module, is a CheckpointError
+        with nothing loaded."""
+        source = f"checkpoint {path}"
+        state = _checkpoint.load(path)
+        weights = _state_checks.module_weights(
+            state, modules, framework=self.spec.framework, source=source
+        )
+        self.set_module_state(weights)
 
     def load_state(self, path: str | os.PathLike) -> None:
         """Load a checkpoint written by ``save_state``: all of it or nothing (``set_state``);

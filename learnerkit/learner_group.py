@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from learnerkit import _checkpoint, _state_checks
 from learnerkit.backends.devices import local_device
 from learnerkit.batch import ShardedBatch, as_multi_agent_batch
 from learnerkit.errors import LearnerkitError
@@ -83,6 +84,9 @@ class LearnerGroup:
         self.spec = learner_spec
         self.max_async_updates = max_async_updates
         self._in_flight: deque[Future] = deque()
+        # Results of async updates that a blocking call waited for (it must run after them)
+        # and that no caller has collected yet: the next collecting call returns them.
+        self._finished: list[Results] = []
         if learner_spec.scaling.num_learners == 0:
             self._learners: Any = _LocalLearners(learner_spec)
         else:
@@ -146,6 +150,7 @@ class LearnerGroup:
         batch = self._as_batch(batch)
         finished = []
         if len(self._in_flight) >= self.max_async_updates:
+            finished, self._finished = self._finished, []
             finished.append(self._in_flight.popleft().result())
         self._in_flight.append(
             self._learners.submit_update(
@@ -171,8 +176,9 @@ class LearnerGroup:
 
     @property
     def num_in_flight(self) -> int:
-        """Async updates submitted whose results have not been returned yet."""
-        return len(self._in_flight)
+        """Async updates submitted whose results have not been returned yet (finished ones
+        a blocking call waited for included)."""
+        return len(self._in_flight) + len(self._finished)
 
     def collect_async_updates(self) -> list[Results]:
         """The results of the async updates that have finished, oldest first, without
@@ -181,10 +187,16 @@ class LearnerGroup:
         return self._collect(block=False)
 
     def _collect(self, *, block: bool) -> list[Results]:
-        finished = []
+        finished, self._finished = self._finished, []
         while self._in_flight and (block or self._in_flight[0].done()):
             finished.append(self._in_flight.popleft().result())
         return finished
+
+    def _settle_in_flight(self) -> None:
+        """Wait for the async updates in flight (a blocking call runs after them), keeping
+        their results for the next call that collects them: none is lost to the caller."""
+        while self._in_flight:
+            self._finished.append(self._in_flight.popleft().result())
 
     def wait_async_updates(self) -> list[Results]:
         """Wait for every in-flight async update and return their results, oldest first."""
@@ -258,8 +270,29 @@ class LearnerGroup:
         """Module weights only (no optimizer state), per module id."""
         return self._first(lambda learner: learner.get_module_state())
 
-    def set_weights(self, weights: dict[str, dict[str, Any]]) -> None:
+    def set_weights(self, weights: Mapping[str, Mapping[str, Any]]) -> None:
+        """Replace the weights of the modules ``weights`` has, on every learner; the other
+        modules keep theirs, as in RLlib (``Learner.set_module_state``). An unknown module
+        id or weights that do not fit is a CheckpointError with nothing changed."""
         self.foreach_learner(lambda learner: learner.set_module_state(weights))
+
+    def load_module_state(
+        self,
+        path: str | os.PathLike,
+        modules: str | Collection[str] | Mapping[str, str] | None = None,
+    ) -> None:
+        """Load some modules' weights from a checkpoint (``save_state``'s) into the running
+        group, every learner alike, leaving the rest as it is (``Learner.load_module_state``:
+        ``modules`` is an id, several, a mapping of checkpoint id to the group's, or None for
+        all the checkpoint holds). The checkpoint is read here, so only this process needs
+        to see ``path``."""
+        self._check_open()
+        source = f"checkpoint {os.fspath(path)}"
+        state = _checkpoint.load(path)
+        weights = _state_checks.module_weights(
+            state, modules, framework=self.spec.framework, source=source
+        )
+        self.set_weights(weights)
 
     def save_state(self, path: str | os.PathLike) -> None:
         """One learner writes the checkpoint (all hold the same state)."""
@@ -274,12 +307,12 @@ class LearnerGroup:
     def foreach_learner(self, fn: Callable[[Learner], Any]) -> list[Any]:
         """Call ``fn(learner)`` on every learner (in its process) and return the results."""
         self._check_open()
-        self.wait_async_updates()
+        self._settle_in_flight()
         return self._learners.foreach(fn)
 
     def _first(self, fn: Callable[[Learner], Any]) -> Any:
         self._check_open()
-        self.wait_async_updates()
+        self._settle_in_flight()
         return self._learners.call(fn)
 
     def shutdown(self) -> None:

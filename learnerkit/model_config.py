@@ -2,7 +2,8 @@
 
 Framework-neutral (no torch, no TensorFlow), so that both default modules share one
 definition and a bad config fails the same way in either framework. Public: a custom
-module may accept the same keys (``resolve_model_config``), and env runners read the
+module may accept the same keys, or check its own the same way (``resolve_model_config``),
+and env runners read the
 default module's layout from it without importing a framework.
 """
 
@@ -25,15 +26,21 @@ ACTIVATIONS = frozenset({"tanh", "relu", "elu", "silu"})
 """Activation names every backend's default module provides."""
 
 
-def resolve_model_config(model_config: Mapping[str, Any]) -> dict[str, Any]:
-    """Defaults filled in; an unknown key or activation is a ConfigError naming the choices."""
-    unknown = sorted(set(model_config) - set(MODEL_CONFIG_DEFAULTS))
+def resolve_model_config(
+    model_config: Mapping[str, Any],
+    defaults: Mapping[str, Any] = MODEL_CONFIG_DEFAULTS,
+    *,
+    module: str = "the default module",
+) -> dict[str, Any]:
+    """Defaults filled in; an unknown key or activation is a ConfigError naming the choices.
+    A module of its own passes its keys' ``defaults`` (with an ``"activation"``) and its
+    name for the errors, as DQN's Q-network does."""
+    unknown = sorted(set(model_config) - set(defaults))
     if unknown:
         raise ConfigError(
-            f"unknown model_config key(s) {unknown} for the default module; known: "
-            f"{sorted(MODEL_CONFIG_DEFAULTS)}"
+            f"unknown model_config key(s) {unknown} for {module}; known: {sorted(defaults)}"
         )
-    config = {**MODEL_CONFIG_DEFAULTS, **model_config}
+    config = {**defaults, **model_config}
     if config["activation"] not in ACTIVATIONS:
         raise ConfigError(
             f"model_config['activation'] must be one of {sorted(ACTIVATIONS)}, got "

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+__all__ = ["Ops", "Tensor"]
+
 Tensor = Any
+"""A tensor of the backend a hook runs on (``torch.Tensor`` or ``tf.Tensor``), for type hints
+in framework-neutral maths."""
 
 
 class Ops(Protocol):

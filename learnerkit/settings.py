@@ -13,7 +13,7 @@ plugins import it when ``learnerkit list-plugins`` lists them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -49,6 +49,9 @@ class SamplingSettings(Hyperparameters):
     Ray actors, each stepping ``num_envs_per_env_runner`` environments with its own copy of
     the module (they share the Ray session, or cluster, of the learners).
     """
+
+    renamed_fields: ClassVar[dict[str, str]] = {"num_envs": "num_envs_per_env_runner"}
+    """``num_envs`` became ``num_envs_per_env_runner`` (RLlib's name) in 0.2."""
 
     gamma: float = attrs.field(default=0.99, converter=float, validator=in_unit_interval)
     """Discount factor of future rewards."""

@@ -12,12 +12,12 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
 from learnerkit._import_path import is_import_path
-from learnerkit.errors import ConfigError
+from learnerkit.errors import ConfigError, LearnerkitDeprecationWarning
 from learnerkit.fields import (
     check_schedule,
     non_negative,
@@ -32,16 +32,71 @@ __all__ = [
     "ModuleSpec",
     "ScalingConfig",
     "check_base_fields",
+    "current_field_names",
     "evolve_hyperparameters",
+    "renamed_fields_of",
     "structure_hyperparameters",
 ]
 
 FRAMEWORKS = ("torch", "tf")
 
 
+def renamed_fields_of(cls: type) -> dict[str, str]:
+    """Old field name -> new name, for ``cls`` and its bases (``renamed_fields``)."""
+    renames: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        renames.update(vars(klass).get("renamed_fields", {}))
+    return renames
+
+
+def current_field_names(
+    cls: type, values: Mapping[str, Any], *, where: str = "", stacklevel: int = 2
+) -> dict[str, Any]:
+    """``values`` (keyword arguments, a config file's table) with old field names of ``cls``
+    replaced by the new ones, each with a LearnerkitDeprecationWarning naming the new name;
+    ``where`` says where the old name was written (" in run.toml")."""
+    renames = renamed_fields_of(cls)
+    current = dict(values)
+    for old, new in renames.items():
+        if old not in current:
+            continue
+        if new in current:
+            raise ConfigError(
+                f"{cls.__qualname__}: both {old!r} and {new!r}{where} are given, and {old!r} "
+                f"is the old name of {new!r}; give only {new!r}"
+            )
+        warnings.warn(
+            f"{cls.__qualname__}: the setting {old!r}{where} is now called {new!r}; rename it "
+            "(the old name goes in the next release)",
+            LearnerkitDeprecationWarning,
+            stacklevel=stacklevel + 1,
+        )
+        current[new] = current.pop(old)
+    return current
+
+
+class _AcceptsOldFieldNames(type):
+    """Hyperparameters classes take old field names as keyword arguments, with a warning."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if kwargs and renamed_fields_of(cls):
+            kwargs = current_field_names(cls, kwargs, stacklevel=2)
+        return super().__call__(*args, **kwargs)
+
+
 @attrs.frozen(kw_only=True)
-class Hyperparameters:
-    """Hyperparameters every algorithm shares; algorithms subclass this with their own."""
+class Hyperparameters(metaclass=_AcceptsOldFieldNames):
+    """Hyperparameters every algorithm shares; algorithms subclass this with their own.
+
+    A field renamed in a release keeps its old name for one more (``renamed_fields``): the
+    old name works as a keyword argument, in a config file, as an attribute, and as a field
+    a subclass redefines to change its default, each with a LearnerkitDeprecationWarning
+    naming the new one.
+    """
+
+    renamed_fields: ClassVar[Mapping[str, str]] = {}
+    """Old field name -> new name, declared by the class that owns the field (merged with
+    its bases')."""
 
     learning_rate: float = attrs.field(default=3e-4, converter=float, validator=positive)
     """Step size of the default Adam optimizer."""
@@ -72,6 +127,41 @@ class Hyperparameters:
     before it in the same update stay applied, none after it is). ``"skip"``: such
     minibatches are skipped, the others train, and the results count them under
     ``non_finite_minibatches_skipped``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Runs before attrs reads the class body: a subclass that redefines a field under
+        # its old name (to change its default) redefines the new one.
+        super().__init_subclass__(**kwargs)
+        # The class body's own dict (not a copy): attrs reads the fields from it next.
+        annotations = cls.__dict__.get("__annotations__", {})  # noqa: RUF063
+        renames = {o: n for o, n in renamed_fields_of(cls).items() if o in annotations}
+        for old, new in renames.items():
+            warnings.warn(
+                f"{cls.__qualname__} redefines the setting {old!r}, which is now called "
+                f"{new!r}: rename the field (the old name goes in the next release)",
+                LearnerkitDeprecationWarning,
+                stacklevel=2,
+            )
+            if old in cls.__dict__:
+                setattr(cls, new, cls.__dict__[old])
+                delattr(cls, old)
+        if renames:
+            renamed = {renames.get(k, k): v for k, v in annotations.items()}
+            annotations.clear()
+            annotations.update(renamed)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for names that are not attributes: an old field name reads the new field.
+        new = renamed_fields_of(type(self)).get(name)
+        if new is None:
+            raise AttributeError(f"{type(self).__qualname__!r} object has no attribute {name!r}")
+        warnings.warn(
+            f"{type(self).__qualname__}.{name} is now called {new!r}; read that (the old name "
+            "goes in the next release)",
+            LearnerkitDeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(self, new)
 
 
 def check_base_fields(value: Any, base: type) -> None:
@@ -156,6 +246,8 @@ def evolve_hyperparameters(
     """``base`` with one module's ``overrides``, checked by the class's own validators; an
     unknown key or a bad value is a ConfigError naming the module, the key and the fix."""
     cls = type(base)
+    where = f" in module_hyperparameters[{module_id!r}]"
+    overrides = current_field_names(cls, overrides, where=where, stacklevel=2)
     known = {a.name for a in attrs.fields(cls)}
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -174,8 +266,12 @@ def evolve_hyperparameters(
     return value
 
 
-def structure_hyperparameters(cls: type[Hyperparameters], values: Mapping[str, Any]):
-    """Build ``cls`` from a plain mapping (a config file), naming any unknown key."""
+def structure_hyperparameters(
+    cls: type[Hyperparameters], values: Mapping[str, Any], *, where: str = ""
+) -> Hyperparameters:
+    """Build ``cls`` from a plain mapping (a config file), naming any unknown key; an old
+    field name is taken with a warning (``where``: " in run.toml")."""
+    values = current_field_names(cls, values, where=where, stacklevel=2)
     known = {a.name for a in attrs.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -193,7 +289,7 @@ def __getattr__(name: str) -> Any:
         warnings.warn(
             "learnerkit.specs.LearnerSpec moved to learnerkit.learner_spec.LearnerSpec; import "
             "it from learnerkit (the old name goes in the next release)",
-            DeprecationWarning,
+            LearnerkitDeprecationWarning,
             stacklevel=2,
         )
         return sys.modules["learnerkit.learner_spec"].LearnerSpec

@@ -31,8 +31,15 @@ from learnerkit._entry_points import (
     dist_version,
     entry_points,
 )
+from learnerkit.api import api_mismatch
 from learnerkit.columns import ACTOR_CRITIC_OUTPUTS, Columns
-from learnerkit.errors import LearnerkitError, PluginError, UnknownTrainingLoopError
+from learnerkit.errors import (
+    IncompatiblePluginError,
+    LearnerkitDeprecationWarning,
+    LearnerkitError,
+    PluginError,
+    UnknownTrainingLoopError,
+)
 from learnerkit.settings import SamplingSettings
 from learnerkit.specs import Hyperparameters
 
@@ -87,6 +94,10 @@ class LoopInfo:
     default adds ``action_logp``, ``vf_preds`` (whose presence also has runners bootstrap
     values) and ``action_dist_inputs``. The replay loop asks for ``("actions",)``, so a
     module acting for it (a Q-network) returns no log-probability it does not have."""
+    requires_api: str | None = attrs.field(default=None, kw_only=True)
+    """The learnerkit plugin API the loop was written for, a PEP 440 specifier (``">=0.2"``),
+    as ``Algorithm.requires_api``: a loop whose specifier the installed API does not meet is
+    listed as ``incompatible``, with the fix. None: any API."""
     package: str | None = attrs.field(default=None, kw_only=True)
     """The distribution that provides it; set when it is loaded."""
     version: str | None = attrs.field(default=None, kw_only=True)
@@ -118,7 +129,7 @@ class LoopPluginInfo:
     name: str
     version: str | None
     package: str | None
-    status: str  # "ok", "error" or "disabled"
+    status: str  # "ok", "error", "incompatible" (requires_api not met) or "disabled"
     error: str | None = None
     entry_point: str | None = None
     settings: str | None = None
@@ -160,6 +171,9 @@ def _validate(declared: Any, label: str, name: str | None) -> LoopInfo:
             'loop\'s declaration, NAME = "package.module:ATTRIBUTE" where ATTRIBUTE = '
             "learnerkit.LoopInfo(...)"
         )
+    mismatch = api_mismatch(declared.requires_api, label)
+    if mismatch:
+        raise IncompatiblePluginError(mismatch)
     if name is not None and declared.name != name:
         raise PluginError(
             f"{label}: the entry point is named {name!r} but its LoopInfo is named "
@@ -308,7 +322,8 @@ def list_training_loops() -> list[LoopPluginInfo]:
             check_unique("training loop", ep.name, [e for e in eps if e.name == ep.name])
             rows.append(_row(_load_entry_point(ep), ep.value))
         except PluginError as exc:
-            rows.append(LoopPluginInfo(**base, status="error", error=str(exc)))
+            status = "incompatible" if isinstance(exc, IncompatiblePluginError) else "error"
+            rows.append(LoopPluginInfo(**base, status=status, error=str(exc)))
     return rows
 
 
@@ -320,7 +335,7 @@ def deprecated_table(where: str, stacklevel: int) -> dict[str, LoopInfo]:
         f"(entry point group {LOOP_ENTRY_POINT_GROUP!r}), and it now holds the loops "
         "installed; use learnerkit.get_training_loop(NAME) or "
         "learnerkit.list_training_loops() (the old name goes in the next release)",
-        DeprecationWarning,
+        LearnerkitDeprecationWarning,
         stacklevel=stacklevel + 1,
     )
     return {name: info for name in installed_loop_names() if (info := find_training_loop(name))}

@@ -187,7 +187,7 @@ def random_batch(
 
 
 # Third-party plugin packages, pip-installed into temporary directories ------------------
-def _pip_install(source: Path, target: Path, build_dir: Path) -> subprocess.Popen:
+def pip_install(source: Path, target: Path, build_dir: Path) -> subprocess.Popen:
     """Start ``pip install`` of ``source`` into ``target`` (the caller waits for it)."""
     # Build from a copy so that setuptools leaves no build/ or egg-info in the source tree.
     copy = build_dir / source.name
@@ -221,7 +221,7 @@ def plugin_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for source in sorted(PLUGIN_PACKAGES.iterdir()):
         if (source / "pyproject.toml").is_file():
             target = root / "site" / source.name
-            installs[source.name] = _pip_install(source, target, root / "build")
+            installs[source.name] = pip_install(source, target, root / "build")
             dirs[source.name] = target
     for name, proc in installs.items():
         output, _ = proc.communicate()

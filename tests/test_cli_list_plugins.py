@@ -9,6 +9,8 @@ import json
 
 from conftest import run_learnerkit
 
+import learnerkit
+
 JSON_KEYS = {
     "kind",
     "settings",
@@ -133,6 +135,21 @@ def test_table_shows_every_plugin_and_the_errors_of_broken_ones(plugin_dirs):
         assert fragment in out
     assert "broken_import" in out and "failed to import" in out
     assert "advantage_estimate" in out
+    assert "incompatible" in out and "requires learnerkit API >=9.0" in out
+
+
+def test_json_shows_a_plugin_written_for_another_api_as_incompatible_with_the_fix(plugin_dirs):
+    rows = list_plugins_json([plugin_dirs["learnerkit-broken"]])
+    row = rows["future_api"]
+    assert row["status"] == "incompatible" and row["package"] == "learnerkit-broken"
+    assert f"provides API {learnerkit.API_VERSION}" in row["error"]
+    assert "pip install 'learnerkit>=9.0'" in row["error"]
+    assert "Traceback" not in row["error"]
+    # An import of a name that moved away without a deprecation points at the changelog.
+    old = rows["old_import"]
+    assert old["status"] == "error" and "in_unit_interval" in old["error"]
+    assert "'Removed'" in old["error"] and learnerkit.API_VERSION in old["error"]
+    assert rows["bc"]["status"] == "ok"
 
 
 # Training loops ---------------------------------------------------------------------------
@@ -175,8 +192,9 @@ def test_json_lists_broken_loops_with_their_errors_and_still_exits_zero(plugin_d
         "broken_import": "ModuleNotFoundError",
         "not_a_loop": "not a learnerkit.LoopInfo",
         "unsampled_settings": "SamplingSettings",
+        "future_loop": "requires learnerkit API ~=7.1",
     }.items():
-        assert rows[name]["status"] == "error"
+        assert rows[name]["status"] == ("incompatible" if name == "future_loop" else "error")
         assert rows[name]["package"] == "learnerkit-broken-loops"
         assert name in rows[name]["error"] and fragment in rows[name]["error"]
         assert rows[name]["declares"] is None and rows[name]["settings"] is None

@@ -12,6 +12,7 @@ from conftest import make_plugin
 
 import learnerkit
 from learnerkit import coefficients, fields
+from learnerkit.errors import LearnerkitDeprecationWarning
 from learnerkit.testing import reset_plugins
 
 
@@ -21,7 +22,7 @@ def test_a_coefficient_still_imports_from_fields_with_a_warning(name):
         warnings.simplefilter("always")
         value = getattr(fields, name)
     assert value is getattr(coefficients, name)
-    assert [w.category for w in caught] == [DeprecationWarning]
+    assert [w.category for w in caught] == [LearnerkitDeprecationWarning]
     assert f"learnerkit.coefficients.{name}" in str(caught[0].message)
     assert caught[0].filename == __file__  # points at the importer, not at learnerkit
 
@@ -79,6 +80,6 @@ def test_the_table_of_loops_still_reads_with_a_warning_naming_the_registry(where
     assert {"on_policy", "async", "offline"} <= set(table)
     assert table["offline"] == learnerkit.get_training_loop("offline")
     assert table["on_policy"].settings is learnerkit.OnPolicySettings
-    assert [w.category for w in caught] == [DeprecationWarning]
+    assert [w.category for w in caught] == [LearnerkitDeprecationWarning]
     assert "learnerkit.get_training_loop" in str(caught[0].message)
     assert caught[0].filename == __file__

@@ -39,10 +39,16 @@ def build(algorithm: str, framework: str = "torch", **spec_kwargs) -> Learner:
 
 
 # The contract itself ------------------------------------------------------------------------
-def test_the_contract_has_the_four_hooks_in_call_order():
+def test_the_contract_has_its_hooks_in_call_order():
     source = inspect.getsource(hookspecs)
     order = sorted(HOOKS, key=lambda name: source.index(f"def {name}("))
-    assert order == ["configure_optimizers", "compute_loss", "additional_update", "compile_results"]
+    assert order == [
+        "configure_optimizers",
+        "compute_loss",
+        "postprocess_gradients",
+        "additional_update",
+        "compile_results",
+    ]
 
 
 def test_plugin_hooks_have_tests():
@@ -91,6 +97,10 @@ class Spy:
     def compute_loss(self, learner, module_id, module, hyperparameters, batch, fwd_out, state, ops):
         self.calls["compute_loss"].append(dict(locals()))
         return bc_loss(module, batch, fwd_out, ops)
+
+    @hookimpl
+    def postprocess_gradients(self, learner, module_id, module, hyperparameters, gradients, ops):
+        self.calls["postprocess_gradients"].append(dict(locals(), keys=list(gradients)))
 
     @hookimpl
     def additional_update(
@@ -142,6 +152,21 @@ def test_hook_compute_loss_gets_its_documented_arguments(spied):
     if learner.spec.framework == "torch":  # eager: one call per minibatch, real rows
         assert len(calls) == 4
         assert all(c["batch"][Columns.OBS].shape[0] == 8 for c in calls)
+
+
+def test_hook_postprocess_gradients_gets_its_documented_arguments(spied):
+    spy, learner = spied
+    learner.update(random_batch(16), minibatch_size=8, num_epochs=2)
+    calls = spy.calls["postprocess_gradients"]
+    assert len(calls) >= 1  # a traced (tf.function) step calls it while tracing
+    call = calls[0]
+    assert_common_arguments(call, learner)
+    assert call["ops"] is learner.backend.ops
+    module = learner.module["default_policy"]
+    refs = {learner.get_param_ref(p) for p in learner.get_parameters(module)}
+    assert call["keys"] and set(call["keys"]) <= refs  # the parameters the loss reaches
+    if learner.spec.framework == "torch":  # eager: once per applied minibatch step
+        assert len(calls) == 4
 
 
 def test_hook_additional_update_gets_its_documented_arguments(spied):
@@ -310,9 +335,13 @@ def test_a_learner_never_calls_another_registered_algorithms_hooks(register, fra
         def configure_optimizers(module, ops):
             calls[name].append("configure_optimizers")
 
+        def postprocess_gradients(gradients):
+            calls[name].append("postprocess_gradients")
+
         return make_plugin(
             name,
             compute_loss=compute_loss,
+            postprocess_gradients=postprocess_gradients,
             additional_update=additional_update,
             compile_results=compile_results,
             configure_optimizers=configure_optimizers,

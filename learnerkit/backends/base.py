@@ -13,8 +13,8 @@ the default module that env runners act with is built by the runner itself
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Hashable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,6 +27,8 @@ __all__ = [
     "AllReduce",
     "Backend",
     "Forward",
+    "GradientHooks",
+    "Gradients",
     "LossFn",
     "TrainStep",
     "policy_fn",
@@ -42,6 +44,26 @@ AllReduce = Callable[[list["np.ndarray"]], list["np.ndarray"]]
 TrainStep = Callable[..., Any]
 """``(tensors, minibatches, state, stop_on_skip) -> step output`` (``metrics_table`` reads
 it): one optimizer step per minibatch of row indices."""
+Gradients = dict[Hashable, Any]
+"""Gradients by parameter reference (``Backend.param_ref``: torch's parameter itself, TF's
+``variable.ref()``), as RLlib's ``ParamDict``."""
+
+
+class GradientHooks(NamedTuple):
+    """A train step's three gradient stages, when a Learner customises them (its
+    ``compute_gradients``, ``postprocess_gradients``, ``apply_gradients``, bound to one
+    module); a step given none runs its own inlined default, the fast path."""
+
+    compute: Callable[[Mapping[str, Any], Any], Gradients]
+    """``(loss_out, tape) -> gradients``: one backward pass (``tape``: TF's, else None)."""
+    postprocess: Callable[[Gradients], Gradients]
+    """The all-reduced, finite gradients in, the gradients to apply out (surgery, clipping)."""
+    apply: Callable[[Gradients], None]
+    """Step every optimizer with its parameters' gradients."""
+    check_postprocessed: bool
+    """Re-check finiteness after ``postprocess`` (it is custom, so may make NaN or inf)."""
+    persistent_tape: bool = False
+    """TF: record a persistent tape (a custom ``compute`` may take several gradients)."""
 
 
 class Backend(Protocol):
@@ -72,6 +94,27 @@ class Backend(Protocol):
 
     def parameter_names(self, module: Any) -> dict[int, str]:
         """Parameter names by ``id`` of the parameter."""
+
+    def param_ref(self, param: Any) -> Hashable:
+        """A hashable key for ``param`` in a ``Gradients`` mapping."""
+
+    # Gradient stages (``GradientHooks``' defaults)
+    def compute_gradients(self, module: Any, total_loss: Any, tape: Any) -> Gradients:
+        """One backward pass of ``total_loss`` over the module's trainable parameters (none
+        for parameters it does not reach), seeded so that a non-finite loss makes every
+        gradient NaN."""
+
+    def clip_gradients(
+        self, module: Any, optimizers: Mapping[str, Any], gradients: Gradients, clip: float, by: str
+    ) -> Gradients:
+        """``gradients`` clipped as the fast path clips them (``grad_clip_by``; a global norm
+        per optimizer), bit for bit; new tensors, the given ones untouched."""
+
+    def apply_gradients(
+        self, module: Any, optimizers: Mapping[str, Any], gradients: Gradients
+    ) -> None:
+        """Each optimizer steps its parameters by their ``gradients`` (one absent: not
+        stepped; a key that is no parameter's: a PluginError)."""
 
     # Data
     def to_tensors(self, batch: SampleBatch) -> dict[str, Any]:
@@ -107,10 +150,13 @@ class Backend(Protocol):
         grad_clip: float | None,
         grad_clip_by: str = "global_norm",
         allreduce_gradients: AllReduce | None = None,
+        gradient_hooks: GradientHooks | None = None,
     ) -> TrainStep:
         """The module's minibatch steps: for each minibatch one gradient of the total loss,
         averaged over data-parallel learners by ``allreduce_gradients`` (when given) before
-        the finiteness check and clipping, then every optimizer steps its parameters."""
+        the finiteness check and clipping, then every optimizer steps its parameters.
+        ``gradient_hooks``: the Learner's custom gradient stages, run in that order (the
+        all-reduce and finiteness check between ``compute`` and ``postprocess``)."""
 
     def metrics_table(self, step_output: Any) -> tuple[list[str], np.ndarray]:
         """A train step's output as ``(keys, table)``: a row per step, a column per key."""

@@ -79,6 +79,12 @@ class _RunnerWorker:
     def get_state(self) -> dict[str, Any]:
         return self.sampler.get_state()
 
+    def runner_state(self) -> dict[str, Any]:
+        return self.sampler.get_runner_state()
+
+    def set_runner_state(self, state: Mapping[str, Any]) -> str | None:
+        return self.sampler.set_runner_state(state)
+
 
 RemoteRunner = ray.remote(max_restarts=0, max_task_retries=0)(_RunnerWorker)
 

@@ -4,12 +4,13 @@
 import warnings
 
 from learnerkit.distributed.env_runner_actor import RemoteRunner
+from learnerkit.errors import LearnerkitDeprecationWarning
 
 __all__ = ["RemoteRunner"]
 
 warnings.warn(
     "learnerkit.distributed.env_runner_worker is deprecated: import from "
     "learnerkit.distributed.env_runner_actor",
-    DeprecationWarning,
+    LearnerkitDeprecationWarning,
     stacklevel=2,
 )

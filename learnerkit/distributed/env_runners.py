@@ -4,12 +4,13 @@
 import warnings
 
 from learnerkit.distributed.ray_env_runners import RayEnvRunners
+from learnerkit.errors import LearnerkitDeprecationWarning
 
 __all__ = ["RayEnvRunners"]
 
 warnings.warn(
     "learnerkit.distributed.env_runners is deprecated: import from "
     "learnerkit.distributed.ray_env_runners",
-    DeprecationWarning,
+    LearnerkitDeprecationWarning,
     stacklevel=2,
 )

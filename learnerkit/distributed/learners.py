@@ -261,7 +261,11 @@ class RayLearners:
         """Restart dead learners from a healthy one's state and re-form the process group.
 
         ``resync``: every learner takes that state. ``rewind``: every learner takes the state
-        the healthy one had before its last update (an update a learner died in)."""
+        the healthy one had before its last update (an update a learner died in).
+
+        The state is fetched into the driver first, so a learner dying while the group
+        recovers (the source included, once its state is here) is restarted from it too
+        (issue 21 §4: found by the chaos harness, ``bench/chaos.py``)."""
         dead = {**self._dead_learners(), **dead}
         alive = [i for i in range(self.num_learners) if i not in dead]
         if not alive:
@@ -270,6 +274,15 @@ class RayLearners:
                 "a new LearnerGroup and load_state from the last checkpoint"
             )
         source = alive[0]
+        if rewind:
+            ref = self.actors[source].state_before_update.remote()
+        else:
+            ref = self.actors[source].call.remote(get_state)
+        try:
+            state = get_results(ref)
+        except RayActorError as exc:  # the source died too: the next healthy one, if any
+            self._heal({**dead, source: first_line(exc)}, resync=resync, rewind=rewind)
+            return
         for i, cause in dead.items():
             info = self.info_by_rank.get(i, {})
             logger.warning(
@@ -282,18 +295,38 @@ class RayLearners:
                 cause,
                 source,
             )
-        if rewind:
-            state = self.actors[source].state_before_update.remote()
-        else:
-            state = self.actors[source].call.remote(get_state)
-        for i in dead:
-            self.actors[i] = self._spawn(i)
-        self._wait_started(dead)
         targets = [
             i for i in range(self.num_learners) if rewind or (i != source and (resync or i in dead))
         ]
-        get_results([self.actors[i].call.remote(set_state, state) for i in targets])
-        self._form_group()
+        self._restart_from(ray.put(state), list(dead), targets)
+
+    def _restart_from(self, state: Any, dead: list[int], targets: list[int]) -> None:
+        """Restart learners ``dead``, give ``targets`` the ``state`` (a Ray object the driver
+        holds) and re-form the group; a learner dying meanwhile is restarted from it too."""
+        for attempt in range(1, _MAX_RETRIES + 1):
+            for i in dead:
+                self.actors[i] = self._spawn(i)
+            try:
+                self._wait_started(dead)
+                get_results([self.actors[i].call.remote(set_state, state) for i in targets])
+                self._form_group()
+                return
+            except (RayActorError, LearnerGroupError) as exc:
+                died = self._dead_learners()
+                if not died or attempt == _MAX_RETRIES:
+                    raise LearnerGroupError(
+                        f"the learner group could not recover: {first_line(exc)} (attempt "
+                        f"{attempt}; learners dead now: {sorted(died)}); build a new "
+                        "LearnerGroup and load_state from the last checkpoint"
+                    ) from exc
+                for i, cause in died.items():
+                    logger.warning(
+                        "learner %d died while the group recovered: %s. Restarting it from "
+                        "the state the driver holds",
+                        i,
+                        cause,
+                    )
+                dead, targets = sorted(died), list(range(self.num_learners))
 
     def _healthy_actors(self) -> list[Any]:
         dead = self._dead_learners()
@@ -303,10 +336,39 @@ class RayLearners:
 
     # Other calls -------------------------------------------------------------------------
     def call(self, fn: Callable[[Learner], Any]) -> Any:
-        return get_results(self._healthy_actors()[0].call.remote(fn))
+        """``fn`` on the first learner; if it dies during the call, the group is healed
+        and the call made again (``call`` is for reading: state, weights, saving)."""
+        for attempt in range(1, _MAX_RETRIES + 1):
+            try:
+                return get_results(self._healthy_actors()[0].call.remote(fn))
+            except RayActorError as exc:
+                if attempt == _MAX_RETRIES:
+                    raise LearnerGroupError(
+                        f"learner 0 died during each of {attempt} attempts of a call: "
+                        f"{first_line(exc)}; find out why learners die"
+                    ) from exc
+                logger.warning("learner 0 died during a call (%s); calling again", first_line(exc))
+        raise AssertionError("unreachable")
 
     def foreach(self, fn: Callable[[Learner], Any]) -> list[Any]:
-        return get_results([a.call.remote(fn) for a in self._healthy_actors()])
+        """``fn`` on every learner. A learner that dies during it is restarted from a
+        survivor's state, which ``fn`` has changed already (``fn`` is not run twice
+        anywhere), and takes the survivor's result."""
+        refs = [a.call.remote(fn) for a in self._healthy_actors()]
+        results: list[Any] = []
+        dead: dict[int, str] = {}
+        for i, ref in enumerate(refs):
+            try:
+                results.append(get_results(ref))
+            except RayActorError as exc:
+                dead[i] = first_line(exc)
+                results.append(None)
+        if dead:
+            self._heal(dead)  # raises if none survived
+            source = next(i for i in range(self.num_learners) if i not in dead)
+            for i in dead:
+                results[i] = results[source]
+        return results
 
     def shutdown(self) -> None:
         if not ray.is_initialized():  # Ray went first: the actors went with it

@@ -342,6 +342,41 @@ class RayEnvRunners:
             for i in range(self.num_runners):
                 self._load(i)
 
+    def get_runner_states(self) -> list[dict[str, Any] | None]:
+        """Each runner's generators and envs, as of the end of the fragment it is sampling
+        now if any (actor calls run in order): that fragment is not in the checkpoint, so a
+        resumed run never sees it. None for a runner that died (it restarts fresh)."""
+        refs = [actor.runner_state.remote() for actor in self.actors]
+        states: list[dict[str, Any] | None] = []
+        for i, ref in enumerate(refs):
+            try:
+                state = ray.get(ref, timeout=self.sample_timeout_s)
+            except (RayActorError, RayTaskError, GetTimeoutError) as exc:
+                logger.warning("env runner %d: its state is not saved: %s", i, _describe(exc))
+                state = None
+            if state is not None and i in self._in_flight:
+                # The fragment in flight is not in the checkpoint: a resumed runner's first
+                # fragment does not continue the last one seen (a replay buffer flushes).
+                state["fragments_sampled"] = 0
+            states.append(state)
+        return states
+
+    def set_runner_states(self, states: list[Mapping[str, Any] | None]) -> list[str | None]:
+        """Restore `get_runner_states`'s value, by index (before sampling); runners beyond
+        the saved ones, and those saved as None, start fresh."""
+        notes: list[str | None] = ["no state saved for this runner"] * self.num_runners
+        refs = {
+            i: self.actors[i].set_runner_state.remote(state)
+            for i, state in enumerate(states[: self.num_runners])
+            if state is not None
+        }
+        for i, ref in refs.items():
+            try:
+                notes[i] = ray.get(ref, timeout=self.sample_timeout_s)
+            except (RayActorError, RayTaskError, GetTimeoutError) as exc:
+                notes[i] = f"it failed to restore: {_describe(exc)}"
+        return notes
+
     def metrics(self) -> dict[str, Any]:
         """Restarts and environment errors (the last one's text). A failed runner is
         restarted before sampling goes on, or training stops with an EnvRunnerError."""

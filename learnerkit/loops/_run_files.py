@@ -1,7 +1,8 @@
 """The files of a training run's checkpoint that the training loops write besides the
 learners' state: ``run.json`` (what the run was trained with), ``trainer_state.json``
-(counters, recent returns, observation statistics, the loop's own state) and, for a loop
-whose state holds arrays, ``loop_state.npz``. Read by resume, ``learnerkit evaluate`` and
+(counters, recent returns, observation statistics, the loop's own state), for a loop
+whose state holds arrays ``loop_state.npz``, and the env runners' generators and envs,
+``env_runners.npz``. Read by resume, ``learnerkit evaluate`` and
 ``learnerkit collect``."""
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ TRAINER_STATE_FILE = "trainer_state.json"
 LOOP_STATE_FILE = "loop_state.npz"
 """A loop's state, when it holds arrays (a replay buffer, say); else it is JSON in
 ``trainer_state.json``."""
+RUNNERS_STATE_FILE = "env_runners.npz"
+"""The env runners' generators and envs (``EnvRunners.get_runner_states``), for an exact
+resume."""
 
 
 def checkpoint_dir(path: str | os.PathLike) -> Path:

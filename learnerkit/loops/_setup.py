@@ -12,7 +12,7 @@ from learnerkit._plugins import Algorithm, list_plugins
 from learnerkit.errors import ConfigError, PluginError, UnknownTrainingLoopError
 from learnerkit.loops.contract import REQUIRED_LOOP_METHODS, LoopInfo, TrainConfig, probe_spaces
 from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo
-from learnerkit.specs import check_base_fields, structure_hyperparameters
+from learnerkit.specs import check_base_fields, current_field_names, structure_hyperparameters
 from learnerkit.training_loops import get_training_loop, list_training_loops
 
 DEFAULT_ENV_ID = "CartPole-v1"
@@ -69,11 +69,15 @@ def resolve_settings(
     stop = preset.pop("stop", {})
     # A constant given by the user replaces the preset's schedule of it: a preset's
     # lr_schedule would otherwise override the user's learning_rate after one iteration.
+    # Old setting names renamed before the preset's new ones are merged in.
+    overrides = current_field_names(
+        algorithm.hyperparameters, config.overrides, where=" (--config)", stacklevel=2
+    )
     for constant, schedule in SCHEDULED:
-        if constant in config.overrides and schedule not in config.overrides:
+        if constant in overrides and schedule not in overrides:
             preset.pop(schedule, None)
     model_config = {**preset.pop("model_config", {}), **(config.model_config or {})}
-    values = {**preset, **config.overrides, "seed": config.seed}
+    values = {**preset, **overrides, "seed": config.seed}
     hps = structure_hyperparameters(algorithm.hyperparameters, values)
     check_base_fields(hps, (info or training_loop_of(algorithm)).settings)
     stop_reward = config.stop_reward if config.stop_reward is not None else stop.get("reward")

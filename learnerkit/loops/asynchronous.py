@@ -57,7 +57,7 @@ class AsyncLoop:
         self.dropped_batches = 0
         self.dropped_env_steps = 0
         self._since_broadcast = 0
-        self._iteration: dict[str, Any] = {}
+        self._iteration: dict[str, Any] = self._new_iteration()
 
     @classmethod
     def learner_group_options(cls, hps: Any) -> dict[str, Any]:
@@ -69,19 +69,7 @@ class AsyncLoop:
     # One iteration -----------------------------------------------------------------------
     def step(self, timesteps: int) -> Iteration:
         hps, run = self.hps, self.run
-        it = self._iteration = {
-            "sampled": 0,
-            "trained": 0,
-            "episodes": [],
-            "agent_returns": [],
-            "module_steps": {},
-            "lags": [],
-            "results": [],
-            "extra": {},
-            "dropped_batches": 0,
-            "dropped_env_steps": 0,
-            "wait_s": 0.0,
-        }
+        it = self._iteration = self._new_iteration()
         t0 = time.perf_counter()
         while it["sampled"] < hps.min_sample_timesteps_per_iteration:
             t_wait = time.perf_counter()
@@ -106,6 +94,23 @@ class AsyncLoop:
             metrics=self._row(seconds),
             agent_returns=it["agent_returns"],
         )
+
+    @staticmethod
+    def _new_iteration() -> dict[str, Any]:
+        """What one iteration gathers for its row."""
+        return {
+            "sampled": 0,
+            "trained": 0,
+            "episodes": [],
+            "agent_returns": [],
+            "module_steps": {},
+            "lags": [],
+            "results": [],
+            "extra": {},
+            "dropped_batches": 0,
+            "dropped_env_steps": 0,
+            "wait_s": 0.0,
+        }
 
     def _form_batches(self) -> None:
         """Whole fragments, oldest first, until a batch holds ``train_batch_size`` rows."""
@@ -176,7 +181,7 @@ class AsyncLoop:
         """Finish the updates in flight, run the non-gradient update, ship the weights."""
         group = self.run.group
         self._collect(group.wait_async_updates())
-        if timesteps is not None and self._iteration:
+        if timesteps is not None:
             results = self._iteration["results"][-self._since_broadcast :]
             # The loop's contract, as the on-policy loop's: `mean_kl` results come back as
             # sampled_kl_values, and num_updates says how many updates ran since last time.
@@ -213,6 +218,8 @@ class AsyncLoop:
             "dropped_batches": it["dropped_batches"],
             "dropped_env_steps": it["dropped_env_steps"],
             "dropped_env_steps_total": self.dropped_env_steps,
+            "num_env_steps_trained_total": self.env_steps_trained,
+            "pending_env_steps": self.pending_env_steps(),
             "sample_wait_s": it["wait_s"],
             **self.run.runners.metrics(),
         }
@@ -235,16 +242,32 @@ class AsyncLoop:
             row.update({f"learner/{module_id}/{k}": v for k, v in learner.items()})
         return row
 
+    def pending_env_steps(self) -> int:
+        """Env steps sampled but neither trained nor dropped yet: fragments short of a
+        batch, batches waiting for a learner, updates in flight. For a gymnasium env,
+        ``timesteps_total`` = ``num_env_steps_trained_total`` + ``dropped_env_steps_total``
+        + this, in every row."""
+        waiting = sum(f.env_steps for f in self._fragments)
+        waiting += sum(f.env_steps for batch in self._batches for f in batch)
+        return waiting + sum(self._in_flight)
+
     def get_state(self) -> dict[str, Any]:
+        # Updates a checkpoint's save waited for (LearnerGroup keeps their results) are in
+        # the learners' state: counted here as trained, not as pending.
+        self._collect(self.run.group.collect_async_updates())
         return {
             "updates_finished": self.updates_finished,
             "env_steps_trained": self.env_steps_trained,
             "dropped_batches": self.dropped_batches,
             "dropped_env_steps": self.dropped_env_steps,
+            "pending_env_steps": self.pending_env_steps(),
         }
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         self.updates_finished = self.updates_submitted = int(state.get("updates_finished", 0))
         self.env_steps_trained = int(state.get("env_steps_trained", 0))
         self.dropped_batches = int(state.get("dropped_batches", 0))
+        # What was pending when the checkpoint was saved is not in it: dropped, so that
+        # the counters still add up (README, "Faults and bad input").
         self.dropped_env_steps = int(state.get("dropped_env_steps", 0))
+        self.dropped_env_steps += int(state.get("pending_env_steps", 0))

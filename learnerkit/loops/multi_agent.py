@@ -231,7 +231,7 @@ class ModuleControl:
         runners = self._runners()
         self.group.add_module(module_id, module_spec, hyperparameters=hyperparameters, train=train)
         if weights is not None:
-            self.group.set_weights({**self.group.get_weights(), module_id: weights})
+            self.group.set_weights({module_id: weights})  # only that module's
         runners.add_module(module_id, module_spec, self.group.get_weights()[module_id])
         self.on_change()
 

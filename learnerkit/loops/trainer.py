@@ -16,7 +16,11 @@ episode), and each agent's mean return is reported beside it.
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
+import sys
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -34,6 +38,7 @@ from learnerkit.loops._run_files import (
     CHECKPOINT_DIR,
     LOOP_STATE_FILE,
     RUN_FILE,
+    RUNNERS_STATE_FILE,
     TRAINER_STATE_FILE,
     checkpoint_dir,
     default_out_dir,
@@ -59,7 +64,9 @@ from learnerkit.loops.multi_agent import (
 )
 from learnerkit.rollouts.contract import EnvRunnerSpec
 from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo
-from learnerkit.specs import ModuleSpec, ScalingConfig
+from learnerkit.specs import ModuleSpec, ScalingConfig, current_field_names
+
+logger = logging.getLogger(__name__)
 
 RETURN_WINDOW = 100  # episodes in the reported mean return (the usual "last 100")
 DEFAULT_STOP_TIMESTEPS = 1_000_000
@@ -204,6 +211,7 @@ class Trainer:
                 for k, v in (self.runners.get_state() if self.runners else {}).items()
             },
             **self._save_loop_state(path),
+            **self._save_runner_states(path),
             **(
                 module_state(self.config.env_id, self.group, self.runners, self.agent_returns)
                 if self.multi_agent
@@ -224,6 +232,35 @@ class Trainer:
         _checkpoint.save(path, {"loop": state}, file=LOOP_STATE_FILE)
         return {"loop_file": LOOP_STATE_FILE}
 
+    def _save_runner_states(self, path: Path) -> dict[str, Any]:
+        """The env runners' generators and envs, beside the loop's state (an exact resume:
+        README, "Faults and bad input")."""
+        get_states = getattr(self.runners, "get_runner_states", None)
+        if get_states is None:
+            return {}
+        _checkpoint.save(path, {"runners": get_states()}, file=RUNNERS_STATE_FILE)
+        return {"env_runners_file": RUNNERS_STATE_FILE}
+
+    def _restore_runner_states(self, path: Path, state: dict[str, Any]) -> None:
+        set_states = getattr(self.runners, "set_runner_states", None)
+        if set_states is None:
+            return
+        if not state.get("env_runners_file"):
+            logger.warning(
+                "the checkpoint holds no env runner state (saved by an older learnerkit): "
+                "the env runners start new episodes from their seeds"
+            )
+            return
+        saved = _checkpoint.load(checkpoint_dir(path), file=state["env_runners_file"])
+        notes = set_states(list(saved["runners"]))
+        for index, note in enumerate(notes):
+            if note is not None:
+                logger.warning(
+                    "env runner %d does not continue exactly as the saved run would: %s",
+                    index,
+                    note,
+                )
+
     def _restore(self, path: Path) -> None:
         state = read_trainer_state(path)
         self.group.load_state(checkpoint_dir(path))
@@ -233,6 +270,7 @@ class Trainer:
         self.lengths.extend(state["lengths"])
         if self.runners is not None:
             self.runners.set_state(state["obs_normalizer"])
+            self._restore_runner_states(path, state)
         self.agent_returns.set_state(state.get("agent_returns", {}))
         if state.get("loop_file"):
             loop_state = _checkpoint.load(checkpoint_dir(path), file=state["loop_file"])["loop"]
@@ -290,14 +328,39 @@ class Trainer:
                 )
             )
 
+    def _stop_on_ctrl_c(self) -> Any:
+        """The first Ctrl-C (SIGINT) ends the run after the iteration in progress, so that
+        its checkpoint holds whole iterations (a learner update interrupted half way would
+        be in the weights but not in the counters); a second one stops at once. Returns
+        the previous handler (None: not the main thread, where no handler can be set)."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            self.stop_requested = True
+            print(
+                "learnerkit: stopping after this iteration, with a checkpoint (Ctrl-C again "
+                "to stop at once)",
+                file=sys.stderr,
+            )
+
+        return signal.signal(signal.SIGINT, on_sigint)
+
     def run(self) -> TrainSummary:
         self.started = time.perf_counter()
         self.out.start(self.run_metadata(), resume=bool(self.config.resume))
-        interrupted = False
+        interrupted = self.stop_requested = False
+        previous_handler = self._stop_on_ctrl_c()
         try:
             with self.out.progress(self.stop_timesteps, enabled=self.config.progress) as bar:
                 bar.advance_to(self.timesteps, self.iteration, self.mean_return(), 0.0)
-                while self.timesteps < self.stop_timesteps and not self.reached():
+                while (
+                    self.timesteps < self.stop_timesteps
+                    and not self.reached()
+                    and not self.stop_requested
+                ):
                     row = self.step()
                     self.out.log(row)
                     self._call_back(row)
@@ -311,6 +374,10 @@ class Trainer:
                         self.save_checkpoint()
         except KeyboardInterrupt:
             interrupted = True
+        finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
+        interrupted = interrupted or self.stop_requested
         checkpoint = self.save_checkpoint()
         curve = self.out.plot_curve(self.stop_reward)
         summary = TrainSummary(
@@ -347,13 +414,17 @@ def _continue_run(config: TrainConfig) -> TrainConfig:
     run it continues; explicit overrides still apply on top."""
     run = read_run(config.resume)
     hyperparameters = {k: v for k, v in run["hyperparameters"].items() if k != "seed"}
+    # Renamed first, so that an old name given now overrides the new name the run saved.
+    overrides = current_field_names(
+        get_algorithm(run["algorithm"]).hyperparameters, config.overrides, where=" (--config)"
+    )
     return attrs.evolve(
         config,
         algorithm=run["algorithm"],
         env_id=run["env"],
         dataset=config.dataset or run.get("dataset"),
         framework=run["framework"],
-        overrides={**hyperparameters, **config.overrides},
+        overrides={**hyperparameters, **overrides},
         model_config={**run["model_config"], **(config.model_config or {})},
         # The mapping the run began with (the checkpoint holds the current one); a callable
         # cannot be saved and is passed again.

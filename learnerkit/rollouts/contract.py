@@ -187,6 +187,15 @@ class EnvRunners(Protocol):
 
     def set_state(self, state: Mapping[str, Any]) -> None: ...
 
+    def get_runner_states(self) -> list[dict[str, Any] | None]:
+        """Each runner's generators and envs (``Sampler.get_runner_state``), by index, for
+        checkpoints; None for a runner that could not answer (it died)."""
+
+    def set_runner_states(self, states: list[Mapping[str, Any] | None]) -> list[str | None]:
+        """Restore `get_runner_states`'s value before sampling, by runner index; returns,
+        per runner, None where it samples on exactly as the saved one would, else why
+        not."""
+
     def metrics(self) -> dict[str, Any]:
         """Counters to report: restarts, errors."""
 

@@ -3,6 +3,7 @@
 
 import warnings
 
+from learnerkit.errors import LearnerkitDeprecationWarning
 from learnerkit.rollouts.gymnasium_sampling import (
     POLICY_COLUMNS,
     EnvRunner,
@@ -26,6 +27,6 @@ __all__ = [
 warnings.warn(
     "learnerkit.rollouts.env_runner is deprecated: import from "
     "learnerkit.rollouts.gymnasium_sampling",
-    DeprecationWarning,
+    LearnerkitDeprecationWarning,
     stacklevel=2,
 )

@@ -22,6 +22,7 @@ from gymnasium import spaces
 from learnerkit.batch import Columns
 from learnerkit.columns import DEFAULT_MODULE_ID
 from learnerkit.errors import ConfigError
+from learnerkit.rollouts import env_state
 from learnerkit.rollouts.rollout import Rollout
 from learnerkit.rollouts.sampling import (
     POLICY_COLUMNS,
@@ -310,6 +311,66 @@ class EnvRunner:
     def set_state(self, state: Mapping[str, np.ndarray]) -> None:
         """Restore statistics saved by `get_state`."""
         self._normalizers.set_state(state)
+
+    def get_env_state(self) -> dict[str, Any]:
+        """Where the envs are, for an exact resume (``env_state``): every env captured
+        whole, mid-episode, when it holds plain data only (``"envs"``), else the state of
+        the generator each env's resets draw from (``"env_generators"``, with ``"why"``);
+        the observations the next step acts on, and the running episodes' returns and
+        lengths."""
+        envs = getattr(self._env, "envs", None) or []
+        state: dict[str, Any] = {
+            "num_envs": self.num_envs,
+            "num_env_steps": self.num_env_steps,
+            "raw_obs": self._raw_obs.copy(),
+            "episode_return": self._episode_return.copy(),
+            "episode_length": self._episode_length.copy(),
+        }
+        try:
+            state["envs"] = [env_state.capture(env) for env in envs] if envs else None
+        except env_state.NotCapturable as exc:
+            state["envs"], state["why"] = None, str(exc)
+        if state["envs"] is None:
+            state["env_generators"] = [env_state.generator_state(env) for env in envs]
+        return state
+
+    def set_env_state(self, state: Mapping[str, Any]) -> str | None:
+        """Restore `get_env_state`'s value into envs built alike (same env, ``num_envs``).
+        Captured envs continue their episodes exactly; otherwise their generators are
+        restored and they are reset, starting new episodes (returns None, or why not
+        exact). A ValueError, with nothing changed, if the state is not of such envs."""
+        if int(state.get("num_envs", -1)) != self.num_envs:
+            raise ValueError(
+                f"the saved env state is of {state.get('num_envs')} envs, this runner has "
+                f"{self.num_envs}"
+            )
+        envs = getattr(self._env, "envs", None) or []
+        if state.get("envs") is not None and len(envs) == len(state["envs"]):
+            raw_obs = np.asarray(state["raw_obs"], dtype=np.float32)
+            if raw_obs.shape != self._raw_obs.shape:
+                raise ValueError(
+                    f"the saved observations have shape {raw_obs.shape}, this runner's "
+                    f"{self._raw_obs.shape}"
+                )
+            for env, layers in zip(envs, state["envs"], strict=True):
+                env_state.check(env, layers)
+            for env, layers in zip(envs, state["envs"], strict=True):
+                env_state.restore(env, layers)
+            self._raw_obs = raw_obs.copy()
+            self._episode_return = np.array(state["episode_return"], dtype=np.float64)
+            self._episode_length = np.array(state["episode_length"], dtype=np.int64)
+            self.num_env_steps = int(state["num_env_steps"])
+            return None
+        generators = state.get("env_generators") or []
+        if len(generators) == len(envs):
+            for env, generator in zip(envs, generators, strict=True):
+                env_state.set_generator_state(env, generator)
+        raw_obs, _ = self._env.reset()
+        self._raw_obs = np.array(raw_obs, dtype=np.float32)
+        self._episode_return[:] = 0.0
+        self._episode_length[:] = 0
+        self.num_env_steps = int(state.get("num_env_steps", 0))
+        return state.get("why") or "the saved state holds no envs"
 
     def close(self) -> None:
         self._env.close()

@@ -66,6 +66,14 @@ class LocalEnvRunners:
     def set_state(self, state: Mapping[str, Any]) -> None:
         self.sampler.set_state(state)
 
+    def get_runner_states(self) -> list[dict[str, Any]]:
+        return [self.sampler.get_runner_state()]
+
+    def set_runner_states(self, states: list[Mapping[str, Any] | None]) -> list[str | None]:
+        if not states or states[0] is None:
+            return ["no state saved for runner 0"]
+        return [self.sampler.set_runner_state(states[0])]
+
     def metrics(self) -> dict[str, Any]:
         return {}
 

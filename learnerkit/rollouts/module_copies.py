@@ -3,7 +3,7 @@ samples with, refreshed from the weights the learners send."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -105,6 +105,22 @@ class RunnerModule:
     def _act_with(self, weights: Weights) -> None:
         acting = self.copy_class.from_weights(weights, self.module_spec, self.framework, self._rng)
         self._acting = (acting.forward_exploration, getattr(acting, "value", None))
+
+    def generator_state(self) -> dict[str, Any]:
+        """The state of the generator a numpy copy draws actions from (checkpoints keep
+        it). A module acting through its framework draws from the framework's global
+        generator instead, which is not saved."""
+        return self._rng.bit_generator.state
+
+    def set_generator_state(self, state: Mapping[str, Any]) -> None:
+        """Restore `generator_state`'s value (in place: a numpy copy built already draws
+        from it too); a ValueError if it is another kind of generator's."""
+        if state.get("bit_generator") != type(self._rng.bit_generator).__name__:
+            raise ValueError(
+                f"a {state.get('bit_generator')!r} generator's state, not a "
+                f"{type(self._rng.bit_generator).__name__!r} one's"
+            )
+        self._rng.bit_generator.state = dict(state)
 
     def weight_shapes(self) -> dict[str, tuple[int, ...]]:
         """The names and shapes weights for this module must have."""

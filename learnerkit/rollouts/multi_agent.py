@@ -4,6 +4,7 @@
 
 import warnings
 
+from learnerkit.errors import LearnerkitDeprecationWarning
 from learnerkit.rollouts.multi_agent_rollout import MultiAgentRollout
 from learnerkit.rollouts.pettingzoo_sampling import MultiAgentEnvRunner
 
@@ -13,6 +14,6 @@ warnings.warn(
     "learnerkit.rollouts.multi_agent is deprecated: import from "
     "learnerkit.rollouts.pettingzoo_sampling (MultiAgentEnvRunner) and "
     "multi_agent_rollout (MultiAgentRollout)",
-    DeprecationWarning,
+    LearnerkitDeprecationWarning,
     stacklevel=2,
 )

@@ -4,6 +4,7 @@
 
 import warnings
 
+from learnerkit.errors import LearnerkitDeprecationWarning
 from learnerkit.rollouts.contract import (
     EnvRunners,
     EnvRunnerSpec,
@@ -34,6 +35,6 @@ warnings.warn(
     "learnerkit.rollouts.runners is deprecated: import from "
     "learnerkit.rollouts.contract, module_copies (RunnerModule) and local_env_runners"
     " (LocalEnvRunners)",
-    DeprecationWarning,
+    LearnerkitDeprecationWarning,
     stacklevel=2,
 )

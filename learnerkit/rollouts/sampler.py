@@ -194,6 +194,40 @@ class Sampler:
     def set_state(self, state: Mapping[str, Any]) -> None:
         self.envs.set_state(state)
 
+    def get_runner_state(self) -> dict[str, Any]:
+        """What the runner's next fragments depend on besides weights and observation
+        statistics, for an exact resume: each module's action-sampling generator, and
+        (a gymnasium env) where the envs are (``EnvRunner.get_env_state``)."""
+        get_env_state = getattr(self.envs, "get_env_state", None)
+        return {
+            "generators": {m: module.generator_state() for m, module in self.modules.items()},
+            "envs": get_env_state() if get_env_state is not None else None,
+            "fragments_sampled": self.fragments_sampled,
+        }
+
+    def set_runner_state(self, state: Mapping[str, Any]) -> str | None:
+        """Restore `get_runner_state`'s value into a runner built alike. Returns None when
+        it samples on exactly as the saved one would, else why not (its envs were reset:
+        their state was not plain data, or the saved state is of other envs or modules)."""
+        generators = state.get("generators") or {}
+        missing = sorted(set(self.modules) - set(generators))
+        why = f"no saved generators for modules {missing}" if missing else None
+        try:
+            for module_id, module in self.modules.items():
+                if module_id in generators:
+                    module.set_generator_state(generators[module_id])
+            envs = state.get("envs")
+            set_env_state = getattr(self.envs, "set_env_state", None)
+            if envs is None or set_env_state is None:
+                return why or "the envs' state is not saved for this kind of env"
+            not_exact = set_env_state(envs)
+        except (ValueError, TypeError, KeyError) as exc:
+            return f"the saved state does not fit this runner ({exc})"
+        if not_exact is None:
+            # Its envs continue: nothing to flush (a replay buffer's streams go on).
+            self.fragments_sampled = int(state.get("fragments_sampled", 0))
+        return why or not_exact
+
     def close(self) -> None:
         self.envs.close()
 

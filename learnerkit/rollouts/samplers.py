@@ -3,6 +3,7 @@
 
 import warnings
 
+from learnerkit.errors import LearnerkitDeprecationWarning
 from learnerkit.rollouts.sampler import Sampler, make_sampler
 
 # The single- and multi-agent samplers of earlier releases are one class now.
@@ -12,6 +13,6 @@ __all__ = ["MultiAgentSampler", "Sampler", "SingleAgentSampler", "make_sampler"]
 
 warnings.warn(
     "learnerkit.rollouts.samplers is deprecated: import from learnerkit.rollouts.sampler",
-    DeprecationWarning,
+    LearnerkitDeprecationWarning,
     stacklevel=2,
 )

@@ -12,7 +12,7 @@ state's numbers enter as tensors so that a new KL coefficient does not retrace e
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from numbers import Number
 from typing import Any
 
@@ -22,11 +22,11 @@ import tensorflow as tf
 
 from learnerkit._checkpoint import check_arrays
 from learnerkit._import_path import resolve
-from learnerkit.backends.base import AllReduce, Forward, LossFn
+from learnerkit.backends.base import AllReduce, Forward, GradientHooks, Gradients, LossFn
 from learnerkit.backends.tf.ops import OPTIMIZER_VARIABLES, TF_OPS
-from learnerkit.backends.tf.train_step import TrainStep
+from learnerkit.backends.tf.train_step import TrainStep, clip_pairs
 from learnerkit.batch import SampleBatch, training_arrays
-from learnerkit.errors import CheckpointError, ConfigError
+from learnerkit.errors import CheckpointError, ConfigError, PluginError
 from learnerkit.specs import ModuleSpec
 
 
@@ -202,6 +202,65 @@ class TFBackend:
         variables = list(module.trainable_variables)
         return {id(v): n for v, n in zip(variables, _variable_names(variables), strict=True)}
 
+    def param_ref(self, param: tf.Variable) -> Hashable:
+        """``param.ref()`` (a variable is not hashable), as RLlib's TF learner."""
+        return param.ref()
+
+    def _groups(
+        self, module: tf.Module, optimizers: Mapping[str, keras.optimizers.Optimizer]
+    ) -> list[tuple[keras.optimizers.Optimizer, list[tf.Variable]]]:
+        """Each optimizer with its variables (a lone one not made by ``ops.adam``: all)."""
+        groups = []
+        for optimizer in optimizers.values():
+            variables = self.optimizer_parameters(optimizer)
+            groups.append((optimizer, self.parameters(module) if variables is None else variables))
+        return groups
+
+    # Gradient stages (the Learner's defaults when one of them is customised) -------------
+    def compute_gradients(self, module: tf.Module, total_loss: tf.Tensor, tape: Any) -> Gradients:
+        """``tape.gradient`` of ``total_loss``, seeded as the fast path's (NaN for a
+        non-finite loss); called while the step is traced."""
+        params = self.parameters(module)
+        seed = tf.where(tf.math.is_finite(total_loss), 1.0, np.nan)
+        grads = tape.gradient(total_loss, params, output_gradients=tf.cast(seed, total_loss.dtype))
+        return {p.ref(): g for p, g in zip(params, grads, strict=True) if g is not None}
+
+    def clip_gradients(
+        self,
+        module: tf.Module,
+        optimizers: Mapping[str, keras.optimizers.Optimizer],
+        gradients: Gradients,
+        clip: float,
+        by: str,
+    ) -> Gradients:
+        """The fast path's clipping (per optimizer's variables), on the traced gradients."""
+        out = dict(gradients)
+        for _, variables in self._groups(module, optimizers):
+            pairs = [(gradients[v.ref()], v) for v in variables if v.ref() in gradients]
+            if pairs:
+                out.update((v.ref(), g) for g, v in clip_pairs(pairs, float(clip), by, None))
+        return out
+
+    def apply_gradients(
+        self,
+        module: tf.Module,
+        optimizers: Mapping[str, keras.optimizers.Optimizer],
+        gradients: Gradients,
+    ) -> None:
+        """Each optimizer applies its variables' ``gradients`` (one with none: not called,
+        so its step count stays)."""
+        groups = self._groups(module, optimizers)
+        known = {v.ref() for _, variables in groups for v in variables}
+        if any(ref not in known for ref in gradients):
+            raise PluginError(
+                "gradients are keyed by something other than a trainable variable of the "
+                "module (key gradients by learner.get_param_ref(variable))"
+            )
+        for optimizer, variables in groups:
+            pairs = [(gradients[v.ref()], v) for v in variables if v.ref() in gradients]
+            if pairs:
+                optimizer.apply_gradients(pairs)
+
     # The minibatch step ------------------------------------------------------------------
     def make_train_step(
         self,
@@ -213,6 +272,7 @@ class TFBackend:
         grad_clip: float | None,
         grad_clip_by: str = "global_norm",
         allreduce_gradients: AllReduce | None = None,
+        gradient_hooks: GradientHooks | None = None,
     ) -> TrainStep:
         """A function ``(tensors, minibatches, state, stop_on_skip)`` running one optimizer
         step on ``tensors[indices]`` for each ``indices`` of ``minibatches``: one gradient of
@@ -228,7 +288,9 @@ class TFBackend:
         ``allreduce_gradients`` (data-parallel learners) maps the list of gradients, as numpy
         arrays, to their mean over the learners; the step calls it once, inside the compiled
         function, before clipping, so every learner clips and applies the same gradients.
-        """
+
+        ``gradient_hooks`` (a Learner customising its gradient stages) are traced into the
+        step in place of the gradient, clipping and applying (``TrainStep``)."""
         groups = []
         for name, optimizer in optimizers.items():
             variables = self.optimizer_parameters(optimizer)
@@ -239,7 +301,14 @@ class TFBackend:
                 optimizer.build(variables)
             groups.append((name, optimizer, variables))
         return TrainStep(
-            self.device, forward, groups, loss_fn, grad_clip, grad_clip_by, allreduce_gradients
+            self.device,
+            forward,
+            groups,
+            loss_fn,
+            grad_clip,
+            grad_clip_by,
+            allreduce_gradients,
+            gradient_hooks,
         )
 
     def metrics_table(self, step_output: Any) -> tuple[list[str], np.ndarray]:

@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from learnerkit.backends.base import AllReduce
+from learnerkit.backends.base import AllReduce, GradientHooks
+from learnerkit.errors import PluginError
 from learnerkit.hookspecs import OPTIMIZER_LOSSES, PER_ROW
 
 
@@ -78,9 +79,18 @@ class TrainStep:
     """
 
     def __init__(
-        self, device, forward, groups, loss_fn, grad_clip, grad_clip_by, allreduce=None
+        self,
+        device,
+        forward,
+        groups,
+        loss_fn,
+        grad_clip,
+        grad_clip_by,
+        allreduce=None,
+        hooks: GradientHooks | None = None,
     ) -> None:
         self.device = device
+        self.hooks = hooks
         self.allreduce = allreduce
         self.forward = forward
         # (name, optimizer, its variables), in the module's optimizer order
@@ -91,7 +101,7 @@ class TrainStep:
         self.owner = {id(v): i for i, (_, variables) in enumerate(self.groups) for v in variables}
         # One gradient per optimizer's loss (OPTIMIZER_LOSSES) needs a persistent tape; the
         # first trace that meets such a loss switches to one and traces again.
-        self.persistent = False
+        self.per_optimizer = False
         self.loss_fn = loss_fn
         self.grad_clip = None if grad_clip is None else float(grad_clip)
         self.grad_clip_by = grad_clip_by
@@ -151,15 +161,24 @@ class TrainStep:
         def step(indices, dynamic, halt):
             with tf.device(self.device):
                 minibatch = {k: tf.gather(v, indices) for k, v in columns.items()}
-                with tf.GradientTape(persistent=self.persistent) as tape:
+                with tf.GradientTape(persistent=self._persistent) as tape:
                     loss_out = self.loss_fn(
                         minibatch, self.forward(minibatch), {**static, **dynamic}
                     )
                     total_loss = loss_out["total_loss"]
                 losses = loss_out.get(OPTIMIZER_LOSSES)
-                if losses is not None and not self.persistent:
-                    self.persistent = True
+                if losses is not None and self.hooks is not None:
+                    raise PluginError(
+                        f"compute_loss returned {OPTIMIZER_LOSSES!r}, which a Learner with "
+                        "its own gradient stages (compute_gradients, postprocess_gradients, "
+                        "apply_gradients) does not take yet"
+                    )
+                if losses is not None and not self.per_optimizer:
+                    self.per_optimizer = True
                     raise _Retrace
+                if self.hooks is not None:
+                    grad_norm, applied = self._hooked(loss_out, tape, halt)
+                    return self._row(loss_out, grad_norm, applied, keys, names)
                 # A non-finite loss makes every gradient NaN (it seeds the gradients with NaN,
                 # else 1), even where its non-finite part has no gradient: the all-reduce
                 # below then carries it to every learner, which all decide on the averaged
@@ -172,7 +191,6 @@ class TrainStep:
                     )
                 else:
                     grads = self._per_optimizer_gradients(tape, losses)
-                    del tape
                 pairs = [(g, p) for g, p in zip(grads, self.params, strict=True) if g is not None]
                 if self.allreduce is not None and pairs:
                     averaged = _numpy_allreduce(self.allreduce, [g for g, _ in pairs])
@@ -183,25 +201,7 @@ class TrainStep:
                     # Decided in the graph (no host sync): a skipped step changes no weight,
                     # no Adam moment and no step count.
                     tf.cond(apply, lambda: self._apply(pairs, grad_norm), lambda: None)
-                stats = {
-                    k: tf.reduce_mean(tf.cast(v, tf.float32))
-                    for k, v in loss_out.items()
-                    if k not in (PER_ROW, OPTIMIZER_LOSSES)
-                }
-                stats["gradient_norm"] = tf.cast(grad_norm, tf.float32)
-                stats["skipped"] = 1.0 - tf.cast(apply, tf.float32)
-                keys[:] = list(stats)
-                row = tf.stack(list(stats.values()))
-                per_row = loss_out.get(PER_ROW)
-                if not per_row:
-                    return row
-                # Appended to the step's statistics: the table's width is only known once
-                # the loss is traced, and a run's minibatches are all of one size.
-                names[:] = list(per_row)
-                values = tf.stack(
-                    [tf.cast(tf.stop_gradient(v), tf.float32) for v in per_row.values()]
-                )
-                return tf.concat([row, tf.reshape(values, [-1])], 0)
+                return self._row(loss_out, grad_norm, apply, keys, names)
 
         def steps(rows, dynamic, halt):
             count = tf.shape(rows)[0]
@@ -246,6 +246,58 @@ class TrainStep:
             grads.extend(tape.gradient(loss, variables, output_gradients=tf.cast(seed, loss.dtype)))
         return grads
 
+    @property
+    def _persistent(self) -> bool:
+        return self.per_optimizer or (self.hooks is not None and self.hooks.persistent_tape)
+
+    @staticmethod
+    def _row(loss_out, grad_norm, applied, keys: list[str], names: list[str]):
+        """One step's statistics as a row of floats (and, after them, its per-row values)."""
+        stats = {
+            k: tf.reduce_mean(tf.cast(v, tf.float32))
+            for k, v in loss_out.items()
+            if k not in (PER_ROW, OPTIMIZER_LOSSES)
+        }
+        stats["gradient_norm"] = tf.cast(grad_norm, tf.float32)
+        stats["skipped"] = 1.0 - tf.cast(applied, tf.float32)
+        keys[:] = list(stats)
+        row = tf.stack(list(stats.values()))
+        per_row = loss_out.get(PER_ROW)
+        if not per_row:
+            return row
+        # Appended to the step's statistics: the table's width is only known once
+        # the loss is traced, and a run's minibatches are all of one size.
+        names[:] = list(per_row)
+        values = tf.stack([tf.cast(tf.stop_gradient(v), tf.float32) for v in per_row.values()])
+        return tf.concat([row, tf.reshape(values, [-1])], 0)
+
+    def _hooked(self, loss_out, tape, halt):
+        """The gradient stages of a Learner that customises them, traced into the step:
+        ``compute``, the all-reduce, the finiteness check of the averaged gradients,
+        ``postprocess`` (its result re-checked when it is custom) and, in a ``tf.cond``,
+        ``apply``. (``postprocess`` is in the graph's main line, computed for a skipped
+        step too and then unused: a nested ``tf.cond`` breaks Keras' optimizers.) Returns
+        the gradient norm and whether the step applied."""
+        hooks = self.hooks
+        gradients = hooks.compute(loss_out, tape)
+        if self.allreduce is not None and gradients:
+            averaged = _numpy_allreduce(self.allreduce, list(gradients.values()))
+            gradients = dict(zip(gradients, averaged, strict=True))
+        grad_norm = tf.linalg.global_norm(list(gradients.values()))
+        apply = tf.logical_and(tf.math.is_finite(grad_norm), halt <= 0.0)
+        if not gradients:
+            return grad_norm, apply
+        processed = hooks.postprocess(dict(gradients))
+        if hooks.check_postprocessed and processed:
+            finite = tf.math.is_finite(tf.linalg.global_norm(list(processed.values())))
+            apply = tf.logical_and(apply, finite)
+
+        def do_apply():
+            hooks.apply(processed)
+            return tf.constant(True)
+
+        return grad_norm, tf.cond(apply, do_apply, lambda: tf.constant(False))
+
     def _apply(self, pairs, grad_norm):
         per_optimizer = [[] for _ in self.groups]
         for g, v in pairs:
@@ -255,11 +307,11 @@ class TrainStep:
                 continue
             if self.grad_clip is not None:
                 norm = grad_norm if len(self.groups) == 1 else None
-                own = _clip(own, self.grad_clip, self.grad_clip_by, norm)
+                own = clip_pairs(own, self.grad_clip, self.grad_clip_by, norm)
             optimizer.apply_gradients(own)
 
 
-def _clip(pairs, clip: float, by: str, global_norm):
+def clip_pairs(pairs, clip: float, by: str, global_norm):
     """Clip ``(gradient, variable)`` pairs as RLlib's TF learners do: ``tf.clip_by_value``,
     ``tf.clip_by_norm`` per tensor, or ``tf.clip_by_global_norm`` (the norm given, or theirs)."""
     grads, variables = [g for g, _ in pairs], [v for _, v in pairs]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,7 +13,7 @@ import torch
 
 from learnerkit._checkpoint import check_arrays
 from learnerkit._import_path import resolve
-from learnerkit.backends.base import AllReduce, Forward, LossFn
+from learnerkit.backends.base import AllReduce, Forward, GradientHooks, Gradients, LossFn
 from learnerkit.backends.torch.ops import TORCH_OPS, TorchOps
 from learnerkit.backends.torch.optimizer_state import as_torch_state, check_torch_optimizer_state
 from learnerkit.batch import SampleBatch, training_arrays
@@ -114,6 +114,68 @@ class TorchBackend:
         """Parameter names by ``id`` of the parameter (for error messages)."""
         return {id(p): name for name, p in module.named_parameters()}
 
+    def param_ref(self, param: torch.Tensor) -> Hashable:
+        """The parameter itself (a tensor hashes by identity), as RLlib's torch learner."""
+        return param
+
+    # Gradient stages (the Learner's defaults when one of them is customised) -------------
+    def compute_gradients(
+        self, module: torch.nn.Module, total_loss: torch.Tensor, tape: Any
+    ) -> Gradients:
+        """Backward of ``total_loss`` seeded as the fast path's (NaN for a non-finite loss)."""
+        params = self.parameters(module)
+        for p in params:
+            p.grad = None
+        (total_loss * total_loss.detach().mul(0.0).add_(1.0)).backward()
+        return {p: p.grad for p in params if p.grad is not None}
+
+    def clip_gradients(
+        self,
+        module: torch.nn.Module,
+        optimizers: Mapping[str, torch.optim.Optimizer],
+        gradients: Gradients,
+        clip: float,
+        by: str,
+    ) -> Gradients:
+        """The fast path's ``_clip`` on new tensors (the same arithmetic, bit for bit)."""
+        out = dict(gradients)
+        groups = [
+            [p for p in self.optimizer_parameters(opt) if p in gradients]
+            for opt in optimizers.values()
+        ]
+        for group in groups:
+            grads = [gradients[p] for p in group]
+            if not grads:
+                continue
+            if by == "value":
+                clipped = [g.clamp(-clip, clip) for g in grads]
+            elif by == "norm":
+                clipped = [g * _clip_coef(clip, torch.linalg.vector_norm(g)) for g in grads]
+            else:
+                coef = _clip_coef(clip, torch.nn.utils.get_total_norm(grads))
+                clipped = [g * coef for g in grads]
+            out.update(zip(group, clipped, strict=True))
+        return out
+
+    def apply_gradients(
+        self,
+        module: torch.nn.Module,
+        optimizers: Mapping[str, torch.optim.Optimizer],
+        gradients: Gradients,
+    ) -> None:
+        """Set each parameter's ``.grad`` from ``gradients`` (None where absent), then step."""
+        params = self.parameters(module)
+        unknown = len(gradients) - sum(p in gradients for p in params)
+        if unknown:
+            raise PluginError(
+                f"{unknown} gradient(s) are keyed by something other than a trainable "
+                "parameter of the module (key gradients by learner.get_param_ref(param))"
+            )
+        for p in params:
+            p.grad = gradients.get(p)
+        for opt in optimizers.values():
+            opt.step()
+
     # The minibatch step ------------------------------------------------------------------
     def make_train_step(
         self,
@@ -125,6 +187,7 @@ class TorchBackend:
         grad_clip: float | None,
         grad_clip_by: str = "global_norm",
         allreduce_gradients: AllReduce | None = None,
+        gradient_hooks: GradientHooks | None = None,
     ) -> Callable[..., list[dict[str, Any]]]:
         """A function ``(tensors, minibatches, state, stop_on_skip)`` running one optimizer
         step on ``tensors[indices]`` for each ``indices`` of ``minibatches``: one backward
@@ -139,7 +202,13 @@ class TorchBackend:
 
         ``allreduce_gradients`` maps the gradients, as numpy arrays, to their mean over
         data-parallel learners; it runs after backward, before the finiteness check and
-        clipping, as in TensorFlow's step. (DDP averages during backward and passes None.)"""
+        clipping, as in TensorFlow's step. (DDP averages during backward and passes None.)
+
+        ``gradient_hooks`` (a Learner customising its gradient stages) replace backward,
+        clipping and the optimizer steps by its ``compute``, ``postprocess`` and ``apply``
+        (``_hooked_steps``); without them the step is the inlined fast path below."""
+        if gradient_hooks is not None:
+            return _hooked_steps(forward, loss_fn, allreduce_gradients, gradient_hooks)
         opts = list(optimizers.values())
         opt_names = list(optimizers)
         groups = [self.optimizer_parameters(opt) for opt in opts]
@@ -194,17 +263,7 @@ class TorchBackend:
             return stats
 
         names: list[str] = []  # the per-row values' names, once a step returned some
-
-        def run(tensors, minibatches, state, stop_on_skip):
-            per_step, per_row_steps = [], []
-            for indices in minibatches:
-                stats = step(tensors, indices, state, per_row_steps)
-                per_step.append(stats)
-                if stop_on_skip and stats["skipped"]:
-                    break
-            return per_step, (list(names), per_row_steps)
-
-        return run
+        return _run_steps(step, names)
 
     def metrics_table(self, step_output: Any) -> tuple[list[str], np.ndarray]:
         """The minibatch steps' statistics as one array (a row per step, a column per key),
@@ -329,6 +388,75 @@ def _backward_per_optimizer(
     seed = torch.stack([loss.detach() for loss in losses.values()]).sum().mul(0.0).add_(1.0)
     for i, (loss, group) in enumerate(pending):
         (loss * seed).backward(inputs=list(group), retain_graph=i < len(pending) - 1)
+
+
+def _run_steps(step: Callable[..., dict[str, Any]], names: list[str]) -> Callable[..., Any]:
+    def run(tensors, minibatches, state, stop_on_skip):
+        per_step, per_row_steps = [], []
+        for indices in minibatches:
+            stats = step(tensors, indices, state, per_row_steps)
+            per_step.append(stats)
+            if stop_on_skip and stats["skipped"]:
+                break
+        return per_step, (list(names), per_row_steps)
+
+    return run
+
+
+def _hooked_steps(
+    forward: Forward, loss_fn: LossFn, allreduce: AllReduce | None, hooks: GradientHooks
+) -> Callable[..., Any]:
+    """The train step through a Learner's gradient stages: ``compute`` (one backward),
+    the all-reduce (when not DDP's, which ran during backward), the finiteness check of the
+    averaged gradients, then, unless skipped, ``postprocess`` (re-checked when custom) and
+    ``apply``. Every data-parallel learner postprocesses the same gradients, so they stay
+    identical."""
+    names: list[str] = []
+
+    def step(tensors, indices, state, per_row_steps):
+        minibatch = {k: v[indices] for k, v in tensors.items()}
+        loss_out = loss_fn(minibatch, forward(minibatch), state)
+        per_row = loss_out.get(PER_ROW)
+        if per_row is not None:
+            per_row_steps.append((indices, [v.detach() for v in per_row.values()]))
+            names[:] = list(per_row)
+        if OPTIMIZER_LOSSES in loss_out:
+            raise PluginError(
+                f"compute_loss returned {OPTIMIZER_LOSSES!r}, which a Learner with its own "
+                "gradient stages (compute_gradients, postprocess_gradients, apply_gradients) "
+                "does not take yet"
+            )
+        gradients = hooks.compute(loss_out, None)
+        if allreduce is not None and gradients:
+            averaged = allreduce([g.detach().cpu().numpy() for g in gradients.values()])
+            gradients = {
+                ref: torch.as_tensor(np.asarray(a)).to(g.device)
+                for (ref, g), a in zip(gradients.items(), averaged, strict=True)
+            }
+        grad_norm = torch.nn.utils.get_total_norm(list(gradients.values()))
+        skipped = not math.isfinite(grad_norm.item())
+        if not skipped:
+            gradients = hooks.postprocess(gradients)
+            if hooks.check_postprocessed:
+                norm = torch.nn.utils.get_total_norm(list(gradients.values()))
+                skipped = not math.isfinite(norm.item())
+            if not skipped:
+                hooks.apply(gradients)
+        stats = {
+            k: v.detach() if torch.is_tensor(v) else v
+            for k, v in loss_out.items()
+            if k not in (PER_ROW, OPTIMIZER_LOSSES)
+        }
+        stats["gradient_norm"] = grad_norm
+        stats["skipped"] = skipped
+        return stats
+
+    return _run_steps(step, names)
+
+
+def _clip_coef(clip: float, norm: torch.Tensor) -> torch.Tensor:
+    """``torch.nn.utils.clip_grads_with_norm_``'s scale: ``min(clip / (norm + 1e-6), 1)``."""
+    return torch.clamp(float(clip) / (norm + 1e-6), max=1.0)
 
 
 def _numpy_dtype(dtype: torch.dtype) -> np.dtype:

@@ -358,6 +358,7 @@ algorithm = Algorithm(
             "stop": {"reward": -250.0, "timesteps": 1_000_000},
         },
     },
+    requires_api=">=0.2",
     description="APPO: asynchronous PPO with V-trace, a clipped surrogate against a target "
     "network, and an optional adaptive KL penalty",
 )

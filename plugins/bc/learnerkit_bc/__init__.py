@@ -38,5 +38,6 @@ algorithm = Algorithm(
     frameworks=("torch", "tf"),
     required_columns=(Columns.OBS, Columns.ACTIONS),
     training_loop="offline",
+    requires_api=">=0.2",
     description="Behaviour cloning (negative log-likelihood of the batch's actions)",
 )

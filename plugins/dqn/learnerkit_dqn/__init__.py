@@ -179,5 +179,6 @@ algorithm = Algorithm(
         "CartPole-v1": {"stop": {"reward": 400.0, "timesteps": 100_000}},
         "Acrobot-v1": {"stop": {"reward": -100.0, "timesteps": 100_000}},
     },
+    requires_api=">=0.2",
     description="DQN: double Q, dueling heads, n-step targets, (prioritized) replay",
 )

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from learnerkit import Columns, ConfigError
+from learnerkit.model_config import resolve_model_config
 from learnerkit.rollouts.acting import ACTIVATIONS, DenseStack, check_same_shapes
 
 __all__ = ["Q_MODEL_DEFAULTS", "NumpyQNetwork", "q_layout", "resolve_q_config"]
@@ -30,18 +31,7 @@ _MATRIX = {"torch": "weight", "tf": "kernel"}
 
 def resolve_q_config(model_config: Mapping[str, Any]) -> dict[str, Any]:
     """Defaults filled in; an unknown key or activation is a ConfigError naming the choices."""
-    unknown = sorted(set(model_config) - set(Q_MODEL_DEFAULTS))
-    if unknown:
-        raise ConfigError(
-            f"unknown model_config key(s) {unknown} for DQN's Q-network; known: "
-            f"{sorted(Q_MODEL_DEFAULTS)}"
-        )
-    config = {**Q_MODEL_DEFAULTS, **model_config}
-    if config["activation"] not in ACTIVATIONS:
-        raise ConfigError(
-            f"model_config['activation'] must be one of {sorted(ACTIVATIONS)}, got "
-            f"{config['activation']!r}"
-        )
+    config = resolve_model_config(model_config, Q_MODEL_DEFAULTS, module="DQN's Q-network")
     if not config["hiddens"] or any(int(h) < 1 for h in config["hiddens"]):
         raise ConfigError(
             f"model_config['hiddens'] must be one or more layer sizes >= 1, got "

@@ -191,5 +191,6 @@ algorithm = Algorithm(
     column_specs=FRAGMENT_COLUMN_SPECS,
     initial_state=initial_state,
     env_presets={"CartPole-v1": {"stop": {"reward": 450.0, "timesteps": 500_000}}},
+    requires_api=">=0.2",
     description="IMPALA: asynchronous actor-critic with V-trace off-policy correction",
 )

@@ -277,6 +277,7 @@ algorithm = Algorithm(
             "stop": {"reward": -250.0, "timesteps": 1_000_000},
         },
     },
+    requires_api=">=0.2",
     description="Proximal Policy Optimization: clipped surrogate, value loss, entropy bonus, "
     "adaptive KL penalty",
 )

@@ -12,3 +12,8 @@ unsampled_settings = LoopInfo(
 
 # learnerkit-fullbatch declares a loop of this name too.
 full_batch = LoopInfo("full_batch", SamplingSettings, "learnerkit_broken_loops.code:Loop")
+
+# Written for a plugin API this learnerkit does not provide.
+future_loop = LoopInfo(
+    "future_loop", SamplingSettings, "learnerkit_broken_loops.code:Loop", requires_api="~=7.1"
+)

@@ -1,0 +1,70 @@
+"""The plugin API: its version, the modules it is made of, and the check of what a plugin
+says it needs.
+
+``API_VERSION`` moves with learnerkit's minor version (0.2.x: "0.2"). A plugin declares the
+API it was written for, ``Algorithm(requires_api=">=0.2")`` (or ``LoopInfo(...,
+requires_api=...)``), as a PEP 440 specifier; ``learnerkit list-plugins`` shows a plugin whose
+specifier this API does not meet as ``incompatible``, with the fix, and loading it is a
+PluginError.
+
+``PUBLIC_MODULES`` is the stable surface: each declares ``__all__``, and a name in one of
+them is renamed or removed only after a release in which the old name still works with a
+DeprecationWarning naming the new one (CHANGELOG, "Deprecated"). Every other module of
+learnerkit is internal: it may change in any release.
+
+A leaf: ``packaging`` is imported only when a plugin declares a specifier.
+"""
+
+from __future__ import annotations
+
+from learnerkit.errors import PluginError
+
+__all__ = ["API_VERSION", "PUBLIC_MODULES", "api_mismatch"]
+
+API_VERSION = "0.2"
+
+PUBLIC_MODULES = (
+    "learnerkit",
+    "learnerkit.api",
+    "learnerkit.checkpoint",
+    "learnerkit.coefficients",
+    "learnerkit.errors",
+    "learnerkit.fields",
+    "learnerkit.hookspecs",
+    "learnerkit.loops",
+    "learnerkit.loops.contract",
+    "learnerkit.loops.settings",
+    "learnerkit.ops",
+    "learnerkit.replay",
+    "learnerkit.rollouts",
+    "learnerkit.rollouts.acting",
+    "learnerkit.settings",
+    "learnerkit.testing",
+    "learnerkit.training_loops",
+)
+
+
+def api_mismatch(requires_api: str | None, what: str) -> str | None:
+    """Why ``what`` (``"plugin 'a2c'"``) cannot run on this API, with the fix; None when
+    ``requires_api`` is None or this API meets it. A malformed specifier raises PluginError."""
+    if requires_api is None:
+        return None
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    try:
+        specifier = SpecifierSet(requires_api)
+    except (InvalidSpecifier, TypeError) as exc:
+        raise PluginError(
+            f"{what}: requires_api={requires_api!r} is not a version specifier; write one "
+            f"like '>=0.2' or '>=0.2,<0.3' (PEP 440)"
+        ) from exc
+    # Pre-releases count: a plugin asking for >=0.2 runs on 0.2 whatever the patch level.
+    if specifier.contains(API_VERSION, prereleases=True):
+        return None
+    return (
+        f"{what} requires learnerkit API {requires_api}, and this learnerkit provides API "
+        f"{API_VERSION}: install a learnerkit whose API matches (`pip install "
+        f"'learnerkit{requires_api.replace(' ', '')}'`), or a version of the plugin written for "
+        f"API {API_VERSION} (see the CHANGELOG's 'Deprecated' and 'Removed' sections for what "
+        "changed)"
+    )
