@@ -181,7 +181,7 @@ def compute_loss(
     the shared graph (``backward(inputs=...)``: only that optimizer's gradients), TensorFlow
     one gradient per loss from a persistent tape; torch's DistributedDataParallel, which
     averages gradients during the one backward pass it expects, does not take it (Ray
-    learners on TensorFlow do).
+    learners on TensorFlow do), nor yet a Learner with its own gradient stages.
 
         Per-row values travel back to the caller of ``update()``, not into the averaged
         statistics: ``results[module_id]["per_row"][name]`` is a float32 numpy array with one
