@@ -140,3 +140,21 @@ def test_a_non_finite_optimizer_loss_skips_the_whole_step(register, framework):
     results = learner.update(random_batch(32))[MID]
     assert results["non_finite_minibatches_skipped"] == 1
     assert_bitwise_equal(learner.get_module_state()[MID], before)
+
+
+def test_a_learner_with_its_own_gradient_stages_refuses_optimizer_losses(register):
+    class Surgeon(Learner):
+        def postprocess_gradients(self, gradients, **kwargs):
+            return super().postprocess_gradients(gradients, **kwargs)
+
+    register(plugin("staged"))
+    learner = Surgeon(
+        LearnerSpec(
+            algorithm="staged",
+            framework="torch",
+            module_spec=ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS),
+        )
+    )
+    learner.build()
+    with pytest.raises(PluginError, match="own gradient stages"):
+        learner.update(random_batch(16))
