@@ -37,7 +37,7 @@ from learnerkit.errors import (
     UnknownAlgorithmError,
     UnknownTrainingLoopError,
 )
-from learnerkit.hookspecs import PER_ROW, hookimpl
+from learnerkit.hookspecs import OPTIMIZER_LOSSES, PER_ROW, hookimpl
 from learnerkit.learner_spec import LearnerSpec
 from learnerkit.ops import Ops
 from learnerkit.settings import (
@@ -109,6 +109,7 @@ __all__ = [
     "ModuleSpec",
     "MultiAgentBatch",
     "NonFiniteError",
+    "OPTIMIZER_LOSSES",
     "PER_ROW",
     "OfflineSettings",
     "OnPolicySettings",

@@ -21,7 +21,7 @@ from learnerkit import _defaults
 from learnerkit._defaults import DEFAULT_OPTIMIZER
 from learnerkit._plugins import new_plugin_manager
 from learnerkit.errors import PluginError
-from learnerkit.hookspecs import PER_ROW
+from learnerkit.hookspecs import OPTIMIZER_LOSSES, PER_ROW
 from learnerkit.target_networks import make_target
 
 if TYPE_CHECKING:
@@ -224,6 +224,10 @@ def loss_fn(
             raise PluginError(f"compute_loss of plugin {algorithm!r} returned no total loss")
         if not isinstance(out, Mapping):  # a bare loss, as in RLlib's examples
             return {"total_loss": out}
+        if OPTIMIZER_LOSSES in out:
+            losses = check_optimizer_losses(out[OPTIMIZER_LOSSES], record.optimizers, algorithm)
+            if "total_loss" not in out:  # reported only: each optimizer follows its own loss
+                out = {**out, "total_loss": sum(losses.values())}
         if "total_loss" not in out:
             raise PluginError(
                 f"compute_loss of plugin {algorithm!r} returned {sorted(out)} without 'total_loss'"
@@ -233,6 +237,33 @@ def loss_fn(
         return out
 
     return loss_fn
+
+
+def check_optimizer_losses(
+    losses: Any, optimizers: Mapping[str, Any], algorithm: str
+) -> Mapping[str, Any]:
+    """``compute_loss``'s per-optimizer losses (``OPTIMIZER_LOSSES``): a non-empty mapping
+    of the module's optimizer names to scalars, checked when the step is built or traced."""
+    where = f"compute_loss of plugin {algorithm!r}"
+    if not isinstance(losses, Mapping) or not losses:
+        raise PluginError(
+            f"{where} returned {OPTIMIZER_LOSSES!r} = {losses!r}; it must be a non-empty "
+            f"mapping of optimizer name ({sorted(optimizers)}) to a scalar loss"
+        )
+    unknown = sorted(set(losses) - set(optimizers))
+    if unknown:
+        raise PluginError(
+            f"{where} returned {OPTIMIZER_LOSSES!r} for {unknown}, which are not optimizers "
+            f"of the module; configure_optimizers named {sorted(optimizers)}"
+        )
+    for name, loss in losses.items():
+        shape = tuple(getattr(loss, "shape", ()))
+        if shape:
+            raise PluginError(
+                f"{where} returned {OPTIMIZER_LOSSES!r}[{name!r}] of shape {shape}; each "
+                "optimizer's loss is a scalar (reduce it first)"
+            )
+    return losses
 
 
 def check_per_row(per_row: Any, algorithm: str) -> None:

@@ -13,9 +13,11 @@ for training per env step added) makes due for its env steps, fractions carried 
   ``"td_error"``, aligned to the batch's rows) become the rows' priorities; rows a learner
   did not train on (NaN: the remainder Ray learners' equal shards drop) keep theirs; the
   importance exponent ``beta`` is annealed over env steps;
-- ``additional_update(timestep=env steps sampled)``: the algorithm moves its target
-  networks (``target_network_update_freq``, ``tau``) and exploration schedule (DQN's
-  epsilon lives in the module's weights, so it reaches the runners with them);
+- ``additional_update(timestep=env steps sampled, num_gradient_steps=gradient steps taken
+  so far)``: the algorithm moves its target networks (``target_network_update_freq``,
+  ``tau``; SAC's polyak averaging accounts for every gradient step since its last move) and
+  exploration schedule (DQN's epsilon lives in the module's weights, so it reaches the
+  runners with them);
 - every ``broadcast_interval`` updates, the weights go to the runners.
 
 Checkpoints hold the loop's counters and sampling generator, and the buffer when
@@ -134,9 +136,11 @@ class ReplayLoop:
         if hps.prioritized_replay:
             self._prioritize(batch[ReplayColumns.BATCH_INDEXES], per_row)
         t3 = time.perf_counter()
-        it["extra"] = group.additional_update(timestep=timestep)
-        self.updates += 1
         self.gradient_steps += steps
+        it["extra"] = group.additional_update(
+            timestep=timestep, num_gradient_steps=self.gradient_steps
+        )
+        self.updates += 1
         self.rows_trained += size
         it["steps"] += steps
         it["results"].append(module_results)

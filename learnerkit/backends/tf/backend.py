@@ -276,12 +276,14 @@ class TFBackend:
     ) -> TrainStep:
         """A function ``(tensors, minibatches, state, stop_on_skip)`` running one optimizer
         step on ``tensors[indices]`` for each ``indices`` of ``minibatches``: one gradient of
-        the total loss, clipped (``grad_clip_by``; a global norm per optimizer), then each
-        optimizer applies its variables' gradients. Each step's statistics: the loss
-        statistics, the pre-clipping global gradient norm over the module, and ``skipped``
-        (1.0 when the step applied nothing, because the loss or the gradient norm was not
-        finite or, with ``stop_on_skip``, an earlier step was skipped: weights and
-        optimizer states are then exactly as before); ``metrics_table`` reads them.
+        the total loss (or, when the loss returns ``OPTIMIZER_LOSSES``, of each optimizer's
+        loss with respect to its own variables), clipped (``grad_clip_by``; a global norm per
+        optimizer), then each optimizer applies its variables' gradients. Each step's
+        statistics: the loss statistics, the pre-clipping global gradient norm over the
+        module, and ``skipped`` (1.0 when the step applied nothing, because the loss or the
+        gradient norm was not finite or, with ``stop_on_skip``, an earlier step was skipped:
+        weights and optimizer states are then exactly as before); ``metrics_table`` reads
+        them.
 
         ``allreduce_gradients`` (data-parallel learners) maps the list of gradients, as numpy
         arrays, to their mean over the learners; the step calls it once, inside the compiled
@@ -290,14 +292,14 @@ class TFBackend:
         ``gradient_hooks`` (a Learner customising its gradient stages) are traced into the
         step in place of the gradient, clipping and applying (``TrainStep``)."""
         groups = []
-        for optimizer in optimizers.values():
+        for name, optimizer in optimizers.items():
             variables = self.optimizer_parameters(optimizer)
             if variables is None:  # a lone optimizer not made by ops.adam: the whole module
                 variables = self.parameters(module)
             if not optimizer.built:
                 # Variables can only be made on a tf.function's first trace; make them now.
                 optimizer.build(variables)
-            groups.append((optimizer, variables))
+            groups.append((name, optimizer, variables))
         return TrainStep(
             self.device,
             forward,

@@ -18,7 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from learnerkit.backends.base import AllReduce, GradientHooks
-from learnerkit.hookspecs import PER_ROW
+from learnerkit.errors import PluginError
+from learnerkit.hookspecs import OPTIMIZER_LOSSES, PER_ROW
 
 
 def _spec(x: tf.Tensor, batch_dim: bool) -> tf.TensorSpec:
@@ -40,6 +41,10 @@ def _numpy_allreduce(allreduce: AllReduce, grads: list[Any]) -> list[tf.Tensor]:
     for averaged, g in zip(out, grads, strict=True):
         averaged.set_shape(g.shape)
     return list(out)
+
+
+class _Retrace(Exception):
+    """The loss returned ``OPTIMIZER_LOSSES`` under a tape that was not persistent."""
 
 
 class StepOutput(NamedTuple):
@@ -88,10 +93,15 @@ class TrainStep:
         self.hooks = hooks
         self.allreduce = allreduce
         self.forward = forward
-        self.groups = groups  # (optimizer, its variables), in the module's optimizer order
-        self.params = [v for _, variables in groups for v in variables]
+        # (name, optimizer, its variables), in the module's optimizer order
+        self.names = [name for name, _, _ in groups]
+        self.groups = [(optimizer, variables) for _, optimizer, variables in groups]
+        self.params = [v for _, variables in self.groups for v in variables]
         # Which optimizer steps each variable (variables are not hashable: by id).
-        self.owner = {id(v): i for i, (_, variables) in enumerate(groups) for v in variables}
+        self.owner = {id(v): i for i, (_, variables) in enumerate(self.groups) for v in variables}
+        # One gradient per optimizer's loss (OPTIMIZER_LOSSES) needs a persistent tape; the
+        # first trace that meets such a loss switches to one and traces again.
+        self.per_optimizer = False
         self.loss_fn = loss_fn
         self.grad_clip = None if grad_clip is None else float(grad_clip)
         self.grad_clip_by = grad_clip_by
@@ -156,6 +166,16 @@ class TrainStep:
                         minibatch, self.forward(minibatch), {**static, **dynamic}
                     )
                     total_loss = loss_out["total_loss"]
+                losses = loss_out.get(OPTIMIZER_LOSSES)
+                if losses is not None and self.hooks is not None:
+                    raise PluginError(
+                        f"compute_loss returned {OPTIMIZER_LOSSES!r}, which a Learner with "
+                        "its own gradient stages (compute_gradients, postprocess_gradients, "
+                        "apply_gradients) does not take yet"
+                    )
+                if losses is not None and not self.per_optimizer:
+                    self.per_optimizer = True
+                    raise _Retrace
                 if self.hooks is not None:
                     grad_norm, applied = self._hooked(loss_out, tape, halt)
                     return self._row(loss_out, grad_norm, applied, keys, names)
@@ -164,10 +184,13 @@ class TrainStep:
                 # below then carries it to every learner, which all decide on the averaged
                 # gradients' norm alone and so skip the same steps. A decision on the local
                 # loss could differ between learners and make their weights diverge.
-                seed = tf.where(tf.math.is_finite(total_loss), 1.0, np.nan)
-                grads = tape.gradient(
-                    total_loss, self.params, output_gradients=tf.cast(seed, total_loss.dtype)
-                )
+                if losses is None:
+                    seed = tf.where(tf.math.is_finite(total_loss), 1.0, np.nan)
+                    grads = tape.gradient(
+                        total_loss, self.params, output_gradients=tf.cast(seed, total_loss.dtype)
+                    )
+                else:
+                    grads = self._per_optimizer_gradients(tape, losses)
                 pairs = [(g, p) for g, p in zip(grads, self.params, strict=True) if g is not None]
                 if self.allreduce is not None and pairs:
                     averaged = _numpy_allreduce(self.allreduce, [g for g, _ in pairs])
@@ -196,20 +219,44 @@ class TrainStep:
             )
             return table.stack()
 
+        try:
+            concrete = self._trace(steps, signature)
+        except _Retrace:  # the loss has one per optimizer: again with a persistent tape
+            concrete = self._trace(steps, signature)
+        return concrete, columns, keys, names
+
+    def _trace(self, steps, signature):
         function = tf.function(steps, input_signature=signature, autograph=False)
-        self._functions.append(function)  # the concrete function below only borrows it
+        concrete = function.get_concrete_function()
+        self._functions.append(function)  # the concrete function only borrows it
         # Calling the concrete function skips tf.function's polymorphic dispatch.
-        return function.get_concrete_function(), columns, keys, names
+        return concrete
+
+    def _per_optimizer_gradients(self, tape, losses):
+        """Each optimizer's loss differentiated with respect to its own variables only (None
+        for an optimizer without a loss); any non-finite loss seeds them all with NaN."""
+        total = tf.add_n([tf.cast(loss, tf.float32) for loss in losses.values()])
+        seed = tf.where(tf.math.is_finite(total), 1.0, np.nan)
+        grads = []
+        for name, (_, variables) in zip(self.names, self.groups, strict=True):
+            loss = losses.get(name)
+            if loss is None:
+                grads.extend([None] * len(variables))
+                continue
+            grads.extend(tape.gradient(loss, variables, output_gradients=tf.cast(seed, loss.dtype)))
+        return grads
 
     @property
     def _persistent(self) -> bool:
-        return self.hooks is not None and self.hooks.persistent_tape
+        return self.per_optimizer or (self.hooks is not None and self.hooks.persistent_tape)
 
     @staticmethod
     def _row(loss_out, grad_norm, applied, keys: list[str], names: list[str]):
         """One step's statistics as a row of floats (and, after them, its per-row values)."""
         stats = {
-            k: tf.reduce_mean(tf.cast(v, tf.float32)) for k, v in loss_out.items() if k != PER_ROW
+            k: tf.reduce_mean(tf.cast(v, tf.float32))
+            for k, v in loss_out.items()
+            if k not in (PER_ROW, OPTIMIZER_LOSSES)
         }
         stats["gradient_norm"] = tf.cast(grad_norm, tf.float32)
         stats["skipped"] = 1.0 - tf.cast(applied, tf.float32)

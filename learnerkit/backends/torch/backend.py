@@ -18,7 +18,7 @@ from learnerkit.backends.torch.ops import TORCH_OPS, TorchOps
 from learnerkit.backends.torch.optimizer_state import as_torch_state, check_torch_optimizer_state
 from learnerkit.batch import SampleBatch, training_arrays
 from learnerkit.errors import CheckpointError, PluginError
-from learnerkit.hookspecs import PER_ROW
+from learnerkit.hookspecs import OPTIMIZER_LOSSES, PER_ROW
 from learnerkit.specs import ModuleSpec
 
 
@@ -191,8 +191,10 @@ class TorchBackend:
     ) -> Callable[..., list[dict[str, Any]]]:
         """A function ``(tensors, minibatches, state, stop_on_skip)`` running one optimizer
         step on ``tensors[indices]`` for each ``indices`` of ``minibatches``: one backward
-        of the total loss, gradients clipped (``grad_clip_by``; a global norm per
-        optimizer), then every optimizer steps its parameters. Returns each step's
+        of the total loss (or, when the loss returns ``OPTIMIZER_LOSSES``, one backward of
+        each optimizer's loss into its own parameters only), gradients clipped
+        (``grad_clip_by``; a global norm per optimizer), then every optimizer steps its
+        parameters. Returns each step's
         statistics: detached loss statistics, the pre-clipping global gradient norm over
         the whole module, and ``skipped``: True when the step applied nothing, because the
         loss or the gradient norm was not finite (weights and optimizer states are then
@@ -208,6 +210,7 @@ class TorchBackend:
         if gradient_hooks is not None:
             return _hooked_steps(forward, loss_fn, allreduce_gradients, gradient_hooks)
         opts = list(optimizers.values())
+        opt_names = list(optimizers)
         groups = [self.optimizer_parameters(opt) for opt in opts]
         params = [p for group in groups for p in group]
 
@@ -232,8 +235,12 @@ class TorchBackend:
             # loss * 0 + 1: 1 for a finite loss, NaN for inf or NaN, in two kernels (issue 10).
             # Multiplied in rather than passed as backward's gradient, which makes torch
             # import its symbolic shapes and sympy to check it (0.3 s, ~25 MB).
-            seed = total_loss.detach().mul(0.0).add_(1.0)
-            (total_loss * seed).backward()
+            losses = loss_out.get(OPTIMIZER_LOSSES)
+            if losses is None:
+                seed = total_loss.detach().mul(0.0).add_(1.0)
+                (total_loss * seed).backward()
+            else:
+                _backward_per_optimizer(losses, opt_names, groups)
             if allreduce_gradients is not None:
                 _allreduce(allreduce_gradients, params)
             grads = [p.grad for p in params if p.grad is not None]
@@ -249,7 +256,7 @@ class TorchBackend:
             stats = {
                 k: v.detach() if torch.is_tensor(v) else v
                 for k, v in loss_out.items()
-                if k != PER_ROW
+                if k not in (PER_ROW, OPTIMIZER_LOSSES)
             }
             stats["gradient_norm"] = grad_norm
             stats["skipped"] = skipped
@@ -356,6 +363,33 @@ class TorchBackend:
         return out.cpu().numpy()
 
 
+def _backward_per_optimizer(
+    losses: Mapping[str, torch.Tensor],
+    names: Sequence[str],
+    groups: Sequence[Sequence[torch.Tensor]],
+) -> None:
+    """Each optimizer's loss backward into that optimizer's parameters only
+    (``backward(inputs=...)``: autograd computes no other parameter's gradient), through the
+    one graph of the forward pass (kept until the last). Any non-finite loss seeds them all
+    with NaN (see the single-loss case in ``make_train_step``)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if torch.distributed.get_world_size() > 1:
+            # DDP averages gradients during the one backward pass per forward it expects.
+            raise PluginError(
+                f"compute_loss returned {OPTIMIZER_LOSSES!r}, which torch data-parallel "
+                "learners (DistributedDataParallel) do not take yet: use one learner, or "
+                "TensorFlow for several"
+            )
+    pending = [
+        (losses[name], group)
+        for name, group in zip(names, groups, strict=True)
+        if name in losses and losses[name].requires_grad and group
+    ]
+    seed = torch.stack([loss.detach() for loss in losses.values()]).sum().mul(0.0).add_(1.0)
+    for i, (loss, group) in enumerate(pending):
+        (loss * seed).backward(inputs=list(group), retain_graph=i < len(pending) - 1)
+
+
 def _run_steps(step: Callable[..., dict[str, Any]], names: list[str]) -> Callable[..., Any]:
     def run(tensors, minibatches, state, stop_on_skip):
         per_step, per_row_steps = [], []
@@ -386,6 +420,12 @@ def _hooked_steps(
         if per_row is not None:
             per_row_steps.append((indices, [v.detach() for v in per_row.values()]))
             names[:] = list(per_row)
+        if OPTIMIZER_LOSSES in loss_out:
+            raise PluginError(
+                f"compute_loss returned {OPTIMIZER_LOSSES!r}, which a Learner with its own "
+                "gradient stages (compute_gradients, postprocess_gradients, apply_gradients) "
+                "does not take yet"
+            )
         gradients = hooks.compute(loss_out, None)
         if allreduce is not None and gradients:
             averaged = allreduce([g.detach().cpu().numpy() for g in gradients.values()])
@@ -403,7 +443,9 @@ def _hooked_steps(
             if not skipped:
                 hooks.apply(gradients)
         stats = {
-            k: v.detach() if torch.is_tensor(v) else v for k, v in loss_out.items() if k != PER_ROW
+            k: v.detach() if torch.is_tensor(v) else v
+            for k, v in loss_out.items()
+            if k not in (PER_ROW, OPTIMIZER_LOSSES)
         }
         stats["gradient_norm"] = grad_norm
         stats["skipped"] = skipped
