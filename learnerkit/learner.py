@@ -22,6 +22,7 @@ import attrs
 
 from learnerkit import (
     _checkpoint,
+    _gradient_stages,
     _learner_modules,
     _learner_state,
     _minibatches,
@@ -33,7 +34,7 @@ from learnerkit.backends import make_backend
 from learnerkit.backends.base import GradientHooks, Gradients
 from learnerkit.batch import MultiAgentBatch, as_multi_agent_batch
 from learnerkit.data_parallel import DataParallel, SingleProcess
-from learnerkit.errors import CheckpointError, LearnerkitError, PluginError
+from learnerkit.errors import LearnerkitError, PluginError
 from learnerkit.hookspecs import PER_ROW
 from learnerkit.learner_spec import LearnerSpec
 from learnerkit.specs import Hyperparameters, ModuleSpec
@@ -118,25 +119,12 @@ class Learner:
         """The module's train step through this Learner's gradient stages, when a subclass
         overrides one or a plugin implements ``postprocess_gradients``; else None: the
         backend's inlined step, which does the default stages at no cost (issue 10)."""
-        cls = type(self)
-        custom_compute = cls.compute_gradients is not Learner.compute_gradients
-        custom_post = cls.postprocess_gradients is not Learner.postprocess_gradients or bool(
-            self.hooks.postprocess_gradients.get_hookimpls()
-        )
-        custom_apply = cls.apply_gradients is not Learner.apply_gradients
-        if not (custom_compute or custom_post or custom_apply):
-            return None
-        hps = record.hps  # as the loss sees it (``_learner_modules.loss_fn``)
-        return GradientHooks(
-            compute=lambda loss_out, tape: self.compute_gradients(
-                loss_out, module_id=module_id, tape=tape
-            ),
-            postprocess=lambda gradients: self.postprocess_gradients(
-                gradients, module_id=module_id, hps=hps
-            ),
-            apply=lambda gradients: self.apply_gradients(gradients, module_id=module_id),
-            check_postprocessed=custom_post,
-            persistent_tape=custom_compute,
+        return _gradient_stages.gradient_hooks(
+            self,
+            Learner,
+            module_id=module_id,
+            hps=record.hps,  # as the loss sees it (``_learner_modules.loss_fn``)
+            plugins_postprocess=bool(self.hooks.postprocess_gradients.get_hookimpls()),
         )
 
     # Modules while training (leagues, self-play) -----------------------------------------
@@ -465,13 +453,7 @@ class Learner:
         module id, or weights that do not fit, is a CheckpointError naming it, with nothing
         loaded. Optimizer states and target networks are left as they are."""
         self._require_built()
-        _state_checks.check_known_module_ids(self._table, state, "weights")
-        for module_id, weights in state.items():
-            where = f"module {module_id!r}"
-            self.backend.check_module_state(self._table[module_id].module, weights, where)
-        for module_id, weights in state.items():
-            where = f"module {module_id!r}"
-            self.backend.set_module_state(self._table[module_id].module, weights, where)
+        _learner_state.set_module_state(self._table, self.backend, state)
 
     def get_state(self) -> dict[str, Any]:
         """Weights, optimizer states, algorithm state and the shuffle generator: everything
@@ -493,34 +475,17 @@ class Learner:
         scalar types); a mismatch is a CheckpointError naming it, with the learner exactly
         as it was."""
         self._require_built()
-        optimizers = _state_checks.check_state(
-            self._table, self.backend, self.algorithm, self.spec, state, source
+        _learner_state.load_state(
+            self._table,
+            self.backend,
+            self.algorithm,
+            self.spec,
+            state,
+            source,
+            get_state=self.get_state,
+            set_module_state=self.set_module_state,
+            generator=self._generator,
         )
-        before = self.get_state()
-        try:
-            self._apply_state(state, optimizers, source)
-        except BaseException as exc:
-            # The check above should leave nothing to fail here; if something does, the
-            # learner goes back to where it was rather than stay half loaded.
-            self._apply_state(
-                before, _state_checks.named_optimizer_states(self._table, before, "it"), "it"
-            )
-            if isinstance(exc, LearnerkitError) or not isinstance(exc, Exception):
-                raise
-            raise CheckpointError(
-                f"{source} could not be loaded ({type(exc).__name__}: {exc}); the learner "
-                "holds the state it had before"
-            ) from exc
-
-    def _apply_state(
-        self, state: Mapping[str, Any], optimizers: Mapping[str, Any], source: str
-    ) -> None:
-        self.set_module_state(state["modules"])
-        _learner_state.set_state(
-            self._table, self.backend, self.algorithm, state, optimizers, source
-        )
-        if state.get("shuffle_generator") is not None:
-            self.backend.set_generator_state(self._generator, state["shuffle_generator"], source)
 
     def save_state(self, path: str | os.PathLike) -> None:
         """Write the state to the directory ``path`` (atomically; no pickle). A temporary

@@ -235,6 +235,7 @@ ABOVE_THE_REGISTRIES = (
     "learnerkit._learner_modules",
     "learnerkit._learner_state",
     "learnerkit._minibatches",
+    "learnerkit._gradient_stages",
     "learnerkit.data_parallel",
     "learnerkit.backends",
     "learnerkit.rollouts",
@@ -294,6 +295,7 @@ def test_the_leaves_import_only_leaves():
                 "learnerkit._learner_modules",
                 "learnerkit._learner_state",
                 "learnerkit._minibatches",
+                "learnerkit._gradient_stages",
             ),
         ),
         # The Learner's helpers and seam are handed what they need: they never import it.
@@ -302,6 +304,7 @@ def test_the_leaves_import_only_leaves():
                 "learnerkit._learner_modules",
                 "learnerkit._learner_state",
                 "learnerkit._minibatches",
+                "learnerkit._gradient_stages",
                 "learnerkit.target_networks",
                 "learnerkit.data_parallel",
             ],

@@ -1,18 +1,29 @@
 """What a run is made of, before it starts: the algorithm's training loop (its declaration
 and its code), its settings (presets, overrides, stop criteria), and the environment and
-its spaces. Decided from what the loop declares (``LoopInfo``), never from its name: the
+its spaces, the modules it trains, and what a resumed run keeps of the run it continues.
+Decided from what the loop declares (``LoopInfo``), never from its name: the
 host treats learnerkit's own loops and a third party's alike.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from learnerkit._plugins import Algorithm, list_plugins
+import attrs
+
+from learnerkit._plugins import Algorithm, get_algorithm, list_plugins
 from learnerkit.errors import ConfigError, PluginError, UnknownTrainingLoopError
+from learnerkit.loops._run_files import read_run, read_trainer_state
 from learnerkit.loops.contract import REQUIRED_LOOP_METHODS, LoopInfo, TrainConfig, probe_spaces
+from learnerkit.loops.multi_agent import multi_agent_modules
 from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo
-from learnerkit.specs import check_base_fields, current_field_names, structure_hyperparameters
+from learnerkit.specs import (
+    ModuleSpec,
+    check_base_fields,
+    current_field_names,
+    structure_hyperparameters,
+)
 from learnerkit.training_loops import get_training_loop, list_training_loops
 
 DEFAULT_ENV_ID = "CartPole-v1"
@@ -117,3 +128,75 @@ def environment(info: LoopInfo, loop_cls: Any, config: TrainConfig) -> tuple[str
     if is_pettingzoo(env_id):
         return env_id, None, None  # spaces per module: see multi_agent_modules
     return (env_id, *probe_spaces(env_id))
+
+
+def run_modules(
+    config: TrainConfig,
+    env_id: str,
+    observation_space: Any,
+    action_space: Any,
+    model_config: dict[str, Any],
+) -> tuple[Any, Any, dict[str, dict[str, Any]], set[str] | None]:
+    """The run's modules: ``(module_spec, policy_mapping, module_hyperparameters,
+    modules_to_train)`` (None: all). A PettingZoo env gets a module per policy its mapping
+    names; a resumed one the modules its checkpoint describes."""
+    if is_pettingzoo(env_id):
+        saved = read_trainer_state(Path(config.resume)) if config.resume else {}
+        module_spec, mapping, described = multi_agent_modules(
+            env_id, config.policy_mapping, model_config, saved
+        )
+    else:
+        module_spec = ModuleSpec(observation_space, action_space, model_config=model_config)
+        mapping, described = "shared", {}
+    frozen = {m for m, d in described.items() if not d.get("train", True)}
+    trained = set(config.modules_to_train) if config.modules_to_train is not None else None
+    if frozen and trained is None:
+        trained = set(module_spec) - frozen
+    # A resumed run's checkpoint records each module's hyperparameters and whether it
+    # trains, as they were when it was saved (changes while training included); the
+    # config's, given again, win.
+    module_hps = {m: dict(d.get("hyperparameters") or {}) for m, d in described.items()}
+    for module_id, values in config.module_hyperparameters.items():
+        module_hps[module_id] = {**module_hps.get(module_id, {}), **values}
+    return module_spec, mapping, module_hps, trained
+
+
+def continue_run(config: TrainConfig) -> TrainConfig:
+    """A resumed run keeps the algorithm, env, framework, hyperparameters and model of the
+    run it continues; explicit overrides still apply on top."""
+    run = read_run(config.resume)
+    hyperparameters = {k: v for k, v in run["hyperparameters"].items() if k != "seed"}
+    # Renamed first, so that an old name given now overrides the new name the run saved.
+    overrides = current_field_names(
+        get_algorithm(run["algorithm"]).hyperparameters, config.overrides, where=" (--config)"
+    )
+    return attrs.evolve(
+        config,
+        algorithm=run["algorithm"],
+        env_id=run["env"],
+        dataset=config.dataset or run.get("dataset"),
+        framework=run["framework"],
+        overrides={**hyperparameters, **overrides},
+        model_config={**run["model_config"], **(config.model_config or {})},
+        # The mapping the run began with (the checkpoint holds the current one); a callable
+        # cannot be saved and is passed again.
+        policy_mapping=(
+            run["policy_mapping"]
+            if run.get("policy_mapping") is not None and config.policy_mapping == "shared"
+            else config.policy_mapping
+        ),
+    )
+
+
+def seed_and_threads(framework: str, seed: int) -> None:
+    """Seed the framework's global generator (action sampling draws from it), and keep
+    torch to one thread: small MLPs run fastest so, and the other core steps the envs."""
+    if framework == "torch":
+        import torch
+
+        torch.manual_seed(seed)
+        torch.set_num_threads(1)
+    else:
+        import tensorflow as tf
+
+        tf.random.set_seed(seed)

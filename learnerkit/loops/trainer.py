@@ -29,24 +29,34 @@ from typing import Any
 import attrs
 import numpy as np
 
-from learnerkit import _checkpoint
 from learnerkit._checkpoint import write_json_atomic
 from learnerkit._plugins import get_algorithm
 from learnerkit.learner_group import LearnerGroup
 from learnerkit.learner_spec import LearnerSpec
 from learnerkit.loops._run_files import (
     CHECKPOINT_DIR,
-    LOOP_STATE_FILE,
     RUN_FILE,
-    RUNNERS_STATE_FILE,
     TRAINER_STATE_FILE,
     checkpoint_dir,
     default_out_dir,
-    read_run,
     read_trainer_state,
 )
 from learnerkit.loops._run_output import AGENT_RETURN_PREFIX, RunOutput
-from learnerkit.loops._setup import environment, load_loop, resolve_settings, training_loop_of
+from learnerkit.loops._setup import (
+    continue_run,
+    environment,
+    load_loop,
+    resolve_settings,
+    run_modules,
+    seed_and_threads,
+    training_loop_of,
+)
+from learnerkit.loops._trainer_checkpoint import (
+    load_loop_state,
+    restore_runner_states,
+    save_loop_state,
+    save_runner_states,
+)
 from learnerkit.loops.contract import (
     OnIteration,
     Run,
@@ -59,12 +69,11 @@ from learnerkit.loops.multi_agent import (
     AgentReturns,
     ModuleControl,
     module_state,
-    multi_agent_modules,
     saved_mapping,
 )
 from learnerkit.rollouts.contract import EnvRunnerSpec
 from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo
-from learnerkit.specs import ModuleSpec, ScalingConfig, current_field_names
+from learnerkit.specs import ScalingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +86,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, on_iteration: OnIteration | None = None) -> None:
         if config.resume:
-            config = _continue_run(config)
+            config = continue_run(config)
         self.algorithm = get_algorithm(config.algorithm)
         info = training_loop_of(self.algorithm)
         loop_cls = load_loop(info)
@@ -92,25 +101,9 @@ class Trainer:
             config, self.algorithm, info
         )
         ray_address = config.ray_address or os.environ.get("RAY_ADDRESS")
-        if is_pettingzoo(env_id):
-            saved = read_trainer_state(Path(config.resume)) if config.resume else {}
-            module_spec, mapping, described = multi_agent_modules(
-                env_id, config.policy_mapping, self.model_config, saved
-            )
-        else:
-            model = self.model_config
-            module_spec = ModuleSpec(observation_space, action_space, model_config=model)
-            mapping, described = "shared", {}
-        frozen = {m for m, d in described.items() if not d.get("train", True)}
-        trained = set(config.modules_to_train) if config.modules_to_train is not None else None
-        if frozen and trained is None:
-            trained = set(module_spec) - frozen
-        # A resumed run's checkpoint records each module's hyperparameters and whether it
-        # trains, as they were when it was saved (changes while training included); the
-        # config's, given again, win.
-        module_hps = {m: dict(d.get("hyperparameters") or {}) for m, d in described.items()}
-        for module_id, values in config.module_hyperparameters.items():
-            module_hps[module_id] = {**module_hps.get(module_id, {}), **values}
+        module_spec, mapping, module_hps, trained = run_modules(
+            config, env_id, observation_space, action_space, self.model_config
+        )
         self.multi_agent = is_pettingzoo(env_id)
         self.policy_mapping = mapping
         self.on_iteration = on_iteration
@@ -210,8 +203,8 @@ class Trainer:
                 k: np.asarray(v).tolist()
                 for k, v in (self.runners.get_state() if self.runners else {}).items()
             },
-            **self._save_loop_state(path),
-            **self._save_runner_states(path),
+            **save_loop_state(self.loop.get_state(), path),
+            **save_runner_states(self.runners, path),
             **(
                 module_state(self.config.env_id, self.group, self.runners, self.agent_returns)
                 if self.multi_agent
@@ -222,45 +215,6 @@ class Trainer:
         write_json_atomic(path / RUN_FILE, self.run_metadata())
         return path
 
-    def _save_loop_state(self, path: Path) -> dict[str, Any]:
-        """The loop's state for ``trainer_state.json``: itself when it is JSON, else a note
-        of the file that holds it with its arrays (a replay buffer, say)."""
-        state = self.loop.get_state()
-        if not _checkpoint.holds_arrays(state):
-            (path / LOOP_STATE_FILE).unlink(missing_ok=True)  # an earlier save's arrays
-            return {"loop": state}
-        _checkpoint.save(path, {"loop": state}, file=LOOP_STATE_FILE)
-        return {"loop_file": LOOP_STATE_FILE}
-
-    def _save_runner_states(self, path: Path) -> dict[str, Any]:
-        """The env runners' generators and envs, beside the loop's state (an exact resume:
-        README, "Faults and bad input")."""
-        get_states = getattr(self.runners, "get_runner_states", None)
-        if get_states is None:
-            return {}
-        _checkpoint.save(path, {"runners": get_states()}, file=RUNNERS_STATE_FILE)
-        return {"env_runners_file": RUNNERS_STATE_FILE}
-
-    def _restore_runner_states(self, path: Path, state: dict[str, Any]) -> None:
-        set_states = getattr(self.runners, "set_runner_states", None)
-        if set_states is None:
-            return
-        if not state.get("env_runners_file"):
-            logger.warning(
-                "the checkpoint holds no env runner state (saved by an older learnerkit): "
-                "the env runners start new episodes from their seeds"
-            )
-            return
-        saved = _checkpoint.load(checkpoint_dir(path), file=state["env_runners_file"])
-        notes = set_states(list(saved["runners"]))
-        for index, note in enumerate(notes):
-            if note is not None:
-                logger.warning(
-                    "env runner %d does not continue exactly as the saved run would: %s",
-                    index,
-                    note,
-                )
-
     def _restore(self, path: Path) -> None:
         state = read_trainer_state(path)
         self.group.load_state(checkpoint_dir(path))
@@ -270,13 +224,9 @@ class Trainer:
         self.lengths.extend(state["lengths"])
         if self.runners is not None:
             self.runners.set_state(state["obs_normalizer"])
-            self._restore_runner_states(path, state)
+            restore_runner_states(self.runners, path, state)
         self.agent_returns.set_state(state.get("agent_returns", {}))
-        if state.get("loop_file"):
-            loop_state = _checkpoint.load(checkpoint_dir(path), file=state["loop_file"])["loop"]
-        else:
-            loop_state = state.get("loop", {})
-        self.loop.set_state(loop_state)
+        self.loop.set_state(load_loop_state(path, state))
 
     # The loop ----------------------------------------------------------------------------
     def mean_return(self) -> float | None:
@@ -409,47 +359,6 @@ class Trainer:
             self.group.shutdown()
 
 
-def _continue_run(config: TrainConfig) -> TrainConfig:
-    """A resumed run keeps the algorithm, env, framework, hyperparameters and model of the
-    run it continues; explicit overrides still apply on top."""
-    run = read_run(config.resume)
-    hyperparameters = {k: v for k, v in run["hyperparameters"].items() if k != "seed"}
-    # Renamed first, so that an old name given now overrides the new name the run saved.
-    overrides = current_field_names(
-        get_algorithm(run["algorithm"]).hyperparameters, config.overrides, where=" (--config)"
-    )
-    return attrs.evolve(
-        config,
-        algorithm=run["algorithm"],
-        env_id=run["env"],
-        dataset=config.dataset or run.get("dataset"),
-        framework=run["framework"],
-        overrides={**hyperparameters, **overrides},
-        model_config={**run["model_config"], **(config.model_config or {})},
-        # The mapping the run began with (the checkpoint holds the current one); a callable
-        # cannot be saved and is passed again.
-        policy_mapping=(
-            run["policy_mapping"]
-            if run.get("policy_mapping") is not None and config.policy_mapping == "shared"
-            else config.policy_mapping
-        ),
-    )
-
-
-def _seed_and_threads(framework: str, seed: int) -> None:
-    """Seed the framework's global generator (action sampling draws from it), and keep
-    torch to one thread: small MLPs run fastest so, and the other core steps the envs."""
-    if framework == "torch":
-        import torch
-
-        torch.manual_seed(seed)
-        torch.set_num_threads(1)
-    else:
-        import tensorflow as tf
-
-        tf.random.set_seed(seed)
-
-
 def train(config: TrainConfig, *, on_iteration: OnIteration | None = None) -> TrainSummary:
     """Train until the stop reward (mean of the last 100 episodes; multi-agent, of the team
     return) or the step budget (``out_dir`` None: ``runs/ALGO-ENV-seedS``).
@@ -457,7 +366,7 @@ def train(config: TrainConfig, *, on_iteration: OnIteration | None = None) -> Tr
     ``on_iteration(ctx)`` is called after every iteration (its row logged) with an
     ``IterationContext``: the metrics, the learner group and env runners, and methods that
     add or remove modules and change the policy mapping for the next iteration."""
-    _seed_and_threads(config.framework, config.seed)
+    seed_and_threads(config.framework, config.seed)
     trainer = Trainer(config, on_iteration)
     try:
         return trainer.run()

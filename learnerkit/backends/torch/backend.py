@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,14 @@ from learnerkit._import_path import resolve
 from learnerkit.backends.base import AllReduce, Forward, GradientHooks, Gradients, LossFn
 from learnerkit.backends.torch.ops import TORCH_OPS, TorchOps
 from learnerkit.backends.torch.optimizer_state import as_torch_state, check_torch_optimizer_state
+from learnerkit.backends.torch.train_step import (
+    allreduce_grads,
+    backward_per_optimizer,
+    clip_coef,
+    clip_grads,
+    hooked_steps,
+    run_steps,
+)
 from learnerkit.batch import SampleBatch, training_arrays
 from learnerkit.errors import CheckpointError, PluginError
 from learnerkit.hookspecs import OPTIMIZER_LOSSES, PER_ROW
@@ -137,7 +145,7 @@ class TorchBackend:
         clip: float,
         by: str,
     ) -> Gradients:
-        """The fast path's ``_clip`` on new tensors (the same arithmetic, bit for bit)."""
+        """The fast path's ``clip_grads`` on new tensors (the same arithmetic, bit for bit)."""
         out = dict(gradients)
         groups = [
             [p for p in self.optimizer_parameters(opt) if p in gradients]
@@ -150,9 +158,9 @@ class TorchBackend:
             if by == "value":
                 clipped = [g.clamp(-clip, clip) for g in grads]
             elif by == "norm":
-                clipped = [g * _clip_coef(clip, torch.linalg.vector_norm(g)) for g in grads]
+                clipped = [g * clip_coef(clip, torch.linalg.vector_norm(g)) for g in grads]
             else:
-                coef = _clip_coef(clip, torch.nn.utils.get_total_norm(grads))
+                coef = clip_coef(clip, torch.nn.utils.get_total_norm(grads))
                 clipped = [g * coef for g in grads]
             out.update(zip(group, clipped, strict=True))
         return out
@@ -206,9 +214,9 @@ class TorchBackend:
 
         ``gradient_hooks`` (a Learner customising its gradient stages) replace backward,
         clipping and the optimizer steps by its ``compute``, ``postprocess`` and ``apply``
-        (``_hooked_steps``); without them the step is the inlined fast path below."""
+        (``train_step.hooked_steps``); without them the step is the inlined fast path below."""
         if gradient_hooks is not None:
-            return _hooked_steps(forward, loss_fn, allreduce_gradients, gradient_hooks)
+            return hooked_steps(forward, loss_fn, allreduce_gradients, gradient_hooks)
         opts = list(optimizers.values())
         opt_names = list(optimizers)
         groups = [self.optimizer_parameters(opt) for opt in opts]
@@ -240,9 +248,9 @@ class TorchBackend:
                 seed = total_loss.detach().mul(0.0).add_(1.0)
                 (total_loss * seed).backward()
             else:
-                _backward_per_optimizer(losses, opt_names, groups)
+                backward_per_optimizer(losses, opt_names, groups)
             if allreduce_gradients is not None:
-                _allreduce(allreduce_gradients, params)
+                allreduce_grads(allreduce_gradients, params)
             grads = [p.grad for p in params if p.grad is not None]
             grad_norm = torch.nn.utils.get_total_norm(grads)
             # One host sync per step (issue 9): the optimizer cannot step conditionally.
@@ -250,7 +258,7 @@ class TorchBackend:
             if not skipped:
                 if grad_clip is not None:
                     # After backward, hence after DDP's all-reduce: every learner clips alike.
-                    _clip(groups, grad_clip, grad_clip_by, grad_norm)
+                    clip_grads(groups, grad_clip, grad_clip_by, grad_norm)
                 for opt in opts:
                     opt.step()
             stats = {
@@ -263,7 +271,7 @@ class TorchBackend:
             return stats
 
         names: list[str] = []  # the per-row values' names, once a step returned some
-        return _run_steps(step, names)
+        return run_steps(step, names)
 
     def metrics_table(self, step_output: Any) -> tuple[list[str], np.ndarray]:
         """The minibatch steps' statistics as one array (a row per step, a column per key),
@@ -363,135 +371,5 @@ class TorchBackend:
         return out.cpu().numpy()
 
 
-def _backward_per_optimizer(
-    losses: Mapping[str, torch.Tensor],
-    names: Sequence[str],
-    groups: Sequence[Sequence[torch.Tensor]],
-) -> None:
-    """Each optimizer's loss backward into that optimizer's parameters only
-    (``backward(inputs=...)``: autograd computes no other parameter's gradient), through the
-    one graph of the forward pass (kept until the last). Any non-finite loss seeds them all
-    with NaN (see the single-loss case in ``make_train_step``)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        if torch.distributed.get_world_size() > 1:
-            # DDP averages gradients during the one backward pass per forward it expects.
-            raise PluginError(
-                f"compute_loss returned {OPTIMIZER_LOSSES!r}, which torch data-parallel "
-                "learners (DistributedDataParallel) do not take yet: use one learner, or "
-                "TensorFlow for several"
-            )
-    pending = [
-        (losses[name], group)
-        for name, group in zip(names, groups, strict=True)
-        if name in losses and losses[name].requires_grad and group
-    ]
-    seed = torch.stack([loss.detach() for loss in losses.values()]).sum().mul(0.0).add_(1.0)
-    for i, (loss, group) in enumerate(pending):
-        (loss * seed).backward(inputs=list(group), retain_graph=i < len(pending) - 1)
-
-
-def _run_steps(step: Callable[..., dict[str, Any]], names: list[str]) -> Callable[..., Any]:
-    def run(tensors, minibatches, state, stop_on_skip):
-        per_step, per_row_steps = [], []
-        for indices in minibatches:
-            stats = step(tensors, indices, state, per_row_steps)
-            per_step.append(stats)
-            if stop_on_skip and stats["skipped"]:
-                break
-        return per_step, (list(names), per_row_steps)
-
-    return run
-
-
-def _hooked_steps(
-    forward: Forward, loss_fn: LossFn, allreduce: AllReduce | None, hooks: GradientHooks
-) -> Callable[..., Any]:
-    """The train step through a Learner's gradient stages: ``compute`` (one backward),
-    the all-reduce (when not DDP's, which ran during backward), the finiteness check of the
-    averaged gradients, then, unless skipped, ``postprocess`` (re-checked when custom) and
-    ``apply``. Every data-parallel learner postprocesses the same gradients, so they stay
-    identical."""
-    names: list[str] = []
-
-    def step(tensors, indices, state, per_row_steps):
-        minibatch = {k: v[indices] for k, v in tensors.items()}
-        loss_out = loss_fn(minibatch, forward(minibatch), state)
-        per_row = loss_out.get(PER_ROW)
-        if per_row is not None:
-            per_row_steps.append((indices, [v.detach() for v in per_row.values()]))
-            names[:] = list(per_row)
-        if OPTIMIZER_LOSSES in loss_out:
-            raise PluginError(
-                f"compute_loss returned {OPTIMIZER_LOSSES!r}, which a Learner with its own "
-                "gradient stages (compute_gradients, postprocess_gradients, apply_gradients) "
-                "does not take yet"
-            )
-        gradients = hooks.compute(loss_out, None)
-        if allreduce is not None and gradients:
-            averaged = allreduce([g.detach().cpu().numpy() for g in gradients.values()])
-            gradients = {
-                ref: torch.as_tensor(np.asarray(a)).to(g.device)
-                for (ref, g), a in zip(gradients.items(), averaged, strict=True)
-            }
-        grad_norm = torch.nn.utils.get_total_norm(list(gradients.values()))
-        skipped = not math.isfinite(grad_norm.item())
-        if not skipped:
-            gradients = hooks.postprocess(gradients)
-            if hooks.check_postprocessed:
-                norm = torch.nn.utils.get_total_norm(list(gradients.values()))
-                skipped = not math.isfinite(norm.item())
-            if not skipped:
-                hooks.apply(gradients)
-        stats = {
-            k: v.detach() if torch.is_tensor(v) else v
-            for k, v in loss_out.items()
-            if k not in (PER_ROW, OPTIMIZER_LOSSES)
-        }
-        stats["gradient_norm"] = grad_norm
-        stats["skipped"] = skipped
-        return stats
-
-    return _run_steps(step, names)
-
-
-def _clip_coef(clip: float, norm: torch.Tensor) -> torch.Tensor:
-    """``torch.nn.utils.clip_grads_with_norm_``'s scale: ``min(clip / (norm + 1e-6), 1)``."""
-    return torch.clamp(float(clip) / (norm + 1e-6), max=1.0)
-
-
 def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
     return torch.empty(0, dtype=dtype).numpy().dtype
-
-
-def _allreduce(allreduce: AllReduce, params: Sequence[torch.Tensor]) -> None:
-    """Replace the parameters' gradients by ``allreduce`` of them (one call for all)."""
-    with_grad = [p for p in params if p.grad is not None]
-    if not with_grad:
-        return
-    averaged = allreduce([p.grad.detach().cpu().numpy() for p in with_grad])
-    for p, grad in zip(with_grad, averaged, strict=True):
-        p.grad.copy_(torch.as_tensor(np.asarray(grad)))
-
-
-def _clip(
-    groups: Sequence[Sequence[torch.Tensor]], clip: float, by: str, grad_norm: torch.Tensor
-) -> None:
-    """Clip the gradients of each optimizer's parameters ``groups`` in place, as RLlib does
-    (``torch.nn.utils`` functions: a norm is scaled by ``clip / (norm + 1e-6)`` when above)."""
-    if by == "value":
-        for group in groups:
-            torch.nn.utils.clip_grad_value_(group, clip)
-    elif by == "norm":
-        for group in groups:
-            for p in group:
-                if p.grad is not None:
-                    norm = torch.linalg.vector_norm(p.grad)
-                    torch.nn.utils.clip_grads_with_norm_([p], clip, norm)
-    elif len(groups) == 1:
-        torch.nn.utils.clip_grads_with_norm_(groups[0], clip, grad_norm)
-    else:  # global norm per optimizer
-        for group in groups:
-            grads = [p.grad for p in group if p.grad is not None]
-            if grads:
-                norm = torch.nn.utils.get_total_norm(grads)
-                torch.nn.utils.clip_grads_with_norm_(group, clip, norm)
