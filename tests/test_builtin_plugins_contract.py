@@ -7,11 +7,16 @@ two-Ray-learner group and its two-state task, on torch."""
 
 from __future__ import annotations
 
+import gymnasium as gym
+import numpy as np
+import pytest
+
 from learnerkit.testing import AlgorithmContract
 
 FRAGMENTS = {"rollout_fragment_length": 16, "train_batch_size": 32, "minibatch_size": 32}
 PPO_TINY_TASK = {"num_envs_per_env_runner": 8, "rollout_fragment_length": 32}
 DQN = {"learning_starts": 0}
+SAC = {"learning_starts": 0}
 
 
 class TestPPOContract(AlgorithmContract):
@@ -43,3 +48,18 @@ class TestBCContract(AlgorithmContract):
 class TestDQNContract(AlgorithmContract):
     algorithm = "dqn"
     hyperparameters = DQN
+
+
+class TestSACContract(AlgorithmContract):
+    algorithm = "sac"
+    frameworks = ("torch",)  # TensorFlow: test_sac.py's per-optimizer losses and learning run
+    action_space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+    hyperparameters = SAC
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="SAC's loss samples its actions from torch's global generator, which learner "
+        "states do not hold yet: the update after set_state draws other noise",
+    )
+    def test_its_state_round_trips_bitwise(self, contract_run):
+        super().test_its_state_round_trips_bitwise(contract_run)

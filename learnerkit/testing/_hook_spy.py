@@ -31,8 +31,11 @@ ARGUMENT_CHECKS: dict[str, Callable[[Any], bool]] = {
 }
 RESULT_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "compute_loss": (
-        lambda r: isinstance(r, Mapping) and "total_loss" in r,
-        'a mapping with "total_loss"',
+        lambda r: (
+            isinstance(r, Mapping)
+            and ("total_loss" in r or isinstance(r.get(hookspecs.OPTIMIZER_LOSSES), Mapping))
+        ),
+        f'a mapping with "total_loss" (or "{hookspecs.OPTIMIZER_LOSSES}": a loss per optimizer)',
     ),
     "additional_update": (lambda r: r is None or isinstance(r, Mapping), "a mapping or None"),
     "compile_results": (lambda r: r is None or isinstance(r, Mapping), "a mapping or None"),
