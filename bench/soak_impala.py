@@ -89,9 +89,16 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
+    from learnerkit.distributed.start import LOCAL_RAY_SYSTEM_CONFIG
     from learnerkit.loops import TrainConfig, train
 
-    ray.init(num_cpus=4, include_dashboard=False, object_store_memory=256 * MIB)
+    # As a run's own local Ray starts (learnerkit.distributed.start), with 4 logical CPUs.
+    ray.init(
+        num_cpus=4,
+        include_dashboard=False,
+        object_store_memory=256 * MIB,
+        _system_config=LOCAL_RAY_SYSTEM_CONFIG,
+    )
     samples: list[dict[str, float]] = []
     started = time.perf_counter()
     next_at = started

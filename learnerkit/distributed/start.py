@@ -21,6 +21,11 @@ PLACEMENT_TIMEOUT_ENV = "LEARNERKIT_PLACEMENT_TIMEOUT_S"
 DEFAULT_PLACEMENT_TIMEOUT_S = 60.0
 # Object store of a Ray started here: batches and states of small models need little.
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2
+# Ray's GCS keeps a record of every task (each runner's sample and each learner update is
+# one) for its state API, up to 100,000 by default: in a long run it grew by ~20 MiB a
+# minute on a 2-core machine (bench/soak_impala.py). A local Ray of a run keeps the last
+# 10,000, enough to inspect a live run with ``ray list tasks``.
+LOCAL_RAY_SYSTEM_CONFIG = {"task_events_max_num_task_in_gcs": 10_000}
 
 
 def ensure_ray(address: str | None) -> None:
@@ -48,6 +53,7 @@ def ensure_ray(address: str | None) -> None:
                 address="local",
                 include_dashboard=False,
                 object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                _system_config=LOCAL_RAY_SYSTEM_CONFIG,
                 # Learner warnings and errors should reach the user; Ray prefixes each line
                 # with the actor that wrote it.
                 log_to_driver=True,
