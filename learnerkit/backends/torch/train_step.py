@@ -40,12 +40,7 @@ def hooked_steps(
     names: list[str] = []
 
     def step(tensors, indices, state, per_row_steps):
-        minibatch = {k: v[indices] for k, v in tensors.items()}
-        loss_out = loss_fn(minibatch, forward(minibatch), state)
-        per_row = loss_out.get(PER_ROW)
-        if per_row is not None:
-            per_row_steps.append((indices, [v.detach() for v in per_row.values()]))
-            names[:] = list(per_row)
+        loss_out = minibatch_loss(loss_fn, forward, tensors, indices, state, per_row_steps, names)
         if OPTIMIZER_LOSSES in loss_out:
             raise PluginError(
                 f"compute_loss returned {OPTIMIZER_LOSSES!r}, which a Learner with its own "
@@ -68,11 +63,7 @@ def hooked_steps(
                 skipped = not math.isfinite(norm.item())
             if not skipped:
                 hooks.apply(gradients)
-        stats = {
-            k: v.detach() if torch.is_tensor(v) else v
-            for k, v in loss_out.items()
-            if k not in (PER_ROW, OPTIMIZER_LOSSES)
-        }
+        stats = detached_stats(loss_out)
         stats["gradient_norm"] = grad_norm
         stats["skipped"] = skipped
         return stats
@@ -144,3 +135,33 @@ def backward_per_optimizer(
     seed = torch.stack([loss.detach() for loss in losses.values()]).sum().mul(0.0).add_(1.0)
     for i, (loss, group) in enumerate(pending):
         (loss * seed).backward(inputs=list(group), retain_graph=i < len(pending) - 1)
+
+
+def minibatch_loss(
+    loss_fn: LossFn,
+    forward: Forward,
+    tensors: dict[str, torch.Tensor],
+    indices: Any,
+    state: Any,
+    per_row_steps: list,
+    names: list[str],
+) -> dict[str, Any]:
+    """The loss on ``tensors[indices]``, its per-row values (if any) kept with their rows
+    for the caller of ``update()``."""
+    minibatch = {k: v[indices] for k, v in tensors.items()}
+    loss_out = loss_fn(minibatch, forward(minibatch), state)
+    per_row = loss_out.get(PER_ROW)
+    if per_row is not None:
+        per_row_steps.append((indices, [v.detach() for v in per_row.values()]))
+        names[:] = list(per_row)
+    return loss_out
+
+
+def detached_stats(loss_out: dict[str, Any]) -> dict[str, Any]:
+    """A step's loss statistics, detached; per-row values and per-optimizer losses go
+    elsewhere."""
+    return {
+        k: v.detach() if torch.is_tensor(v) else v
+        for k, v in loss_out.items()
+        if k not in (PER_ROW, OPTIMIZER_LOSSES)
+    }
