@@ -81,6 +81,10 @@ class HookLearner(Protocol):
     @property
     def modules_to_train(self) -> frozenset[str]: ...
 
+    @property
+    def loss_generator(self) -> Any:
+        """The generator a loss draws random numbers from (docs/guides/randomness.md)."""
+
     def hyperparameters_for(self, module_id: str) -> Hyperparameters: ...
 
     def optimizer(self, module_id: str, name: str = "default") -> Any: ...
@@ -153,7 +157,8 @@ def compute_loss(
         Called for every minibatch of every epoch, inside the gradient tape (TensorFlow) or before
         ``backward()`` (torch). First non-None result wins: this is the algorithm's own hook.
 
-        :param learner: the Learner calling the hook.
+        :param learner: the Learner calling the hook. A loss that draws random numbers (SAC's
+            actions) draws them from ``learner.loss_generator``, whose state checkpoints keep.
         :param module_id: which module.
         :param module: the framework module.
         :param hyperparameters: this module's hyperparameters (with its overrides).
