@@ -184,9 +184,10 @@ def compute_loss(
     out: it is reported as the sum of the losses. The step is skipped as non-finite when any
     of the losses or their gradients is. torch computes one backward pass per loss through
     the shared graph (``backward(inputs=...)``: only that optimizer's gradients), TensorFlow
-    one gradient per loss from a persistent tape; torch's DistributedDataParallel, which
-    averages gradients during the one backward pass it expects, does not take it (Ray
-    learners on TensorFlow do), nor yet a Learner with its own gradient stages.
+    one gradient per loss from a persistent tape. Ray learners average each optimizer's
+    gradients over the learners after the backward passes (torch: a module with several
+    optimizers runs its forward pass without DDP's averaging, which expects one backward
+    pass per forward pass). A Learner with its own gradient stages does not take it yet.
 
         Per-row values travel back to the caller of ``update()``, not into the averaged
         statistics: ``results[module_id]["per_row"][name]`` is a float32 numpy array with one

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import attrs
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -14,9 +15,11 @@ from learnerkit import (
     OPTIMIZER_LOSSES,
     ConfigError,
     Learner,
+    LearnerGroup,
     LearnerSpec,
     ModuleSpec,
     SampleBatch,
+    ScalingConfig,
     get_algorithm,
 )
 from learnerkit.rollouts.acting import numpy_copy_class
@@ -113,6 +116,36 @@ def test_a_learner_set_to_a_state_takes_the_same_next_step(framework):
     resumed.update(replay_batch(32, seed=1))
     for name, value in original.get_module_state()[MID].items():
         np.testing.assert_array_equal(resumed.get_module_state()[MID][name], value, err_msg=name)
+
+
+@pytest.mark.ray
+def test_two_ray_learners_stay_bitwise_identical_and_step_as_one_learner():
+    """Each optimizer's own loss on 2 torch Ray learners (DDP): each learner trains on its
+    half of the batch, and the gradients are averaged after the three backward passes. Both
+    halves hold the same rows and the learners' loss generators are seeded alike, so they
+    draw the same actions: the averaged gradients are those of one learner on those rows,
+    with the group's state (its generator included), and so are the weights after."""
+    spec = LearnerSpec(
+        algorithm="sac",
+        module_spec=ModuleSpec(OBS, ACTIONS, model_config={"hiddens": (16,)}),
+        hyperparameters=hps(),
+        scaling=ScalingConfig(num_learners=2, num_cpus_per_learner=0.5),
+    )
+    half = replay_batch(32)
+    with LearnerGroup(spec) as group:
+        single = Learner(attrs.evolve(spec, scaling=ScalingConfig()))
+        single.build()
+        single.set_state(group.get_state())
+        before = single.get_module_state()[MID]
+        group.update(SampleBatch({k: np.concatenate([v, v]) for k, v in half.items()}))
+        first, second = group.foreach_learner(lambda learner: learner.get_module_state()[MID])
+    single.update(half)
+    for name, value in first.items():
+        np.testing.assert_array_equal(second[name], value, err_msg=name)
+        np.testing.assert_allclose(value, single.get_module_state()[MID][name], atol=1e-6)
+    for prefix in ("pi.", "qf.", "qf_twin.", "log_alpha"):  # each optimizer stepped
+        name = next(iter(part(first, prefix)))
+        assert not np.array_equal(first[name], before[name]), name
 
 
 def test_log_probabilities_are_the_tanh_squashed_gaussians():
