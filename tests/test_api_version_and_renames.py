@@ -24,6 +24,7 @@ from learnerkit import (
     PluginError,
     SamplingSettings,
 )
+from learnerkit.cli import build_parser
 from learnerkit.errors import LearnerkitDeprecationWarning
 from learnerkit.specs import evolve_hyperparameters, structure_hyperparameters
 
@@ -127,6 +128,17 @@ def test_an_old_field_name_in_a_config_table_or_module_overrides_is_renamed_with
 def test_giving_both_the_old_and_the_new_name_is_an_error_naming_the_one_to_keep():
     with pytest.raises(learnerkit.ConfigError, match="give only 'num_envs_per_env_runner'"):
         OnPolicySettings(num_envs=2, num_envs_per_env_runner=2)
+
+
+def test_the_old_command_line_option_sets_the_new_one_with_a_warning_naming_it():
+    parser = build_parser()
+    args, caught = recorded(lambda: parser.parse_args(["train", "--num-envs", "3"]))
+    assert args.num_envs_per_env_runner == 3
+    assert len(caught) == 1 and caught[0].category is LearnerkitDeprecationWarning
+    assert "--num-envs is now called --num-envs-per-env-runner" in str(caught[0].message)
+    args, caught = recorded(lambda: parser.parse_args(["train", "--num-envs-per-env-runner", "3"]))
+    assert args.num_envs_per_env_runner == 3 and caught == []
+    assert parser.parse_args(["train"]).num_envs_per_env_runner is None
 
 
 @pytest.mark.slow
