@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import itertools
 import os
 import textwrap
 from collections.abc import Callable, Iterable
@@ -90,7 +91,7 @@ def attribute_docstrings(cls: type) -> dict[str, str]:
             continue
         (node,) = ast.parse(source).body
         body = getattr(node, "body", [])
-        for first, second in zip(body, body[1:], strict=False):
+        for first, second in itertools.pairwise(body):
             target = (
                 first.target
                 if isinstance(first, ast.AnnAssign)
@@ -174,10 +175,10 @@ def hooks_page() -> str:
     for spec in hook_specs():
         summary = inspect.getdoc(spec).split("\n\n")[0]
         params = ", ".join(inspect.signature(spec).parameters)
-        rows.append((f"[`{spec.__name__}`](#learnerkit.hookspecs.{spec.__name__})", params, cell(summary.replace("``", "`"))))
+        link = f"[`{spec.__name__}`](#learnerkit.hookspecs.{spec.__name__})"
+        rows.append((link, params, docstring_markdown(summary)))
     return (
-        GENERATED_NOTE
-        + "# Hook reference\n\n"
+        GENERATED_NOTE + "# Hook reference\n\n"
         "The plugin contract, generated from `learnerkit/hookspecs.py`. A Learner calls the "
         "hooks in this order; an implementation takes any subset of the keyword arguments "
         "(see [Writing an algorithm](../writing-an-algorithm.md)).\n\n"
@@ -255,8 +256,10 @@ def algorithm_settings(algorithm: Any, row: Any, documented: dict[type, str]) ->
     cls = algorithm.hyperparameters
     base = next(klass for klass in cls.__mro__ if klass in documented)
     own, notes = own_fields(cls, base)
-    loop = f"trained by the `{algorithm.training_loop}` loop" if algorithm.training_loop else (
-        "no training loop: trained through the Learner API"
+    loop = (
+        f"trained by the `{algorithm.training_loop}` loop"
+        if algorithm.training_loop
+        else ("no training loop: trained through the Learner API")
     )
     text = (
         f"### `{algorithm.name}`\n\n{cell(algorithm.description)} ({row.package} {row.version}; "
@@ -272,7 +275,7 @@ def algorithm_settings(algorithm: Any, row: Any, documented: dict[type, str]) ->
 
 # reference/declarations.md -----------------------------------------------------------------
 def declarations_page() -> str:
-    from learnerkit import Algorithm, ColumnSpec, Columns, LoopInfo, fields
+    from learnerkit import Algorithm, Columns, ColumnSpec, LoopInfo, fields
     from learnerkit.columns import _DEPRECATED
 
     columns = attribute_docstrings(Columns)
@@ -290,8 +293,7 @@ def declarations_page() -> str:
         for name in sorted(fields.__all__)
     ]
     return (
-        GENERATED_NOTE
-        + "# Declarations reference\n\n"
+        GENERATED_NOTE + "# Declarations reference\n\n"
         "What a plugin declares, generated from the classes themselves.\n\n"
         "## `Algorithm(...)`\n\n"
         "A plugin module declares `algorithm = Algorithm(...)` (see "
@@ -301,13 +303,9 @@ def declarations_page() -> str:
         + "\n## `LoopInfo(...)`\n\n"
         "A loop package's declaration (see [Writing a training loop]"
         "(../writing-a-training-loop.md)): `name`, `settings`, `target` and `summary` may be "
-        "given by position.\n\n"
-        + fields_table(LoopInfo)
-        + "\n## `ColumnSpec(...)`\n\n"
+        "given by position.\n\n" + fields_table(LoopInfo) + "\n## `ColumnSpec(...)`\n\n"
         "The form of a column an algorithm reads (`Algorithm(column_specs={name: ColumnSpec(...)})`"
-        "), checked before training.\n\n"
-        + fields_table(ColumnSpec)
-        + "\n## `Columns`\n\n"
+        "), checked before training.\n\n" + fields_table(ColumnSpec) + "\n## `Columns`\n\n"
         "The standard column names (`from learnerkit import Columns`; the strings are RLlib's). "
         "Which ones a batch holds is its training loop's to say: see [Training loops]"
         "(../concepts/training-loops.md).\n\n"
