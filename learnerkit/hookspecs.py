@@ -258,7 +258,7 @@ def additional_update(
     :param timestep: the number of environment steps sampled so far (drives schedules).
     :param update_kwargs: the other keyword arguments given to ``additional_update``, for
         example ``{"sampled_kl_values": {"default_policy": 0.01}}`` (what the training loops
-        pass is in the README's "Training loops" table).
+        pass is on the docs' "Training loops" page).
     :return: statistics to report (``{"kl_coeff": 0.3}``), or None.
 
     The host default steps ``hyperparameters.lr_schedule`` and reports ``learning_rate``;
