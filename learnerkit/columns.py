@@ -14,7 +14,7 @@ from learnerkit.errors import LearnerkitDeprecationWarning
 DEFAULT_MODULE_ID = "default_policy"
 
 # Names no loop ever supplied: found with a warning until 0.3 (issue 25).
-_DEPRECATED = {
+DEPRECATED_COLUMNS = {
     "VALUES_BOOTSTRAPPED": (
         "values_bootstrapped",
         "Columns.VALUES_BOOTSTRAPPED is deprecated and goes in 0.3: no training loop supplies "
@@ -26,8 +26,8 @@ _DEPRECATED = {
 
 class _WarnsOnDeprecatedNames(type):
     def __getattr__(cls, name: str) -> Any:
-        if name in _DEPRECATED:
-            value, message = _DEPRECATED[name]
+        if name in DEPRECATED_COLUMNS:
+            value, message = DEPRECATED_COLUMNS[name]
             warnings.warn(message, LearnerkitDeprecationWarning, stacklevel=2)
             return value
         raise AttributeError(f"type object 'Columns' has no attribute {name!r}")

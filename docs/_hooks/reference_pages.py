@@ -276,7 +276,7 @@ def algorithm_settings(algorithm: Any, row: Any, documented: dict[type, str]) ->
 # reference/declarations.md -----------------------------------------------------------------
 def declarations_page() -> str:
     from learnerkit import Algorithm, Columns, ColumnSpec, LoopInfo, fields
-    from learnerkit.columns import _DEPRECATED
+    from learnerkit.columns import DEPRECATED_COLUMNS
 
     columns = attribute_docstrings(Columns)
     column_rows = [
@@ -286,7 +286,7 @@ def declarations_page() -> str:
     ]
     column_rows += [
         (code(f"Columns.{name}"), code(repr(value)), f"Deprecated. {docstring_markdown(why)}")
-        for name, (value, why) in _DEPRECATED.items()
+        for name, (value, why) in DEPRECATED_COLUMNS.items()
     ]
     validator_rows = [
         (code(name), docstring_markdown(inspect.getdoc(getattr(fields, name))))
