@@ -5,6 +5,9 @@
   run's own.
 - ``sweep(SweepConfig)``: what ``learnerkit tune`` runs (checks, Tune, best config, plot).
 - The search-space syntax of ``--param NAME=SPEC``: ``parse_space``, ``Domain``.
+- What is checked before any trial starts: ``check_sweep`` (names and values against the
+  algorithm's validators), ``check_resources`` (a trial's bundles, ``trial_bundles``,
+  against the cluster's nodes).
 
 Importing this package loads no Ray: ``trainable``, ``trial_resources``, ``sweep`` and the
 rest load Ray Tune on first use (``pip install 'learnerkit[ray]'``).
@@ -31,11 +34,15 @@ __all__ = [
     "SearchSpace",
     "SweepConfig",
     "SweepSummary",
+    "check_resources",
+    "check_sweep",
+    "count_exploits",
     "parse_param",
     "parse_space",
     "read_space_file",
     "sweep",
     "trainable",
+    "trial_bundles",
     "trial_config",
     "trial_resources",
 ]
@@ -45,8 +52,12 @@ _LAZY = {
     "SweepConfig": "learnerkit.tune.sweep",
     "SweepSummary": "learnerkit.tune.sweep",
     "sweep": "learnerkit.tune.sweep",
+    "check_resources": "learnerkit.tune.sweep",
+    "check_sweep": "learnerkit.tune.sweep",
+    "count_exploits": "learnerkit.tune.sweep",
+    "trial_bundles": "learnerkit.tune.trials",
     "trainable": "learnerkit.tune.trainable",
-    "trial_config": "learnerkit.tune.trainable",
+    "trial_config": "learnerkit.tune.trials",
     "trial_resources": "learnerkit.tune.trainable",
 }
 

@@ -27,8 +27,17 @@ from learnerkit.tune.space import (
     nest_values,
     validate_space,
 )
+from learnerkit.tune.trials import trial_bundles, trial_config
 
-__all__ = ["SCHEDULERS", "SweepConfig", "SweepSummary", "check_sweep", "sweep"]
+__all__ = [
+    "SCHEDULERS",
+    "SweepConfig",
+    "SweepSummary",
+    "check_resources",
+    "check_sweep",
+    "count_exploits",
+    "sweep",
+]
 
 SCHEDULERS = ("fifo", "asha", "pbt")
 BEST_CONFIG_FILE = "best_config.json"
@@ -90,8 +99,6 @@ def check_sweep(config: SweepConfig) -> list[list[dict[str, float]]]:
     """Every check that needs no Ray, before Ray starts: the algorithm, the scheduler's
     needs, and every value the space can give against the algorithm's validators. Returns
     the placement-group bundles of the trials tried, for the check of the resources."""
-    from learnerkit.tune.trainable import trial_bundles, trial_config
-
     if config.num_samples < 1:
         raise ConfigError(f"--num-samples must be >= 1, got {config.num_samples}")
     if config.max_concurrent is not None and config.max_concurrent < 1:
@@ -125,13 +132,16 @@ def check_sweep(config: SweepConfig) -> list[list[dict[str, float]]]:
     return bundles
 
 
-def check_resources(bundles: list[list[dict[str, float]]]) -> None:
+def check_resources(
+    bundles: list[list[dict[str, float]]], nodes: list[Mapping[str, float]]
+) -> None:
     """A ConfigError, before any trial starts, when a trial needs more than the Ray cluster
-    has: a bundle no node holds, or more than the whole cluster."""
-    import ray
-
-    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
-    total = ray.cluster_resources()
+    has: a bundle that no node of ``nodes`` (each node's resources) holds, or more than all
+    of them."""
+    total: dict[str, float] = {}
+    for node in nodes:
+        for kind, amount in node.items():
+            total[kind] = total.get(kind, 0.0) + amount
     for trial in bundles:
         needs: dict[str, float] = {}
         for bundle in trial:
@@ -183,13 +193,14 @@ def sweep(config: SweepConfig) -> SweepSummary:
     (``tune/``, a trial folder each with its checkpoints), ``best_config.json`` and
     ``learning_curves.png``."""
     bundles = check_sweep(config)
+    import ray
     from ray import tune
 
     from learnerkit.distributed.start import ensure_ray
     from learnerkit.tune.trainable import trainable
 
     ensure_ray(config.train.ray_address)
-    check_resources(bundles)
+    check_resources(bundles, [n["Resources"] for n in ray.nodes() if n.get("Alive")])
     out = Path(config.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     tuner = tune.Tuner(

@@ -10,57 +10,18 @@ base ``TrainConfig`` as ``learnerkit train --config`` would apply them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 from ray import tune
 
-from learnerkit._plugins import get_algorithm
-from learnerkit.loops._setup import resolve_settings, seed_and_threads, training_loop_of
+from learnerkit.loops._setup import seed_and_threads
 from learnerkit.loops.contract import TrainConfig
 from learnerkit.loops.trainer import Trainer
-from learnerkit.specs import ScalingConfig
-from learnerkit.tune.space import config_parts
+from learnerkit.tune.trials import trial_bundles, trial_config
 
-__all__ = ["trainable", "trial_config", "trial_resources"]
-
-
-def trial_config(base: TrainConfig, values: Mapping[str, Any]) -> TrainConfig:
-    """``base`` with one trial's search-space ``values`` on top (overrides, model config and
-    per-module hyperparameters merged key by key)."""
-    parts = config_parts(values)
-    module_hps = {m: dict(v) for m, v in base.module_hyperparameters.items()}
-    for module_id, given in parts["module_hyperparameters"].items():
-        module_hps[module_id] = {**module_hps.get(module_id, {}), **given}
-    model_config = {**(base.model_config or {}), **(parts["model_config"] or {})}
-    return attrs.evolve(
-        base,
-        overrides={**base.overrides, **parts["overrides"]},
-        model_config=model_config or None,
-        module_hyperparameters=module_hps,
-    )
-
-
-def trial_bundles(config: TrainConfig) -> list[dict[str, float]]:
-    """The resources one trial of ``config`` needs, as placement-group bundles: the trial's
-    driver (1 CPU; the learner's GPU when it learns in the driver), then one bundle per Ray
-    learner and one per env-runner actor."""
-    algorithm = get_algorithm(config.algorithm)
-    hps = resolve_settings(config, algorithm, training_loop_of(algorithm))[0]
-    scaling = ScalingConfig(
-        num_learners=config.num_learners, num_gpus_per_learner=config.num_gpus_per_learner
-    )
-    driver = {"CPU": 1.0}
-    if config.num_learners == 0 and config.num_gpus_per_learner > 0:
-        driver["GPU"] = 1.0  # a local learner trains on the first visible GPU
-    learner = {"CPU": float(scaling.num_cpus_per_learner)}
-    if scaling.num_gpus_per_learner > 0:
-        learner["GPU"] = float(scaling.num_gpus_per_learner)
-    runners = getattr(hps, "num_env_runners", 0)
-    runner = {"CPU": float(getattr(hps, "num_cpus_per_env_runner", 1.0))}
-    return [driver] + [learner] * config.num_learners + [runner] * runners
+__all__ = ["trainable", "trial_resources"]
 
 
 def trial_resources(config: TrainConfig) -> tune.PlacementGroupFactory:
