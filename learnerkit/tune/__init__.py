@@ -48,17 +48,17 @@ __all__ = [
 ]
 
 _LAZY = {
-    "SCHEDULERS": "learnerkit.tune.sweep",
-    "SweepConfig": "learnerkit.tune.sweep",
-    "SweepSummary": "learnerkit.tune.sweep",
-    "sweep": "learnerkit.tune.sweep",
-    "check_resources": "learnerkit.tune.sweep",
-    "check_sweep": "learnerkit.tune.sweep",
-    "count_exploits": "learnerkit.tune.sweep",
+    "SCHEDULERS": "learnerkit.tune.sweeps",
+    "SweepConfig": "learnerkit.tune.sweeps",
+    "SweepSummary": "learnerkit.tune.sweeps",
+    "sweep": "learnerkit.tune.sweeps",
+    "check_resources": "learnerkit.tune.sweeps",
+    "check_sweep": "learnerkit.tune.sweeps",
+    "count_exploits": "learnerkit.tune.sweeps",
     "trial_bundles": "learnerkit.tune.trials",
-    "trainable": "learnerkit.tune.trainable",
+    "trainable": "learnerkit.tune.trial_actor",
     "trial_config": "learnerkit.tune.trials",
-    "trial_resources": "learnerkit.tune.trainable",
+    "trial_resources": "learnerkit.tune.trial_actor",
 }
 
 

@@ -39,6 +39,9 @@ class _TrainerTrainable(tune.Trainable):
 
     def setup(self, config: dict[str, Any]) -> None:
         self._trainer: Trainer | None = None
+        self._configure(config)
+
+    def _configure(self, config: dict[str, Any]) -> None:
         self._config = attrs.evolve(
             trial_config(self.base, config),
             out_dir=self.logdir,
@@ -72,7 +75,11 @@ class _TrainerTrainable(tune.Trainable):
         self._build(resume=str(checkpoint))
 
     def reset_config(self, new_config: dict[str, Any]) -> bool:
-        return False  # a new config needs new learners: Tune starts a new actor
+        # The actor serves another trial, or this one with new values (PBT): its learners
+        # are built anew, from the checkpoint Tune restores next if any.
+        self.cleanup()
+        self._configure(new_config)
+        return True
 
     def cleanup(self) -> None:
         if self._trainer is not None:

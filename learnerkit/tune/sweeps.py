@@ -170,7 +170,11 @@ def _scheduler(config: SweepConfig) -> Any:
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
 
     if config.scheduler == "asha":
-        return ASHAScheduler(time_attr="training_iteration", grace_period=config.grace_period)
+        # max_t: a trial ends at its stop reward or timesteps (``done``), not at ASHA's
+        # default of 100 iterations.
+        return ASHAScheduler(
+            time_attr="training_iteration", grace_period=config.grace_period, max_t=2**31
+        )
     if config.scheduler == "pbt":
         mutations = {n: v.to_tune() for n, v in config.space.items() if isinstance(v, Domain)}
         return PopulationBasedTraining(
@@ -195,9 +199,10 @@ def sweep(config: SweepConfig) -> SweepSummary:
     bundles = check_sweep(config)
     import ray
     from ray import tune
+    from ray.tune.search import BasicVariantGenerator
 
     from learnerkit.distributed.start import ensure_ray
-    from learnerkit.tune.trainable import trainable
+    from learnerkit.tune.trial_actor import trainable
 
     ensure_ray(config.train.ray_address)
     check_resources(bundles, [n["Resources"] for n in ray.nodes() if n.get("Alive")])
@@ -211,14 +216,21 @@ def sweep(config: SweepConfig) -> SweepSummary:
             mode=config.mode,
             num_samples=config.num_samples,
             scheduler=_scheduler(config),
-            max_concurrent_trials=config.max_concurrent,
-            reuse_actors=False,
+            # The space is sampled reproducibly, from the run's seed; Tune ignores
+            # max_concurrent_trials beside a search algorithm, which limits them itself.
+            search_alg=BasicVariantGenerator(
+                random_state=config.train.seed, max_concurrent=config.max_concurrent or 0
+            ),
+            reuse_actors=True,  # reset_config: no new process per trial or exploit
         ),
         run_config=tune.RunConfig(
             name=EXPERIMENT,
             storage_path=str(out),
             verbose=config.verbose,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_at_end=True),
+            # PBT clones from the checkpoints other trials keep: a few more of them.
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=4 if config.scheduler == "pbt" else 2, checkpoint_at_end=True
+            ),
             failure_config=tune.FailureConfig(fail_fast=True),
         ),
     )
