@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 
 from learnerkit._plugins import get_algorithm
-from learnerkit.errors import ConfigError
+from learnerkit.errors import ConfigError, LearnerkitError
 from learnerkit.loops._setup import DEFAULT_ENV_ID, resolve_settings, training_loop_of
 from learnerkit.loops.contract import TrainConfig
 from learnerkit.model_config import resolve_model_config
@@ -237,7 +237,10 @@ def sweep(config: SweepConfig) -> SweepSummary:
     results = tuner.fit()
     errors = [r.error for r in results if r.error is not None]
     if errors:
-        raise ConfigError(f"{len(errors)} trial(s) failed; the first: {errors[0]}")
+        raise LearnerkitError(
+            f"{len(errors)} trial(s) failed (their error.txt is in the trial folders under "
+            f"{out / EXPERIMENT}); the first: {errors[0]}"
+        )
     best = results.get_best_result(config.metric, config.mode, scope="last")
     values = {n: best.config[n] for n in config.space if n in best.config}
     best_config = out / BEST_CONFIG_FILE
