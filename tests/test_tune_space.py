@@ -41,6 +41,7 @@ from learnerkit.tune.space import nest_values
         ("normalize_advantages=false", False),
         ("minibatch_size=128", 128),
         ("lr_schedule=[[0, 1e-3], [10000, 1e-4]]", [[0, 1e-3], [10000, 1e-4]]),
+        ("dataset_id=cartpole/expert-v0", "cartpole/expert-v0"),
     ],
 )
 def test_a_param_reads_as_a_domain_or_a_constant(text, expected):
@@ -150,6 +151,8 @@ def test_pbt_needs_a_space_it_can_perturb():
         check_sweep(sweep_of("learning_rate=grid(1e-3, 1e-4)", scheduler="pbt"))
     with pytest.raises(ConfigError, match="needs at least one --param"):
         check_sweep(sweep_of("learning_rate=1e-3", scheduler="pbt"))
+    with pytest.raises(ConfigError, match="the model cannot vary between trials"):
+        check_sweep(sweep_of("model_config.hiddens=choice([32], [64])", scheduler="pbt"))
 
 
 def test_an_unknown_scheduler_is_refused():

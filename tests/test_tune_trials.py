@@ -20,7 +20,6 @@ from learnerkit.tune import SweepConfig, parse_space, sweep
 def one_iteration(config: TrainConfig) -> dict:
     trainer = Trainer(config)
     try:
-        trainer.started = 0.0
         row = trainer.step()
         trainer.save_checkpoint()
         return row

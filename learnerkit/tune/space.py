@@ -135,7 +135,10 @@ def parse_value(text: str) -> Any:
         if node.keywords:
             raise ConfigError(f"{text!r}: {kind} takes values only, as {_SPECS[kind]}")
         return Domain(kind, [_literal(arg, text) for arg in node.args])
-    return _literal(node, text)
+    try:
+        return _literal(node, text)
+    except ConfigError:
+        return text.strip()  # a string that is no literal: "ppo-v1"
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -182,8 +185,8 @@ def space_from_table(table: Mapping[str, Any], prefix: str = "") -> SearchSpace:
         if isinstance(value, Mapping) and nested:
             space.update(space_from_table(value, f"{name}."))
         elif isinstance(value, str):
-            parsed = parse_value(value)
-            space[name] = value if isinstance(parsed, str) else parsed
+            parsed = parse_value(value)  # a SPEC is a domain; other strings stay strings
+            space[name] = parsed if isinstance(parsed, Domain) else value
         else:
             space[name] = value
     return space

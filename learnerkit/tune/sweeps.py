@@ -110,6 +110,17 @@ def check_sweep(config: SweepConfig) -> list[list[dict[str, float]]]:
                 f"--scheduler pbt perturbs the space's values, and cannot perturb a grid "
                 f"({', '.join(grids)}): use choice(...) instead"
             )
+        shaped = [
+            n
+            for n, v in config.space.items()
+            if isinstance(v, Domain) and n.startswith("model_config.")
+        ]
+        if shaped:
+            raise ConfigError(
+                f"--scheduler pbt clones trials' weights, so the model cannot vary between "
+                f"trials ({', '.join(shaped)}): give it as a constant, or sweep it with "
+                "--scheduler asha or fifo"
+            )
         if not any(isinstance(v, Domain) for v in config.space.values()):
             raise ConfigError(
                 "--scheduler pbt needs at least one --param to perturb, e.g. "

@@ -10,6 +10,7 @@ base ``TrainConfig`` as ``learnerkit train --config`` would apply them.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,9 @@ class _TrainerTrainable(tune.Trainable):
         trainer = self._trainer or self._build()
         row = trainer.step()
         done = trainer.timesteps >= trainer.stop_timesteps or trainer.reached()
-        # Tune compares and plots numbers: a mean return before the first episode is None.
-        return {**{k: v for k, v in row.items() if v is not None}, "done": done}
+        # Tune needs the metric in every result, and a number: a mean return before the
+        # first episode ends is None in metrics.csv, NaN here (schedulers skip NaN).
+        return {**{k: math.nan if v is None else v for k, v in row.items()}, "done": done}
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         (self._trainer or self._build()).save_checkpoint(Path(checkpoint_dir))
