@@ -27,13 +27,14 @@ def one_iteration(config: TrainConfig) -> dict:
         trainer.close()
 
 
-def test_a_resumed_run_trains_with_its_own_learning_rate_and_entropy_coeff(tmp_path):
+def test_a_resumed_run_trains_with_its_own_learning_rate_and_entropy_coeff(tmp_path, framework):
     # What population-based training does to a cloned trial: the donor's checkpoint (its
     # optimizer state holds the donor's learning rate) with new hyperparameters on top.
     donor = one_iteration(
         TrainConfig(
             algorithm="ppo",
             env_id="CartPole-v1",
+            framework=framework,
             progress=False,
             out_dir=str(tmp_path / "donor"),
             overrides={"learning_rate": 1e-3, "entropy_coeff": 0.0},
@@ -44,6 +45,7 @@ def test_a_resumed_run_trains_with_its_own_learning_rate_and_entropy_coeff(tmp_p
         TrainConfig(
             algorithm="ppo",
             env_id="CartPole-v1",
+            framework=framework,
             progress=False,
             out_dir=str(tmp_path / "clone"),
             resume=str(tmp_path / "donor"),

@@ -245,6 +245,7 @@ def sweep(config: SweepConfig) -> SweepSummary:
             failure_config=tune.FailureConfig(fail_fast=True),
         ),
     )
+    exploits_before = count_exploits(out / EXPERIMENT)  # an earlier sweep's, same --out
     results = tuner.fit()
     errors = [r.error for r in results if r.error is not None]
     if errors:
@@ -266,7 +267,7 @@ def sweep(config: SweepConfig) -> SweepSummary:
         best_config=str(best_config),
         best_checkpoint=best.checkpoint.path if best.checkpoint else None,
         curves=curves,
-        exploits=count_exploits(out / EXPERIMENT),
+        exploits=count_exploits(out / EXPERIMENT) - exploits_before,
         out_dir=str(out),
     )
 
