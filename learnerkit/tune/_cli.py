@@ -111,8 +111,17 @@ def tune_command(args: argparse.Namespace) -> int:
     print(f"best config:    {summary.best_config}")
     print(f"checkpoint:     {summary.best_checkpoint}")
     print(f"curves:         {summary.curves}")
+    flags = [f"--env {env}"]
+    if args.framework != "torch":
+        flags.append(f"--framework {args.framework}")
+    if args.num_learners:
+        flags.append(f"--num-learners {args.num_learners}")
+    if args.num_gpus_per_learner:
+        flags.append(f"--num-gpus-per-learner {args.num_gpus_per_learner:g}")
+    if args.seed:
+        flags.append(f"--seed {args.seed}")
     print(
-        f"train with:     learnerkit train {args.algorithm} --env {env} --config "
+        f"train with:     learnerkit train {args.algorithm} {' '.join(flags)} --config "
         f"{summary.best_config}"
     )
     return 0
