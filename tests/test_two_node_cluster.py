@@ -92,6 +92,7 @@ def test_runners_and_learners_spread_over_two_nodes_and_learn(two_node_cluster, 
         trainer.close()
 
 
+@pytest.mark.slow
 def test_a_sweep_places_its_trials_on_both_nodes(two_node_cluster, tmp_path):
     # A trial of one env-runner actor needs 2 CPUs (its driver's and the runner's): a whole
     # node each, so two trials at once sit on both nodes, each runner inside its trial's
