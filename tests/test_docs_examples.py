@@ -20,7 +20,9 @@ from learnerkit.api import PUBLIC_MODULES
 REPO = Path(__file__).parent.parent
 DOCS = REPO / "docs"
 NOT_RUN = re.compile(r"<!-- not run: (?P<reason>\S.*?) -->")
-SLOW_PAGE = "<!-- examples: slow -->"  # a page whose examples train for a few seconds
+# A page whose examples train for seconds (slow) or start Ray (ray): `<!-- examples: slow, ray -->`.
+PAGE_MARKS = re.compile(r"^<!-- examples: (?P<marks>[a-z, ]+) -->$", re.MULTILINE)
+KNOWN_MARKS = {"slow", "ray"}
 FENCE = re.compile(r"^```(\S*)")
 MOST_NOT_RUN = 5  # "rare": every page together
 
@@ -56,8 +58,10 @@ def page_params() -> list:
     params = []
     for page in pages():
         if any(reason is None for _, _, reason in python_blocks(page)):
-            slow = SLOW_PAGE in page.read_text()
-            marks = [pytest.mark.slow] if slow else []
+            found = PAGE_MARKS.search(page.read_text())
+            names = {n.strip() for n in found.group("marks").split(",")} if found else set()
+            assert names <= KNOWN_MARKS, f"{relative(page)}: unknown marks {names - KNOWN_MARKS}"
+            marks = [getattr(pytest.mark, name) for name in sorted(names)]
             params.append(pytest.param(page, id=relative(page), marks=marks))
     return params
 
