@@ -1,5 +1,5 @@
 """A run's learning curve: mean return against env steps, drawn from its ``metrics.csv``
-into a PNG at the end of the run.
+into a PNG at the end of the run; and several runs' on one plot (``learnerkit tune``).
 
 Drawn in the training process, after the output child that writes TensorBoard events has
 exited (issue 18): a second interpreter holding matplotlib held its own numpy and Python
@@ -45,5 +45,31 @@ def draw_curve(metrics: Path, out: Path, stop_reward: float | None) -> None:
     ax.set_ylabel("episode return")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+
+
+def draw_curves(curves: list[tuple[str, str]], out: str, stop_reward: float | None) -> None:
+    """Several runs' mean returns against env steps on one plot (``learnerkit tune``'s
+    trials): ``curves`` is ``(label, CSV)`` pairs, each CSV with ``metrics.csv``'s
+    ``timesteps_total`` and ``episode_return_mean`` columns. Called in-process."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for label, metrics in curves:
+        with open(metrics, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("episode_return_mean")]
+        if rows:
+            steps = [int(float(r["timesteps_total"])) for r in rows]
+            ax.plot(steps, [float(r["episode_return_mean"]) for r in rows], label=label)
+    if stop_reward is not None:
+        ax.axhline(stop_reward, color="grey", linestyle="--", label=f"stop at {stop_reward:g}")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("mean return (last 100 episodes)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
