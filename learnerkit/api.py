@@ -28,6 +28,7 @@ PUBLIC_MODULES = (
     "learnerkit.api",
     "learnerkit.checkpoint",
     "learnerkit.coefficients",
+    "learnerkit.conv_encoders",
     "learnerkit.errors",
     "learnerkit.fields",
     "learnerkit.hookspecs",

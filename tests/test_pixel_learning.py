@@ -1,0 +1,64 @@
+"""PPO, IMPALA and APPO learn ``learnerkit/PixelGrid-v0`` (16x16x3 uint8 images) with the
+default modules' conv encoder, on torch, and PPO on TensorFlow; the trained weights are the
+conv encoder's.
+
+The bar, a last-100 mean return of 0.6 within 60k env steps, is out of reach of a policy
+that does not read the image: a random one averages about -0.2 and the best fixed sweep
+about 0.1 (measured below, cheaply), while the best policy scores about 0.86. Seed 0 passes
+it at ~3.6k steps (PPO, either framework), ~21k (IMPALA) and ~16k (APPO), 6-13 s each on
+this 2-core host, so a loss of the wrong sign, a learning rate of 0, an encoder that drops
+the image or scales it wrong fails."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from learnerkit.checkpoint import load
+from learnerkit.envs import PIXEL_GRID_ID
+from learnerkit.loops import TrainConfig, train
+
+BAR, BUDGET = 0.6, 60_000
+
+
+def _mean_return(act, episodes=400):
+    env = gym.make(PIXEL_GRID_ID)
+    returns = []
+    for episode in range(episodes):
+        env.reset(seed=episode)
+        total, t, done = 0.0, 0, False
+        while not done:
+            _, reward, terminated, truncated, _ = env.step(act(t))
+            total, t, done = total + reward, t + 1, terminated or truncated
+        returns.append(total)
+    return float(np.mean(returns))
+
+
+def test_a_policy_blind_to_the_image_stays_far_below_the_bar():
+    rng = np.random.default_rng(0)
+    sweep = [0, 0, 0, 2, 2, 2, 3, 3, 3, 1, 2, 2, 2, 1, 3, 3]  # to a corner, then row by row
+    assert _mean_return(lambda t: int(rng.integers(4))) < BAR - 0.5
+    assert _mean_return(lambda t: sweep[t]) < BAR - 0.3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("algorithm", "framework"),
+    [("ppo", "torch"), ("impala", "torch"), ("appo", "torch"), ("ppo", "tf")],
+)
+def test_the_conv_module_learns_the_pixel_grid(tmp_path, algorithm, framework):
+    summary = train(
+        TrainConfig(
+            algorithm=algorithm,
+            env_id=PIXEL_GRID_ID,
+            framework=framework,
+            out_dir=str(tmp_path),
+            progress=False,
+            stop_reward=BAR,
+            stop_timesteps=BUDGET,
+        )
+    )
+    assert summary.reached_stop_reward, summary
+    weights = load(summary.checkpoint)["modules"]["default_policy"]
+    assert any(name.startswith("pi_conv.") for name in weights)
