@@ -17,6 +17,7 @@ from learnerkit.errors import ConfigError, PluginError, UnknownTrainingLoopError
 from learnerkit.loops._run_files import read_run, read_trainer_state
 from learnerkit.loops.contract import REQUIRED_LOOP_METHODS, LoopInfo, TrainConfig, probe_spaces
 from learnerkit.loops.multi_agent import multi_agent_modules
+from learnerkit.rollouts.atari import atari_settings
 from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo
 from learnerkit.specs import (
     ModuleSpec,
@@ -127,7 +128,7 @@ def environment(info: LoopInfo, loop_cls: Any, config: TrainConfig) -> tuple[str
         return loop_cls.environment(config)
     if is_pettingzoo(env_id):
         return env_id, None, None  # spaces per module: see multi_agent_modules
-    return (env_id, *probe_spaces(env_id))
+    return (env_id, *probe_spaces(env_id, atari_settings(env_id, config.atari_preprocessing)))
 
 
 def run_modules(
@@ -178,6 +179,7 @@ def continue_run(config: TrainConfig) -> TrainConfig:
         framework=run["framework"],
         overrides={**hyperparameters, **overrides},
         model_config={**run["model_config"], **(config.model_config or {})},
+        atari_preprocessing=saved_atari_preprocessing(run),
         # The mapping the run began with (the checkpoint holds the current one); a callable
         # cannot be saved and is passed again.
         policy_mapping=(
@@ -186,6 +188,14 @@ def continue_run(config: TrainConfig) -> TrainConfig:
             else config.policy_mapping
         ),
     )
+
+
+def saved_atari_preprocessing(run: dict[str, Any]) -> bool | dict[str, Any]:
+    """A run's Atari preprocessing as ``TrainConfig.atari_preprocessing`` takes it: its
+    recorded settings, False when it had none (runs from before it was recorded: True)."""
+    if "atari_preprocessing" not in run:
+        return True
+    return run["atari_preprocessing"] or False
 
 
 def seed_and_threads(framework: str, seed: int) -> None:

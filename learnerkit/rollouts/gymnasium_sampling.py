@@ -23,7 +23,8 @@ from learnerkit.batch import Columns
 from learnerkit.columns import DEFAULT_MODULE_ID
 from learnerkit.errors import ConfigError
 from learnerkit.rollouts import env_state
-from learnerkit.rollouts.env_ids import register_env_id
+from learnerkit.rollouts.atari import AtariSettings
+from learnerkit.rollouts.env_ids import register_env_id, vector_env_options
 from learnerkit.rollouts.rollout import Rollout
 from learnerkit.rollouts.sampling import (
     POLICY_COLUMNS,
@@ -65,6 +66,11 @@ class EnvRunner:
     the policy (final observations of ended episodes are normalised but not counted, as in
     Stable-Baselines3's VecNormalize); the policy, `value_fn` and the stored rollout all see
     normalised observations. Save `get_state()` with the model: it is part of the policy.
+
+    With `atari` (``learnerkit.rollouts.atari.AtariSettings``; the loops pass it for
+    ``ALE/`` ids) each env is preprocessed. With `clip_rewards` (default: the ``atari``
+    setting's, else off) the rollout holds the sign of each reward, while the episode
+    returns reported are the env's own.
     """
 
     def __init__(
@@ -75,6 +81,8 @@ class EnvRunner:
         seed: int | None = None,
         normalize_obs: bool = False,
         env_kwargs: Mapping[str, Any] | None = None,
+        atari: AtariSettings | None = None,
+        clip_rewards: bool | None = None,
     ) -> None:
         if num_envs < 1:
             raise ConfigError(f"EnvRunner: num_envs must be >= 1, got {num_envs}")
@@ -89,6 +97,7 @@ class EnvRunner:
                     "autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP,
                     "copy": False,
                 },
+                **vector_env_options(atari),
                 **dict(env_kwargs or {}),
             )
         except (gymnasium.error.UnregisteredEnv, gymnasium.error.DeprecatedEnv) as e:
@@ -114,6 +123,9 @@ class EnvRunner:
                 f"EnvRunner: environment {env_id!r} has action space {self.action_space}; "
                 "only Discrete and Box actions are supported"
             )
+        if clip_rewards is None:
+            clip_rewards = atari is not None and atari.clip_rewards
+        self._clip_rewards = clip_rewards
         self._obs_shape = tuple(self.observation_space.shape)
         self._obs_dtype = stored_obs_dtype(self.observation_space.dtype, normalize_obs)
         self._normalizers = ObsNormalizers(
@@ -173,7 +185,7 @@ class EnvRunner:
                     buffer[t] = out[name]
                 actions = env_actions(buffers[Columns.ACTIONS][t], action_space)
                 raw_obs, reward, terminated, truncated, infos = self._env.step(actions)
-                rewards[t] = reward
+                rewards[t] = np.sign(reward) if self._clip_rewards else reward
                 terminateds[t] = terminated
                 truncateds[t] = truncated
                 self._episode_return += reward
