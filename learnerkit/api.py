@@ -26,6 +26,8 @@ API_VERSION = "0.2"
 PUBLIC_MODULES = (
     "learnerkit",
     "learnerkit.api",
+    "learnerkit.backends.tf.encoders",
+    "learnerkit.backends.torch.encoders",
     "learnerkit.checkpoint",
     "learnerkit.coefficients",
     "learnerkit.conv_encoders",

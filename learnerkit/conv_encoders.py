@@ -28,6 +28,7 @@ from learnerkit.errors import ConfigError
 from learnerkit.model_config import MODEL_CONFIG_DEFAULTS, resolve_model_config
 
 __all__ = [
+    "CONV_DEFAULTS",
     "NATURE_CNN_FILTERS",
     "SMALL_IMAGE_FILTERS",
     "ConvStack",
@@ -44,6 +45,9 @@ SMALL_IMAGE_FILTERS = ((16, 3, 1), (32, 3, 2))
 objects apart; followed by 256 units."""
 
 _NATURE_MIN_SIDE = 64
+CONV_DEFAULTS: dict[str, Any] = {"conv_filters": None, "conv_activation": "relu"}
+"""The conv keys of ``model_config`` (None: filters from the observation space), for a
+module of its own to add to its defaults."""
 
 
 def is_image_space(space: Any) -> bool:
@@ -58,15 +62,22 @@ def _image_defaults(space: Any) -> dict[str, Any]:
     return {"conv_filters": SMALL_IMAGE_FILTERS, "hiddens": (256,), "activation": "relu"}
 
 
-def module_config_for(model_config: Mapping[str, Any], observation_space: Any) -> dict[str, Any]:
-    """The default module's resolved ``model_config`` for ``observation_space``: an image's
-    defaults (its filters, then ``hiddens`` of 512 or 256 units with ReLU) under what the
-    config gives, the vector defaults otherwise; ``conv_filters`` a tuple of
+def module_config_for(
+    model_config: Mapping[str, Any],
+    observation_space: Any,
+    defaults: Mapping[str, Any] = MODEL_CONFIG_DEFAULTS,
+    *,
+    module: str = "the default module",
+) -> dict[str, Any]:
+    """A module's resolved ``model_config`` for ``observation_space``: an image's defaults
+    (its filters, then ``hiddens`` of 512 or 256 units with ReLU) over ``defaults`` (the
+    default module's, or a module's own with ``conv_filters`` and ``conv_activation``, as
+    DQN's Q-network passes), under what the config gives; ``conv_filters`` a tuple of
     ``(channels, kernel, stride)`` (empty: no encoder). A ConfigError names a bad key."""
-    defaults = dict(MODEL_CONFIG_DEFAULTS)
+    defaults = dict(defaults)
     if is_image_space(observation_space):
         defaults.update(_image_defaults(observation_space))
-    config = resolve_model_config(model_config, defaults)
+    config = resolve_model_config(model_config, defaults, module=module)
     filters = config["conv_filters"]
     config["conv_filters"] = () if filters is None else _checked_filters(filters)
     if config["conv_filters"] and len(getattr(observation_space, "shape", ())) != 3:

@@ -23,7 +23,7 @@ MODEL_CONFIG_DEFAULTS: dict[str, Any] = {
     "activation": "tanh",
     "vf_share_layers": False,
     "initial_log_std": 0.0,
-    "conv_filters": None,
+    "conv_filters": None,  # None: from the observation space (learnerkit.conv_encoders)
     "conv_activation": "relu",
 }
 ACTIVATIONS = frozenset({"tanh", "relu", "elu", "silu"})

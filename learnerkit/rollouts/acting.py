@@ -42,6 +42,7 @@ __all__ = [
     "ACTIVATIONS",
     "DenseStack",
     "NumpyActorCritic",
+    "NumpyConvStack",
     "NumpyModule",
     "NumpyOps",
     "check_same_shapes",

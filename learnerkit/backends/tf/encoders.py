@@ -1,5 +1,6 @@
 """The TensorFlow conv encoder of the default modules (``learnerkit.conv_encoders``): HWC
-pixels in, flat features out, in HWC order like the torch and numpy ones."""
+pixels in, flat features out, in HWC order like the torch and numpy ones. Public: a module of
+its own (DQN's Q-network, a recurrent module) puts the same encoder first."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import numpy as np
 import tensorflow as tf
 
 from learnerkit.conv_encoders import ConvStack
+
+__all__ = ["TFConvEncoder", "orthogonal_kernel"]
 
 _ACTIVATIONS = {"tanh": tf.tanh, "relu": tf.nn.relu, "elu": tf.nn.elu, "silu": tf.nn.silu}
 

@@ -1,5 +1,6 @@
 """The torch conv encoder of the default modules (``learnerkit.conv_encoders``): HWC pixels
-in, flat features out, in HWC order like the TensorFlow and numpy ones."""
+in, flat features out, in HWC order like the TensorFlow and numpy ones. Public: a module of
+its own (DQN's Q-network, a recurrent module) puts the same encoder first."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import torch
 from torch import nn
 
 from learnerkit.conv_encoders import ConvStack
+
+__all__ = ["TorchConvEncoder"]
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
 
