@@ -296,20 +296,20 @@ class NumpyActorCritic:
             conv_activation=config["conv_activation"],
         )
 
+    def _inputs(self, obs: np.ndarray, conv_tower: str) -> np.ndarray:
+        """What a tower takes: the conv encoder's features, or the flat observations."""
+        conv = self.convs.get(conv_tower)
+        if conv is None:
+            return np.asarray(obs).reshape(len(obs), -1).astype(np.float32, copy=False)
+        return conv(obs, self.conv_activation)
+
     def _dist_inputs_and_value(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if "conv" in self.convs:
-            x = self.convs["conv"](obs, self.conv_activation)
-        elif not self.convs:
-            x = np.asarray(obs).reshape(len(obs), -1).astype(np.float32, copy=False)
-        if self.encoder is not None:
-            x = self.encoder(x, self.activation)
-        if "pi_conv" in self.convs:
-            logits = self.pi(self.convs["pi_conv"](obs, self.conv_activation), self.activation)
-            value = self.vf(self.convs["vf_conv"](obs, self.conv_activation), self.activation)
+        if self.encoder is not None:  # vf_share_layers
+            pi_in = vf_in = self.encoder(self._inputs(obs, "conv"), self.activation)
         else:
-            logits = self.pi(x, self.activation)
-            value = self.vf(x, self.activation)
-        value = value[:, 0]
+            pi_in, vf_in = self._inputs(obs, "pi_conv"), self._inputs(obs, "vf_conv")
+        logits = self.pi(pi_in, self.activation)
+        value = self.vf(vf_in, self.activation)[:, 0]
         if self.log_std is not None:
             logits = np.concatenate([logits, np.broadcast_to(self.log_std, logits.shape)], -1)
         return logits, value
