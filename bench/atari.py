@@ -93,7 +93,14 @@ ret = r["env_runners"].get("episode_return_mean")
 print("RESULT", json.dumps({{
     "steps": int(steps), "reached": False, "return": None if ret is None else float(ret),
     "sampled_per_s": steps / seconds, "trained_per_s": trained / seconds,
-    "lag": None, "dropped": 0}}))
+    "lag": None, "dropped": 0}}), flush=True)
+# RLlib's teardown crashed the interpreter once here (a libc trace after the result): stop
+# Ray first, then leave without the interpreter's own teardown.
+try:
+    algo.stop()
+    ray.shutdown()
+finally:
+    os._exit(0)
 """
 
 

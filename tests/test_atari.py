@@ -1,13 +1,19 @@
 """Atari games by id (``ALE/Pong-v5``, with the ``atari`` extra) get the standard
 preprocessing by default: 84x84x4 uint8 frames, rewards clipped for training while the
-returns reported stay the env's; it is switchable and its settings are checked."""
+returns reported stay the env's; it is switchable, its settings are checked, recorded with
+the run, and the checkpoint's policy is rebuilt with them."""
 
 from __future__ import annotations
 
+import json
+
+import attrs
 import numpy as np
 import pytest
 
 from learnerkit import Columns, ConfigError
+from learnerkit.loops import TrainConfig, train
+from learnerkit.loops.evaluation import load_policy
 from learnerkit.rollouts import EnvRunner
 from learnerkit.rollouts.atari import AtariSettings, atari_settings
 
@@ -33,6 +39,7 @@ def test_an_ale_id_is_made_by_id_with_stacked_84x84_grey_frames():
         assert runner.observation_space.shape == (84, 84, 4)
         rollout = runner.sample(_random_policy(6), lambda obs: np.zeros(len(obs)), 8)
     assert rollout.obs.dtype == np.uint8 and rollout.obs.shape == (8, 2, 84, 84, 4)
+    assert rollout.obs.nbytes == 8 * 2 * 84 * 84 * 4  # a quarter of float32's 4 bytes a pixel
     # The stack's newest frame is the last channel: consecutive steps share frames.
     np.testing.assert_array_equal(rollout.obs[1, :, :, :, 2], rollout.obs[0, :, :, :, 3])
 
@@ -74,3 +81,28 @@ def test_the_preprocessing_is_on_for_ale_ids_and_switchable(env_id, given, expec
 def test_bad_preprocessing_settings_are_config_errors(env_id, given, says):
     with pytest.raises(ConfigError, match=says):
         atari_settings(env_id, given)
+
+
+def test_a_run_records_its_preprocessing_and_its_checkpoint_is_rebuilt_with_it(tmp_path):
+    pytest.importorskip("ale_py")
+    summary = train(
+        TrainConfig(
+            algorithm="ppo",
+            env_id="ALE/Pong-v5",
+            atari_preprocessing={"frame_stack": 2},
+            stop_timesteps=32,
+            out_dir=str(tmp_path),
+            progress=False,
+            overrides={
+                "num_envs_per_env_runner": 2,
+                "rollout_fragment_length": 16,
+                "minibatch_size": 16,
+                "num_epochs": 1,
+            },
+        )
+    )
+    recorded = json.loads((tmp_path / "config.json").read_text())["atari_preprocessing"]
+    assert recorded == {**attrs.asdict(AtariSettings()), "frame_stack": 2}
+    trained = load_policy(summary.checkpoint)
+    assert trained.observation_space.shape == (84, 84, 2)
+    assert trained.atari == AtariSettings(frame_stack=2)
