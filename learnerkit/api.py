@@ -45,6 +45,8 @@ PUBLIC_MODULES = (
     "learnerkit.settings",
     "learnerkit.testing",
     "learnerkit.training_loops",
+    "learnerkit.tune",
+    "learnerkit.tune.space",
 )
 
 

@@ -1,4 +1,4 @@
-"""The ``learnerkit`` command: list plugins, train, evaluate, collect.
+"""The ``learnerkit`` command: list plugins, train, evaluate, collect, tune.
 
 Resilient where the library is strict: a broken plugin is shown with its error, and a bad
 argument ends with one clear line instead of a traceback.
@@ -296,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1000)
     p.set_defaults(func=_evaluate)
     _add_collect_parser(sub)
+    from learnerkit.tune._cli import add_tune_parser
+
+    add_tune_parser(sub)
     p = sub.add_parser(
         "new-plugin", help="write a new algorithm plugin package that passes its own tests"
     )

@@ -147,3 +147,10 @@ def test_the_command_shows_the_warning_for_an_old_name_in_a_config_file(tmp_path
     assert "LearnerkitDeprecationWarning" in proc.stderr
     assert "'num_envs' (--config) is now called 'num_envs_per_env_runner'" in proc.stderr
     assert "= 16; lower it" in proc.stderr  # 2 envs per runner: the old name took effect
+
+
+def test_the_column_no_loop_supplies_still_reads_with_a_warning_saying_what_to_use():
+    with pytest.warns(LearnerkitDeprecationWarning, match=r"module\.value\(batch\[Columns"):
+        assert learnerkit.Columns.VALUES_BOOTSTRAPPED == "values_bootstrapped"
+    with pytest.raises(AttributeError, match="NO_SUCH_COLUMN"):
+        learnerkit.Columns.NO_SUCH_COLUMN  # noqa: B018

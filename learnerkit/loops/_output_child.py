@@ -55,6 +55,33 @@ def draw_curve(metrics: str, out: str, stop: str) -> None:
     plt.close(fig)
 
 
+def draw_curves(curves: list[tuple[str, str]], out: str, stop_reward: float | None) -> None:
+    """Several runs' mean returns against env steps on one plot (``learnerkit tune``'s
+    trials): ``curves`` is ``(label, CSV)`` pairs, each CSV with ``metrics.csv``'s
+    ``timesteps_total`` and ``episode_return_mean`` columns. Called in-process."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for label, metrics in curves:
+        with open(metrics, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("episode_return_mean")]
+        if rows:
+            steps = [int(float(r["timesteps_total"])) for r in rows]
+            ax.plot(steps, [float(r["episode_return_mean"]) for r in rows], label=label)
+    if stop_reward is not None:
+        ax.axhline(stop_reward, color="grey", linestyle="--", label=f"stop at {stop_reward:g}")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("mean return (last 100 episodes)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
 def serve(tensorboard_dir: str) -> None:
     # tensorboardX imports torch if it can (for tensor arguments; this child gets floats):
     # ~0.75 s of CPU and ~200 MB, beside a training process starting up on the other core.
