@@ -83,7 +83,7 @@ def test_bad_preprocessing_settings_are_config_errors(env_id, given, says):
         atari_settings(env_id, given)
 
 
-def test_a_run_records_its_preprocessing_and_its_checkpoint_is_rebuilt_with_it(tmp_path):
+def test_a_run_records_its_preprocessing_and_is_rebuilt_and_resumed_with_it(tmp_path):
     pytest.importorskip("ale_py")
     summary = train(
         TrainConfig(
@@ -106,3 +106,6 @@ def test_a_run_records_its_preprocessing_and_its_checkpoint_is_rebuilt_with_it(t
     trained = load_policy(summary.checkpoint)
     assert trained.observation_space.shape == (84, 84, 2)
     assert trained.atari == AtariSettings(frame_stack=2)
+    # Resumed, the run keeps its 2-frame stack (4 frames would not fit its conv weights).
+    resumed = train(TrainConfig(resume=str(tmp_path), stop_timesteps=64, progress=False))
+    assert resumed.timesteps_total == 64
