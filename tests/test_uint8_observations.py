@@ -1,12 +1,15 @@
 """uint8 image observations stay uint8 from the env to the train batch and the replay
 buffer (a quarter of float32's bytes), and only the module turns them into floats; other
-observations, and normalised ones, are float32 as before."""
+observations, and normalised ones, are float32 as before (normalising pixels for a conv
+encoder, which scales them itself, is refused)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from learnerkit import Columns
+from learnerkit import Columns, ConfigError
+from learnerkit.loops import TrainConfig, train
 from learnerkit.replay import UniformReplayBuffer
 from learnerkit.rollouts import EnvRunner
 
@@ -47,3 +50,15 @@ def test_the_replay_buffer_stores_and_samples_uint8_frames():
 def test_normalised_frames_are_float32():
     rollout = _sample(4, normalize_obs=True)
     assert rollout.obs.dtype == np.float32
+
+
+def test_normalising_pixels_for_a_conv_encoder_is_refused_with_the_fix(tmp_path):
+    # The encoder divides uint8 pixels by 255 itself: normalised frames would be shrunk.
+    config = TrainConfig(
+        env_id="learnerkit/PixelGrid-v0",
+        out_dir=str(tmp_path),
+        progress=False,
+        overrides={"normalize_observations": True},
+    )
+    with pytest.raises(ConfigError, match="set normalize_observations=False"):
+        train(config)

@@ -7,12 +7,14 @@ host treats learnerkit's own loops and a third party's alike.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from learnerkit._plugins import Algorithm, get_algorithm, list_plugins
+from learnerkit.conv_encoders import is_image_space
 from learnerkit.errors import ConfigError, PluginError, UnknownTrainingLoopError
 from learnerkit.loops._run_files import read_run, read_trainer_state
 from learnerkit.loops.contract import REQUIRED_LOOP_METHODS, LoopInfo, TrainConfig, probe_spaces
@@ -160,6 +162,25 @@ def run_modules(
     for module_id, values in config.module_hyperparameters.items():
         module_hps[module_id] = {**module_hps.get(module_id, {}), **values}
     return module_spec, mapping, module_hps, trained
+
+
+def check_pixels_not_normalized(hps: Any, module_specs: Any) -> None:
+    """A ConfigError when observations are normalised for a module with a conv encoder over
+    uint8 pixels (the default modules' and DQN's, unless ``conv_filters=[]``): the encoder
+    divides by 255 itself (its scale is fixed by the observation space), so normalised
+    frames would reach it shrunk 255 times. A module class of one's own is not checked."""
+    if not getattr(hps, "normalize_observations", False):
+        return
+    specs = module_specs.values() if isinstance(module_specs, Mapping) else [module_specs]
+    for spec in specs:
+        encoder_off = spec.model_config.get("conv_filters", None) == []
+        if spec.module_class is None and is_image_space(spec.observation_space) and not encoder_off:
+            raise ConfigError(
+                "normalize_observations=True with uint8 image observations "
+                f"{spec.observation_space.shape}: the conv encoder scales pixels to [0, 1] "
+                "itself; set normalize_observations=False (or model_config "
+                "conv_filters=[] for an MLP on normalised pixels)"
+            )
 
 
 def continue_run(config: TrainConfig) -> TrainConfig:

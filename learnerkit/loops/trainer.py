@@ -43,6 +43,7 @@ from learnerkit.loops._run_files import (
 )
 from learnerkit.loops._run_output import AGENT_RETURN_PREFIX, RunOutput
 from learnerkit.loops._setup import (
+    check_pixels_not_normalized,
     continue_run,
     environment,
     load_loop,
@@ -106,6 +107,7 @@ class Trainer:
         module_spec, mapping, module_hps, trained = run_modules(
             config, env_id, observation_space, action_space, self.model_config
         )
+        check_pixels_not_normalized(self.hps, module_spec)
         self.multi_agent = is_pettingzoo(env_id)
         self.policy_mapping = mapping
         self.on_iteration = on_iteration
