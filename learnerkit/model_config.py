@@ -4,7 +4,9 @@ Framework-neutral (no torch, no TensorFlow), so that both default modules share 
 definition and a bad config fails the same way in either framework. Public: a custom
 module may accept the same keys, or check its own the same way (``resolve_model_config``),
 and env runners read the
-default module's layout from it without importing a framework.
+default module's layout from it without importing a framework. Image observations
+(``conv_filters``, ``conv_activation``, and their defaults by image size) are resolved by
+``learnerkit.conv_encoders.module_config_for``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ MODEL_CONFIG_DEFAULTS: dict[str, Any] = {
     "activation": "tanh",
     "vf_share_layers": False,
     "initial_log_std": 0.0,
+    "conv_filters": None,  # None: from the observation space (learnerkit.conv_encoders)
+    "conv_activation": "relu",
 }
 ACTIVATIONS = frozenset({"tanh", "relu", "elu", "silu"})
 """Activation names every backend's default module provides."""
@@ -41,9 +45,9 @@ def resolve_model_config(
             f"unknown model_config key(s) {unknown} for {module}; known: {sorted(defaults)}"
         )
     config = {**defaults, **model_config}
-    if config["activation"] not in ACTIVATIONS:
-        raise ConfigError(
-            f"model_config['activation'] must be one of {sorted(ACTIVATIONS)}, got "
-            f"{config['activation']!r}"
-        )
+    for key in ("activation", "conv_activation"):
+        if key in config and config[key] not in ACTIVATIONS:
+            raise ConfigError(
+                f"model_config[{key!r}] must be one of {sorted(ACTIVATIONS)}, got {config[key]!r}"
+            )
     return config
