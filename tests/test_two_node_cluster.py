@@ -118,7 +118,9 @@ def test_a_sweep_places_its_trials_on_both_nodes(two_node_cluster, tmp_path):
         verbose=0,
     )
     watcher = threading.Thread(target=watch_placement_groups, daemon=True)
-    ray.init(address=two_node_cluster)  # the watcher's Ray session, which the sweep joins
+    # The watcher's Ray session, which the sweep joins (an earlier test may have left this
+    # process connected to the cluster already).
+    ray.init(address=two_node_cluster, ignore_reinit_error=True)
     watcher.start()
     try:
         summary = sweep(config)
