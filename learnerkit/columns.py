@@ -31,6 +31,15 @@ class Columns:
     # Value of the observation after the last step of a rollout fragment, per step; used by
     # algorithms (IMPALA, APPO) that compute their targets inside the loss.
     VALUES_BOOTSTRAPPED = "values_bootstrapped"
+    # Recurrent modules (docs/guides/recurrent.md). The state a module's step started from,
+    # one flat vector per row, recorded by the env runner; a forward pass over sequences
+    # reads it at each sequence's first row only.
+    STATE_IN = "state_in"
+    # The state a module's step ends in (what an acting step returns, never a batch column).
+    STATE_OUT = "state_out"
+    # In a recurrent module's forward_train output: V of each row's ``new_obs`` computed
+    # with the state that row's step ended in (a recurrent ``value(obs)`` cannot know it).
+    NEXT_VF_PREDS = "next_vf_preds"
 
 
 ACTOR_CRITIC_OUTPUTS = (
@@ -41,3 +50,8 @@ ACTOR_CRITIC_OUTPUTS = (
 )
 """What an actor-critic policy returns for each observation while sampling (the on-policy
 and asynchronous loops' ``LoopInfo.policy_outputs``); a loop may ask for less."""
+
+RECURRENT_INPUTS = (Columns.STATE_IN, Columns.PREV_ACTIONS, Columns.PREV_REWARDS)
+"""What an env runner records per row for a recurrent module, besides the policy outputs:
+the state the step started from, and the previous action and reward (zero at an episode's
+first step)."""

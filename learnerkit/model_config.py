@@ -14,13 +14,26 @@ from typing import Any
 
 from learnerkit.errors import ConfigError
 
-__all__ = ["ACTIVATIONS", "MODEL_CONFIG_DEFAULTS", "resolve_model_config"]
+__all__ = [
+    "ACTIVATIONS",
+    "MODEL_CONFIG_DEFAULTS",
+    "resolve_model_config",
+    "sequence_length_of",
+]
 
 MODEL_CONFIG_DEFAULTS: dict[str, Any] = {
     "hiddens": (64, 64),
     "activation": "tanh",
     "vf_share_layers": False,
     "initial_log_std": 0.0,
+    # Recurrent modules (RLlib's names): the encoder feeds an LSTM of ``lstm_cell_size``
+    # units, which feeds the policy and value heads; trained on sequences of
+    # ``max_seq_len`` steps. See docs/guides/recurrent.md.
+    "use_lstm": False,
+    "lstm_cell_size": 256,
+    "max_seq_len": 20,
+    "lstm_use_prev_action": False,
+    "lstm_use_prev_reward": False,
 }
 ACTIVATIONS = frozenset({"tanh", "relu", "elu", "silu"})
 """Activation names every backend's default module provides."""
@@ -46,4 +59,20 @@ def resolve_model_config(
             f"model_config['activation'] must be one of {sorted(ACTIVATIONS)}, got "
             f"{config['activation']!r}"
         )
+    for key in ("lstm_cell_size", "max_seq_len"):
+        value = config.get(key, 1)  # a module of its own may not have these keys
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"model_config[{key!r}] must be a positive int, got {value!r}")
+    for key in ("use_lstm", "lstm_use_prev_action", "lstm_use_prev_reward"):
+        if not isinstance(config.get(key, False), bool):
+            raise ConfigError(f"model_config[{key!r}] must be True or False, got {config[key]!r}")
     return config
+
+
+def sequence_length_of(model_config: Mapping[str, Any]) -> int | None:
+    """The length of the sequences a module of ``model_config`` trains on: ``max_seq_len``
+    for a recurrent one (``use_lstm``), None for a feed-forward one (rows train alone).
+    What a loop passes as ``Learner.update(..., sequence_length=...)``."""
+    if not model_config.get("use_lstm", False):
+        return None
+    return int(model_config.get("max_seq_len", MODEL_CONFIG_DEFAULTS["max_seq_len"]))

@@ -24,10 +24,9 @@ naming a numpy class (or ``ModuleSpec(numpy_copy=...)``, or an algorithm's
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Protocol
 
-import attrs
 import numpy as np
 
 from learnerkit._checkpoint import check_same_shapes
@@ -35,12 +34,15 @@ from learnerkit._import_path import resolve
 from learnerkit.batch import Columns
 from learnerkit.distributions import dist_class_for, exploration_outputs
 from learnerkit.model_config import resolve_model_config
+from learnerkit.rollouts.numpy_layers import ACTIVATIONS, DenseStack, NumpyOps
+from learnerkit.rollouts.recurrent_acting import NumpyLSTMActorCritic, lstm_module_layout
 from learnerkit.specs import ModuleSpec
 
 __all__ = [
     "ACTIVATIONS",
     "DenseStack",
     "NumpyActorCritic",
+    "NumpyLSTMActorCritic",
     "NumpyModule",
     "NumpyOps",
     "check_same_shapes",
@@ -58,6 +60,8 @@ def default_module_layout(module_spec: ModuleSpec, framework: str) -> dict[str, 
     """The names and shapes of the default module's weights (``get_weights``), without
     building it. Only for a spec without ``module_class``."""
     config = resolve_model_config(module_spec.model_config)
+    if config["use_lstm"]:
+        return lstm_module_layout(module_spec, framework)
     action_space = module_spec.action_space
     n_out = dist_class_for(action_space).inputs_size(action_space)
     continuous = not hasattr(action_space, "n")
@@ -119,87 +123,17 @@ def numpy_copy_class(module_spec: ModuleSpec) -> type | None:
     """The numpy class runners of ``module_spec`` act with (``NumpyModule``), or None when
     they act through the framework: the spec's ``numpy_copy``, else the module class's own
     ``numpy_copy`` attribute (a class given by import path is imported to read it), else
-    ``NumpyActorCritic`` for the default module."""
+    ``NumpyActorCritic`` for the default module (``NumpyLSTMActorCritic`` with
+    ``use_lstm``)."""
     if module_spec.numpy_copy is not None:
         return resolve(module_spec.numpy_copy, "ModuleSpec.numpy_copy")
     if module_spec.module_class is None:
+        if module_spec.model_config.get("use_lstm", False):
+            return NumpyLSTMActorCritic
         return NumpyActorCritic
     module_class = resolve(module_spec.module_class, "ModuleSpec.module_class")
     declared = vars(module_class).get("numpy_copy")  # not inherited, on purpose
     return None if declared is None else resolve(declared, f"{module_class.__name__}.numpy_copy")
-
-
-def _silu(x: np.ndarray) -> np.ndarray:
-    return x * (0.5 + 0.5 * np.tanh(0.5 * x))  # x * sigmoid(x), without exp overflow
-
-
-def _elu(x: np.ndarray) -> np.ndarray:
-    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
-
-
-ACTIVATIONS = {
-    "tanh": np.tanh,
-    "relu": lambda x: np.maximum(x, 0),
-    "elu": _elu,
-    "silu": _silu,
-}
-"""The default modules' activations (``learnerkit.model_config.ACTIVATIONS``) in numpy."""
-
-
-class NumpyOps:
-    """The array functions ``learnerkit.distributions`` uses, in numpy, float32, sampling
-    from the given generator."""
-
-    def __init__(self, rng: np.random.Generator) -> None:
-        self.rng = rng
-
-    def log_softmax(self, logits: np.ndarray) -> np.ndarray:
-        shifted = logits - logits.max(axis=-1, keepdims=True)
-        return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-
-    def take_along_last(self, x: np.ndarray, indices: np.ndarray) -> np.ndarray:
-        return np.take_along_axis(x, indices[..., None].astype(np.int64), axis=-1)[..., 0]
-
-    def sample_categorical(self, logits: np.ndarray) -> np.ndarray:
-        # Gumbel-max, as the torch and TF ops sample.
-        u = np.maximum(self.rng.random(logits.shape, dtype=np.float32), np.float32(1e-20))
-        return (logits - np.log(-np.log(u))).argmax(axis=-1)
-
-    def random_normal_like(self, x: np.ndarray) -> np.ndarray:
-        return self.rng.standard_normal(x.shape, dtype=np.float32)
-
-    def argmax_last(self, x: np.ndarray) -> np.ndarray:
-        return x.argmax(axis=-1)
-
-    def split_last(self, x: np.ndarray, parts: int) -> tuple[np.ndarray, ...]:
-        return tuple(np.split(x, parts, axis=-1))
-
-    def sum(self, x: np.ndarray, axis: int | None = None) -> np.ndarray:
-        return np.sum(x, axis=axis)
-
-    def exp(self, x: np.ndarray) -> np.ndarray:
-        return np.exp(x)
-
-    def square(self, x: np.ndarray) -> np.ndarray:
-        return np.square(x)
-
-
-@attrs.frozen
-class DenseStack:
-    """Dense layers ``x @ kernel + bias`` with the activation between them (and after the
-    last if ``act_last``, as a shared encoder has it). Kernels are ``[in, out]``."""
-
-    kernels: Sequence[np.ndarray]
-    biases: Sequence[np.ndarray]
-    act_last: bool = False
-
-    def __call__(self, x: np.ndarray, activation: Any) -> np.ndarray:
-        last = len(self.kernels) - 1
-        for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases, strict=True)):
-            x = x @ kernel + bias
-            if i < last or self.act_last:
-                x = activation(x)
-        return x
 
 
 class NumpyActorCritic:
