@@ -17,6 +17,7 @@ from learnerkit.errors import ConfigError
 __all__ = [
     "ACTIVATIONS",
     "MODEL_CONFIG_DEFAULTS",
+    "check_fragments_hold_sequences",
     "resolve_model_config",
     "sequence_length_of",
 ]
@@ -76,3 +77,18 @@ def sequence_length_of(model_config: Mapping[str, Any]) -> int | None:
     if not model_config.get("use_lstm", False):
         return None
     return int(model_config.get("max_seq_len", MODEL_CONFIG_DEFAULTS["max_seq_len"]))
+
+
+def check_fragments_hold_sequences(
+    model_configs: Mapping[str, Mapping[str, Any]], rollout_fragment_length: int
+) -> None:
+    """A ConfigError unless every recurrent module's ``max_seq_len`` divides the fragment
+    length: a loop cuts each env's fragment into whole sequences, none straddling two."""
+    for module_id, model_config in model_configs.items():
+        seq_len = sequence_length_of(model_config)
+        if seq_len is not None and rollout_fragment_length % seq_len:
+            raise ConfigError(
+                f"module {module_id!r} is recurrent with max_seq_len={seq_len}, which does not "
+                f"divide rollout_fragment_length={rollout_fragment_length}: fragments are cut "
+                "into whole sequences; make rollout_fragment_length a multiple of max_seq_len"
+            )

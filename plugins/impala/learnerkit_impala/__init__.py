@@ -148,6 +148,7 @@ def compute_loss(module, hyperparameters, batch, fwd_out, state, ops):
         batch,
         log_rhos=log_rhos,
         values=fwd_out[Columns.VF_PREDS],
+        next_values=fwd_out.get(Columns.NEXT_VF_PREDS),
         module=module,
         hyperparameters=hps,
         ops=ops,
