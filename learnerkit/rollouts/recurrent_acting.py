@@ -9,15 +9,18 @@ act in numpy, as they do for the feed-forward module (``learnerkit.rollouts.acti
 The weights are the framework module's (``get_weights``): torch's ``lstm.weight_ih_l0``
 ``[4H, F]``, ``lstm.weight_hh_l0`` ``[4H, H]`` and two biases, or TensorFlow's
 ``lstm.kernel`` ``[F, 4H]``, ``lstm.recurrent_kernel`` ``[H, 4H]`` and ``lstm.bias``; the
-gates in torch's order (input, forget, cell, output) in both.
+gates in torch's order (input, forget, cell, output) in both. Without ``vf_share_layers``
+the value function's trunk has its own, prefixed ``vf_`` (``vf_encoder.0.weight``,
+``vf_lstm.kernel``...).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import attrs
 import numpy as np
 
 from learnerkit._checkpoint import check_same_shapes
@@ -27,7 +30,7 @@ from learnerkit.model_config import resolve_model_config
 from learnerkit.rollouts.numpy_layers import ACTIVATIONS, DenseStack, NumpyOps
 from learnerkit.specs import ModuleSpec
 
-__all__ = ["NumpyLSTMActorCritic", "lstm_module_layout"]
+__all__ = ["LSTMTrunk", "NumpyLSTMActorCritic", "lstm_module_layout"]
 
 _MATRIX = {"torch": "weight", "tf": "kernel"}
 
@@ -53,27 +56,50 @@ def lstm_module_layout(module_spec: ModuleSpec, framework: str) -> dict[str, tup
     cell = int(config["lstm_cell_size"])
     matrix = _MATRIX[framework]
     layout: dict[str, tuple[int, ...]] = {}
-    for tower, sizes in {
-        "encoder": [obs_dim, *hiddens],
-        "pi": [cell, n_policy],
-        "vf": [cell, 1],
-    }.items():
+    towers = {"pi": [cell, n_policy], "vf": [cell, 1]}
+    for prefix in _trunk_prefixes(config):
+        towers[f"{prefix}encoder"] = [obs_dim, *hiddens]
+    for tower, sizes in towers.items():
         for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
             shape = (fan_out, fan_in) if framework == "torch" else (fan_in, fan_out)
             layout[f"{tower}.{2 * i}.{matrix}"] = shape
             layout[f"{tower}.{2 * i}.bias"] = (fan_out,)
-    if framework == "torch":
-        layout["lstm.weight_ih_l0"] = (4 * cell, features)
-        layout["lstm.weight_hh_l0"] = (4 * cell, cell)
-        layout["lstm.bias_ih_l0"] = (4 * cell,)
-        layout["lstm.bias_hh_l0"] = (4 * cell,)
-    else:
-        layout["lstm.kernel"] = (features, 4 * cell)
-        layout["lstm.recurrent_kernel"] = (cell, 4 * cell)
-        layout["lstm.bias"] = (4 * cell,)
+    for prefix in _trunk_prefixes(config):
+        lstm = f"{prefix}lstm"
+        if framework == "torch":
+            layout[f"{lstm}.weight_ih_l0"] = (4 * cell, features)
+            layout[f"{lstm}.weight_hh_l0"] = (4 * cell, cell)
+            layout[f"{lstm}.bias_ih_l0"] = (4 * cell,)
+            layout[f"{lstm}.bias_hh_l0"] = (4 * cell,)
+        else:
+            layout[f"{lstm}.kernel"] = (features, 4 * cell)
+            layout[f"{lstm}.recurrent_kernel"] = (cell, 4 * cell)
+            layout[f"{lstm}.bias"] = (4 * cell,)
     if continuous:
         layout["log_std"] = (n_policy,)
     return layout
+
+
+def _trunk_prefixes(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The policy's trunk, then the value function's where it has its own."""
+    return ("",) if config["vf_share_layers"] else ("", "vf_")
+
+
+@attrs.frozen
+class LSTMTrunk:
+    """An encoder, then one LSTM step: kernels ``[F, 4H]``, ``[H, 4H]``, gates in torch's
+    order."""
+
+    encoder: DenseStack
+    kernel: np.ndarray
+    recurrent_kernel: np.ndarray
+    bias: np.ndarray
+
+    def step(self, x: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        gates = x @ self.kernel + h @ self.recurrent_kernel + self.bias
+        i, f, g, o = np.split(gates, 4, axis=-1)
+        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+        return _sigmoid(o) * np.tanh(c), c
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -88,12 +114,9 @@ class NumpyLSTMActorCritic:
     def __init__(
         self,
         *,
-        encoder: DenseStack,
+        trunks: Sequence[LSTMTrunk],
         pi: DenseStack,
         vf: DenseStack,
-        kernel: np.ndarray,
-        recurrent_kernel: np.ndarray,
-        bias: np.ndarray,
         activation: str,
         dist_class: Any,
         log_std: np.ndarray | None,
@@ -102,9 +125,8 @@ class NumpyLSTMActorCritic:
         use_prev_reward: bool,
         rng: np.random.Generator,
     ) -> None:
-        self.encoder, self.pi, self.vf = encoder, pi, vf
-        self.kernel, self.recurrent_kernel, self.bias = kernel, recurrent_kernel, bias
-        self.cell_size = recurrent_kernel.shape[0]
+        self.trunks, self.pi, self.vf = tuple(trunks), pi, vf
+        self.cell_size = self.trunks[0].recurrent_kernel.shape[0]
         self.activation = ACTIVATIONS[activation]
         self.dist_class = dist_class
         self.log_std = log_std
@@ -142,25 +164,24 @@ class NumpyLSTMActorCritic:
                 biases.append(f32(f"{tower}.{2 * i}.bias"))
             return DenseStack(kernels=kernels, biases=biases, act_last=act_last)
 
-        if framework == "torch":
-            kernel = np.ascontiguousarray(f32("lstm.weight_ih_l0").T)
-            recurrent = np.ascontiguousarray(f32("lstm.weight_hh_l0").T)
-            bias = f32("lstm.bias_ih_l0") + f32("lstm.bias_hh_l0")
-        else:
-            kernel, recurrent, bias = (
-                f32("lstm.kernel"),
-                f32("lstm.recurrent_kernel"),
-                f32("lstm.bias"),
-            )
+        def trunk(prefix: str) -> LSTMTrunk:
+            lstm = f"{prefix}lstm"
+            if framework == "torch":
+                kernel = np.ascontiguousarray(f32(f"{lstm}.weight_ih_l0").T)
+                recurrent = np.ascontiguousarray(f32(f"{lstm}.weight_hh_l0").T)
+                bias = f32(f"{lstm}.bias_ih_l0") + f32(f"{lstm}.bias_hh_l0")
+            else:
+                kernel, bias = f32(f"{lstm}.kernel"), f32(f"{lstm}.bias")
+                recurrent = f32(f"{lstm}.recurrent_kernel")
+            encoder = stack(f"{prefix}encoder", act_last=True)
+            return LSTMTrunk(encoder, kernel, recurrent, bias)
+
         action_space = module_spec.action_space
         log_std = weights.get("log_std")
         return cls(
-            encoder=stack("encoder", act_last=True),
+            trunks=[trunk(prefix) for prefix in _trunk_prefixes(config)],
             pi=stack("pi"),
             vf=stack("vf"),
-            kernel=kernel,
-            recurrent_kernel=recurrent,
-            bias=bias,
             activation=config["activation"],
             dist_class=dist_class_for(action_space),
             log_std=None if log_std is None else np.array(log_std, dtype=np.float32),
@@ -171,14 +192,14 @@ class NumpyLSTMActorCritic:
         )
 
     def initial_state(self, n: int) -> np.ndarray:
-        """The state of ``n`` envs at an episode's start: ``[n, 2 * lstm_cell_size]`` zeros."""
-        return np.zeros((n, 2 * self.cell_size), dtype=np.float32)
+        """The state of ``n`` envs at an episode's start: ``[h, c]`` of each trunk, zeros."""
+        return np.zeros((n, 2 * self.cell_size * len(self.trunks)), dtype=np.float32)
 
-    def _step(self, inputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    def _lstm_inputs(self, encoder: DenseStack, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         obs = np.asarray(inputs[Columns.OBS])
         x = obs.reshape(len(obs), -1).astype(np.float32, copy=False)
-        if self.encoder.kernels:
-            x = self.encoder(x, self.activation)
+        if encoder.kernels:
+            x = encoder(x, self.activation)
         parts = [x]
         if self.use_prev_action:
             prev = np.asarray(inputs[Columns.PREV_ACTIONS])
@@ -187,17 +208,23 @@ class NumpyLSTMActorCritic:
             parts.append(prev.reshape(len(x), -1).astype(np.float32, copy=False))
         if self.use_prev_reward:
             parts.append(np.asarray(inputs[Columns.PREV_REWARDS], np.float32).reshape(-1, 1))
-        if len(parts) > 1:
-            x = np.concatenate(parts, axis=-1)
-        h, c = np.split(np.asarray(inputs[Columns.STATE_IN], dtype=np.float32), 2, axis=-1)
-        gates = x @ self.kernel + h @ self.recurrent_kernel + self.bias
-        i, f, g, o = np.split(gates, 4, axis=-1)
-        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
-        h = _sigmoid(o) * np.tanh(c)
-        logits = self.pi(h, self.activation)
+        return np.concatenate(parts, axis=-1) if len(parts) > 1 else x
+
+    def _step(self, inputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+        state = np.asarray(inputs[Columns.STATE_IN], dtype=np.float32)
+        outs, new_states = [], []
+        for trunk, trunk_state in zip(
+            self.trunks, np.split(state, len(self.trunks), axis=-1), strict=True
+        ):
+            x = self._lstm_inputs(trunk.encoder, inputs)
+            h, c = trunk.step(x, *np.split(trunk_state, 2, axis=-1))
+            outs.append(h)
+            new_states += [h, c]
+        logits = self.pi(outs[0], self.activation)
         if self.log_std is not None:
             logits = np.concatenate([logits, np.broadcast_to(self.log_std, logits.shape)], -1)
-        return logits, self.vf(h, self.activation)[:, 0], np.concatenate([h, c], axis=-1)
+        value = self.vf(outs[-1], self.activation)[:, 0]
+        return logits, value, np.concatenate(new_states, axis=-1)
 
     def forward_exploration(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         logits, value, state = self._step(inputs)
