@@ -1,10 +1,11 @@
 """Acting in numpy with the default recurrent module (``model_config["use_lstm"]``): the
 copy env runners step with, and the weights' layout known without a framework.
 
-Measured on this repository's CI machine for CartPole-sized inputs (64-64 encoder, 64-unit
-LSTM, 8 envs; ``bench/lstm_cartpole.py --acting``): one acting step costs ~30 us in this
-copy, ~120 us in the torch module and ~300 us in TensorFlow's compiled function, so runners
-act in numpy, as they do for the feed-forward module (``learnerkit.rollouts.acting``).
+Measured with ``python bench/lstm_cartpole.py --acting`` (PPO's masked-CartPole preset: a
+64-unit encoder and LSTM per trunk, 8 envs, on a shared 2-core machine under load): one
+acting step costs ~120 us in this copy, ~450 us in the torch module and ~760 us in
+TensorFlow's compiled function, so runners act in numpy, as they do for the feed-forward
+module (``learnerkit.rollouts.acting``).
 
 The weights are the framework module's (``get_weights``): torch's ``lstm.weight_ih_l0``
 ``[4H, F]``, ``lstm.weight_hh_l0`` ``[4H, H]`` and two biases, or TensorFlow's

@@ -58,8 +58,8 @@ class TorchLSTMActorCritic(nn.Module):
     """Encoder, then LSTM, then policy and value heads (see the module docstring)."""
 
     numpy_copy = "learnerkit.rollouts.recurrent_acting:NumpyLSTMActorCritic"
-    """What env runners act with (``ModuleSpec.numpy_copy``): a numpy copy, ~4x faster per
-    step than this module on a runner's handful of envs (docs/guides/recurrent.md)."""
+    """What env runners act with (``ModuleSpec.numpy_copy``): a numpy copy, ~3.5x faster
+    per step than this module on a runner's handful of envs (docs/guides/recurrent.md)."""
 
     def __init__(self, observation_space: Any, action_space: Any, model_config: Mapping) -> None:
         super().__init__()
