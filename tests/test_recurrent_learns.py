@@ -20,7 +20,8 @@ ALGORITHM_SETTINGS = {
 }
 
 
-def _memory_run(tmp_path, algorithm, framework, use_lstm, steps):
+def _memory_run(tmp_path, algorithm, framework, use_lstm, steps, **scaling):
+    num_learners = scaling.pop("num_learners", 0)
     summary = train(
         TrainConfig(
             algorithm=algorithm,
@@ -30,8 +31,9 @@ def _memory_run(tmp_path, algorithm, framework, use_lstm, steps):
             out_dir=str(tmp_path / f"{algorithm}-{framework}-{use_lstm}"),
             stop_reward=17.0,
             stop_timesteps=steps,
-            overrides={**MEMORY_SETTINGS, **ALGORITHM_SETTINGS[algorithm]},
+            overrides={**MEMORY_SETTINGS, **ALGORITHM_SETTINGS[algorithm], **scaling},
             model_config={**SMALL_LSTM, "use_lstm": use_lstm},
+            num_learners=num_learners,
         )
     )
     return summary
@@ -50,6 +52,30 @@ def test_ppo_without_memory_stays_at_chance(tmp_path):
 @pytest.mark.parametrize("algorithm", ["impala", "appo"])
 def test_impala_and_appo_with_an_lstm_repeat_what_they_saw(tmp_path, algorithm):
     summary = _memory_run(tmp_path, algorithm, "torch", True, 40_000)
+    assert summary.reached_stop_reward, summary.episode_return_mean
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_two_ray_learners_train_on_shards_of_whole_sequences(tmp_path):
+    summary = _memory_run(tmp_path, "ppo", "torch", True, 12_000, num_learners=2)
+    assert summary.reached_stop_reward, summary.episode_return_mean
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_env_runners_carry_their_envs_state(tmp_path):
+    # Two runners of half a CPU each fit beside the driver on a 2-core machine.
+    summary = _memory_run(
+        tmp_path,
+        "impala",
+        "torch",
+        True,
+        40_000,
+        num_env_runners=2,
+        num_cpus_per_env_runner=0.5,
+        num_envs_per_env_runner=4,
+    )
     assert summary.reached_stop_reward, summary.episode_return_mean
 
 
