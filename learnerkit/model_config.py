@@ -18,6 +18,7 @@ __all__ = [
     "ACTIVATIONS",
     "MODEL_CONFIG_DEFAULTS",
     "check_fragments_hold_sequences",
+    "refuse_recurrent",
     "resolve_model_config",
     "sequence_length_of",
 ]
@@ -92,3 +93,15 @@ def check_fragments_hold_sequences(
                 f"divide rollout_fragment_length={rollout_fragment_length}: fragments are cut "
                 "into whole sequences; make rollout_fragment_length a multiple of max_seq_len"
             )
+
+
+def refuse_recurrent(model_configs: Mapping[str, Mapping[str, Any]], loop: str) -> None:
+    """A ConfigError for a recurrent module in a loop that trains rows one by one (the
+    offline and replay loops): it would train without its state."""
+    recurrent = sorted(m for m, config in model_configs.items() if sequence_length_of(config))
+    if recurrent:
+        raise ConfigError(
+            f"modules {recurrent} are recurrent (use_lstm), but the {loop!r} loop trains "
+            "rows one by one, without their state: train recurrent modules with the "
+            "'on_policy' or 'async' loop (PPO, IMPALA, APPO), or set use_lstm=False"
+        )
