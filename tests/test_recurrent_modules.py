@@ -199,3 +199,30 @@ def test_a_recurrent_module_without_a_numpy_copy_is_refused():
     )
     with pytest.raises(ConfigError, match="no numpy copy"):
         make_sampler(spec, 0)
+
+
+@pytest.mark.slow  # three short training runs
+def test_recurrent_ppo_stopped_and_resumed_reproduces_the_uninterrupted_run(tmp_path):
+    import csv
+
+    from learnerkit.cli import main
+
+    timings = {"time_total_s", "env_steps_per_s", "sample_time_s", "learn_time_s"}
+    base = ["train", "ppo", "--quiet", "--seed", "3", "--env", MASKED_CARTPOLE]
+    base += ["--num-env-runners", "0"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert main([*base, "--stop-timesteps", "2048", "--out", str(whole)]) == 0
+    assert main([*base, "--stop-timesteps", "1024", "--out", str(parts)]) == 0
+    assert main(["train", "--quiet", "--resume", str(parts), "--stop-timesteps", "2048"]) == 0
+
+    def rows(run_dir):
+        with open(run_dir / "metrics.csv", newline="") as f:
+            return [{k: v for k, v in r.items() if k not in timings} for r in csv.DictReader(f)]
+
+    assert rows(parts) == rows(whole)
+    with (
+        np.load(whole / "checkpoint" / "learner_state.npz") as want,
+        np.load(parts / "checkpoint" / "learner_state.npz") as have,
+    ):
+        for name in want.files:
+            np.testing.assert_array_equal(have[name], want[name], err_msg=name)
