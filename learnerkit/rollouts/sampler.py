@@ -9,7 +9,8 @@ leagues); the env string picks it. Everything else, weights, module copies, obse
 statistics, fragments, is the same for both. For whole sequences of T steps (V-trace, the
 asynchronous loop) a gymnasium fragment of T steps already is one sequence per env
 (``Rollout.to_sequences``); PettingZoo agents come and go, so their rows wait in streams
-(``multi_agent_sequences``).
+(``multi_agent_sequences``). A recurrent module (gymnasium envs only) acts through a
+``StateCarrier`` that keeps its state per env from fragment to fragment.
 """
 
 from __future__ import annotations
