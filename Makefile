@@ -3,14 +3,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Material's banner about its successor is not a build problem.
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 
-.PHONY: setup train test test-fast lint format bench clean
+.PHONY: setup train test test-fast lint format docs docs-serve bench clean
 
 $(STAMP): pyproject.toml constraints.txt plugins/*/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch is pinned (constraints.txt): an unpinned torch can pull a multi-GB CUDA build.
-	$(BIN)/pip install -q -c constraints.txt -e ".[torch,tf,ray,offline,multiagent,test]" $(addprefix -e ,$(wildcard plugins/*))
+	$(BIN)/pip install -q -c constraints.txt -e ".[torch,tf,ray,offline,multiagent,test,docs]" $(addprefix -e ,$(wildcard plugins/*))
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -21,6 +23,7 @@ train: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(MKDOCS) build --strict --quiet
 	$(BIN)/pytest -q
 
 test-fast: $(STAMP)
@@ -34,6 +37,13 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The documentation site (docs/, mkdocs.yml): strict, so a broken link or reference fails.
+docs: $(STAMP)
+	$(MKDOCS) build --strict
+
+docs-serve: $(STAMP)
+	$(MKDOCS) serve
+
 bench: $(STAMP)
 	$(BIN)/pip install -q -c constraints.txt -e ".[bench]"
 	$(BIN)/python bench/learner_throughput.py
@@ -43,4 +53,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/learner_group_scaling.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) runs site .pytest_cache .ruff_cache

@@ -110,7 +110,7 @@ class _Checks:
         self.gap, self.max_delay_s = gap, max_delay_s
         # One kill at a time: the next is armed some iterations (1 to 3, seeded) after the
         # last one fired, so the group has recovered (all learners dying at once is not
-        # survivable: README, "Faults and bad input").
+        # survivable: docs/faults.md).
         self.kills_left = kills
         self.next_after = int(rng.integers(1, gap + 1))
         self.armed = False

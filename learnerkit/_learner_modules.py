@@ -191,16 +191,25 @@ def make_train_step(
     gradient_hooks: GradientHooks | None = None,
 ) -> TrainStep:
     """The record's compiled minibatch step, through the module's forward pass as the
-    data-parallel seam runs it (and its gradient all-reduce, if it has one)."""
+    data-parallel seam runs it (and its gradient all-reduce, if it has one). A module with
+    several optimizers trains through the seam's forward pass for several backward passes,
+    with the all-reduce after them."""
     hps = record.hps
+    if len(record.optimizers) > 1:  # the loss may give each optimizer a backward pass
+        forward, allreduce = data_parallel.training_with_several_backward_passes(
+            module_id, record.module
+        )
+    else:
+        forward = data_parallel.training_forward(module_id, record.module)
+        allreduce = data_parallel.allreduce_gradients
     return backend.make_train_step(
-        data_parallel.training_forward(module_id, record.module),
+        forward,
         record.module,
         record.optimizers,
         loss_fn,
         grad_clip=hps.grad_clip,
         grad_clip_by=hps.grad_clip_by,
-        allreduce_gradients=data_parallel.allreduce_gradients,
+        allreduce_gradients=allreduce,
         gradient_hooks=gradient_hooks,
     )
 

@@ -68,9 +68,13 @@ class Algorithm:
     """
 
     name: str
+    """What users call it (``learnerkit train NAME``, ``LearnerSpec(algorithm=NAME)``); the
+    entry point's name must be the same."""
     hyperparameters: type[Hyperparameters]
     """The algorithm's attrs hyperparameter class (a Hyperparameters subclass)."""
     frameworks: tuple[str, ...] = attrs.field(default=FRAMEWORKS, converter=tuple)
+    """The frameworks its hooks work with (``"torch"``, ``"tf"``); a Learner on another is
+    refused."""
     required_columns: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     """Batch columns ``update()`` checks for before training."""
     column_specs: Mapping[str, ColumnSpec] = attrs.field(factory=dict)
@@ -83,7 +87,7 @@ class Algorithm:
     training_loop: str | None = None
     """The loop ``learnerkit train`` trains it with: the name of an installed training loop
     (``learnerkit list-plugins`` shows them; learnerkit's own are ``"on_policy"``,
-    ``"async"`` and ``"offline"``). Its hyperparameters must derive from that loop's
+    ``"async"``, ``"offline"`` and ``"replay"``). Its hyperparameters must derive from that loop's
     settings class. A loop that is not installed does not stop the algorithm loading (it
     may be installed later); training it is then refused, naming the installed loops. None:
     trained only through the Learner API (``Learner.update`` with your own batches)."""
@@ -107,6 +111,7 @@ class Algorithm:
     """Tuned settings per gymnasium env id for ``learnerkit train``: hyperparameters, plus
     optional ``"model_config"`` and ``"stop": {"reward": R, "timesteps": T}`` entries."""
     description: str = ""
+    """One line for ``learnerkit list-plugins``."""
     requires_api: str | None = None
     """The learnerkit plugin API the plugin was written for, as a PEP 440 specifier
     (``">=0.2"``; ``learnerkit.api.API_VERSION`` is this learnerkit's). A plugin whose
@@ -115,7 +120,9 @@ class Algorithm:
     plugin: Any = attrs.field(default=None, eq=False, repr=False)
     """The module or object holding the hookimpls; set when the plugin is loaded."""
     package: str | None = None
+    """The distribution that installed it; set when the plugin is loaded."""
     version: str | None = None
+    """That distribution's version; set when the plugin is loaded."""
 
 
 @attrs.frozen(kw_only=True)

@@ -70,6 +70,9 @@ def check_state(
         _check_targets(table, backend, state.get("target_networks"), source)
     if state.get("shuffle_generator") is not None:  # absent from checkpoints before issue 21
         backend.set_generator_state(backend.make_generator(0), state["shuffle_generator"], source)
+    if state.get("loss_generator") is not None:  # absent from checkpoints before issue 20
+        scratch = backend.make_loss_generator(0)
+        backend.set_loss_generator_state(scratch, state["loss_generator"], source)
     return optimizers
 
 

@@ -42,6 +42,8 @@ PUBLIC_MODULES = (
     "learnerkit.settings",
     "learnerkit.testing",
     "learnerkit.training_loops",
+    "learnerkit.tune",
+    "learnerkit.tune.space",
 )
 
 

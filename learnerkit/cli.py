@@ -1,4 +1,4 @@
-"""The ``learnerkit`` command: list plugins, train, evaluate, collect.
+"""The ``learnerkit`` command: list plugins, train, evaluate, collect, tune.
 
 Resilient where the library is strict: a broken plugin is shown with its error, and a bad
 argument ends with one clear line instead of a traceback.
@@ -104,11 +104,18 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--framework", choices=["torch", "tf"], default="torch")
     p.add_argument(
         "--num-envs-per-env-runner",
-        "--num-envs",
         dest="num_envs_per_env_runner",
         type=int,
         default=None,
         help="envs each runner (or the driver) steps (default: tuned)",
+    )
+    p.add_argument(
+        "--num-envs",
+        dest="num_envs_per_env_runner",
+        type=int,
+        action=_RenamedOption,
+        new_name="--num-envs-per-env-runner",
+        help=argparse.SUPPRESS,  # the old name, for one more release
     )
     p.add_argument(
         "--num-env-runners",
@@ -138,6 +145,24 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", default=None, help="continue from a run directory or checkpoint")
     p.add_argument("--quiet", action="store_true", help="no live progress display")
     p.set_defaults(func=_train)
+
+
+class _RenamedOption(argparse.Action):
+    """An option's old name: sets the new one's value, with a LearnerkitDeprecationWarning
+    naming it, as an old settings field name does (``Hyperparameters.renamed_fields``)."""
+
+    def __init__(self, option_strings: list[str], dest: str, *, new_name: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.new_name = new_name
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        warnings.warn(
+            f"the option {option_string} is now called {self.new_name}; rename it (the old "
+            "name goes in the next release)",
+            LearnerkitDeprecationWarning,
+            stacklevel=1,  # argparse's frame says nothing to a user of the command
+        )
+        setattr(namespace, self.dest, values)
 
 
 def _policy_mapping(text: str) -> str | dict[str, str]:
@@ -285,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1000)
     p.set_defaults(func=_evaluate)
     _add_collect_parser(sub)
+    from learnerkit.tune._cli import add_tune_parser
+
+    add_tune_parser(sub)
     p = sub.add_parser(
         "new-plugin", help="write a new algorithm plugin package that passes its own tests"
     )

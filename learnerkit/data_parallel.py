@@ -11,6 +11,11 @@ tells it two:
 - ``allreduce_gradients``: None, or the function each train step hands its gradients to, as
   numpy arrays, for their mean over the learners, after backward and before the finiteness
   check and clipping, so every learner skips, clips and applies alike (TensorFlow);
+- ``training_with_several_backward_passes(module_id, module)``: the forward pass and the
+  all-reduce of a module with several optimizers, whose step may run one backward pass per
+  optimizer's loss (``OPTIMIZER_LOSSES``): a forward pass that averages nothing during
+  backward (torch's DDP expects one backward pass per forward pass) and the all-reduce the
+  step calls after its backward passes instead;
 - ``module_added(module_id, module)`` and ``module_removed(module_id)``: every module the
   Learner builds (``build``, ``add_module``) and drops (``remove_module``). The group calls
   ``add_module`` on every learner at once, so ``module_added`` may run a collective.
@@ -41,6 +46,13 @@ class DataParallel(Protocol):
     def training_forward(self, module_id: str, module: Any) -> Forward:
         """The callable the train step of ``module`` runs its forward pass through."""
 
+    def training_with_several_backward_passes(
+        self, module_id: str, module: Any
+    ) -> tuple[Forward, AllReduce | None]:
+        """For a module with several optimizers: the forward pass its train step runs, which
+        averages no gradient during backward, and the gradients' mean over the learners
+        (numpy in, numpy out) the step calls after backward, or None for a lone learner."""
+
     def module_added(self, module_id: str, module: Any) -> None:
         """``module`` was built (at ``build()`` or by ``add_module``) and trains from now."""
 
@@ -55,6 +67,11 @@ class SingleProcess:
 
     def training_forward(self, module_id: str, module: Any) -> Forward:
         return module
+
+    def training_with_several_backward_passes(
+        self, module_id: str, module: Any
+    ) -> tuple[Forward, AllReduce | None]:
+        return module, self.allreduce_gradients
 
     def module_added(self, module_id: str, module: Any) -> None:
         pass

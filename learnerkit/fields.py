@@ -48,11 +48,13 @@ def __getattr__(name: str) -> Any:
 
 
 def positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """Validator: the value is > 0 (None passes: a field typed ``float | None``)."""
     if value is not None and not value > 0:
         raise ConfigError(f"{type(instance).__name__}.{attribute.name} must be > 0, got {value!r}")
 
 
 def positive_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """Validator: an ``int`` (not a bool) >= 1."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(
             f"{type(instance).__name__}.{attribute.name} must be an integer >= 1, got {value!r}"
@@ -60,11 +62,13 @@ def positive_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
 
 
 def optional_positive_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """Validator: None, or an ``int`` >= 1."""
     if value is not None:
         positive_int(instance, attribute, value)
 
 
 def non_negative_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """Validator: an ``int`` (not a bool) >= 0."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(
             f"{type(instance).__name__}.{attribute.name} must be an integer >= 0, got {value!r}"
@@ -72,11 +76,13 @@ def non_negative_int(instance: Any, attribute: attrs.Attribute, value: Any) -> N
 
 
 def non_negative(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """Validator: the value is >= 0."""
     if not value >= 0:
         raise ConfigError(f"{type(instance).__name__}.{attribute.name} must be >= 0, got {value!r}")
 
 
 def in_unit_interval(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """Validator: the value is in ``[0, 1]`` (discounts, lambdas, probabilities)."""
     if not 0.0 <= value <= 1.0:
         raise ConfigError(
             f"{type(instance).__name__}.{attribute.name} must be in [0, 1], got {value!r}"
@@ -84,6 +90,8 @@ def in_unit_interval(instance: Any, attribute: attrs.Attribute, value: Any) -> N
 
 
 def one_of(*allowed: str):
+    """Validator factory: the value is one of ``allowed`` (``one_of("value", "norm")``)."""
+
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         if value not in allowed:
             raise ConfigError(
@@ -91,16 +99,22 @@ def one_of(*allowed: str):
                 f"got {value!r}"
             )
 
+    # The settings reference shows validators by name: say what this one allows.
+    check.__name__ = check.__qualname__ = f"one_of({', '.join(map(repr, allowed))})"
     return check
 
 
 def to_schedule(value: Any) -> tuple[tuple[int, float], ...] | None:
+    """Converter: ``[[timestep, value], ...]`` (lists from JSON or TOML) to a tuple of
+    ``(int, float)`` pairs; None stays None. Pair it with ``check_schedule``."""
     if value is None:
         return None
     return tuple((int(t), float(v)) for t, v in value)
 
 
 def check_schedule(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """Validator: None, or ``(timestep, value)`` pairs starting at timestep 0 in
+    increasing order (read with ``learnerkit.coefficients.schedule_value``)."""
     if value is None:
         return
     steps = [t for t, _ in value]

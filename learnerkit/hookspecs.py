@@ -81,6 +81,10 @@ class HookLearner(Protocol):
     @property
     def modules_to_train(self) -> frozenset[str]: ...
 
+    @property
+    def loss_generator(self) -> Any:
+        """The generator a loss draws random numbers from (docs/guides/randomness.md)."""
+
     def hyperparameters_for(self, module_id: str) -> Hyperparameters: ...
 
     def optimizer(self, module_id: str, name: str = "default") -> Any: ...
@@ -150,26 +154,27 @@ def compute_loss(
 ) -> Mapping[str, Any]:
     """Compute the loss of one module on one minibatch.
 
-        Called for every minibatch of every epoch, inside the gradient tape (TensorFlow) or before
-        ``backward()`` (torch). First non-None result wins: this is the algorithm's own hook.
+    Called for every minibatch of every epoch, inside the gradient tape (TensorFlow) or before
+    ``backward()`` (torch). First non-None result wins: this is the algorithm's own hook.
 
-        :param learner: the Learner calling the hook.
-        :param module_id: which module.
-        :param module: the framework module.
-        :param hyperparameters: this module's hyperparameters (with its overrides).
-        :param batch: the minibatch, column name to framework tensor.
-        :param fwd_out: the module's ``forward_train`` output, with at least
-            ``Columns.ACTION_DIST_INPUTS`` and, for actor-critic modules, ``Columns.VF_PREDS``.
-            ``module.action_dist(dist_inputs)`` turns them into a distribution.
-        :param state: the module's algorithm state (for example PPO's current ``kl_coeff``), as
-            framework scalars; kept by the Learner and changed by ``additional_update``.
-        :param ops: the backend's array functions (``ops.mean``, ``ops.square``...).
-        :return: a mapping with ``"total_loss"`` (the scalar to minimise) and any other scalar
-            statistics to average over minibatches and report (``"policy_loss"``, ``"entropy"``...);
-            optionally, under ``PER_ROW`` (``"per_row"``), a mapping of name to a ``[B]`` tensor
-            of per-row values for the minibatch's B rows (no gradient is taken through them);
-            optionally, under ``OPTIMIZER_LOSSES`` (``"optimizer_losses"``), a mapping of
-            optimizer name (``configure_optimizers``' names) to a scalar loss.
+    :param learner: the Learner calling the hook. A loss that draws random numbers (SAC's
+        actions) draws them from ``learner.loss_generator``, whose state checkpoints keep.
+    :param module_id: which module.
+    :param module: the framework module.
+    :param hyperparameters: this module's hyperparameters (with its overrides).
+    :param batch: the minibatch, column name to framework tensor.
+    :param fwd_out: the module's ``forward_train`` output, with at least
+        ``Columns.ACTION_DIST_INPUTS`` and, for actor-critic modules, ``Columns.VF_PREDS``.
+        ``module.action_dist(dist_inputs)`` turns them into a distribution.
+    :param state: the module's algorithm state (for example PPO's current ``kl_coeff``), as
+        framework scalars; kept by the Learner and changed by ``additional_update``.
+    :param ops: the backend's array functions (``ops.mean``, ``ops.square``...).
+    :return: a mapping with ``"total_loss"`` (the scalar to minimise) and any other scalar
+        statistics to average over minibatches and report (``"policy_loss"``, ``"entropy"``...);
+        optionally, under ``PER_ROW`` (``"per_row"``), a mapping of name to a ``[B]`` tensor
+        of per-row values for the minibatch's B rows (no gradient is taken through them);
+        optionally, under ``OPTIMIZER_LOSSES`` (``"optimizer_losses"``), a mapping of
+        optimizer name (``configure_optimizers``' names) to a scalar loss.
 
     Recurrent modules (``model_config["use_lstm"]``, or a module class that declares
     ``initial_state(n)``; docs/guides/recurrent.md): the loop trains them with
@@ -193,18 +198,19 @@ def compute_loss(
     out: it is reported as the sum of the losses. The step is skipped as non-finite when any
     of the losses or their gradients is. torch computes one backward pass per loss through
     the shared graph (``backward(inputs=...)``: only that optimizer's gradients), TensorFlow
-    one gradient per loss from a persistent tape; torch's DistributedDataParallel, which
-    averages gradients during the one backward pass it expects, does not take it (Ray
-    learners on TensorFlow do), nor yet a Learner with its own gradient stages.
+    one gradient per loss from a persistent tape. Ray learners average each optimizer's
+    gradients over the learners after the backward passes (torch: a module with several
+    optimizers runs its forward pass without DDP's averaging, which expects one backward
+    pass per forward pass). A Learner with its own gradient stages does not take it yet.
 
-        Per-row values travel back to the caller of ``update()``, not into the averaged
-        statistics: ``results[module_id]["per_row"][name]`` is a float32 numpy array with one
-        value per row of the batch given to ``update`` (its shuffling and minibatches undone),
-        NaN for the rows no applied step trained on (a minibatch skipped as non-finite; on Ray
-        learners, the remainder dropped when the batch was cut into equal contiguous shards,
-        whose values the group concatenates in order). A row trained in several epochs keeps
-        its last value. The replay loop sets prioritized replay's priorities from
-        ``per_row["td_error"]``. An algorithm that returns none pays nothing.
+    Per-row values travel back to the caller of ``update()``, not into the averaged
+    statistics: ``results[module_id]["per_row"][name]`` is a float32 numpy array with one
+    value per row of the batch given to ``update`` (its shuffling and minibatches undone),
+    NaN for the rows no applied step trained on (a minibatch skipped as non-finite; on Ray
+    learners, the remainder dropped when the batch was cut into equal contiguous shards,
+    whose values the group concatenates in order). A row trained in several epochs keeps
+    its last value. The replay loop sets prioritized replay's priorities from
+    ``per_row["td_error"]``. An algorithm that returns none pays nothing.
     """
 
 
@@ -272,7 +278,7 @@ def additional_update(
     :param timestep: the number of environment steps sampled so far (drives schedules).
     :param update_kwargs: the other keyword arguments given to ``additional_update``, for
         example ``{"sampled_kl_values": {"default_policy": 0.01}}`` (what the training loops
-        pass is in the README's "Training loops" table).
+        pass is on the docs' "Training loops" page).
     :return: statistics to report (``{"kl_coeff": 0.3}``), or None.
 
     The host default steps ``hyperparameters.lr_schedule`` and reports ``learning_rate``;

@@ -97,6 +97,8 @@ class Learner:
         self._plugin_manager = _learner_modules.make_plugin_manager(self.spec, self.algorithm)
         self.hooks = self._plugin_manager.hook
         self._generator = self.backend.make_generator(self.hps.seed)
+        self._loss_seed = _learner_state.loss_generator_seed(self.hps.seed)
+        self._loss_generator = self.backend.make_loss_generator(self._loss_seed)
         for module_id in self.spec.module_specs:
             self._build_module(module_id)
         self._built = True
@@ -405,6 +407,17 @@ class Learner:
     def algorithm_state(self, module_id: ModuleID) -> dict[str, Any]:
         return self._table[module_id].algorithm_state
 
+    @property
+    def loss_generator(self) -> Any:
+        """The generator a loss draws its random numbers from (a ``torch.Generator`` on the
+        learner's device; a ``tf.random.Generator``), seeded from ``hps.seed``. Its state
+        is part of ``get_state`` and checkpoints, so a resumed run draws what the
+        uninterrupted one would have: draw from it, never from the framework's global
+        generator (docs/guides/randomness.md). Data-parallel learners each hold one seeded
+        alike."""
+        self._require_built()
+        return self._loss_generator
+
     def get_parameters(self, module: Any) -> list[Any]:
         return self.backend.parameters(module)
 
@@ -456,8 +469,8 @@ class Learner:
         _learner_state.set_module_state(self._table, self.backend, state)
 
     def get_state(self) -> dict[str, Any]:
-        """Weights, optimizer states, algorithm state and the shuffle generator: everything
-        to resume training exactly."""
+        """Weights, optimizer states, algorithm state, the shuffle generator and the loss
+        generator: everything to resume training exactly."""
         self._require_built()
         return _learner_state.get_state(
             self._table,
@@ -466,6 +479,7 @@ class Learner:
             self.spec,
             self.get_module_state(),
             self.backend.get_generator_state(self._generator),
+            self.backend.get_loss_generator_state(self._loss_generator),
         )
 
     def set_state(self, state: Mapping[str, Any], *, source: str = "state") -> None:
@@ -485,6 +499,8 @@ class Learner:
             get_state=self.get_state,
             set_module_state=self.set_module_state,
             generator=self._generator,
+            loss_generator=self._loss_generator,
+            loss_seed=self._loss_seed,
         )
 
     def save_state(self, path: str | os.PathLike) -> None:

@@ -168,7 +168,7 @@ def compute_loss(module, hyperparameters, batch, fwd_out, ops):
 
     Fill in: your algorithm's loss, written with ``ops`` so that it runs on torch and
     TensorFlow. ``batch`` holds the columns in ``required_columns`` (and whatever else the
-    loop gives: README, "Training loops"); ``fwd_out`` the module's forward pass
+    loop gives: the docs' "Training loops" page); ``fwd_out`` the module's forward pass
     (``action_dist_inputs``, ``vf_preds``). Return ``"total_loss"`` and any scalar
     statistics to report.
     """
@@ -244,8 +244,8 @@ learnerkit train ${name} ${train_args}
 ```
 
 What to fill in is in each hook's docstring in `${package}/__init__.py`; the contract is
-learnerkit's `hookspecs.py`, the settings the loop reads are in its README's "Training
-loops" table.
+learnerkit's `hookspecs.py` (the docs' hook reference), the settings the loop reads are on
+the docs' "Training loops" and "Settings reference" pages.
 """)
 
 TESTS = Template('''"""${title} meets the learnerkit plugin contract (``learnerkit.testing``), on

@@ -57,6 +57,22 @@ class Ops(Protocol):
     def stack(self, xs: list[Tensor], axis: int = 0) -> Tensor: ...
     def zeros_like(self, x: Tensor) -> Tensor: ...
 
+    # Along time --------------------------------------------------------------------------
+    def reverse_discounted_scan(
+        self, x: Tensor, discounts: Tensor, bootstrap: Tensor | None = None
+    ) -> Tensor:
+        """``y[t] = x[t] + discounts[t] * y[t + 1]``, from the last step back to the first,
+        along axis 0 (time-major ``[T, ...]``; ``discounts`` of ``x``'s shape).
+
+        ``y[T]`` is ``bootstrap`` (``x[0]``'s shape), or nothing when None: then
+        ``y[T - 1] = x[T - 1]``. Discounted returns are ``scan(rewards, gamma * (1 -
+        terminateds), bootstrap=last_values)``; GAE is ``scan(td_errors, gamma * lambda_ *
+        (1 - terminateds))``; V-trace's ``vs - values`` is ``scan(deltas, gamma * c *
+        continues)``. A zero discount stops the sum there: episodes in a sequence stay
+        apart. Gradients flow through ``x``, ``discounts`` and ``bootstrap``.
+        """
+        ...
+
     # Distributions -----------------------------------------------------------------------
     def log_softmax(self, logits: Tensor) -> Tensor: ...
     def softmax(self, logits: Tensor) -> Tensor: ...

@@ -101,6 +101,7 @@ class LoopInfo:
     package: str | None = attrs.field(default=None, kw_only=True)
     """The distribution that provides it; set when it is loaded."""
     version: str | None = attrs.field(default=None, kw_only=True)
+    """That distribution's version; set when it is loaded."""
 
     def declares(self) -> dict[str, bool]:
         """What the loop asks of the host, by field name (``list-plugins --json``)."""

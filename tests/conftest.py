@@ -26,7 +26,7 @@ from learnerkit.testing import reset_plugins
 PLUGIN_PACKAGES = Path(__file__).parent / "plugin_packages"
 REPO_ROOT = Path(__file__).parent.parent
 FRAMEWORKS = ["torch", "tf"]
-# Switch plugins off (README, "Plugins"): some by name, or every entry point.
+# Switch plugins off (docs/concepts/index.md, "Plugins"): some by name, or every entry point.
 DISABLE_PLUGIN_VARIABLES = ("LEARNERKIT_DISABLE_PLUGINS", "LEARNERKIT_DISABLE_PLUGIN_AUTOLOAD")
 
 CARTPOLE_OBS = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
@@ -51,7 +51,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 @pytest.fixture(autouse=True)
 def fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test starts with no plugin registered in code, nothing cached, and no plugin
-    switched off by the environment (the variables the README documents); whatever it
+    switched off by the environment (the variables the docs document); whatever it
     registers is gone afterwards."""
     for variable in DISABLE_PLUGIN_VARIABLES:
         monkeypatch.delenv(variable, raising=False)

@@ -24,6 +24,7 @@ from learnerkit import (
     PluginError,
     SamplingSettings,
 )
+from learnerkit.cli import build_parser
 from learnerkit.errors import LearnerkitDeprecationWarning
 from learnerkit.specs import evolve_hyperparameters, structure_hyperparameters
 
@@ -129,6 +130,17 @@ def test_giving_both_the_old_and_the_new_name_is_an_error_naming_the_one_to_keep
         OnPolicySettings(num_envs=2, num_envs_per_env_runner=2)
 
 
+def test_the_old_command_line_option_sets_the_new_one_with_a_warning_naming_it():
+    parser = build_parser()
+    args, caught = recorded(lambda: parser.parse_args(["train", "--num-envs", "3"]))
+    assert args.num_envs_per_env_runner == 3
+    assert len(caught) == 1 and caught[0].category is LearnerkitDeprecationWarning
+    assert "--num-envs is now called --num-envs-per-env-runner" in str(caught[0].message)
+    args, caught = recorded(lambda: parser.parse_args(["train", "--num-envs-per-env-runner", "3"]))
+    assert args.num_envs_per_env_runner == 3 and caught == []
+    assert parser.parse_args(["train"]).num_envs_per_env_runner is None
+
+
 @pytest.mark.slow
 def test_the_command_shows_the_warning_for_an_old_name_in_a_config_file(tmp_path):
     # minibatch_size is too large for 1 x 2 x 8 samples: the run stops at the settings (no
@@ -147,3 +159,10 @@ def test_the_command_shows_the_warning_for_an_old_name_in_a_config_file(tmp_path
     assert "LearnerkitDeprecationWarning" in proc.stderr
     assert "'num_envs' (--config) is now called 'num_envs_per_env_runner'" in proc.stderr
     assert "= 16; lower it" in proc.stderr  # 2 envs per runner: the old name took effect
+
+
+def test_the_column_no_loop_supplies_still_reads_with_a_warning_saying_what_to_use():
+    with pytest.warns(LearnerkitDeprecationWarning, match=r"module\.value\(batch\[Columns"):
+        assert learnerkit.Columns.VALUES_BOOTSTRAPPED == "values_bootstrapped"
+    with pytest.raises(AttributeError, match="NO_SUCH_COLUMN"):
+        learnerkit.Columns.NO_SUCH_COLUMN  # noqa: B018

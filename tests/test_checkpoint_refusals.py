@@ -143,6 +143,10 @@ EDITS = {
         lambda s, fw: s.__setitem__("shuffle_generator", np.zeros(3, np.uint8)),
         "shuffling generator",
     ),
+    "loss generator of another framework": (
+        lambda s, fw: s.__setitem__("loss_generator", np.zeros(5, np.float32)),
+        "loss generator",
+    ),
 }
 
 

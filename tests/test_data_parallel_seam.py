@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import CARTPOLE_OBS, TWO_ACTIONS, make_plugin, random_batch
 
-from learnerkit import Hyperparameters, Learner, LearnerSpec, ModuleSpec
+from learnerkit import OPTIMIZER_LOSSES, Hyperparameters, Learner, LearnerSpec, ModuleSpec
 from learnerkit.data_parallel import SingleProcess
 
 MID = "default_policy"
@@ -106,6 +106,50 @@ def test_a_non_finite_allreduce_skips_the_step_on_both_frameworks(framework):
     assert out["non_finite_minibatches_skipped"] == 2
     for name, w in weights(learner).items():
         np.testing.assert_array_equal(w, before[name])
+
+
+def test_a_module_with_several_optimizers_trains_through_the_seams_several_pass_training(
+    framework, register
+):
+    """Each optimizer's own loss (``OPTIMIZER_LOSSES``), one backward pass each: the module's
+    forward pass and all-reduce are those the seam gives for several backward passes (torch's
+    Ray learners: DDP's forward without its averaging, and a gloo all-reduce after)."""
+
+    class Recording(FakeGroup):
+        def training_with_several_backward_passes(self, module_id, module):
+            self.events.append(("several backward passes", module_id))
+            return module, self.allreduce_gradients
+
+    def configure_optimizers(learner, module, hyperparameters, ops):
+        named = learner.named_parameters(module)
+        return {
+            side: ops.sgd(module, LR, parameters=[p for n, p in named.items() if n[:2] == side])
+            for side in ("pi", "vf")
+        }
+
+    def compute_loss(learner, module, ops):
+        named = learner.named_parameters(module)
+        losses = {
+            side: 0.5 * sum(ops.sum(ops.square(p)) for n, p in named.items() if n[:2] == side)
+            for side in ("pi", "vf")
+        }
+        return {OPTIMIZER_LOSSES: losses}
+
+    register(
+        make_plugin("split", compute_loss=compute_loss, configure_optimizers=configure_optimizers)
+    )
+    group = Recording(2.0)
+    spec = LearnerSpec(
+        algorithm="split", framework=framework, module_spec=ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS)
+    )
+    learner = Learner(spec, data_parallel=group)
+    learner.build()
+    before = weights(learner)
+    learner.update(random_batch(16))
+    assert group.events == [("several backward passes", MID), ("added", MID)]
+    assert len(group.calls) == 1  # one all-reduce of both optimizers' gradients, after both
+    for name, w in weights(learner).items():  # SGD on doubled gradients
+        np.testing.assert_allclose(w, before[name] * (1 - 2 * LR), rtol=1e-5, atol=1e-7)
 
 
 def test_the_seam_hears_of_every_module_built_and_dropped(framework):

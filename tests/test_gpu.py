@@ -3,7 +3,7 @@ moved to and from CPU learners, ``learnerkit train --num-gpus-per-learner 1``, a
 learners with a GPU each and sharing one.
 
 Skipped where torch sees no GPU (CI has none): these run on a machine with one, by hand
-(README, "GPUs"). Each failure message says what differed and by how much. A learner
+(docs/guides/gpus.md). Each failure message says what differed and by how much. A learner
 that asks for a GPU where there is none is tested in test_learner_group_local.py.
 """
 

@@ -1,5 +1,6 @@
 """The host's layers import only downwards. Between folders: backends never import Ray or a
-loop, only `learnerkit.distributed` imports Ray, nothing below the CLI imports it, and
+loop, only `learnerkit.distributed` and the sweeps on Ray Tune (`learnerkit.tune`, at the
+top, beside the CLI) import Ray, nothing below the CLI imports it, and
 rollouts know nothing of loops or Ray. Inside the core: the whole module graph (every
 import: top level, inside functions, under TYPE_CHECKING) has no circle, and each floor of
 the stack (leaves, settings, the hook contract, registries, the learner spec, backends, the
@@ -48,15 +49,16 @@ def _violations(paths: list[Path], forbidden: tuple[str, ...]) -> list[str]:
         ("backends", ("ray", "learnerkit.distributed", "learnerkit.loops", "learnerkit.cli")),
         ("rollouts", ("ray", "learnerkit.distributed", "learnerkit.loops", "learnerkit.cli")),
         ("distributed", ("learnerkit.loops", "learnerkit.cli")),
-        ("loops", ("learnerkit.cli",)),
+        ("loops", ("learnerkit.cli", "learnerkit.tune")),
+        ("tune", ("learnerkit.cli",)),
     ],
 )
 def test_a_layer_imports_nothing_above_it(folder, forbidden):
     assert _violations(modules_under(folder), forbidden) == []
 
 
-def test_only_the_distributed_package_imports_ray():
-    outside = [p for p in PACKAGE.rglob("*.py") if "distributed" not in p.parts]
+def test_only_the_distributed_and_tune_packages_import_ray():
+    outside = [p for p in PACKAGE.rglob("*.py") if not {"distributed", "tune"} & set(p.parts)]
     assert _violations(outside, ("ray",)) == []
 
 

@@ -1,6 +1,6 @@
-"""Modules changing while training: the README's self-play example runs (snapshots of
-"main" become frozen opponents), the learners and env runners follow every change, the
-checkpoint holds the snapshots, and the run resumes with them."""
+"""Modules changing while training: the docs' self-play example (docs/guides/multi-agent.md)
+runs (snapshots of "main" become frozen opponents), the learners and env runners follow
+every change, the checkpoint holds the snapshots, and the run resumes with them."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from learnerkit import ConfigError
 from learnerkit.loops import TrainConfig, train
 
-README = Path(__file__).parent.parent / "README.md"
+PAGE = Path(__file__).parent.parent / "docs" / "guides" / "multi-agent.md"
 PENNIES = "pettingzoo:multi_agent_envs:pennies"
 SETTINGS = {
     "num_envs_per_env_runner": 4,
@@ -24,9 +24,9 @@ SETTINGS = {
 }
 
 
-def readme_self_play() -> str:
+def docs_self_play() -> str:
     block = next(
-        b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if "self_play" in b
+        b for b in re.findall(r"```python\n(.*?)```", PAGE.read_text(), re.S) if "self_play" in b
     )
     # The same code on the test's pennies game, snapshotting every 2 iterations, briefly.
     for old, new in (
@@ -39,9 +39,9 @@ def readme_self_play() -> str:
     return block
 
 
-def test_the_readme_self_play_example_adds_frozen_snapshots_as_opponents(tmp_path, monkeypatch):
+def test_the_docs_self_play_example_adds_frozen_snapshots_as_opponents(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    exec(compile(readme_self_play(), "README.md", "exec"), {})
+    exec(compile(docs_self_play(), str(PAGE), "exec"), {})
     (run,) = (tmp_path / "runs").iterdir()
     state = json.loads((run / "checkpoint" / "trainer_state.json").read_text())
     assert state["policy_mapping"] == {"player_0": "main", "player_1": "main_v4"}
@@ -98,7 +98,7 @@ def test_learners_and_runners_follow_changes_and_frozen_modules_keep_their_weigh
 @pytest.mark.slow  # a training run of a second or more
 def test_a_self_play_run_resumes_with_its_snapshots(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    exec(compile(readme_self_play(), "README.md", "exec"), {})
+    exec(compile(docs_self_play(), str(PAGE), "exec"), {})
     (run,) = (tmp_path / "runs").iterdir()
     resumed = train(
         TrainConfig(resume=str(run), stop_timesteps=896, progress=False, out_dir=str(run))

@@ -167,7 +167,7 @@ def test_an_lr_schedule_moves_every_optimizer_keeping_its_ratio(plugins, framewo
 
 
 def test_named_parameters_split_a_default_module_alike_in_both_frameworks(register, framework):
-    def by_name(learner, module, hyperparameters, ops):  # the README's example
+    def by_name(learner, module, hyperparameters, ops):  # the docs' example (algorithm-features.md)
         named = learner.named_parameters(module)
         vf = [p for name, p in named.items() if name.startswith("vf.")]
         pi = [p for name, p in named.items() if not name.startswith("vf.")]

@@ -378,11 +378,11 @@ def test_restoring_state_into_another_kind_of_buffer_is_refused():
         UniformReplayBuffer(20).set_state(UniformReplayBuffer(10).get_state())
 
 
-def test_the_readme_example_runs_as_written():
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+def test_the_docs_example_runs_as_written():
+    page = Path(__file__).parent.parent / "docs" / "guides" / "replay-buffers.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
     example = next(b for b in blocks if "PrioritizedReplayBuffer(" in b)
-    exec(compile(example, "README.md", "exec"), {})
+    exec(compile(example, str(page), "exec"), {})
 
 
 def test_the_package_imports_no_framework_ray_or_loop():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import attrs
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -14,9 +15,11 @@ from learnerkit import (
     OPTIMIZER_LOSSES,
     ConfigError,
     Learner,
+    LearnerGroup,
     LearnerSpec,
     ModuleSpec,
     SampleBatch,
+    ScalingConfig,
     get_algorithm,
 )
 from learnerkit.rollouts.acting import numpy_copy_class
@@ -67,11 +70,7 @@ def one_step(framework: str, learner_class: type[Learner] = Learner) -> tuple[di
         hyperparameters=hps(),
     )
     built = learner_class(spec)
-    built.build()
-    if framework == "torch":  # the policy samples from torch's global generator
-        import torch
-
-        torch.manual_seed(0)
+    built.build()  # the loss draws from the learner's generator: each build draws alike
     before = built.get_module_state()[MID]
     built.update(replay_batch(64))  # one step: a second would see the other losses' moves
     return before, built.get_module_state()[MID]
@@ -99,6 +98,56 @@ def test_the_actor_loss_never_moves_the_critics_nor_the_critic_loss_the_actor(fr
         np.testing.assert_array_equal(value, before[name], err_msg=name)
 
 
+@pytest.mark.parametrize("framework", ["torch", pytest.param("tf", marks=pytest.mark.slow)])
+def test_a_learner_set_to_a_state_takes_the_same_next_step(framework):
+    """The loss's actions are drawn from the learner's generator, which the state holds."""
+    spec = LearnerSpec(
+        algorithm="sac",
+        framework=framework,
+        module_spec=ModuleSpec(OBS, ACTIONS, model_config={"hiddens": (16,)}),
+        hyperparameters=hps(),
+    )
+    original, resumed = Learner(spec), Learner(spec)
+    original.build()
+    resumed.build()
+    original.update(replay_batch(32))
+    resumed.set_state(original.get_state())
+    original.update(replay_batch(32, seed=1))
+    resumed.update(replay_batch(32, seed=1))
+    for name, value in original.get_module_state()[MID].items():
+        np.testing.assert_array_equal(resumed.get_module_state()[MID][name], value, err_msg=name)
+
+
+@pytest.mark.ray
+def test_two_ray_learners_stay_bitwise_identical_and_step_as_one_learner():
+    """Each optimizer's own loss on 2 torch Ray learners (DDP): each learner trains on its
+    half of the batch, and the gradients are averaged after the three backward passes. Both
+    halves hold the same rows and the learners' loss generators are seeded alike, so they
+    draw the same actions: the averaged gradients are those of one learner on those rows,
+    with the group's state (its generator included), and so are the weights after."""
+    spec = LearnerSpec(
+        algorithm="sac",
+        module_spec=ModuleSpec(OBS, ACTIONS, model_config={"hiddens": (16,)}),
+        hyperparameters=hps(),
+        scaling=ScalingConfig(num_learners=2, num_cpus_per_learner=0.5),
+    )
+    half = replay_batch(32)
+    with LearnerGroup(spec) as group:
+        single = Learner(attrs.evolve(spec, scaling=ScalingConfig()))
+        single.build()
+        single.set_state(group.get_state())
+        before = single.get_module_state()[MID]
+        group.update(SampleBatch({k: np.concatenate([v, v]) for k, v in half.items()}))
+        first, second = group.foreach_learner(lambda learner: learner.get_module_state()[MID])
+    single.update(half)
+    for name, value in first.items():
+        np.testing.assert_array_equal(second[name], value, err_msg=name)
+        np.testing.assert_allclose(value, single.get_module_state()[MID][name], atol=1e-6)
+    for prefix in ("pi.", "qf.", "qf_twin.", "log_alpha"):  # each optimizer stepped
+        name = next(iter(part(first, prefix)))
+        assert not np.array_equal(first[name], before[name]), name
+
+
 def test_log_probabilities_are_the_tanh_squashed_gaussians():
     import torch
     from learnerkit_sac.torch_sac import TorchSACModule
@@ -106,11 +155,9 @@ def test_log_probabilities_are_the_tanh_squashed_gaussians():
     torch.manual_seed(0)
     module = TorchSACModule(OBS, ACTIONS, {"hiddens": (8,)})
     obs = torch.randn(32, 3)
-    torch.manual_seed(1)
-    u, logp = module.sample(obs)
-    torch.manual_seed(1)
     mean, log_std = module.mean_log_std(obs)
-    noise = torch.randn_like(mean)
+    u, logp = module.sample(mean, log_std, torch.Generator().manual_seed(1))
+    noise = torch.randn(mean.shape, generator=torch.Generator().manual_seed(1))
     dist = torch.distributions.TransformedDistribution(
         torch.distributions.Normal(mean, log_std.exp()),
         torch.distributions.TanhTransform(cache_size=1),

@@ -7,6 +7,7 @@ import json
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,17 +74,22 @@ def test_a_run_writes_metrics_tensorboard_curve_checkpoint_and_summary(small_run
 
 
 @pytest.mark.slow  # a training run of a second or more
-def test_a_child_draws_the_curve_and_writes_tensorboard_so_training_imports_neither(tmp_path):
+def test_a_child_writes_tensorboard_and_training_imports_matplotlib_only_for_the_curve(tmp_path):
     code = f"""
 import sys
 from learnerkit.loops import TrainConfig, train
+heavy = {{"matplotlib", "tensorboardX", "google.protobuf"}}
+during = []
 s = train(TrainConfig(stop_timesteps=512, out_dir={str(tmp_path)!r}, progress=False,
-                      overrides={SMALL!r}))
-print(sorted({{"matplotlib", "tensorboardX", "google.protobuf"}} & set(sys.modules)), s.curve)
+                      overrides={SMALL!r}),
+          on_iteration=lambda ctx: during.append(sorted(heavy & set(sys.modules))))
+print(during[-1], sorted(heavy & set(sys.modules)), s.curve)
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["[]", str(tmp_path / "learning_curve.png")]
+    # While it trains, nothing; at the end, matplotlib for the curve (issue 18: in a second
+    # interpreter it cost the run's peak memory ~40 MiB more).
+    assert proc.stdout.split() == ["[]", "['matplotlib']", str(tmp_path / "learning_curve.png")]
     assert (tmp_path / "learning_curve.png").stat().st_size > 0
 
 
@@ -137,18 +143,16 @@ def test_a_dead_output_child_costs_tensorboard_events_not_the_run(
 ):
     def kill_children_after_the_first_iteration(ctx):
         if ctx.iteration == 1:
-            assert len(child_processes) == 1  # TensorBoard and the curve: one child
+            assert len(child_processes) == 1  # TensorBoard's writer
             for child in child_processes:
                 child.kill()  # the output child dies while the run trains
                 child.wait()
 
     config = TrainConfig(stop_timesteps=768, out_dir=str(tmp_path), progress=False, overrides=SMALL)
-    with (
-        caplog.at_level(logging.WARNING, logger="learnerkit"),
-        pytest.raises(RuntimeError, match=r"drawing .*learning_curve\.png failed"),
-    ):
-        train(config, on_iteration=kill_children_after_the_first_iteration)
+    with caplog.at_level(logging.WARNING, logger="learnerkit"):
+        summary = train(config, on_iteration=kill_children_after_the_first_iteration)
     assert caplog.text.count("TensorBoard writer (a child process) stopped") == 1
+    assert Path(summary.curve).stat().st_size > 0  # drawn by the training process
     assert [int(r["iteration"]) for r in _rows(tmp_path)] == [1, 2, 3]  # every row kept
     mean, _ = evaluate_checkpoint(str(tmp_path), num_episodes=1)  # and the checkpoint
     assert mean > 0

@@ -1,9 +1,12 @@
 """On a two-node Ray cluster (two Ray nodes on this machine): a group's learners sit on
-both nodes and train in lockstep, and a run spreads its env runners and learners over both
-and learns. One cluster serves both tests; they run after every other Ray test (conftest),
-since the cluster replaces this process's Ray session."""
+both nodes and train in lockstep, a run spreads its env runners and learners over both
+and learns, and a sweep's trials sit on both nodes. One cluster serves the tests; they run
+after every other Ray test (conftest), since the cluster replaces this process's Ray
+session."""
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ from conftest import CARTPOLE_OBS, TWO_ACTIONS, end_ray_session, random_batch
 from learnerkit import LearnerGroup, LearnerSpec, ModuleSpec, ScalingConfig
 from learnerkit.loops import TrainConfig
 from learnerkit.loops.trainer import Trainer
+from learnerkit.tune import SweepConfig, parse_space, sweep
 
 pytestmark = pytest.mark.ray
 
@@ -86,3 +90,44 @@ def test_runners_and_learners_spread_over_two_nodes_and_learn(two_node_cluster, 
             np.testing.assert_array_equal(array, second["default_policy"][name])
     finally:
         trainer.close()
+
+
+@pytest.mark.slow
+def test_a_sweep_places_its_trials_on_both_nodes(two_node_cluster, tmp_path):
+    # A trial of one env-runner actor needs 2 CPUs (its driver's and the runner's): a whole
+    # node each, so two trials at once sit on both nodes, each runner inside its trial's
+    # placement group (a reservation of its own would find no free CPU and time out).
+    seen: dict[str, set[str]] = {}
+    stop = threading.Event()
+
+    def watch_placement_groups() -> None:
+        while not stop.wait(0.2):
+            for pg_id, pg in ray.util.placement_group_table().items():
+                if pg["state"] == "CREATED":
+                    seen.setdefault(pg_id, set()).update(pg["bundles_to_node_id"].values())
+
+    config = SweepConfig(
+        train=TrainConfig(
+            algorithm="ppo",
+            stop_timesteps=8 * 256,
+            ray_address=two_node_cluster,
+            overrides={"num_env_runners": 1, "num_envs_per_env_runner": 4},
+        ),
+        space=parse_space(["learning_rate=grid(1e-3, 3e-3)"]),
+        out_dir=str(tmp_path),
+        verbose=0,
+    )
+    watcher = threading.Thread(target=watch_placement_groups, daemon=True)
+    ray.init(address=two_node_cluster)  # the watcher's Ray session, which the sweep joins
+    watcher.start()
+    try:
+        summary = sweep(config)
+    finally:
+        stop.set()
+        watcher.join()
+    assert summary.trials == 2
+    assert summary.best_checkpoint is not None
+    trial_groups = [nodes for nodes in seen.values() if nodes]
+    assert len(trial_groups) == 2  # no group but the trials': runners reserved nothing more
+    assert all(len(nodes) == 1 for nodes in trial_groups)  # each trial packed on one node
+    assert len(set.union(*trial_groups)) == 2

@@ -139,6 +139,19 @@ class Backend(Protocol):
         """Restore ``get_generator_state``'s value; a CheckpointError naming ``where`` if it
         is not one."""
 
+    def make_loss_generator(self, seed: int) -> Any:
+        """The generator a loss draws its random numbers from (``Learner.loss_generator``):
+        a ``torch.Generator`` on the device, a ``tf.random.Generator``."""
+
+    def get_loss_generator_state(self, generator: Any) -> Any:
+        """``make_loss_generator``'s generator's state as a numpy array (checkpoints keep
+        it, so that a resumed run draws as the uninterrupted one would)."""
+
+    def set_loss_generator_state(self, generator: Any, state: Any, where: str) -> None:
+        """Restore ``get_loss_generator_state``'s value in place (a compiled step keeps
+        drawing from the same generator); a CheckpointError naming ``where`` if it is not
+        one."""
+
     # The minibatch step
     def make_train_step(
         self,

@@ -14,7 +14,11 @@ process has died ("Connection closed by peer"), where NCCL would wait until its 
 
 Torch: gloo on CPU and NCCL when each learner has a GPU of its own
 (``num_gpus_per_learner=1``); the modules train through DistributedDataParallel, which
-all-reduces (averages) the gradients during the backward pass. Learners sharing a GPU
+all-reduces (averages) the gradients during the backward pass. A module with several
+optimizers, whose loss may give each one a backward pass of its own (``OPTIMIZER_LOSSES``),
+runs its forward pass under DDP's ``no_sync`` (DDP expects one backward pass per forward
+pass) and averages its gradients after them with one gloo all-reduce of a flat host buffer,
+as TensorFlow's steps do. Learners sharing a GPU
 (``num_gpus_per_learner < 1``) cannot use NCCL, which takes one rank per GPU ("Duplicate
 GPU detected"), so they use gloo with their modules on the GPU: gloo all-reduces, broadcasts
 and all-gathers CUDA tensors itself (``ProcessGroupGloo`` copies them through host memory),
@@ -108,11 +112,37 @@ class _GroupMember:
     def training_forward(self, module_id: str, module: Any) -> Any:
         return module
 
+    def training_with_several_backward_passes(self, module_id: str, module: Any) -> Any:
+        return self.training_forward(module_id, module), self.allreduce_gradients
+
     def module_added(self, module_id: str, module: Any) -> None:
         pass
 
     def module_removed(self, module_id: str) -> None:
         pass
+
+    def mean_over_learners(self, gradients: list[np.ndarray]) -> list[np.ndarray]:
+        """The mean over the learners of each gradient: one all-reduce of one flat buffer,
+        on the gloo control group (a host buffer, whatever the collective backend).
+
+        Gloo's all-reduce leaves every rank with the same bits, so every learner applies
+        the same update and the copies stay identical.
+        """
+        if self.world_size == 1 or not gradients:
+            return gradients
+        import torch
+        import torch.distributed as dist
+
+        dtype = np.result_type(*gradients)
+        flat = np.concatenate([np.asarray(g, dtype).ravel() for g in gradients])
+        # from_numpy shares the buffer: the all-reduce writes its sum into ``flat``.
+        dist.all_reduce(torch.from_numpy(flat), op=dist.ReduceOp.SUM, group=self._control)
+        flat /= self.world_size
+        out, offset = [], 0
+        for g in gradients:
+            out.append(flat[offset : offset + g.size].reshape(g.shape).astype(g.dtype, copy=False))
+            offset += g.size
+        return out
 
     def limit_threads(self, num_threads: int) -> None:
         """Cap the framework's CPU threads at this learner's share of the node."""
@@ -201,13 +231,20 @@ class _DDPForward:
     Learner's train step keeps this object.
     """
 
-    def __init__(self, owner: TorchDataParallel, module_id: str, module: Any) -> None:
+    def __init__(
+        self, owner: TorchDataParallel, module_id: str, module: Any, *, sync: bool = True
+    ) -> None:
         self.owner, self.module_id, self.module = owner, module_id, module
+        self.sync = sync
+        """False: DDP averages nothing during backward (``no_sync``); the step all-reduces."""
 
     def __call__(self, batch: Any) -> Any:
         wrapped = self.owner._ddp.get(self.module_id)
         if wrapped is None:
             return self.module(batch)
+        if not self.sync:
+            with wrapped.no_sync():
+                return wrapped(batch)
         if self.module_id in self.owner._fresh:
             # DDP's first forward pass is where torch prints its find_unused_parameters
             # warning, from C++ straight to the process's stderr.
@@ -267,6 +304,9 @@ class TorchDataParallel(_GroupMember):
     def training_forward(self, module_id: str, module: Any) -> Any:
         return _DDPForward(self, module_id, module)
 
+    def training_with_several_backward_passes(self, module_id: str, module: Any) -> Any:
+        return _DDPForward(self, module_id, module, sync=False), self.mean_over_learners
+
     def module_added(self, module_id: str, module: Any) -> None:
         self._modules[module_id] = module
         # Wrapping is a collective (DDP checks the module's shapes on every rank and
@@ -320,23 +360,5 @@ class TFDataParallel(_GroupMember):
             pass  # TensorFlow already started in this process: its thread pools are fixed
 
     def allreduce_gradients(self, gradients: list[np.ndarray]) -> list[np.ndarray]:
-        """The mean over the learners of each gradient: one all-reduce of one flat buffer.
-
-        Gloo's all-reduce leaves every rank with the same bits, so every learner applies
-        the same update and the copies stay identical.
-        """
-        if self.world_size == 1 or not gradients:
-            return gradients
-        import torch
-        import torch.distributed as dist
-
-        dtype = np.result_type(*gradients)
-        flat = np.concatenate([np.asarray(g, dtype).ravel() for g in gradients])
-        # from_numpy shares the buffer: the all-reduce writes its sum into ``flat``.
-        dist.all_reduce(torch.from_numpy(flat), op=dist.ReduceOp.SUM)
-        flat /= self.world_size
-        out, offset = [], 0
-        for g in gradients:
-            out.append(flat[offset : offset + g.size].reshape(g.shape).astype(g.dtype, copy=False))
-            offset += g.size
-        return out
+        """The mean over the learners of each gradient (``mean_over_learners``)."""
+        return self.mean_over_learners(gradients)

@@ -157,8 +157,11 @@ class RayEnvRunners:
         """Start runner actors, each in its bundle, and wait (bounded) until they run."""
         refs = {}
         for i in indices:
-            strategy = PlacementGroupSchedulingStrategy(self._pg, placement_group_bundle_index=i)
-            options = {"num_cpus": self._cpus, "scheduling_strategy": strategy}
+            options: dict[str, Any] = {"num_cpus": self._cpus}
+            if self._pg is not None:  # None: in the placement group of a Tune trial
+                options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                    self._pg, placement_group_bundle_index=i
+                )
             self.actors[i] = RemoteRunner.options(**options).remote(self.spec, i, self._env_source)
             refs[i] = self.actors[i].info.remote()
         timeout = placement_timeout()

@@ -10,7 +10,12 @@ from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError
-from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
+from ray.util.placement_group import (
+    PlacementGroup,
+    get_current_placement_group,
+    placement_group,
+    remove_placement_group,
+)
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from learnerkit.errors import LearnerGroupError
@@ -101,11 +106,24 @@ def _bundle(scaling: ScalingConfig) -> dict[str, float]:
     return {k: v for k, v in bundle.items() if v > 0}
 
 
+def inside_reservation() -> bool:
+    """True in an actor whose placement group captures what it starts (a Ray Tune trial's):
+    that group already holds the resources of the actors it starts, which go in it."""
+    if not ray.is_initialized():
+        return False
+    ctx = ray.get_runtime_context()
+    return (
+        get_current_placement_group() is not None
+        and ctx.should_capture_child_tasks_in_placement_group
+    )
+
+
 def reserve(scaling: ScalingConfig) -> PlacementGroup | None:
     """A ready placement group with one bundle per learner (None when a learner asks for
-    no resources), or a LearnerGroupError saying what the cluster lacks."""
+    no resources, or inside a reservation: ``inside_reservation``), or a
+    LearnerGroupError saying what the cluster lacks."""
     bundle = _bundle(scaling)
-    if not bundle:
+    if not bundle or inside_reservation():
         return None  # nothing to reserve: actors go wherever Ray puts them
     return reserve_bundles(
         bundle,
@@ -123,10 +141,13 @@ def reserve_bundles(
     what: str,
     error: type[Exception],
     settings: str,
-) -> PlacementGroup:
+) -> PlacementGroup | None:
     """A ready SPREAD placement group of ``count`` bundles for ``count`` actors of kind
     ``what``, or ``error`` within ``placement_timeout()`` seconds saying what the cluster
-    lacks and which ``settings`` to lower."""
+    lacks and which ``settings`` to lower; None inside a reservation (a Tune trial's
+    placement group, which holds their bundles: ``inside_reservation``)."""
+    if inside_reservation():
+        return None
     asked = ", ".join(f"{count} x {v:g} {k}" for k, v in bundle.items())
     nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
     if not any(all(res.get(k, 0) >= v for k, v in bundle.items()) for res in nodes):

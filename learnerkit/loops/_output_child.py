@@ -1,58 +1,18 @@
-"""The child interpreter that writes a run's TensorBoard events and draws its learning
-curve: ``python _output_child.py TENSORBOARD_DIR`` (``""``: no events), reading JSON lines
-from stdin:
-
-- ``{"scalars": [STEP, {NAME: VALUE, ...}]}``: one metrics row, added to the TensorBoard
-  events (no answer);
-- ``{"curve": [METRICS_CSV, OUT_PNG, STOP_REWARD]}``: draw the curve, answer ``ok`` or
-  ``error: ...`` on a line.
+"""The child interpreter that writes a run's TensorBoard events: ``python _output_child.py
+TENSORBOARD_DIR``, reading JSON lines ``{"scalars": [STEP, {NAME: VALUE, ...}]}`` from
+stdin (one metrics row each, never answered) until stdin closes.
 
 Started by ``RunOutput`` with the run, so that the training process imports neither
-matplotlib (~35 MB of peak memory) nor tensorboardX and protobuf (~5 MB), and spends no time
-building TensorBoard records (~65 us a scalar, a few hundred a row) or importing matplotlib
-at the end: the child does it alongside, usually on a core the training process leaves idle
-(it keeps torch to one thread).
+tensorboardX nor protobuf (~5 MB) and spends no time building TensorBoard records (~65 us
+a scalar, a few hundred a row): the child does it alongside, usually on a core the training
+process leaves idle. It holds nothing else (~32 MiB): the learning curve is drawn by the
+training process at the end, once this child has exited (``_learning_curve``).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
-
-# The CSV columns of per-agent mean returns (multi-agent runs); _run_output imports it.
-AGENT_RETURN_PREFIX = "agent_return_mean/"
-
-
-def draw_curve(metrics: str, out: str, stop: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with open(metrics, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("episode_return_mean")]
-    stop_reward = None if stop == "None" else float(stop)
-    steps = [int(r["timesteps_total"]) for r in rows]
-    returns = [float(r["episode_return_mean"]) for r in rows]
-    agents = [k for k in rows[-1] if k.startswith(AGENT_RETURN_PREFIX)]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    label = "team return" if agents else "mean return"
-    ax.plot(steps, returns, label=f"{label} (last 100 episodes)")
-    for key in agents:  # multi-agent: each agent's mean return too
-        points = [(int(r["timesteps_total"]), float(r[key])) for r in rows if r.get(key)]
-        if points:
-            xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, linewidth=1, label=key[len(AGENT_RETURN_PREFIX) :])
-    if stop_reward is not None:
-        ax.axhline(stop_reward, color="grey", linestyle="--", label=f"stop at {stop_reward:g}")
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("episode return")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
 
 
 def serve(tensorboard_dir: str) -> None:
@@ -62,32 +22,14 @@ def serve(tensorboard_dir: str) -> None:
     sys.modules.setdefault("torch", None)
     from tensorboardX import SummaryWriter
 
-    writer = SummaryWriter(tensorboard_dir) if tensorboard_dir else None
+    writer = SummaryWriter(tensorboard_dir)
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot  # imported now, while the run trains
-
         for line in sys.stdin:
-            request = json.loads(line)
-            if "scalars" in request:  # never answered, with or without a writer
-                if writer is not None:
-                    step, values = request["scalars"]
-                    for name, value in values.items():
-                        writer.add_scalar(name, value, step)
-                continue
-            if writer is not None:
-                writer.flush()  # a curve is drawn at the end of a run: its events are on disk
-            try:
-                draw_curve(*request["curve"])
-                answer = "ok"
-            except Exception as exc:  # reported to the training process, which raises it
-                answer = f"error: {type(exc).__name__}: {exc}".replace("\n", " ")
-            print(answer, flush=True)
+            step, values = json.loads(line)["scalars"]
+            for name, value in values.items():
+                writer.add_scalar(name, value, step)
     finally:
-        if writer is not None:
-            writer.close()
+        writer.close()
 
 
 if __name__ == "__main__":

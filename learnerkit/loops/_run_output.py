@@ -17,7 +17,8 @@ from typing import Any
 
 from learnerkit._checkpoint import write_json_atomic
 from learnerkit.errors import ConfigError
-from learnerkit.loops._output_child import AGENT_RETURN_PREFIX as AGENT_RETURN_PREFIX
+from learnerkit.loops._learning_curve import AGENT_RETURN_PREFIX as AGENT_RETURN_PREFIX
+from learnerkit.loops._learning_curve import draw_curve
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +148,10 @@ class RunOutput:
             yield bar
 
     def plot_curve(self, stop_reward: float | None) -> Path | None:
-        """Mean return (last 100 episodes) against env steps, as a PNG."""
+        """Mean return (last 100 episodes) against env steps, as a PNG. Ends the TensorBoard
+        events first (the output child exits, so matplotlib never shares the run's memory
+        with it): call it once the last row is logged."""
+        self.close()
         path = self.dir / METRICS_FILE
         if not path.exists():
             return None
@@ -155,12 +159,7 @@ class RunOutput:
             if not any(r.get("episode_return_mean") for r in csv.DictReader(f)):
                 return None
         out = self.dir / CURVE_FILE
-        child = self._child or _OutputChild(None)
-        try:
-            child.draw_curve(path, out, stop_reward)
-        finally:
-            if child is not self._child:
-                child.close()
+        draw_curve(path, out, stop_reward)
         return out
 
     def finish(self, summary: Mapping[str, Any]) -> None:
@@ -178,25 +177,20 @@ class RunOutput:
 
 
 class _OutputChild:
-    """The child interpreter that writes TensorBoard events and draws learning curves
-    (``_output_child.py``), so the training process imports neither tensorboardX nor
-    matplotlib and spends no time on either (issue 10).
-
-    Started with the run, it imports matplotlib while the run trains, so the curve at the
-    end takes milliseconds. Scalars are sent without waiting for an answer. If the child
-    dies, the run goes on (``metrics.csv`` holds every row) with one warning, and drawing
-    the curve is then an error naming the child's last words.
+    """The child interpreter that writes TensorBoard events (``_output_child.py``), so the
+    training process neither imports tensorboardX nor spends time building records (issue
+    10). Scalars are sent without waiting for an answer. If the child dies, the run goes on
+    (``metrics.csv`` holds every row) with one warning naming the child's last words.
     """
 
-    def __init__(self, tensorboard_dir: Path | None) -> None:
+    def __init__(self, tensorboard_dir: Path) -> None:
         script = Path(__file__).with_name("_output_child.py")
         # stderr to a file, not a pipe nobody reads while the run trains (a full pipe would
         # block the child); read back when the child fails.
         self._stderr = tempfile.TemporaryFile(mode="w+")
         self._child = subprocess.Popen(
-            [sys.executable, str(script), str(tensorboard_dir or "")],
+            [sys.executable, str(script), str(tensorboard_dir)],
             stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
         )
@@ -213,16 +207,6 @@ class _OutputChild:
                     "end here, metrics.csv keeps every row",
                     self._last_words(),
                 )
-
-    def draw_curve(self, metrics: Path, out: Path, stop_reward: float | None) -> None:
-        try:
-            self._send({"curve": [str(metrics), str(out), repr(stop_reward)]})
-            answer = self._child.stdout.readline().strip()
-        except OSError:  # the child is gone (BrokenPipeError): say why below
-            answer = ""
-        if answer == "ok":
-            return
-        raise RuntimeError(f"drawing {out} failed: {answer or self._last_words()}")
 
     def _send(self, request: Mapping[str, Any]) -> None:
         self._child.stdin.write(json.dumps(request) + "\n")
@@ -241,5 +225,4 @@ class _OutputChild:
         except subprocess.TimeoutExpired:
             self._child.kill()
             self._child.wait()
-        self._child.stdout.close()
         self._stderr.close()

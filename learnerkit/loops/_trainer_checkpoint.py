@@ -1,7 +1,6 @@
 """The parts of a run's checkpoint besides the learners' state that the trainer writes and
 reads: the training loop's state (JSON in ``trainer_state.json``, or a file of its own when
-it holds arrays) and the env runners' generators and envs (an exact resume: README,
-"Faults and bad input")."""
+it holds arrays) and the env runners' generators and envs (an exact resume: docs/faults.md)."""
 
 from __future__ import annotations
 

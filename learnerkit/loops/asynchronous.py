@@ -273,6 +273,6 @@ class AsyncLoop:
         self.env_steps_trained = int(state.get("env_steps_trained", 0))
         self.dropped_batches = int(state.get("dropped_batches", 0))
         # What was pending when the checkpoint was saved is not in it: dropped, so that
-        # the counters still add up (README, "Faults and bad input").
+        # the counters still add up (docs/faults.md).
         self.dropped_env_steps = int(state.get("dropped_env_steps", 0))
         self.dropped_env_steps += int(state.get("pending_env_steps", 0))

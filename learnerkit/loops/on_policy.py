@@ -4,7 +4,7 @@ Each iteration: ship the current weights to every env runner, gather one fragmen
 (``max(1, num_env_runners) * num_envs_per_env_runner * rollout_fragment_length`` env
 steps), compute GAE, train on the batch for ``num_epochs`` passes of ``minibatch_size``
 rows, then run the non-gradient update. What it needs from an algorithm is in
-``OnPolicySettings`` and the README's plugin section.
+``OnPolicySettings`` and the docs' "Training loops" page.
 
 With a PettingZoo env the batch is a ``MultiAgentBatch``: every module trains on the rows
 of the agents mapped to it (a module that sampled nothing this iteration sits it out), and

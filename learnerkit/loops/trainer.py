@@ -166,6 +166,7 @@ class Trainer:
             self.agent_returns = AgentReturns(RETURN_WINDOW)
             self.timesteps = self.iteration = self.episodes = 0
             self.elapsed_before = 0.0
+            self.started = time.perf_counter()  # again when run() starts
             if config.resume:
                 self._restore(Path(config.resume))
             self.loop.start()
@@ -189,8 +190,10 @@ class Trainer:
             metadata["policy_mapping"] = saved_mapping(self.config.policy_mapping)
         return metadata
 
-    def save_checkpoint(self) -> Path:
-        path = self.out.dir / CHECKPOINT_DIR
+    def save_checkpoint(self, path: Path | None = None) -> Path:
+        """The run's checkpoint, in its ``checkpoint/`` directory or in ``path`` (a Tune
+        trial's checkpoint directory): the same files either way, so either resumes."""
+        path = self.out.dir / CHECKPOINT_DIR if path is None else Path(path)
         self.group.save_state(path)
         trainer_state = {
             "timesteps": self.timesteps,
@@ -218,6 +221,9 @@ class Trainer:
     def _restore(self, path: Path) -> None:
         state = read_trainer_state(path)
         self.group.load_state(checkpoint_dir(path))
+        # The optimizers' rates come back with their states; the run's own learning_rate
+        # (given anew on resume, or a population-based-training perturbation) wins.
+        self.group.foreach_learner(follow_learning_rate)
         self.timesteps, self.iteration = state["timesteps"], state["iteration"]
         self.episodes, self.elapsed_before = state["episodes"], state["elapsed"]
         self.returns.extend(state["returns"])
@@ -357,6 +363,18 @@ class Trainer:
             self.runners.close()
         if self.group is not None:
             self.group.shutdown()
+
+
+def follow_learning_rate(learner: Any) -> None:
+    """Set each optimizer of each module without an ``lr_schedule`` to the rate
+    ``configure_optimizers`` gave it under the learner's hyperparameters (a module with a
+    schedule gets the schedule's rate at its next ``additional_update``, as before)."""
+    ops = learner.backend.ops
+    for module_id in learner.module:
+        if learner.hyperparameters_for(module_id).lr_schedule is not None:
+            continue
+        for name, optimizer in learner.optimizers(module_id).items():
+            ops.set_learning_rate(optimizer, learner.initial_learning_rate(module_id, name))
 
 
 def train(config: TrainConfig, *, on_iteration: OnIteration | None = None) -> TrainSummary:

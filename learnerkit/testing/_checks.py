@@ -189,7 +189,12 @@ def check_state_round_trip(run: ContractRun) -> None:
     states = run.states
     assert_same_state(states["trained"], states["set_state"], "set_state(get_state())")
     assert_same_state(states["trained"], states["load_state"], "load_state(save_state())")
-    assert_same_state(states["next"], states["next_after_set_state"], "the update after set_state")
+    assert_same_state(
+        states["next"],
+        states["next_after_set_state"],
+        "the update after set_state (a loss drawing random numbers draws them from "
+        "learner.loss_generator, whose state the learner's holds: docs/guides/randomness.md)",
+    )
 
 
 # Bad batches -------------------------------------------------------------------------------

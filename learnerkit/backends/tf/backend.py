@@ -196,6 +196,28 @@ class TFBackend:
         except (TypeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{where}: invalid generator state: {exc}") from exc
 
+    def make_loss_generator(self, seed: int) -> tf.random.Generator:
+        # A stateful generator (its state a variable): a compiled step draws from it and
+        # advances it, and its state can be saved and restored, unlike tf.random.normal's.
+        with tf.device(self.device):
+            return tf.random.Generator.from_seed(seed, alg="philox")
+
+    def get_loss_generator_state(self, generator: tf.random.Generator) -> np.ndarray:
+        return generator.state.numpy().copy()
+
+    def set_loss_generator_state(
+        self, generator: tf.random.Generator, state: Any, where: str
+    ) -> None:
+        array = np.asarray(state)
+        own = generator.state
+        if array.dtype != own.dtype.as_numpy_dtype or array.shape != tuple(own.shape):
+            raise CheckpointError(
+                f"{where}: the loss generator's state is {array.dtype}{list(array.shape)}; "
+                f"a TensorFlow generator's is {own.dtype.name}{list(own.shape)} (written by "
+                "another framework?)"
+            )
+        generator.reset(array)
+
     def optimizer_parameters(self, optimizer: keras.optimizers.Optimizer) -> list | None:
         """The variables an optimizer made by ``ops.adam`` covers; None for another one
         (Keras keeps that list private)."""

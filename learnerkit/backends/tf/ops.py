@@ -65,6 +65,20 @@ class TFOps:
 
     zeros_like = staticmethod(tf.zeros_like)
 
+    def reverse_discounted_scan(self, x, discounts, bootstrap=None):
+        # tf.scan is one while-loop in the compiled step, whatever T, where a Python loop
+        # would unroll T copies of its body into the traced graph.
+        x = tf.convert_to_tensor(x)
+        discounts = tf.cast(discounts, x.dtype)
+        last = x[-1] if bootstrap is None else x[-1] + discounts[-1] * tf.cast(bootstrap, x.dtype)
+        earlier = tf.scan(
+            lambda y, step: step[0] + step[1] * y,
+            (x[:-1], discounts[:-1]),
+            initializer=last,
+            reverse=True,
+        )
+        return tf.concat([earlier, last[tf.newaxis]], axis=0)
+
     def log_softmax(self, logits):
         return tf.nn.log_softmax(logits, axis=-1)
 

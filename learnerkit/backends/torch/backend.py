@@ -106,17 +106,17 @@ class TorchBackend:
 
     def set_generator_state(self, generator: torch.Generator, state: Any, where: str) -> None:
         """Restore ``get_generator_state``'s value; a CheckpointError if it is not one."""
-        array = np.asarray(state)
-        own = generator.get_state()
-        if array.dtype != np.uint8 or array.shape != tuple(own.shape):
-            raise CheckpointError(
-                f"{where}: the shuffling generator's state is {array.dtype}{list(array.shape)}; "
-                f"a torch generator's is uint8{list(own.shape)} (written by another framework?)"
-            )
-        try:
-            generator.set_state(torch.from_numpy(array.copy()))
-        except RuntimeError as exc:
-            raise CheckpointError(f"{where}: invalid generator state: {exc}") from exc
+        _set_generator_state(generator, state, f"{where}: the shuffling generator's state")
+
+    def make_loss_generator(self, seed: int) -> torch.Generator:
+        # On the device: torch draws a CUDA tensor only from a CUDA generator.
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def get_loss_generator_state(self, generator: torch.Generator) -> np.ndarray:
+        return self.get_generator_state(generator)
+
+    def set_loss_generator_state(self, generator: torch.Generator, state: Any, where: str) -> None:
+        _set_generator_state(generator, state, f"{where}: the loss generator's state")
 
     def optimizer_parameters(self, optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
         """The parameters an optimizer steps."""
@@ -366,6 +366,20 @@ class TorchBackend:
         if isinstance(out, Mapping):
             return {k: v.cpu().numpy() for k, v in out.items()}
         return out.cpu().numpy()
+
+
+def _set_generator_state(generator: torch.Generator, state: Any, what: str) -> None:
+    array = np.asarray(state)
+    own = generator.get_state()
+    if array.dtype != np.uint8 or array.shape != tuple(own.shape):
+        raise CheckpointError(
+            f"{what} is {array.dtype}{list(array.shape)}; this torch generator's is "
+            f"uint8{list(own.shape)} (written by another framework, or on another device?)"
+        )
+    try:
+        generator.set_state(torch.from_numpy(array.copy()))
+    except RuntimeError as exc:
+        raise CheckpointError(f"{what} is invalid: {exc}") from exc
 
 
 def _numpy_dtype(dtype: torch.dtype) -> np.dtype:

@@ -64,6 +64,18 @@ class TorchOps:
 
     zeros_like = staticmethod(torch.zeros_like)
 
+    def reverse_discounted_scan(self, x, discounts, bootstrap=None):
+        # torch has no stable scan primitive; T steps of two element-wise kernels each, over
+        # all B columns at once, is what a V-trace or GAE loop costs anyway.
+        num_steps = x.shape[0]
+        ys = [None] * num_steps
+        y = x[num_steps - 1] if bootstrap is None else x[-1] + discounts[-1] * bootstrap
+        ys[num_steps - 1] = y
+        for t in range(num_steps - 2, -1, -1):
+            y = x[t] + discounts[t] * y
+            ys[t] = y
+        return torch.stack(ys)
+
     def log_softmax(self, logits):
         return torch.log_softmax(logits, dim=-1)
 

@@ -118,15 +118,9 @@ def backward_per_optimizer(
     """Each optimizer's loss backward into that optimizer's parameters only
     (``backward(inputs=...)``: autograd computes no other parameter's gradient), through the
     one graph of the forward pass (kept until the last). Any non-finite loss seeds them all
-    with NaN (see the single-loss case in ``make_train_step``)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        if torch.distributed.get_world_size() > 1:
-            # DDP averages gradients during the one backward pass per forward it expects.
-            raise PluginError(
-                f"compute_loss returned {OPTIMIZER_LOSSES!r}, which torch data-parallel "
-                "learners (DistributedDataParallel) do not take yet: use one learner, or "
-                "TensorFlow for several"
-            )
+    with NaN (see the single-loss case in ``make_train_step``). Data-parallel learners run
+    the forward pass of such a module without DDP's averaging and all-reduce afterwards
+    (``DataParallel.training_with_several_backward_passes``)."""
     pending = [
         (losses[name], group)
         for name, group in zip(names, groups, strict=True)

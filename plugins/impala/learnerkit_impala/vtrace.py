@@ -100,23 +100,21 @@ def vtrace(
     cs = lambda_ * _cap(rhos, clip_c_threshold, ops)
     pg_rhos = _cap(rhos, clip_pg_rho_threshold, ops)
 
-    # Backwards along time. acc_t = vs_t - values_t; T ~ 50 python steps of a few ops each,
-    # plain control flow so that a tf.function traces it without autograph.
-    vs = [None] * num_steps
-    vs_next = [None] * num_steps
-    acc = ops.zeros_like(values[num_steps - 1])
-    for t in reversed(range(num_steps)):
-        delta = clipped_rhos[t] * (rewards[t] + discounts[t] * next_values[t] - values[t])
-        if t == num_steps - 1:  # the fragment end: nothing after it, bootstrap from next_values
-            acc = delta
-            vs_next[t] = next_values[t]
-        else:
-            acc = delta + discounts[t] * cs[t] * continues[t] * acc
-            vs_next[t] = continues[t] * vs[t + 1] + (1.0 - continues[t]) * next_values[t]
-        vs[t] = values[t] + acc
-    vs_next = ops.stack(vs_next)
+    # Backwards along time: vs_t - values_t = delta_t + discounts_t c_t continues_t (vs_{t+1}
+    # - values_{t+1}), nothing after the fragment's last row (it bootstraps from next_values).
+    deltas = clipped_rhos * (rewards + discounts * next_values - values)
+    vs = values + ops.reverse_discounted_scan(deltas, discounts * cs * continues)
+    vs_next = ops.stack(
+        [
+            *(
+                continues[t] * vs[t + 1] + (1.0 - continues[t]) * next_values[t]
+                for t in range(num_steps - 1)
+            ),
+            next_values[num_steps - 1],
+        ]
+    )
     pg_advantages = pg_rhos * (rewards + discounts * vs_next - values)
-    return sg(ops.stack(vs)), sg(pg_advantages)
+    return sg(vs), sg(pg_advantages)
 
 
 def _cap(rhos: Tensor, threshold: float | None, ops: Ops) -> Tensor:

@@ -144,20 +144,22 @@ def compute_loss(learner, module_id, module, hyperparameters, batch, fwd_out, op
     hps = hyperparameters
     log_alpha = fwd_out["log_alpha"]
     alpha = ops.stop_gradient(ops.exp(log_alpha))
+    # The policy's actions, drawn from the learner's generator (its state is checkpointed):
+    # reparameterised at obs, without gradient at new_obs.
+    u, logp_pi = module.sample(*fwd_out["pi"], learner.loss_generator)
+    u_next, logp_next = module.sample(*fwd_out["pi_next"], learner.loss_generator)
     # 1. The soft bootstrap target, from the target critics at the policy's next action.
     q_next = _min(
-        list(learner.target_module(module_id).q_values(batch[Columns.NEXT_OBS], fwd_out["u_next"])),
-        ops,
+        list(learner.target_module(module_id).q_values(batch[Columns.NEXT_OBS], u_next)), ops
     )
-    soft_next = q_next - alpha * fwd_out["logp_next"]
+    soft_next = q_next - alpha * logp_next
     target = ops.stop_gradient(batch[Columns.REWARDS] + batch[ReplayColumns.DISCOUNTS] * soft_next)
     # 2. The critics' regression on it (importance-weighted under prioritized replay).
     weights = batch[ReplayColumns.WEIGHTS]
     td_errors = [q - target for q in fwd_out["q"]]
     critic_loss = sum(ops.mean(weights * 0.5 * ops.square(td)) for td in td_errors)
     # 3. The policy's loss through the critics at its own (reparameterised) actions.
-    logp_pi = fwd_out["logp_pi"]
-    actor_loss = ops.mean(alpha * logp_pi - _min(list(fwd_out["q_pi"]), ops))
+    actor_loss = ops.mean(alpha * logp_pi - _min(list(module.q_values(batch[Columns.OBS], u)), ops))
     # 4. The temperature, towards the target entropy.
     target_entropy = hps.target_entropy_for(module.action_size)
     alpha_loss = -ops.mean(log_alpha * ops.stop_gradient(logp_pi + target_entropy))

@@ -86,10 +86,13 @@ class TFSACModule(tf.Module):
         mean, log_std = tf.split(self.pi(x), 2, axis=-1)
         return mean, tf.clip_by_value(log_std, LOG_STD_MIN, LOG_STD_MAX)
 
-    def sample(self, obs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """A reparameterised squashed action ``u`` in [-1, 1] and its log-probability."""
-        mean, log_std = self.mean_log_std(obs)
-        noise = tf.random.normal(tf.shape(mean))
+    def sample(
+        self, mean: tf.Tensor, log_std: tf.Tensor, generator: tf.random.Generator | None = None
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """A reparameterised squashed action ``u`` in [-1, 1] of the policy's Gaussian and
+        its log-probability (see the torch module's ``sample``)."""
+        shape = tf.shape(mean)
+        noise = tf.random.normal(shape) if generator is None else generator.normal(shape)
         x = mean + tf.exp(log_std) * noise
         gaussian = tf.reduce_sum(-0.5 * tf.square(noise) - log_std - _HALF_LOG_2PI, -1)
         squash = tf.reduce_sum(2.0 * (_LOG_2 - x - tf.nn.softplus(-2.0 * x)), -1)
@@ -111,14 +114,11 @@ class TFSACModule(tf.Module):
     def forward_train(self, batch: Mapping[str, tf.Tensor]) -> dict[str, Any]:
         """The training pass (see the torch module's ``forward``)."""
         obs = batch[Columns.OBS]
-        u, logp = self.sample(obs)
-        u_next, logp_next = self.sample(batch[Columns.NEXT_OBS])
+        next_mean, next_log_std = self.mean_log_std(batch[Columns.NEXT_OBS])
         return {
             "q": self.q_values(obs, self.from_box(batch[Columns.ACTIONS])),
-            "q_pi": self.q_values(obs, u),
-            "logp_pi": logp,
-            "u_next": tf.stop_gradient(u_next),
-            "logp_next": tf.stop_gradient(logp_next),
+            "pi": self.mean_log_std(obs),
+            "pi_next": (tf.stop_gradient(next_mean), tf.stop_gradient(next_log_std)),
             "log_alpha": self.log_alpha,
         }
 
@@ -126,7 +126,7 @@ class TFSACModule(tf.Module):
 
     @tf.function(reduce_retracing=True, autograph=False)
     def forward_exploration(self, obs: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {Columns.ACTIONS: self.to_box(self.sample(obs)[0])}
+        return {Columns.ACTIONS: self.to_box(self.sample(*self.mean_log_std(obs))[0])}
 
     @tf.function(reduce_retracing=True, autograph=False)
     def forward_inference(self, obs: tf.Tensor) -> dict[str, tf.Tensor]:

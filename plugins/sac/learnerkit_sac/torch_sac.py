@@ -59,10 +59,13 @@ class TorchSACModule(nn.Module):
         mean, log_std = self.pi(obs.flatten(1).to(torch.float32)).chunk(2, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
-    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A reparameterised squashed action ``u`` in [-1, 1] and its log-probability."""
-        mean, log_std = self.mean_log_std(obs)
-        noise = torch.randn_like(mean)
+    def sample(
+        self, mean: torch.Tensor, log_std: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised squashed action ``u`` in [-1, 1] of the policy's Gaussian
+        ``mean``, ``log_std`` and its log-probability; the noise drawn from ``generator``
+        (the loss passes ``Learner.loss_generator``; None: torch's global generator)."""
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         x = mean + log_std.exp() * noise
         gaussian = (-0.5 * noise.square() - log_std - _HALF_LOG_2PI).sum(-1)
         # log(1 - tanh(x)^2) = 2 (log 2 - x - softplus(-2x)), stable for large |x|.
@@ -83,21 +86,19 @@ class TorchSACModule(nn.Module):
         return tuple(q(x).squeeze(-1) for q in critics)
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-        """The training pass: the policy on ``obs`` (reparameterised, for the actor's loss)
-        and on ``new_obs`` (no gradient: the target's next action), each critic on the
-        batch's actions and on the policy's (see the loss in ``learnerkit_sac``). Separate
+        """The training pass: the policy's Gaussian on ``obs`` (for the actor's loss) and on
+        ``new_obs`` (no gradient: the target's next action), each critic on the batch's
+        actions. The loss draws the actions from these Gaussians with the learner's
+        generator, which a forward pass does not see (see ``learnerkit_sac``). Separate
         calls rather than one on stacked rows: each loss's backward pass then runs over its
         own rows only."""
         obs = batch[Columns.OBS]
-        u, logp = self.sample(obs)
         with torch.no_grad():
-            u_next, logp_next = self.sample(batch[Columns.NEXT_OBS])
+            pi_next = self.mean_log_std(batch[Columns.NEXT_OBS])
         return {
             "q": self.q_values(obs, self.from_box(batch[Columns.ACTIONS])),
-            "q_pi": self.q_values(obs, u),
-            "logp_pi": logp,
-            "u_next": u_next,
-            "logp_next": logp_next,
+            "pi": self.mean_log_std(obs),
+            "pi_next": pi_next,
             "log_alpha": self.log_alpha,
         }
 
@@ -105,7 +106,7 @@ class TorchSACModule(nn.Module):
 
     @torch.no_grad()
     def forward_exploration(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {Columns.ACTIONS: self.to_box(self.sample(obs)[0])}
+        return {Columns.ACTIONS: self.to_box(self.sample(*self.mean_log_std(obs))[0])}
 
     @torch.no_grad()
     def forward_inference(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:

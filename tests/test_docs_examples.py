@@ -1,0 +1,107 @@
+"""Every ```python block of the documentation (``docs/**/*.md`` and ``README.md``) runs, so
+the docs cannot drift from the code (issue 25).
+
+A page's blocks run in order in one namespace, as a reader would paste them, in a fresh
+working directory with a fresh plugin registry. A block that is deliberately not runnable
+(a fragment of a larger file, an example needing a game the reader writes) is preceded by
+the line ``<!-- not run: REASON -->``; those stay rare and each says why. The site's
+navigation lists every public module's reference page.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from learnerkit.api import PUBLIC_MODULES
+
+REPO = Path(__file__).parent.parent
+DOCS = REPO / "docs"
+NOT_RUN = re.compile(r"<!-- not run: (?P<reason>\S.*?) -->")
+# A page whose examples train for seconds (slow) or start Ray (ray): `<!-- examples: slow, ray -->`.
+PAGE_MARKS = re.compile(r"^<!-- examples: (?P<marks>[a-z, ]+) -->$", re.MULTILINE)
+KNOWN_MARKS = {"slow", "ray"}
+FENCE = re.compile(r"^```(\S*)")
+MOST_NOT_RUN = 5  # "rare": every page together
+
+
+def pages() -> list[Path]:
+    return [REPO / "README.md", *sorted(DOCS.rglob("*.md"))]
+
+
+def python_blocks(page: Path) -> list[tuple[int, str, str | None]]:
+    """``(line, source, not-run reason or None)`` of each ```python block of ``page``."""
+    blocks, lines = [], page.read_text().splitlines()
+    index = 0
+    while index < len(lines):
+        fence = FENCE.match(lines[index])
+        if not fence:
+            index += 1
+            continue
+        end = next(j for j in range(index + 1, len(lines)) if lines[j].startswith("```"))
+        if fence.group(1) == "python":
+            previous = next((ln for ln in reversed(lines[:index]) if ln.strip()), "")
+            reason = NOT_RUN.fullmatch(previous.strip())
+            source = "\n".join(lines[index + 1 : end]) + "\n"
+            blocks.append((index + 2, source, reason.group("reason") if reason else None))
+        index = end + 1
+    return blocks
+
+
+def relative(page: Path) -> str:
+    return str(page.relative_to(REPO))
+
+
+def page_params() -> list:
+    params = []
+    for page in pages():
+        if any(reason is None for _, _, reason in python_blocks(page)):
+            found = PAGE_MARKS.search(page.read_text())
+            names = {n.strip() for n in found.group("marks").split(",")} if found else set()
+            assert names <= KNOWN_MARKS, f"{relative(page)}: unknown marks {names - KNOWN_MARKS}"
+            marks = [getattr(pytest.mark, name) for name in sorted(names)]
+            params.append(pytest.param(page, id=relative(page), marks=marks))
+    return params
+
+
+@pytest.mark.parametrize("page", page_params())
+def test_the_python_examples_of_the_page_run_in_order(page, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "docs_example"}
+    for line, source, reason in python_blocks(page):
+        if reason is None:
+            exec(compile(source, f"{relative(page)}, line {line}", "exec"), namespace)
+
+
+def test_blocks_left_unrun_say_why_and_stay_rare():
+    unrun = [
+        (relative(page), line)
+        for page in pages()
+        for line, _, reason in python_blocks(page)
+        if reason is not None
+    ]
+    assert len(unrun) <= MOST_NOT_RUN, unrun
+    # A "not run" line must sit right above a python block, or it marks nothing.
+    for page in pages():
+        lines = page.read_text().splitlines()
+        for number, text in enumerate(lines):
+            if NOT_RUN.fullmatch(text.strip()):
+                following = next(ln for ln in lines[number + 1 :] if ln.strip())
+                assert following.startswith("```python"), f"{relative(page)}:{number + 1}"
+
+
+def test_the_collector_finds_blocks_and_reasons(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(
+        "text\n\n```python\nx = 1\n```\n\n<!-- not run: a fragment -->\n```python\nreturn x\n```\n"
+        "\n```bash\nls\n```\n"
+    )
+    assert python_blocks(page) == [(4, "x = 1\n", None), (9, "return x\n", "a fragment")]
+
+
+def test_the_site_navigation_lists_every_public_module():
+    nav = (REPO / "mkdocs.yml").read_text()
+    listed = set(re.findall(r"reference/api/(learnerkit[\w.]*)\.md", nav))
+    assert listed == set(PUBLIC_MODULES)
