@@ -78,8 +78,11 @@ class Sampler:
             else None
         )
         self._carrier: StateCarrier | None = None  # a recurrent module's, made when it acts
-        recurrent = [m for m, module in self.modules.items() if module.recurrent]
-        if recurrent and spec.multi_agent:
+        self._refuse_recurrent_agents(self.modules)
+
+    def _refuse_recurrent_agents(self, modules: Mapping[str, RunnerModule]) -> None:
+        recurrent = [m for m, module in modules.items() if module.recurrent]
+        if recurrent and self.spec.multi_agent:
             raise ConfigError(
                 f"modules {recurrent} are recurrent (use_lstm): recurrent modules train in "
                 "gymnasium envs only for now; multi-agent (PettingZoo) runners do not carry "
@@ -156,6 +159,7 @@ class Sampler:
         if module_id in self.modules:
             raise ConfigError(f"the env runner already has module {module_id!r}")
         module = self._module(module_id, module_spec)
+        self._refuse_recurrent_agents({module_id: module})
         if weights is not None:
             module.set_weights(weights, self.version)
         self.modules[module_id] = module
