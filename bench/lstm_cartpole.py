@@ -1,7 +1,8 @@
 """Recurrent PPO on the masked CartPole: wall time and env steps to a last-100-episode mean
 return of 300, with peak memory.
 
-learnerkit PPO with ``use_lstm`` (its preset for ``learnerkit/StatelessCartPole-v1``)
+learnerkit PPO with ``use_lstm`` (its preset for ``learnerkit/StatelessCartPole-v1``;
+IMPALA's with ``--impala``)
 against sb3-contrib's ``RecurrentPPO`` (rl-baselines3-zoo's ``ppo_lstm`` settings for
 CartPoleNoVel-v1, on the same env) and RLlib's PPO with ``use_lstm`` on its
 ``StatelessCartPole`` (new API stack, the settings of its tuned example; in the interpreter
@@ -41,14 +42,7 @@ print("RESULT", json.dumps({{"steps": s.timesteps_total, "reached": s.reached_st
                              "return": s.episode_return_mean}}))
 """
 
-# IMPALA's loop trains on whole fragments: max_seq_len must divide their length.
-IMPALA_SETTINGS = {
-    "num_envs_per_env_runner": 8,
-    "rollout_fragment_length": 64,
-    "train_batch_size": 512,
-    "minibatch_size": 256,
-    "gamma": 0.98,
-}
+# The presets' recurrent module (PPO's and IMPALA's for the env), for --acting.
 LSTM = {"use_lstm": True, "lstm_cell_size": 64, "max_seq_len": 32, "hiddens": [64]}
 
 SB3 = """
@@ -230,7 +224,7 @@ def main() -> None:
     if args.tf:
         contenders["learnerkit-ppo-tf"] = learnerkit("ppo", "tf", {}, {})
     if args.impala:
-        contenders["learnerkit-impala"] = learnerkit("impala", "torch", IMPALA_SETTINGS, LSTM)
+        contenders["learnerkit-impala"] = learnerkit("impala", "torch", {}, {})
     if args.feed_forward:
         contenders["learnerkit-ppo-ff"] = learnerkit("ppo", "torch", {}, {"use_lstm": False})
     notes = []

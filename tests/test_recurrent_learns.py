@@ -1,8 +1,8 @@
 """Recurrent modules learn what a feed-forward one cannot: naming the symbol seen one step
 ago (learnerkit/RepeatAfterMe-v0: chance is ~9.5 of 19, in seconds) with PPO in both
 frameworks and with IMPALA and APPO, and balancing the CartPole whose velocities are
-masked (learnerkit/StatelessCartPole-v1, PPO's preset) where the same run feed-forward
-stays low."""
+masked (learnerkit/StatelessCartPole-v1, PPO's and IMPALA's presets) where the same PPO
+run feed-forward stays low."""
 
 from __future__ import annotations
 
@@ -102,3 +102,18 @@ def test_ppo_with_an_lstm_balances_the_masked_cartpole(tmp_path):
         )
     )
     assert feed_forward.episode_return_mean < 150.0
+
+
+@pytest.mark.slow
+def test_impala_with_an_lstm_balances_the_masked_cartpole(tmp_path):
+    # IMPALA's preset for the env: an LSTM trained on whole fragments, stop at 300.
+    summary = train(
+        TrainConfig(
+            algorithm="impala",
+            env_id="learnerkit/StatelessCartPole-v1",
+            seed=0,
+            out_dir=str(tmp_path),
+            stop_timesteps=300_000,
+        )
+    )
+    assert summary.reached_stop_reward, summary.episode_return_mean
