@@ -96,12 +96,12 @@ def check_fragments_hold_sequences(
 
 
 def refuse_recurrent(model_configs: Mapping[str, Mapping[str, Any]], loop: str) -> None:
-    """A ConfigError for a recurrent module in a loop that trains rows one by one (the
-    offline and replay loops): it would train without its state."""
+    """A ConfigError for a recurrent module in ``loop`` (its class name), which trains rows
+    one by one (the offline and replay loops): it would train without its state."""
     recurrent = sorted(m for m, config in model_configs.items() if sequence_length_of(config))
     if recurrent:
         raise ConfigError(
-            f"modules {recurrent} are recurrent (use_lstm), but the {loop!r} loop trains "
-            "rows one by one, without their state: train recurrent modules with the "
+            f"modules {recurrent} are recurrent (use_lstm), but {loop} trains rows one by "
+            "one, without their state: train recurrent modules with the "
             "'on_policy' or 'async' loop (PPO, IMPALA, APPO), or set use_lstm=False"
         )

@@ -157,9 +157,9 @@ def test_recurrent_settings_are_checked():
     with pytest.raises(ConfigError, match="multiple of max_seq_len"):
         check_fragments_hold_sequences({"default_policy": {"use_lstm": True}}, 50)
     check_fragments_hold_sequences({"default_policy": {"use_lstm": True}}, 60)
-    with pytest.raises(ConfigError, match="'offline' loop trains rows one by one"):
-        refuse_recurrent({"default_policy": {"use_lstm": True}}, "offline")
-    refuse_recurrent({"default_policy": {"use_lstm": False}}, "offline")
+    with pytest.raises(ConfigError, match="OfflineLoop trains rows one by one"):
+        refuse_recurrent({"default_policy": {"use_lstm": True}}, "OfflineLoop")
+    refuse_recurrent({"default_policy": {"use_lstm": False}}, "OfflineLoop")
 
 
 def test_multi_agent_runners_refuse_recurrent_modules():

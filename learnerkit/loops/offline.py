@@ -119,7 +119,8 @@ class OfflineLoop:
     def __init__(self, run: Run) -> None:
         self.run = run
         refuse_recurrent(
-            {m: spec.model_config for m, spec in run.group.spec.module_specs.items()}, "offline"
+            {m: spec.model_config for m, spec in run.group.spec.module_specs.items()},
+            type(self).__name__,
         )
         self.hps = run.hps
         self.dataset = datasets.open_dataset(run.config.dataset)

@@ -51,7 +51,8 @@ class ReplayLoop:
     def __init__(self, run: Run) -> None:
         self.run, self.hps = run, run.hps
         refuse_recurrent(
-            {m: spec.model_config for m, spec in run.group.spec.module_specs.items()}, "replay"
+            {m: spec.model_config for m, spec in run.group.spec.module_specs.items()},
+            type(self).__name__,
         )
         hps = self.hps
         if hps.prioritized_replay:
