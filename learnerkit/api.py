@@ -26,8 +26,11 @@ API_VERSION = "0.2"
 PUBLIC_MODULES = (
     "learnerkit",
     "learnerkit.api",
+    "learnerkit.backends.tf.encoders",
+    "learnerkit.backends.torch.encoders",
     "learnerkit.checkpoint",
     "learnerkit.coefficients",
+    "learnerkit.conv_encoders",
     "learnerkit.errors",
     "learnerkit.fields",
     "learnerkit.hookspecs",

@@ -139,6 +139,13 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="stop after this many env steps (offline: rows trained)",
     )
+    p.add_argument(
+        "--no-atari-preprocessing",
+        dest="atari_preprocessing",
+        action="store_false",
+        help="ALE/ games: raw frames, no frame skip/stack or reward clipping (default: the "
+        "standard preprocessing; change its settings with atari_preprocessing in --config)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output directory (default: runs/ALGO-ENV-SEED)")
     p.add_argument("--config", default=None, help="JSON or TOML file of hyperparameters")
@@ -196,6 +203,9 @@ def _train(args: argparse.Namespace) -> int:
         model_config = overrides.pop("model_config", None)
         module_hps = overrides.pop("module_hyperparameters", {})
         modules_to_train = overrides.pop("modules_to_train", None)
+    atari_preprocessing = overrides.pop("atari_preprocessing", True) if args.config else True
+    if not args.atari_preprocessing:
+        atari_preprocessing = False
     for name in ("num_envs_per_env_runner", "num_env_runners"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
@@ -218,6 +228,7 @@ def _train(args: argparse.Namespace) -> int:
         module_hyperparameters=module_hps,
         modules_to_train=modules_to_train,
         model_config=model_config,
+        atari_preprocessing=atari_preprocessing,
         resume=resume,
         progress=not args.quiet,
         ray_address=args.ray_address,

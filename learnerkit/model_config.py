@@ -4,7 +4,9 @@ Framework-neutral (no torch, no TensorFlow), so that both default modules share 
 definition and a bad config fails the same way in either framework. Public: a custom
 module may accept the same keys, or check its own the same way (``resolve_model_config``),
 and env runners read the
-default module's layout from it without importing a framework.
+default module's layout from it without importing a framework. Image observations
+(``conv_filters``, ``conv_activation``, and their defaults by image size) are resolved by
+``learnerkit.conv_encoders.module_config_for``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ MODEL_CONFIG_DEFAULTS: dict[str, Any] = {
     "activation": "tanh",
     "vf_share_layers": False,
     "initial_log_std": 0.0,
+    "conv_filters": None,  # None: from the observation space (learnerkit.conv_encoders)
+    "conv_activation": "relu",
     # Recurrent modules (RLlib's names): the encoder feeds an LSTM of ``lstm_cell_size``
     # units, which feeds the policy and value heads; trained on sequences of
     # ``max_seq_len`` steps. See docs/guides/recurrent.md.
@@ -56,11 +60,11 @@ def resolve_model_config(
             f"unknown model_config key(s) {unknown} for {module}; known: {sorted(defaults)}"
         )
     config = {**defaults, **model_config}
-    if config["activation"] not in ACTIVATIONS:
-        raise ConfigError(
-            f"model_config['activation'] must be one of {sorted(ACTIVATIONS)}, got "
-            f"{config['activation']!r}"
-        )
+    for key in ("activation", "conv_activation"):
+        if key in config and config[key] not in ACTIVATIONS:
+            raise ConfigError(
+                f"model_config[{key!r}] must be one of {sorted(ACTIVATIONS)}, got {config[key]!r}"
+            )
     for key in ("lstm_cell_size", "max_seq_len"):
         value = config.get(key, 1)  # a module of its own may not have these keys
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:

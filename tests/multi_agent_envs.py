@@ -124,6 +124,20 @@ def scripted() -> ScriptedEnv:
     return ScriptedEnv()
 
 
+class ScriptedPixels(ScriptedEnv):
+    """``ScriptedEnv`` with uint8 observations, as image envs have."""
+
+    def observation_space(self, agent):
+        return spaces.Box(0, 255, (2,), np.uint8)
+
+    def _obs(self, agents):
+        return {a: np.array([self.t, self.NUMBER[a]], np.uint8) for a in agents}
+
+
+def scripted_pixels() -> ScriptedPixels:
+    return ScriptedPixels()
+
+
 def not_parallel():
     return object()
 

@@ -186,6 +186,30 @@ def test_the_numpy_copy_computes_what_the_module_computes(framework, dueling):
     np.testing.assert_array_equal(copy.forward_inference(obs)[Columns.ACTIONS], greedy)
 
 
+@pytest.mark.parametrize("shape", [(84, 84, 4), (16, 16, 3)], ids=["84x84x4", "16x16x3"])
+def test_image_observations_go_through_the_conv_encoder_in_the_module_and_its_copy(
+    framework, shape
+):
+    pixels = gym.spaces.Box(0, 255, shape, np.uint8)
+    spec = LearnerSpec(
+        algorithm="dqn",
+        framework=framework,
+        module_spec=ModuleSpec(pixels, THREE_ACTIONS),
+        hyperparameters=get_algorithm("dqn").hyperparameters(),
+    )
+    learner = Learner(spec)
+    learner.build()
+    module_spec = learner.spec.module_specs[MID]
+    weights = learner.get_module_state()[MID]
+    assert any(name.startswith("conv.") for name in weights)
+    copy = numpy_copy_class(module_spec).from_weights(
+        weights, module_spec, framework, np.random.default_rng(0)
+    )
+    obs = np.random.default_rng(5).integers(0, 256, (4, *shape), dtype=np.uint8)
+    expected = learner.backend.numpy_call(learner.module[MID].q_values, obs)
+    np.testing.assert_allclose(copy.q_values(obs), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_epsilon_follows_its_schedule_into_the_weights_and_the_runners_copy(framework):
     learner = Learner(dqn_spec(framework, epsilon=[[0, 1.0], [1000, 0.1]]))
     learner.build()

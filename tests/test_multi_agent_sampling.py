@@ -15,6 +15,7 @@ from learnerkit import Columns, ConfigError, ModuleSpec
 from learnerkit.rollouts import RunningMeanStd
 from learnerkit.rollouts.contract import EnvRunnerSpec, on_policy_batch
 from learnerkit.rollouts.local_env_runners import LocalEnvRunners
+from learnerkit.rollouts.multi_agent_sequences import SequenceStreams
 from learnerkit.rollouts.pettingzoo_envs import (
     make_parallel_env,
     mapping_fn,
@@ -258,3 +259,19 @@ def test_a_normalised_fragment_bootstraps_from_the_normalised_observation():
     new_obs = runner.normalizers.normalize("a", np.array([[3.0, 1.0]], np.float32))
     assert a["next_values"][-1] == pytest.approx(value(new_obs)[0])
     np.testing.assert_allclose(a["next_values"][:-1], a["vf_preds"][1:])
+
+
+@pytest.mark.parametrize(("normalize_obs", "dtype"), [(False, np.uint8), (True, np.float32)])
+def test_uint8_observations_stay_uint8_unless_normalised(normalize_obs, dtype):
+    runner = MultiAgentEnvRunner(
+        lambda: make_parallel_env("pettingzoo:multi_agent_envs:scripted_pixels"),
+        num_envs=1,
+        mapping=mapping_fn("per_agent"),
+        normalize_obs=normalize_obs,
+    )
+    names = {"policies": {m: policy for m in "abc"}, "value_fns": {m: value for m in "abc"}}
+    batch = runner.sample(**names, num_steps=3).to_multi_agent_batch(gamma=GAMMA, lambda_=LAMBDA)
+    assert {batch[m][Columns.OBS].dtype for m in "abc"} == {np.dtype(dtype)}
+    # Whole sequences (the asynchronous loop's fragments) too.
+    sequences = SequenceStreams(2).sample(runner, names["policies"], version=0).to_sequences()
+    assert {sequences[m][Columns.OBS].dtype for m in sequences} == {np.dtype(dtype)}

@@ -226,3 +226,12 @@ def test_recurrent_ppo_stopped_and_resumed_reproduces_the_uninterrupted_run(tmp_
     ):
         for name in want.files:
             np.testing.assert_array_equal(have[name], want[name], err_msg=name)
+
+
+def test_a_recurrent_module_over_images_is_refused_until_it_takes_a_conv_encoder(framework):
+    pixels = gym.spaces.Box(0, 255, (16, 16, 3), np.uint8)
+    spec = ModuleSpec(pixels, TWO_ACTIONS, model_config={"use_lstm": True})
+    with pytest.raises(ConfigError, match="conv_filters=\\[\\] to feed it the flattened"):
+        make_backend(framework).build_module(spec, 0)
+    flattened = ModuleSpec(pixels, TWO_ACTIONS, model_config={**LSTM, "conv_filters": []})
+    assert default_module_layout(flattened, framework)["encoder.0.bias"] == (16,)

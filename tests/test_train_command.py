@@ -251,3 +251,22 @@ def test_the_cli_names_a_bad_hyperparameter_in_one_line(tmp_path):
     )
     assert proc.returncode == 2
     assert "clip_parm" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("contents", "expected"),
+    [(None, "No such file or directory"), ("[1, 2]", "holds a list")],
+    ids=["missing", "not-a-table"],
+)
+def test_the_cli_names_a_config_file_it_cannot_use_in_one_line(tmp_path, contents, expected):
+    config = tmp_path / "config.json"
+    if contents is not None:
+        config.write_text(contents)
+    proc = subprocess.run(
+        [sys.executable, "-m", "learnerkit", "train", "--config", str(config), "--quiet"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert expected in proc.stderr and str(config) in proc.stderr
+    assert "Traceback" not in proc.stderr

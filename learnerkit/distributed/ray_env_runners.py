@@ -46,6 +46,7 @@ from learnerkit.rollouts.contract import (
     Weights,
     spec_with_module,
 )
+from learnerkit.rollouts.env_ids import register_env_id
 from learnerkit.rollouts.pettingzoo_envs import (
     PolicyMapping,
     make_parallel_env,
@@ -69,6 +70,7 @@ def _env_source(spec: EnvRunnerSpec) -> Any:
         return factory
     env_id = spec.env_id
     module, _, name = env_id.rpartition(":")
+    register_env_id(env_id)  # ALE/ and learnerkit/ ids
     try:
         if module:
             importlib.import_module(module)

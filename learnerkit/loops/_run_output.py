@@ -30,15 +30,27 @@ TENSORBOARD_DIR = "tensorboard"
 
 def read_config_file(path: str) -> dict[str, Any]:
     """Hyperparameters from a JSON or TOML file (a flat table; ``model_config`` nested)."""
-    text = Path(path).read_text()
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config file {path}: {exc.strerror or exc}; give the path of an "
+            "existing .json or .toml file (a run writes one as config.json)"
+        ) from exc
     try:
         if path.endswith(".toml"):
             import tomllib
 
             return tomllib.loads(text)
-        return json.loads(text)
+        config = json.loads(text)
     except ValueError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ConfigError(
+            f"config file {path} holds a {type(config).__name__}; it must hold one table "
+            "(a JSON object) of hyperparameter names to values"
+        )
+    return config
 
 
 class _Progress:

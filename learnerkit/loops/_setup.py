@@ -7,16 +7,19 @@ host treats learnerkit's own loops and a third party's alike.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from learnerkit._plugins import Algorithm, get_algorithm, list_plugins
+from learnerkit.conv_encoders import is_image_space
 from learnerkit.errors import ConfigError, PluginError, UnknownTrainingLoopError
 from learnerkit.loops._run_files import read_run, read_trainer_state
 from learnerkit.loops.contract import REQUIRED_LOOP_METHODS, LoopInfo, TrainConfig, probe_spaces
 from learnerkit.loops.multi_agent import multi_agent_modules
+from learnerkit.rollouts.atari import atari_settings
 from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo
 from learnerkit.specs import (
     ModuleSpec,
@@ -127,7 +130,7 @@ def environment(info: LoopInfo, loop_cls: Any, config: TrainConfig) -> tuple[str
         return loop_cls.environment(config)
     if is_pettingzoo(env_id):
         return env_id, None, None  # spaces per module: see multi_agent_modules
-    return (env_id, *probe_spaces(env_id))
+    return (env_id, *probe_spaces(env_id, atari_settings(env_id, config.atari_preprocessing)))
 
 
 def run_modules(
@@ -161,6 +164,25 @@ def run_modules(
     return module_spec, mapping, module_hps, trained
 
 
+def check_pixels_not_normalized(hps: Any, module_specs: Any) -> None:
+    """A ConfigError when observations are normalised for a module with a conv encoder over
+    uint8 pixels (the default modules' and DQN's, unless ``conv_filters=[]``): the encoder
+    divides by 255 itself (its scale is fixed by the observation space), so normalised
+    frames would reach it shrunk 255 times. A module class of one's own is not checked."""
+    if not getattr(hps, "normalize_observations", False):
+        return
+    specs = module_specs.values() if isinstance(module_specs, Mapping) else [module_specs]
+    for spec in specs:
+        encoder_off = spec.model_config.get("conv_filters", None) == []
+        if spec.module_class is None and is_image_space(spec.observation_space) and not encoder_off:
+            raise ConfigError(
+                "normalize_observations=True with uint8 image observations "
+                f"{spec.observation_space.shape}: the conv encoder scales pixels to [0, 1] "
+                "itself; set normalize_observations=False (or model_config "
+                "conv_filters=[] for an MLP on normalised pixels)"
+            )
+
+
 def continue_run(config: TrainConfig) -> TrainConfig:
     """A resumed run keeps the algorithm, env, framework, hyperparameters and model of the
     run it continues; explicit overrides still apply on top."""
@@ -178,6 +200,7 @@ def continue_run(config: TrainConfig) -> TrainConfig:
         framework=run["framework"],
         overrides={**hyperparameters, **overrides},
         model_config={**run["model_config"], **(config.model_config or {})},
+        atari_preprocessing=saved_atari_preprocessing(run),
         # The mapping the run began with (the checkpoint holds the current one); a callable
         # cannot be saved and is passed again.
         policy_mapping=(
@@ -186,6 +209,14 @@ def continue_run(config: TrainConfig) -> TrainConfig:
             else config.policy_mapping
         ),
     )
+
+
+def saved_atari_preprocessing(run: dict[str, Any]) -> bool | dict[str, Any]:
+    """A run's Atari preprocessing as ``TrainConfig.atari_preprocessing`` takes it: its
+    recorded settings, False when it had none (runs from before it was recorded: True)."""
+    if "atari_preprocessing" not in run:
+        return True
+    return run["atari_preprocessing"] or False
 
 
 def seed_and_threads(framework: str, seed: int) -> None:

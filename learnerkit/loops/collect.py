@@ -78,6 +78,7 @@ def collect_dataset(
         num_episodes=num_episodes,
         dataset_id=dataset_id,
         seed=seed,
+        atari=trained.atari,
         algorithm_name=f"learnerkit-{run['algorithm']}",
         author=author,
         author_email=author_email,

@@ -131,6 +131,11 @@ class TrainConfig:
     modules_to_train: Collection[str] | None = None
     """Multi-agent: the modules that learn (None: all); the others act but stay frozen."""
     model_config: Mapping[str, Any] | None = None
+    atari_preprocessing: bool | Mapping[str, Any] = True
+    """For an Atari game (``ALE/...``): the standard preprocessing (True), none (False), or
+    settings changed from its defaults (``{"terminal_on_life_loss": True}``; the fields of
+    ``learnerkit.rollouts.atari.AtariSettings``). Recorded with the run; evaluation and
+    collection apply the same. Other envs take no settings."""
     checkpoint_every: int = 50
     resume: str | None = None
     progress: bool = True
@@ -311,12 +316,13 @@ def combine_results(results: list[Mapping[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def probe_spaces(env_id: str) -> tuple[Any, Any]:
-    """A gymnasium env's observation and action spaces, with the checks and errors of the
-    env runners (a space the modules cannot take is a ConfigError naming it)."""
+def probe_spaces(env_id: str, atari: Any = None) -> tuple[Any, Any]:
+    """A gymnasium env's observation and action spaces (preprocessed as ``atari``, an
+    ``AtariSettings``, says), with the checks and errors of the env runners (a space the
+    modules cannot take is a ConfigError naming it)."""
     from learnerkit.rollouts.gymnasium_sampling import EnvRunner
 
-    with EnvRunner(env_id, num_envs=1) as probe:
+    with EnvRunner(env_id, num_envs=1, atari=atari) as probe:
         return probe.observation_space, probe.action_space
 
 

@@ -21,7 +21,10 @@ from learnerkit.errors import ConfigError
 from learnerkit.learner import Learner
 from learnerkit.learner_spec import LearnerSpec
 from learnerkit.loops._run_files import checkpoint_dir, read_run, read_trainer_state
+from learnerkit.loops._setup import saved_atari_preprocessing
 from learnerkit.rollouts.acting import numpy_copy_class
+from learnerkit.rollouts.atari import AtariSettings, atari_settings, is_atari
+from learnerkit.rollouts.env_ids import make_env
 from learnerkit.rollouts.gymnasium_sampling import EnvRunner
 from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo, make_parallel_env, mapping_fn
 from learnerkit.rollouts.recurrent import StateCarrier, is_recurrent_copy
@@ -44,11 +47,15 @@ class TrainedPolicy:
     """Numpy observations as the policy sees them in, ``{"actions": ...}`` out."""
     normalize: Callable[[np.ndarray], np.ndarray]
     """Raw observations (the environment's) to what the policy sees: the normaliser saved
-    with the checkpoint, or a float32 cast when the run did not normalise."""
+    with the checkpoint, or a cast to float32 (uint8 frames kept) when the run did not
+    normalise."""
+    atari: AtariSettings | None = None
+    """The Atari preprocessing the run trained with, for an ``ALE/`` env (``make_env``
+    makes the env so)."""
 
     def act(self, raw_obs: np.ndarray) -> np.ndarray:
         """Actions for a batch of the environment's own observations."""
-        return self.policy(self.normalize(np.asarray(raw_obs, dtype=np.float32)))["actions"]
+        return self.policy(self.normalize(np.asarray(raw_obs)))["actions"]
 
 
 def load_policy(path: str, *, env_id: str | None = None, explore: bool = False) -> TrainedPolicy:
@@ -59,9 +66,13 @@ def load_policy(path: str, *, env_id: str | None = None, explore: bool = False) 
     algorithm = get_algorithm(run["algorithm"])
     hps = structure_hyperparameters(algorithm.hyperparameters, run["hyperparameters"])
     env_id = env_id or run["env"]
+    atari = atari_settings(env_id, saved_atari_preprocessing(run)) if is_atari(env_id) else None
     # The runner checks the env's spaces as training did, and holds the saved normaliser.
     runner = EnvRunner(
-        env_id, num_envs=1, normalize_obs=getattr(hps, "normalize_observations", False)
+        env_id,
+        num_envs=1,
+        normalize_obs=getattr(hps, "normalize_observations", False),
+        atari=atari,
     )
     runner.close()
     runner.set_state(read_trainer_state(path)["obs_normalizer"])
@@ -90,6 +101,7 @@ def load_policy(path: str, *, env_id: str | None = None, explore: bool = False) 
         action_space=runner.action_space,
         policy=policy,
         normalize=runner.normalize,
+        atari=atari,
     )
 
 
@@ -139,7 +151,12 @@ def evaluate_checkpoint(
         return float(np.mean(returns)), returns
     trained = load_policy(path, env_id=env_id)
     returns = run_episodes(
-        trained.env_id, trained.policy, num_episodes, seed=seed, normalize=trained.normalize
+        trained.env_id,
+        trained.policy,
+        num_episodes,
+        seed=seed,
+        normalize=trained.normalize,
+        atari=trained.atari,
     )
     return float(np.mean(returns)), returns
 
@@ -151,11 +168,11 @@ def run_episodes(
     *,
     seed: int = 0,
     normalize: Any = None,
+    atari: AtariSettings | None = None,
 ) -> list[float]:
-    """Returns of ``num_episodes`` episodes of ``policy`` (numpy in, ``{"actions": ...}`` out)."""
-    import gymnasium
-
-    env = gymnasium.make(env_id)
+    """Returns of ``num_episodes`` episodes of ``policy`` (numpy in, ``{"actions": ...}``
+    out), in the game's own rewards (preprocessed frames with ``atari``)."""
+    env = make_env(env_id, atari)
     low = getattr(env.action_space, "low", None)
     high = getattr(env.action_space, "high", None)
     returns = []
@@ -165,7 +182,7 @@ def run_episodes(
             policy.reset()
         total, done = 0.0, False
         while not done:
-            x = np.asarray(obs, dtype=np.float32)[None]
+            x = np.asarray(obs)[None]  # uint8 frames stay uint8: the module scales them
             action = policy(normalize(x) if normalize else x)["actions"][0]
             if low is not None:
                 action = np.clip(action, low, high)

@@ -43,6 +43,7 @@ from learnerkit.loops._run_files import (
 )
 from learnerkit.loops._run_output import AGENT_RETURN_PREFIX, RunOutput
 from learnerkit.loops._setup import (
+    check_pixels_not_normalized,
     continue_run,
     environment,
     load_loop,
@@ -71,6 +72,7 @@ from learnerkit.loops.multi_agent import (
     module_state,
     saved_mapping,
 )
+from learnerkit.rollouts.atari import atari_settings
 from learnerkit.rollouts.contract import EnvRunnerSpec
 from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo
 from learnerkit.specs import ScalingConfig
@@ -97,6 +99,7 @@ class Trainer:
             out_dir=config.out_dir or default_out_dir(config.algorithm, env_id, config.seed),
         )
         self.config = config
+        self.atari = atari_settings(env_id, config.atari_preprocessing) if env_id else None
         self.hps, self.model_config, self.stop_reward, given_stop = resolve_settings(
             config, self.algorithm, info
         )
@@ -104,6 +107,7 @@ class Trainer:
         module_spec, mapping, module_hps, trained = run_modules(
             config, env_id, observation_space, action_space, self.model_config
         )
+        check_pixels_not_normalized(self.hps, module_spec)
         self.multi_agent = is_pettingzoo(env_id)
         self.policy_mapping = mapping
         self.on_iteration = on_iteration
@@ -138,6 +142,7 @@ class Trainer:
                         rollout_fragment_length=self.hps.rollout_fragment_length,
                         normalize_observations=self.hps.normalize_observations,
                         seed=config.seed,
+                        atari=self.atari,
                         policy_mapping=mapping,
                         # Multi-agent: whole sequences per agent for a loop that asks.
                         sequences=info.sequences,
@@ -183,6 +188,7 @@ class Trainer:
             "seed": self.config.seed,
             "model_config": self.model_config,
             "hyperparameters": attrs.asdict(self.hps),
+            "atari_preprocessing": None if self.atari is None else attrs.asdict(self.atari),
         }
         if self.config.dataset is not None:
             metadata["dataset"] = self.config.dataset

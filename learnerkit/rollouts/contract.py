@@ -22,6 +22,7 @@ import numpy as np
 from learnerkit.batch import MultiAgentBatch, SampleBatch
 from learnerkit.columns import ACTOR_CRITIC_OUTPUTS, DEFAULT_MODULE_ID
 from learnerkit.errors import ConfigError
+from learnerkit.rollouts.atari import AtariSettings
 from learnerkit.rollouts.multi_agent_rollout import MultiAgentRollout
 from learnerkit.rollouts.multi_agent_sequences import MultiAgentSequences
 from learnerkit.rollouts.pettingzoo_envs import PolicyMapping, is_pettingzoo
@@ -59,6 +60,9 @@ class EnvRunnerSpec:
     normalize_observations: bool = False
     seed: int = 0
     env_kwargs: Mapping[str, Any] = attrs.field(factory=dict)
+    atari: AtariSettings | None = None
+    """A gymnasium env's Atari preprocessing (``learnerkit.rollouts.atari``; the loops set
+    it for ``ALE/`` ids), None for none."""
     policy_mapping: PolicyMapping = "shared"
     """Multi-agent only: which module acts for each agent."""
     sequences: bool = False

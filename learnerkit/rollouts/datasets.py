@@ -254,6 +254,7 @@ def record_dataset(
     author_email: str | None = None,
     code_permalink: str | None = None,
     description: str | None = None,
+    atari: Any = None,
 ) -> Any:
     """Run ``num_episodes`` episodes of ``act`` (the environment's observation in, the
     action to step with out) in ``env_id`` and save them as the Minari dataset
@@ -268,13 +269,13 @@ def record_dataset(
     (``EpisodeBuffer``) and the functions that store them need only ``minari[hdf5]``. If
     recording fails, the partial dataset is removed.
     """
-    import gymnasium
+    from learnerkit.rollouts.env_ids import make_env
 
     minari = _minari()
     if num_episodes < 1:
         raise DatasetError(f"record at least one episode, got num_episodes={num_episodes}")
     _check_new_id(dataset_id)
-    env = gymnasium.make(env_id)
+    env = make_env(env_id, atari)  # preprocessed as the policy was trained, with ``atari``
     dataset = None
     try:
         for episode in range(num_episodes):

@@ -23,6 +23,8 @@ from learnerkit.batch import Columns
 from learnerkit.columns import DEFAULT_MODULE_ID, RECURRENT_INPUTS
 from learnerkit.errors import ConfigError
 from learnerkit.rollouts import env_state
+from learnerkit.rollouts.atari import AtariSettings
+from learnerkit.rollouts.env_ids import register_env_id, vector_env_options
 from learnerkit.rollouts.memory_envs import register_memory_envs
 from learnerkit.rollouts.recurrent import StateCarrier
 from learnerkit.rollouts.rollout import Rollout
@@ -38,6 +40,7 @@ from learnerkit.rollouts.sampling import (
     load_obs_normalizer_state,
     next_values,
     obs_normalizer_state,
+    stored_obs_dtype,
 )
 
 __all__ = [
@@ -59,7 +62,8 @@ register_memory_envs()
 class EnvRunner:
     """Steps `num_envs` copies of a gymnasium environment in one process.
 
-    Observations must be a Box (cast to float32); actions Discrete or Box. Box actions are
+    Observations must be a Box (cast to float32; uint8 ones stay uint8 unless normalised,
+    ``stored_obs_dtype``); actions Discrete or Box. Box actions are
     clipped to the space's bounds when stepping the environment, but the unclipped action is
     stored, because that is the one whose log-probability the policy recorded.
 
@@ -67,6 +71,11 @@ class EnvRunner:
     the policy (final observations of ended episodes are normalised but not counted, as in
     Stable-Baselines3's VecNormalize); the policy, `value_fn` and the stored rollout all see
     normalised observations. Save `get_state()` with the model: it is part of the policy.
+
+    With `atari` (``learnerkit.rollouts.atari.AtariSettings``; the loops pass it for
+    ``ALE/`` ids) each env is preprocessed. With `clip_rewards` (default: the ``atari``
+    setting's, else off) the rollout holds the sign of each reward, while the episode
+    returns reported are the env's own.
     """
 
     def __init__(
@@ -77,9 +86,12 @@ class EnvRunner:
         seed: int | None = None,
         normalize_obs: bool = False,
         env_kwargs: Mapping[str, Any] | None = None,
+        atari: AtariSettings | None = None,
+        clip_rewards: bool | None = None,
     ) -> None:
         if num_envs < 1:
             raise ConfigError(f"EnvRunner: num_envs must be >= 1, got {num_envs}")
+        register_env_id(env_id)
         try:
             env = gymnasium.make_vec(
                 env_id,
@@ -90,6 +102,7 @@ class EnvRunner:
                     "autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP,
                     "copy": False,
                 },
+                **vector_env_options(atari),
                 **dict(env_kwargs or {}),
             )
         except (gymnasium.error.UnregisteredEnv, gymnasium.error.DeprecatedEnv) as e:
@@ -115,13 +128,17 @@ class EnvRunner:
                 f"EnvRunner: environment {env_id!r} has action space {self.action_space}; "
                 "only Discrete and Box actions are supported"
             )
+        if clip_rewards is None:
+            clip_rewards = atari is not None and atari.clip_rewards
+        self._clip_rewards = clip_rewards
         self._obs_shape = tuple(self.observation_space.shape)
+        self._obs_dtype = stored_obs_dtype(self.observation_space.dtype, normalize_obs)
         self._normalizers = ObsNormalizers(
             normalize_obs, by_module=False, owner="EnvRunner (build it with normalize_obs=True)"
         )
         self._normalizer = self._normalizers.ensure(DEFAULT_MODULE_ID, self._obs_shape)
         raw_obs, _ = env.reset(seed=seed)
-        self._raw_obs = np.array(raw_obs, dtype=np.float32)
+        self._raw_obs = np.array(raw_obs, dtype=self._obs_dtype)
         self._episode_return = np.zeros(num_envs, dtype=np.float64)
         self._episode_length = np.zeros(num_envs, dtype=np.int64)
         self._episodes = EpisodeLog()
@@ -154,7 +171,7 @@ class EnvRunner:
         recorded = outputs if carrier is None else (*outputs, *carrier.columns)
         if carrier is not None:
             carrier.start_fragment()
-        obs = np.empty((steps, n, *self._obs_shape), dtype=np.float32)
+        obs = np.empty((steps, n, *self._obs_shape), dtype=self._obs_dtype)
         rewards = np.empty((steps, n), dtype=np.float32)
         terminateds = np.empty((steps, n), dtype=bool)
         truncateds = np.empty((steps, n), dtype=bool)
@@ -181,7 +198,7 @@ class EnvRunner:
                     buffer[t] = out[name]
                 actions = env_actions(buffers[Columns.ACTIONS][t], action_space)
                 raw_obs, reward, terminated, truncated, infos = self._env.step(actions)
-                rewards[t] = reward
+                rewards[t] = np.sign(reward) if self._clip_rewards else reward
                 terminateds[t] = terminated
                 truncateds[t] = truncated
                 self._episode_return += reward
@@ -197,7 +214,7 @@ class EnvRunner:
         finally:
             # Kept even if the policy raised mid-fragment, so the next sample starts from the
             # environments' real state. A copy: the vector env reuses its buffer (copy=False).
-            self._raw_obs = np.array(raw_obs, dtype=np.float32)
+            self._raw_obs = np.array(raw_obs, dtype=self._obs_dtype)
             self.num_env_steps += steps_done * n
         next_obs = np.empty_like(obs)
         next_obs[:-1] = obs[1:]
@@ -251,7 +268,7 @@ class EnvRunner:
             self._episodes.add(float(self._episode_return[i]), int(self._episode_length[i]))
             ended_at.append((t, int(i)))
             # Copied: an env may reuse (and its reset overwrite) this array.
-            final_obs.append(np.array(infos["final_obs"][i], dtype=np.float32))
+            final_obs.append(np.array(infos["final_obs"][i], dtype=self._obs_dtype))
             # A step both terminated and truncated has no future: it counts as terminated.
             was_truncated.append(not terminated[i])
         self._episode_return[done] = 0.0
@@ -314,7 +331,8 @@ class EnvRunner:
         return self._episodes.pop()
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
-        """Observations as the policy sees them (normalised if enabled), float32, without
+        """Observations as the policy sees them (normalised if enabled; float32, or uint8
+        ``stored_obs_dtype``), without
         updating the statistics; for evaluation."""
         return self._normalizers.normalize(DEFAULT_MODULE_ID, obs)
 
@@ -365,7 +383,7 @@ class EnvRunner:
             )
         envs = getattr(self._env, "envs", None) or []
         if state.get("envs") is not None and len(envs) == len(state["envs"]):
-            raw_obs = np.asarray(state["raw_obs"], dtype=np.float32)
+            raw_obs = np.asarray(state["raw_obs"], dtype=self._obs_dtype)
             if raw_obs.shape != self._raw_obs.shape:
                 raise ValueError(
                     f"the saved observations have shape {raw_obs.shape}, this runner's "
@@ -385,7 +403,7 @@ class EnvRunner:
             for env, generator in zip(envs, generators, strict=True):
                 env_state.set_generator_state(env, generator)
         raw_obs, _ = self._env.reset()
-        self._raw_obs = np.array(raw_obs, dtype=np.float32)
+        self._raw_obs = np.array(raw_obs, dtype=self._obs_dtype)
         self._episode_return[:] = 0.0
         self._episode_length[:] = 0
         self.num_env_steps = int(state.get("num_env_steps", 0))

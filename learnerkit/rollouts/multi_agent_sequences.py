@@ -33,7 +33,7 @@ import numpy as np
 from learnerkit.batch import Columns, MultiAgentBatch, SampleBatch
 from learnerkit.errors import ConfigError
 from learnerkit.rollouts.pettingzoo_sampling import MultiAgentEnvRunner
-from learnerkit.rollouts.sampling import POLICY_COLUMNS, Policy
+from learnerkit.rollouts.sampling import POLICY_COLUMNS, Policy, stored_obs_dtype
 
 __all__ = ["MultiAgentSequences", "SequenceStreams"]
 
@@ -184,6 +184,6 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
         elif name == Columns.ACTIONS:
             array = array.astype(np.float32 if array.dtype.kind == "f" else np.int64)
         else:
-            array = array.astype(np.float32)  # observations
+            array = array.astype(stored_obs_dtype(array.dtype))  # observations: uint8 kept
         columns[name] = array
     return columns

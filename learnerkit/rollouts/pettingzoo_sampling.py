@@ -38,6 +38,7 @@ from learnerkit.rollouts.sampling import (
     ValueFn,
     check_policy_outputs,
     env_actions,
+    stored_obs_dtype,
 )
 
 __all__ = ["MultiAgentEnvRunner"]
@@ -182,7 +183,12 @@ class MultiAgentEnvRunner:
         self._next_eps_id += 1
 
     def _observations(self, obs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        return {a: np.asarray(o, dtype=np.float32) for a, o in obs.items()}
+        # uint8 frames stay uint8 unless normalised (``stored_obs_dtype``), as single-agent.
+        enabled = self.normalizers.enabled
+        return {
+            a: np.asarray(o, dtype=stored_obs_dtype(np.asarray(o).dtype, enabled))
+            for a, o in obs.items()
+        }
 
     def _act(self, policies: Mapping[str, Policy]) -> list[dict[str, dict[str, Any]]]:
         """Each live agent's observation as its module saw it and its policy outputs (one

@@ -26,6 +26,7 @@ import numpy as np
 
 from learnerkit._checkpoint import check_same_shapes
 from learnerkit.batch import Columns
+from learnerkit.conv_encoders import refuse_conv_encoder
 from learnerkit.distributions import dist_class_for, exploration_outputs
 from learnerkit.model_config import resolve_model_config
 from learnerkit.rollouts.numpy_layers import ACTIVATIONS, DenseStack, NumpyOps
@@ -44,6 +45,7 @@ def _prev_action_size(action_space: Any) -> int:
 
 def lstm_module_layout(module_spec: ModuleSpec, framework: str) -> dict[str, tuple[int, ...]]:
     """The names and shapes of the default recurrent module's weights, without building it."""
+    refuse_conv_encoder(module_spec.observation_space, module_spec.model_config)
     config = resolve_model_config(module_spec.model_config)
     action_space = module_spec.action_space
     n_out = dist_class_for(action_space).inputs_size(action_space)

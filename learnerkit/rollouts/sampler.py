@@ -98,6 +98,7 @@ class Sampler:
                 seed=spec.runner_seed(index),
                 normalize_obs=spec.normalize_observations,
                 env_kwargs=spec.env_kwargs,
+                atari=spec.atari,
             )
             self.observation_space, self.action_space = envs.observation_space, envs.action_space
             return envs

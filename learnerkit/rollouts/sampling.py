@@ -18,6 +18,7 @@ Both are the same sampling underneath; what they share:
 - `bootstrap_values` and `next_values`: the value each row bootstraps from, with one
   ``value_fn`` call per module and fragment.
 - `EpisodeLog`: the returns and lengths of ended episodes.
+- `stored_obs_dtype`: uint8 images stay uint8 unless normalised; everything else float32.
 
 ``sampler.Sampler`` puts an adapter together with the runner's module copies and returns
 ``Fragment``s (``contract``).
@@ -50,10 +51,20 @@ __all__ = [
     "load_obs_normalizer_state",
     "next_values",
     "obs_normalizer_state",
+    "stored_obs_dtype",
 ]
 
 Policy = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 ValueFn = Callable[[np.ndarray], np.ndarray]
+
+
+def stored_obs_dtype(dtype: Any, normalized: bool = False) -> type:
+    """The dtype observations of ``dtype`` are stored in and handed to the policy: uint8
+    stays uint8 when not normalised (image frames: a quarter of float32's bytes through
+    fragments, batches, Ray's object store, minibatches and replay buffers; the module
+    scales them, ``learnerkit.conv_encoders``), anything else float32."""
+    return np.uint8 if not normalized and np.dtype(dtype) == np.uint8 else np.float32
+
 
 # What an actor-critic policy returns for each observation (the default of what a loop asks
 # for: EnvRunnerSpec.policy_outputs).
@@ -194,7 +205,8 @@ class ObsNormalizer:
 class ObsNormalizers:
     """The observation normalisers of a runner's (or a driver's) modules, by module id; each
     made when its module is first seen (``ensure``, or its first observations or
-    statistics). Inert when not ``enabled``: observations pass as float32.
+    statistics). Inert when not ``enabled``: observations pass as float32, or uint8
+    (``stored_obs_dtype``).
 
     State (``get_state``, what checkpoints hold): ``obs_mean``, ``obs_var``, ``obs_count``
     for a gymnasium env's one module, the format checkpoints have always had; with
@@ -223,7 +235,7 @@ class ObsNormalizers:
         """A batch of a module's raw observations as its policy sees them, counted."""
         normalizer = self.ensure(module_id, raw.shape[1:])
         if normalizer is None:
-            return np.asarray(raw, dtype=np.float32)
+            return np.asarray(raw, dtype=stored_obs_dtype(raw.dtype))
         return normalizer.observe(raw)
 
     def normalize(self, module_id: str, raw: np.ndarray) -> np.ndarray:
@@ -231,7 +243,7 @@ class ObsNormalizers:
         raw = np.asarray(raw)
         normalizer = self.ensure(module_id, raw.shape[1:])
         if normalizer is None:
-            return np.array(raw, dtype=np.float32)
+            return np.array(raw, dtype=stored_obs_dtype(raw.dtype))
         return normalizer.stats.normalize(raw)
 
     def drop(self, module_id: str) -> None:

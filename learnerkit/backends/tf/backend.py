@@ -413,9 +413,11 @@ class TFBackend:
 
     # Acting ------------------------------------------------------------------------------
     def numpy_call(self, fn: Callable[[tf.Tensor], Any], obs: np.ndarray) -> Any:
-        """``fn`` run on ``obs`` as a float32 tensor on the device; its output as numpy."""
+        """``fn`` run on ``obs`` as a float32 tensor on the device (uint8 pixels as uint8:
+        the module scales them); its output as numpy."""
+        obs = np.asarray(obs)
         with tf.device(self.device):
-            out = fn(tf.convert_to_tensor(np.asarray(obs, dtype=np.float32)))
+            out = fn(tf.convert_to_tensor(obs if obs.dtype == np.uint8 else obs.astype(np.float32)))
         if isinstance(out, Mapping):
             return {k: v.numpy() for k, v in out.items()}
         return out.numpy()

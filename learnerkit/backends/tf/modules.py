@@ -1,7 +1,8 @@
 """The default TensorFlow RL module: the same MLP actor-critic as the torch one.
 
 Same ``model_config`` keys, same layer sizes, same orthogonal initialisation gains, same
-free log standard deviation for Box actions, and the same methods (``forward_train``,
+free log standard deviation for Box actions, the same conv encoders for image observations
+(``learnerkit.backends.tf.encoders``), and the same methods (``forward_train``,
 ``action_dist``, ``forward_exploration``, ``forward_inference``, ``value``). Weights are
 made eagerly from a numpy generator seeded by the backend, so they exist right after
 construction and the same seed gives the same weights without touching TensorFlow's global
@@ -18,22 +19,13 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from learnerkit.backends.tf.encoders import TFConvEncoder
+from learnerkit.backends.tf.encoders import orthogonal_kernel as _orthogonal
 from learnerkit.batch import Columns
+from learnerkit.conv_encoders import conv_stack, module_config_for
 from learnerkit.distributions import dist_class_for, exploration_outputs
-from learnerkit.model_config import resolve_model_config
 
 _ACTIVATIONS = {"tanh": tf.tanh, "relu": tf.nn.relu, "elu": tf.nn.elu, "silu": tf.nn.silu}
-
-
-def _orthogonal(rng: np.random.Generator, n_in: int, n_out: int, gain: float) -> np.ndarray:
-    """``torch.nn.init.orthogonal_`` on an ``[n_out, n_in]`` weight, returned as an
-    ``[n_in, n_out]`` kernel."""
-    rows, cols = n_out, n_in
-    flat = rng.standard_normal((rows, cols) if rows >= cols else (cols, rows))
-    q, r = np.linalg.qr(flat)
-    q *= np.sign(np.diag(r))  # makes the decomposition unique, hence uniformly distributed
-    weight = q if rows >= cols else q.T
-    return (gain * weight).T.astype(np.float32)
 
 
 class _MLP(tf.Module):
@@ -75,7 +67,8 @@ class _MLP(tf.Module):
 
 
 class TFMLPActorCritic(tf.Module):
-    """Separate (or shared, ``vf_share_layers``) MLPs for the policy and the value function.
+    """Separate (or shared, ``vf_share_layers``) MLPs for the policy and the value function,
+    each after its own conv encoder (or one shared) for image observations.
 
     For a Box action space the log standard deviation is a free variable per action
     dimension, independent of the observation.
@@ -95,12 +88,21 @@ class TFMLPActorCritic(tf.Module):
         super().__init__(name="mlp_actor_critic")
         from learnerkit.backends.tf.ops import TF_OPS
 
-        config = resolve_model_config(model_config)
+        config = module_config_for(model_config, observation_space)
         rng = np.random.default_rng(seed)
         self.ops = TF_OPS
         self.action_dist_class = dist_class_for(action_space)
         self.continuous = not hasattr(action_space, "n")
         self.obs_dim = int(np.prod(observation_space.shape))
+        stack = conv_stack(observation_space, config)
+        self.conv = self.pi_conv = self.vf_conv = None
+        if stack is not None:
+            if config["vf_share_layers"]:
+                self.conv = TFConvEncoder("conv", stack, rng)
+            else:
+                self.pi_conv = TFConvEncoder("pi_conv", stack, rng)
+                self.vf_conv = TFConvEncoder("vf_conv", stack, rng)
+            self.obs_dim = stack.output_size
         hiddens = [int(h) for h in config["hiddens"]]
         act = _ACTIVATIONS[config["activation"]]
         n_out = self.action_dist_class.inputs_size(action_space)
@@ -119,10 +121,15 @@ class TFMLPActorCritic(tf.Module):
             )
 
     def _dist_inputs_and_value(self, obs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        obs = tf.reshape(tf.cast(obs, tf.float32), [-1, self.obs_dim])
+        if self.conv is not None:
+            obs = self.conv(obs)
+        elif self.pi_conv is None:
+            obs = tf.reshape(tf.cast(obs, tf.float32), [-1, self.obs_dim])
         if self.shared:
             features = self.encoder(obs)
             logits, value = self.pi(features), self.vf(features)
+        elif self.pi_conv is not None:
+            logits, value = self.pi(self.pi_conv(obs)), self.vf(self.vf_conv(obs))
         else:
             logits, value = self.pi(obs), self.vf(obs)
         if self.continuous:

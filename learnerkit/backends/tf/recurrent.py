@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from learnerkit.backends.tf.modules import _ACTIVATIONS, _MLP
 from learnerkit.batch import Columns
+from learnerkit.conv_encoders import refuse_conv_encoder
 from learnerkit.distributions import dist_class_for, exploration_outputs
 from learnerkit.errors import BatchError
 from learnerkit.model_config import resolve_model_config
@@ -84,6 +85,7 @@ class TFLSTMActorCritic(tf.Module):
         super().__init__(name="lstm_actor_critic")
         from learnerkit.backends.tf.ops import TF_OPS
 
+        refuse_conv_encoder(observation_space, model_config)
         config = resolve_model_config(model_config)
         rng = np.random.default_rng(seed)
         self.ops = TF_OPS

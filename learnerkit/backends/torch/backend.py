@@ -360,9 +360,11 @@ class TorchBackend:
     # Acting ------------------------------------------------------------------------------
     @torch.no_grad()
     def numpy_call(self, fn: Callable[[torch.Tensor], Any], obs: np.ndarray) -> Any:
-        """``fn`` run on ``obs`` as a float32 tensor on the device, recording no graph (it
+        """``fn`` run on ``obs`` as a float32 tensor on the device (uint8 pixels as uint8,
+        a quarter of the bytes to copy: the module scales them), recording no graph (it
         acts: nothing is trained through it); its output as numpy."""
-        out = fn(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
+        dtype = torch.uint8 if np.asarray(obs).dtype == np.uint8 else torch.float32
+        out = fn(torch.as_tensor(obs, dtype=dtype, device=self.device))
         if isinstance(out, Mapping):
             return {k: v.cpu().numpy() for k, v in out.items()}
         return out.cpu().numpy()

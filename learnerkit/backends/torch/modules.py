@@ -1,4 +1,5 @@
-"""The default torch RL module: an MLP actor-critic for Discrete and Box action spaces."""
+"""The default torch RL module: an MLP actor-critic for Discrete and Box action spaces, with
+a conv encoder first for image observations (``learnerkit.conv_encoders``)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from learnerkit.backends.torch.encoders import TorchConvEncoder
 from learnerkit.batch import Columns
+from learnerkit.conv_encoders import conv_stack, module_config_for
 from learnerkit.distributions import dist_class_for, exploration_outputs
-from learnerkit.model_config import resolve_model_config
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
 
@@ -34,7 +36,8 @@ def _mlp(sizes: list[int], activation: type[nn.Module], out_gain: float) -> nn.S
 
 
 class TorchMLPActorCritic(nn.Module):
-    """Separate (or shared, ``vf_share_layers``) MLPs for the policy and the value function.
+    """Separate (or shared, ``vf_share_layers``) MLPs for the policy and the value function,
+    each after its own conv encoder (or one shared) for image observations.
 
     For a Box action space the log standard deviation is a free parameter per action
     dimension, independent of the observation.
@@ -47,11 +50,19 @@ class TorchMLPActorCritic(nn.Module):
         super().__init__()
         from learnerkit.backends.torch.ops import TORCH_OPS
 
-        config = resolve_model_config(model_config)
+        config = module_config_for(model_config, observation_space)
         self.ops = TORCH_OPS
         self.action_dist_class = dist_class_for(action_space)
         self.continuous = not hasattr(action_space, "n")
         obs_dim = int(np.prod(observation_space.shape))
+        stack = conv_stack(observation_space, config)
+        self.conv = self.pi_conv = self.vf_conv = None
+        if stack is not None:
+            obs_dim = stack.output_size
+            if config["vf_share_layers"]:
+                self.conv = TorchConvEncoder(stack)
+            else:
+                self.pi_conv, self.vf_conv = TorchConvEncoder(stack), TorchConvEncoder(stack)
         hiddens = [int(h) for h in config["hiddens"]]
         act = _ACTIVATIONS[config["activation"]]
         n_out = self.action_dist_class.inputs_size(action_space)
@@ -69,10 +80,15 @@ class TorchMLPActorCritic(nn.Module):
             self.log_std = nn.Parameter(torch.full((n_policy_out,), config["initial_log_std"]))
 
     def _dist_inputs_and_value(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        obs = obs.flatten(1).to(torch.float32)  # integer or bool observations, as TF's does
+        if self.conv is not None:
+            obs = self.conv(obs)
+        elif self.pi_conv is None:
+            obs = obs.flatten(1).to(torch.float32)  # integer or bool observations, as TF's
         if self.shared:
             features = self.encoder(obs)
             logits, value = self.pi(features), self.vf(features)
+        elif self.pi_conv is not None:
+            logits, value = self.pi(self.pi_conv(obs)), self.vf(self.vf_conv(obs))
         else:
             logits, value = self.pi(obs), self.vf(obs)
         if self.continuous:

@@ -31,6 +31,7 @@ from torch import nn
 
 from learnerkit.backends.torch.modules import _ACTIVATIONS, _mlp
 from learnerkit.batch import Columns
+from learnerkit.conv_encoders import refuse_conv_encoder
 from learnerkit.distributions import dist_class_for, exploration_outputs
 from learnerkit.model_config import resolve_model_config
 
@@ -65,6 +66,7 @@ class TorchLSTMActorCritic(nn.Module):
         super().__init__()
         from learnerkit.backends.torch.ops import TORCH_OPS
 
+        refuse_conv_encoder(observation_space, model_config)
         config = resolve_model_config(model_config)
         self.ops = TORCH_OPS
         self.action_dist_class = dist_class_for(action_space)

@@ -7,6 +7,8 @@ The torch (``torch_q.TorchQNetwork``) and TensorFlow (``tf_q.TFQNetwork``) modul
 the same function with weights of the same names: ``encoder.<2i>.weight`` / ``.kernel``
 and ``.bias`` for the hidden layers, then a ``q`` head, or with ``dueling`` (Wang et al.
 2016) a ``value`` head and an ``advantage`` head, ``Q = V + A - mean(A)``; and ``epsilon``.
+Image observations go through learnerkit's conv encoder first (``conv.<2i>.*``, the Nature
+CNN at 84x84, ``learnerkit.conv_encoders``), as in Mnih et al. 2015.
 """
 
 from __future__ import annotations
@@ -18,8 +20,13 @@ from typing import Any
 import numpy as np
 
 from learnerkit import Columns, ConfigError
-from learnerkit.model_config import resolve_model_config
-from learnerkit.rollouts.acting import ACTIVATIONS, DenseStack, check_same_shapes
+from learnerkit.conv_encoders import CONV_DEFAULTS, conv_stack, module_config_for
+from learnerkit.rollouts.acting import (
+    ACTIVATIONS,
+    DenseStack,
+    NumpyConvStack,
+    check_same_shapes,
+)
 
 __all__ = ["Q_MODEL_DEFAULTS", "NumpyQNetwork", "q_layout", "resolve_q_config"]
 
@@ -29,9 +36,15 @@ EPSILON = "epsilon"
 _MATRIX = {"torch": "weight", "tf": "kernel"}
 
 
-def resolve_q_config(model_config: Mapping[str, Any]) -> dict[str, Any]:
-    """Defaults filled in; an unknown key or activation is a ConfigError naming the choices."""
-    config = resolve_model_config(model_config, Q_MODEL_DEFAULTS, module="DQN's Q-network")
+def resolve_q_config(model_config: Mapping[str, Any], observation_space: Any) -> dict[str, Any]:
+    """Defaults filled in (an image's: its conv filters, 512 or 256 units); an unknown key
+    or activation is a ConfigError naming the choices."""
+    config = module_config_for(
+        model_config,
+        observation_space,
+        {**Q_MODEL_DEFAULTS, **CONV_DEFAULTS},
+        module="DQN's Q-network",
+    )
     if not config["hiddens"] or any(int(h) < 1 for h in config["hiddens"]):
         raise ConfigError(
             f"model_config['hiddens'] must be one or more layer sizes >= 1, got "
@@ -56,16 +69,19 @@ def heads(config: Mapping[str, Any], n_actions: int) -> dict[str, int]:
 
 def q_layout(module_spec: Any, framework: str) -> dict[str, tuple[int, ...]]:
     """The Q-network's weight names and shapes in ``framework``, from its spec alone."""
-    config = resolve_q_config(module_spec.model_config)
+    space = module_spec.observation_space
+    config = resolve_q_config(module_spec.model_config, space)
     n_actions = num_actions(module_spec.action_space)
-    sizes = [int(np.prod(module_spec.observation_space.shape)), *map(int, config["hiddens"])]
+    stack = conv_stack(space, config)
+    n_in = int(np.prod(space.shape)) if stack is None else stack.output_size
+    sizes = [n_in, *map(int, config["hiddens"])]
     matrix = _MATRIX[framework]
 
     def dense(name: str, fan_in: int, fan_out: int) -> dict[str, tuple[int, ...]]:
         shape = (fan_out, fan_in) if framework == "torch" else (fan_in, fan_out)
         return {f"{name}.{matrix}": shape, f"{name}.bias": (fan_out,)}
 
-    layout: dict[str, tuple[int, ...]] = {}
+    layout: dict[str, tuple[int, ...]] = {} if stack is None else stack.layout("conv", framework)
     for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
         layout.update(dense(f"encoder.{2 * i}", fan_in, fan_out))
     for head, size in heads(config, n_actions).items():
@@ -86,7 +102,10 @@ class NumpyQNetwork:
         activation: str,
         epsilon: float,
         rng: np.random.Generator,
+        conv: NumpyConvStack | None = None,
+        conv_activation: str = "relu",
     ) -> None:
+        self.conv, self.conv_activation = conv, ACTIVATIONS[conv_activation]
         self.encoder, self.heads = encoder, dict(heads)
         self.activation = ACTIVATIONS[activation]
         self.epsilon, self.rng = float(epsilon), rng
@@ -104,7 +123,14 @@ class NumpyQNetwork:
         rng: np.random.Generator,
     ) -> NumpyQNetwork:
         check_same_shapes(q_layout(module_spec, framework), weights, "DQN's Q-network")
-        config = resolve_q_config(module_spec.model_config)
+        space = module_spec.observation_space
+        config = resolve_q_config(module_spec.model_config, space)
+        stack = conv_stack(space, config)
+        conv = (
+            None
+            if stack is None
+            else NumpyConvStack.from_weights(weights, stack, "conv", framework)
+        )
         matrix = _MATRIX[framework]
 
         def dense(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -123,10 +149,15 @@ class NumpyQNetwork:
             config["activation"],
             float(np.asarray(weights[EPSILON])),
             rng,
+            conv,
+            config["conv_activation"],
         )
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
-        x = np.asarray(obs).reshape(len(obs), -1).astype(np.float32, copy=False)
+        if self.conv is not None:
+            x = self.conv(obs, self.conv_activation)
+        else:
+            x = np.asarray(obs).reshape(len(obs), -1).astype(np.float32, copy=False)
         features = self.encoder(x, self.activation)
         out = {head: features @ kernel + bias for head, (kernel, bias) in self.heads.items()}
         if "q" in out:

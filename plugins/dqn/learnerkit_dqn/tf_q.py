@@ -14,6 +14,8 @@ import numpy as np
 import tensorflow as tf
 
 from learnerkit import Columns
+from learnerkit.backends.tf.encoders import TFConvEncoder
+from learnerkit.conv_encoders import conv_stack
 from learnerkit_dqn.q_network import EPSILON, heads, num_actions, resolve_q_config
 
 Q_VALUES = "q_values"
@@ -38,11 +40,15 @@ class TFQNetwork(tf.Module):
 
     def __init__(self, observation_space: Any, action_space: Any, model_config: Mapping) -> None:
         super().__init__(name="q_network")
-        config = resolve_q_config(model_config)
+        config = resolve_q_config(model_config, observation_space)
         # Seeded by TensorFlow's global seed, which the backend sets from the learner's.
         rng = np.random.default_rng(int(tf.random.uniform([], maxval=2**31, dtype=tf.int64)))
         self.n_actions = num_actions(action_space)
         self.obs_dim = int(np.prod(observation_space.shape))
+        stack = conv_stack(observation_space, config)
+        self.conv = None if stack is None else TFConvEncoder("conv", stack, rng)
+        if stack is not None:
+            self.obs_dim = stack.output_size
         self.activation = _ACTIVATIONS[config["activation"]]
         sizes = [self.obs_dim, *map(int, config["hiddens"])]
         self.encoder = [
@@ -61,7 +67,10 @@ class TFQNetwork(tf.Module):
         return kernel, tf.Variable(tf.zeros([n_out], tf.float32), name=f"{name}.bias")
 
     def q_values(self, obs: tf.Tensor) -> tf.Tensor:
-        x = tf.reshape(tf.cast(obs, tf.float32), [-1, self.obs_dim])
+        if self.conv is None:
+            x = tf.reshape(tf.cast(obs, tf.float32), [-1, self.obs_dim])
+        else:
+            x = self.conv(obs)
         for kernel, bias in self.encoder:
             x = self.activation(tf.matmul(x, kernel) + bias)
         out = {head: tf.matmul(x, kernel) + bias for head, (kernel, bias) in self.heads.items()}

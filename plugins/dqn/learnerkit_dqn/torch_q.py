@@ -14,6 +14,8 @@ import torch
 from torch import nn
 
 from learnerkit import Columns
+from learnerkit.backends.torch.encoders import TorchConvEncoder
+from learnerkit.conv_encoders import conv_stack
 from learnerkit_dqn.q_network import EPSILON, heads, num_actions, resolve_q_config
 
 Q_VALUES = "q_values"
@@ -36,9 +38,12 @@ class TorchQNetwork(nn.Module):
 
     def __init__(self, observation_space: Any, action_space: Any, model_config: Mapping) -> None:
         super().__init__()
-        config = resolve_q_config(model_config)
+        config = resolve_q_config(model_config, observation_space)
         self.n_actions = num_actions(action_space)
-        sizes = [int(np.prod(observation_space.shape)), *map(int, config["hiddens"])]
+        stack = conv_stack(observation_space, config)
+        self.conv = None if stack is None else TorchConvEncoder(stack)
+        n_in = int(np.prod(observation_space.shape)) if stack is None else stack.output_size
+        sizes = [n_in, *map(int, config["hiddens"])]
         layers: list[nn.Module] = []
         for n_in, n_out in itertools.pairwise(sizes):
             layers += [_linear(n_in, n_out, math.sqrt(2)), _ACTIVATIONS[config["activation"]]()]
@@ -49,7 +54,8 @@ class TorchQNetwork(nn.Module):
         self.register_buffer(EPSILON, torch.tensor(1.0))
 
     def q_values(self, obs: torch.Tensor) -> torch.Tensor:
-        features = self.encoder(obs.flatten(1).to(torch.float32))
+        x = obs.flatten(1).to(torch.float32) if self.conv is None else self.conv(obs)
+        features = self.encoder(x)
         if "q" in self.heads:
             return self.q(features)
         advantage = self.advantage(features)
