@@ -48,7 +48,7 @@ LSTM = {"use_lstm": True, "lstm_cell_size": 64, "max_seq_len": 32, "hiddens": [6
 SB3 = """
 import json, torch
 torch.set_num_threads(1)
-import learnerkit.rollouts  # registers learnerkit/StatelessCartPole-v1
+import learnerkit.envs  # registers learnerkit/StatelessCartPole-v1
 from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env

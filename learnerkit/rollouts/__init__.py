@@ -8,9 +8,8 @@ check, action clipping, bootstrap values) with two env adapters: ``gymnasium_sam
 copies; ``contract`` is what the training loops see of it. ``compute_gae`` and
 ``RunningMeanStd`` are pure numpy. A recurrent module's state rides along
 (``recurrent``: ``StateCarrier``, one state per env; ``recurrent_acting``: the numpy copy
-of the default LSTM module), and ``memory_envs`` registers learnerkit's partially observed
-envs (``learnerkit/StatelessCartPole-v1``, ``learnerkit/RepeatAfterMe-v0``). Nothing here
-imports a framework or Ray (the Ray env-runner actors live in ``learnerkit.distributed``).
+of the default LSTM module). Nothing here imports a framework or Ray (the Ray env-runner
+actors live in ``learnerkit.distributed``).
 """
 
 from learnerkit.rollouts.gymnasium_sampling import EnvRunner

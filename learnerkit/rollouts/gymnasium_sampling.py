@@ -25,7 +25,6 @@ from learnerkit.errors import ConfigError
 from learnerkit.rollouts import env_state
 from learnerkit.rollouts.atari import AtariSettings
 from learnerkit.rollouts.env_ids import register_env_id, vector_env_options
-from learnerkit.rollouts.memory_envs import register_memory_envs
 from learnerkit.rollouts.recurrent import StateCarrier
 from learnerkit.rollouts.rollout import Rollout
 from learnerkit.rollouts.sampling import (
@@ -54,9 +53,6 @@ __all__ = [
 ]
 
 _WHERE = "EnvRunner.sample"
-
-# learnerkit's own env ids (learnerkit/StatelessCartPole-v1...), known wherever a runner is.
-register_memory_envs()
 
 
 class EnvRunner:

@@ -1,5 +1,5 @@
-"""Partially observed gymnasium envs that only a policy with memory solves, registered by
-learnerkit (any env runner registers them, so ``learnerkit train --env`` takes their ids):
+"""Partially observed gymnasium envs that only a policy with memory solves (registered by
+``learnerkit.envs``, which env runners import for a ``learnerkit/`` id):
 
 - ``learnerkit/StatelessCartPole-v1``: CartPole-v1 with the velocities removed from the
   observation (cart position and pole angle only), as RLlib's ``StatelessCartPole``. A
@@ -20,10 +20,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
-__all__ = ["REPEAT_AFTER_ME", "STATELESS_CARTPOLE", "RepeatAfterMe", "StatelessCartPole"]
-
-STATELESS_CARTPOLE = "learnerkit/StatelessCartPole-v1"
-REPEAT_AFTER_ME = "learnerkit/RepeatAfterMe-v0"
+__all__ = ["RepeatAfterMe", "StatelessCartPole"]
 
 # CartPole's observation: x, x_dot, theta, theta_dot. Kept: x and theta.
 _POSITIONS = np.array([0, 2])
@@ -77,16 +74,3 @@ class RepeatAfterMe(gymnasium.Env):
             reward = 1.0 if int(action) == self._shown[t - self.delay] else 0.0
         terminated = len(self._shown) >= self.episode_length
         return self._observe(), reward, terminated, False, {}
-
-
-def register_memory_envs() -> None:
-    """Register the envs' ids with gymnasium (once)."""
-    if STATELESS_CARTPOLE not in gymnasium.registry:
-        gymnasium.register(
-            STATELESS_CARTPOLE,
-            entry_point=StatelessCartPole,
-            max_episode_steps=500,
-            reward_threshold=475.0,
-        )
-    if REPEAT_AFTER_ME not in gymnasium.registry:
-        gymnasium.register(REPEAT_AFTER_ME, entry_point=RepeatAfterMe)
