@@ -55,9 +55,11 @@ class Columns(metaclass=_WarnsOnDeprecatedNames):
     """True where the episode was cut at this step (a time limit, an abandoned episode):
     the value of ``NEXT_OBS`` still counts."""
     PREV_ACTIONS = "prev_actions"
-    """Reserved (RLlib's name): no built-in loop supplies it; for data or loops of your own."""
+    """The action taken at the step before (zero at an episode's first step): recorded for a
+    recurrent module (on-policy and async loops, ``use_lstm``)."""
     PREV_REWARDS = "prev_rewards"
-    """Reserved (RLlib's name): no built-in loop supplies it; for data or loops of your own."""
+    """The reward of the step before (zero at an episode's first step): recorded for a
+    recurrent module (on-policy and async loops, ``use_lstm``)."""
     EPS_ID = "eps_id"
     """The episode a row belongs to (int64): multi-agent batches only."""
     AGENT_INDEX = "agent_index"
@@ -78,6 +80,16 @@ class Columns(metaclass=_WarnsOnDeprecatedNames):
     """GAE advantages (on-policy loop; ``learnerkit.rollouts.gae``)."""
     VALUE_TARGETS = "value_targets"
     """GAE value targets, ``advantages + vf_preds`` (on-policy loop)."""
+    STATE_IN = "state_in"
+    """A recurrent module's state at the start of the step, one flat vector per row (the
+    default LSTM module's: ``[h, c]`` of each trunk), recorded by env runners; a forward pass
+    over whole sequences reads it at each sequence's first row (docs/guides/recurrent.md)."""
+    STATE_OUT = "state_out"
+    """The state a recurrent module's acting step ends in: in the step's outputs, never a
+    batch column."""
+    NEXT_VF_PREDS = "next_vf_preds"
+    """In a recurrent module's ``forward_train`` output: V of each row's ``NEXT_OBS`` from
+    the state the row's step ended in (a recurrent ``value(obs)`` cannot know it)."""
 
 
 ACTOR_CRITIC_OUTPUTS = (
@@ -88,3 +100,8 @@ ACTOR_CRITIC_OUTPUTS = (
 )
 """What an actor-critic policy returns for each observation while sampling (the on-policy
 and asynchronous loops' ``LoopInfo.policy_outputs``); a loop may ask for less."""
+
+RECURRENT_INPUTS = (Columns.STATE_IN, Columns.PREV_ACTIONS, Columns.PREV_REWARDS)
+"""What an env runner records per row for a recurrent module, besides the policy outputs:
+the state the step started from, and the previous action and reward (zero at an episode's
+first step)."""

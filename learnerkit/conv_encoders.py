@@ -35,6 +35,7 @@ __all__ = [
     "conv_stack",
     "is_image_space",
     "module_config_for",
+    "refuse_conv_encoder",
 ]
 
 NATURE_CNN_FILTERS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
@@ -167,3 +168,15 @@ def conv_stack(observation_space: Any, config: Mapping[str, Any]) -> ConvStack |
         activation=config["conv_activation"],
         scale=1 / 255 if uint8 else 1.0,
     )
+
+
+def refuse_conv_encoder(observation_space: Any, model_config: Mapping[str, Any]) -> None:
+    """A ConfigError for ``use_lstm`` over observations that get a conv encoder: the
+    recurrent module's encoder is the MLP for now."""
+    config = module_config_for(model_config, observation_space)
+    if conv_stack(observation_space, config) is not None:
+        raise ConfigError(
+            f"use_lstm with image observations {tuple(observation_space.shape)} (a conv "
+            "encoder) is not supported yet: the recurrent module's encoder is the MLP; set "
+            "model_config conv_filters=[] to feed it the flattened pixels, or use_lstm=False"
+        )

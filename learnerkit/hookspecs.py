@@ -176,6 +176,20 @@ def compute_loss(
         optionally, under ``OPTIMIZER_LOSSES`` (``"optimizer_losses"``), a mapping of
         optimizer name (``configure_optimizers``' names) to a scalar loss.
 
+    Recurrent modules (``model_config["use_lstm"]``, or a module class that declares
+    ``initial_state(n)``; docs/guides/recurrent.md): the loop trains them with
+    ``update(..., sequence_length=L)``, so the minibatch holds whole sequences of L
+    consecutive steps of one env each, rows ``[B * L]`` (L is the module's ``max_seq_len``,
+    or the async loop's whole fragments, a multiple of it). The state is the module's
+    business: ``batch`` carries ``Columns.STATE_IN`` (the state each step started from;
+    ``forward_train`` reads it at each sequence's first row), ``PREV_ACTIONS`` and
+    ``PREV_REWARDS``, and ``forward_train`` resets the state where ``terminateds`` or
+    ``truncateds`` end an episode inside a sequence. Nothing is padded, so every row is a
+    real step and plain means over ``fwd_out`` are right: a loss needs no mask. A loss that
+    bootstraps from the values of ``Columns.NEXT_OBS`` takes ``fwd_out["next_vf_preds"]``
+    where the module gives it (a recurrent ``value(obs)`` cannot know the state), and a
+    forward pass of another module (a target network) is handed the whole ``batch``.
+
     Without ``OPTIMIZER_LOSSES``, one backward pass of ``total_loss`` feeds every optimizer
     and each steps its share of the parameters. With it, each optimizer named steps its own
     parameters with the gradient of its own loss only (an actor's loss that runs through the

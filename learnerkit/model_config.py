@@ -16,7 +16,14 @@ from typing import Any
 
 from learnerkit.errors import ConfigError
 
-__all__ = ["ACTIVATIONS", "MODEL_CONFIG_DEFAULTS", "resolve_model_config"]
+__all__ = [
+    "ACTIVATIONS",
+    "MODEL_CONFIG_DEFAULTS",
+    "check_fragments_hold_sequences",
+    "refuse_recurrent",
+    "resolve_model_config",
+    "sequence_length_of",
+]
 
 MODEL_CONFIG_DEFAULTS: dict[str, Any] = {
     "hiddens": (64, 64),
@@ -25,6 +32,14 @@ MODEL_CONFIG_DEFAULTS: dict[str, Any] = {
     "initial_log_std": 0.0,
     "conv_filters": None,  # None: from the observation space (learnerkit.conv_encoders)
     "conv_activation": "relu",
+    # Recurrent modules (RLlib's names): the encoder feeds an LSTM of ``lstm_cell_size``
+    # units, which feeds the policy and value heads; trained on sequences of
+    # ``max_seq_len`` steps. See docs/guides/recurrent.md.
+    "use_lstm": False,
+    "lstm_cell_size": 256,
+    "max_seq_len": 20,
+    "lstm_use_prev_action": False,
+    "lstm_use_prev_reward": False,
 }
 ACTIVATIONS = frozenset({"tanh", "relu", "elu", "silu"})
 """Activation names every backend's default module provides."""
@@ -50,4 +65,47 @@ def resolve_model_config(
             raise ConfigError(
                 f"model_config[{key!r}] must be one of {sorted(ACTIVATIONS)}, got {config[key]!r}"
             )
+    for key in ("lstm_cell_size", "max_seq_len"):
+        value = config.get(key, 1)  # a module of its own may not have these keys
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"model_config[{key!r}] must be a positive int, got {value!r}")
+    for key in ("use_lstm", "lstm_use_prev_action", "lstm_use_prev_reward"):
+        if not isinstance(config.get(key, False), bool):
+            raise ConfigError(f"model_config[{key!r}] must be True or False, got {config[key]!r}")
     return config
+
+
+def sequence_length_of(model_config: Mapping[str, Any]) -> int | None:
+    """The length of the sequences a module of ``model_config`` trains on: ``max_seq_len``
+    for a recurrent one (``use_lstm``), None for a feed-forward one (rows train alone).
+    What a loop passes as ``Learner.update(..., sequence_length=...)``."""
+    if not model_config.get("use_lstm", False):
+        return None
+    return int(model_config.get("max_seq_len", MODEL_CONFIG_DEFAULTS["max_seq_len"]))
+
+
+def check_fragments_hold_sequences(
+    model_configs: Mapping[str, Mapping[str, Any]], rollout_fragment_length: int
+) -> None:
+    """A ConfigError unless every recurrent module's ``max_seq_len`` divides the fragment
+    length: a loop cuts each env's fragment into whole sequences, none straddling two."""
+    for module_id, model_config in model_configs.items():
+        seq_len = sequence_length_of(model_config)
+        if seq_len is not None and rollout_fragment_length % seq_len:
+            raise ConfigError(
+                f"module {module_id!r} is recurrent with max_seq_len={seq_len}, which does not "
+                f"divide rollout_fragment_length={rollout_fragment_length}: fragments are cut "
+                "into whole sequences; make rollout_fragment_length a multiple of max_seq_len"
+            )
+
+
+def refuse_recurrent(model_configs: Mapping[str, Mapping[str, Any]], loop: str) -> None:
+    """A ConfigError for a recurrent module in ``loop`` (its class name), which trains rows
+    one by one (the offline and replay loops): it would train without its state."""
+    recurrent = sorted(m for m, config in model_configs.items() if sequence_length_of(config))
+    if recurrent:
+        raise ConfigError(
+            f"modules {recurrent} are recurrent (use_lstm), but {loop} trains rows one by "
+            "one, without their state: train recurrent modules with the "
+            "'on_policy' or 'async' loop (PPO, IMPALA, APPO), or set use_lstm=False"
+        )

@@ -37,6 +37,7 @@ import numpy as np
 
 from learnerkit.batch import MultiAgentBatch
 from learnerkit.loops.contract import Fragment, Iteration, Run, combine_results, sequence_batch
+from learnerkit.model_config import check_fragments_hold_sequences
 from learnerkit.rollouts.multi_agent_sequences import MultiAgentSequences
 
 
@@ -46,6 +47,10 @@ class AsyncLoop:
     def __init__(self, run: Run) -> None:
         self.run = run
         self.hps = run.hps
+        specs = run.runners.spec.module_specs
+        check_fragments_hold_sequences(
+            {m: spec.model_config for m, spec in specs.items()}, run.hps.rollout_fragment_length
+        )
         self.multi_agent = run.runners.spec.multi_agent
         self._fragments: list[Fragment] = []  # not yet a full train batch
         self._batches: deque[list[Fragment]] = deque()  # waiting for a learner slot

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from learnerkit.errors import ConfigError
 from learnerkit.loops.evaluation import load_policy
 from learnerkit.rollouts import datasets
 
@@ -55,6 +56,11 @@ def collect_dataset(
     description (default: what was recorded, from which checkpoint, how).
     """
     trained = load_policy(path, env_id=env_id, explore=not greedy)
+    if hasattr(trained.policy, "reset"):
+        raise ConfigError(
+            f"the policy at {path} is recurrent (use_lstm): recording does not reset its state "
+            "between episodes yet; collect from a feed-forward run"
+        )
     run = trained.run
     low = getattr(trained.action_space, "low", None)
     high = getattr(trained.action_space, "high", None)

@@ -15,14 +15,19 @@ import numpy as np
 
 from learnerkit._plugins import get_algorithm
 from learnerkit.backends import policy_fn
+from learnerkit.batch import Columns
+from learnerkit.columns import DEFAULT_MODULE_ID
+from learnerkit.errors import ConfigError
 from learnerkit.learner import Learner
 from learnerkit.learner_spec import LearnerSpec
 from learnerkit.loops._run_files import checkpoint_dir, read_run, read_trainer_state
 from learnerkit.loops._setup import saved_atari_preprocessing
+from learnerkit.rollouts.acting import numpy_copy_class
 from learnerkit.rollouts.atari import AtariSettings, atari_settings, is_atari
 from learnerkit.rollouts.env_ids import make_env
 from learnerkit.rollouts.gymnasium_sampling import EnvRunner
 from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo, make_parallel_env, mapping_fn
+from learnerkit.rollouts.recurrent import StateCarrier, is_recurrent_copy
 from learnerkit.rollouts.sampling import ObsNormalizers
 from learnerkit.specs import ModuleSpec, structure_hyperparameters
 
@@ -83,15 +88,56 @@ def load_policy(path: str, *, env_id: str | None = None, explore: bool = False) 
     learner.build()
     learner.load_state(checkpoint)
     module = next(iter(learner.module.values()))
+    if is_recurrent_copy(module):
+        weights = learner.backend.get_module_state(module)
+        module_spec = spec.module_specs[DEFAULT_MODULE_ID]
+        policy: Policy = RecurrentPolicy(weights, module_spec, run["framework"], explore)
+    else:
+        policy = policy_fn(learner.backend, module, explore=explore)
     return TrainedPolicy(
         run=run,
         env_id=env_id,
         observation_space=runner.observation_space,
         action_space=runner.action_space,
-        policy=policy_fn(learner.backend, module, explore=explore),
+        policy=policy,
         normalize=runner.normalize,
         atari=atari,
     )
+
+
+class RecurrentPolicy:
+    """A recurrent module's policy for evaluation, through its numpy copy: it carries the
+    state of the envs it acts for (their number, the rows of the first call after
+    ``reset``), each starting from the initial state; ``reset()`` before new episodes.
+    The previous reward is not known here: a module that reads it is refused."""
+
+    def __init__(
+        self, weights: Mapping[str, Any], module_spec: ModuleSpec, framework: str, explore: bool
+    ) -> None:
+        if module_spec.model_config.get("lstm_use_prev_reward"):
+            raise ConfigError(
+                "this recurrent module reads the previous reward (lstm_use_prev_reward), "
+                "which evaluation does not pass to a policy: evaluate it with your own loop "
+                "over its numpy copy (docs/guides/recurrent.md)"
+            )
+        copy = numpy_copy_class(module_spec).from_weights(
+            weights, module_spec, framework, np.random.default_rng(0)
+        )
+        self._copy, self._action_space = copy, module_spec.action_space
+        self._act = copy.forward_exploration if explore else copy.forward_inference
+        self._carrier: StateCarrier | None = None
+
+    def reset(self) -> None:
+        self._carrier = None
+
+    def __call__(self, obs: np.ndarray) -> dict[str, np.ndarray]:
+        if self._carrier is None or self._carrier.num_envs != len(obs):
+            self._carrier = StateCarrier(lambda: self._copy, len(obs), self._action_space)
+        carrier = self._carrier
+        out = dict(self._act(carrier.inputs(obs)))
+        carrier.state = np.asarray(out.pop(Columns.STATE_OUT), dtype=np.float32)
+        carrier.prev_actions = np.asarray(out[Columns.ACTIONS], carrier.prev_actions.dtype)
+        return out
 
 
 def evaluate_checkpoint(
@@ -132,6 +178,8 @@ def run_episodes(
     returns = []
     for episode in range(num_episodes):
         obs, _ = env.reset(seed=seed + episode)
+        if hasattr(policy, "reset"):  # a recurrent policy: each episode from its start
+            policy.reset()
         total, done = 0.0, False
         while not done:
             x = np.asarray(obs)[None]  # uint8 frames stay uint8: the module scales them
@@ -167,6 +215,8 @@ def run_episodes_side_by_side(
     running = np.ones(num_episodes, dtype=bool)
     try:
         obs, _ = env.reset(seed=seed)
+        if hasattr(policy, "reset"):
+            policy.reset()
         while running.any():
             actions = np.asarray(policy(np.asarray(obs, dtype=np.float32))["actions"])
             if low is not None:

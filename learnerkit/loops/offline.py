@@ -47,6 +47,7 @@ from learnerkit.backends import policy_fn
 from learnerkit.errors import DatasetError
 from learnerkit.loops.contract import Iteration, Run, TrainConfig, combine_results, probe_spaces
 from learnerkit.loops.evaluation import run_episodes_side_by_side
+from learnerkit.model_config import refuse_recurrent
 from learnerkit.rollouts import datasets
 
 # Evaluation episodes are seeded apart from anything else the run seeds.
@@ -117,6 +118,10 @@ class OfflineLoop:
 
     def __init__(self, run: Run) -> None:
         self.run = run
+        refuse_recurrent(
+            {m: spec.model_config for m, spec in run.group.spec.module_specs.items()},
+            type(self).__name__,
+        )
         self.hps = run.hps
         self.dataset = datasets.open_dataset(run.config.dataset)
         self.num_episodes = int(self.dataset.total_episodes)

@@ -20,6 +20,7 @@ from typing import Any
 from learnerkit.batch import MultiAgentBatch
 from learnerkit.hookspecs import PER_ROW
 from learnerkit.loops.contract import Iteration, Run, on_policy_batch
+from learnerkit.model_config import check_fragments_hold_sequences, sequence_length_of
 
 
 class OnPolicyLoop:
@@ -28,6 +29,10 @@ class OnPolicyLoop:
     def __init__(self, run: Run) -> None:
         self.run = run
         self.version = 0
+        specs = run.runners.spec.module_specs
+        check_fragments_hold_sequences(
+            {m: spec.model_config for m, spec in specs.items()}, run.hps.rollout_fragment_length
+        )
 
     @classmethod
     def learner_group_options(cls, hps: Any) -> dict[str, Any]:
@@ -43,11 +48,18 @@ class OnPolicyLoop:
         run, hps = self.run, self.run.hps
         t0 = time.perf_counter()
         fragments = run.runners.sample()
-        batch = on_policy_batch(fragments, gamma=hps.gamma, lambda_=hps.lambda_)
+        # A recurrent module trains on whole sequences of its max_seq_len steps.
+        seq_len = sequence_length_of(run.runners.spec.module_specs[run.module_id].model_config)
+        batch = on_policy_batch(
+            fragments, gamma=hps.gamma, lambda_=hps.lambda_, sequence_length=seq_len
+        )
         env_steps = sum(f.env_steps for f in fragments)
         t1 = time.perf_counter()
         results = run.group.update(
-            batch, minibatch_size=hps.minibatch_size, num_epochs=hps.num_epochs
+            batch,
+            minibatch_size=hps.minibatch_size,
+            num_epochs=hps.num_epochs,
+            sequence_length=seq_len,
         )
         self.version += 1
         # The loop's contract: a module's `mean_kl` result comes back as sampled_kl_values.

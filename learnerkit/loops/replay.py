@@ -37,6 +37,7 @@ import numpy as np
 from learnerkit.errors import PluginError
 from learnerkit.hookspecs import PER_ROW
 from learnerkit.loops.contract import Fragment, Iteration, Run, combine_results
+from learnerkit.model_config import refuse_recurrent
 from learnerkit.replay import PrioritizedReplayBuffer, ReplayColumns, UniformReplayBuffer
 
 TD_ERROR = "td_error"
@@ -49,6 +50,10 @@ class ReplayLoop:
 
     def __init__(self, run: Run) -> None:
         self.run, self.hps = run, run.hps
+        refuse_recurrent(
+            {m: spec.model_config for m, spec in run.group.spec.module_specs.items()},
+            type(self).__name__,
+        )
         hps = self.hps
         if hps.prioritized_replay:
             self.buffer: Any = PrioritizedReplayBuffer(

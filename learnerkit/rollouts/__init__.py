@@ -6,8 +6,10 @@ check, action clipping, bootstrap values) with two env adapters: ``gymnasium_sam
 ``pettingzoo_sampling`` (PettingZoo parallel envs, a module per agent group, into a
 ``MultiAgentRollout``). ``sampler`` makes one env runner of an adapter and its module
 copies; ``contract`` is what the training loops see of it. ``compute_gae`` and
-``RunningMeanStd`` are pure numpy. Nothing here imports a framework or Ray (the Ray
-env-runner actors live in ``learnerkit.distributed``).
+``RunningMeanStd`` are pure numpy. A recurrent module's state rides along
+(``recurrent``: ``StateCarrier``, one state per env; ``recurrent_acting``: the numpy copy
+of the default LSTM module). Nothing here imports a framework or Ray (the Ray env-runner
+actors live in ``learnerkit.distributed``).
 """
 
 from learnerkit.rollouts.gymnasium_sampling import EnvRunner

@@ -24,10 +24,9 @@ naming a numpy class (or ``ModuleSpec(numpy_copy=...)``, or an algorithm's
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Protocol
 
-import attrs
 import numpy as np
 
 from learnerkit._checkpoint import check_same_shapes
@@ -36,6 +35,8 @@ from learnerkit.batch import Columns
 from learnerkit.conv_encoders import conv_stack, module_config_for
 from learnerkit.distributions import dist_class_for, exploration_outputs
 from learnerkit.rollouts.numpy_conv import NumpyConvStack
+from learnerkit.rollouts.numpy_layers import ACTIVATIONS, DenseStack, NumpyOps
+from learnerkit.rollouts.recurrent_acting import NumpyLSTMActorCritic, lstm_module_layout
 from learnerkit.specs import ModuleSpec
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "DenseStack",
     "NumpyActorCritic",
     "NumpyConvStack",
+    "NumpyLSTMActorCritic",
     "NumpyModule",
     "NumpyOps",
     "check_same_shapes",
@@ -59,6 +61,8 @@ _MATRIX = {"torch": "weight", "tf": "kernel"}
 def default_module_layout(module_spec: ModuleSpec, framework: str) -> dict[str, tuple[int, ...]]:
     """The names and shapes of the default module's weights (``get_weights``), without
     building it. Only for a spec without ``module_class``."""
+    if module_spec.model_config.get("use_lstm", False):
+        return lstm_module_layout(module_spec, framework)
     config = module_config_for(module_spec.model_config, module_spec.observation_space)
     action_space = module_spec.action_space
     n_out = dist_class_for(action_space).inputs_size(action_space)
@@ -129,7 +133,8 @@ def numpy_copy_class(module_spec: ModuleSpec) -> type | None:
     """The numpy class runners of ``module_spec`` act with (``NumpyModule``), or None when
     they act through the framework: the spec's ``numpy_copy``, else the module class's own
     ``numpy_copy`` attribute (a class given by import path is imported to read it), else
-    ``NumpyActorCritic`` for the default module, unless it has a conv encoder: its runners
+    ``NumpyActorCritic`` for the default module (``NumpyLSTMActorCritic`` with ``use_lstm``),
+    unless it has a conv encoder: its runners
     act through the framework with one thread, which beats numpy's im2col at 84x84x4 on 8
     envs (torch 4.2 ms a step, TF 3.2 ms, numpy 7.1 ms; ``bench/conv_acting.py``). Naming
     ``NumpyActorCritic`` as the spec's ``numpy_copy`` acts in numpy anyway (faster with one
@@ -137,85 +142,14 @@ def numpy_copy_class(module_spec: ModuleSpec) -> type | None:
     if module_spec.numpy_copy is not None:
         return resolve(module_spec.numpy_copy, "ModuleSpec.numpy_copy")
     if module_spec.module_class is None:
+        if module_spec.model_config.get("use_lstm", False):
+            return NumpyLSTMActorCritic
         config = module_config_for(module_spec.model_config, module_spec.observation_space)
         has_conv = conv_stack(module_spec.observation_space, config) is not None
         return None if has_conv else NumpyActorCritic
     module_class = resolve(module_spec.module_class, "ModuleSpec.module_class")
     declared = vars(module_class).get("numpy_copy")  # not inherited, on purpose
     return None if declared is None else resolve(declared, f"{module_class.__name__}.numpy_copy")
-
-
-def _silu(x: np.ndarray) -> np.ndarray:
-    return x * (0.5 + 0.5 * np.tanh(0.5 * x))  # x * sigmoid(x), without exp overflow
-
-
-def _elu(x: np.ndarray) -> np.ndarray:
-    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
-
-
-ACTIVATIONS = {
-    "tanh": np.tanh,
-    "relu": lambda x: np.maximum(x, 0),
-    "elu": _elu,
-    "silu": _silu,
-}
-"""The default modules' activations (``learnerkit.model_config.ACTIVATIONS``) in numpy."""
-
-
-class NumpyOps:
-    """The array functions ``learnerkit.distributions`` uses, in numpy, float32, sampling
-    from the given generator."""
-
-    def __init__(self, rng: np.random.Generator) -> None:
-        self.rng = rng
-
-    def log_softmax(self, logits: np.ndarray) -> np.ndarray:
-        shifted = logits - logits.max(axis=-1, keepdims=True)
-        return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-
-    def take_along_last(self, x: np.ndarray, indices: np.ndarray) -> np.ndarray:
-        return np.take_along_axis(x, indices[..., None].astype(np.int64), axis=-1)[..., 0]
-
-    def sample_categorical(self, logits: np.ndarray) -> np.ndarray:
-        # Gumbel-max, as the torch and TF ops sample.
-        u = np.maximum(self.rng.random(logits.shape, dtype=np.float32), np.float32(1e-20))
-        return (logits - np.log(-np.log(u))).argmax(axis=-1)
-
-    def random_normal_like(self, x: np.ndarray) -> np.ndarray:
-        return self.rng.standard_normal(x.shape, dtype=np.float32)
-
-    def argmax_last(self, x: np.ndarray) -> np.ndarray:
-        return x.argmax(axis=-1)
-
-    def split_last(self, x: np.ndarray, parts: int) -> tuple[np.ndarray, ...]:
-        return tuple(np.split(x, parts, axis=-1))
-
-    def sum(self, x: np.ndarray, axis: int | None = None) -> np.ndarray:
-        return np.sum(x, axis=axis)
-
-    def exp(self, x: np.ndarray) -> np.ndarray:
-        return np.exp(x)
-
-    def square(self, x: np.ndarray) -> np.ndarray:
-        return np.square(x)
-
-
-@attrs.frozen
-class DenseStack:
-    """Dense layers ``x @ kernel + bias`` with the activation between them (and after the
-    last if ``act_last``, as a shared encoder has it). Kernels are ``[in, out]``."""
-
-    kernels: Sequence[np.ndarray]
-    biases: Sequence[np.ndarray]
-    act_last: bool = False
-
-    def __call__(self, x: np.ndarray, activation: Any) -> np.ndarray:
-        last = len(self.kernels) - 1
-        for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases, strict=True)):
-            x = x @ kernel + bias
-            if i < last or self.act_last:
-                x = activation(x)
-        return x
 
 
 class NumpyActorCritic:

@@ -20,11 +20,12 @@ import numpy as np
 from gymnasium import spaces
 
 from learnerkit.batch import Columns
-from learnerkit.columns import DEFAULT_MODULE_ID
+from learnerkit.columns import DEFAULT_MODULE_ID, RECURRENT_INPUTS
 from learnerkit.errors import ConfigError
 from learnerkit.rollouts import env_state
 from learnerkit.rollouts.atari import AtariSettings
 from learnerkit.rollouts.env_ids import register_env_id, vector_env_options
+from learnerkit.rollouts.recurrent import StateCarrier
 from learnerkit.rollouts.rollout import Rollout
 from learnerkit.rollouts.sampling import (
     POLICY_COLUMNS,
@@ -146,6 +147,7 @@ class EnvRunner:
         value_fn: ValueFn | None,
         num_steps: int,
         outputs: tuple[str, ...] = POLICY_COLUMNS,
+        carrier: StateCarrier | None = None,
     ) -> Rollout:
         """Run `num_steps` vector steps and return them as a `Rollout`.
 
@@ -154,10 +156,17 @@ class EnvRunner:
         With vf_preds among them, `value_fn` is called once, on the final observations of
         truncated episodes followed by the N observations after the last step; without, it
         is not called (and may be None), and the rollout has no `next_values`.
+
+        A recurrent module acts through its `StateCarrier` (``carrier``; ``policy`` and
+        ``value_fn`` are then its ``policy`` and ``bootstrap_values``): it is told of every
+        step's ends, and the rollout's ``extra`` holds the inputs it records per row.
         """
         if num_steps < 1:
             raise ConfigError(f"EnvRunner.sample: num_steps must be >= 1, got {num_steps}")
         steps, n = num_steps, self.num_envs
+        recorded = outputs if carrier is None else (*outputs, *carrier.columns)
+        if carrier is not None:
+            carrier.start_fragment()
         obs = np.empty((steps, n, *self._obs_shape), dtype=self._obs_dtype)
         rewards = np.empty((steps, n), dtype=np.float32)
         terminateds = np.empty((steps, n), dtype=bool)
@@ -179,8 +188,8 @@ class EnvRunner:
                 out = policy(obs[t])
                 if t == 0:
                     # Checked once: later steps write into buffers of these shapes.
-                    check_policy_outputs(out, n, action_space, _WHERE, "environments", outputs)
-                    buffers = self._allocate(out, steps, outputs)
+                    check_policy_outputs(out, n, action_space, _WHERE, "environments", recorded)
+                    buffers = self._allocate(out, steps, recorded)
                 for name, buffer in buffers.items():
                     buffer[t] = out[name]
                 actions = env_actions(buffers[Columns.ACTIONS][t], action_space)
@@ -191,6 +200,8 @@ class EnvRunner:
                 self._episode_return += reward
                 self._episode_length += 1
                 done = terminated | truncated
+                if carrier is not None:
+                    carrier.after_step(buffers[Columns.ACTIONS][t], reward, terminated, done)
                 if done.any():
                     self._end_episodes(
                         t, done, terminated, infos, ended_at, final_obs, was_truncated
@@ -209,6 +220,7 @@ class EnvRunner:
             next_obs[list(steps_), list(envs_)] = self.normalize(np.stack(final_obs))
         truncated_at = [at for at, trunc in zip(ended_at, was_truncated, strict=True) if trunc]
         vf_preds = buffers.get(Columns.VF_PREDS)
+        extra = {} if carrier is None else {name: buffers[name] for name in carrier.columns}
         return Rollout(
             obs=obs,
             next_obs=next_obs,
@@ -222,6 +234,7 @@ class EnvRunner:
             next_values=None
             if vf_preds is None
             else self._next_values(value_fn, vf_preds, terminateds, truncated_at, next_obs),
+            extra=extra,
         )
 
     def sample_modules(
@@ -267,6 +280,8 @@ class EnvRunner:
             dtype = np.float32
             if name == Columns.ACTIONS:
                 dtype = np.int64 if discrete else np.float32
+            elif name in RECURRENT_INPUTS:
+                dtype = np.asarray(out[name]).dtype
             buffers[name] = np.empty((steps, *np.shape(out[name])), dtype=dtype)
         return buffers
 

@@ -11,6 +11,7 @@ import numpy as np
 from learnerkit.columns import DEFAULT_MODULE_ID
 from learnerkit.rollouts.acting import numpy_copy_class
 from learnerkit.rollouts.contract import Weights
+from learnerkit.rollouts.recurrent import is_recurrent_copy
 from learnerkit.rollouts.sampling import Policy, ValueFn
 from learnerkit.specs import ModuleSpec
 
@@ -48,6 +49,7 @@ class RunnerModule:
         self.module: Any = None  # the framework module, once built
         self._weights: Weights | None = None  # a numpy copy's weights, acted with
         self._acting: tuple[Policy, ValueFn | None] | None = None
+        self._copy: Any = None  # the numpy copy acted with
         self.version = 0
 
     @classmethod
@@ -66,6 +68,17 @@ class RunnerModule:
             sampling_seed=sampling_seed,
             framework_setup=framework_setup,
         )
+
+    @property
+    def recurrent(self) -> bool:
+        """Whether the module acts with a state (its numpy copy declares ``initial_state``)."""
+        return self.copy_class is not None and is_recurrent_copy(self.copy_class)
+
+    def numpy_copy(self) -> Any:
+        """The numpy copy acted with now (a new one after each ``set_weights``); None for a
+        module that acts through its framework."""
+        self._bound()
+        return self._copy
 
     @property
     def policy(self) -> Policy:
@@ -104,6 +117,7 @@ class RunnerModule:
 
     def _act_with(self, weights: Weights) -> None:
         acting = self.copy_class.from_weights(weights, self.module_spec, self.framework, self._rng)
+        self._copy = acting
         self._acting = (acting.forward_exploration, getattr(acting, "value", None))
 
     def generator_state(self) -> dict[str, Any]:

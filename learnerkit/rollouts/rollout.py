@@ -8,6 +8,8 @@ asynchronous loop).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import attrs
 import numpy as np
 
@@ -36,6 +38,9 @@ class Rollout:
     `next_values`, which comes with `vf_preds`) are None when the loop did not ask the policy
     for them (``EnvRunnerSpec.policy_outputs``): a replay loop's fragments hold only what
     was sampled.
+
+    ``extra`` holds further per-step columns by name, ``[T, N, ...]`` too: what a recurrent
+    module's runner records (``state_in``, ``prev_actions``, ``prev_rewards``).
     """
 
     obs: np.ndarray
@@ -48,14 +53,16 @@ class Rollout:
     action_logp: np.ndarray | None = None
     action_dist_inputs: np.ndarray | None = None
     next_values: np.ndarray | None = None
+    extra: Mapping[str, np.ndarray] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         leading = self.rewards.shape
-        for field in attrs.fields(Rollout):
-            array = getattr(self, field.name)
+        arrays = {f.name: getattr(self, f.name) for f in attrs.fields(Rollout) if f.name != "extra"}
+        arrays.update({f"extra[{name!r}]": array for name, array in self.extra.items()})
+        for name, array in arrays.items():
             if array is not None and array.shape[:2] != leading:
                 raise BatchError(
-                    f"Rollout.{field.name} has shape {array.shape}; every array must start "
+                    f"Rollout.{name} has shape {array.shape}; every array must start "
                     f"with [T, N] = {list(leading)}"
                 )
 
@@ -67,9 +74,15 @@ class Rollout:
     def num_envs(self) -> int:
         return self.rewards.shape[1]
 
-    def to_sample_batch(self, *, gamma: float, lambda_: float) -> SampleBatch:
+    def to_sample_batch(
+        self, *, gamma: float, lambda_: float, sequence_length: int | None = None
+    ) -> SampleBatch:
         """Compute GAE and flatten to `T * N` rows, time-major: row `t * N + n` is step t of
-        environment n (a free reshape; PPO shuffles the rows anyway)."""
+        environment n (a free reshape; PPO shuffles the rows anyway).
+
+        With ``sequence_length=L`` (a recurrent module's ``max_seq_len``, which must divide
+        T) the rows go env by env instead, as `to_sequences` orders them: every L rows from
+        row 0 on are L consecutive steps of one env (train with ``sequence_length=L``)."""
         missing = [name for name in _ACTOR_CRITIC if getattr(self, name) is None]
         if missing:
             raise BatchError(
@@ -87,12 +100,21 @@ class Rollout:
             lambda_=lambda_,
         )
         rows = self.num_steps * self.num_envs
+        if sequence_length is not None and self.num_steps % sequence_length:
+            raise BatchError(
+                f"a fragment of {self.num_steps} steps does not split into sequences of "
+                f"{sequence_length}: make rollout_fragment_length a multiple of the module's "
+                "max_seq_len"
+            )
 
         def flat(array: np.ndarray) -> np.ndarray:
+            if sequence_length is not None:
+                array = np.swapaxes(array, 0, 1)
             return array.reshape(rows, *array.shape[2:])
 
         return SampleBatch(
             {
+                **{name: flat(array) for name, array in self.extra.items()},
                 Columns.OBS: flat(self.obs),
                 Columns.ACTIONS: flat(self.actions),
                 Columns.REWARDS: flat(self.rewards),
@@ -125,6 +147,7 @@ class Rollout:
             Columns.VF_PREDS: self.vf_preds,
             Columns.ACTION_LOGP: self.action_logp,
             Columns.ACTION_DIST_INPUTS: self.action_dist_inputs,
+            **self.extra,
         }
         return SampleBatch({k: by_env(v) for k, v in columns.items() if v is not None})
 
@@ -138,12 +161,20 @@ class Rollout:
             )
         if len(rollouts) == 1:
             return rollouts[0]
-        kept = [f.name for f in attrs.fields(Rollout) if getattr(rollouts[0], f.name) is not None]
-        if any(getattr(r, name) is None for r in rollouts for name in kept):
+        kept = [
+            f.name
+            for f in attrs.fields(Rollout)
+            if f.name != "extra" and getattr(rollouts[0], f.name) is not None
+        ]
+        extra = sorted(rollouts[0].extra)
+        if any(getattr(r, name) is None for r in rollouts for name in kept) or any(
+            sorted(r.extra) != extra for r in rollouts
+        ):
             raise BatchError(
                 "Rollout.concat: fragments hold different columns; concatenate fragments "
                 "sampled with the same policy outputs"
             )
         return Rollout(
-            **{name: np.concatenate([getattr(r, name) for r in rollouts], axis=1) for name in kept}
+            **{name: np.concatenate([getattr(r, name) for r in rollouts], axis=1) for name in kept},
+            extra={n: np.concatenate([r.extra[n] for r in rollouts], axis=1) for n in extra},
         )

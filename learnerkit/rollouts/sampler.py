@@ -9,7 +9,8 @@ leagues); the env string picks it. Everything else, weights, module copies, obse
 statistics, fragments, is the same for both. For whole sequences of T steps (V-trace, the
 asynchronous loop) a gymnasium fragment of T steps already is one sequence per env
 (``Rollout.to_sequences``); PettingZoo agents come and go, so their rows wait in streams
-(``multi_agent_sequences``).
+(``multi_agent_sequences``). A recurrent module (gymnasium envs only) acts through a
+``StateCarrier`` that keeps its state per env from fragment to fragment.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from learnerkit.rollouts.pettingzoo_envs import (
     mapping_fn,
 )
 from learnerkit.rollouts.pettingzoo_sampling import MultiAgentEnvRunner
+from learnerkit.rollouts.recurrent import StateCarrier, check_can_act
 from learnerkit.rollouts.sampling import POLICY_COLUMNS, EnvAdapter
 from learnerkit.specs import ModuleSpec
 
@@ -75,6 +77,17 @@ class Sampler:
             if spec.multi_agent and spec.sequences
             else None
         )
+        self._carrier: StateCarrier | None = None  # a recurrent module's, made when it acts
+        self._refuse_recurrent_agents(self.modules)
+
+    def _refuse_recurrent_agents(self, modules: Mapping[str, RunnerModule]) -> None:
+        recurrent = [m for m, module in modules.items() if module.recurrent]
+        if recurrent and self.spec.multi_agent:
+            raise ConfigError(
+                f"modules {recurrent} are recurrent (use_lstm): recurrent modules train in "
+                "gymnasium envs only for now; multi-agent (PettingZoo) runners do not carry "
+                "state per agent yet (train them with use_lstm=False)"
+            )
 
     def _make_envs(self, env_source: Any) -> EnvAdapter:
         spec, index = self.spec, self.index
@@ -105,6 +118,7 @@ class Sampler:
         return envs
 
     def _module(self, module_id: str, module_spec: ModuleSpec) -> RunnerModule:
+        check_can_act(module_spec)
         return RunnerModule(
             self.spec.framework,
             module_spec,
@@ -146,6 +160,7 @@ class Sampler:
         if module_id in self.modules:
             raise ConfigError(f"the env runner already has module {module_id!r}")
         module = self._module(module_id, module_spec)
+        self._refuse_recurrent_agents({module_id: module})
         if weights is not None:
             module.set_weights(weights, self.version)
         self.modules[module_id] = module
@@ -172,7 +187,17 @@ class Sampler:
             rollout = self.streams.sample(self.envs, policies, version=self.version)
         elif isinstance(self.envs, EnvRunner):
             module = next(iter(self.modules.values()))
-            rollout = self.envs.sample(module.policy, module.value, length, self.policy_outputs)
+            carrier = self._state_carrier(module)
+            if carrier is not None:
+                rollout = self.envs.sample(
+                    carrier.policy,
+                    carrier.bootstrap_values,
+                    length,
+                    self.policy_outputs,
+                    carrier=carrier,
+                )
+            else:
+                rollout = self.envs.sample(module.policy, module.value, length, self.policy_outputs)
         else:
             values = {m: module.value for m, module in self.modules.items()}
             rollout = self.envs.sample_modules(policies, values, length)
@@ -188,6 +213,13 @@ class Sampler:
             first_of_runner=first,
         )
 
+    def _state_carrier(self, module: RunnerModule) -> StateCarrier | None:
+        if not module.recurrent:
+            return None
+        if self._carrier is None:
+            self._carrier = StateCarrier(module.numpy_copy, self.spec.num_envs, self.action_space)
+        return self._carrier
+
     def get_state(self) -> dict[str, Any]:
         """The observation statistics (empty without normalisation)."""
         return self.envs.get_state()
@@ -200,11 +232,14 @@ class Sampler:
         statistics, for an exact resume: each module's action-sampling generator, and
         (a gymnasium env) where the envs are (``EnvRunner.get_env_state``)."""
         get_env_state = getattr(self.envs, "get_env_state", None)
-        return {
+        state = {
             "generators": {m: module.generator_state() for m, module in self.modules.items()},
             "envs": get_env_state() if get_env_state is not None else None,
             "fragments_sampled": self.fragments_sampled,
         }
+        if self._carrier is not None:
+            state["recurrent_state"] = self._carrier.get_state()
+        return state
 
     def set_runner_state(self, state: Mapping[str, Any]) -> str | None:
         """Restore `get_runner_state`'s value into a runner built alike. Returns None when
@@ -224,10 +259,30 @@ class Sampler:
             not_exact = set_env_state(envs)
         except (ValueError, TypeError, KeyError) as exc:
             return f"the saved state does not fit this runner ({exc})"
+        not_exact = self._restore_carrier(state, not_exact)
         if not_exact is None:
             # Its envs continue: nothing to flush (a replay buffer's streams go on).
             self.fragments_sampled = int(state.get("fragments_sampled", 0))
         return why or not_exact
+
+    def _restore_carrier(self, state: Mapping[str, Any], not_exact: str | None) -> str | None:
+        """A recurrent module's carried state: restored where its envs continue, else
+        started afresh with their new episodes."""
+        module = next(iter(self.modules.values()))
+        carrier = self._state_carrier(module) if isinstance(self.envs, EnvRunner) else None
+        if carrier is None:
+            return not_exact
+        saved = state.get("recurrent_state")
+        if not_exact is None and saved is not None:
+            try:
+                carrier.set_state(saved)
+                return None
+            except (ValueError, KeyError) as exc:
+                not_exact = f"the saved recurrent state does not fit ({exc})"
+        carrier.reset()
+        if hasattr(self.envs, "set_env_state") and not_exact is None:
+            not_exact = "the saved state holds no recurrent state"
+        return not_exact
 
     def close(self) -> None:
         self.envs.close()

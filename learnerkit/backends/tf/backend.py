@@ -123,10 +123,14 @@ class TFBackend:
     # Modules and optimizers --------------------------------------------------------------
     def build_module(self, spec: ModuleSpec, seed: int) -> tf.Module:
         from learnerkit.backends.tf.modules import TFMLPActorCritic
+        from learnerkit.backends.tf.recurrent import TFLSTMActorCritic
 
         with tf.device(self.device):
             if spec.module_class is None:
-                return TFMLPActorCritic(
+                default = (
+                    TFLSTMActorCritic if spec.model_config.get("use_lstm") else TFMLPActorCritic
+                )
+                return default(
                     spec.observation_space, spec.action_space, spec.model_config, seed=seed
                 )
             # TensorFlow cannot fork its random state as torch does, so a custom module

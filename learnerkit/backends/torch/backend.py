@@ -46,8 +46,10 @@ class TorchBackend:
     # Modules and optimizers --------------------------------------------------------------
     def build_module(self, spec: ModuleSpec, seed: int) -> torch.nn.Module:
         from learnerkit.backends.torch.modules import TorchMLPActorCritic
+        from learnerkit.backends.torch.recurrent import TorchLSTMActorCritic
 
-        module_class = resolve(spec.module_class, "ModuleSpec.module_class") or TorchMLPActorCritic
+        default = TorchLSTMActorCritic if spec.model_config.get("use_lstm") else TorchMLPActorCritic
+        module_class = resolve(spec.module_class, "ModuleSpec.module_class") or default
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = module_class(spec.observation_space, spec.action_space, spec.model_config)

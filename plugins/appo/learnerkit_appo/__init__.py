@@ -254,7 +254,8 @@ def compute_loss(learner, module_id, module, hyperparameters, batch, fwd_out, st
     # pi_target: the target network's forward pass, outside the gradient. A plain call, so
     # it traces inside TF's compiled step (autograph off) as it runs eagerly in torch.
     target = learner.target_module(module_id)
-    target_inputs = target.forward_train({Columns.OBS: batch[Columns.OBS]})
+    # The whole batch: a recurrent target reads its state columns too (hookspecs).
+    target_inputs = target.forward_train(batch)
     target_dist = module.action_dist(ops.stop_gradient(target_inputs[Columns.ACTION_DIST_INPUTS]))
     target_logp = target_dist.logp(actions)
     behaviour_logp = batch[Columns.ACTION_LOGP]  # mu
@@ -264,6 +265,7 @@ def compute_loss(learner, module_id, module, hyperparameters, batch, fwd_out, st
         batch,
         log_rhos=target_logp - behaviour_logp,
         values=fwd_out[Columns.VF_PREDS],
+        next_values=fwd_out.get(Columns.NEXT_VF_PREDS),
         module=module,
         hyperparameters=hps,
         ops=ops,

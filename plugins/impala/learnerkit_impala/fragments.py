@@ -54,6 +54,7 @@ def vtrace_on_fragments(
     *,
     log_rhos: Tensor,
     values: Tensor,
+    next_values: Tensor | None = None,
     module: Any,
     hyperparameters: Any,
     ops: Ops,
@@ -65,17 +66,21 @@ def vtrace_on_fragments(
     algorithm chose and the current values of ``obs``. The values of ``new_obs`` (the
     observation each step reached: an ended episode's final observation, the observation
     after a fragment's last step) come from the module's current value function, as V-trace
-    needs, not from the sampled ``vf_preds``.
+    needs, not from the sampled ``vf_preds``: ``next_values`` where the forward pass gave
+    them (``fwd_out["next_vf_preds"]``: a recurrent module, whose ``value(obs)`` cannot know
+    the state each step ended in), else ``module.value(new_obs)``.
     """
     hps = hyperparameters
     seq_len = hps.rollout_fragment_length
     _check_whole_sequences(batch[Columns.REWARDS], seq_len, algorithm)
-    if not callable(getattr(module, "value", None)):
-        raise PluginError(
-            f"{algorithm} needs the module's value function: {type(module).__qualname__} has "
-            "no value(obs) method (the default modules have one)"
-        )
-    next_values = ops.stop_gradient(module.value(batch[Columns.NEXT_OBS]))
+    if next_values is None:
+        if not callable(getattr(module, "value", None)):
+            raise PluginError(
+                f"{algorithm} needs the module's value function: {type(module).__qualname__} "
+                "has no value(obs) method (the default modules have one)"
+            )
+        next_values = module.value(batch[Columns.NEXT_OBS])
+    next_values = ops.stop_gradient(next_values)
     terminated = ops.float32(batch[Columns.TERMINATEDS])
     ended = ops.maximum(terminated, ops.float32(batch[Columns.TRUNCATEDS]))
     values_tm = time_major(values, seq_len, ops)
