@@ -238,6 +238,7 @@ ABOVE_THE_REGISTRIES = (
     "learnerkit._learner_state",
     "learnerkit._minibatches",
     "learnerkit._gradient_stages",
+    "learnerkit.algorithm_stages",
     "learnerkit.data_parallel",
     "learnerkit.backends",
     "learnerkit.rollouts",
@@ -298,6 +299,7 @@ def test_the_leaves_import_only_leaves():
                 "learnerkit._learner_state",
                 "learnerkit._minibatches",
                 "learnerkit._gradient_stages",
+                "learnerkit.algorithm_stages",
             ),
         ),
         # The Learner's helpers and seam are handed what they need: they never import it.
@@ -307,6 +309,7 @@ def test_the_leaves_import_only_leaves():
                 "learnerkit._learner_state",
                 "learnerkit._minibatches",
                 "learnerkit._gradient_stages",
+                "learnerkit.algorithm_stages",
                 "learnerkit.target_networks",
                 "learnerkit.data_parallel",
             ],

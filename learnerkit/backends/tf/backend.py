@@ -1,4 +1,5 @@
-"""The TensorFlow backend: module building, the compiled minibatch step, state as numpy.
+"""The TensorFlow backend: module building, the compiled minibatch step, state as numpy
+(the variables' names and state, and their checks, in ``variable_state``).
 
 Same methods and meaning as ``learnerkit.backends.torch.backend.TorchBackend`` (both meet
 ``learnerkit.backends.base.Backend``). The
@@ -11,8 +12,7 @@ state's numbers enter as tensors so that a new KL coefficient does not retrace e
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping
 from numbers import Number
 from typing import Any
 
@@ -20,11 +20,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from learnerkit._checkpoint import check_arrays
 from learnerkit._import_path import resolve
 from learnerkit.backends.base import AllReduce, Forward, GradientHooks, Gradients, LossFn
+from learnerkit.backends.tf import variable_state
 from learnerkit.backends.tf.ops import OPTIMIZER_VARIABLES, TF_OPS
 from learnerkit.backends.tf.train_step import TrainStep, clip_pairs
+from learnerkit.backends.tf.variable_state import named_variables, variable_names
 from learnerkit.batch import SampleBatch, training_arrays
 from learnerkit.errors import CheckpointError, ConfigError, PluginError
 from learnerkit.specs import ModuleSpec
@@ -75,42 +76,6 @@ def _state_value(value: Any) -> Any:
     return value
 
 
-def _variable_names(variables: Sequence[Any]) -> list[str]:
-    """Names that are the same for every instance of a module or optimizer: each variable's
-    own name (``pi.0.kernel``; ``kernel`` for a Keras layer's), never its path, where Keras
-    numbers layers and optimizers per process (``dense_2/kernel``, ``adam_1/...``), and
-    repeated names numbered in order (``kernel``, ``kernel_1``...)."""
-    names, seen = [], {}
-    for v in variables:
-        name = v.name.removesuffix(":0")
-        count = seen.get(name, 0)
-        seen[name] = count + 1
-        names.append(name if count == 0 else f"{name}_{count}")
-    return names
-
-
-def _slots(optimizer: keras.optimizers.Optimizer) -> dict[str, Any]:
-    """The optimizer's variables (step count, learning rate, moments) by position, as torch
-    keys its optimizer state: Keras names moments after the weights' per-process paths."""
-    return {str(i): v for i, v in enumerate(optimizer.variables)}
-
-
-def _layout(variables: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Each variable's shape and numpy dtype, by name (what ``check_arrays`` compares)."""
-    return {
-        k: (tuple(v.shape), np.dtype(tf.as_dtype(v.dtype).as_numpy_dtype))
-        for k, v in variables.items()
-    }
-
-
-def _jsonable(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
 class TFBackend:
     """Everything framework-specific a Learner needs, for TensorFlow."""
 
@@ -148,7 +113,7 @@ class TFBackend:
 
     def polyak_update(self, target: tf.Module, source: tf.Module, tau: float) -> None:
         """``target <- tau * source + (1 - tau) * target``; a bitwise copy at ``tau=1``."""
-        own, theirs = self._named_variables(target), self._named_variables(source)
+        own, theirs = named_variables(target), named_variables(source)
         for name, variable in own.items():
             if tau == 1.0:
                 variable.assign(theirs[name])
@@ -226,7 +191,7 @@ class TFBackend:
     def parameter_names(self, module: tf.Module) -> dict[int, str]:
         """Variable names by ``id`` of the variable (for error messages)."""
         variables = list(module.trainable_variables)
-        return {id(v): n for v, n in zip(variables, _variable_names(variables), strict=True)}
+        return {id(v): n for v, n in zip(variables, variable_names(variables), strict=True)}
 
     def param_ref(self, param: tf.Variable) -> Hashable:
         """``param.ref()`` (a variable is not hashable), as RLlib's TF learner."""
@@ -358,33 +323,20 @@ class TFBackend:
             steps.extend(zip(rows, values, strict=True))
         return names, steps
 
-    # State as numpy ----------------------------------------------------------------------
-    def _named_variables(self, module: tf.Module) -> dict[str, tf.Variable]:
-        variables = list(module.variables)
-        return dict(zip(_variable_names(variables), variables, strict=True))
-
+    # State as numpy (variable_state.py) -------------------------------------------------
     def get_module_state(self, module: tf.Module) -> dict[str, np.ndarray]:
-        return {k: v.numpy().copy() for k, v in self._named_variables(module).items()}
+        return variable_state.module_state(module)
 
     def check_module_state(self, module: tf.Module, state: Any, where: str) -> None:
         """A CheckpointError naming ``where`` unless ``state`` has every variable of
         ``module``, each of its shape and a castable dtype."""
-        check_arrays(_layout(self._named_variables(module)), state, where)
+        variable_state.check_module_state(module, state, where)
 
     def set_module_state(self, module: tf.Module, state: Mapping[str, Any], where: str) -> None:
-        own = self._named_variables(module)
-        self.check_module_state(module, state, where)
-        for name, variable in own.items():
-            variable.assign(np.asarray(state[name], tf.as_dtype(variable.dtype).as_numpy_dtype))
+        variable_state.set_module_state(module, state, where)
 
     def get_optimizer_state(self, optimizer: keras.optimizers.Optimizer) -> dict[str, Any]:
-        config = {k: v for k, v in optimizer.get_config().items() if _jsonable(v)}
-        slots = _slots(optimizer)
-        return {
-            "variables": {k: np.asarray(v.numpy()).copy() for k, v in slots.items()},
-            "names": [v.name for v in slots.values()],  # for people reading a checkpoint
-            "config": config,
-        }
+        return variable_state.optimizer_state(optimizer)
 
     def check_optimizer_state(
         self, optimizer: keras.optimizers.Optimizer, state: Any, where: str
@@ -392,24 +344,12 @@ class TFBackend:
         """A CheckpointError naming ``where`` unless ``state`` holds every variable of
         ``optimizer`` (step count, learning rate, moments), each of its shape and a
         castable dtype. Its ``config`` is for people reading a checkpoint: not loaded."""
-        given = state.get("variables") if isinstance(state, Mapping) else None
-        try:
-            if not isinstance(given, Mapping):
-                raise CheckpointError("it has no 'variables' (was it saved by a torch learner?)")
-            check_arrays(_layout(_slots(optimizer)), given, "the optimizer")
-        except CheckpointError as exc:
-            raise CheckpointError(
-                f"optimizer state of {where} does not fit this learner: {exc}"
-            ) from exc
+        variable_state.check_optimizer_state(optimizer, state, where)
 
     def set_optimizer_state(
         self, optimizer: keras.optimizers.Optimizer, state: Mapping[str, Any], where: str
     ) -> None:
-        own = _slots(optimizer)
-        self.check_optimizer_state(optimizer, state, where)
-        given = state["variables"]
-        for name, variable in own.items():
-            variable.assign(np.asarray(given[name], tf.as_dtype(variable.dtype).as_numpy_dtype))
+        variable_state.set_optimizer_state(optimizer, state, where)
 
     # Acting ------------------------------------------------------------------------------
     def numpy_call(self, fn: Callable[[tf.Tensor], Any], obs: np.ndarray) -> Any:
