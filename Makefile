@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt plugins/*/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch is pinned (constraints.txt): an unpinned torch can pull a multi-GB CUDA build.
-	$(BIN)/pip install -q -c constraints.txt -e ".[torch,tf,ray,offline,multiagent,test,docs]" $(addprefix -e ,$(wildcard plugins/*))
+	$(BIN)/pip install -q -c constraints.txt -e ".[torch,tf,ray,offline,multiagent,mujoco,test,docs]" $(addprefix -e ,$(wildcard plugins/*))
 	touch $(STAMP)
 
 setup: $(STAMP)
