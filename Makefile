@@ -8,11 +8,11 @@ MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 
 .PHONY: setup train test test-fast lint format docs docs-serve bench clean
 
-$(STAMP): pyproject.toml constraints.txt plugins/*/pyproject.toml
+$(STAMP): Makefile pyproject.toml constraints.txt plugins/*/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch is pinned (constraints.txt): an unpinned torch can pull a multi-GB CUDA build.
-	$(BIN)/pip install -q -c constraints.txt -e ".[torch,tf,ray,offline,multiagent,mujoco,test,docs]" $(addprefix -e ,$(wildcard plugins/*))
+	$(BIN)/pip install -q -c constraints.txt -e ".[torch,tf,ray,offline,multiagent,mujoco,atari,test,docs]" $(addprefix -e ,$(wildcard plugins/*))
 	touch $(STAMP)
 
 setup: $(STAMP)
