@@ -13,7 +13,9 @@ pixels).
 Both frameworks and the env runners' numpy copy compute the same function with the same
 weight names: ``<tower>_conv.<2i>.weight`` (torch, ``[out, in, k, k]``) or ``.kernel`` (TF,
 ``[k, k, in, out]``) and ``.bias``, towers ``pi_conv`` and ``vf_conv``, or one ``conv``
-with ``vf_share_layers``; features are flattened in HWC order in every framework.
+with ``vf_share_layers``; features are flattened in HWC order in every framework. The
+recurrent module (``use_lstm``) puts the same stack before each trunk's encoder: ``conv``,
+and ``vf_conv`` unless ``vf_share_layers``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ __all__ = [
     "conv_stack",
     "is_image_space",
     "module_config_for",
-    "refuse_conv_encoder",
 ]
 
 NATURE_CNN_FILTERS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
@@ -168,15 +169,3 @@ def conv_stack(observation_space: Any, config: Mapping[str, Any]) -> ConvStack |
         activation=config["conv_activation"],
         scale=1 / 255 if uint8 else 1.0,
     )
-
-
-def refuse_conv_encoder(observation_space: Any, model_config: Mapping[str, Any]) -> None:
-    """A ConfigError for ``use_lstm`` over observations that get a conv encoder: the
-    recurrent module's encoder is the MLP for now."""
-    config = module_config_for(model_config, observation_space)
-    if conv_stack(observation_space, config) is not None:
-        raise ConfigError(
-            f"use_lstm with image observations {tuple(observation_space.shape)} (a conv "
-            "encoder) is not supported yet: the recurrent module's encoder is the MLP; set "
-            "model_config conv_filters=[] to feed it the flattened pixels, or use_lstm=False"
-        )

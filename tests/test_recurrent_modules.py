@@ -1,7 +1,8 @@
 """Recurrent default modules (``model_config["use_lstm"]``): the learner's forward pass over
 whole sequences replays exactly what the env runner computed step by step (state carried
 per env, reset where an episode ended, previous action and reward), in both frameworks and
-with or without a value trunk of its own; V-trace's bootstrap values match the runner's; a
+with or without a value trunk of its own, over vector or image observations (the conv
+encoder first); V-trace's bootstrap values match the runner's; a
 runner's carried state survives an exact resume; bad settings are refused with the fix."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from conftest import TWO_ACTIONS
 
 from learnerkit import Columns, ConfigError, ModuleSpec
 from learnerkit.backends import make_backend
+from learnerkit.envs import PIXEL_GRID_ID
 from learnerkit.loops.contract import probe_spaces
 from learnerkit.model_config import (
     check_fragments_hold_sequences,
@@ -228,10 +230,48 @@ def test_recurrent_ppo_stopped_and_resumed_reproduces_the_uninterrupted_run(tmp_
             np.testing.assert_array_equal(have[name], want[name], err_msg=name)
 
 
-def test_a_recurrent_module_over_images_is_refused_until_it_takes_a_conv_encoder(framework):
+PIXELS = {**LSTM, "conv_filters": [[8, 3, 2]]}  # one small convolution keeps it cheap
+
+
+@pytest.mark.parametrize("share", [False, True], ids=["own_value_trunk", "shared_trunk"])
+def test_a_pixel_module_replays_what_the_runner_sampled(framework, share):
+    fragment, backend, module = _sampled(
+        framework, PIXEL_GRID_ID, {**PIXELS, "vf_share_layers": share}
+    )
+    batch = on_policy_batch([fragment], gamma=0.99, lambda_=0.95, sequence_length=SEQ_LEN)
+    assert batch[Columns.OBS].dtype == np.uint8  # scaled inside the module, not before
+    ended = batch[Columns.TERMINATEDS] | batch[Columns.TRUNCATEDS]
+    assert ended.reshape(-1, SEQ_LEN)[:, :-1].any(), "no episode ended inside a sequence"
+    tensors = backend.to_tensors(batch)
+    out = module.forward_train(tensors)
+    logp = module.action_dist(out[Columns.ACTION_DIST_INPUTS]).logp(tensors[Columns.ACTIONS])
+    np.testing.assert_allclose(_numpy(logp), batch[Columns.ACTION_LOGP], atol=1e-5)
+    np.testing.assert_allclose(_numpy(out[Columns.VF_PREDS]), batch[Columns.VF_PREDS], atol=1e-5)
+    # V-trace's bootstrap values, from the image after each row.
+    sequences = fragment.rollout.to_sequences()
+    out = module.forward_train(backend.to_tensors(sequences))
+    runner_next = np.swapaxes(fragment.rollout.next_values, 0, 1).reshape(-1)
+    learner_next = np.where(sequences[Columns.TERMINATEDS], 0.0, _numpy(out[Columns.NEXT_VF_PREDS]))
+    np.testing.assert_allclose(learner_next, runner_next, atol=1e-5)
+
+
+@pytest.mark.parametrize("share", [False, True], ids=["own_value_trunk", "shared_trunk"])
+def test_a_pixel_module_puts_the_conv_encoder_before_each_trunk(framework, share):
     pixels = gym.spaces.Box(0, 255, (16, 16, 3), np.uint8)
-    spec = ModuleSpec(pixels, TWO_ACTIONS, model_config={"use_lstm": True})
-    with pytest.raises(ConfigError, match="conv_filters=\\[\\] to feed it the flattened"):
-        make_backend(framework).build_module(spec, 0)
+    spec = ModuleSpec(pixels, TWO_ACTIONS, model_config={**PIXELS, "vf_share_layers": share})
+    backend = make_backend(framework)
+    weights = backend.get_module_state(backend.build_module(spec, 0))
+    assert default_module_layout(spec, framework) == {k: v.shape for k, v in weights.items()}
+    convs = {name.split(".")[0] for name in weights if "conv" in name}
+    assert convs == ({"conv"} if share else {"conv", "vf_conv"})
+    # The state round trip: another module given these weights computes the same.
+    other = backend.build_module(spec, 1)
+    backend.set_module_state(other, weights, "the test")
+    have = backend.get_module_state(other)
+    for name, value in weights.items():
+        np.testing.assert_array_equal(have[name], value, err_msg=name)
+    assert numpy_copy_class(spec).__name__ == "NumpyLSTMActorCritic"
     flattened = ModuleSpec(pixels, TWO_ACTIONS, model_config={**LSTM, "conv_filters": []})
-    assert default_module_layout(flattened, framework)["encoder.0.bias"] == (16,)
+    layout = default_module_layout(flattened, framework)
+    assert layout["encoder.0.bias"] == (16,)
+    assert not any("conv" in name for name in layout)

@@ -12,7 +12,9 @@ The weights are the framework module's (``get_weights``): torch's ``lstm.weight_
 ``lstm.kernel`` ``[F, 4H]``, ``lstm.recurrent_kernel`` ``[H, 4H]`` and ``lstm.bias``; the
 gates in torch's order (input, forget, cell, output) in both. Without ``vf_share_layers``
 the value function's trunk has its own, prefixed ``vf_`` (``vf_encoder.0.weight``,
-``vf_lstm.kernel``...).
+``vf_lstm.kernel``...). Image observations go through the conv encoder first (``conv.*``,
+``vf_conv.*``; ``learnerkit.rollouts.numpy_conv``), so a recurrent pixel module acts in
+numpy too: runners carry its state only through a numpy copy.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ import numpy as np
 
 from learnerkit._checkpoint import check_same_shapes
 from learnerkit.batch import Columns
-from learnerkit.conv_encoders import refuse_conv_encoder
+from learnerkit.conv_encoders import conv_stack, module_config_for
 from learnerkit.distributions import dist_class_for, exploration_outputs
-from learnerkit.model_config import resolve_model_config
+from learnerkit.rollouts.numpy_conv import NumpyConvStack
 from learnerkit.rollouts.numpy_layers import ACTIVATIONS, DenseStack, NumpyOps
 from learnerkit.specs import ModuleSpec
 
@@ -45,13 +47,15 @@ def _prev_action_size(action_space: Any) -> int:
 
 def lstm_module_layout(module_spec: ModuleSpec, framework: str) -> dict[str, tuple[int, ...]]:
     """The names and shapes of the default recurrent module's weights, without building it."""
-    refuse_conv_encoder(module_spec.observation_space, module_spec.model_config)
-    config = resolve_model_config(module_spec.model_config)
+    config = module_config_for(module_spec.model_config, module_spec.observation_space)
     action_space = module_spec.action_space
     n_out = dist_class_for(action_space).inputs_size(action_space)
     continuous = not hasattr(action_space, "n")
     n_policy = n_out // 2 if continuous else n_out
     obs_dim = int(np.prod(module_spec.observation_space.shape))
+    stack = conv_stack(module_spec.observation_space, config)
+    if stack is not None:
+        obs_dim = stack.output_size
     hiddens = [int(h) for h in config["hiddens"]]
     features = hiddens[-1] if hiddens else obs_dim
     features += _prev_action_size(action_space) if config["lstm_use_prev_action"] else 0
@@ -59,6 +63,9 @@ def lstm_module_layout(module_spec: ModuleSpec, framework: str) -> dict[str, tup
     cell = int(config["lstm_cell_size"])
     matrix = _MATRIX[framework]
     layout: dict[str, tuple[int, ...]] = {}
+    if stack is not None:
+        for prefix in _trunk_prefixes(config):
+            layout.update(stack.layout(f"{prefix}conv", framework))
     towers = {"pi": [cell, n_policy], "vf": [cell, 1]}
     for prefix in _trunk_prefixes(config):
         towers[f"{prefix}encoder"] = [obs_dim, *hiddens]
@@ -90,13 +97,14 @@ def _trunk_prefixes(config: Mapping[str, Any]) -> tuple[str, ...]:
 
 @attrs.frozen
 class LSTMTrunk:
-    """An encoder, then one LSTM step: kernels ``[F, 4H]``, ``[H, 4H]``, gates in torch's
-    order."""
+    """A conv encoder for images (None otherwise), an encoder, then one LSTM step: kernels
+    ``[F, 4H]``, ``[H, 4H]``, gates in torch's order."""
 
     encoder: DenseStack
     kernel: np.ndarray
     recurrent_kernel: np.ndarray
     bias: np.ndarray
+    conv: NumpyConvStack | None = None
 
     def step(self, x: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         gates = x @ self.kernel + h @ self.recurrent_kernel + self.bias
@@ -127,10 +135,12 @@ class NumpyLSTMActorCritic:
         use_prev_action: bool,
         use_prev_reward: bool,
         rng: np.random.Generator,
+        conv_activation: str = "relu",
     ) -> None:
         self.trunks, self.pi, self.vf = tuple(trunks), pi, vf
         self.cell_size = self.trunks[0].recurrent_kernel.shape[0]
         self.activation = ACTIVATIONS[activation]
+        self.conv_activation = ACTIVATIONS[conv_activation]
         self.dist_class = dist_class
         self.log_std = log_std
         self.discrete_n = discrete_n
@@ -152,7 +162,8 @@ class NumpyLSTMActorCritic:
     ) -> NumpyLSTMActorCritic:
         layout = lstm_module_layout(module_spec, framework)
         check_same_shapes(layout, weights, where)
-        config = resolve_model_config(module_spec.model_config)
+        config = module_config_for(module_spec.model_config, module_spec.observation_space)
+        image_stack = conv_stack(module_spec.observation_space, config)
         matrix = _MATRIX[framework]
 
         def f32(name: str) -> np.ndarray:
@@ -177,7 +188,10 @@ class NumpyLSTMActorCritic:
                 kernel, bias = f32(f"{lstm}.kernel"), f32(f"{lstm}.bias")
                 recurrent = f32(f"{lstm}.recurrent_kernel")
             encoder = stack(f"{prefix}encoder", act_last=True)
-            return LSTMTrunk(encoder, kernel, recurrent, bias)
+            conv = None
+            if image_stack is not None:
+                conv = NumpyConvStack.from_weights(weights, image_stack, f"{prefix}conv", framework)
+            return LSTMTrunk(encoder, kernel, recurrent, bias, conv)
 
         action_space = module_spec.action_space
         log_std = weights.get("log_std")
@@ -192,17 +206,21 @@ class NumpyLSTMActorCritic:
             use_prev_action=bool(config["lstm_use_prev_action"]),
             use_prev_reward=bool(config["lstm_use_prev_reward"]),
             rng=rng,
+            conv_activation=config["conv_activation"],
         )
 
     def initial_state(self, n: int) -> np.ndarray:
         """The state of ``n`` envs at an episode's start: ``[h, c]`` of each trunk, zeros."""
         return np.zeros((n, 2 * self.cell_size * len(self.trunks)), dtype=np.float32)
 
-    def _lstm_inputs(self, encoder: DenseStack, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+    def _lstm_inputs(self, trunk: LSTMTrunk, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         obs = np.asarray(inputs[Columns.OBS])
-        x = obs.reshape(len(obs), -1).astype(np.float32, copy=False)
-        if encoder.kernels:
-            x = encoder(x, self.activation)
+        if trunk.conv is not None:
+            x = trunk.conv(obs, self.conv_activation)
+        else:
+            x = obs.reshape(len(obs), -1).astype(np.float32, copy=False)
+        if trunk.encoder.kernels:
+            x = trunk.encoder(x, self.activation)
         parts = [x]
         if self.use_prev_action:
             prev = np.asarray(inputs[Columns.PREV_ACTIONS])
@@ -219,7 +237,7 @@ class NumpyLSTMActorCritic:
         for trunk, trunk_state in zip(
             self.trunks, np.split(state, len(self.trunks), axis=-1), strict=True
         ):
-            x = self._lstm_inputs(trunk.encoder, inputs)
+            x = self._lstm_inputs(trunk, inputs)
             h, c = trunk.step(x, *np.split(trunk_state, 2, axis=-1))
             outs.append(h)
             new_states += [h, c]

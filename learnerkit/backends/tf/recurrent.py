@@ -1,8 +1,9 @@
 """The default recurrent TensorFlow module (``model_config["use_lstm"]``): the torch one's
-twin (``learnerkit.backends.torch.recurrent``): encoder, LSTM, policy and value heads (the
-value function with its own encoder and LSTM, ``vf_``, unless ``vf_share_layers``); state
-``[h, c]`` of each trunk per env; sequences of ``max_seq_len`` rows reset after a row whose
-episode ended. The sequence loop runs a step at a time, unrolled in the compiled step.
+twin (``learnerkit.backends.torch.recurrent``): encoder (after the conv encoder for image
+observations), LSTM, policy and value heads (the value function with its own conv encoder,
+encoder and LSTM, ``vf_``, unless ``vf_share_layers``); state ``[h, c]`` of each trunk per
+env; sequences of ``max_seq_len`` rows reset after a row whose episode ended. The sequence
+loop runs a step at a time, unrolled in the compiled step.
 
 The LSTM is written out (``lstm.kernel [F, 4H]``, ``lstm.recurrent_kernel [H, 4H]``,
 ``lstm.bias``, gates in torch's order) rather than a Keras layer, so its variables have
@@ -20,12 +21,12 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from learnerkit.backends.tf.encoders import TFConvEncoder
 from learnerkit.backends.tf.modules import _ACTIVATIONS, _MLP
 from learnerkit.batch import Columns
-from learnerkit.conv_encoders import refuse_conv_encoder
+from learnerkit.conv_encoders import ConvStack, conv_stack, module_config_for
 from learnerkit.distributions import dist_class_for, exploration_outputs
 from learnerkit.errors import BatchError
-from learnerkit.model_config import resolve_model_config
 
 
 def _prev_action_size(action_space: Any) -> int:
@@ -35,11 +36,13 @@ def _prev_action_size(action_space: Any) -> int:
 
 
 class _Trunk(tf.Module):
-    """An encoder, then an LSTM (``<prefix>encoder.*``, ``<prefix>lstm.kernel``...)."""
+    """A conv encoder for images (``<prefix>conv.*``), an encoder (``<prefix>encoder.*``),
+    then an LSTM (``<prefix>lstm.kernel``...)."""
 
     def __init__(
         self,
         prefix: str,
+        stack: ConvStack | None,
         encoder_sizes: list[int],
         features: int,
         cell: int,
@@ -47,6 +50,8 @@ class _Trunk(tf.Module):
         rng: np.random.Generator,
     ) -> None:
         super().__init__(name=None)
+        self.conv = None if stack is None else TFConvEncoder(f"{prefix}conv", stack, rng)
+        self.obs_dim = encoder_sizes[0]
         self.encoder = _MLP(
             f"{prefix}encoder", encoder_sizes, activation, math.sqrt(2), rng, act_last=True
         )
@@ -60,6 +65,12 @@ class _Trunk(tf.Module):
             uniform(cell, 4 * cell), name=f"{prefix}lstm.recurrent_kernel"
         )
         self.bias = tf.Variable(uniform(4 * cell), name=f"{prefix}lstm.bias")
+
+    def encode(self, obs: tf.Tensor) -> tf.Tensor:
+        """The LSTM's input features (before the previous action and reward) of ``obs``."""
+        if self.conv is not None:
+            return self.encoder(self.conv(obs))
+        return self.encoder(tf.reshape(tf.cast(obs, tf.float32), [-1, self.obs_dim]))
 
     def cell(self, x: tf.Tensor, h: tf.Tensor, c: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         gates = tf.matmul(x, self.kernel) + tf.matmul(h, self.recurrent_kernel) + self.bias
@@ -85,14 +96,16 @@ class TFLSTMActorCritic(tf.Module):
         super().__init__(name="lstm_actor_critic")
         from learnerkit.backends.tf.ops import TF_OPS
 
-        refuse_conv_encoder(observation_space, model_config)
-        config = resolve_model_config(model_config)
+        config = module_config_for(model_config, observation_space)
         rng = np.random.default_rng(seed)
         self.ops = TF_OPS
         self.action_dist_class = dist_class_for(action_space)
         self.continuous = not hasattr(action_space, "n")
         self.discrete_n = None if self.continuous else int(action_space.n)
         self.obs_dim = int(np.prod(observation_space.shape))
+        stack = conv_stack(observation_space, config)
+        if stack is not None:
+            self.obs_dim = stack.output_size
         act = _ACTIVATIONS[config["activation"]]
         hiddens = [int(h) for h in config["hiddens"]]
         features = hiddens[-1] if hiddens else self.obs_dim
@@ -104,7 +117,7 @@ class TFLSTMActorCritic(tf.Module):
         self.max_seq_len = int(config["max_seq_len"])
         prefixes = ("",) if config["vf_share_layers"] else ("", "vf_")
         self.trunks = [
-            _Trunk(prefix, [self.obs_dim, *hiddens], features, cell, act, rng)
+            _Trunk(prefix, stack, [self.obs_dim, *hiddens], features, cell, act, rng)
             for prefix in prefixes
         ]
         n_out = self.action_dist_class.inputs_size(action_space)
@@ -122,9 +135,9 @@ class TFLSTMActorCritic(tf.Module):
 
     # The pieces ------------------------------------------------------------------------
     def _lstm_inputs(
-        self, encoder: _MLP, inputs: Mapping[str, tf.Tensor], obs_key: str
+        self, trunk: _Trunk, inputs: Mapping[str, tf.Tensor], obs_key: str
     ) -> tf.Tensor:
-        x = encoder(tf.reshape(tf.cast(inputs[obs_key], tf.float32), [-1, self.obs_dim]))
+        x = trunk.encode(inputs[obs_key])
         parts = [x]
         if self.use_prev_action:
             prev = inputs[Columns.PREV_ACTIONS]
@@ -149,7 +162,7 @@ class TFLSTMActorCritic(tf.Module):
         outs, new_states = [], []
         for trunk, state in zip(self.trunks, states, strict=True):
             h, c = tf.split(state, 2, axis=-1)
-            h, c = trunk.cell(self._lstm_inputs(trunk.encoder, inputs, Columns.OBS), h, c)
+            h, c = trunk.cell(self._lstm_inputs(trunk, inputs, Columns.OBS), h, c)
             outs.append(h)
             new_states += [h, c]
         return self._logits(outs[0]), self._value(outs[-1]), tf.concat(new_states, -1)
@@ -173,7 +186,7 @@ class TFLSTMActorCritic(tf.Module):
         keep = tf.reshape(1.0 - tf.cast(ended, tf.float32), [-1, seq_len, 1])
         outs = []
         for trunk, start in zip(self.trunks, starts, strict=True):
-            x = self._lstm_inputs(trunk.encoder, batch, Columns.OBS)
+            x = self._lstm_inputs(trunk, batch, Columns.OBS)
             x = tf.reshape(x, [-1, seq_len, x.shape[-1]])
             h, c = tf.split(start, 2, axis=-1)
             hs, cs = [], []
@@ -196,7 +209,7 @@ class TFLSTMActorCritic(tf.Module):
                 Columns.PREV_ACTIONS: batch[Columns.ACTIONS],
                 Columns.PREV_REWARDS: batch[Columns.REWARDS],
             }
-            x = self._lstm_inputs(trunk.encoder, following, Columns.NEXT_OBS)
+            x = self._lstm_inputs(trunk, following, Columns.NEXT_OBS)
             out[Columns.NEXT_VF_PREDS] = self._value(trunk.cell(x, h, c)[0])
         return out
 

@@ -1,11 +1,12 @@
 """The default recurrent torch module (``model_config["use_lstm"]``): encoder, LSTM, heads.
 
-The encoder (the default module's MLP, with an activation after its last layer) feeds an
-LSTM of ``lstm_cell_size`` units, optionally with the previous action (one-hot for Discrete)
-and reward appended to its input, as RLlib's ``use_lstm`` wrapper does; the LSTM's output
+The encoder (the default module's MLP, with an activation after its last layer, after the
+conv encoder ``conv`` for image observations, ``learnerkit.conv_encoders``) feeds an LSTM
+of ``lstm_cell_size`` units, optionally with the previous action (one-hot for Discrete) and
+reward appended to its input, as RLlib's ``use_lstm`` wrapper does; the LSTM's output
 feeds a linear policy head and a linear value head. As in the feed-forward module,
 ``vf_share_layers=False`` (the default) gives the value function a trunk of its own
-(``vf_encoder``, ``vf_lstm``), as Stable-Baselines3's ``RecurrentPPO`` does with
+(``vf_conv``, ``vf_encoder``, ``vf_lstm``), as Stable-Baselines3's ``RecurrentPPO`` does with
 ``enable_critic_lstm``: on the masked CartPole a shared trunk learns the value's features,
 which ignore the pole's direction the policy needs, and PPO does not learn at all.
 
@@ -23,17 +24,17 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
+from learnerkit.backends.torch.encoders import TorchConvEncoder
 from learnerkit.backends.torch.modules import _ACTIVATIONS, _mlp
 from learnerkit.batch import Columns
-from learnerkit.conv_encoders import refuse_conv_encoder
+from learnerkit.conv_encoders import conv_stack, module_config_for
 from learnerkit.distributions import dist_class_for, exploration_outputs
-from learnerkit.model_config import resolve_model_config
 
 
 def prev_action_size(action_space: Any) -> int:
@@ -55,6 +56,14 @@ def _at_step(column: torch.Tensor, b: int, seq_len: int, t: int) -> torch.Tensor
     return column.reshape(b, seq_len, *column.shape[1:])[:, t]
 
 
+class _Trunk(NamedTuple):
+    """One trunk's pieces (registered on the module under their own names)."""
+
+    conv: TorchConvEncoder | None
+    encoder: nn.Module
+    lstm: nn.LSTM
+
+
 class TorchLSTMActorCritic(nn.Module):
     """Encoder, then LSTM, then policy and value heads (see the module docstring)."""
 
@@ -66,14 +75,16 @@ class TorchLSTMActorCritic(nn.Module):
         super().__init__()
         from learnerkit.backends.torch.ops import TORCH_OPS
 
-        refuse_conv_encoder(observation_space, model_config)
-        config = resolve_model_config(model_config)
+        config = module_config_for(model_config, observation_space)
         self.ops = TORCH_OPS
         self.action_dist_class = dist_class_for(action_space)
         self.continuous = not hasattr(action_space, "n")
         self.discrete_n = None if self.continuous else int(action_space.n)
         act = _ACTIVATIONS[config["activation"]]
         obs_dim = int(np.prod(observation_space.shape))
+        stack = conv_stack(observation_space, config)
+        if stack is not None:
+            obs_dim = stack.output_size
         hiddens = [int(h) for h in config["hiddens"]]
         features = hiddens[-1] if hiddens else obs_dim
         self.use_prev_action = bool(config["lstm_use_prev_action"])
@@ -86,19 +97,21 @@ class TorchLSTMActorCritic(nn.Module):
         self.max_seq_len = int(config["max_seq_len"])
 
         def encoder() -> nn.Sequential:
-            # What the CNN encoder replaces for image observations.
             layers = _mlp([obs_dim, *hiddens], act, math.sqrt(2))
             if hiddens:
                 layers.append(act())
             return layers
 
-        self.encoder = encoder()
+        def conv() -> TorchConvEncoder | None:
+            return None if stack is None else TorchConvEncoder(stack)
+
+        self.conv, self.encoder = conv(), encoder()
         self.lstm = nn.LSTM(features, self.cell_size, batch_first=True)
-        self.trunks: list[tuple[nn.Module, nn.LSTM]] = [(self.encoder, self.lstm)]
+        self.trunks: list[_Trunk] = [_Trunk(self.conv, self.encoder, self.lstm)]
         if not config["vf_share_layers"]:
-            self.vf_encoder = encoder()
+            self.vf_conv, self.vf_encoder = conv(), encoder()
             self.vf_lstm = nn.LSTM(features, self.cell_size, batch_first=True)
-            self.trunks.append((self.vf_encoder, self.vf_lstm))
+            self.trunks.append(_Trunk(self.vf_conv, self.vf_encoder, self.vf_lstm))
         n_out = self.action_dist_class.inputs_size(action_space)
         n_policy_out = n_out // 2 if self.continuous else n_out
         self.pi = _mlp([self.cell_size, n_policy_out], act, 0.01)
@@ -114,9 +127,12 @@ class TorchLSTMActorCritic(nn.Module):
 
     # The pieces ------------------------------------------------------------------------
     def _lstm_inputs(
-        self, encoder: nn.Module, inputs: Mapping[str, torch.Tensor], obs_key: str
+        self, trunk: _Trunk, inputs: Mapping[str, torch.Tensor], obs_key: str
     ) -> torch.Tensor:
-        x = encoder(inputs[obs_key].flatten(1).to(torch.float32))
+        obs = inputs[obs_key]
+        x = trunk.encoder(
+            obs.flatten(1).to(torch.float32) if trunk.conv is None else trunk.conv(obs)
+        )
         parts = [x]
         if self.use_prev_action:
             prev = inputs[Columns.PREV_ACTIONS]
@@ -148,9 +164,9 @@ class TorchLSTMActorCritic(nn.Module):
         """One acting step: (dist inputs, value, state out) from ``obs`` and ``state_in``."""
         states = inputs[Columns.STATE_IN].to(torch.float32).chunk(len(self.trunks), dim=-1)
         outs, new_states = [], []
-        for (encoder, lstm), state in zip(self.trunks, states, strict=True):
-            x = self._lstm_inputs(encoder, inputs, Columns.OBS)
-            h, c = self._cell(lstm, x, *state.chunk(2, dim=-1))
+        for trunk, state in zip(self.trunks, states, strict=True):
+            x = self._lstm_inputs(trunk, inputs, Columns.OBS)
+            h, c = self._cell(trunk.lstm, x, *state.chunk(2, dim=-1))
             outs.append(h)
             new_states += [h, c]
         return self._logits(outs[0]), self._value(outs[-1]), torch.cat(new_states, dim=-1)
@@ -174,8 +190,8 @@ class TorchLSTMActorCritic(nn.Module):
         ended = (batch[Columns.TERMINATEDS] | batch[Columns.TRUNCATEDS]).view(b, seq_len)
         bounds = _segments(ended)
         trunk_outs = [
-            self._run_trunk(encoder, lstm, batch, start, ended, bounds)
-            for (encoder, lstm), start in zip(
+            self._run_trunk(trunk, batch, start, ended, bounds)
+            for trunk, start in zip(
                 self.trunks, starts.chunk(len(self.trunks), dim=-1), strict=True
             )
         ]
@@ -193,8 +209,7 @@ class TorchLSTMActorCritic(nn.Module):
 
     def _run_trunk(
         self,
-        encoder: nn.Module,
-        lstm: nn.LSTM,
+        trunk: _Trunk,
         batch: Mapping[str, torch.Tensor],
         start: torch.Tensor,
         ended: torch.Tensor,
@@ -204,11 +219,11 @@ class TorchLSTMActorCritic(nn.Module):
         (one fused LSTM call each, ~10x faster than a step at a time on a CPU), and the
         state after each segment's last step ``t`` (before the reset), by ``t``."""
         b, seq_len = ended.shape
-        x = self._lstm_inputs(encoder, batch, Columns.OBS).view(b, seq_len, -1)
+        x = self._lstm_inputs(trunk, batch, Columns.OBS).view(b, seq_len, -1)
         h, c = start.chunk(2, dim=-1)
         outs, ends = [], {}
         for first, stop in itertools.pairwise(bounds):
-            y, (h, c) = lstm(x[:, first:stop], (h[None].contiguous(), c[None].contiguous()))
+            y, (h, c) = trunk.lstm(x[:, first:stop], (h[None].contiguous(), c[None].contiguous()))
             h, c = h[0], c[0]
             outs.append(y)
             ends[stop - 1] = (h, c)
@@ -228,16 +243,16 @@ class TorchLSTMActorCritic(nn.Module):
         step on from the state that step ended in, with its action and reward as the
         previous ones."""
         b, seq_len = values.shape
-        encoder, lstm = self.trunks[-1]
+        trunk = self.trunks[-1]
         columns = [*values[:, 1:].unbind(1), values[:, 0]]  # the last is replaced
         for t, (h, c) in ends.items():
             following = {
-                Columns.NEXT_OBS: batch[Columns.NEXT_OBS].view(b, seq_len, -1)[:, t],
+                Columns.NEXT_OBS: _at_step(batch[Columns.NEXT_OBS], b, seq_len, t),
                 Columns.PREV_ACTIONS: _at_step(batch[Columns.ACTIONS], b, seq_len, t),
                 Columns.PREV_REWARDS: _at_step(batch[Columns.REWARDS], b, seq_len, t),
             }
-            x = self._lstm_inputs(encoder, following, Columns.NEXT_OBS)
-            columns[t] = self._value(self._cell(lstm, x, h, c)[0])
+            x = self._lstm_inputs(trunk, following, Columns.NEXT_OBS)
+            columns[t] = self._value(self._cell(trunk.lstm, x, h, c)[0])
         return torch.stack(columns, dim=1).reshape(-1)
 
     def action_dist(self, dist_inputs: torch.Tensor):
