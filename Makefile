@@ -6,6 +6,10 @@ STAMP := $(VENV)/.installed
 # Material's banner about its successor is not a build problem.
 MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 
+# pytest-xdist: one worker per logical CPU; the Ray tests are one group on one worker
+# (tests/conftest.py). `make test XDIST=` runs them in one process.
+XDIST ?= -n logical --dist loadgroup
+
 .PHONY: setup train test test-fast lint format docs docs-serve bench clean
 
 $(STAMP): Makefile pyproject.toml constraints.txt plugins/*/pyproject.toml
@@ -24,10 +28,10 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(MKDOCS) build --strict --quiet
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(XDIST)
 
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -m "not slow and not ray"
+	$(BIN)/pytest -q $(XDIST) -m "not slow and not ray"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

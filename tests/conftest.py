@@ -18,6 +18,9 @@ for _variable in (
     "TF_NUM_INTEROP_THREADS",
 ):
     os.environ.setdefault(_variable, "1")
+# Ray starts its workers (learner and env runner actors) at nice 15: beside another xdist
+# worker at nice 0 on a 2-core machine they would wait for it. Equal shares instead.
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 import importlib
 import importlib.util
@@ -77,12 +80,14 @@ def fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 # Ray --------------------------------------------------------------------------------------
 # Starting Ray takes seconds, so the tests share one session: the first test that needs Ray
-# starts it (through learnerkit, as a user's program would) and it lasts until the tests
-# end. Ray tests run after all the others, so that no other test sees a session. Tests that
-# check how a run starts Ray (marked ``ray_first``) run first among them, so that the session
-# they see started is the one the others then share; each still ends any session first
-# (end_ray_session), so that it holds when run alone. The two-node cluster tests, which
-# replace the session with their cluster, run last.
+# starts it (through learnerkit, as a user's program would) and it lasts until the Ray tests
+# end. Tests that check how a run starts Ray (marked ``ray_first``) run first among them, so
+# that the session they see started is the one the others then share; each still ends any
+# session first (end_ray_session), so that it holds when run alone. The two-node cluster
+# tests, which replace the session with their cluster, run last. Run alone, the Ray tests
+# come after all the others; under pytest-xdist (``make test``: ``-n 2``) they are one group
+# on one worker, started first, while the other tests spread over the workers; a test that
+# is not marked ``ray`` ends a session it finds.
 def ray_is_up() -> bool:
     ray = sys.modules.get("ray")  # never imported here: most tests do not use Ray
     return ray is not None and ray.is_initialized()
@@ -102,27 +107,37 @@ def ray_session_ends_with_the_tests() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def only_ray_tests_start_ray(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A test that starts Ray is marked ``ray`` (``make test-fast`` leaves those out)."""
-    was_up = ray_is_up()
+    """A test that starts Ray is marked ``ray`` (``make test-fast`` leaves those out); any
+    other test runs with no session (under xdist the Ray group may have left one)."""
+    if request.node.get_closest_marker("ray") is not None:
+        yield
+        return
+    end_ray_session()
     yield
-    if not was_up and ray_is_up() and request.node.get_closest_marker("ray") is None:
+    if ray_is_up():
         end_ray_session()
         pytest.fail(f"{request.node.nodeid} started Ray: mark it @pytest.mark.ray")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Ray tests after the others: those marked ``ray_first`` first, the two-node cluster's
-    last (a stable sort: file order otherwise)."""
+    """Ray tests after the others (first under xdist, as one group on one worker): those
+    marked ``ray_first`` first, the two-node cluster's last (a stable sort: file order
+    otherwise)."""
+    under_xdist = "PYTEST_XDIST_WORKER" in os.environ
 
     def order(item: pytest.Item) -> tuple[bool, bool, bool]:
         is_ray = item.get_closest_marker("ray") is not None
         return (
-            is_ray,
+            is_ray != under_xdist,
             is_ray and item.get_closest_marker("ray_first") is None,
             is_ray and "two_node_cluster" in getattr(item, "fixturenames", ()),
         )
 
     items.sort(key=order)
+    if under_xdist:
+        for item in items:
+            if item.get_closest_marker("ray") is not None:
+                item.add_marker(pytest.mark.xdist_group("ray"))
 
 
 @pytest.fixture(params=FRAMEWORKS)

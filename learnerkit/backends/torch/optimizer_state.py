@@ -67,7 +67,8 @@ def _check_groups(optimizer: torch.optim.Optimizer, groups: Any) -> None:
     for n, (mine, given) in enumerate(zip(own, groups, strict=True)):
         if not isinstance(given, Mapping):
             raise CheckpointError(f"parameter group {n} is a {type(given).__name__}, not a mapping")
-        if list(given.get("params", ())) != list(mine["params"]):
+        params = given.get("params", ())
+        if not isinstance(params, Sequence) or list(params) != list(mine["params"]):
             raise CheckpointError(
                 f"parameter group {n} covers parameters {given.get('params')!r:.80}; this "
                 f"optimizer's covers {mine['params']}"
