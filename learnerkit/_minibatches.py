@@ -13,7 +13,9 @@ import numpy as np
 from learnerkit import _finite
 from learnerkit.batch import MultiAgentBatch, SampleBatch
 from learnerkit.column_specs import check_column_specs
+from learnerkit.columns import Columns
 from learnerkit.errors import BatchError
+from learnerkit.model_config import burn_in_of
 
 if TYPE_CHECKING:
     from learnerkit._learner_modules import ModuleRecord
@@ -37,6 +39,20 @@ def check_whole_sequences(minibatch_size: int | None, sequence_length: int | Non
                 f"minibatch_size ({minibatch_size}) must be a multiple of sequence_length "
                 f"({sequence_length}): minibatches are made of whole sequences"
             )
+
+
+def with_loss_mask(module_batch: SampleBatch, model_config: Mapping[str, Any]) -> SampleBatch:
+    """``module_batch`` with ``Columns.LOSS_MASK`` (0.0 for the first ``lstm_burn_in`` rows
+    of each sequence of ``max_seq_len``, which only warm up the state; 1.0 for the others)
+    when its module trains with burn-in; else as it is. The rows are whole sequences (the
+    forward pass refuses others), so a row's place in its sequence is its index modulo
+    ``max_seq_len``, in every minibatch and shard too."""
+    burn_in = burn_in_of(model_config)
+    if not burn_in:
+        return module_batch
+    seq_len = int(model_config["max_seq_len"])
+    mask = (np.arange(module_batch.count) % seq_len >= burn_in).astype(np.float32)
+    return SampleBatch({**module_batch, Columns.LOSS_MASK: mask})
 
 
 def train_module(
@@ -74,7 +90,11 @@ def train_module(
     if not names:
         return metrics, {}
     skipped = table[:, list(keys).index("skipped")] > 0
-    return metrics, per_row_results(names, steps, skipped, n)
+    values = per_row_results(names, steps, skipped, n)
+    if Columns.LOSS_MASK in module_batch:  # no step trains on a burnt-in row
+        for column in values.values():
+            column[module_batch[Columns.LOSS_MASK] == 0.0] = np.nan
+    return metrics, values
 
 
 def per_row_results(

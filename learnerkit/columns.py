@@ -87,6 +87,11 @@ class Columns(metaclass=_WarnsOnDeprecatedNames):
     STATE_OUT = "state_out"
     """The state a recurrent module's acting step ends in: in the step's outputs, never a
     batch column."""
+    LOSS_MASK = "loss_mask"
+    """1.0 for the rows a loss counts, 0.0 for those it must leave out (float32): added by
+    ``Learner.update`` when a recurrent module trains with burn-in (``lstm_burn_in``), whose
+    first steps of each sequence only warm up the state (docs/guides/recurrent.md). A loss
+    reading it takes masked means (``learnerkit.loss_mask``); RLlib's name."""
     NEXT_VF_PREDS = "next_vf_preds"
     """In a recurrent module's ``forward_train`` output: V of each row's ``NEXT_OBS`` from
     the state the row's step ended in (a recurrent ``value(obs)`` cannot know it)."""
