@@ -108,35 +108,46 @@ def load_policy(path: str, *, env_id: str | None = None, explore: bool = False) 
 class RecurrentPolicy:
     """A recurrent module's policy for evaluation, through its numpy copy: it carries the
     state of the envs it acts for (their number, the rows of the first call after
-    ``reset``), each starting from the initial state; ``reset()`` before new episodes.
-    The previous reward is not known here: a module that reads it is refused."""
+    ``reset``), each starting from the initial state; ``reset()`` before new episodes, and
+    ``reward(rewards)`` after each env step: the rewards become the next step's previous
+    ones (``lstm_use_prev_reward``), as an env runner passes them."""
 
     def __init__(
         self, weights: Mapping[str, Any], module_spec: ModuleSpec, framework: str, explore: bool
     ) -> None:
-        if module_spec.model_config.get("lstm_use_prev_reward"):
-            raise ConfigError(
-                "this recurrent module reads the previous reward (lstm_use_prev_reward), "
-                "which evaluation does not pass to a policy: evaluate it with your own loop "
-                "over its numpy copy (docs/guides/recurrent.md)"
-            )
         copy = numpy_copy_class(module_spec).from_weights(
             weights, module_spec, framework, np.random.default_rng(0)
         )
         self._copy, self._action_space = copy, module_spec.action_space
         self._act = copy.forward_exploration if explore else copy.forward_inference
         self._carrier: StateCarrier | None = None
+        self._reads_reward = bool(module_spec.model_config.get("lstm_use_prev_reward"))
+        self._owes_reward = False
 
     def reset(self) -> None:
-        self._carrier = None
+        self._carrier, self._owes_reward = None, False
+
+    def reward(self, rewards: Any) -> None:
+        """The rewards the envs got for the last actions (one per env)."""
+        if self._carrier is not None:
+            shape = self._carrier.prev_rewards.shape
+            self._carrier.prev_rewards = np.asarray(rewards, np.float32).reshape(shape)
+        self._owes_reward = False
 
     def __call__(self, obs: np.ndarray) -> dict[str, np.ndarray]:
+        if self._owes_reward and self._reads_reward:
+            raise ConfigError(
+                "this recurrent module reads the previous reward (lstm_use_prev_reward): call "
+                "policy.reward(rewards) after each env step, before the next action, and "
+                "policy.reset() before new episodes"
+            )
         if self._carrier is None or self._carrier.num_envs != len(obs):
             self._carrier = StateCarrier(lambda: self._copy, len(obs), self._action_space)
         carrier = self._carrier
         out = dict(self._act(carrier.inputs(obs)))
         carrier.state = np.asarray(out.pop(Columns.STATE_OUT), dtype=np.float32)
         carrier.prev_actions = np.asarray(out[Columns.ACTIONS], carrier.prev_actions.dtype)
+        self._owes_reward = True
         return out
 
 
@@ -187,6 +198,8 @@ def run_episodes(
             if low is not None:
                 action = np.clip(action, low, high)
             obs, reward, terminated, truncated, _ = env.step(action)
+            if hasattr(policy, "reward"):  # a recurrent policy: the next previous reward
+                policy.reward(np.array([reward], np.float32))
             total += float(reward)
             done = terminated or truncated
         returns.append(total)
