@@ -267,8 +267,26 @@ def evaluate_multi_agent(
     learner.build()
     learner.load_state(checkpoint_dir(path))
     policies = {
-        m: policy_fn(learner.backend, module, explore=False) for m, module in learner.module.items()
+        m: policy_fn(learner.backend, module, explore=False)
+        for m, module in learner.module.items()
+        if not is_recurrent_copy(module)
     }
+    # A recurrent module acts for each agent with that agent's own state (RecurrentPolicy).
+    recurrent = {
+        m: (learner.backend.get_module_state(module), spec.module_specs[m])
+        for m, module in learner.module.items()
+        if is_recurrent_copy(module)
+    }
+    agent_policies: dict[str, RecurrentPolicy] = {}
+
+    def policy_of(agent: str, module_id: str) -> Any:
+        if module_id not in recurrent:
+            return policies[module_id]
+        if agent not in agent_policies:
+            weights, module_spec = recurrent[module_id]
+            agent_policies[agent] = RecurrentPolicy(weights, module_spec, run["framework"], False)
+        return agent_policies[agent]
+
     mapping = mapping_fn(state.get("policy_mapping") or run.get("policy_mapping") or "shared")
     # Each module sees observations as it did in training: normalised with its statistics.
     normalizers = ObsNormalizers(
@@ -282,15 +300,18 @@ def evaluate_multi_agent(
             obs, _ = env.reset(seed=seed + episode)
             modules: dict[str, str] = {}
             returns: dict[str, float] = {}
+            agent_policies.clear()  # each agent's state from its episode's start
             while env.agents:
                 actions = {}
                 for agent in env.agents:
                     module_id = modules.setdefault(agent, mapping(agent))
                     x = normalizers.normalize(module_id, np.asarray(obs[agent])[None])
-                    actions[agent] = policies[module_id](x)["actions"][0]
+                    actions[agent] = policy_of(agent, module_id)(x)["actions"][0]
                 obs, rewards, _, _, _ = env.step(actions)
                 for agent, reward in rewards.items():
                     returns[agent] = returns.get(agent, 0.0) + float(reward)
+                    if agent in agent_policies:
+                        agent_policies[agent].reward(np.array([reward], np.float32))
             episodes.append(returns)
     finally:
         env.close()
