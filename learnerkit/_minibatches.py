@@ -42,16 +42,18 @@ def check_whole_sequences(minibatch_size: int | None, sequence_length: int | Non
 
 
 def with_loss_mask(module_batch: SampleBatch, model_config: Mapping[str, Any]) -> SampleBatch:
-    """``module_batch`` with ``Columns.LOSS_MASK`` (0.0 for the first ``lstm_burn_in`` rows
-    of each sequence of ``max_seq_len``, which only warm up the state; 1.0 for the others)
-    when its module trains with burn-in; else as it is. The rows are whole sequences (the
-    forward pass refuses others), so a row's place in its sequence is its index modulo
-    ``max_seq_len``, in every minibatch and shard too."""
+    """``module_batch`` with ``Columns.LOSS_MASK`` 0.0 also on the first ``lstm_burn_in``
+    rows of each sequence of ``max_seq_len``, which only warm up the state, when its module
+    trains with burn-in (the loop's mask, padding, if any, kept); else as it is. The rows
+    are whole sequences (the forward pass refuses others), so a row's place in its sequence
+    is its index modulo ``max_seq_len``, in every minibatch and shard too."""
     burn_in = burn_in_of(model_config)
     if not burn_in:
         return module_batch
     seq_len = int(model_config["max_seq_len"])
     mask = (np.arange(module_batch.count) % seq_len >= burn_in).astype(np.float32)
+    if Columns.LOSS_MASK in module_batch:
+        mask = mask * module_batch[Columns.LOSS_MASK]
     return SampleBatch({**module_batch, Columns.LOSS_MASK: mask})
 
 
@@ -155,6 +157,13 @@ def validate_batch(
                 f"batch for module {module_id!r} has {module_batch.count} rows, not a "
                 f"multiple of sequence_length={sequence_length}: it must be made of whole "
                 "sequences (fragments) of that many consecutive rows"
+            )
+        if Columns.LOSS_MASK in module_batch and not algorithm.reads_loss_mask:
+            raise BatchError(
+                f"batch for module {module_id!r} has {Columns.LOSS_MASK!r} (rows no loss may "
+                f"count: padding), but the loss of {algorithm.name!r} does not declare that it "
+                "respects it (Algorithm(reads_loss_mask=True)): train with an algorithm that "
+                "does (ppo, impala, appo), or send no masked rows"
             )
         module_batch.check_columns(
             algorithm.required_columns,

@@ -4,9 +4,10 @@ A recurrent module trained with burn-in (``model_config["lstm_burn_in"]``) runs 
 pass over whole sequences, but the first steps of each only warm up the state: the host
 cannot cut those rows out of the batch, since V-trace runs along whole fragments and a
 target network's forward pass needs them too. So ``Learner.update`` adds
-``Columns.LOSS_MASK`` (1.0 for a row that counts, 0.0 for a burnt-in one) and a loss takes
-its means and statistics with these functions, which are plain means when ``mask`` is
-None (no burn-in). An algorithm whose loss does this declares
+``Columns.LOSS_MASK`` (1.0 for a row that counts, 0.0 for a burnt-in one; the on-policy
+loop's padding of PettingZoo agents' segments is 0.0 too) and a loss takes its means and
+statistics with these functions, which are plain means when ``mask`` is None (nothing to
+leave out). An algorithm whose loss does this declares
 ``Algorithm(reads_loss_mask=True)``; a module with burn-in is refused for any other.
 
 Pure functions over ``ops``: one definition for torch and TensorFlow. ``x`` and ``mask``

@@ -21,6 +21,7 @@ __all__ = [
     "MODEL_CONFIG_DEFAULTS",
     "burn_in_of",
     "check_fragments_hold_sequences",
+    "common_sequence_length",
     "refuse_recurrent",
     "resolve_model_config",
     "sequence_length_of",
@@ -116,6 +117,21 @@ def burn_in_of(model_config: Mapping[str, Any]) -> int:
     if sequence_length_of(model_config) is None:
         return 0
     return int(model_config.get("lstm_burn_in", 0))
+
+
+def common_sequence_length(model_configs: Mapping[str, Mapping[str, Any]]) -> int | None:
+    """The sequence length one update of these modules trains with (``Learner.update``
+    takes one): the recurrent modules' ``max_seq_len``, which must agree (a ConfigError
+    naming them otherwise); None when none is recurrent."""
+    lengths = {m: sequence_length_of(c) for m, c in model_configs.items()}
+    found = {length for length in lengths.values() if length is not None}
+    if len(found) > 1:
+        detail = {m: length for m, length in lengths.items() if length is not None}
+        raise ConfigError(
+            f"recurrent modules train on sequences of one length per update, but their "
+            f"max_seq_len differ: {detail}; give them one max_seq_len"
+        )
+    return found.pop() if found else None
 
 
 def check_fragments_hold_sequences(

@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import bc_loss, make_plugin
+from conftest import CARTPOLE_OBS, TWO_ACTIONS, bc_loss, make_plugin, random_batch
 
-from learnerkit import Columns, ConfigError, Learner, LearnerSpec, ModuleSpec, get_algorithm
+from learnerkit import (
+    BatchError,
+    Columns,
+    ConfigError,
+    Learner,
+    LearnerSpec,
+    ModuleSpec,
+    SampleBatch,
+    get_algorithm,
+)
 from learnerkit.backends import make_backend
 from learnerkit.loops import TrainConfig, train
 from learnerkit.loops.contract import probe_spaces
@@ -168,6 +177,19 @@ def test_an_algorithm_whose_loss_ignores_the_mask_is_refused(register):
     )
     with pytest.raises(ConfigError, match=r"reads_loss_mask=True.*set lstm_burn_in=0"):
         Learner(spec).build()
+
+
+def test_a_masked_batch_is_refused_for_an_algorithm_whose_loss_ignores_the_mask(register):
+    register(make_plugin("maskless", compute_loss=bc_loss))
+    learner = Learner(
+        LearnerSpec(algorithm="maskless", module_spec=ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS))
+    )
+    learner.build()
+    batch = random_batch(8)
+    masked = SampleBatch({**batch, Columns.LOSS_MASK: np.ones(8, np.float32)})
+    learner.update(batch)
+    with pytest.raises(BatchError, match=r"'loss_mask'.*reads_loss_mask=True"):
+        learner.update(masked)
 
 
 def test_ppo_with_burn_in_repeats_what_it_saw(tmp_path):

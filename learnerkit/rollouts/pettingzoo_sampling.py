@@ -177,6 +177,7 @@ class MultiAgentEnvRunner:
                 continue
             for agent, segment in episode.segments.items():
                 segment.bootstrap = agent in episode.obs
+                segment.bootstrap_state = episode.states.get(agent)
                 open_segments.append(segment)
             episode.segments = {}
         if self.normalizers.enabled:
@@ -286,8 +287,9 @@ class MultiAgentEnvRunner:
                 # A truncated agent's future is bootstrapped from its final observation
                 # (PettingZoo returns it with the step that truncated it).
                 segment.bootstrap = truncated
+                # Should it come back, from a new start; its value from where it ended.
+                segment.bootstrap_state = episode.states.pop(agent, None)
                 finished.append(episode.segments.pop(agent))
-                episode.states.pop(agent, None)  # should it come back: a new start
         episode.length += 1
         episode.obs = {agent: obs[agent] for agent in env.agents if agent in obs}
         if not env.agents:

@@ -188,7 +188,19 @@ class AgentStatePolicy:
     def __call__(self, obs: np.ndarray, carried: Sequence[AgentState]) -> dict[str, Any]:
         """The copy's outputs for one row per agent, ``state_out`` among them, and the
         recurrent inputs each row acted with (recorded as ``StateCarrier.columns``)."""
-        inputs = {
+        inputs = self._inputs(obs, carried)
+        out = dict(self._acting().forward_exploration(inputs))
+        out[Columns.STATE_OUT] = np.asarray(out[Columns.STATE_OUT], dtype=np.float32)
+        out.update({name: inputs[name] for name in RECURRENT_INPUTS})
+        return out
+
+    def value(self, obs: np.ndarray, carried: Sequence[AgentState]) -> np.ndarray:
+        """V of each agent's ``obs`` stepped from what it carries (a segment's bootstrap:
+        the state, action and reward its last step ended with)."""
+        return np.asarray(self._acting().value(self._inputs(obs, carried)), dtype=np.float32)
+
+    def _inputs(self, obs: np.ndarray, carried: Sequence[AgentState]) -> dict[str, np.ndarray]:
+        return {
             Columns.OBS: obs,
             Columns.STATE_IN: np.stack([c.state for c in carried]).astype(np.float32),
             Columns.PREV_ACTIONS: np.stack([np.asarray(c.prev_action) for c in carried]).astype(
@@ -196,7 +208,3 @@ class AgentStatePolicy:
             ),
             Columns.PREV_REWARDS: np.array([c.prev_reward for c in carried], np.float32),
         }
-        out = dict(self._acting().forward_exploration(inputs))
-        out[Columns.STATE_OUT] = np.asarray(out[Columns.STATE_OUT], dtype=np.float32)
-        out.update({name: inputs[name] for name in RECURRENT_INPUTS})
-        return out

@@ -12,7 +12,8 @@ asynchronous loop) a gymnasium fragment of T steps already is one sequence per e
 (``multi_agent_sequences``). A recurrent module acts through a
 ``StateCarrier`` that keeps its state per env from fragment to fragment; in PettingZoo
 envs (the asynchronous loop's streams) through an ``AgentStatePolicy``, each agent's state
-kept in its episode.
+kept in its episode (the on-policy loop's segments too: their bootstrap values step from
+what each agent carried).
 """
 
 from __future__ import annotations
@@ -81,17 +82,6 @@ class Sampler:
         )
         self._carrier: StateCarrier | None = None  # a recurrent module's, made when it acts
         self._agent_policies: dict[str, AgentStatePolicy] = {}  # PettingZoo recurrent modules
-        self._refuse_recurrent_agents(self.modules)
-
-    def _refuse_recurrent_agents(self, modules: Mapping[str, RunnerModule]) -> None:
-        recurrent = [m for m, module in modules.items() if module.recurrent]
-        if recurrent and self.spec.multi_agent and not self.spec.sequences:
-            raise ConfigError(
-                f"modules {recurrent} are recurrent (use_lstm): in PettingZoo envs they train "
-                "on the async loop's sequences only for now (IMPALA, APPO), not on the "
-                "on-policy loop's segments (PPO), which agents cut to any length; train them "
-                "with IMPALA or APPO, or with use_lstm=False"
-            )
 
     def _make_envs(self, env_source: Any) -> EnvAdapter:
         spec, index = self.spec, self.index
@@ -164,7 +154,6 @@ class Sampler:
         if module_id in self.modules:
             raise ConfigError(f"the env runner already has module {module_id!r}")
         module = self._module(module_id, module_spec)
-        self._refuse_recurrent_agents({module_id: module})
         if weights is not None:
             module.set_weights(weights, self.version)
         self.modules[module_id] = module
@@ -204,7 +193,7 @@ class Sampler:
             else:
                 rollout = self.envs.sample(module.policy, module.value, length, self.policy_outputs)
         else:
-            values = {m: module.value for m, module in self.modules.items()}
+            values = {m: self._agent_value(m, module) for m, module in self.modules.items()}
             rollout = self.envs.sample_modules(policies, values, length)
         episodes, agent_returns = self.envs.pop_episodes()
         first, self.fragments_sampled = self.fragments_sampled == 0, self.fragments_sampled + 1
@@ -230,6 +219,13 @@ class Sampler:
                 module.numpy_copy, action_space
             )
         return policy
+
+    def _agent_value(self, module_id: str, module: RunnerModule) -> Any:
+        """A module's value function for PettingZoo agents' bootstraps: a recurrent one
+        steps from what each agent carried (``AgentStatePolicy.value``)."""
+        if not module.recurrent:
+            return module.value
+        return self._agent_policy(module_id, module).value
 
     def _state_carrier(self, module: RunnerModule) -> StateCarrier | None:
         if not module.recurrent:
