@@ -20,8 +20,9 @@ import pluggy
 from learnerkit import _defaults
 from learnerkit._defaults import DEFAULT_OPTIMIZER
 from learnerkit._plugins import new_plugin_manager
-from learnerkit.errors import PluginError
+from learnerkit.errors import ConfigError, PluginError
 from learnerkit.hookspecs import OPTIMIZER_LOSSES, PER_ROW
+from learnerkit.model_config import burn_in_of
 from learnerkit.target_networks import make_target
 
 if TYPE_CHECKING:
@@ -118,6 +119,7 @@ def build_record(
     target network and train step (through ``gradient_hooks(module_id, record)``' stages,
     when it gives some); then tell ``data_parallel``. Nothing of it is left if any part
     fails."""
+    refuse_unmasked_burn_in(module_spec, module_id, algorithm)
     # Every data-parallel copy builds from the same seed, so weights start identical.
     record = table[module_id] = ModuleRecord(backend.build_module(module_spec, hps.seed), hps)
     try:
@@ -140,6 +142,20 @@ def build_record(
         del table[module_id]
         data_parallel.module_removed(module_id)
         raise
+
+
+def refuse_unmasked_burn_in(module_spec: ModuleSpec, module_id: str, algorithm: Algorithm) -> None:
+    """A ConfigError for burn-in (``lstm_burn_in``) under an algorithm whose loss does not
+    read ``Columns.LOSS_MASK``: it would train on the warm-up rows."""
+    burn_in = burn_in_of(module_spec.model_config)
+    if burn_in and not algorithm.reads_loss_mask:
+        raise ConfigError(
+            f"module {module_id!r} trains with lstm_burn_in={burn_in}, but the loss of "
+            f"{algorithm.name!r} does not declare that it respects Columns.LOSS_MASK "
+            "(Algorithm(reads_loss_mask=True)), so it would train on the burnt-in steps: "
+            "set lstm_burn_in=0, or train with an algorithm that reads the mask (ppo, "
+            "impala, appo)"
+        )
 
 
 def named_optimizers(configured: Any, backend: Backend, module: Any, where: str) -> dict[str, Any]:

@@ -13,7 +13,9 @@ import numpy as np
 from learnerkit import _finite
 from learnerkit.batch import MultiAgentBatch, SampleBatch
 from learnerkit.column_specs import check_column_specs
+from learnerkit.columns import Columns
 from learnerkit.errors import BatchError
+from learnerkit.model_config import burn_in_of
 
 if TYPE_CHECKING:
     from learnerkit._learner_modules import ModuleRecord
@@ -37,6 +39,22 @@ def check_whole_sequences(minibatch_size: int | None, sequence_length: int | Non
                 f"minibatch_size ({minibatch_size}) must be a multiple of sequence_length "
                 f"({sequence_length}): minibatches are made of whole sequences"
             )
+
+
+def with_loss_mask(module_batch: SampleBatch, model_config: Mapping[str, Any]) -> SampleBatch:
+    """``module_batch`` with ``Columns.LOSS_MASK`` 0.0 also on the first ``lstm_burn_in``
+    rows of each sequence of ``max_seq_len``, which only warm up the state, when its module
+    trains with burn-in (the loop's mask, padding, if any, kept); else as it is. The rows
+    are whole sequences (the forward pass refuses others), so a row's place in its sequence
+    is its index modulo ``max_seq_len``, in every minibatch and shard too."""
+    burn_in = burn_in_of(model_config)
+    if not burn_in:
+        return module_batch
+    seq_len = int(model_config["max_seq_len"])
+    mask = (np.arange(module_batch.count) % seq_len >= burn_in).astype(np.float32)
+    if Columns.LOSS_MASK in module_batch:
+        mask = mask * module_batch[Columns.LOSS_MASK]
+    return SampleBatch({**module_batch, Columns.LOSS_MASK: mask})
 
 
 def train_module(
@@ -74,7 +92,11 @@ def train_module(
     if not names:
         return metrics, {}
     skipped = table[:, list(keys).index("skipped")] > 0
-    return metrics, per_row_results(names, steps, skipped, n)
+    values = per_row_results(names, steps, skipped, n)
+    if Columns.LOSS_MASK in module_batch:  # no step trains on a burnt-in row
+        for column in values.values():
+            column[module_batch[Columns.LOSS_MASK] == 0.0] = np.nan
+    return metrics, values
 
 
 def per_row_results(
@@ -135,6 +157,13 @@ def validate_batch(
                 f"batch for module {module_id!r} has {module_batch.count} rows, not a "
                 f"multiple of sequence_length={sequence_length}: it must be made of whole "
                 "sequences (fragments) of that many consecutive rows"
+            )
+        if Columns.LOSS_MASK in module_batch and not algorithm.reads_loss_mask:
+            raise BatchError(
+                f"batch for module {module_id!r} has {Columns.LOSS_MASK!r} (rows no loss may "
+                f"count: padding), but the loss of {algorithm.name!r} does not declare that it "
+                "respects it (Algorithm(reads_loss_mask=True)): train with an algorithm that "
+                "does (ppo, impala, appo), or send no masked rows"
             )
         module_batch.check_columns(
             algorithm.required_columns,

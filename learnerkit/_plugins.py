@@ -91,6 +91,10 @@ class Algorithm:
     settings class. A loop that is not installed does not stop the algorithm loading (it
     may be installed later); training it is then refused, naming the installed loops. None:
     trained only through the Learner API (``Learner.update`` with your own batches)."""
+    reads_loss_mask: bool = False
+    """Its loss takes its means over the rows ``Columns.LOSS_MASK`` keeps, when the batch has
+    it (``learnerkit.loss_mask``): only then may a recurrent module train with burn-in
+    (``lstm_burn_in``), whose warm-up rows a loss reading every row would train on."""
     target_network: bool = False
     """Keep a target copy of each module (``learner.target_module(module_id)``), moved by
     ``learner.update_target_module(module_id, tau)``; see ``learnerkit.target_networks``."""

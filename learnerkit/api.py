@@ -37,6 +37,7 @@ PUBLIC_MODULES = (
     "learnerkit.loops",
     "learnerkit.loops.contract",
     "learnerkit.loops.settings",
+    "learnerkit.loss_mask",
     "learnerkit.model_config",
     "learnerkit.ops",
     "learnerkit.replay",

@@ -87,6 +87,12 @@ class Columns(metaclass=_WarnsOnDeprecatedNames):
     STATE_OUT = "state_out"
     """The state a recurrent module's acting step ends in: in the step's outputs, never a
     batch column."""
+    LOSS_MASK = "loss_mask"
+    """1.0 for the rows a loss counts, 0.0 for those it must leave out (float32): the padding
+    the on-policy loop adds to PettingZoo agents' segments for a recurrent module, and, by
+    ``Learner.update``, the first steps of each sequence of a module with burn-in
+    (``lstm_burn_in``), which only warm up the state (docs/guides/recurrent.md). A loss
+    reading it takes masked means (``learnerkit.loss_mask``); RLlib's name."""
     NEXT_VF_PREDS = "next_vf_preds"
     """In a recurrent module's ``forward_train`` output: V of each row's ``NEXT_OBS`` from
     the state the row's step ended in (a recurrent ``value(obs)`` cannot know it)."""

@@ -184,8 +184,14 @@ def compute_loss(
     business: ``batch`` carries ``Columns.STATE_IN`` (the state each step started from;
     ``forward_train`` reads it at each sequence's first row), ``PREV_ACTIONS`` and
     ``PREV_REWARDS``, and ``forward_train`` resets the state where ``terminateds`` or
-    ``truncateds`` end an episode inside a sequence. Nothing is padded, so every row is a
-    real step and plain means over ``fwd_out`` are right: a loss needs no mask. A loss that
+    ``truncateds`` end an episode inside a sequence. In gymnasium envs nothing is padded,
+    so every row is a real step and plain means over ``fwd_out`` are right. ``batch`` then
+    carries ``Columns.LOSS_MASK`` (0.0 on the rows to leave out, 1.0 elsewhere) with
+    burn-in (``model_config["lstm_burn_in"]=N``: the first N steps of each sequence only
+    warm the state up) and on the on-policy loop in PettingZoo envs (agents' segments
+    padded to whole sequences); the loss takes every mean and statistic over it
+    (``learnerkit.loss_mask.masked_mean``); an algorithm whose loss does declares
+    ``Algorithm(reads_loss_mask=True)``, and a mask is refused for any other. A loss that
     bootstraps from the values of ``Columns.NEXT_OBS`` takes ``fwd_out["next_vf_preds"]``
     where the module gives it (a recurrent ``value(obs)`` cannot know the state), and a
     forward pass of another module (a target network) is handed the whole ``batch``.

@@ -195,6 +195,8 @@ class Learner(AlgorithmStages):
         metrics, per_row = {}, {}
         for module_id, module_batch in batch.items():
             record = self._table[module_id]
+            model_config = self.spec.module_specs[module_id].model_config
+            module_batch = _minibatches.with_loss_mask(module_batch, model_config)
             metrics[module_id], per_row[module_id] = _minibatches.train_module(
                 record, self.backend, self._generator, module_id, module_batch, *schedule
             )

@@ -19,7 +19,9 @@ from learnerkit.errors import ConfigError
 __all__ = [
     "ACTIVATIONS",
     "MODEL_CONFIG_DEFAULTS",
+    "burn_in_of",
     "check_fragments_hold_sequences",
+    "common_sequence_length",
     "refuse_recurrent",
     "resolve_model_config",
     "sequence_length_of",
@@ -40,6 +42,10 @@ MODEL_CONFIG_DEFAULTS: dict[str, Any] = {
     "max_seq_len": 20,
     "lstm_use_prev_action": False,
     "lstm_use_prev_reward": False,
+    # The first ``lstm_burn_in`` steps of each training sequence only warm the state up
+    # from the recorded one (R2D2's burn-in; RLlib's R2D2 calls it ``replay_burn_in``):
+    # no loss or statistic counts them (``Columns.LOSS_MASK``).
+    "lstm_burn_in": 0,
 }
 ACTIVATIONS = frozenset({"tanh", "relu", "elu", "silu"})
 """Activation names every backend's default module provides."""
@@ -72,7 +78,28 @@ def resolve_model_config(
     for key in ("use_lstm", "lstm_use_prev_action", "lstm_use_prev_reward"):
         if not isinstance(config.get(key, False), bool):
             raise ConfigError(f"model_config[{key!r}] must be True or False, got {config[key]!r}")
+    _check_burn_in(config)
     return config
+
+
+def _check_burn_in(config: Mapping[str, Any]) -> None:
+    burn_in = config.get("lstm_burn_in", 0)
+    if isinstance(burn_in, bool) or not isinstance(burn_in, int) or burn_in < 0:
+        raise ConfigError(f"model_config['lstm_burn_in'] must be an int >= 0, got {burn_in!r}")
+    if not burn_in:
+        return
+    if not config.get("use_lstm", False):
+        raise ConfigError(
+            f"model_config['lstm_burn_in']={burn_in} warms up a recurrent module's state, but "
+            "use_lstm is False: set use_lstm=True, or drop lstm_burn_in"
+        )
+    seq_len = config.get("max_seq_len", MODEL_CONFIG_DEFAULTS["max_seq_len"])
+    if burn_in >= seq_len:
+        raise ConfigError(
+            f"model_config['lstm_burn_in']={burn_in} leaves no step of a sequence of "
+            f"max_seq_len={seq_len} to train on: make lstm_burn_in smaller than max_seq_len "
+            f"(or raise max_seq_len above {burn_in})"
+        )
 
 
 def sequence_length_of(model_config: Mapping[str, Any]) -> int | None:
@@ -82,6 +109,29 @@ def sequence_length_of(model_config: Mapping[str, Any]) -> int | None:
     if not model_config.get("use_lstm", False):
         return None
     return int(model_config.get("max_seq_len", MODEL_CONFIG_DEFAULTS["max_seq_len"]))
+
+
+def burn_in_of(model_config: Mapping[str, Any]) -> int:
+    """How many steps at the start of each training sequence of a module of
+    ``model_config`` only warm up its state (``lstm_burn_in``; 0 for a feed-forward one)."""
+    if sequence_length_of(model_config) is None:
+        return 0
+    return int(model_config.get("lstm_burn_in", 0))
+
+
+def common_sequence_length(model_configs: Mapping[str, Mapping[str, Any]]) -> int | None:
+    """The sequence length one update of these modules trains with (``Learner.update``
+    takes one): the recurrent modules' ``max_seq_len``, which must agree (a ConfigError
+    naming them otherwise); None when none is recurrent."""
+    lengths = {m: sequence_length_of(c) for m, c in model_configs.items()}
+    found = {length for length in lengths.values() if length is not None}
+    if len(found) > 1:
+        detail = {m: length for m, length in lengths.items() if length is not None}
+        raise ConfigError(
+            f"recurrent modules train on sequences of one length per update, but their "
+            f"max_seq_len differ: {detail}; give them one max_seq_len"
+        )
+    return found.pop() if found else None
 
 
 def check_fragments_hold_sequences(

@@ -164,23 +164,6 @@ def test_recurrent_settings_are_checked():
     refuse_recurrent({"default_policy": {"use_lstm": False}}, "OfflineLoop")
 
 
-def test_multi_agent_runners_refuse_recurrent_modules():
-    spec = EnvRunnerSpec(
-        env_id="pettingzoo:multi_agent_envs:coordination",
-        framework="torch",
-        module_spec={
-            "a": ModuleSpec(
-                gym.spaces.Box(0.0, 1.0, (3,), np.float32), TWO_ACTIONS, model_config=LSTM
-            ),
-        },
-        num_envs=1,
-        rollout_fragment_length=SEQ_LEN,
-        policy_mapping="shared",
-    )
-    with pytest.raises(ConfigError, match="gymnasium envs only"):
-        make_sampler(spec, 0)
-
-
 class _StatefulWithoutCopy:
     """A recurrent module class that offers no numpy copy."""
 

@@ -7,6 +7,10 @@ this package is imported (env runners import it for such an id):
   modules (``memory.StatelessCartPole``; RLlib's ``StatelessCartPole``).
 - ``learnerkit/RepeatAfterMe-v0``: name the symbol shown one step ago
   (``memory.RepeatAfterMe``; RLlib's ``RepeatAfterMeEnv``).
+
+And one PettingZoo env, named by its factory (not registered; it needs PettingZoo):
+``pettingzoo:learnerkit.envs.multi_agent_memory:repeat_after_me``, the same memory task for
+two agents, one of which leaves half way.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ restores it (``evaluation.load_policy``). When the run normalised observations t
 is fed normalised ones, with the statistics saved in the checkpoint, while the dataset
 records the environment's own: a dataset is about the environment, not about one run's
 normaliser. Box actions are recorded clipped to the action space, as the environment
-received them.
+received them. A recurrent policy (``use_lstm``) starts each episode from its initial
+state and carries its state, previous action and previous reward from step to step, as env
+runners do; the dataset records no state.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from learnerkit.errors import ConfigError
-from learnerkit.loops.evaluation import load_policy
+from learnerkit.loops.evaluation import TrainedPolicy, load_policy
 from learnerkit.rollouts import datasets
 
 
@@ -56,21 +57,8 @@ def collect_dataset(
     description (default: what was recorded, from which checkpoint, how).
     """
     trained = load_policy(path, env_id=env_id, explore=not greedy)
-    if hasattr(trained.policy, "reset"):
-        raise ConfigError(
-            f"the policy at {path} is recurrent (use_lstm): recording does not reset its state "
-            "between episodes yet; collect from a feed-forward run"
-        )
     run = trained.run
-    low = getattr(trained.action_space, "low", None)
-    high = getattr(trained.action_space, "high", None)
-
-    def act(obs: np.ndarray) -> Any:
-        action = trained.act(np.asarray(obs)[None])[0]
-        if low is not None:
-            return np.clip(action, low, high).astype(trained.action_space.dtype)
-        return int(action)
-
+    act = _Actor(trained)
     how = "greedy (most likely) actions" if greedy else "actions sampled from the policy"
     dataset = datasets.record_dataset(
         trained.env_id,
@@ -98,3 +86,30 @@ def collect_dataset(
         steps=int(dataset.total_steps),
         episode_return_mean=float(np.mean(returns)),
     )
+
+
+class _Actor:
+    """One env's actions from ``trained``, clipped to a Box action space; a recurrent policy's
+    state is reset before each episode and given each step's reward
+    (``datasets.record_dataset`` calls ``reset`` and ``reward``)."""
+
+    def __init__(self, trained: TrainedPolicy) -> None:
+        self._trained = trained
+        self._policy = trained.policy
+        space = trained.action_space
+        self._low, self._high = getattr(space, "low", None), getattr(space, "high", None)
+
+    def __call__(self, obs: np.ndarray) -> Any:
+        action = self._trained.act(np.asarray(obs)[None])[0]
+        if self._low is not None:
+            clipped = np.clip(action, self._low, self._high)
+            return clipped.astype(self._trained.action_space.dtype)
+        return int(action)
+
+    def reset(self) -> None:
+        if hasattr(self._policy, "reset"):
+            self._policy.reset()
+
+    def reward(self, reward: float) -> None:
+        if hasattr(self._policy, "reward"):
+            self._policy.reward(np.array([reward], np.float32))

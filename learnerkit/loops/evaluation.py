@@ -108,35 +108,46 @@ def load_policy(path: str, *, env_id: str | None = None, explore: bool = False) 
 class RecurrentPolicy:
     """A recurrent module's policy for evaluation, through its numpy copy: it carries the
     state of the envs it acts for (their number, the rows of the first call after
-    ``reset``), each starting from the initial state; ``reset()`` before new episodes.
-    The previous reward is not known here: a module that reads it is refused."""
+    ``reset``), each starting from the initial state; ``reset()`` before new episodes, and
+    ``reward(rewards)`` after each env step: the rewards become the next step's previous
+    ones (``lstm_use_prev_reward``), as an env runner passes them."""
 
     def __init__(
         self, weights: Mapping[str, Any], module_spec: ModuleSpec, framework: str, explore: bool
     ) -> None:
-        if module_spec.model_config.get("lstm_use_prev_reward"):
-            raise ConfigError(
-                "this recurrent module reads the previous reward (lstm_use_prev_reward), "
-                "which evaluation does not pass to a policy: evaluate it with your own loop "
-                "over its numpy copy (docs/guides/recurrent.md)"
-            )
         copy = numpy_copy_class(module_spec).from_weights(
             weights, module_spec, framework, np.random.default_rng(0)
         )
         self._copy, self._action_space = copy, module_spec.action_space
         self._act = copy.forward_exploration if explore else copy.forward_inference
         self._carrier: StateCarrier | None = None
+        self._reads_reward = bool(module_spec.model_config.get("lstm_use_prev_reward"))
+        self._owes_reward = False
 
     def reset(self) -> None:
-        self._carrier = None
+        self._carrier, self._owes_reward = None, False
+
+    def reward(self, rewards: Any) -> None:
+        """The rewards the envs got for the last actions (one per env)."""
+        if self._carrier is not None:
+            shape = self._carrier.prev_rewards.shape
+            self._carrier.prev_rewards = np.asarray(rewards, np.float32).reshape(shape)
+        self._owes_reward = False
 
     def __call__(self, obs: np.ndarray) -> dict[str, np.ndarray]:
+        if self._owes_reward and self._reads_reward:
+            raise ConfigError(
+                "this recurrent module reads the previous reward (lstm_use_prev_reward): call "
+                "policy.reward(rewards) after each env step, before the next action, and "
+                "policy.reset() before new episodes"
+            )
         if self._carrier is None or self._carrier.num_envs != len(obs):
             self._carrier = StateCarrier(lambda: self._copy, len(obs), self._action_space)
         carrier = self._carrier
         out = dict(self._act(carrier.inputs(obs)))
         carrier.state = np.asarray(out.pop(Columns.STATE_OUT), dtype=np.float32)
         carrier.prev_actions = np.asarray(out[Columns.ACTIONS], carrier.prev_actions.dtype)
+        self._owes_reward = True
         return out
 
 
@@ -187,6 +198,8 @@ def run_episodes(
             if low is not None:
                 action = np.clip(action, low, high)
             obs, reward, terminated, truncated, _ = env.step(action)
+            if hasattr(policy, "reward"):  # a recurrent policy: the next previous reward
+                policy.reward(np.array([reward], np.float32))
             total += float(reward)
             done = terminated or truncated
         returns.append(total)
@@ -254,8 +267,26 @@ def evaluate_multi_agent(
     learner.build()
     learner.load_state(checkpoint_dir(path))
     policies = {
-        m: policy_fn(learner.backend, module, explore=False) for m, module in learner.module.items()
+        m: policy_fn(learner.backend, module, explore=False)
+        for m, module in learner.module.items()
+        if not is_recurrent_copy(module)
     }
+    # A recurrent module acts for each agent with that agent's own state (RecurrentPolicy).
+    recurrent = {
+        m: (learner.backend.get_module_state(module), spec.module_specs[m])
+        for m, module in learner.module.items()
+        if is_recurrent_copy(module)
+    }
+    agent_policies: dict[str, RecurrentPolicy] = {}
+
+    def policy_of(agent: str, module_id: str) -> Any:
+        if module_id not in recurrent:
+            return policies[module_id]
+        if agent not in agent_policies:
+            weights, module_spec = recurrent[module_id]
+            agent_policies[agent] = RecurrentPolicy(weights, module_spec, run["framework"], False)
+        return agent_policies[agent]
+
     mapping = mapping_fn(state.get("policy_mapping") or run.get("policy_mapping") or "shared")
     # Each module sees observations as it did in training: normalised with its statistics.
     normalizers = ObsNormalizers(
@@ -269,15 +300,18 @@ def evaluate_multi_agent(
             obs, _ = env.reset(seed=seed + episode)
             modules: dict[str, str] = {}
             returns: dict[str, float] = {}
+            agent_policies.clear()  # each agent's state from its episode's start
             while env.agents:
                 actions = {}
                 for agent in env.agents:
                     module_id = modules.setdefault(agent, mapping(agent))
                     x = normalizers.normalize(module_id, np.asarray(obs[agent])[None])
-                    actions[agent] = policies[module_id](x)["actions"][0]
+                    actions[agent] = policy_of(agent, module_id)(x)["actions"][0]
                 obs, rewards, _, _, _ = env.step(actions)
                 for agent, reward in rewards.items():
                     returns[agent] = returns.get(agent, 0.0) + float(reward)
+                    if agent in agent_policies:
+                        agent_policies[agent].reward(np.array([reward], np.float32))
             episodes.append(returns)
     finally:
         env.close()

@@ -20,7 +20,7 @@ from typing import Any
 from learnerkit.batch import MultiAgentBatch
 from learnerkit.hookspecs import PER_ROW
 from learnerkit.loops.contract import Iteration, Run, on_policy_batch
-from learnerkit.model_config import check_fragments_hold_sequences, sequence_length_of
+from learnerkit.model_config import check_fragments_hold_sequences, common_sequence_length
 
 
 class OnPolicyLoop:
@@ -48,8 +48,9 @@ class OnPolicyLoop:
         run, hps = self.run, self.run.hps
         t0 = time.perf_counter()
         fragments = run.runners.sample()
-        # A recurrent module trains on whole sequences of its max_seq_len steps.
-        seq_len = sequence_length_of(run.runners.spec.module_specs[run.module_id].model_config)
+        # Recurrent modules train on whole sequences of their max_seq_len steps.
+        specs = run.runners.spec.module_specs
+        seq_len = common_sequence_length({m: spec.model_config for m, spec in specs.items()})
         batch = on_policy_batch(
             fragments, gamma=hps.gamma, lambda_=hps.lambda_, sequence_length=seq_len
         )

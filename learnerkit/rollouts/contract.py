@@ -131,11 +131,14 @@ def on_policy_batch(
     """The fragments as one train batch with GAE ``advantages`` and ``value_targets``: a
     `SampleBatch` for a gymnasium env, a `MultiAgentBatch` by module id for a PettingZoo
     env (a module that sampled nothing is left out). With ``sequence_length`` (a recurrent
-    module's), rows in whole sequences of that many steps (``Rollout.to_sample_batch``)."""
+    module's), rows in whole sequences of that many steps (``Rollout.to_sample_batch``;
+    PettingZoo agents' segments padded, with ``Columns.LOSS_MASK``)."""
     rollouts = [f.rollout for f in fragments]
     if isinstance(rollouts[0], MultiAgentRollout):
         rollout = MultiAgentRollout.concat(rollouts)
-        return rollout.to_multi_agent_batch(gamma=gamma, lambda_=lambda_)
+        return rollout.to_multi_agent_batch(
+            gamma=gamma, lambda_=lambda_, sequence_length=sequence_length
+        )
     return Rollout.concat(rollouts).to_sample_batch(
         gamma=gamma, lambda_=lambda_, sequence_length=sequence_length
     )

@@ -263,6 +263,9 @@ def record_dataset(
     also its evaluation env). Episode k is reset with ``seed + k``. The observations
     recorded are the environment's own. Returns the ``minari.MinariDataset``.
 
+    An ``act`` that carries a state (a recurrent policy) may have ``reset()``, called before
+    each episode, and ``reward(r)``, called with each step's reward after the step.
+
     Each episode is written to disk as it ends (the first creates the dataset, the others
     are appended), so recording holds one episode in memory. Minari's ``DataCollector``
     wrapper would do the same but needs jax (``minari[create]``); the buffers it writes
@@ -308,11 +311,15 @@ def _run_episode(env: Any, act: Callable[[np.ndarray], Any], seed: int) -> Any:
     from minari.data_collector import EpisodeBuffer
 
     obs, _ = env.reset(seed=seed)
+    if hasattr(act, "reset"):  # a recurrent policy: each episode from the initial state
+        act.reset()
     observations, actions, rewards, terminations, truncations = [obs], [], [], [], []
     done = False
     while not done:
         action = act(obs)
         obs, reward, terminated, truncated, _ = env.step(action)
+        if hasattr(act, "reward"):
+            act.reward(float(reward))
         observations.append(obs)
         actions.append(action)
         rewards.append(float(reward))

@@ -1,19 +1,30 @@
 """Multi-agent fragments as rows per module, what the PettingZoo adapter
 (``pettingzoo_sampling``) samples into: one agent's steps in a fragment form a `Segment`,
 stored row after row (a track of the engine's ``next_values``), and `MultiAgentRollout`
-runs GAE over each segment and returns a ``MultiAgentBatch`` keyed by module id."""
+runs GAE over each segment and returns a ``MultiAgentBatch`` keyed by module id.
+
+A recurrent module trains on whole sequences, each starting from the state recorded at its
+first row, but an agent's segment has any length: so, given a ``sequence_length``, each
+segment of such a module is followed by copies of its last row up to a multiple of it, and
+``Columns.LOSS_MASK`` (0.0 on those copies) leaves them out of every loss (the modules
+beside it are padded at their end alike, since one update trains all on one length)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
 
 from learnerkit.batch import Columns, MultiAgentBatch, SampleBatch
+from learnerkit.columns import RECURRENT_INPUTS
 from learnerkit.rollouts.postprocessing import compute_gae
 from learnerkit.rollouts.sampling import POLICY_COLUMNS, ValueFn, bootstrap_values, next_values
+
+if TYPE_CHECKING:
+    from learnerkit.rollouts.recurrent import AgentState
 
 __all__ = ["MultiAgentRollout", "Segment", "columns_of_segments"]
 
@@ -53,8 +64,12 @@ class MultiAgentRollout:
     def agent_steps(self) -> int:
         return sum(len(columns[Columns.REWARDS]) for columns in self.modules.values())
 
-    def to_multi_agent_batch(self, *, gamma: float, lambda_: float) -> MultiAgentBatch:
-        """GAE per segment; a module that sampled no rows is left out."""
+    def to_multi_agent_batch(
+        self, *, gamma: float, lambda_: float, sequence_length: int | None = None
+    ) -> MultiAgentBatch:
+        """GAE per segment; a module that sampled no rows is left out. With
+        ``sequence_length`` (recurrent modules'), rows in whole sequences of that many, padded
+        and masked (see the module docstring)."""
         batches = {}
         for module_id, columns in self.modules.items():
             if len(columns[Columns.REWARDS]) == 0:
@@ -70,13 +85,16 @@ class MultiAgentRollout:
                 gamma=gamma,
                 lambda_=lambda_,
             )
-            batches[module_id] = SampleBatch(
-                {
-                    **{name: columns[name] for name in _SAMPLED},
-                    Columns.ADVANTAGES: advantages[:, 0],
-                    Columns.VALUE_TARGETS: value_targets[:, 0],
-                }
-            )
+            recurrent = RECURRENT_INPUTS if Columns.STATE_IN in columns else ()
+            rows = {
+                **{name: columns[name] for name in (*_SAMPLED, *recurrent)},
+                Columns.ADVANTAGES: advantages[:, 0],
+                Columns.VALUE_TARGETS: value_targets[:, 0],
+            }
+            if sequence_length is not None:
+                ends = columns["segment_ends"] if recurrent else None
+                rows = _in_whole_sequences(rows, ends, sequence_length)
+            batches[module_id] = SampleBatch(rows)
         return MultiAgentBatch(batches)
 
     @staticmethod
@@ -112,6 +130,9 @@ class Segment:
     bootstrap: bool = False
     """Whether its last row bootstraps from the value of its ``new_obs``: it was truncated,
     or cut by the fragment's end while its agent is still in the episode."""
+    bootstrap_state: AgentState | None = None
+    """A recurrent module's: what its agent carried after its last step (the value of
+    ``new_obs`` is stepped from it)."""
 
 
 def columns_of_segments(
@@ -151,9 +172,37 @@ def columns_of_segments(
     following[ends] = 0.0
     boot = np.array([s.bootstrap for s in segments], dtype=bool)
     bootstrap_obs = [s.rows[-1][Columns.NEXT_OBS] for s in segments if s.bootstrap]
+    if Columns.STATE_IN in rows[0]:  # a recurrent module (`AgentStatePolicy.value`)
+        columns[Columns.STATE_IN] = np.stack([r[Columns.STATE_IN] for r in rows])
+        columns[Columns.PREV_ACTIONS] = np.stack([r[Columns.PREV_ACTIONS] for r in rows])
+        columns[Columns.PREV_REWARDS] = np.array(
+            [r[Columns.PREV_REWARDS] for r in rows], dtype=np.float32
+        )
+        carried = [s.bootstrap_state for s in segments if s.bootstrap]
+        value_fn = partial(value_fn, carried=carried)
     values = bootstrap_values(value_fn, np.stack(bootstrap_obs) if boot.any() else [], where)
     columns["next_values"] = next_values(
         following, columns[Columns.TERMINATEDS], ends[boot], values
     )
     columns["segment_ends"] = segment_ends
     return columns
+
+
+def _in_whole_sequences(
+    rows: Mapping[str, np.ndarray], segment_ends: np.ndarray | None, sequence_length: int
+) -> dict[str, np.ndarray]:
+    """``rows`` padded to whole sequences of ``sequence_length``: each segment (ending where
+    ``segment_ends``; None: the rows as one) followed by copies of its last row (valid
+    observations and actions) that ``Columns.LOSS_MASK`` leaves out."""
+    n = len(rows[Columns.REWARDS])
+    stops = np.flatnonzero(segment_ends) + 1 if segment_ends is not None else np.array([n])
+    index, mask = [], []
+    for start, stop in zip([0, *stops[:-1]], stops, strict=True):
+        pad = -(stop - start) % sequence_length
+        index += [*range(start, stop), *[stop - 1] * pad]
+        mask += [1.0] * (stop - start) + [0.0] * pad
+    take = np.asarray(index, dtype=np.int64)
+    return {
+        **{name: column[take] for name, column in rows.items()},
+        Columns.LOSS_MASK: np.asarray(mask, dtype=np.float32),
+    }

@@ -17,6 +17,10 @@ abandoned (a new policy mapping, a removed module: the envs restart) is followed
 stream by a row of another episode with neither flag set; it is marked truncated, so its
 future is bootstrapped from its ``new_obs`` and the recursion stops there.
 
+A recurrent module's rows also carry the state (and previous action and reward) each step
+acted with, so a sequence starts from the state its agent had there; the forward pass
+resets it after a row whose episode ended, the abandoned one's included.
+
 Rows wait in a stream for at most T - 1 fragments' worth of its agent's steps, so each
 sequence reports the oldest weights version among its rows: its policy lag is that of its
 oldest row, not of the fragment that completed it.
@@ -31,6 +35,7 @@ import attrs
 import numpy as np
 
 from learnerkit.batch import Columns, MultiAgentBatch, SampleBatch
+from learnerkit.columns import RECURRENT_INPUTS
 from learnerkit.errors import ConfigError
 from learnerkit.rollouts.pettingzoo_sampling import MultiAgentEnvRunner
 from learnerkit.rollouts.sampling import POLICY_COLUMNS, Policy, stored_obs_dtype
@@ -58,6 +63,8 @@ _DTYPES = {
     Columns.EPS_ID: np.int64,
     Columns.AGENT_INDEX: np.int64,
     Columns.T: np.int64,
+    Columns.STATE_IN: np.float32,
+    Columns.PREV_REWARDS: np.float32,
 }
 _VERSION = "_weights_version"  # kept beside a row in its stream, not a column
 
@@ -97,7 +104,7 @@ class MultiAgentSequences:
             have = [p for p in parts if module_id in p.modules]
             modules[module_id] = {
                 name: np.concatenate([p.modules[module_id][name] for p in have])
-                for name in SEQUENCE_COLUMNS
+                for name in have[0].modules[module_id]
             }
             versions[module_id] = np.concatenate([p.weights_versions[module_id] for p in have])
         return MultiAgentSequences(
@@ -177,11 +184,13 @@ class SequenceStreams:
 
 def _columns(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     columns = {}
-    for name in SEQUENCE_COLUMNS:
+    # A recurrent module's rows also hold what each step acted with (its state...).
+    recurrent = RECURRENT_INPUTS if Columns.STATE_IN in rows[0] else ()
+    for name in (*SEQUENCE_COLUMNS, *recurrent):
         array = np.stack([np.asarray(row[name]) for row in rows])
         if name in _DTYPES:
             array = array.astype(_DTYPES[name])
-        elif name == Columns.ACTIONS:
+        elif name in (Columns.ACTIONS, Columns.PREV_ACTIONS):
             array = array.astype(np.float32 if array.dtype.kind == "f" else np.int64)
         else:
             array = array.astype(stored_obs_dtype(array.dtype))  # observations: uint8 kept

@@ -11,6 +11,11 @@ value of its final observation) or where the fragment ended (the value of its cu
 observation, as ``Rollout`` does for the last step). Each step the live agents' observations
 are grouped by module: one normalisation, policy call and output check per module, by the
 engine, as the gymnasium adapter does for its N envs.
+
+A recurrent module acts through an ``AgentStatePolicy``: each agent carries its state (and
+its previous action and reward) in its episode's record from step to step, starts from the
+initial state when its episode starts (the env is reset, or it joins), and every row
+records what it acted with (``state_in``, ``prev_actions``, ``prev_rewards``).
 """
 
 from __future__ import annotations
@@ -24,12 +29,14 @@ import numpy as np
 from gymnasium import spaces
 
 from learnerkit.batch import Columns
+from learnerkit.columns import RECURRENT_INPUTS
 from learnerkit.errors import BatchError, ConfigError
 from learnerkit.rollouts.multi_agent_rollout import (
     MultiAgentRollout,
     Segment,
     columns_of_segments,
 )
+from learnerkit.rollouts.recurrent import AgentState, AgentStatePolicy
 from learnerkit.rollouts.sampling import (
     POLICY_COLUMNS,
     EpisodeLog,
@@ -54,6 +61,7 @@ class _Episode:
     returns: dict[str, float] = attrs.Factory(dict)
     length: int = 0
     segments: dict[str, Segment] = attrs.Factory(dict)  # open segments, by agent
+    states: dict[str, AgentState] = attrs.Factory(dict)  # a recurrent module's, by agent
 
 
 class MultiAgentEnvRunner:
@@ -169,6 +177,7 @@ class MultiAgentEnvRunner:
                 continue
             for agent, segment in episode.segments.items():
                 segment.bootstrap = agent in episode.obs
+                segment.bootstrap_state = episode.states.get(agent)
                 open_segments.append(segment)
             episode.segments = {}
         if self.normalizers.enabled:
@@ -209,13 +218,20 @@ class MultiAgentEnvRunner:
         for module_id, who in queries.items():
             raw = np.stack([self._episodes[i].obs[agent] for i, agent in who])
             obs = self.normalizers.observe(module_id, raw) if self.normalizers.enabled else raw
-            out = policies[module_id](obs)
+            policy = policies[module_id]
+            names = POLICY_COLUMNS
+            if isinstance(policy, AgentStatePolicy):
+                carried = [self._episodes[i].states.get(agent, policy.initial) for i, agent in who]
+                out = policy(obs, carried)
+                names = (*POLICY_COLUMNS, *RECURRENT_INPUTS, Columns.STATE_OUT)
+            else:
+                out = policy(obs)
             where = f"{self.env_name}: module {module_id!r}"
             space = self.action_spaces.get(who[0][1])
             check_policy_outputs(out, len(who), space, where, "agents")
             for row, (i, agent) in enumerate(who):
                 acting[i][agent] = {Columns.OBS: obs[row]}
-                acting[i][agent].update((name, out[name][row]) for name in POLICY_COLUMNS)
+                acting[i][agent].update((name, out[name][row]) for name in names)
         return acting
 
     def _module_for(self, agent: str, policies: Mapping[str, Policy]) -> str:
@@ -241,6 +257,10 @@ class MultiAgentEnvRunner:
         for agent, reward in rewards.items():
             episode.returns[agent] = episode.returns.get(agent, 0.0) + float(reward)
         for agent, out in acting.items():
+            state_out = out.pop(Columns.STATE_OUT, None)  # a recurrent module's
+            if state_out is not None:
+                reward = float(rewards.get(agent, 0.0))
+                episode.states[agent] = AgentState(state_out, out[Columns.ACTIONS], reward)
             segment = episode.segments.get(agent)
             if segment is None:
                 segment = episode.segments[agent] = Segment(
@@ -267,6 +287,8 @@ class MultiAgentEnvRunner:
                 # A truncated agent's future is bootstrapped from its final observation
                 # (PettingZoo returns it with the step that truncated it).
                 segment.bootstrap = truncated
+                # Should it come back, from a new start; its value from where it ended.
+                segment.bootstrap_state = episode.states.pop(agent, None)
                 finished.append(episode.segments.pop(agent))
         episode.length += 1
         episode.obs = {agent: obs[agent] for agent in env.agents if agent in obs}

@@ -10,8 +10,8 @@ started from (``state_in``) and the previous action and reward (``prev_actions``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from learnerkit.errors import ConfigError
 from learnerkit.rollouts.acting import numpy_copy_class
 from learnerkit.specs import ModuleSpec
 
-__all__ = ["StateCarrier", "check_can_act", "is_recurrent_copy"]
+__all__ = ["AgentState", "AgentStatePolicy", "StateCarrier", "check_can_act", "is_recurrent_copy"]
 
 
 def is_recurrent_copy(copy: Any) -> bool:
@@ -163,3 +163,48 @@ class StateCarrier:
         self.prev_actions = np.zeros_like(self.prev_actions)
         self.prev_rewards = np.zeros_like(self.prev_rewards)
         self._truncated = []
+
+
+class AgentState(NamedTuple):
+    """What one PettingZoo agent carries between its steps: the state its last step ended
+    in, and its action and reward there."""
+
+    state: np.ndarray
+    prev_action: Any
+    prev_reward: float
+
+
+class AgentStatePolicy:
+    """A recurrent module's acting step for PettingZoo agents, whose set changes from step
+    to step (``pettingzoo_sampling``): the adapter keeps each agent's `AgentState` in its
+    episode (an agent starts from `initial` when its episode starts: it joins, or the env is
+    reset), hands them over with the observations, and keeps the ``state_out`` it gets."""
+
+    def __init__(self, acting: Callable[[], Any], action_space: Any) -> None:
+        carrier = StateCarrier(acting, 1, action_space)  # checks the copy; its zeros
+        self._acting = acting
+        self.initial = AgentState(carrier.initial, carrier.prev_actions[0], 0.0)
+
+    def __call__(self, obs: np.ndarray, carried: Sequence[AgentState]) -> dict[str, Any]:
+        """The copy's outputs for one row per agent, ``state_out`` among them, and the
+        recurrent inputs each row acted with (recorded as ``StateCarrier.columns``)."""
+        inputs = self._inputs(obs, carried)
+        out = dict(self._acting().forward_exploration(inputs))
+        out[Columns.STATE_OUT] = np.asarray(out[Columns.STATE_OUT], dtype=np.float32)
+        out.update({name: inputs[name] for name in RECURRENT_INPUTS})
+        return out
+
+    def value(self, obs: np.ndarray, carried: Sequence[AgentState]) -> np.ndarray:
+        """V of each agent's ``obs`` stepped from what it carries (a segment's bootstrap:
+        the state, action and reward its last step ended with)."""
+        return np.asarray(self._acting().value(self._inputs(obs, carried)), dtype=np.float32)
+
+    def _inputs(self, obs: np.ndarray, carried: Sequence[AgentState]) -> dict[str, np.ndarray]:
+        return {
+            Columns.OBS: obs,
+            Columns.STATE_IN: np.stack([c.state for c in carried]).astype(np.float32),
+            Columns.PREV_ACTIONS: np.stack([np.asarray(c.prev_action) for c in carried]).astype(
+                self.initial.prev_action.dtype
+            ),
+            Columns.PREV_REWARDS: np.array([c.prev_reward for c in carried], np.float32),
+        }

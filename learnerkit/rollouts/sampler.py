@@ -9,8 +9,11 @@ leagues); the env string picks it. Everything else, weights, module copies, obse
 statistics, fragments, is the same for both. For whole sequences of T steps (V-trace, the
 asynchronous loop) a gymnasium fragment of T steps already is one sequence per env
 (``Rollout.to_sequences``); PettingZoo agents come and go, so their rows wait in streams
-(``multi_agent_sequences``). A recurrent module (gymnasium envs only) acts through a
-``StateCarrier`` that keeps its state per env from fragment to fragment.
+(``multi_agent_sequences``). A recurrent module acts through a
+``StateCarrier`` that keeps its state per env from fragment to fragment; in PettingZoo
+envs (the asynchronous loop's streams) through an ``AgentStatePolicy``, each agent's state
+kept in its episode (the on-policy loop's segments too: their bootstrap values step from
+what each agent carried).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from learnerkit.rollouts.pettingzoo_envs import (
     mapping_fn,
 )
 from learnerkit.rollouts.pettingzoo_sampling import MultiAgentEnvRunner
-from learnerkit.rollouts.recurrent import StateCarrier, check_can_act
+from learnerkit.rollouts.recurrent import AgentStatePolicy, StateCarrier, check_can_act
 from learnerkit.rollouts.sampling import POLICY_COLUMNS, EnvAdapter
 from learnerkit.specs import ModuleSpec
 
@@ -78,16 +81,7 @@ class Sampler:
             else None
         )
         self._carrier: StateCarrier | None = None  # a recurrent module's, made when it acts
-        self._refuse_recurrent_agents(self.modules)
-
-    def _refuse_recurrent_agents(self, modules: Mapping[str, RunnerModule]) -> None:
-        recurrent = [m for m, module in modules.items() if module.recurrent]
-        if recurrent and self.spec.multi_agent:
-            raise ConfigError(
-                f"modules {recurrent} are recurrent (use_lstm): recurrent modules train in "
-                "gymnasium envs only for now; multi-agent (PettingZoo) runners do not carry "
-                "state per agent yet (train them with use_lstm=False)"
-            )
+        self._agent_policies: dict[str, AgentStatePolicy] = {}  # PettingZoo recurrent modules
 
     def _make_envs(self, env_source: Any) -> EnvAdapter:
         spec, index = self.spec, self.index
@@ -160,7 +154,6 @@ class Sampler:
         if module_id in self.modules:
             raise ConfigError(f"the env runner already has module {module_id!r}")
         module = self._module(module_id, module_spec)
-        self._refuse_recurrent_agents({module_id: module})
         if weights is not None:
             module.set_weights(weights, self.version)
         self.modules[module_id] = module
@@ -174,6 +167,7 @@ class Sampler:
         # Agents of running episodes that act with it: those episodes end here, unreported.
         envs.remove_module(module_id)
         del self.modules[module_id]
+        self._agent_policies.pop(module_id, None)
 
     def set_policy_mapping(self, mapping: PolicyMapping) -> None:
         self._multi_agent_only().set_mapping(mapping_fn(mapping))
@@ -181,7 +175,7 @@ class Sampler:
 
     # Sampling ----------------------------------------------------------------------------
     def sample(self, runner_index: int) -> Fragment:
-        policies = {m: module.policy for m, module in self.modules.items()}
+        policies = {m: self._agent_policy(m, module) for m, module in self.modules.items()}
         length = self.spec.rollout_fragment_length
         if self.streams is not None:
             rollout = self.streams.sample(self.envs, policies, version=self.version)
@@ -199,7 +193,7 @@ class Sampler:
             else:
                 rollout = self.envs.sample(module.policy, module.value, length, self.policy_outputs)
         else:
-            values = {m: module.value for m, module in self.modules.items()}
+            values = {m: self._agent_value(m, module) for m, module in self.modules.items()}
             rollout = self.envs.sample_modules(policies, values, length)
         episodes, agent_returns = self.envs.pop_episodes()
         first, self.fragments_sampled = self.fragments_sampled == 0, self.fragments_sampled + 1
@@ -212,6 +206,26 @@ class Sampler:
             agent_returns=agent_returns,
             first_of_runner=first,
         )
+
+    def _agent_policy(self, module_id: str, module: RunnerModule) -> Any:
+        """What PettingZoo agents act with: a recurrent module's `AgentStatePolicy` (its
+        agents' states are kept in their episodes), else the module's policy."""
+        if not (module.recurrent and self.spec.multi_agent):
+            return module.policy
+        policy = self._agent_policies.get(module_id)
+        if policy is None:
+            action_space = module.module_spec.action_space
+            policy = self._agent_policies[module_id] = AgentStatePolicy(
+                module.numpy_copy, action_space
+            )
+        return policy
+
+    def _agent_value(self, module_id: str, module: RunnerModule) -> Any:
+        """A module's value function for PettingZoo agents' bootstraps: a recurrent one
+        steps from what each agent carried (``AgentStatePolicy.value``)."""
+        if not module.recurrent:
+            return module.value
+        return self._agent_policy(module_id, module).value
 
     def _state_carrier(self, module: RunnerModule) -> StateCarrier | None:
         if not module.recurrent:

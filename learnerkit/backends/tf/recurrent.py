@@ -3,7 +3,8 @@ twin (``learnerkit.backends.torch.recurrent``): encoder (after the conv encoder 
 observations), LSTM, policy and value heads (the value function with its own conv encoder,
 encoder and LSTM, ``vf_``, unless ``vf_share_layers``); state ``[h, c]`` of each trunk per
 env; sequences of ``max_seq_len`` rows reset after a row whose episode ended. The sequence
-loop runs a step at a time, unrolled in the compiled step.
+loop runs a step at a time, unrolled in the compiled step. With ``lstm_burn_in=N`` no
+gradient flows back through the first N steps of a sequence (R2D2's burn-in).
 
 The LSTM is written out (``lstm.kernel [F, 4H]``, ``lstm.recurrent_kernel [H, 4H]``,
 ``lstm.bias``, gates in torch's order) rather than a Keras layer, so its variables have
@@ -115,6 +116,7 @@ class TFLSTMActorCritic(tf.Module):
         features += 1 if self.use_prev_reward else 0
         cell = self.cell_size = int(config["lstm_cell_size"])
         self.max_seq_len = int(config["max_seq_len"])
+        self.burn_in = int(config["lstm_burn_in"])
         prefixes = ("",) if config["vf_share_layers"] else ("", "vf_")
         self.trunks = [
             _Trunk(prefix, stack, [self.obs_dim, *hiddens], features, cell, act, rng)
@@ -195,6 +197,8 @@ class TFLSTMActorCritic(tf.Module):
                 hs.append(h)
                 cs.append(c)
                 h, c = h * keep[:, t], c * keep[:, t]
+                if t == self.burn_in - 1:  # R2D2's burn-in: the warmed-up state, a constant
+                    h, c = tf.stop_gradient(h), tf.stop_gradient(c)
             flat = [tf.reshape(tf.stack(v, 1), [-1, self.cell_size]) for v in (hs, cs)]
             outs.append(flat)
         out = {

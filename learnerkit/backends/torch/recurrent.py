@@ -16,7 +16,9 @@ whole sequences of ``max_seq_len`` consecutive steps (the loop trains with
 ``sequence_length=max_seq_len``, or a multiple of it): it starts each from the ``state_in``
 recorded at its first row and resets the state to zeros after a row whose episode ended
 (``terminateds | truncateds``), so one sequence may hold the end of an episode and the start
-of the next without padding.
+of the next without padding. With ``lstm_burn_in=N`` the first N steps of each sequence
+only warm the state up: no gradient flows back through them (R2D2's burn-in), and the
+learner masks their rows out of the loss (``Columns.LOSS_MASK``).
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ class TorchLSTMActorCritic(nn.Module):
             features += 1
         self.cell_size = int(config["lstm_cell_size"])
         self.max_seq_len = int(config["max_seq_len"])
+        self.burn_in = int(config["lstm_burn_in"])
 
         def encoder() -> nn.Sequential:
             layers = _mlp([obs_dim, *hiddens], act, math.sqrt(2))
@@ -189,6 +192,8 @@ class TorchLSTMActorCritic(nn.Module):
         starts = batch[Columns.STATE_IN].to(torch.float32).view(b, seq_len, -1)[:, 0]
         ended = (batch[Columns.TERMINATEDS] | batch[Columns.TRUNCATEDS]).view(b, seq_len)
         bounds = _segments(ended)
+        if self.burn_in:  # the warm-up ends a segment: no gradient flows back through it
+            bounds = sorted({*bounds, self.burn_in})
         trunk_outs = [
             self._run_trunk(trunk, batch, start, ended, bounds)
             for trunk, start in zip(
@@ -227,6 +232,8 @@ class TorchLSTMActorCritic(nn.Module):
             h, c = h[0], c[0]
             outs.append(y)
             ends[stop - 1] = (h, c)
+            if stop == self.burn_in:  # R2D2's burn-in: the warmed-up state, as a constant
+                h, c = h.detach(), c.detach()
             # Where an episode ended at the segment's last step, the next starts from zeros.
             keep = (~ended[:, stop - 1]).to(torch.float32)[:, None]
             h, c = h * keep, c * keep

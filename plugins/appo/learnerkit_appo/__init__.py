@@ -72,6 +72,7 @@ from learnerkit_impala.fragments import (
     exp_clamped,
     explained_variance,
     time_major,
+    time_major_mask,
     vtrace_on_fragments,
 )
 from learnerkit_impala.optimizers import actor_critic_optimizers
@@ -94,6 +95,7 @@ from learnerkit.fields import (
     positive_int,
     to_schedule,
 )
+from learnerkit.loss_mask import loss_mask, masked_mean
 
 __all__ = ["APPOHyperparameters", "algorithm"]
 
@@ -278,12 +280,15 @@ def compute_loss(learner, module_id, module, hyperparameters, batch, fwd_out, st
         is_ratio = ops.clip(is_ratio, 0.0, hps.target_worker_clipping)
     ratio = time_major(is_ratio * exp_clamped(logp - behaviour_logp, ops), seq_len, ops)
 
-    # 3-6. Clipped surrogate, value loss, entropy bonus, KL(target || current).
+    # 3-6. Clipped surrogate, value loss, entropy bonus, KL(target || current); with burn-in
+    # (lstm_burn_in) over the rows that did not only warm the state up.
+    mask, mask_tm = loss_mask(batch), time_major_mask(batch, seq_len, ops)
     clipped_ratio = ops.clip(ratio, 1.0 - hps.clip_param, 1.0 + hps.clip_param)
-    pg_loss = -ops.mean(ops.minimum(ratio * pg_advantages, clipped_ratio * pg_advantages))
-    vf_loss = 0.5 * ops.mean(ops.square(vs - values_tm))
-    entropy = ops.mean(dist.entropy())
-    mean_kl = ops.mean(target_dist.kl(dist))
+    surrogate = ops.minimum(ratio * pg_advantages, clipped_ratio * pg_advantages)
+    pg_loss = -masked_mean(surrogate, mask_tm, ops)
+    vf_loss = 0.5 * masked_mean(ops.square(vs - values_tm), mask_tm, ops)
+    entropy = masked_mean(dist.entropy(), mask, ops)
+    mean_kl = masked_mean(target_dist.kl(dist), mask, ops)
 
     total_loss = pg_loss + hps.vf_loss_coeff * vf_loss - state["entropy_coeff"] * entropy
     if hps.use_kl_loss:
@@ -294,9 +299,11 @@ def compute_loss(learner, module_id, module, hyperparameters, batch, fwd_out, st
         "vf_loss": vf_loss,
         "entropy": entropy,
         "mean_kl": mean_kl,
-        "mean_ratio": ops.mean(ops.stop_gradient(ratio)),
-        "clip_fraction": ops.mean(ops.float32(ops.abs(ratio - 1.0) > hps.clip_param)),
-        "vf_explained_var": explained_variance(vs, ops.stop_gradient(values_tm), ops),
+        "mean_ratio": masked_mean(ops.stop_gradient(ratio), mask_tm, ops),
+        "clip_fraction": masked_mean(
+            ops.float32(ops.abs(ratio - 1.0) > hps.clip_param), mask_tm, ops
+        ),
+        "vf_explained_var": explained_variance(vs, ops.stop_gradient(values_tm), ops, mask_tm),
     }
 
 
@@ -335,6 +342,7 @@ algorithm = Algorithm(
     name="appo",
     hyperparameters=APPOHyperparameters,
     frameworks=("torch", "tf"),
+    reads_loss_mask=True,  # burn-in (lstm_burn_in) leaves rows out of every mean
     training_loop="async",
     target_network=True,
     required_columns=FRAGMENT_COLUMNS,

@@ -41,12 +41,14 @@ from learnerkit.fields import (
     positive,
     to_schedule,
 )
+from learnerkit.loss_mask import loss_mask, masked_mean
 from learnerkit_impala.fragments import (
     FRAGMENT_COLUMN_SPECS,
     FRAGMENT_COLUMNS,
     exp_clamped,
     explained_variance,
     time_major,
+    time_major_mask,
     vtrace_on_fragments,
 )
 from learnerkit_impala.optimizers import actor_critic_optimizers
@@ -155,9 +157,11 @@ def compute_loss(module, hyperparameters, batch, fwd_out, state, ops):
         algorithm="IMPALA",
     )
     seq_len = hps.rollout_fragment_length
-    pg_loss = -ops.mean(time_major(target_logp, seq_len, ops) * pg_advantages)
-    vf_loss = 0.5 * ops.mean(ops.square(vs - values))
-    entropy = ops.mean(dist.entropy())
+    # Burn-in (lstm_burn_in): the rows that only warmed the state up count in no mean.
+    mask, mask_tm = loss_mask(batch), time_major_mask(batch, seq_len, ops)
+    pg_loss = -masked_mean(time_major(target_logp, seq_len, ops) * pg_advantages, mask_tm, ops)
+    vf_loss = 0.5 * masked_mean(ops.square(vs - values), mask_tm, ops)
+    entropy = masked_mean(dist.entropy(), mask, ops)
     total_loss = pg_loss + hps.vf_loss_coeff * vf_loss - state["entropy_coeff"] * entropy
     return {
         "total_loss": total_loss,
@@ -165,8 +169,8 @@ def compute_loss(module, hyperparameters, batch, fwd_out, state, ops):
         "vf_loss": vf_loss,
         "entropy": entropy,
         # Unclipped (log clamped as in vtrace): how far the behaviour policy lags behind.
-        "mean_rho": ops.mean(exp_clamped(log_rhos, ops)),
-        "vf_explained_var": explained_variance(vs, ops.stop_gradient(values), ops),
+        "mean_rho": masked_mean(exp_clamped(log_rhos, ops), mask, ops),
+        "vf_explained_var": explained_variance(vs, ops.stop_gradient(values), ops, mask_tm),
     }
 
 
@@ -187,6 +191,7 @@ algorithm = Algorithm(
     name="impala",
     hyperparameters=IMPALAHyperparameters,
     frameworks=("torch", "tf"),
+    reads_loss_mask=True,  # burn-in (lstm_burn_in) leaves rows out of every mean
     training_loop="async",
     required_columns=FRAGMENT_COLUMNS,
     column_specs=FRAGMENT_COLUMN_SPECS,

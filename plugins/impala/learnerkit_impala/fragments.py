@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from learnerkit import BatchError, Columns, ColumnSpec, Ops, PluginError
+from learnerkit.loss_mask import loss_mask, masked_variance
 from learnerkit.ops import Tensor
 from learnerkit_impala.vtrace import LOG_RHO_BOUND, vtrace
 
@@ -22,6 +23,7 @@ __all__ = [
     "exp_clamped",
     "explained_variance",
     "time_major",
+    "time_major_mask",
     "vtrace_on_fragments",
 ]
 
@@ -47,6 +49,14 @@ _VAR_EPS = 1e-8
 def time_major(x: Tensor, seq_len: int, ops: Ops) -> Tensor:
     """A flat ``[B * T]`` column of whole sequences as ``[T, B]``."""
     return ops.transpose(ops.reshape(x, (-1, seq_len)))
+
+
+def time_major_mask(batch: Mapping[str, Tensor], seq_len: int, ops: Ops) -> Tensor | None:
+    """The batch's ``Columns.LOSS_MASK`` as ``[T, B]`` (None when every row counts). V-trace
+    runs along the whole fragment, burnt-in steps included (they are real steps); only the
+    loss's means leave them out."""
+    mask = loss_mask(batch)
+    return None if mask is None else time_major(mask, seq_len, ops)
 
 
 def vtrace_on_fragments(
@@ -105,9 +115,13 @@ def exp_clamped(log_ratio: Tensor, ops: Ops) -> Tensor:
     return ops.exp(ops.clip(log_ratio, -LOG_RHO_BOUND, LOG_RHO_BOUND))
 
 
-def explained_variance(targets: Tensor, values: Tensor, ops: Ops) -> Tensor:
-    """``1 - Var(targets - values) / Var(targets)``, floored at -1 as RLlib reports it."""
-    ratio = ops.variance(targets - values) / (ops.variance(targets) + _VAR_EPS)
+def explained_variance(
+    targets: Tensor, values: Tensor, ops: Ops, mask: Tensor | None = None
+) -> Tensor:
+    """``1 - Var(targets - values) / Var(targets)``, floored at -1 as RLlib reports it, over
+    the rows ``mask`` keeps (None: all)."""
+    errors = masked_variance(targets - values, mask, ops)
+    ratio = errors / (masked_variance(targets, mask, ops) + _VAR_EPS)
     return ops.clip(1.0 - ratio, -1.0, 1.0)
 
 

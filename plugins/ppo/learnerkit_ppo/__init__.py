@@ -35,6 +35,7 @@ from learnerkit.fields import (
     positive_int,
     to_schedule,
 )
+from learnerkit.loss_mask import loss_mask, masked_mean
 from learnerkit_ppo.losses import (
     check_same_shape,
     clip_fraction,
@@ -161,11 +162,14 @@ def compute_loss(module, hyperparameters, batch, fwd_out, state, ops):
         values=values,
         value_targets=value_targets,
     )
+    # Burn-in (lstm_burn_in): the rows that only warmed the state up count nowhere.
+    mask = loss_mask(batch)
     if hps.normalize_advantages:
-        advantages = normalize_advantages(advantages, ops)
+        advantages = normalize_advantages(advantages, ops, mask)
 
     logp_ratio = ops.exp(logp - batch[Columns.ACTION_LOGP])
-    pg_loss = -ops.mean(clipped_surrogate(logp_ratio, advantages, hps.clip_param, ops))
+    surrogate = clipped_surrogate(logp_ratio, advantages, hps.clip_param, ops)
+    pg_loss = -masked_mean(surrogate, mask, ops)
 
     if hps.vf_clip_around_old_value:
         vf_losses = vf_loss_clipped_around_old_value(
@@ -173,10 +177,10 @@ def compute_loss(module, hyperparameters, batch, fwd_out, state, ops):
         )
     else:
         vf_losses = vf_loss_squared_error_clamped(values, value_targets, hps.vf_clip_param, ops)
-    vf_loss = ops.mean(vf_losses)
+    vf_loss = masked_mean(vf_losses, mask, ops)
 
-    entropy = ops.mean(dist.entropy())
-    approx_kl = ops.mean(old_dist.kl(dist))  # KL(pi_old || pi), as RLlib reports it
+    entropy = masked_mean(dist.entropy(), mask, ops)
+    approx_kl = masked_mean(old_dist.kl(dist), mask, ops)  # KL(pi_old || pi), as RLlib
 
     total_loss = pg_loss + hps.vf_loss_coeff * vf_loss
     entropy_coeff = state["entropy_coeff"]
@@ -194,8 +198,8 @@ def compute_loss(module, hyperparameters, batch, fwd_out, state, ops):
         "vf_loss": vf_loss,
         "entropy": entropy,
         "mean_kl": approx_kl,
-        "vf_explained_var": explained_variance(value_targets, ops.stop_gradient(values), ops),
-        "clip_fraction": clip_fraction(logp_ratio, hps.clip_param, ops),
+        "vf_explained_var": explained_variance(value_targets, ops.stop_gradient(values), ops, mask),
+        "clip_fraction": clip_fraction(logp_ratio, hps.clip_param, ops, mask),
     }
 
 
@@ -223,6 +227,7 @@ algorithm = Algorithm(
     name="ppo",
     hyperparameters=PPOHyperparameters,
     frameworks=("torch", "tf"),
+    reads_loss_mask=True,  # burn-in (lstm_burn_in) leaves rows out of every mean
     training_loop="on_policy",
     required_columns=(
         Columns.OBS,

@@ -3,13 +3,15 @@ TensorFlow.
 
 Every function takes per-sample tensors of one shape ``[B]`` and returns per-sample (or
 scalar) tensors; none reads a hyperparameter object or a batch, so each can be tested
-alone. Names follow the paper (Schulman et al. 2017, "Proximal Policy Optimization
+alone. Those that average take the minibatch's ``mask`` (``Columns.LOSS_MASK``: burn-in;
+None: every row counts). Names follow the paper (Schulman et al. 2017, "Proximal Policy Optimization
 Algorithms") and CleanRL's ``ppo.py``.
 """
 
 from __future__ import annotations
 
 from learnerkit import BatchError, Ops
+from learnerkit.loss_mask import masked_mean, masked_variance
 from learnerkit.ops import Tensor
 
 __all__ = [
@@ -41,14 +43,14 @@ def check_same_shape(**tensors: Tensor) -> None:
         )
 
 
-def normalize_advantages(advantages: Tensor, ops: Ops) -> Tensor:
+def normalize_advantages(advantages: Tensor, ops: Ops, mask: Tensor | None = None) -> Tensor:
     """Advantages shifted to mean 0 and scaled to standard deviation 1 over the minibatch.
 
     As Stable-Baselines3 does per minibatch: the policy step size then no longer depends on
     the reward scale. A minibatch of one row normalises to 0 (it carries no ranking).
     """
-    centred = advantages - ops.mean(advantages)
-    return centred / (ops.sqrt(ops.variance(advantages)) + _NORM_EPS)
+    centred = advantages - masked_mean(advantages, mask, ops)
+    return centred / (ops.sqrt(masked_variance(advantages, mask, ops)) + _NORM_EPS)
 
 
 def clipped_surrogate(
@@ -98,15 +100,20 @@ def vf_loss_clipped_around_old_value(
     return ops.maximum(squared_error, ops.square(values_clipped - value_targets))
 
 
-def explained_variance(value_targets: Tensor, values: Tensor, ops: Ops) -> Tensor:
+def explained_variance(
+    value_targets: Tensor, values: Tensor, ops: Ops, mask: Tensor | None = None
+) -> Tensor:
     """``1 - Var(targets - values) / Var(targets)``, floored at -1 as RLlib reports it.
 
     1 is a perfect value function, 0 one no better than a constant.
     """
-    ratio = ops.variance(value_targets - values) / (ops.variance(value_targets) + _NORM_EPS)
+    errors = masked_variance(value_targets - values, mask, ops)
+    ratio = errors / (masked_variance(value_targets, mask, ops) + _NORM_EPS)
     return ops.clip(1.0 - ratio, -1.0, 1.0)
 
 
-def clip_fraction(logp_ratio: Tensor, clip_param: float, ops: Ops) -> Tensor:
+def clip_fraction(
+    logp_ratio: Tensor, clip_param: float, ops: Ops, mask: Tensor | None = None
+) -> Tensor:
     """The fraction of samples whose probability ratio left ``[1 - c, 1 + c]``."""
-    return ops.mean(ops.float32(ops.abs(logp_ratio - 1.0) > clip_param))
+    return masked_mean(ops.float32(ops.abs(logp_ratio - 1.0) > clip_param), mask, ops)
