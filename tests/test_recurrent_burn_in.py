@@ -192,6 +192,7 @@ def test_a_masked_batch_is_refused_for_an_algorithm_whose_loss_ignores_the_mask(
         learner.update(masked)
 
 
+@pytest.mark.slow  # a training run
 def test_ppo_with_burn_in_repeats_what_it_saw(tmp_path):
     summary = train(
         TrainConfig(

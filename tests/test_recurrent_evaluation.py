@@ -18,6 +18,8 @@ from learnerkit.rollouts import datasets
 MEMORY = "learnerkit/RepeatAfterMe-v0"
 CHANCE = 9.5
 
+pytestmark = pytest.mark.slow  # one training run (~4 s), shared by the tests here
+
 
 @pytest.fixture(scope="module")
 def memory_run(tmp_path_factory):

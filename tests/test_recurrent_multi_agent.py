@@ -173,6 +173,7 @@ def test_impala_with_an_lstm_repeats_what_each_agent_saw(tmp_path):
     assert mean >= 12.0, returns
 
 
+@pytest.mark.slow  # a training run
 def test_ppo_with_an_lstm_repeats_what_each_agent_saw(tmp_path):
     # ~2k env steps; without memory 6.4 after 8k (measured).
     summary = train(
