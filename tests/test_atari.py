@@ -83,6 +83,7 @@ def test_bad_preprocessing_settings_are_config_errors(env_id, given, says):
         atari_settings(env_id, given)
 
 
+@pytest.mark.slow  # a training run and its resume
 def test_a_run_records_its_preprocessing_and_is_rebuilt_and_resumed_with_it(tmp_path):
     pytest.importorskip("ale_py")
     summary = train(

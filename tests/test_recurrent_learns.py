@@ -43,16 +43,19 @@ def _memory_run(tmp_path, algorithm, framework, use_lstm, steps, **scaling):
     return summary
 
 
+@pytest.mark.slow  # a training run
 def test_ppo_with_an_lstm_repeats_what_it_saw(tmp_path, framework):
     summary = _memory_run(tmp_path, "ppo", framework, True, 12_000)
     assert summary.reached_stop_reward, summary.episode_return_mean
 
 
+@pytest.mark.slow  # a training run
 def test_ppo_without_memory_stays_at_chance(tmp_path):
     summary = _memory_run(tmp_path, "ppo", "torch", False, 8_000)
     assert summary.episode_return_mean < 12.0
 
 
+@pytest.mark.slow  # a training run
 @pytest.mark.parametrize("algorithm", ["impala", "appo"])
 def test_impala_and_appo_with_an_lstm_repeat_what_they_saw(tmp_path, algorithm):
     summary = _memory_run(tmp_path, algorithm, "torch", True, 40_000)

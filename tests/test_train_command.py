@@ -241,6 +241,7 @@ def test_the_cli_trains_and_evaluates(tmp_path):
     assert "mean return over 2 episodes" in out
 
 
+@pytest.mark.slow  # the CLI in a fresh interpreter
 def test_the_cli_names_a_bad_hyperparameter_in_one_line(tmp_path):
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"clip_parm": 0.3}))
@@ -253,6 +254,7 @@ def test_the_cli_names_a_bad_hyperparameter_in_one_line(tmp_path):
     assert "clip_parm" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow  # the CLI in a fresh interpreter
 @pytest.mark.parametrize(
     ("contents", "expected"),
     [(None, "No such file or directory"), ("[1, 2]", "holds a list")],
