@@ -22,8 +22,9 @@ value heads). Differences that remain:
   on both; SB3's ``AtariWrapper`` also presses FIRE after a reset and ends an episode for
   training on a lost life (Pong has no lives), and greys with OpenCV where learnerkit
   (gymnasium's ``AtariPreprocessing``) takes ALE's grey screen.
-- threads: learnerkit keeps torch to one thread in the driver; SB3 runs with torch's
-  default (one per core).
+- threads: learnerkit keeps torch to one thread in the driver; SB3 is given one too
+  (``--sb3-threads``, 0 for torch's default of one per core, which on a busy 2-core host
+  spent 5x learnerkit's CPU time spinning).
 - initialisation: SB3 initialises orthogonally (gains sqrt(2), 0.01 for the policy, 1 for
   the value), learnerkit with its own default.
 
@@ -77,6 +78,9 @@ print("RESULT", json.dumps({{"steps": s.timesteps_total, "reached": False,
 
 SB3 = """
 import json, time
+import torch
+if {sb3_threads}:
+    torch.set_num_threads({sb3_threads})
 import ale_py
 import gymnasium as gym
 from stable_baselines3 import PPO
@@ -121,6 +125,9 @@ def main() -> None:
     parser.add_argument("--env", default="ALE/Pong-v5")
     parser.add_argument("--budget", type=int, default=40_000, help="env steps per run")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--sb3-threads", type=int, default=1, help="torch threads for SB3 (0: torch's default)"
+    )
     parser.add_argument("--skip-sb3", action="store_true")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2,048 steps")
     parser.add_argument("--json", metavar="OUT", help="write the raw results here")
@@ -133,7 +140,12 @@ def main() -> None:
     for name, template in contenders.items():
         with tempfile.TemporaryDirectory(prefix="lk-bench-ppo-atari-") as out:
             code = template.format(
-                out=out, env=args.env, seed=args.seed, budget=args.budget, nature=NATURE
+                out=out,
+                env=args.env,
+                seed=args.seed,
+                budget=args.budget,
+                nature=NATURE,
+                sb3_threads=args.sb3_threads,
             )
             result = run_child(code, sys.executable)
             if name == "learnerkit" and "error" not in result:
