@@ -11,6 +11,12 @@ entropy 0.01, value loss 0.5, gradient clip 40); the same env runners (Ray actor
 per runner, and one local learner. Each run is a fresh subprocess (``impala_cartpole``'s
 harness), so wall time includes start-up.
 
+What RLlib's wrapper does differently, and cannot be told not to: it ends an episode on
+every lost life (its returns are then per life: in Breakout, 5 lives, a fifth of a game's;
+Pong has no lives; ``--episodic-life`` makes learnerkit do the same, so that the returns
+compare), presses FIRE after a reset, caps episodes at 108,000 frames, and hands the
+module float32 frames scaled to [-1, 1] where learnerkit keeps uint8 to the module.
+
 - frames/s: env steps sampled x 4 (the frame skip) / training seconds.
 - peak MiB: the largest sum of resident memory over the run's process tree (Ray daemons
   and workers included), sampled every 0.2 s.
@@ -54,6 +60,7 @@ import json
 from learnerkit.loops import TrainConfig, train
 s = train(TrainConfig(algorithm={algorithm!r}, env_id={env!r}, seed={seed},
                       stop_timesteps={budget}, out_dir={out!r}, progress=False,
+                      atari_preprocessing={{"terminal_on_life_loss": {episodic_life}}},
                       model_config={{"vf_share_layers": True, "conv_filters": {nature!r},
                                      "hiddens": [512], "activation": "relu"}},
                       overrides={{"num_env_runners": {runners},
@@ -129,6 +136,12 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--num-env-runners", type=int, default=1)
     parser.add_argument("--num-envs-per-env-runner", type=int, default=5)
+    parser.add_argument(
+        "--episodic-life",
+        action="store_true",
+        help="learnerkit ends an episode on a lost life, as RLlib's wrapper always does "
+        "(returns per life on both sides; no effect in Pong, which has no lives)",
+    )
     parser.add_argument("--skip-rllib", action="store_true")
     parser.add_argument("--quick", action="store_true", help="smoke run: 4,000 steps")
     parser.add_argument("--json", metavar="OUT", help="write the raw results here")
@@ -145,7 +158,8 @@ def main() -> None:
         else:
             notes.append(reason)
     setup = f"{args.num_env_runners} runner(s) x {args.num_envs_per_env_runner} envs"
-    print(f"{args.env}, {setup}, local learner, budget {args.budget} env steps")
+    lives = ", an episode per life" if args.episodic_life else ""
+    print(f"{args.env}, {setup}, local learner, budget {args.budget} env steps{lives}")
     results: dict[str, dict[str, dict]] = {}
     for algorithm in args.algorithms:
         params = {
@@ -157,6 +171,7 @@ def main() -> None:
             "envs": args.num_envs_per_env_runner,
             "lr": args.lr,
             "nature": NATURE,
+            "episodic_life": args.episodic_life,
         }
         for name, (template, python) in contenders.items():
             with tempfile.TemporaryDirectory(prefix="lk-bench-atari-") as out:
