@@ -38,8 +38,13 @@ RLlib's APPO):
 - APPO: learnerkit 1,870 frames/s, RLlib 273: 6.85x (flattered: the load was higher during
   RLlib's run); peak 1,857 vs 3,530 MiB: 0.53x (met); return -20.29 vs -20.75.
 
-The returns at 40k steps are a random policy's (-21 to -20) on both sides: they say the
-runs are sound, not which learns better. An earlier run (IMPALA, 20k steps): 4.1x the
+Breakout (``--env ALE/Breakout-v5 --algorithms impala --budget 40000``, another run, load
+10-13): learnerkit 1,925 frames/s, RLlib 356: 5.41x; peak 1,826 vs 3,173 MiB: 0.58x;
+returns 1.24 vs 0.31, which do not compare (RLlib's are per life; learnerkit's, without
+``--episodic-life``, per game).
+
+The returns at 40k steps are a random policy's (-21 to -20 in Pong) on both sides: they
+say the runs are sound, not which learns better; the return target is not measured. An earlier run (IMPALA, 20k steps): 4.1x the
 frames/s at 0.54x the memory.
 """
 
