@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from learnerkit.columns import DEFAULT_MODULE_ID, Columns
+from learnerkit._columns import DEFAULT_MODULE_ID, Columns
 from learnerkit.errors import BatchError
 
 # Where a column is usually made, so a "missing column" error can name the fix.

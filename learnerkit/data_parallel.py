@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from learnerkit.backends.base import AllReduce, Forward
+    from learnerkit.backends._base import AllReduce, Forward
 
 __all__ = ["DataParallel", "SingleProcess"]
 

@@ -4,7 +4,7 @@ Every field is validated when the spec is made, so a bad value fails at once wit
 field's name and what it allows, not at step 10,000. Use ``attrs.evolve`` for variants.
 
 A leaf: nothing here asks the algorithm registry. ``LearnerSpec``, which does (for the
-algorithm's hyperparameters class), is one floor up in ``learnerkit.learner_spec``.
+algorithm's hyperparameters class), is one floor up in ``learnerkit._learner_spec``.
 """
 
 from __future__ import annotations
@@ -282,15 +282,15 @@ def structure_hyperparameters(
 
 
 def __getattr__(name: str) -> Any:
-    # LearnerSpec moved up to learnerkit.learner_spec (issue 17); its old name works for one
+    # LearnerSpec moved up to learnerkit._learner_spec (issue 17); its old name works for one
     # more release. Read from the package's own import of it (``learnerkit`` imports it
     # before any of its modules can be reached), so that this leaf imports nothing above it.
     if name == "LearnerSpec":
         warnings.warn(
-            "learnerkit.specs.LearnerSpec moved to learnerkit.learner_spec.LearnerSpec; import "
-            "it from learnerkit (the old name goes in the next release)",
+            "learnerkit.specs.LearnerSpec moved: import it from learnerkit (learnerkit.LearnerSpec;"
+            " the old name goes in the next release)",
             LearnerkitDeprecationWarning,
             stacklevel=2,
         )
-        return sys.modules["learnerkit.learner_spec"].LearnerSpec
+        return sys.modules["learnerkit._learner_spec"].LearnerSpec
     raise AttributeError(f"module 'learnerkit.specs' has no attribute {name!r}")

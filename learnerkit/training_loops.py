@@ -23,6 +23,7 @@ from typing import Any
 
 import attrs
 
+from learnerkit._columns import ACTOR_CRITIC_OUTPUTS, Columns
 from learnerkit._entry_points import (
     check_unique,
     disabled_by,
@@ -32,7 +33,6 @@ from learnerkit._entry_points import (
     entry_points,
 )
 from learnerkit.api import api_mismatch
-from learnerkit.columns import ACTOR_CRITIC_OUTPUTS, Columns
 from learnerkit.errors import (
     IncompatiblePluginError,
     LearnerkitDeprecationWarning,

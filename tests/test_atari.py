@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from learnerkit import Columns, ConfigError
-from learnerkit.loops import TrainConfig, train
-from learnerkit.loops.evaluation import load_policy
+from learnerkit.loops import TrainConfig, load_policy, train
 from learnerkit.rollouts import EnvRunner
 from learnerkit.rollouts.atari import AtariSettings, atari_settings
 

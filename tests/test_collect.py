@@ -9,8 +9,7 @@ import pytest
 from conftest import run_learnerkit
 
 from learnerkit.errors import DatasetError
-from learnerkit.loops.collect import collect_dataset
-from learnerkit.loops.evaluation import load_policy
+from learnerkit.loops import collect_dataset, load_policy
 from learnerkit.loops.trainer import TrainConfig, train
 from learnerkit.rollouts import datasets
 

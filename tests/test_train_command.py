@@ -14,8 +14,8 @@ import pytest
 from conftest import bc_loss, make_plugin
 
 from learnerkit import ConfigError
+from learnerkit.loops import evaluate_checkpoint, load_policy
 from learnerkit.loops import trainer as training
-from learnerkit.loops.evaluation import evaluate_checkpoint, load_policy
 from learnerkit.loops.trainer import TrainConfig, train
 
 # Small iterations (8 envs x 32 steps = 256 samples, 2 epochs) keep these runs short.

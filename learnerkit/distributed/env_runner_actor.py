@@ -12,7 +12,7 @@ import gymnasium
 import ray
 
 from learnerkit.distributed.start import actor_info
-from learnerkit.rollouts.contract import EnvRunnerSpec, Fragment, ModuleWeights, Weights
+from learnerkit.rollouts._contract import EnvRunnerSpec, Fragment, ModuleWeights, Weights
 from learnerkit.rollouts.pettingzoo_envs import PolicyMapping
 from learnerkit.rollouts.sampler import make_sampler
 from learnerkit.specs import ModuleSpec

@@ -41,9 +41,12 @@ from learnerkit.training_loops import LoopInfo, deprecated_table
 _LAZY = {
     "TrainConfig": "learnerkit.loops.contract",
     "TrainSummary": "learnerkit.loops.contract",
+    "Trainer": "learnerkit.loops.trainer",
+    "TrainedPolicy": "learnerkit.loops._evaluation",
+    "load_policy": "learnerkit.loops._evaluation",
     "train": "learnerkit.loops.trainer",
-    "evaluate_checkpoint": "learnerkit.loops.evaluation",
-    "collect_dataset": "learnerkit.loops.collect",
+    "evaluate_checkpoint": "learnerkit.loops._evaluation",
+    "collect_dataset": "learnerkit.loops._collect",
 }
 
 
@@ -65,7 +68,10 @@ __all__ = [
     "SamplingSettings",
     "TrainConfig",
     "TrainSummary",
+    "TrainedPolicy",
+    "Trainer",
     "collect_dataset",
     "evaluate_checkpoint",
+    "load_policy",
     "train",
 ]

@@ -30,9 +30,15 @@ import attrs
 import numpy as np
 
 from learnerkit._checkpoint import write_json_atomic
+from learnerkit._learner_group import LearnerGroup
+from learnerkit._learner_spec import LearnerSpec
 from learnerkit._plugins import get_algorithm
-from learnerkit.learner_group import LearnerGroup
-from learnerkit.learner_spec import LearnerSpec
+from learnerkit.loops._multi_agent import (
+    AgentReturns,
+    ModuleControl,
+    module_state,
+    saved_mapping,
+)
 from learnerkit.loops._run_files import (
     CHECKPOINT_DIR,
     RUN_FILE,
@@ -66,14 +72,8 @@ from learnerkit.loops.contract import (
     TrainSummary,
     make_env_runners,
 )
-from learnerkit.loops.multi_agent import (
-    AgentReturns,
-    ModuleControl,
-    module_state,
-    saved_mapping,
-)
+from learnerkit.rollouts._contract import EnvRunnerSpec
 from learnerkit.rollouts.atari import atari_settings
-from learnerkit.rollouts.contract import EnvRunnerSpec
 from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo
 from learnerkit.specs import ScalingConfig
 

@@ -12,8 +12,8 @@ of the default LSTM module). Nothing here imports a framework or Ray (the Ray en
 actors live in ``learnerkit.distributed``).
 """
 
-from learnerkit.rollouts.gymnasium_sampling import EnvRunner
-from learnerkit.rollouts.postprocessing import RunningMeanStd, compute_gae, explained_variance
-from learnerkit.rollouts.rollout import Rollout
+from learnerkit.rollouts._gymnasium_sampling import EnvRunner
+from learnerkit.rollouts._postprocessing import RunningMeanStd, compute_gae, explained_variance
+from learnerkit.rollouts._rollout import Rollout
 
 __all__ = ["EnvRunner", "Rollout", "RunningMeanStd", "compute_gae", "explained_variance"]

@@ -34,9 +34,9 @@ from learnerkit._import_path import resolve
 from learnerkit.batch import Columns
 from learnerkit.conv_encoders import conv_stack, module_config_for
 from learnerkit.distributions import dist_class_for, exploration_outputs
-from learnerkit.rollouts.numpy_conv import NumpyConvStack
-from learnerkit.rollouts.numpy_layers import ACTIVATIONS, DenseStack, NumpyOps
-from learnerkit.rollouts.recurrent_acting import NumpyLSTMActorCritic, lstm_module_layout
+from learnerkit.rollouts._numpy_conv import NumpyConvStack
+from learnerkit.rollouts._numpy_layers import ACTIVATIONS, DenseStack, NumpyOps
+from learnerkit.rollouts._recurrent_acting import NumpyLSTMActorCritic, lstm_module_layout
 from learnerkit.specs import ModuleSpec
 
 __all__ = [

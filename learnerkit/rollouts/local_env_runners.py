@@ -1,5 +1,5 @@
 """``num_env_runners=0``: sampling in the training process, through the `EnvRunners`
-interface (``learnerkit.rollouts.contract``) the loops use for Ray actors too."""
+interface (``learnerkit.rollouts._contract``) the loops use for Ray actors too."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from learnerkit.rollouts.contract import (
+from learnerkit.rollouts._contract import (
     EnvRunnerSpec,
     Fragment,
     ModuleWeights,

@@ -24,8 +24,10 @@ from typing import Any
 import attrs
 
 from learnerkit.errors import ConfigError
-from learnerkit.rollouts.contract import EnvRunnerSpec, Fragment, ModuleWeights, Weights
-from learnerkit.rollouts.gymnasium_sampling import EnvRunner
+from learnerkit.rollouts._contract import EnvRunnerSpec, Fragment, ModuleWeights, Weights
+from learnerkit.rollouts._gymnasium_sampling import EnvRunner
+from learnerkit.rollouts._recurrent import AgentStatePolicy, StateCarrier, check_can_act
+from learnerkit.rollouts._sampling import POLICY_COLUMNS, EnvAdapter
 from learnerkit.rollouts.module_copies import RunnerModule
 from learnerkit.rollouts.multi_agent_sequences import SequenceStreams
 from learnerkit.rollouts.pettingzoo_envs import (
@@ -35,8 +37,6 @@ from learnerkit.rollouts.pettingzoo_envs import (
     mapping_fn,
 )
 from learnerkit.rollouts.pettingzoo_sampling import MultiAgentEnvRunner
-from learnerkit.rollouts.recurrent import AgentStatePolicy, StateCarrier, check_can_act
-from learnerkit.rollouts.sampling import POLICY_COLUMNS, EnvAdapter
 from learnerkit.specs import ModuleSpec
 
 __all__ = ["Sampler", "make_sampler"]

@@ -2,7 +2,7 @@
 (the variables' names and state, and their checks, in ``variable_state``).
 
 Same methods and meaning as ``learnerkit.backends.torch.backend.TorchBackend`` (both meet
-``learnerkit.backends.base.Backend``). The
+``learnerkit.backends._base.Backend``). The
 minibatch steps (``train_step.TrainStep``) are one ``tf.function`` (gather, forward, the
 algorithm's loss, gradients, clipping, Adam, in a graph loop over minibatches), traced once
 per batch layout: the batch dimension is left unknown so the smaller last minibatch does not
@@ -21,11 +21,11 @@ import numpy as np
 import tensorflow as tf
 
 from learnerkit._import_path import resolve
-from learnerkit.backends.base import AllReduce, Forward, GradientHooks, Gradients, LossFn
-from learnerkit.backends.tf import variable_state
+from learnerkit.backends._base import AllReduce, Forward, GradientHooks, Gradients, LossFn
+from learnerkit.backends.tf import _variable_state as variable_state
+from learnerkit.backends.tf._train_step import TrainStep, clip_pairs
+from learnerkit.backends.tf._variable_state import named_variables, variable_names
 from learnerkit.backends.tf.ops import OPTIMIZER_VARIABLES, TF_OPS
-from learnerkit.backends.tf.train_step import TrainStep, clip_pairs
-from learnerkit.backends.tf.variable_state import named_variables, variable_names
 from learnerkit.batch import SampleBatch, training_arrays
 from learnerkit.errors import CheckpointError, ConfigError, PluginError
 from learnerkit.specs import ModuleSpec
@@ -87,8 +87,8 @@ class TFBackend:
 
     # Modules and optimizers --------------------------------------------------------------
     def build_module(self, spec: ModuleSpec, seed: int) -> tf.Module:
-        from learnerkit.backends.tf.modules import TFMLPActorCritic
-        from learnerkit.backends.tf.recurrent import TFLSTMActorCritic
+        from learnerkit.backends.tf._modules import TFMLPActorCritic
+        from learnerkit.backends.tf._recurrent import TFLSTMActorCritic
 
         with tf.device(self.device):
             if spec.module_class is None:

@@ -1,5 +1,5 @@
 """The torch backend: module building, the minibatch step, and state as numpy
-(``learnerkit.backends.base.Backend``)."""
+(``learnerkit.backends._base.Backend``)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ import torch
 
 from learnerkit._checkpoint import check_arrays
 from learnerkit._import_path import resolve
-from learnerkit.backends.base import AllReduce, Forward, GradientHooks, Gradients, LossFn
-from learnerkit.backends.torch.ops import TORCH_OPS, TorchOps
-from learnerkit.backends.torch.optimizer_state import as_torch_state, check_torch_optimizer_state
-from learnerkit.backends.torch.train_step import (
+from learnerkit.backends._base import AllReduce, Forward, GradientHooks, Gradients, LossFn
+from learnerkit.backends.torch._optimizer_state import as_torch_state, check_torch_optimizer_state
+from learnerkit.backends.torch._train_step import (
     allreduce_grads,
     backward_per_optimizer,
     clip_coef,
@@ -26,6 +25,7 @@ from learnerkit.backends.torch.train_step import (
     minibatch_loss,
     run_steps,
 )
+from learnerkit.backends.torch.ops import TORCH_OPS, TorchOps
 from learnerkit.batch import SampleBatch, training_arrays
 from learnerkit.errors import CheckpointError, PluginError
 from learnerkit.hookspecs import OPTIMIZER_LOSSES
@@ -45,8 +45,8 @@ class TorchBackend:
 
     # Modules and optimizers --------------------------------------------------------------
     def build_module(self, spec: ModuleSpec, seed: int) -> torch.nn.Module:
+        from learnerkit.backends.torch._recurrent import TorchLSTMActorCritic
         from learnerkit.backends.torch.modules import TorchMLPActorCritic
-        from learnerkit.backends.torch.recurrent import TorchLSTMActorCritic
 
         default = TorchLSTMActorCritic if spec.model_config.get("use_lstm") else TorchMLPActorCritic
         module_class = resolve(spec.module_class, "ModuleSpec.module_class") or default

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from learnerkit.backends.torch import optim
+from learnerkit.backends.torch import _optim as optim
 
 
 class TorchOps:

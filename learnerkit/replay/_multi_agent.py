@@ -10,7 +10,7 @@ import numpy as np
 
 from learnerkit.batch import MultiAgentBatch
 from learnerkit.errors import ConfigError
-from learnerkit.replay.buffers import PrioritizedReplayBuffer, UniformReplayBuffer
+from learnerkit.replay._buffers import PrioritizedReplayBuffer, UniformReplayBuffer
 
 __all__ = ["MultiAgentReplayBuffer"]
 

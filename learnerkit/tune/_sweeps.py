@@ -21,13 +21,13 @@ from learnerkit.loops._setup import DEFAULT_ENV_ID, resolve_settings, training_l
 from learnerkit.loops.contract import TrainConfig
 from learnerkit.model_config import resolve_model_config
 from learnerkit.specs import evolve_hyperparameters
+from learnerkit.tune._trials import trial_bundles, trial_config
 from learnerkit.tune.space import (
     Domain,
     SearchSpace,
     nest_values,
     validate_space,
 )
-from learnerkit.tune.trials import trial_bundles, trial_config
 
 __all__ = [
     "SCHEDULERS",
@@ -213,7 +213,7 @@ def sweep(config: SweepConfig) -> SweepSummary:
     from ray.tune.search import BasicVariantGenerator
 
     from learnerkit.distributed.start import ensure_ray
-    from learnerkit.tune.trial_actor import trainable
+    from learnerkit.tune._trial_actor import trainable
 
     ensure_ray(config.train.ray_address)
     check_resources(bundles, [n["Resources"] for n in ray.nodes() if n.get("Alive")])

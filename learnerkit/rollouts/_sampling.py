@@ -32,10 +32,10 @@ from typing import Any, Protocol
 import numpy as np
 from gymnasium import spaces
 
+from learnerkit._columns import ACTOR_CRITIC_OUTPUTS, DEFAULT_MODULE_ID
 from learnerkit.batch import Columns
-from learnerkit.columns import ACTOR_CRITIC_OUTPUTS, DEFAULT_MODULE_ID
 from learnerkit.errors import BatchError, ConfigError
-from learnerkit.rollouts.postprocessing import RunningMeanStd
+from learnerkit.rollouts._postprocessing import RunningMeanStd
 
 __all__ = [
     "POLICY_COLUMNS",

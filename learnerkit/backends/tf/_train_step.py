@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from learnerkit.backends.base import AllReduce, GradientHooks
+from learnerkit.backends._base import AllReduce, GradientHooks
 from learnerkit.errors import PluginError
 from learnerkit.hookspecs import OPTIMIZER_LOSSES, PER_ROW
 

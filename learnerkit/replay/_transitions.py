@@ -1,6 +1,6 @@
 """The rows of a replay buffer: n-step windows completed at insertion, observations stored
 once, eviction first in, first out. How rows are sampled is the buffers' business
-(``learnerkit.replay.buffers``); this module only stores and gathers them.
+(``learnerkit.replay._buffers``); this module only stores and gathers them.
 
 Storage. Row ids count every row ever added; row ``r`` lives in slot ``r % capacity`` until
 ``capacity`` newer rows have been added. A row stores its observation, action, n-step return,
@@ -28,12 +28,12 @@ from typing import Any, NamedTuple
 import attrs
 import numpy as np
 
-from learnerkit.columns import Columns
+from learnerkit._columns import Columns
 from learnerkit.errors import BatchError, ConfigError
+from learnerkit.replay._columns import ReplayColumns
 from learnerkit.replay._final_obs import FinalObservations
 from learnerkit.replay._fragments import check_time_major, decode_stream, encode_stream
-from learnerkit.replay.columns import ReplayColumns
-from learnerkit.replay.n_step import check_n_step, n_step_windows
+from learnerkit.replay._n_step import check_n_step, n_step_windows
 
 __all__ = ["Transitions", "Written"]
 

@@ -20,7 +20,7 @@ from ray import tune
 from learnerkit.loops._setup import seed_and_threads
 from learnerkit.loops.contract import TrainConfig
 from learnerkit.loops.trainer import Trainer
-from learnerkit.tune.trials import trial_bundles, trial_config
+from learnerkit.tune._trials import trial_bundles, trial_config
 
 __all__ = ["trainable", "trial_resources"]
 

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from learnerkit.loops.evaluation import TrainedPolicy, load_policy
+from learnerkit.loops._evaluation import TrainedPolicy, load_policy
 from learnerkit.rollouts import datasets
 
 

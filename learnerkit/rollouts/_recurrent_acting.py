@@ -13,7 +13,7 @@ The weights are the framework module's (``get_weights``): torch's ``lstm.weight_
 gates in torch's order (input, forget, cell, output) in both. Without ``vf_share_layers``
 the value function's trunk has its own, prefixed ``vf_`` (``vf_encoder.0.weight``,
 ``vf_lstm.kernel``...). Image observations go through the conv encoder first (``conv.*``,
-``vf_conv.*``; ``learnerkit.rollouts.numpy_conv``), so a recurrent pixel module acts in
+``vf_conv.*``; ``learnerkit.rollouts._numpy_conv``), so a recurrent pixel module acts in
 numpy too: runners carry its state only through a numpy copy.
 """
 
@@ -30,8 +30,8 @@ from learnerkit._checkpoint import check_same_shapes
 from learnerkit.batch import Columns
 from learnerkit.conv_encoders import conv_stack, module_config_for
 from learnerkit.distributions import dist_class_for, exploration_outputs
-from learnerkit.rollouts.numpy_conv import NumpyConvStack
-from learnerkit.rollouts.numpy_layers import ACTIVATIONS, DenseStack, NumpyOps
+from learnerkit.rollouts._numpy_conv import NumpyConvStack
+from learnerkit.rollouts._numpy_layers import ACTIVATIONS, DenseStack, NumpyOps
 from learnerkit.specs import ModuleSpec
 
 __all__ = ["LSTMTrunk", "NumpyLSTMActorCritic", "lstm_module_layout"]

@@ -15,9 +15,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from learnerkit._columns import RECURRENT_INPUTS
 from learnerkit._import_path import resolve
 from learnerkit.batch import Columns
-from learnerkit.columns import RECURRENT_INPUTS
 from learnerkit.errors import ConfigError
 from learnerkit.rollouts.acting import numpy_copy_class
 from learnerkit.specs import ModuleSpec

@@ -69,7 +69,7 @@ class _Trunk(NamedTuple):
 class TorchLSTMActorCritic(nn.Module):
     """Encoder, then LSTM, then policy and value heads (see the module docstring)."""
 
-    numpy_copy = "learnerkit.rollouts.recurrent_acting:NumpyLSTMActorCritic"
+    numpy_copy = "learnerkit.rollouts._recurrent_acting:NumpyLSTMActorCritic"
     """What env runners act with (``ModuleSpec.numpy_copy``): a numpy copy, ~3.5x faster
     per step than this module on a runner's handful of envs (docs/guides/recurrent.md)."""
 

@@ -43,10 +43,15 @@ from typing import Any
 import attrs
 import numpy as np
 
-from learnerkit.backends import policy_fn
 from learnerkit.errors import DatasetError
-from learnerkit.loops.contract import Iteration, Run, TrainConfig, combine_results, probe_spaces
-from learnerkit.loops.evaluation import run_episodes_side_by_side
+from learnerkit.loops.contract import (
+    Iteration,
+    Run,
+    TrainConfig,
+    combine_results,
+    evaluation_episodes,
+    probe_spaces,
+)
 from learnerkit.model_config import refuse_recurrent
 from learnerkit.rollouts import datasets
 
@@ -272,9 +277,7 @@ class OfflineLoop:
         backend.set_module_state(module, weights, "the offline loop's evaluation module")
         seed = self.run.config.seed + _EVAL_SEED_OFFSET + self.evaluations * n
         self.evaluations += 1
-        return run_episodes_side_by_side(
-            self.run.config.env_id, policy_fn(backend, module, explore=False), n, seed=seed
-        )
+        return evaluation_episodes(self.run.config.env_id, backend, module, n, seed=seed)
 
     # State -------------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """The default recurrent TensorFlow module (``model_config["use_lstm"]``): the torch one's
-twin (``learnerkit.backends.torch.recurrent``): encoder (after the conv encoder for image
+twin (``learnerkit.backends.torch._recurrent``): encoder (after the conv encoder for image
 observations), LSTM, policy and value heads (the value function with its own conv encoder,
 encoder and LSTM, ``vf_``, unless ``vf_share_layers``); state ``[h, c]`` of each trunk per
 env; sequences of ``max_seq_len`` rows reset after a row whose episode ended. The sequence
@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from learnerkit.backends.tf._modules import _ACTIVATIONS, _MLP
 from learnerkit.backends.tf.encoders import TFConvEncoder
-from learnerkit.backends.tf.modules import _ACTIVATIONS, _MLP
 from learnerkit.batch import Columns
 from learnerkit.conv_encoders import ConvStack, conv_stack, module_config_for
 from learnerkit.distributions import dist_class_for, exploration_outputs
@@ -83,7 +83,7 @@ class _Trunk(tf.Module):
 class TFLSTMActorCritic(tf.Module):
     """Encoder, then LSTM, then policy and value heads (see the module docstring)."""
 
-    numpy_copy = "learnerkit.rollouts.recurrent_acting:NumpyLSTMActorCritic"
+    numpy_copy = "learnerkit.rollouts._recurrent_acting:NumpyLSTMActorCritic"
     """What env runners act with (``ModuleSpec.numpy_copy``)."""
 
     def __init__(

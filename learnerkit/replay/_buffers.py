@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from learnerkit._columns import Columns
 from learnerkit.batch import SampleBatch
-from learnerkit.columns import Columns
 from learnerkit.errors import BatchError, ConfigError, NonFiniteError
+from learnerkit.replay._columns import ReplayColumns
 from learnerkit.replay._fragments import REQUIRED
-from learnerkit.replay.columns import ReplayColumns
-from learnerkit.replay.sum_tree import SumTree
-from learnerkit.replay.transitions import Transitions, Written
+from learnerkit.replay._sum_tree import SumTree
+from learnerkit.replay._transitions import Transitions, Written
 
 if TYPE_CHECKING:
-    from learnerkit.rollouts.rollout import Rollout
+    from learnerkit.rollouts._rollout import Rollout
 
 __all__ = ["PrioritizedReplayBuffer", "UniformReplayBuffer"]
 

@@ -1,7 +1,7 @@
-"""The gymnasium adapter of the sampling engine (``learnerkit.rollouts.sampling``): step a
+"""The gymnasium adapter of the sampling engine (``learnerkit.rollouts._sampling``): step a
 gymnasium vector env of N copies with one module's numpy policy into time-major arrays.
 
-`EnvRunner.sample` returns a `Rollout` (`learnerkit.rollouts.rollout`) of `[T, N, ...]`
+`EnvRunner.sample` returns a `Rollout` (`learnerkit.rollouts._rollout`) of `[T, N, ...]`
 arrays, preallocated, with one policy call per step for all N envs and no Python loop over
 them (the engine's normalisation, output check and clipping run on the whole batch).
 Episodes end inside fragments; the final observation of an ended episode is kept
@@ -19,15 +19,14 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+from learnerkit._columns import DEFAULT_MODULE_ID, RECURRENT_INPUTS
 from learnerkit.batch import Columns
-from learnerkit.columns import DEFAULT_MODULE_ID, RECURRENT_INPUTS
 from learnerkit.errors import ConfigError
 from learnerkit.rollouts import env_state
-from learnerkit.rollouts.atari import AtariSettings
-from learnerkit.rollouts.env_ids import register_env_id, vector_env_options
-from learnerkit.rollouts.recurrent import StateCarrier
-from learnerkit.rollouts.rollout import Rollout
-from learnerkit.rollouts.sampling import (
+from learnerkit.rollouts._env_ids import register_env_id, vector_env_options
+from learnerkit.rollouts._recurrent import StateCarrier
+from learnerkit.rollouts._rollout import Rollout
+from learnerkit.rollouts._sampling import (
     POLICY_COLUMNS,
     EpisodeLog,
     ObsNormalizers,
@@ -41,6 +40,7 @@ from learnerkit.rollouts.sampling import (
     obs_normalizer_state,
     stored_obs_dtype,
 )
+from learnerkit.rollouts.atari import AtariSettings
 
 __all__ = [
     "POLICY_COLUMNS",

@@ -15,7 +15,7 @@ import numpy as np
 
 from learnerkit.batch import Columns, SampleBatch
 from learnerkit.errors import BatchError
-from learnerkit.rollouts.postprocessing import compute_gae
+from learnerkit.rollouts._postprocessing import compute_gae
 
 __all__ = ["Rollout"]
 

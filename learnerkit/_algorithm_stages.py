@@ -23,7 +23,7 @@ from learnerkit.errors import PluginError
 if TYPE_CHECKING:
     from learnerkit._learner_modules import ModuleRecord
     from learnerkit._plugins import Algorithm
-    from learnerkit.backends.base import Backend, GradientHooks, Gradients
+    from learnerkit.backends._base import Backend, GradientHooks, Gradients
     from learnerkit.batch import MultiAgentBatch
     from learnerkit.specs import Hyperparameters
 

@@ -16,9 +16,9 @@ from typing import Any
 import attrs
 import numpy as np
 
+from learnerkit._learner_group import LearnerGroup
 from learnerkit.errors import ConfigError
-from learnerkit.learner_group import LearnerGroup
-from learnerkit.rollouts.contract import EnvRunners, Weights
+from learnerkit.rollouts._contract import EnvRunners, Weights
 from learnerkit.rollouts.pettingzoo_envs import (
     PolicyMapping,
     make_parallel_env,

@@ -13,22 +13,22 @@ from typing import Any
 import attrs
 import numpy as np
 
+from learnerkit._columns import DEFAULT_MODULE_ID
+from learnerkit._learner import Learner
+from learnerkit._learner_spec import LearnerSpec
 from learnerkit._plugins import get_algorithm
-from learnerkit.backends import policy_fn
+from learnerkit.backends._base import policy_fn
 from learnerkit.batch import Columns
-from learnerkit.columns import DEFAULT_MODULE_ID
 from learnerkit.errors import ConfigError
-from learnerkit.learner import Learner
-from learnerkit.learner_spec import LearnerSpec
 from learnerkit.loops._run_files import checkpoint_dir, read_run, read_trainer_state
 from learnerkit.loops._setup import saved_atari_preprocessing
+from learnerkit.rollouts._env_ids import make_env
+from learnerkit.rollouts._gymnasium_sampling import EnvRunner
+from learnerkit.rollouts._recurrent import StateCarrier, is_recurrent_copy
+from learnerkit.rollouts._sampling import ObsNormalizers
 from learnerkit.rollouts.acting import numpy_copy_class
 from learnerkit.rollouts.atari import AtariSettings, atari_settings, is_atari
-from learnerkit.rollouts.env_ids import make_env
-from learnerkit.rollouts.gymnasium_sampling import EnvRunner
 from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo, make_parallel_env, mapping_fn
-from learnerkit.rollouts.recurrent import StateCarrier, is_recurrent_copy
-from learnerkit.rollouts.sampling import ObsNormalizers
 from learnerkit.specs import ModuleSpec, structure_hyperparameters
 
 Policy = Callable[[np.ndarray], Mapping[str, np.ndarray]]
@@ -207,44 +207,6 @@ def run_episodes(
     return returns
 
 
-def run_episodes_side_by_side(
-    env_id: str, policy: Policy, num_episodes: int, *, seed: int = 0
-) -> list[tuple[float, int]]:
-    """(return, length) of ``num_episodes`` episodes of ``policy``, one per copy of the
-    environment, stepped together so the policy runs once per step for all of them (what
-    the offline loop evaluates with; episode k is reset with ``seed + k``)."""
-    import gymnasium
-
-    env = gymnasium.make_vec(
-        env_id,
-        num_envs=num_episodes,
-        vectorization_mode="sync",
-        vector_kwargs={"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP},
-    )
-    space = env.single_action_space
-    low, high = getattr(space, "low", None), getattr(space, "high", None)
-    returns = np.zeros(num_episodes)
-    lengths = np.zeros(num_episodes, dtype=np.int64)
-    running = np.ones(num_episodes, dtype=bool)
-    try:
-        obs, _ = env.reset(seed=seed)
-        if hasattr(policy, "reset"):
-            policy.reset()
-        while running.any():
-            actions = np.asarray(policy(np.asarray(obs, dtype=np.float32))["actions"])
-            if low is not None:
-                actions = np.clip(actions, low, high)
-            obs, rewards, terminated, truncated, _ = env.step(actions)
-            # An environment that finished its episode restarts at once; its later steps
-            # are not counted.
-            returns += np.where(running, rewards, 0.0)
-            lengths += running
-            running &= ~(terminated | truncated)
-    finally:
-        env.close()
-    return [(float(r), int(n)) for r, n in zip(returns, lengths, strict=True)]
-
-
 def evaluate_multi_agent(
     path: str, num_episodes: int, *, seed: int = 1000
 ) -> list[dict[str, float]]:
@@ -252,7 +214,7 @@ def evaluate_multi_agent(
     checkpoint: its modules as they were then (self-play snapshots too), its mapping (a
     run trained with a callable mapping is evaluated with its initial mapping, saved as
     None: pass such runs' policies yourself)."""
-    from learnerkit.loops.multi_agent import rebuild_module_specs
+    from learnerkit.loops._multi_agent import rebuild_module_specs
 
     run, state = read_run(path), read_trainer_state(path)
     algorithm = get_algorithm(run["algorithm"])

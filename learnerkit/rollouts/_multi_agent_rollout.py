@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import numpy as np
 
+from learnerkit._columns import RECURRENT_INPUTS
 from learnerkit.batch import Columns, MultiAgentBatch, SampleBatch
-from learnerkit.columns import RECURRENT_INPUTS
-from learnerkit.rollouts.postprocessing import compute_gae
-from learnerkit.rollouts.sampling import POLICY_COLUMNS, ValueFn, bootstrap_values, next_values
+from learnerkit.rollouts._postprocessing import compute_gae
+from learnerkit.rollouts._sampling import POLICY_COLUMNS, ValueFn, bootstrap_values, next_values
 
 if TYPE_CHECKING:
-    from learnerkit.rollouts.recurrent import AgentState
+    from learnerkit.rollouts._recurrent import AgentState
 
 __all__ = ["MultiAgentRollout", "Segment", "columns_of_segments"]
 

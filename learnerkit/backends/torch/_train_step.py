@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from learnerkit.backends.base import AllReduce, Forward, GradientHooks, LossFn
+from learnerkit.backends._base import AllReduce, Forward, GradientHooks, LossFn
 from learnerkit.errors import PluginError
 from learnerkit.hookspecs import OPTIMIZER_LOSSES, PER_ROW
 

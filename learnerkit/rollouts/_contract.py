@@ -19,14 +19,14 @@ from typing import Any, Protocol
 import attrs
 import numpy as np
 
+from learnerkit._columns import ACTOR_CRITIC_OUTPUTS, DEFAULT_MODULE_ID
 from learnerkit.batch import MultiAgentBatch, SampleBatch
-from learnerkit.columns import ACTOR_CRITIC_OUTPUTS, DEFAULT_MODULE_ID
 from learnerkit.errors import ConfigError
+from learnerkit.rollouts._multi_agent_rollout import MultiAgentRollout
+from learnerkit.rollouts._rollout import Rollout
 from learnerkit.rollouts.atari import AtariSettings
-from learnerkit.rollouts.multi_agent_rollout import MultiAgentRollout
 from learnerkit.rollouts.multi_agent_sequences import MultiAgentSequences
 from learnerkit.rollouts.pettingzoo_envs import PolicyMapping, is_pettingzoo
-from learnerkit.rollouts.rollout import Rollout
 from learnerkit.specs import ModuleSpec
 
 __all__ = [
