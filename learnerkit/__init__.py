@@ -22,6 +22,7 @@ from learnerkit._plugins import (
     register_algorithm,
     unregister_algorithm,
 )
+from learnerkit._specs import Hyperparameters, ModuleSpec, ScalingConfig
 from learnerkit.api import API_VERSION
 from learnerkit.coefficients import schedule_value
 from learnerkit.errors import (
@@ -47,7 +48,6 @@ from learnerkit.settings import (
     ReplaySettings,
     SamplingSettings,
 )
-from learnerkit.specs import Hyperparameters, ModuleSpec, ScalingConfig
 from learnerkit.training_loops import (
     LOOP_ENTRY_POINT_GROUP,
     LoopInfo,
@@ -59,16 +59,16 @@ from learnerkit.training_loops import (
 )
 
 if TYPE_CHECKING:
+    from learnerkit._batch import MultiAgentBatch, SampleBatch, ShardedBatch
     from learnerkit._learner import Learner
     from learnerkit._learner_group import LearnerGroup
-    from learnerkit.batch import MultiAgentBatch, SampleBatch, ShardedBatch
 
 _LAZY = {
     "Learner": "learnerkit._learner",
     "LearnerGroup": "learnerkit._learner_group",
-    "MultiAgentBatch": "learnerkit.batch",
-    "SampleBatch": "learnerkit.batch",
-    "ShardedBatch": "learnerkit.batch",
+    "MultiAgentBatch": "learnerkit._batch",
+    "SampleBatch": "learnerkit._batch",
+    "ShardedBatch": "learnerkit._batch",
 }
 
 

@@ -21,11 +21,11 @@ from learnerkit._learner_modules import merge_results
 from learnerkit.errors import PluginError
 
 if TYPE_CHECKING:
+    from learnerkit._batch import MultiAgentBatch
     from learnerkit._learner_modules import ModuleRecord
     from learnerkit._plugins import Algorithm
+    from learnerkit._specs import Hyperparameters
     from learnerkit.backends._base import Backend, GradientHooks, Gradients
-    from learnerkit.batch import MultiAgentBatch
-    from learnerkit.specs import Hyperparameters
 
 __all__ = ["AlgorithmStages"]
 

@@ -28,16 +28,16 @@ from learnerkit import (
     _state_checks,
 )
 from learnerkit._algorithm_stages import AlgorithmStages
+from learnerkit._batch import MultiAgentBatch, as_multi_agent_batch
 from learnerkit._learner_modules import ModuleRecord, ModulesView
 from learnerkit._learner_spec import LearnerSpec
 from learnerkit._plugins import get_algorithm
+from learnerkit._specs import Hyperparameters, ModuleSpec
 from learnerkit._target_networks import move_target
 from learnerkit.backends import make_backend
-from learnerkit.batch import MultiAgentBatch, as_multi_agent_batch
 from learnerkit.data_parallel import DataParallel, SingleProcess
 from learnerkit.errors import LearnerkitError, PluginError
 from learnerkit.hookspecs import PER_ROW
-from learnerkit.specs import Hyperparameters, ModuleSpec
 
 ModuleID = str
 

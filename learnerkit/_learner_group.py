@@ -17,12 +17,12 @@ from typing import Any
 import attrs
 
 from learnerkit import _checkpoint, _state_checks
+from learnerkit._batch import ShardedBatch, as_multi_agent_batch
 from learnerkit._learner import Learner
 from learnerkit._learner_spec import LearnerSpec
-from learnerkit.backends.devices import local_device
-from learnerkit.batch import ShardedBatch, as_multi_agent_batch
+from learnerkit._specs import ModuleSpec
+from learnerkit.backends._devices import local_device
 from learnerkit.errors import LearnerkitError
-from learnerkit.specs import ModuleSpec
 
 Results = dict[str, dict[str, Any]]
 
@@ -31,7 +31,7 @@ class _LocalLearners:
     """One Learner in this process. Every call runs on one worker thread, in submission
     order, so async updates never race with blocking calls. With
     ``num_gpus_per_learner > 0`` it trains on the first visible GPU (a ConfigError naming
-    the fix when there is none; ``learnerkit.backends.devices``)."""
+    the fix when there is none; ``learnerkit.backends._devices``)."""
 
     def __init__(self, spec: LearnerSpec) -> None:
         device = local_device(spec.framework, spec.scaling.num_gpus_per_learner)

@@ -28,9 +28,9 @@ from learnerkit.model_config import burn_in_of
 if TYPE_CHECKING:
     from learnerkit._learner_spec import LearnerSpec
     from learnerkit._plugins import Algorithm
+    from learnerkit._specs import Hyperparameters, ModuleSpec
     from learnerkit.backends._base import Backend, GradientHooks, LossFn, TrainStep
     from learnerkit.data_parallel import DataParallel
-    from learnerkit.specs import Hyperparameters, ModuleSpec
 
 
 @attrs.define(eq=False)

@@ -1,6 +1,6 @@
 """``LearnerSpec``: everything needed to build identical Learners anywhere.
 
-One floor above ``learnerkit.specs`` and the algorithm registry: a spec asks the registry
+One floor above ``learnerkit._specs`` and the algorithm registry: a spec asks the registry
 for its algorithm (to check the name, the frameworks it supports, and the hyperparameters
 class), so it cannot live among the leaves the registry itself imports.
 """
@@ -15,8 +15,7 @@ import attrs
 
 from learnerkit._columns import DEFAULT_MODULE_ID
 from learnerkit._plugins import NUMPY_COPY, Algorithm, get_algorithm
-from learnerkit.errors import ConfigError
-from learnerkit.specs import (
+from learnerkit._specs import (
     FRAMEWORKS,
     Hyperparameters,
     ModuleSpec,
@@ -24,6 +23,7 @@ from learnerkit.specs import (
     check_base_fields,
     evolve_hyperparameters,
 )
+from learnerkit.errors import ConfigError
 
 __all__ = ["LearnerSpec"]
 

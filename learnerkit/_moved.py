@@ -18,6 +18,9 @@ from learnerkit.errors import LearnerkitDeprecationWarning
 
 __all__ = ["forward_to_new_module"]
 
+# Names that had already moved on from an old path before it became private (issue 17).
+_MOVED_FURTHER = {"learnerkit.specs": frozenset({"LearnerSpec"})}
+
 
 def forward_to_new_module(old: str) -> Callable[[str], Any]:
     """The module ``__getattr__`` of the shim at ``old``: a name the new module has is
@@ -28,7 +31,8 @@ def forward_to_new_module(old: str) -> Callable[[str], Any]:
 
     def __getattr__(name: str) -> Any:
         module = importlib.import_module(new)
-        if name.startswith("_") or not hasattr(module, name):
+        further = name in _MOVED_FURTHER.get(old, ())
+        if name.startswith("_") or not (further or hasattr(module, name)):
             raise AttributeError(f"module {old!r} has no attribute {name!r}")
         front = importlib.import_module("learnerkit")
         if name in front.__all__:

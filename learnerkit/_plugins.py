@@ -30,9 +30,9 @@ from learnerkit._entry_points import (
     entry_points,
 )
 from learnerkit._import_path import is_import_path
+from learnerkit._specs import FRAMEWORKS, Hyperparameters
 from learnerkit.api import API_VERSION, api_mismatch
 from learnerkit.errors import IncompatiblePluginError, PluginError, UnknownAlgorithmError
-from learnerkit.specs import FRAMEWORKS, Hyperparameters
 from learnerkit.training_loops import find_training_loop
 
 __all__ = [

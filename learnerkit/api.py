@@ -32,11 +32,15 @@ PUBLIC_MODULES = (
     "learnerkit.api",
     "learnerkit.backends",
     "learnerkit.backends.tf.encoders",
+    "learnerkit.backends.tf.modules",
     "learnerkit.backends.torch.encoders",
+    "learnerkit.backends.torch.modules",
     "learnerkit.checkpoint",
     "learnerkit.cli",
     "learnerkit.coefficients",
     "learnerkit.conv_encoders",
+    "learnerkit.data_parallel",
+    "learnerkit.distributions",
     "learnerkit.envs",
     "learnerkit.envs.multi_agent_memory",
     "learnerkit.errors",
@@ -62,10 +66,12 @@ PUBLIC_MODULES = (
 
 # old path -> the internal module it became (issue 19: private by name since 0.2)
 MOVED_MODULES = {
+    "learnerkit.batch": "learnerkit._batch",
     "learnerkit.columns": "learnerkit._columns",
     "learnerkit.learner": "learnerkit._learner",
     "learnerkit.learner_group": "learnerkit._learner_group",
     "learnerkit.learner_spec": "learnerkit._learner_spec",
+    "learnerkit.specs": "learnerkit._specs",
 }
 
 

@@ -195,7 +195,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from learnerkit.loops._run_files import CHECKPOINT_DIR
     from learnerkit.loops._run_output import read_config_file
-    from learnerkit.loops.trainer import RETURN_WINDOW, TrainConfig, train
+    from learnerkit.loops._trainer import RETURN_WINDOW, TrainConfig, train
 
     overrides: dict = {}
     model_config = None
@@ -344,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _new_plugin(args: argparse.Namespace) -> int:
-    from learnerkit.new_plugin import write_plugin
+    from learnerkit._new_plugin import write_plugin
 
     root = write_plugin(args.name, args.loop, args.dir)
     print(f"wrote {root}/ (algorithm {args.name!r}); next:")

@@ -1,4 +1,5 @@
-"""The seam through which data-parallel training extends a Learner.
+"""The seam through which data-parallel training extends a Learner (public: the type of
+``Learner(..., data_parallel=...)``).
 
 A Learner trains alone by default. One of several data-parallel copies (the Ray learner
 actors of ``learnerkit.distributed``) is the same Learner, given a ``DataParallel`` object:

@@ -32,6 +32,7 @@ from learnerkit._entry_points import (
     dist_version,
     entry_points,
 )
+from learnerkit._specs import Hyperparameters
 from learnerkit.api import api_mismatch
 from learnerkit.errors import (
     IncompatiblePluginError,
@@ -41,7 +42,6 @@ from learnerkit.errors import (
     UnknownTrainingLoopError,
 )
 from learnerkit.settings import SamplingSettings
-from learnerkit.specs import Hyperparameters
 
 __all__ = [
     "LOOP_ENTRY_POINT_GROUP",

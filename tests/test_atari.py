@@ -13,8 +13,7 @@ import pytest
 
 from learnerkit import Columns, ConfigError
 from learnerkit.loops import TrainConfig, load_policy, train
-from learnerkit.rollouts import EnvRunner
-from learnerkit.rollouts.atari import AtariSettings, atari_settings
+from learnerkit.rollouts import AtariSettings, EnvRunner, atari_settings
 
 
 def _random_policy(n_actions):

@@ -75,7 +75,7 @@ def test_the_contract_modules_import_no_framework_at_module_level():
         "hookspecs.py",
         "_plugins.py",
         "_entry_points.py",
-        "specs.py",
+        "_specs.py",
         "settings.py",
         "training_loops.py",
         "loops/builtin.py",
@@ -199,7 +199,7 @@ def test_the_graph_sees_lazy_type_only_and_relative_imports(tmp_path):
     # submodule (learner's _checkpoint).
     graph = module_graph()
     assert "learnerkit.distributed.learners" in graph["learnerkit._learner_group"]
-    assert "learnerkit.specs" in graph["learnerkit.hookspecs"]
+    assert "learnerkit._specs" in graph["learnerkit.hookspecs"]
     assert "learnerkit._checkpoint" in graph["learnerkit._learner"]
     # Relative imports, lazy and type-only, closing a circle through a subpackage.
     package = tmp_path / "pkg"
@@ -226,7 +226,7 @@ LEAVES = {
     "learnerkit.ops",
     "learnerkit.model_config",
     "learnerkit.distributions",
-    "learnerkit.batch",
+    "learnerkit._batch",
     "learnerkit._checkpoint",
     "learnerkit._finite",
 }
@@ -268,7 +268,7 @@ def test_the_leaves_import_only_leaves():
     [
         # Settings and the hook contract: no registry, nothing that uses them.
         (
-            ["learnerkit.specs", "learnerkit.settings", "learnerkit.hookspecs"],
+            ["learnerkit._specs", "learnerkit.settings", "learnerkit.hookspecs"],
             (
                 "learnerkit._plugins",
                 "learnerkit.training_loops",

@@ -28,7 +28,7 @@ def _members_used_by_the_host() -> set[str]:
     """Attributes the trainer and the run's set-up read from a loop class or a loop, by
     attribute access or by name (``getattr``/``hasattr``)."""
     used = set()
-    for name in ("loops/trainer.py", "loops/_setup.py"):
+    for name in ("loops/_trainer.py", "loops/_setup.py"):
         for node in ast.walk(_tree(PACKAGE / name)):
             if isinstance(node, ast.Attribute):
                 holder = node.value  # `loop_cls.x`, or `self.loop.x`

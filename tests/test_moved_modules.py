@@ -24,7 +24,7 @@ MOVED = {
         ["EnvRunnerSpec", "Fragment", "LocalEnvRunners", "RunnerModule", "on_policy_batch"],
     ),
     "learnerkit.rollouts.samplers": (
-        "learnerkit.rollouts.sampler",
+        "learnerkit.rollouts._sampler",
         ["SingleAgentSampler", "MultiAgentSampler", "make_sampler"],
     ),
     "learnerkit.rollouts.multi_agent": (

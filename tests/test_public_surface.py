@@ -154,14 +154,6 @@ DEPRECATED_PATHS = {
 # Internal modules whose tests still import them (issue 19): renamed once those tests go
 # through the public API.
 NOT_YET_PRIVATE = {
-    "learnerkit.backends.devices",
-    "learnerkit.backends.tf.backend",
-    "learnerkit.backends.tf.ops",
-    "learnerkit.backends.torch.backend",
-    "learnerkit.backends.torch.modules",
-    "learnerkit.backends.torch.ops",
-    "learnerkit.batch",
-    "learnerkit.data_parallel",
     "learnerkit.distributed",
     "learnerkit.distributed.collectives",
     "learnerkit.distributed.env_runner_actor",
@@ -170,18 +162,12 @@ NOT_YET_PRIVATE = {
     "learnerkit.distributed.ray_env_runners",
     "learnerkit.distributed.start",
     "learnerkit.distributed.updates",
-    "learnerkit.distributions",
-    "learnerkit.loops.trainer",
-    "learnerkit.new_plugin",
-    "learnerkit.rollouts.atari",
     "learnerkit.rollouts.env_state",
     "learnerkit.rollouts.local_env_runners",
     "learnerkit.rollouts.module_copies",
     "learnerkit.rollouts.multi_agent_sequences",
     "learnerkit.rollouts.pettingzoo_envs",
     "learnerkit.rollouts.pettingzoo_sampling",
-    "learnerkit.rollouts.sampler",
-    "learnerkit.specs",
 }
 
 

@@ -22,8 +22,8 @@ from learnerkit.model_config import (
     resolve_model_config,
     sequence_length_of,
 )
+from learnerkit.rollouts import make_sampler
 from learnerkit.rollouts.acting import default_module_layout, numpy_copy_class
-from learnerkit.rollouts.sampler import make_sampler
 
 MASKED_CARTPOLE = "learnerkit/StatelessCartPole-v1"
 SEQ_LEN = 8

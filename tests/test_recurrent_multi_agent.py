@@ -19,7 +19,7 @@ from learnerkit.backends import make_backend
 from learnerkit.loops import TrainConfig, evaluate_checkpoint, train
 from learnerkit.loops.contract import EnvRunnerSpec, on_policy_batch
 from learnerkit.model_config import common_sequence_length
-from learnerkit.rollouts.sampler import make_sampler
+from learnerkit.rollouts import make_sampler
 
 SCRIPTED = "pettingzoo:multi_agent_envs:scripted"  # agents that leave, and one that joins
 SEQ_LEN = 4

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from learnerkit.batch import Columns, SampleBatch
+from learnerkit import Columns, SampleBatch
 from learnerkit.errors import BatchError, ConfigError
 from learnerkit.rollouts import EnvRunner, Rollout
 

@@ -190,8 +190,8 @@ def hooks_page() -> str:
 # reference/settings.md ---------------------------------------------------------------------
 def settings_page() -> str:
     import learnerkit
+    from learnerkit._specs import Hyperparameters
     from learnerkit.settings import SamplingSettings
-    from learnerkit.specs import Hyperparameters
 
     out = [
         GENERATED_NOTE,

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 if TYPE_CHECKING:
     import numpy as np
 
-    from learnerkit.batch import SampleBatch
+    from learnerkit._batch import SampleBatch
+    from learnerkit._specs import ModuleSpec
     from learnerkit.ops import Ops
-    from learnerkit.specs import ModuleSpec
 
 __all__ = [
     "AllReduce",

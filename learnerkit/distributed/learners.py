@@ -23,10 +23,10 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 from ray.util.placement_group import remove_placement_group
 
+from learnerkit._batch import MultiAgentBatch, ShardedBatch
 from learnerkit._learner import Learner
 from learnerkit._learner_spec import LearnerSpec
 from learnerkit._plugins import registered_plugins
-from learnerkit.batch import MultiAgentBatch, ShardedBatch
 from learnerkit.distributed.learner_worker import RemoteWorker, get_state, set_state
 from learnerkit.distributed.start import actor_options, ensure_ray, reserve, ship_by_value
 from learnerkit.distributed.updates import (

@@ -29,6 +29,7 @@ from ray.util.placement_group import PlacementGroup, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from learnerkit._checkpoint import check_same_shapes
+from learnerkit._specs import ModuleSpec
 from learnerkit.distributed.env_runner_actor import RemoteRunner
 from learnerkit.distributed.start import (
     PLACEMENT_TIMEOUT_ENV,
@@ -53,7 +54,6 @@ from learnerkit.rollouts.pettingzoo_envs import (
     make_parallel_env,
     parallel_env_factory,
 )
-from learnerkit.specs import ModuleSpec
 
 __all__ = ["RayEnvRunners"]
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from learnerkit.batch import MultiAgentBatch
+from learnerkit import MultiAgentBatch
 from learnerkit.loops.contract import Fragment, Iteration, Run, combine_results, sequence_batch
 from learnerkit.model_config import check_fragments_hold_sequences
 from learnerkit.rollouts.multi_agent_sequences import MultiAgentSequences

@@ -13,23 +13,23 @@ from typing import Any
 import attrs
 import numpy as np
 
+from learnerkit._batch import Columns
 from learnerkit._columns import DEFAULT_MODULE_ID
 from learnerkit._learner import Learner
 from learnerkit._learner_spec import LearnerSpec
 from learnerkit._plugins import get_algorithm
-from learnerkit.backends._base import policy_fn
-from learnerkit.batch import Columns
+from learnerkit._specs import ModuleSpec, structure_hyperparameters
+from learnerkit.backends import policy_fn
 from learnerkit.errors import ConfigError
 from learnerkit.loops._run_files import checkpoint_dir, read_run, read_trainer_state
 from learnerkit.loops._setup import saved_atari_preprocessing
+from learnerkit.rollouts._atari import AtariSettings, atari_settings, is_atari
 from learnerkit.rollouts._env_ids import make_env
 from learnerkit.rollouts._gymnasium_sampling import EnvRunner
 from learnerkit.rollouts._recurrent import StateCarrier, is_recurrent_copy
 from learnerkit.rollouts._sampling import ObsNormalizers
 from learnerkit.rollouts.acting import numpy_copy_class
-from learnerkit.rollouts.atari import AtariSettings, atari_settings, is_atari
 from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo, make_parallel_env, mapping_fn
-from learnerkit.specs import ModuleSpec, structure_hyperparameters
 
 Policy = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 

@@ -17,6 +17,7 @@ import attrs
 import numpy as np
 
 from learnerkit._learner_group import LearnerGroup
+from learnerkit._specs import ModuleSpec
 from learnerkit.errors import ConfigError
 from learnerkit.rollouts._contract import EnvRunners, Weights
 from learnerkit.rollouts.pettingzoo_envs import (
@@ -25,7 +26,6 @@ from learnerkit.rollouts.pettingzoo_envs import (
     mapping_fn,
     module_spaces,
 )
-from learnerkit.specs import ModuleSpec
 
 
 def agent_spaces(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> dict[str, tuple]:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from learnerkit.batch import MultiAgentBatch
+from learnerkit import MultiAgentBatch
 from learnerkit.hookspecs import PER_ROW
 from learnerkit.loops.contract import Iteration, Run, on_policy_batch
 from learnerkit.model_config import check_fragments_hold_sequences, common_sequence_length

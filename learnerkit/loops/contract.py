@@ -12,7 +12,7 @@ public name, in one place.
   ``evaluation_episodes`` (a module's greedy episodes, without env runners), and the sampling
   contract re-exported from ``learnerkit.rollouts._contract`` (``EnvRunners``,
   ``EnvRunnerSpec``, ``Fragment``, ``on_policy_batch``, ``sequence_batch``).
-- What the host gives every loop alike (``learnerkit.loops.trainer``): the progress
+- What the host gives every loop alike (``learnerkit.loops._trainer``): the progress
   display, ``metrics.csv``, TensorBoard, the learning curve, checkpoints (the loop's
   ``get_state``), ``--resume`` (its ``set_state``), Ctrl-C, ``summary.json`` and the
   ``on_iteration`` callback (``IterationContext``).
@@ -36,6 +36,7 @@ from learnerkit.training_loops import LoopInfo
 if TYPE_CHECKING:
     from learnerkit._learner_group import LearnerGroup
     from learnerkit._plugins import Algorithm
+    from learnerkit._specs import ModuleSpec
     from learnerkit.rollouts._contract import (
         EnvRunners,
         EnvRunnerSpec,
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
     )
     from learnerkit.rollouts.pettingzoo_envs import PolicyMapping
     from learnerkit.settings import SamplingSettings
-    from learnerkit.specs import ModuleSpec
 
 __all__ = [
     "REQUIRED_LOOP_METHODS",
@@ -90,7 +90,7 @@ def evaluation_episodes(
     ``backend``, a ``learnerkit.backends.Backend``), one per copy of the env ``env_id``,
     stepped together so the module runs once per step for all of them; episode k is reset
     with ``seed + k``. What the offline loop evaluates with."""
-    from learnerkit.backends._base import policy_fn
+    from learnerkit.backends import policy_fn
     from learnerkit.loops._episodes import run_episodes_side_by_side
 
     policy = policy_fn(backend, module, explore=False)
@@ -150,7 +150,7 @@ class TrainConfig:
     atari_preprocessing: bool | Mapping[str, Any] = True
     """For an Atari game (``ALE/...``): the standard preprocessing (True), none (False), or
     settings changed from its defaults (``{"terminal_on_life_loss": True}``; the fields of
-    ``learnerkit.rollouts.atari.AtariSettings``). Recorded with the run; evaluation and
+    ``learnerkit.rollouts._atari.AtariSettings``). Recorded with the run; evaluation and
     collection apply the same. Other envs take no settings."""
     checkpoint_every: int = 50
     resume: str | None = None

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from learnerkit._batch import SampleBatch
 from learnerkit._columns import Columns
-from learnerkit.batch import SampleBatch
 from learnerkit.errors import BatchError, ConfigError, NonFiniteError
 from learnerkit.replay._columns import ReplayColumns
 from learnerkit.replay._fragments import REQUIRED

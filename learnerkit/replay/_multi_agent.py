@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from learnerkit.batch import MultiAgentBatch
+from learnerkit._batch import MultiAgentBatch
 from learnerkit.errors import ConfigError
 from learnerkit.replay._buffers import PrioritizedReplayBuffer, UniformReplayBuffer
 

@@ -7,7 +7,7 @@ LocalEnvRunners`` samples in this process (``num_env_runners=0``), and
 ``learnerkit.distributed.ray_env_runners.RayEnvRunners`` runs that many Ray actors. A loop
 either gathers one fragment from every runner with the current weights (`sample`,
 on-policy) or takes whatever fragments have finished while the runners keep sampling
-(`poll`, asynchronous). What one runner does is ``learnerkit.rollouts.sampler.Sampler``.
+(`poll`, asynchronous). What one runner does is ``learnerkit.rollouts._sampler.Sampler``.
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ from typing import Any, Protocol
 import attrs
 import numpy as np
 
+from learnerkit._batch import MultiAgentBatch, SampleBatch
 from learnerkit._columns import ACTOR_CRITIC_OUTPUTS, DEFAULT_MODULE_ID
-from learnerkit.batch import MultiAgentBatch, SampleBatch
+from learnerkit._specs import ModuleSpec
 from learnerkit.errors import ConfigError
+from learnerkit.rollouts._atari import AtariSettings
 from learnerkit.rollouts._multi_agent_rollout import MultiAgentRollout
 from learnerkit.rollouts._rollout import Rollout
-from learnerkit.rollouts.atari import AtariSettings
 from learnerkit.rollouts.multi_agent_sequences import MultiAgentSequences
 from learnerkit.rollouts.pettingzoo_envs import PolicyMapping, is_pettingzoo
-from learnerkit.specs import ModuleSpec
 
 __all__ = [
     "EnvRunnerSpec",
@@ -61,7 +61,7 @@ class EnvRunnerSpec:
     seed: int = 0
     env_kwargs: Mapping[str, Any] = attrs.field(factory=dict)
     atari: AtariSettings | None = None
-    """A gymnasium env's Atari preprocessing (``learnerkit.rollouts.atari``; the loops set
+    """A gymnasium env's Atari preprocessing (``learnerkit.rollouts._atari``; the loops set
     it for ``ALE/`` ids), None for none."""
     policy_mapping: PolicyMapping = "shared"
     """Multi-agent only: which module acts for each agent."""

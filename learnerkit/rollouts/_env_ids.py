@@ -12,7 +12,7 @@ from typing import Any
 import gymnasium
 
 from learnerkit.errors import ConfigError
-from learnerkit.rollouts.atari import AtariSettings, atari_wrappers, is_atari
+from learnerkit.rollouts._atari import AtariSettings, atari_wrappers, is_atari
 
 __all__ = ["make_env", "register_env_id", "vector_env_options"]
 

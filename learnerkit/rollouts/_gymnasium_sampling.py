@@ -19,10 +19,11 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+from learnerkit._batch import Columns
 from learnerkit._columns import DEFAULT_MODULE_ID, RECURRENT_INPUTS
-from learnerkit.batch import Columns
 from learnerkit.errors import ConfigError
 from learnerkit.rollouts import env_state
+from learnerkit.rollouts._atari import AtariSettings
 from learnerkit.rollouts._env_ids import register_env_id, vector_env_options
 from learnerkit.rollouts._recurrent import StateCarrier
 from learnerkit.rollouts._rollout import Rollout
@@ -40,7 +41,6 @@ from learnerkit.rollouts._sampling import (
     obs_normalizer_state,
     stored_obs_dtype,
 )
-from learnerkit.rollouts.atari import AtariSettings
 
 __all__ = [
     "POLICY_COLUMNS",
@@ -68,7 +68,7 @@ class EnvRunner:
     Stable-Baselines3's VecNormalize); the policy, `value_fn` and the stored rollout all see
     normalised observations. Save `get_state()` with the model: it is part of the policy.
 
-    With `atari` (``learnerkit.rollouts.atari.AtariSettings``; the loops pass it for
+    With `atari` (``learnerkit.rollouts._atari.AtariSettings``; the loops pass it for
     ``ALE/`` ids) each env is preprocessed. With `clip_rewards` (default: the ``atari``
     setting's, else off) the rollout holds the sign of each reward, while the episode
     returns reported are the env's own.

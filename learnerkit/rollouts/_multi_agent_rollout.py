@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import numpy as np
 
+from learnerkit._batch import Columns, MultiAgentBatch, SampleBatch
 from learnerkit._columns import RECURRENT_INPUTS
-from learnerkit.batch import Columns, MultiAgentBatch, SampleBatch
 from learnerkit.rollouts._postprocessing import compute_gae
 from learnerkit.rollouts._sampling import POLICY_COLUMNS, ValueFn, bootstrap_values, next_values
 

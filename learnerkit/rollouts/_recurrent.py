@@ -15,12 +15,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from learnerkit._batch import Columns
 from learnerkit._columns import RECURRENT_INPUTS
 from learnerkit._import_path import resolve
-from learnerkit.batch import Columns
+from learnerkit._specs import ModuleSpec
 from learnerkit.errors import ConfigError
 from learnerkit.rollouts.acting import numpy_copy_class
-from learnerkit.specs import ModuleSpec
 
 __all__ = ["AgentState", "AgentStatePolicy", "StateCarrier", "check_can_act", "is_recurrent_copy"]
 

@@ -26,13 +26,13 @@ from typing import Any
 import attrs
 import numpy as np
 
+from learnerkit._batch import Columns
 from learnerkit._checkpoint import check_same_shapes
-from learnerkit.batch import Columns
+from learnerkit._specs import ModuleSpec
 from learnerkit.conv_encoders import conv_stack, module_config_for
 from learnerkit.distributions import dist_class_for, exploration_outputs
 from learnerkit.rollouts._numpy_conv import NumpyConvStack
 from learnerkit.rollouts._numpy_layers import ACTIVATIONS, DenseStack, NumpyOps
-from learnerkit.specs import ModuleSpec
 
 __all__ = ["LSTMTrunk", "NumpyLSTMActorCritic", "lstm_module_layout"]
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import attrs
 import numpy as np
 
-from learnerkit.batch import Columns, SampleBatch
+from learnerkit._batch import Columns, SampleBatch
 from learnerkit.errors import BatchError
 from learnerkit.rollouts._postprocessing import compute_gae
 

@@ -32,8 +32,8 @@ from typing import Any, Protocol
 import numpy as np
 from gymnasium import spaces
 
+from learnerkit._batch import Columns
 from learnerkit._columns import ACTOR_CRITIC_OUTPUTS, DEFAULT_MODULE_ID
-from learnerkit.batch import Columns
 from learnerkit.errors import BatchError, ConfigError
 from learnerkit.rollouts._postprocessing import RunningMeanStd
 

@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from learnerkit.batch import Columns, MultiAgentBatch, SampleBatch, ShardedBatch
+from learnerkit._batch import Columns, MultiAgentBatch, SampleBatch, ShardedBatch
 from learnerkit.errors import DatasetError
 
 __all__ = [

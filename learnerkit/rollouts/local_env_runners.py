@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from learnerkit._specs import ModuleSpec
 from learnerkit.rollouts._contract import (
     EnvRunnerSpec,
     Fragment,
@@ -15,9 +16,8 @@ from learnerkit.rollouts._contract import (
     Weights,
     spec_with_module,
 )
+from learnerkit.rollouts._sampler import make_sampler
 from learnerkit.rollouts.pettingzoo_envs import PolicyMapping
-from learnerkit.rollouts.sampler import make_sampler
-from learnerkit.specs import ModuleSpec
 
 __all__ = ["LocalEnvRunners"]
 

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from learnerkit._columns import DEFAULT_MODULE_ID
+from learnerkit._specs import ModuleSpec
 from learnerkit.rollouts._contract import Weights
 from learnerkit.rollouts._recurrent import is_recurrent_copy
 from learnerkit.rollouts._sampling import Policy, ValueFn
 from learnerkit.rollouts.acting import numpy_copy_class
-from learnerkit.specs import ModuleSpec
 
 if TYPE_CHECKING:
     from learnerkit.rollouts._contract import EnvRunnerSpec
@@ -108,7 +108,7 @@ class RunnerModule:
         if self.copy_class is not None:
             self._act_with(self.backend.get_module_state(self.module))
         else:
-            from learnerkit.backends._base import policy_fn, value_fn
+            from learnerkit.backends import policy_fn, value_fn
 
             self._acting = (
                 policy_fn(self.backend, self.module),

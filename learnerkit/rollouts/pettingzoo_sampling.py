@@ -28,8 +28,8 @@ import attrs
 import numpy as np
 from gymnasium import spaces
 
+from learnerkit._batch import Columns
 from learnerkit._columns import RECURRENT_INPUTS
-from learnerkit.batch import Columns
 from learnerkit.errors import BatchError, ConfigError
 from learnerkit.rollouts._multi_agent_rollout import (
     MultiAgentRollout,

@@ -16,11 +16,11 @@ from typing import Any
 import attrs
 
 from learnerkit._plugins import get_algorithm
+from learnerkit._specs import evolve_hyperparameters
 from learnerkit.errors import ConfigError, LearnerkitError
 from learnerkit.loops._setup import DEFAULT_ENV_ID, resolve_settings, training_loop_of
 from learnerkit.loops.contract import TrainConfig
 from learnerkit.model_config import resolve_model_config
-from learnerkit.specs import evolve_hyperparameters
 from learnerkit.tune._trials import trial_bundles, trial_config
 from learnerkit.tune.space import (
     Domain,

@@ -18,8 +18,8 @@ import attrs
 from ray import tune
 
 from learnerkit.loops._setup import seed_and_threads
+from learnerkit.loops._trainer import Trainer
 from learnerkit.loops.contract import TrainConfig
-from learnerkit.loops.trainer import Trainer
 from learnerkit.tune._trials import trial_bundles, trial_config
 
 __all__ = ["trainable", "trial_resources"]

@@ -10,9 +10,9 @@ from typing import Any
 import attrs
 
 from learnerkit._plugins import get_algorithm
+from learnerkit._specs import ScalingConfig
 from learnerkit.loops._setup import resolve_settings, training_loop_of
 from learnerkit.loops.contract import TrainConfig
-from learnerkit.specs import ScalingConfig
 from learnerkit.tune.space import config_parts
 
 __all__ = ["trial_bundles", "trial_config"]

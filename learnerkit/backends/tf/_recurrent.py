@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from learnerkit.backends.tf._modules import _ACTIVATIONS, _MLP
+from learnerkit._batch import Columns
 from learnerkit.backends.tf.encoders import TFConvEncoder
-from learnerkit.batch import Columns
+from learnerkit.backends.tf.modules import _ACTIVATIONS, _MLP
 from learnerkit.conv_encoders import ConvStack, conv_stack, module_config_for
 from learnerkit.distributions import dist_class_for, exploration_outputs
 from learnerkit.errors import BatchError
@@ -95,7 +95,7 @@ class TFLSTMActorCritic(tf.Module):
         seed: int = 0,
     ) -> None:
         super().__init__(name="lstm_actor_critic")
-        from learnerkit.backends.tf.ops import TF_OPS
+        from learnerkit.backends.tf._ops import TF_OPS
 
         config = module_config_for(model_config, observation_space)
         rng = np.random.default_rng(seed)

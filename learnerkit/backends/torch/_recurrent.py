@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from learnerkit._batch import Columns
 from learnerkit.backends.torch.encoders import TorchConvEncoder
 from learnerkit.backends.torch.modules import _ACTIVATIONS, _mlp
-from learnerkit.batch import Columns
 from learnerkit.conv_encoders import conv_stack, module_config_for
 from learnerkit.distributions import dist_class_for, exploration_outputs
 
@@ -75,7 +75,7 @@ class TorchLSTMActorCritic(nn.Module):
 
     def __init__(self, observation_space: Any, action_space: Any, model_config: Mapping) -> None:
         super().__init__()
-        from learnerkit.backends.torch.ops import TORCH_OPS
+        from learnerkit.backends.torch._ops import TORCH_OPS
 
         config = module_config_for(model_config, observation_space)
         self.ops = TORCH_OPS

@@ -11,9 +11,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from learnerkit._batch import SampleBatch, training_arrays
 from learnerkit._checkpoint import check_arrays
 from learnerkit._import_path import resolve
+from learnerkit._specs import ModuleSpec
 from learnerkit.backends._base import AllReduce, Forward, GradientHooks, Gradients, LossFn
+from learnerkit.backends.torch._ops import TORCH_OPS, TorchOps
 from learnerkit.backends.torch._optimizer_state import as_torch_state, check_torch_optimizer_state
 from learnerkit.backends.torch._train_step import (
     allreduce_grads,
@@ -25,11 +28,8 @@ from learnerkit.backends.torch._train_step import (
     minibatch_loss,
     run_steps,
 )
-from learnerkit.backends.torch.ops import TORCH_OPS, TorchOps
-from learnerkit.batch import SampleBatch, training_arrays
 from learnerkit.errors import CheckpointError, PluginError
 from learnerkit.hookspecs import OPTIMIZER_LOSSES
-from learnerkit.specs import ModuleSpec
 
 
 class TorchBackend:

@@ -1,7 +1,7 @@
 """The TensorFlow backend: module building, the compiled minibatch step, state as numpy
 (the variables' names and state, and their checks, in ``variable_state``).
 
-Same methods and meaning as ``learnerkit.backends.torch.backend.TorchBackend`` (both meet
+Same methods and meaning as ``learnerkit.backends.torch._backend.TorchBackend`` (both meet
 ``learnerkit.backends._base.Backend``). The
 minibatch steps (``train_step.TrainStep``) are one ``tf.function`` (gather, forward, the
 algorithm's loss, gradients, clipping, Adam, in a graph loop over minibatches), traced once
@@ -20,15 +20,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from learnerkit._batch import SampleBatch, training_arrays
 from learnerkit._import_path import resolve
+from learnerkit._specs import ModuleSpec
 from learnerkit.backends._base import AllReduce, Forward, GradientHooks, Gradients, LossFn
 from learnerkit.backends.tf import _variable_state as variable_state
+from learnerkit.backends.tf._ops import OPTIMIZER_VARIABLES, TF_OPS
 from learnerkit.backends.tf._train_step import TrainStep, clip_pairs
 from learnerkit.backends.tf._variable_state import named_variables, variable_names
-from learnerkit.backends.tf.ops import OPTIMIZER_VARIABLES, TF_OPS
-from learnerkit.batch import SampleBatch, training_arrays
 from learnerkit.errors import CheckpointError, ConfigError, PluginError
-from learnerkit.specs import ModuleSpec
 
 
 def tf_device_name(device: str | None) -> str:
@@ -87,8 +87,8 @@ class TFBackend:
 
     # Modules and optimizers --------------------------------------------------------------
     def build_module(self, spec: ModuleSpec, seed: int) -> tf.Module:
-        from learnerkit.backends.tf._modules import TFMLPActorCritic
         from learnerkit.backends.tf._recurrent import TFLSTMActorCritic
+        from learnerkit.backends.tf.modules import TFMLPActorCritic
 
         with tf.device(self.device):
             if spec.module_class is None:

@@ -33,6 +33,7 @@ from learnerkit._checkpoint import write_json_atomic
 from learnerkit._learner_group import LearnerGroup
 from learnerkit._learner_spec import LearnerSpec
 from learnerkit._plugins import get_algorithm
+from learnerkit._specs import ScalingConfig
 from learnerkit.loops._multi_agent import (
     AgentReturns,
     ModuleControl,
@@ -72,10 +73,9 @@ from learnerkit.loops.contract import (
     TrainSummary,
     make_env_runners,
 )
+from learnerkit.rollouts._atari import atari_settings
 from learnerkit.rollouts._contract import EnvRunnerSpec
-from learnerkit.rollouts.atari import atari_settings
 from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo
-from learnerkit.specs import ScalingConfig
 
 logger = logging.getLogger(__name__)
 

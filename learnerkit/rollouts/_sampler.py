@@ -23,6 +23,7 @@ from typing import Any
 
 import attrs
 
+from learnerkit._specs import ModuleSpec
 from learnerkit.errors import ConfigError
 from learnerkit.rollouts._contract import EnvRunnerSpec, Fragment, ModuleWeights, Weights
 from learnerkit.rollouts._gymnasium_sampling import EnvRunner
@@ -37,7 +38,6 @@ from learnerkit.rollouts.pettingzoo_envs import (
     mapping_fn,
 )
 from learnerkit.rollouts.pettingzoo_sampling import MultiAgentEnvRunner
-from learnerkit.specs import ModuleSpec
 
 __all__ = ["Sampler", "make_sampler"]
 
