@@ -223,7 +223,7 @@ def chaos_run(
     naming every check that failed. A kill is armed 1 to ``gap`` iterations (seeded) after
     the previous one hit, and hits 0 to ``max_delay_s`` seconds into the next iteration."""
     from learnerkit.loops import TrainConfig, train
-    from learnerkit.loops.evaluation import evaluate_checkpoint
+    from learnerkit.loops._evaluation import evaluate_checkpoint
 
     if scenario not in SCENARIOS:
         raise ValueError(f"scenario {scenario!r}: pick one of {SCENARIOS}")

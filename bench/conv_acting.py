@@ -15,9 +15,9 @@ import time
 import gymnasium as gym
 import numpy as np
 
+from learnerkit._specs import ModuleSpec
 from learnerkit.backends import make_backend, policy_fn
 from learnerkit.rollouts.acting import NumpyActorCritic
-from learnerkit.specs import ModuleSpec
 
 
 def per_call_us(fn, obs: np.ndarray, repeats: int) -> float:

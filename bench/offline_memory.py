@@ -60,7 +60,7 @@ gym.register(ENV_ID, entry_point=f"{__name__}:WideObs")
 
 def child(dataset_id: str, chunk_episodes: int) -> None:
     """Train BC for one epoch on ``dataset_id`` and print the peak memory, as JSON."""
-    from learnerkit.loops.trainer import TrainConfig, train
+    from learnerkit.loops._trainer import TrainConfig, train
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:

@@ -42,8 +42,8 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 LEARNERKIT = """
 import csv, json
-import learnerkit.loops.trainer
-learnerkit.loops.trainer.RETURN_WINDOW = {window}  # judged on the last {window} episodes
+import learnerkit.loops._trainer
+learnerkit.loops._trainer.RETURN_WINDOW = {window}  # judged on the last {window} episodes
 from learnerkit.loops import TrainConfig, evaluate_checkpoint, train
 s = train(TrainConfig(algorithm="sac", env_id="Pendulum-v1", seed={seed}, stop_reward={target},
                       stop_timesteps={budget}, out_dir={out!r}, progress=False))

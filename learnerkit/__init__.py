@@ -9,6 +9,9 @@ Learner is built.
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from learnerkit._column_specs import ColumnSpec
+from learnerkit._columns import DEFAULT_MODULE_ID, Columns
+from learnerkit._learner_spec import LearnerSpec
 from learnerkit._plugins import (
     ENTRY_POINT_GROUP,
     Algorithm,
@@ -19,10 +22,9 @@ from learnerkit._plugins import (
     register_algorithm,
     unregister_algorithm,
 )
+from learnerkit._specs import Hyperparameters, ModuleSpec, ScalingConfig
 from learnerkit.api import API_VERSION
 from learnerkit.coefficients import schedule_value
-from learnerkit.column_specs import ColumnSpec
-from learnerkit.columns import DEFAULT_MODULE_ID, Columns
 from learnerkit.errors import (
     BatchError,
     CheckpointError,
@@ -38,7 +40,6 @@ from learnerkit.errors import (
     UnknownTrainingLoopError,
 )
 from learnerkit.hookspecs import OPTIMIZER_LOSSES, PER_ROW, hookimpl
-from learnerkit.learner_spec import LearnerSpec
 from learnerkit.ops import Ops
 from learnerkit.settings import (
     AsyncSettings,
@@ -47,7 +48,6 @@ from learnerkit.settings import (
     ReplaySettings,
     SamplingSettings,
 )
-from learnerkit.specs import Hyperparameters, ModuleSpec, ScalingConfig
 from learnerkit.training_loops import (
     LOOP_ENTRY_POINT_GROUP,
     LoopInfo,
@@ -59,16 +59,16 @@ from learnerkit.training_loops import (
 )
 
 if TYPE_CHECKING:
-    from learnerkit.batch import MultiAgentBatch, SampleBatch, ShardedBatch
-    from learnerkit.learner import Learner
-    from learnerkit.learner_group import LearnerGroup
+    from learnerkit._batch import MultiAgentBatch, SampleBatch, ShardedBatch
+    from learnerkit._learner import Learner
+    from learnerkit._learner_group import LearnerGroup
 
 _LAZY = {
-    "Learner": "learnerkit.learner",
-    "LearnerGroup": "learnerkit.learner_group",
-    "MultiAgentBatch": "learnerkit.batch",
-    "SampleBatch": "learnerkit.batch",
-    "ShardedBatch": "learnerkit.batch",
+    "Learner": "learnerkit._learner",
+    "LearnerGroup": "learnerkit._learner_group",
+    "MultiAgentBatch": "learnerkit._batch",
+    "SampleBatch": "learnerkit._batch",
+    "ShardedBatch": "learnerkit._batch",
 }
 
 

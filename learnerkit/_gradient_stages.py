@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from learnerkit.backends.base import GradientHooks
+from learnerkit.backends._base import GradientHooks
 
 
 def gradient_hooks(

@@ -20,17 +20,17 @@ import pluggy
 from learnerkit import _defaults
 from learnerkit._defaults import DEFAULT_OPTIMIZER
 from learnerkit._plugins import new_plugin_manager
+from learnerkit._target_networks import make_target
 from learnerkit.errors import ConfigError, PluginError
 from learnerkit.hookspecs import OPTIMIZER_LOSSES, PER_ROW
 from learnerkit.model_config import burn_in_of
-from learnerkit.target_networks import make_target
 
 if TYPE_CHECKING:
+    from learnerkit._learner_spec import LearnerSpec
     from learnerkit._plugins import Algorithm
-    from learnerkit.backends.base import Backend, GradientHooks, LossFn, TrainStep
+    from learnerkit._specs import Hyperparameters, ModuleSpec
+    from learnerkit.backends._base import Backend, GradientHooks, LossFn, TrainStep
     from learnerkit.data_parallel import DataParallel
-    from learnerkit.learner_spec import LearnerSpec
-    from learnerkit.specs import Hyperparameters, ModuleSpec
 
 
 @attrs.define(eq=False)

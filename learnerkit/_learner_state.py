@@ -22,15 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from learnerkit import _state_checks, target_networks
+from learnerkit import _state_checks
+from learnerkit import _target_networks as target_networks
 from learnerkit._state_checks import NAMED
 from learnerkit.errors import CheckpointError, LearnerkitError
 
 if TYPE_CHECKING:
     from learnerkit._learner_modules import ModuleRecord
+    from learnerkit._learner_spec import LearnerSpec
     from learnerkit._plugins import Algorithm
-    from learnerkit.backends.base import Backend
-    from learnerkit.learner_spec import LearnerSpec
+    from learnerkit.backends._base import Backend
 
 Table = Mapping[str, "ModuleRecord"]
 _LOSS_STREAM = 0x105E  # the loss generator's stream of a seed, apart from shuffling's

@@ -11,17 +11,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from learnerkit import _finite
-from learnerkit.batch import MultiAgentBatch, SampleBatch
-from learnerkit.column_specs import check_column_specs
-from learnerkit.columns import Columns
+from learnerkit._batch import MultiAgentBatch, SampleBatch
+from learnerkit._column_specs import check_column_specs
+from learnerkit._columns import Columns
 from learnerkit.errors import BatchError
 from learnerkit.model_config import burn_in_of
 
 if TYPE_CHECKING:
     from learnerkit._learner_modules import ModuleRecord
     from learnerkit._plugins import Algorithm
-    from learnerkit.backends.base import Backend
-    from learnerkit.specs import Hyperparameters, ModuleSpec
+    from learnerkit._specs import Hyperparameters, ModuleSpec
+    from learnerkit.backends._base import Backend
 
 
 def check_sizes(minibatch_size: int | None, num_epochs: int) -> None:

@@ -18,6 +18,7 @@ import attrs
 import pluggy
 
 from learnerkit import hookspecs
+from learnerkit._column_specs import ColumnSpec
 from learnerkit._entry_points import (
     DISABLE_AUTOLOAD_ENV,
     DISABLE_ENV,
@@ -29,10 +30,9 @@ from learnerkit._entry_points import (
     entry_points,
 )
 from learnerkit._import_path import is_import_path
+from learnerkit._specs import FRAMEWORKS, Hyperparameters
 from learnerkit.api import API_VERSION, api_mismatch
-from learnerkit.column_specs import ColumnSpec
 from learnerkit.errors import IncompatiblePluginError, PluginError, UnknownAlgorithmError
-from learnerkit.specs import FRAMEWORKS, Hyperparameters
 from learnerkit.training_loops import find_training_loop
 
 __all__ = [
@@ -97,7 +97,7 @@ class Algorithm:
     (``lstm_burn_in``), whose warm-up rows a loss reading every row would train on."""
     target_network: bool = False
     """Keep a target copy of each module (``learner.target_module(module_id)``), moved by
-    ``learner.update_target_module(module_id, tau)``; see ``learnerkit.target_networks``."""
+    ``learner.update_target_module(module_id, tau)``; see ``learnerkit._target_networks``."""
     module_classes: Mapping[str, str] = attrs.field(factory=dict)
     """The algorithm's default module, per framework, as import paths
     ``"package.module:QualName"`` (imported only when a module is built, so listing stays

@@ -17,9 +17,9 @@ from learnerkit.errors import CheckpointError
 
 if TYPE_CHECKING:
     from learnerkit._learner_modules import ModuleRecord
+    from learnerkit._learner_spec import LearnerSpec
     from learnerkit._plugins import Algorithm
-    from learnerkit.backends.base import Backend
-    from learnerkit.learner_spec import LearnerSpec
+    from learnerkit.backends._base import Backend
 
 Table = Mapping[str, "ModuleRecord"]
 NAMED = "named"

@@ -10,7 +10,11 @@ PluginError.
 ``PUBLIC_MODULES`` is the stable surface: each declares ``__all__``, and a name in one of
 them is renamed or removed only after a release in which the old name still works with a
 DeprecationWarning naming the new one (CHANGELOG, "Deprecated"). Every other module of
-learnerkit is internal: it may change in any release.
+learnerkit is internal and private by name (``learnerkit._learner``,
+``learnerkit.loops._on_policy``, the package ``learnerkit._distributed``): it may change in
+any release. ``MOVED_MODULES`` are old paths of internal modules that plugins were likely
+to import from: they still import until 0.3, and each name read from one warns with the
+place to import it from.
 
 A leaf: ``packaging`` is imported only when a plugin declares a specifier.
 """
@@ -19,22 +23,31 @@ from __future__ import annotations
 
 from learnerkit.errors import PluginError
 
-__all__ = ["API_VERSION", "PUBLIC_MODULES", "api_mismatch"]
+__all__ = ["API_VERSION", "MOVED_MODULES", "PUBLIC_MODULES", "api_mismatch"]
 
 API_VERSION = "0.2"
 
 PUBLIC_MODULES = (
     "learnerkit",
     "learnerkit.api",
+    "learnerkit.backends",
     "learnerkit.backends.tf.encoders",
+    "learnerkit.backends.tf.modules",
     "learnerkit.backends.torch.encoders",
+    "learnerkit.backends.torch.modules",
     "learnerkit.checkpoint",
+    "learnerkit.cli",
     "learnerkit.coefficients",
     "learnerkit.conv_encoders",
+    "learnerkit.data_parallel",
+    "learnerkit.distributions",
+    "learnerkit.envs",
+    "learnerkit.envs.multi_agent_memory",
     "learnerkit.errors",
     "learnerkit.fields",
     "learnerkit.hookspecs",
     "learnerkit.loops",
+    "learnerkit.loops.builtin",
     "learnerkit.loops.contract",
     "learnerkit.loops.settings",
     "learnerkit.loss_mask",
@@ -43,12 +56,23 @@ PUBLIC_MODULES = (
     "learnerkit.replay",
     "learnerkit.rollouts",
     "learnerkit.rollouts.acting",
+    "learnerkit.rollouts.datasets",
     "learnerkit.settings",
     "learnerkit.testing",
     "learnerkit.training_loops",
     "learnerkit.tune",
     "learnerkit.tune.space",
 )
+
+# old path -> the internal module it became (issue 19: private by name since 0.2)
+MOVED_MODULES = {
+    "learnerkit.batch": "learnerkit._batch",
+    "learnerkit.columns": "learnerkit._columns",
+    "learnerkit.learner": "learnerkit._learner",
+    "learnerkit.learner_group": "learnerkit._learner_group",
+    "learnerkit.learner_spec": "learnerkit._learner_spec",
+    "learnerkit.specs": "learnerkit._specs",
+}
 
 
 def api_mismatch(requires_api: str | None, what: str) -> str | None:

@@ -1,7 +1,8 @@
 """The ``learnerkit`` command: list plugins, train, evaluate, collect, tune.
 
 Resilient where the library is strict: a broken plugin is shown with its error, and a bad
-argument ends with one clear line instead of a traceback.
+argument ends with one clear line instead of a traceback. Public so that a host can run a
+command in its own process (``main(["train", "--algo", "ppo"])``) and read the parser.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import warnings
 from collections.abc import Sequence
 
 from learnerkit.errors import LearnerkitDeprecationWarning, LearnerkitError
+
+__all__ = ["build_parser", "main"]
 
 
 def _list_plugins(args: argparse.Namespace) -> int:
@@ -192,7 +195,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from learnerkit.loops._run_files import CHECKPOINT_DIR
     from learnerkit.loops._run_output import read_config_file
-    from learnerkit.loops.trainer import RETURN_WINDOW, TrainConfig, train
+    from learnerkit.loops._trainer import RETURN_WINDOW, TrainConfig, train
 
     overrides: dict = {}
     model_config = None
@@ -254,7 +257,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from learnerkit.loops.evaluation import evaluate_checkpoint
+    from learnerkit.loops._evaluation import evaluate_checkpoint
 
     mean, returns = evaluate_checkpoint(
         args.checkpoint, env_id=args.env, num_episodes=args.episodes, seed=args.seed
@@ -283,7 +286,7 @@ def _add_collect_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _collect(args: argparse.Namespace) -> int:
-    from learnerkit.loops.collect import collect_dataset
+    from learnerkit.loops._collect import collect_dataset
 
     summary = collect_dataset(
         args.checkpoint,
@@ -308,6 +311,7 @@ def _collect(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``learnerkit`` command's parser (its commands and options, as ``--help`` shows)."""
     parser = argparse.ArgumentParser(prog="learnerkit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list-plugins", help="list installed algorithms and training loops")
@@ -340,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _new_plugin(args: argparse.Namespace) -> int:
-    from learnerkit.new_plugin import write_plugin
+    from learnerkit._new_plugin import write_plugin
 
     root = write_plugin(args.name, args.loop, args.dir)
     print(f"wrote {root}/ (algorithm {args.name!r}); next:")
@@ -351,6 +355,8 @@ def _new_plugin(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``learnerkit`` command with ``argv`` (default: ``sys.argv[1:]``); returns the
+    exit status (a LearnerkitError is one line on stderr and status 2)."""
     # Python shows DeprecationWarning only in __main__: a user of the command would never
     # learn that an old setting name in their --config file goes in the next release.
     warnings.simplefilter("default", LearnerkitDeprecationWarning)

@@ -1,4 +1,5 @@
-"""The seam through which data-parallel training extends a Learner.
+"""The seam through which data-parallel training extends a Learner (public: the type of
+``Learner(..., data_parallel=...)``).
 
 A Learner trains alone by default. One of several data-parallel copies (the Ray learner
 actors of ``learnerkit.distributed``) is the same Learner, given a ``DataParallel`` object:
@@ -31,7 +32,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from learnerkit.backends.base import AllReduce, Forward
+    from learnerkit.backends._base import AllReduce, Forward
 
 __all__ = ["DataParallel", "SingleProcess"]
 

@@ -1,12 +1,18 @@
-"""Action distributions written once over ``ops``, so torch and TensorFlow share them."""
+"""Action distributions written once over ``ops``, so torch and TensorFlow share them.
+
+Public for modules of one's own: the default modules' ``action_dist`` returns one
+(``dist_class_for(action_space)``), and ``exploration_outputs`` is what their
+``forward_exploration`` returns."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from learnerkit.batch import Columns
+from learnerkit._batch import Columns
 from learnerkit.ops import Ops, Tensor
+
+__all__ = ["Categorical", "DiagGaussian", "dist_class_for", "exploration_outputs"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pluggy
 
 if TYPE_CHECKING:
-    from learnerkit.batch import SampleBatch
+    from learnerkit._batch import SampleBatch
+    from learnerkit._specs import Hyperparameters
     from learnerkit.ops import Ops
-    from learnerkit.specs import Hyperparameters
 
 __all__ = [
     "OPTIMIZER_LOSSES",

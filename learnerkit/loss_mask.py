@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from learnerkit.columns import Columns
+from learnerkit._columns import Columns
 from learnerkit.ops import Ops, Tensor
 
 __all__ = ["loss_mask", "masked_mean", "masked_variance"]

@@ -5,7 +5,9 @@ class (``class PPOHyperparameters(OnPolicySettings)``), so every setting the loo
 exists, is validated when the hyperparameters are built, and is documented once, here.
 Settings that name an RLlib concept use RLlib's name. (``learnerkit.loops.settings``
 re-exports them: they sit here, below the algorithm registry that checks an algorithm's
-hyperparameters against its loop's settings.)
+hyperparameters against its loop's settings.) Also here, for a host: hyperparameters built
+from a config file's table (``structure_hyperparameters``) and one module's variant of them
+(``evolve_hyperparameters``), each checked by the class's validators.
 
 Metadata only: importing this module loads no framework, no Ray and no gymnasium, because
 plugins import it when ``learnerkit list-plugins`` lists them.
@@ -17,6 +19,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from learnerkit._specs import Hyperparameters, evolve_hyperparameters, structure_hyperparameters
 from learnerkit.errors import ConfigError
 from learnerkit.fields import (
     in_unit_interval,
@@ -27,9 +30,10 @@ from learnerkit.fields import (
     positive,
     positive_int,
 )
-from learnerkit.specs import Hyperparameters
 
 __all__ = [
+    "evolve_hyperparameters",
+    "structure_hyperparameters",
     "QUEUE_POLICIES",
     "AsyncSettings",
     "OfflineSettings",

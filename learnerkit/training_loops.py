@@ -23,6 +23,7 @@ from typing import Any
 
 import attrs
 
+from learnerkit._columns import ACTOR_CRITIC_OUTPUTS, Columns
 from learnerkit._entry_points import (
     check_unique,
     disabled_by,
@@ -31,8 +32,8 @@ from learnerkit._entry_points import (
     dist_version,
     entry_points,
 )
+from learnerkit._specs import Hyperparameters
 from learnerkit.api import api_mismatch
-from learnerkit.columns import ACTOR_CRITIC_OUTPUTS, Columns
 from learnerkit.errors import (
     IncompatiblePluginError,
     LearnerkitDeprecationWarning,
@@ -41,7 +42,6 @@ from learnerkit.errors import (
     UnknownTrainingLoopError,
 )
 from learnerkit.settings import SamplingSettings
-from learnerkit.specs import Hyperparameters
 
 __all__ = [
     "LOOP_ENTRY_POINT_GROUP",

@@ -26,7 +26,7 @@ from learnerkit import (
 )
 from learnerkit.cli import build_parser
 from learnerkit.errors import LearnerkitDeprecationWarning
-from learnerkit.specs import evolve_hyperparameters, structure_hyperparameters
+from learnerkit.settings import evolve_hyperparameters, structure_hyperparameters
 
 
 def plugin_requiring(requires_api: str | None):

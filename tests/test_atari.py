@@ -12,10 +12,8 @@ import numpy as np
 import pytest
 
 from learnerkit import Columns, ConfigError
-from learnerkit.loops import TrainConfig, train
-from learnerkit.loops.evaluation import load_policy
-from learnerkit.rollouts import EnvRunner
-from learnerkit.rollouts.atari import AtariSettings, atari_settings
+from learnerkit.loops import TrainConfig, load_policy, train
+from learnerkit.rollouts import AtariSettings, EnvRunner, atari_settings
 
 
 def _random_policy(n_actions):

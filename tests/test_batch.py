@@ -19,7 +19,6 @@ from learnerkit import (
     MultiAgentBatch,
     SampleBatch,
 )
-from learnerkit.batch import as_multi_agent_batch
 
 
 def test_ragged_columns_are_refused_with_each_length():
@@ -112,10 +111,6 @@ def test_a_single_agent_batch_is_trained_under_the_default_module_id():
     multi = batch.as_multi_agent()
     assert list(multi) == [DEFAULT_MODULE_ID] == ["default_policy"]
     assert multi[DEFAULT_MODULE_ID] is batch
-    assert list(as_multi_agent_batch(dict(batch))) == [DEFAULT_MODULE_ID]
-    assert as_multi_agent_batch(multi) is multi
-    with pytest.raises(BatchError, match="got list"):
-        as_multi_agent_batch([1, 2])
 
 
 def test_a_multi_agent_batch_holds_a_batch_per_module_and_shards_each():
@@ -157,8 +152,6 @@ def test_a_multi_agent_batch_needs_a_mapping_of_module_id_to_batch():
         MultiAgentBatch(42)
     with pytest.raises(BatchError, match=rf"^{expected}; module 'm' has int 42$"):
         MultiAgentBatch({"m": 42})
-    with pytest.raises(BatchError, match="got str 'abc'"):
-        as_multi_agent_batch("abc")
 
 
 def test_a_column_that_is_not_an_array_of_rows_is_refused():
@@ -218,3 +211,10 @@ def test_learners_refuse_complex_observations_and_keep_ignoring_unused_string_co
     # Columns the algorithm does not read may hold strings, as before; float16 becomes float32.
     results = learner.update({**batch, "infos": np.array(["episode"] * 8)})
     assert results[DEFAULT_MODULE_ID]["num_samples"] == 8
+    # A dict of columns or a SampleBatch is trained under the default module id; anything
+    # else is refused saying what is expected.
+    assert list(learner.update(SampleBatch(batch))) == list(results)
+    with pytest.raises(BatchError, match=r"expected a SampleBatch, .* got list"):
+        learner.update([1, 2])
+    with pytest.raises(BatchError, match="got str 'abc'"):
+        learner.update("abc")

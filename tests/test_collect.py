@@ -9,9 +9,7 @@ import pytest
 from conftest import run_learnerkit
 
 from learnerkit.errors import DatasetError
-from learnerkit.loops.collect import collect_dataset
-from learnerkit.loops.evaluation import load_policy
-from learnerkit.loops.trainer import TrainConfig, train
+from learnerkit.loops import TrainConfig, collect_dataset, load_policy, train
 from learnerkit.rollouts import datasets
 
 SMALL = {"rollout_fragment_length": 32, "num_epochs": 2}

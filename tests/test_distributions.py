@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from conftest import BOX_ACTIONS, TWO_ACTIONS
 
+from learnerkit.backends import make_backend
 from learnerkit.distributions import Categorical, DiagGaussian, dist_class_for
 
 
@@ -22,16 +23,12 @@ def ops(framework):
     if framework == "torch":
         import torch
 
-        from learnerkit.backends.torch.ops import TORCH_OPS
-
         torch.manual_seed(0)
-        return TORCH_OPS
-    import tensorflow as tf
+    else:
+        import tensorflow as tf
 
-    from learnerkit.backends.tf.ops import TF_OPS
-
-    tf.random.set_seed(0)
-    return TF_OPS
+        tf.random.set_seed(0)
+    return make_backend(framework).ops
 
 
 def numpy(ops, x) -> np.ndarray:

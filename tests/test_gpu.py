@@ -30,7 +30,7 @@ from learnerkit import (  # noqa: E402  (after the module-level skip)
     ScalingConfig,
     get_algorithm,
 )
-from learnerkit.loops.trainer import TrainConfig, Trainer  # noqa: E402
+from learnerkit.loops import TrainConfig, Trainer  # noqa: E402
 
 ALGORITHMS = ["ppo", "impala", "appo", "bc"]
 SEQUENCES = ("impala", "appo")  # V-trace: trained on whole fragments of T steps

@@ -75,12 +75,12 @@ def test_the_contract_modules_import_no_framework_at_module_level():
         "hookspecs.py",
         "_plugins.py",
         "_entry_points.py",
-        "specs.py",
+        "_specs.py",
         "settings.py",
         "training_loops.py",
         "loops/builtin.py",
         "loops/contract.py",
-        "learner_spec.py",
+        "_learner_spec.py",
         "fields.py",
         "coefficients.py",
         "loops/settings.py",
@@ -198,9 +198,9 @@ def test_the_graph_sees_lazy_type_only_and_relative_imports(tmp_path):
     # a TYPE_CHECKING one (hookspecs' Hyperparameters), `from pkg import sub` as the
     # submodule (learner's _checkpoint).
     graph = module_graph()
-    assert "learnerkit.distributed.learners" in graph["learnerkit.learner_group"]
-    assert "learnerkit.specs" in graph["learnerkit.hookspecs"]
-    assert "learnerkit._checkpoint" in graph["learnerkit.learner"]
+    assert "learnerkit.distributed.learners" in graph["learnerkit._learner_group"]
+    assert "learnerkit._specs" in graph["learnerkit.hookspecs"]
+    assert "learnerkit._checkpoint" in graph["learnerkit._learner"]
     # Relative imports, lazy and type-only, closing a circle through a subpackage.
     package = tmp_path / "pkg"
     (package / "sub").mkdir(parents=True)
@@ -220,25 +220,25 @@ def test_the_graph_sees_lazy_type_only_and_relative_imports(tmp_path):
 LEAVES = {
     "learnerkit.api",
     "learnerkit.errors",
-    "learnerkit.columns",
+    "learnerkit._columns",
     "learnerkit.fields",
     "learnerkit.coefficients",
     "learnerkit.ops",
     "learnerkit.model_config",
     "learnerkit.distributions",
-    "learnerkit.batch",
+    "learnerkit._batch",
     "learnerkit._checkpoint",
     "learnerkit._finite",
 }
 ABOVE_THE_REGISTRIES = (
-    "learnerkit.learner",
-    "learnerkit.learner_group",
-    "learnerkit.learner_spec",
+    "learnerkit._learner",
+    "learnerkit._learner_group",
+    "learnerkit._learner_spec",
     "learnerkit._learner_modules",
     "learnerkit._learner_state",
     "learnerkit._minibatches",
     "learnerkit._gradient_stages",
-    "learnerkit.algorithm_stages",
+    "learnerkit._algorithm_stages",
     "learnerkit.data_parallel",
     "learnerkit.backends",
     "learnerkit.rollouts",
@@ -246,7 +246,7 @@ ABOVE_THE_REGISTRIES = (
     "learnerkit.distributed",
     "learnerkit.cli",
 )
-THE_LEARNER = ("learnerkit.learner", "learnerkit.learner_group")
+THE_LEARNER = ("learnerkit._learner", "learnerkit._learner_group")
 
 
 def _above(graph: dict[str, set[str]], modules, forbidden) -> list[str]:
@@ -268,7 +268,7 @@ def test_the_leaves_import_only_leaves():
     [
         # Settings and the hook contract: no registry, nothing that uses them.
         (
-            ["learnerkit.specs", "learnerkit.settings", "learnerkit.hookspecs"],
+            ["learnerkit._specs", "learnerkit.settings", "learnerkit.hookspecs"],
             (
                 "learnerkit._plugins",
                 "learnerkit.training_loops",
@@ -283,8 +283,8 @@ def test_the_leaves_import_only_leaves():
         ),
         # The learner spec and the host's default hooks: below every user of a spec.
         (
-            ["learnerkit.learner_spec", "learnerkit._defaults"],
-            tuple(f for f in ABOVE_THE_REGISTRIES if f != "learnerkit.learner_spec"),
+            ["learnerkit._learner_spec", "learnerkit._defaults"],
+            tuple(f for f in ABOVE_THE_REGISTRIES if f != "learnerkit._learner_spec"),
         ),
         # Backends: no sampling, no Learner, no registry or spec lookups.
         (
@@ -292,14 +292,14 @@ def test_the_leaves_import_only_leaves():
             (
                 "learnerkit.rollouts",
                 "learnerkit._plugins",
-                "learnerkit.learner_spec",
+                "learnerkit._learner_spec",
                 "learnerkit.data_parallel",
                 *THE_LEARNER,
                 "learnerkit._learner_modules",
                 "learnerkit._learner_state",
                 "learnerkit._minibatches",
                 "learnerkit._gradient_stages",
-                "learnerkit.algorithm_stages",
+                "learnerkit._algorithm_stages",
             ),
         ),
         # The Learner's helpers and seam are handed what they need: they never import it.
@@ -309,8 +309,8 @@ def test_the_leaves_import_only_leaves():
                 "learnerkit._learner_state",
                 "learnerkit._minibatches",
                 "learnerkit._gradient_stages",
-                "learnerkit.algorithm_stages",
-                "learnerkit.target_networks",
+                "learnerkit._algorithm_stages",
+                "learnerkit._target_networks",
                 "learnerkit.data_parallel",
             ],
             (*THE_LEARNER, "learnerkit.distributed", "learnerkit.rollouts", "learnerkit.loops"),

@@ -17,7 +17,7 @@ from learnerkit import (
     ModuleSpec,
     ScalingConfig,
 )
-from learnerkit.backends.devices import visible_gpu_count
+from learnerkit.backends import visible_gpu_count
 from learnerkit.cli import main
 
 MODULE = ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS)

@@ -27,8 +27,8 @@ from learnerkit import (
     SamplingSettings,
     UnknownTrainingLoopError,
 )
+from learnerkit.loops import TrainConfig, train
 from learnerkit.loops.contract import Iteration
-from learnerkit.loops.trainer import TrainConfig, train
 
 BUILT_IN = {
     "on_policy": (OnPolicySettings, {"uses_env_runners": True, "multi_agent": True}),

@@ -7,21 +7,24 @@ from __future__ import annotations
 import ast
 import importlib
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 
+import learnerkit
 import learnerkit.rollouts as rollouts
+from learnerkit.api import MOVED_MODULES
 
 PACKAGE = Path(__file__).parent.parent / "learnerkit"
 MOVED = {
-    "learnerkit.rollouts.env_runner": ("learnerkit.rollouts.gymnasium_sampling", ["EnvRunner"]),
+    "learnerkit.rollouts.env_runner": ("learnerkit.rollouts._gymnasium_sampling", ["EnvRunner"]),
     "learnerkit.rollouts.runners": (
-        "learnerkit.rollouts.contract",
+        "learnerkit.rollouts._contract",
         ["EnvRunnerSpec", "Fragment", "LocalEnvRunners", "RunnerModule", "on_policy_batch"],
     ),
     "learnerkit.rollouts.samplers": (
-        "learnerkit.rollouts.sampler",
+        "learnerkit.rollouts._sampler",
         ["SingleAgentSampler", "MultiAgentSampler", "make_sampler"],
     ),
     "learnerkit.rollouts.multi_agent": (
@@ -50,8 +53,30 @@ def test_an_old_module_path_warns_naming_the_new_one_and_still_works(old):
     assert set(module.__all__) >= set(names)
 
 
+@pytest.mark.parametrize("old", sorted(MOVED_MODULES))
+def test_a_name_read_from_a_module_made_private_warns_naming_where_to_import_it(old):
+    # Each of these modules had a name that learnerkit exports.
+    module = importlib.import_module(old)
+    public = [name for name in learnerkit.__all__ if hasattr(module, name)]
+    assert public, old
+    with pytest.warns(DeprecationWarning, match=f"{old}.{public[0]} is deprecated: import"):
+        value = getattr(module, public[0])
+    assert value is getattr(learnerkit, public[0])
+    with pytest.raises(AttributeError, match="no attribute 'nothing_of_that_name'"):
+        module.nothing_of_that_name  # noqa: B018
+
+
+def test_an_internal_name_read_from_a_module_made_private_warns_that_it_is_internal():
+    import learnerkit.learner_group as old
+
+    with pytest.warns(DeprecationWarning, match=r"internal now \(learnerkit\._learner_group\."):
+        assert old.Results is not None
+
+
 def test_the_rollouts_package_names_keep_working():
-    from learnerkit.rollouts.gymnasium_sampling import EnvRunner
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # an old path, tested above
+        from learnerkit.rollouts.env_runner import EnvRunner
 
     assert rollouts.EnvRunner is EnvRunner
     for name in ("Rollout", "RunningMeanStd", "compute_gae", "explained_variance"):
@@ -67,5 +92,6 @@ def test_nothing_inside_learnerkit_imports_an_old_path():
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
-            importers += [f"{path.relative_to(PACKAGE)}: {n}" for n in names if n in MOVED]
+            old = set(MOVED) | set(MOVED_MODULES)
+            importers += [f"{path.relative_to(PACKAGE)}: {n}" for n in names if n in old]
     assert importers == []

@@ -44,7 +44,10 @@ def test_the_validators_stay_in_fields_without_a_warning():
 
 
 def test_learner_spec_still_imports_from_specs_with_a_warning():
-    with pytest.warns(DeprecationWarning, match="learnerkit.learner_spec.LearnerSpec"):
+    with pytest.warns(
+        DeprecationWarning,
+        match="learnerkit.specs.LearnerSpec is deprecated: import LearnerSpec from learnerkit",
+    ):
         from learnerkit.specs import LearnerSpec
     assert LearnerSpec is learnerkit.LearnerSpec
 

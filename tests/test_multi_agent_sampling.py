@@ -12,8 +12,8 @@ from conftest import TWO_ACTIONS
 from gymnasium import spaces
 
 from learnerkit import Columns, ConfigError, ModuleSpec
+from learnerkit.loops.contract import EnvRunnerSpec, on_policy_batch
 from learnerkit.rollouts import RunningMeanStd
-from learnerkit.rollouts.contract import EnvRunnerSpec, on_policy_batch
 from learnerkit.rollouts.local_env_runners import LocalEnvRunners
 from learnerkit.rollouts.multi_agent_sequences import SequenceStreams
 from learnerkit.rollouts.pettingzoo_envs import (

@@ -15,9 +15,7 @@ from conftest import make_plugin, run_learnerkit
 import learnerkit
 from learnerkit import Columns, ConfigError
 from learnerkit.errors import DatasetError
-from learnerkit.loops import OfflineSettings
-from learnerkit.loops.evaluation import evaluate_checkpoint
-from learnerkit.loops.trainer import TrainConfig, train
+from learnerkit.loops import OfflineSettings, TrainConfig, evaluate_checkpoint, train
 from learnerkit.rollouts import datasets
 
 CONTROLLER_ID = "cartpole/controller-v0"

@@ -9,17 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from learnerkit.backends import make_backend
+
 FRAMEWORKS = ("torch", "tf")
 
 
 def backend_ops(framework: str):
-    if framework == "torch":
-        from learnerkit.backends.torch.ops import TORCH_OPS
-
-        return TORCH_OPS
-    from learnerkit.backends.tf.ops import TF_OPS
-
-    return TF_OPS
+    return make_backend(framework).ops
 
 
 def numpy_scan(x, discounts, bootstrap=None):

@@ -198,12 +198,12 @@ def test_default_torch_optimizers_step_as_torch_optim_does(name):
     ``torch._dynamo`` import: same arithmetic, bit for bit, and interchangeable state."""
     import torch
 
-    from learnerkit.backends.torch.ops import TorchOps
+    from learnerkit.backends import make_backend
 
     torch.manual_seed(0)
     ours = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2))
     theirs = copy.deepcopy(ours)
-    made = getattr(TorchOps(), name)(ours, 1e-2)
+    made = getattr(make_backend("torch").ops, name)(ours, 1e-2)
     reference = {
         "adam": lambda p: torch.optim.Adam(p, lr=1e-2, eps=1e-8, fused=True),
         "sgd": lambda p: torch.optim.SGD(p, lr=1e-2),

@@ -10,8 +10,7 @@ import logging
 import pytest
 import ray
 
-from learnerkit.loops import TrainConfig, train
-from learnerkit.loops.trainer import Trainer
+from learnerkit.loops import TrainConfig, Trainer, train
 
 pytestmark = pytest.mark.ray
 

@@ -23,10 +23,9 @@ from learnerkit import (
 )
 from learnerkit.backends import make_backend
 from learnerkit.loops import TrainConfig, train
-from learnerkit.loops.contract import probe_spaces
+from learnerkit.loops.contract import EnvRunnerSpec, on_policy_batch, probe_spaces
 from learnerkit.model_config import resolve_model_config
-from learnerkit.rollouts.contract import EnvRunnerSpec, on_policy_batch
-from learnerkit.rollouts.sampler import make_sampler
+from learnerkit.rollouts import make_sampler
 
 ENV = "learnerkit/StatelessCartPole-v1"
 SEQ, BURN_IN = 8, 3

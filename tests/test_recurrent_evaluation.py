@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 
 from learnerkit import ConfigError
-from learnerkit.loops import TrainConfig, evaluate_checkpoint, train
-from learnerkit.loops.collect import collect_dataset
-from learnerkit.loops.evaluation import load_policy
+from learnerkit.loops import TrainConfig, collect_dataset, evaluate_checkpoint, load_policy, train
 from learnerkit.rollouts import datasets
 
 MEMORY = "learnerkit/RepeatAfterMe-v0"

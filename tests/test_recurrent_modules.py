@@ -15,16 +15,15 @@ from conftest import TWO_ACTIONS
 from learnerkit import Columns, ConfigError, ModuleSpec
 from learnerkit.backends import make_backend
 from learnerkit.envs import PIXEL_GRID_ID
-from learnerkit.loops.contract import probe_spaces
+from learnerkit.loops.contract import EnvRunnerSpec, on_policy_batch, probe_spaces
 from learnerkit.model_config import (
     check_fragments_hold_sequences,
     refuse_recurrent,
     resolve_model_config,
     sequence_length_of,
 )
+from learnerkit.rollouts import make_sampler
 from learnerkit.rollouts.acting import default_module_layout, numpy_copy_class
-from learnerkit.rollouts.contract import EnvRunnerSpec, on_policy_batch
-from learnerkit.rollouts.sampler import make_sampler
 
 MASKED_CARTPOLE = "learnerkit/StatelessCartPole-v1"
 SEQ_LEN = 8

@@ -17,9 +17,9 @@ from conftest import TWO_ACTIONS
 from learnerkit import Columns, ConfigError, ModuleSpec
 from learnerkit.backends import make_backend
 from learnerkit.loops import TrainConfig, evaluate_checkpoint, train
+from learnerkit.loops.contract import EnvRunnerSpec, on_policy_batch
 from learnerkit.model_config import common_sequence_length
-from learnerkit.rollouts.contract import EnvRunnerSpec, on_policy_batch
-from learnerkit.rollouts.sampler import make_sampler
+from learnerkit.rollouts import make_sampler
 
 SCRIPTED = "pettingzoo:multi_agent_envs:scripted"  # agents that leave, and one that joins
 SEQ_LEN = 4

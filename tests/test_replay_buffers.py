@@ -29,7 +29,7 @@ from learnerkit.replay import (
     UniformReplayBuffer,
     n_step_windows,
 )
-from learnerkit.rollouts.rollout import Rollout
+from learnerkit.rollouts import Rollout
 
 GAMMAS = [0.0, 0.5, 0.9, 0.99, 1.0]
 

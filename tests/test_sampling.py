@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from learnerkit.batch import Columns, SampleBatch
+from learnerkit import Columns, SampleBatch
 from learnerkit.errors import BatchError, ConfigError
-from learnerkit.rollouts.gymnasium_sampling import EnvRunner, Rollout
+from learnerkit.rollouts import EnvRunner, Rollout
 
 COUNT_ENV = "LearnerkitTest/Count-v0"
 DICT_OBS_ENV = "LearnerkitTest/DictObs-v0"

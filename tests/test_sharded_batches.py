@@ -13,8 +13,16 @@ import numpy as np
 import pytest
 from conftest import CARTPOLE_OBS, TWO_ACTIONS
 
-from learnerkit import BatchError, LearnerGroup, LearnerSpec, ModuleSpec, ScalingConfig
-from learnerkit.batch import MultiAgentBatch, SampleBatch, ShardedBatch
+from learnerkit import (
+    BatchError,
+    LearnerGroup,
+    LearnerSpec,
+    ModuleSpec,
+    MultiAgentBatch,
+    SampleBatch,
+    ScalingConfig,
+    ShardedBatch,
+)
 
 
 class SeededShards(ShardedBatch):

@@ -18,7 +18,7 @@ from learnerkit import (
     UnknownAlgorithmError,
     schedule_value,
 )
-from learnerkit.specs import structure_hyperparameters
+from learnerkit.settings import structure_hyperparameters
 
 MODULE = ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS)
 
@@ -171,8 +171,7 @@ def test_more_than_one_gpu_per_learner_is_refused_with_the_way_to_use_several(nu
 
 
 def test_a_learning_rate_given_by_the_user_replaces_the_presets_schedule(tmp_path):
-    from learnerkit.loops import TrainConfig
-    from learnerkit.loops.trainer import Trainer
+    from learnerkit.loops import TrainConfig, Trainer
 
     def settings(**overrides):
         """The hyperparameters a run would train with (built, not trained)."""

@@ -29,11 +29,17 @@ from learnerkit import (
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from learnerkit.backends import policy_fn, value_fn  # noqa: E402
-from learnerkit.backends.tf.backend import TFBackend, tf_device_name  # noqa: E402
-from learnerkit.backends.tf.ops import TF_OPS  # noqa: E402
+from learnerkit.backends import make_backend, policy_fn, value_fn  # noqa: E402
 from learnerkit.distributions import Categorical  # noqa: E402
 from learnerkit.model_config import ACTIVATIONS  # noqa: E402
+
+TF_OPS = make_backend("tf").ops
+
+
+def tf_device_name(device):
+    """The TensorFlow device a backend asked for ``device`` runs on."""
+    return make_backend("tf", device).device
+
 
 MODULE_ID = learnerkit.DEFAULT_MODULE_ID
 
@@ -297,10 +303,9 @@ def test_multi_agent_update_returns_results_per_module():
 def test_default_module_has_the_torch_modules_layer_sizes(shared):
     config = {"hiddens": [32, 16], "vf_share_layers": shared, "activation": "relu"}
     spec = ModuleSpec(CARTPOLE_OBS, BOX_ACTIONS, model_config=config)
-    tf_state = TFBackend().get_module_state(TFBackend().build_module(spec, seed=0))
-    from learnerkit.backends.torch.backend import TorchBackend
-
-    torch_state = TorchBackend().get_module_state(TorchBackend().build_module(spec, seed=0))
+    tf_state = make_backend("tf").get_module_state(make_backend("tf").build_module(spec, seed=0))
+    torch_backend = make_backend("torch")
+    torch_state = torch_backend.get_module_state(torch_backend.build_module(spec, seed=0))
     torch_shapes = {
         k.replace("weight", "kernel"): v.T.shape if k.endswith("weight") else v.shape
         for k, v in torch_state.items()
@@ -310,7 +315,7 @@ def test_default_module_has_the_torch_modules_layer_sizes(shared):
 
 def test_default_module_starts_with_orthogonal_weights_and_the_torch_gains():
     spec = ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS, model_config={"hiddens": [16, 16]})
-    state = TFBackend().get_module_state(TFBackend().build_module(spec, seed=0))
+    state = make_backend("tf").get_module_state(make_backend("tf").build_module(spec, seed=0))
     for name, gain in [("pi.0.kernel", np.sqrt(2)), ("pi.4.kernel", 0.01), ("vf.4.kernel", 1.0)]:
         kernel = state[name].astype(np.float64)
         small = min(kernel.shape)
@@ -321,11 +326,9 @@ def test_default_module_starts_with_orthogonal_weights_and_the_torch_gains():
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
 def test_both_default_modules_offer_every_activation_the_config_allows(activation):
-    from learnerkit.backends.torch.backend import TorchBackend
-
     spec = ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS, model_config={"activation": activation})
     obs = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
-    for backend in (TFBackend(), TorchBackend()):
+    for backend in (make_backend("tf"), make_backend("torch")):
         module = backend.build_module(spec, seed=0)
         assert np.isfinite(policy_fn(backend, module)(obs)[Columns.ACTION_DIST_INPUTS]).all()
 
@@ -333,7 +336,7 @@ def test_both_default_modules_offer_every_activation_the_config_allows(activatio
 def test_unknown_model_config_key_is_a_config_error_on_tf():
     spec = ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS, model_config={"hidden": [8]})
     with pytest.raises(ConfigError, match="unknown model_config key"):
-        TFBackend().build_module(spec, seed=0)
+        make_backend("tf").build_module(spec, seed=0)
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,7 @@ import pytest
 from conftest import bc_loss, make_plugin
 
 from learnerkit import ConfigError
-from learnerkit.loops import trainer as training
-from learnerkit.loops.evaluation import evaluate_checkpoint, load_policy
-from learnerkit.loops.trainer import TrainConfig, train
+from learnerkit.loops import TrainConfig, Trainer, evaluate_checkpoint, load_policy, train
 
 # Small iterations (8 envs x 32 steps = 256 samples, 2 epochs) keep these runs short.
 SMALL = {"rollout_fragment_length": 32, "num_epochs": 2}
@@ -174,7 +172,7 @@ def test_resume_continues_from_the_exact_saved_state(tmp_path):
     config = TrainConfig(stop_timesteps=512, out_dir=str(tmp_path), progress=False, overrides=SMALL)
     train(config, on_iteration=lambda ctx: states.append(ctx.group.get_state()))
     saved = states[-1]  # the state after the last iteration: what the checkpoint holds
-    trainer = training.Trainer(
+    trainer = Trainer(
         TrainConfig(
             stop_timesteps=1024, out_dir=str(tmp_path), resume=str(tmp_path), overrides=SMALL
         )
@@ -199,7 +197,7 @@ def test_resume_continues_from_the_exact_saved_state(tmp_path):
 
 
 def test_ctrl_c_leaves_a_usable_checkpoint(tmp_path, monkeypatch):
-    real_step = training.Trainer.step
+    real_step = Trainer.step
 
     def step_then_interrupt(self):
         row = real_step(self)
@@ -207,7 +205,7 @@ def test_ctrl_c_leaves_a_usable_checkpoint(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return row
 
-    monkeypatch.setattr(training.Trainer, "step", step_then_interrupt)
+    monkeypatch.setattr(Trainer, "step", step_then_interrupt)
     summary = train(
         TrainConfig(stop_timesteps=10_000, out_dir=str(tmp_path), progress=False, overrides=SMALL)
     )

@@ -25,7 +25,7 @@ from learnerkit import (
     PluginError,
     SampleBatch,
 )
-from learnerkit.loops.trainer import TrainConfig, Trainer, train
+from learnerkit.loops import TrainConfig, Trainer, train
 from learnerkit.rollouts import EnvRunner
 
 

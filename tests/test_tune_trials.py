@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from learnerkit.cli import main
-from learnerkit.loops import TrainConfig
-from learnerkit.loops.trainer import Trainer
+from learnerkit.loops import TrainConfig, Trainer
 from learnerkit.tune import SweepConfig, parse_space, sweep
 
 

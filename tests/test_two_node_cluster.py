@@ -14,8 +14,7 @@ import ray
 from conftest import CARTPOLE_OBS, TWO_ACTIONS, end_ray_session, random_batch
 
 from learnerkit import LearnerGroup, LearnerSpec, ModuleSpec, ScalingConfig
-from learnerkit.loops import TrainConfig
-from learnerkit.loops.trainer import Trainer
+from learnerkit.loops import TrainConfig, Trainer
 from learnerkit.tune import SweepConfig, parse_space, sweep
 
 pytestmark = pytest.mark.ray

@@ -190,8 +190,8 @@ def hooks_page() -> str:
 # reference/settings.md ---------------------------------------------------------------------
 def settings_page() -> str:
     import learnerkit
+    from learnerkit._specs import Hyperparameters
     from learnerkit.settings import SamplingSettings
-    from learnerkit.specs import Hyperparameters
 
     out = [
         GENERATED_NOTE,
@@ -276,7 +276,7 @@ def algorithm_settings(algorithm: Any, row: Any, documented: dict[type, str]) ->
 # reference/declarations.md -----------------------------------------------------------------
 def declarations_page() -> str:
     from learnerkit import Algorithm, Columns, ColumnSpec, LoopInfo, fields
-    from learnerkit.columns import DEPRECATED_COLUMNS
+    from learnerkit._columns import DEPRECATED_COLUMNS
 
     columns = attribute_docstrings(Columns)
     column_rows = [

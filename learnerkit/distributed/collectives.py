@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from learnerkit.backends.devices import gpu_device
+from learnerkit.backends._devices import gpu_device
 from learnerkit.errors import LearnerGroupError
 
 # A collective that waits longer than this for a peer raises instead of hanging for ever.

@@ -11,11 +11,11 @@ from typing import Any
 import gymnasium
 import ray
 
+from learnerkit._specs import ModuleSpec
 from learnerkit.distributed.start import actor_info
-from learnerkit.rollouts.contract import EnvRunnerSpec, Fragment, ModuleWeights, Weights
+from learnerkit.rollouts._contract import EnvRunnerSpec, Fragment, ModuleWeights, Weights
+from learnerkit.rollouts._sampler import make_sampler
 from learnerkit.rollouts.pettingzoo_envs import PolicyMapping
-from learnerkit.rollouts.sampler import make_sampler
-from learnerkit.specs import ModuleSpec
 
 
 class _RunnerWorker:

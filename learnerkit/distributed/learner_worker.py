@@ -11,13 +11,13 @@ from typing import Any
 
 import ray
 
+from learnerkit._batch import MultiAgentBatch, ShardedBatch, as_multi_agent_batch, shard_signature
+from learnerkit._learner import Learner
+from learnerkit._learner_spec import LearnerSpec
 from learnerkit._plugins import register_algorithm
-from learnerkit.batch import MultiAgentBatch, ShardedBatch, as_multi_agent_batch, shard_signature
 from learnerkit.distributed.collectives import NotApplied
 from learnerkit.distributed.start import actor_info
 from learnerkit.errors import BatchError, NonFiniteError
-from learnerkit.learner import Learner
-from learnerkit.learner_spec import LearnerSpec
 
 Results = dict[str, dict[str, Any]]
 

@@ -23,8 +23,10 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 from ray.util.placement_group import remove_placement_group
 
+from learnerkit._batch import MultiAgentBatch, ShardedBatch
+from learnerkit._learner import Learner
+from learnerkit._learner_spec import LearnerSpec
 from learnerkit._plugins import registered_plugins
-from learnerkit.batch import MultiAgentBatch, ShardedBatch
 from learnerkit.distributed.learner_worker import RemoteWorker, get_state, set_state
 from learnerkit.distributed.start import actor_options, ensure_ray, reserve, ship_by_value
 from learnerkit.distributed.updates import (
@@ -36,8 +38,6 @@ from learnerkit.distributed.updates import (
     reduce_results,
 )
 from learnerkit.errors import BatchError, LearnerGroupError
-from learnerkit.learner import Learner
-from learnerkit.learner_spec import LearnerSpec
 
 logger = logging.getLogger(__name__)
 # Times an update is re-run, whole, after no learner applied it (a peer died before it began).

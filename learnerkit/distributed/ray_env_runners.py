@@ -29,6 +29,7 @@ from ray.util.placement_group import PlacementGroup, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from learnerkit._checkpoint import check_same_shapes
+from learnerkit._specs import ModuleSpec
 from learnerkit.distributed.env_runner_actor import RemoteRunner
 from learnerkit.distributed.start import (
     PLACEMENT_TIMEOUT_ENV,
@@ -38,22 +39,21 @@ from learnerkit.distributed.start import (
     ship_by_value,
 )
 from learnerkit.errors import ConfigError, EnvRunnerError, LearnerGroupError
-from learnerkit.rollouts.acting import numpy_copy_class
-from learnerkit.rollouts.contract import (
+from learnerkit.rollouts._contract import (
     EnvRunnerSpec,
     Fragment,
     ModuleWeights,
     Weights,
     spec_with_module,
 )
-from learnerkit.rollouts.env_ids import register_env_id
+from learnerkit.rollouts._env_ids import register_env_id
+from learnerkit.rollouts._sampling import ObsNormalizers
+from learnerkit.rollouts.acting import numpy_copy_class
 from learnerkit.rollouts.pettingzoo_envs import (
     PolicyMapping,
     make_parallel_env,
     parallel_env_factory,
 )
-from learnerkit.rollouts.sampling import ObsNormalizers
-from learnerkit.specs import ModuleSpec
 
 __all__ = ["RayEnvRunners"]
 

@@ -18,8 +18,8 @@ from ray.util.placement_group import (
 )
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from learnerkit._specs import ScalingConfig
 from learnerkit.errors import LearnerGroupError
-from learnerkit.specs import ScalingConfig
 
 PLACEMENT_TIMEOUT_ENV = "LEARNERKIT_PLACEMENT_TIMEOUT_S"
 # Seconds to wait for Ray to reserve the learners' resources before calling it a shortfall.

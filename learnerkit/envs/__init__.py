@@ -24,13 +24,13 @@ STATELESS_CARTPOLE_ID = "learnerkit/StatelessCartPole-v1"
 REPEAT_AFTER_ME_ID = "learnerkit/RepeatAfterMe-v0"
 
 if PIXEL_GRID_ID not in gymnasium.registry:
-    gymnasium.register(PIXEL_GRID_ID, entry_point="learnerkit.envs.pixel_grid:PixelGrid")
+    gymnasium.register(PIXEL_GRID_ID, entry_point="learnerkit.envs._pixel_grid:PixelGrid")
 if STATELESS_CARTPOLE_ID not in gymnasium.registry:
     gymnasium.register(
         STATELESS_CARTPOLE_ID,
-        entry_point="learnerkit.envs.memory:StatelessCartPole",
+        entry_point="learnerkit.envs._memory:StatelessCartPole",
         max_episode_steps=500,
         reward_threshold=475.0,
     )
 if REPEAT_AFTER_ME_ID not in gymnasium.registry:
-    gymnasium.register(REPEAT_AFTER_ME_ID, entry_point="learnerkit.envs.memory:RepeatAfterMe")
+    gymnasium.register(REPEAT_AFTER_ME_ID, entry_point="learnerkit.envs._memory:RepeatAfterMe")

@@ -17,7 +17,7 @@ settings class. learnerkit's own loops register the same way (``learnerkit.loops
   dataset (``--dataset``) streamed in chunks, with periodic greedy evaluation episodes.
 
 What a loop gets and gives, and everything it may use, is ``learnerkit.loops.contract``;
-the host (``learnerkit.loops.trainer``) treats every loop alike. Hosts train with
+the host (``learnerkit.loops._trainer``) treats every loop alike. Hosts train with
 ``learnerkit.loops.train(learnerkit.loops.TrainConfig(...))``, evaluate with
 ``learnerkit.loops.evaluate_checkpoint(run_dir)``, and record a trained policy as a Minari
 dataset with ``learnerkit.loops.collect_dataset(run_dir, ...)``. Importing this package
@@ -41,9 +41,12 @@ from learnerkit.training_loops import LoopInfo, deprecated_table
 _LAZY = {
     "TrainConfig": "learnerkit.loops.contract",
     "TrainSummary": "learnerkit.loops.contract",
-    "train": "learnerkit.loops.trainer",
-    "evaluate_checkpoint": "learnerkit.loops.evaluation",
-    "collect_dataset": "learnerkit.loops.collect",
+    "Trainer": "learnerkit.loops._trainer",
+    "TrainedPolicy": "learnerkit.loops._evaluation",
+    "load_policy": "learnerkit.loops._evaluation",
+    "train": "learnerkit.loops._trainer",
+    "evaluate_checkpoint": "learnerkit.loops._evaluation",
+    "collect_dataset": "learnerkit.loops._collect",
 }
 
 
@@ -65,7 +68,10 @@ __all__ = [
     "SamplingSettings",
     "TrainConfig",
     "TrainSummary",
+    "TrainedPolicy",
+    "Trainer",
     "collect_dataset",
     "evaluate_checkpoint",
+    "load_policy",
     "train",
 ]

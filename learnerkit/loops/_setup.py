@@ -14,19 +14,19 @@ from typing import Any
 import attrs
 
 from learnerkit._plugins import Algorithm, get_algorithm, list_plugins
-from learnerkit.conv_encoders import is_image_space
-from learnerkit.errors import ConfigError, PluginError, UnknownTrainingLoopError
-from learnerkit.loops._run_files import read_run, read_trainer_state
-from learnerkit.loops.contract import REQUIRED_LOOP_METHODS, LoopInfo, TrainConfig, probe_spaces
-from learnerkit.loops.multi_agent import multi_agent_modules
-from learnerkit.rollouts.atari import atari_settings
-from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo
-from learnerkit.specs import (
+from learnerkit._specs import (
     ModuleSpec,
     check_base_fields,
     current_field_names,
     structure_hyperparameters,
 )
+from learnerkit.conv_encoders import is_image_space
+from learnerkit.errors import ConfigError, PluginError, UnknownTrainingLoopError
+from learnerkit.loops._multi_agent import multi_agent_modules
+from learnerkit.loops._run_files import read_run, read_trainer_state
+from learnerkit.loops.contract import REQUIRED_LOOP_METHODS, LoopInfo, TrainConfig, probe_spaces
+from learnerkit.rollouts._atari import atari_settings
+from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo
 from learnerkit.training_loops import get_training_loop, list_training_loops
 
 DEFAULT_ENV_ID = "CartPole-v1"

@@ -12,7 +12,7 @@ from learnerkit import _checkpoint
 from learnerkit.loops._run_files import LOOP_STATE_FILE, RUNNERS_STATE_FILE, checkpoint_dir
 
 # The trainer's logger, as before these moved here: whoever filters its warnings still does.
-logger = logging.getLogger("learnerkit.loops.trainer")
+logger = logging.getLogger("learnerkit.loops._trainer")
 
 
 def save_loop_state(state: Any, path: Path) -> dict[str, Any]:

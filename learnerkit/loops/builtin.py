@@ -6,7 +6,7 @@ learnerkit's ``pyproject.toml``. Light: listing plugins imports this module; a l
 
 from __future__ import annotations
 
-from learnerkit.columns import Columns
+from learnerkit._columns import Columns
 from learnerkit.settings import AsyncSettings, OfflineSettings, OnPolicySettings, ReplaySettings
 from learnerkit.training_loops import LoopInfo
 
@@ -15,14 +15,14 @@ __all__ = ["ASYNC", "OFFLINE", "ON_POLICY", "REPLAY"]
 ON_POLICY = LoopInfo(
     "on_policy",
     OnPolicySettings,
-    "learnerkit.loops.on_policy:OnPolicyLoop",
+    "learnerkit.loops._on_policy:OnPolicyLoop",
     "synchronous sampling, GAE, several epochs of minibatches per batch",
     multi_agent=True,
 )
 ASYNC = LoopInfo(
     "async",
     AsyncSettings,
-    "learnerkit.loops.asynchronous:AsyncLoop",
+    "learnerkit.loops._asynchronous:AsyncLoop",
     "continuous sampling, async updates on fragments for off-policy correction",
     multi_agent=True,
     sequences=True,
@@ -30,7 +30,7 @@ ASYNC = LoopInfo(
 OFFLINE = LoopInfo(
     "offline",
     OfflineSettings,
-    "learnerkit.loops.offline:OfflineLoop",
+    "learnerkit.loops._offline:OfflineLoop",
     "epochs over a Minari dataset streamed in chunks, periodic evaluation episodes",
     uses_env_runners=False,
     reads_dataset=True,
@@ -38,7 +38,7 @@ OFFLINE = LoopInfo(
 REPLAY = LoopInfo(
     "replay",
     ReplaySettings,
-    "learnerkit.loops.replay:ReplayLoop",
+    "learnerkit.loops._replay:ReplayLoop",
     "continuous sampling into a replay buffer, minibatches drawn at training_intensity",
     # What off-policy acting needs: the actions. Exploration is the module's own
     # (epsilon-greedy, a stochastic policy); no log-probabilities or values are recorded.

@@ -8,10 +8,11 @@ public name, in one place.
   the learners, the env runners), it returns an ``Iteration`` per ``step``.
 - What a loop uses to do so: ``combine_results`` (learner results of several updates as
   one row), ``probe_spaces`` (an env's spaces, checked as env runners check them),
-  ``make_env_runners`` (env runners of its own, e.g. for evaluation), and the sampling
-  contract re-exported from ``learnerkit.rollouts.contract`` (``EnvRunners``,
+  ``make_env_runners`` (env runners of its own, e.g. for evaluation),
+  ``evaluation_episodes`` (a module's greedy episodes, without env runners), and the sampling
+  contract re-exported from ``learnerkit.rollouts._contract`` (``EnvRunners``,
   ``EnvRunnerSpec``, ``Fragment``, ``on_policy_batch``, ``sequence_batch``).
-- What the host gives every loop alike (``learnerkit.loops.trainer``): the progress
+- What the host gives every loop alike (``learnerkit.loops._trainer``): the progress
   display, ``metrics.csv``, TensorBoard, the learning curve, checkpoints (the loop's
   ``get_state``), ``--resume`` (its ``set_state``), Ctrl-C, ``summary.json`` and the
   ``on_iteration`` callback (``IterationContext``).
@@ -33,9 +34,10 @@ import attrs
 from learnerkit.training_loops import LoopInfo
 
 if TYPE_CHECKING:
+    from learnerkit._learner_group import LearnerGroup
     from learnerkit._plugins import Algorithm
-    from learnerkit.learner_group import LearnerGroup
-    from learnerkit.rollouts.contract import (
+    from learnerkit._specs import ModuleSpec
+    from learnerkit.rollouts._contract import (
         EnvRunners,
         EnvRunnerSpec,
         Fragment,
@@ -46,7 +48,6 @@ if TYPE_CHECKING:
     )
     from learnerkit.rollouts.pettingzoo_envs import PolicyMapping
     from learnerkit.settings import SamplingSettings
-    from learnerkit.specs import ModuleSpec
 
 __all__ = [
     "REQUIRED_LOOP_METHODS",
@@ -64,6 +65,7 @@ __all__ = [
     "TrainingLoop",
     "Weights",
     "combine_results",
+    "evaluation_episodes",
     "make_env_runners",
     "on_policy_batch",
     "probe_spaces",
@@ -81,10 +83,24 @@ _SAMPLING = (
 )
 
 
+def evaluation_episodes(
+    env_id: str, backend: Any, module: Any, num_episodes: int, *, seed: int = 0
+) -> list[tuple[float, int]]:
+    """(return, length) of ``num_episodes`` episodes of ``module``'s greedy policy (built by
+    ``backend``, a ``learnerkit.backends.Backend``), one per copy of the env ``env_id``,
+    stepped together so the module runs once per step for all of them; episode k is reset
+    with ``seed + k``. What the offline loop evaluates with."""
+    from learnerkit.backends import policy_fn
+    from learnerkit.loops._episodes import run_episodes_side_by_side
+
+    policy = policy_fn(backend, module, explore=False)
+    return run_episodes_side_by_side(env_id, policy, num_episodes, seed=seed)
+
+
 def __getattr__(name: str) -> Any:
     # The sampling contract imports numpy and the batch classes: only when a loop uses it.
     if name in _SAMPLING:
-        from learnerkit.rollouts import contract as sampling
+        from learnerkit.rollouts import _contract as sampling
 
         return getattr(sampling, name)
     raise AttributeError(f"module 'learnerkit.loops.contract' has no attribute {name!r}")
@@ -134,7 +150,7 @@ class TrainConfig:
     atari_preprocessing: bool | Mapping[str, Any] = True
     """For an Atari game (``ALE/...``): the standard preprocessing (True), none (False), or
     settings changed from its defaults (``{"terminal_on_life_loss": True}``; the fields of
-    ``learnerkit.rollouts.atari.AtariSettings``). Recorded with the run; evaluation and
+    ``learnerkit.rollouts._atari.AtariSettings``). Recorded with the run; evaluation and
     collection apply the same. Other envs take no settings."""
     checkpoint_every: int = 50
     resume: str | None = None
@@ -320,7 +336,7 @@ def probe_spaces(env_id: str, atari: Any = None) -> tuple[Any, Any]:
     """A gymnasium env's observation and action spaces (preprocessed as ``atari``, an
     ``AtariSettings``, says), with the checks and errors of the env runners (a space the
     modules cannot take is a ConfigError naming it)."""
-    from learnerkit.rollouts.gymnasium_sampling import EnvRunner
+    from learnerkit.rollouts._gymnasium_sampling import EnvRunner
 
     with EnvRunner(env_id, num_envs=1, atari=atari) as probe:
         return probe.observation_space, probe.action_space

@@ -17,21 +17,21 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from learnerkit.replay.columns import ReplayColumns
+from learnerkit.replay._columns import ReplayColumns
 
 if TYPE_CHECKING:
-    from learnerkit.replay.buffers import PrioritizedReplayBuffer, UniformReplayBuffer
-    from learnerkit.replay.multi_agent import MultiAgentReplayBuffer
-    from learnerkit.replay.n_step import NStepWindows, n_step_windows
-    from learnerkit.replay.sum_tree import SumTree
+    from learnerkit.replay._buffers import PrioritizedReplayBuffer, UniformReplayBuffer
+    from learnerkit.replay._multi_agent import MultiAgentReplayBuffer
+    from learnerkit.replay._n_step import NStepWindows, n_step_windows
+    from learnerkit.replay._sum_tree import SumTree
 
 _LAZY = {
-    "MultiAgentReplayBuffer": "learnerkit.replay.multi_agent",
-    "NStepWindows": "learnerkit.replay.n_step",
-    "PrioritizedReplayBuffer": "learnerkit.replay.buffers",
-    "SumTree": "learnerkit.replay.sum_tree",
-    "UniformReplayBuffer": "learnerkit.replay.buffers",
-    "n_step_windows": "learnerkit.replay.n_step",
+    "MultiAgentReplayBuffer": "learnerkit.replay._multi_agent",
+    "NStepWindows": "learnerkit.replay._n_step",
+    "PrioritizedReplayBuffer": "learnerkit.replay._buffers",
+    "SumTree": "learnerkit.replay._sum_tree",
+    "UniformReplayBuffer": "learnerkit.replay._buffers",
+    "n_step_windows": "learnerkit.replay._n_step",
 }
 
 

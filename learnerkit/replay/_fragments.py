@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from learnerkit.columns import Columns
+from learnerkit._columns import Columns
 from learnerkit.errors import BatchError, ConfigError
 
 # What a fragment must hold, and what each column is, for the error that names a missing one.

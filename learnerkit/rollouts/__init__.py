@@ -1,19 +1,35 @@
 """Sampling and the maths on sampled trajectories: env runners, rollouts, GAE.
 
-One sampling engine (``sampling``: observation normalisation per module, the policy-output
-check, action clipping, bootstrap values) with two env adapters: ``gymnasium_sampling``
-(``EnvRunner``: a gymnasium vector env into a ``Rollout`` of time-major arrays) and
-``pettingzoo_sampling`` (PettingZoo parallel envs, a module per agent group, into a
-``MultiAgentRollout``). ``sampler`` makes one env runner of an adapter and its module
-copies; ``contract`` is what the training loops see of it. ``compute_gae`` and
-``RunningMeanStd`` are pure numpy. A recurrent module's state rides along
-(``recurrent``: ``StateCarrier``, one state per env; ``recurrent_acting``: the numpy copy
-of the default LSTM module). Nothing here imports a framework or Ray (the Ray env-runner
-actors live in ``learnerkit.distributed``).
+Public here: ``EnvRunner`` (a gymnasium vector env into a ``Rollout`` of time-major
+arrays), ``make_sampler`` (one env runner of an ``EnvRunnerSpec`` with its module copies, a
+``Sampler``: what the local and the Ray env runners wrap), ``AtariSettings`` and
+``atari_settings`` (the Atari preprocessing an env id gets), ``compute_gae`` and
+``RunningMeanStd`` (pure numpy); ``datasets`` and ``acting`` are public modules.
+
+Internal: one sampling engine (``_sampling``: observation normalisation per module, the
+policy-output check, action clipping, bootstrap values) with two env adapters,
+``_gymnasium_sampling`` and ``pettingzoo_sampling`` (PettingZoo parallel envs, a module per
+agent group, into a ``MultiAgentRollout``); ``_contract`` is what the training loops see of
+sampling (re-exported by ``learnerkit.loops.contract``). A recurrent module's state rides
+along (``_recurrent``: ``StateCarrier``, one state per env; ``_recurrent_acting``: the numpy
+copy of the default LSTM module). Nothing here imports a framework or Ray (the Ray
+env-runner actors live in ``learnerkit.distributed``).
 """
 
-from learnerkit.rollouts.gymnasium_sampling import EnvRunner
-from learnerkit.rollouts.postprocessing import RunningMeanStd, compute_gae, explained_variance
-from learnerkit.rollouts.rollout import Rollout
+from learnerkit.rollouts._atari import AtariSettings, atari_settings
+from learnerkit.rollouts._gymnasium_sampling import EnvRunner
+from learnerkit.rollouts._postprocessing import RunningMeanStd, compute_gae, explained_variance
+from learnerkit.rollouts._rollout import Rollout
+from learnerkit.rollouts._sampler import Sampler, make_sampler
 
-__all__ = ["EnvRunner", "Rollout", "RunningMeanStd", "compute_gae", "explained_variance"]
+__all__ = [
+    "AtariSettings",
+    "EnvRunner",
+    "Rollout",
+    "RunningMeanStd",
+    "Sampler",
+    "atari_settings",
+    "compute_gae",
+    "explained_variance",
+    "make_sampler",
+]

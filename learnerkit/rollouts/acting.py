@@ -29,15 +29,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from learnerkit._batch import Columns
 from learnerkit._checkpoint import check_same_shapes
 from learnerkit._import_path import resolve
-from learnerkit.batch import Columns
+from learnerkit._specs import ModuleSpec
 from learnerkit.conv_encoders import conv_stack, module_config_for
 from learnerkit.distributions import dist_class_for, exploration_outputs
-from learnerkit.rollouts.numpy_conv import NumpyConvStack
-from learnerkit.rollouts.numpy_layers import ACTIVATIONS, DenseStack, NumpyOps
-from learnerkit.rollouts.recurrent_acting import NumpyLSTMActorCritic, lstm_module_layout
-from learnerkit.specs import ModuleSpec
+from learnerkit.rollouts._numpy_conv import NumpyConvStack
+from learnerkit.rollouts._numpy_layers import ACTIVATIONS, DenseStack, NumpyOps
+from learnerkit.rollouts._recurrent_acting import NumpyLSTMActorCritic, lstm_module_layout
 
 __all__ = [
     "ACTIVATIONS",

@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from learnerkit.batch import Columns, MultiAgentBatch, SampleBatch, ShardedBatch
+from learnerkit._batch import Columns, MultiAgentBatch, SampleBatch, ShardedBatch
 from learnerkit.errors import DatasetError
 
 __all__ = [
@@ -272,7 +272,7 @@ def record_dataset(
     (``EpisodeBuffer``) and the functions that store them need only ``minari[hdf5]``. If
     recording fails, the partial dataset is removed.
     """
-    from learnerkit.rollouts.env_ids import make_env
+    from learnerkit.rollouts._env_ids import make_env
 
     minari = _minari()
     if num_episodes < 1:

@@ -1,10 +1,10 @@
 """Deprecated, kept for one release: ``learnerkit.rollouts.env_runner`` moved to
-``learnerkit.rollouts.gymnasium_sampling``."""
+``learnerkit.rollouts._gymnasium_sampling``."""
 
 import warnings
 
 from learnerkit.errors import LearnerkitDeprecationWarning
-from learnerkit.rollouts.gymnasium_sampling import (
+from learnerkit.rollouts._gymnasium_sampling import (
     POLICY_COLUMNS,
     EnvRunner,
     Policy,
@@ -26,7 +26,7 @@ __all__ = [
 
 warnings.warn(
     "learnerkit.rollouts.env_runner is deprecated: import from "
-    "learnerkit.rollouts.gymnasium_sampling",
+    "learnerkit.rollouts._gymnasium_sampling",
     LearnerkitDeprecationWarning,
     stacklevel=2,
 )

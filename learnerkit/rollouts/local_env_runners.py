@@ -1,5 +1,5 @@
 """``num_env_runners=0``: sampling in the training process, through the `EnvRunners`
-interface (``learnerkit.rollouts.contract``) the loops use for Ray actors too."""
+interface (``learnerkit.rollouts._contract``) the loops use for Ray actors too."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ from typing import Any
 
 import attrs
 
-from learnerkit.rollouts.contract import (
+from learnerkit._specs import ModuleSpec
+from learnerkit.rollouts._contract import (
     EnvRunnerSpec,
     Fragment,
     ModuleWeights,
     Weights,
     spec_with_module,
 )
+from learnerkit.rollouts._sampler import make_sampler
 from learnerkit.rollouts.pettingzoo_envs import PolicyMapping
-from learnerkit.rollouts.sampler import make_sampler
-from learnerkit.specs import ModuleSpec
 
 __all__ = ["LocalEnvRunners"]
 

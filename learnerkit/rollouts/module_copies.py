@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from learnerkit.columns import DEFAULT_MODULE_ID
+from learnerkit._columns import DEFAULT_MODULE_ID
+from learnerkit._specs import ModuleSpec
+from learnerkit.rollouts._contract import Weights
+from learnerkit.rollouts._recurrent import is_recurrent_copy
+from learnerkit.rollouts._sampling import Policy, ValueFn
 from learnerkit.rollouts.acting import numpy_copy_class
-from learnerkit.rollouts.contract import Weights
-from learnerkit.rollouts.recurrent import is_recurrent_copy
-from learnerkit.rollouts.sampling import Policy, ValueFn
-from learnerkit.specs import ModuleSpec
 
 if TYPE_CHECKING:
-    from learnerkit.rollouts.contract import EnvRunnerSpec
+    from learnerkit.rollouts._contract import EnvRunnerSpec
 
 __all__ = ["RunnerModule"]
 

@@ -1,11 +1,11 @@
 """Deprecated, kept for one release: ``learnerkit.rollouts.multi_agent`` moved to
 ``learnerkit.rollouts.pettingzoo_sampling`` (MultiAgentEnvRunner) and
-``learnerkit.rollouts.multi_agent_rollout`` (MultiAgentRollout)."""
+``learnerkit.rollouts._multi_agent_rollout`` (MultiAgentRollout)."""
 
 import warnings
 
 from learnerkit.errors import LearnerkitDeprecationWarning
-from learnerkit.rollouts.multi_agent_rollout import MultiAgentRollout
+from learnerkit.rollouts._multi_agent_rollout import MultiAgentRollout
 from learnerkit.rollouts.pettingzoo_sampling import MultiAgentEnvRunner
 
 __all__ = ["MultiAgentEnvRunner", "MultiAgentRollout"]

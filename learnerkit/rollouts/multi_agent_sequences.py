@@ -34,11 +34,11 @@ from typing import Any
 import attrs
 import numpy as np
 
-from learnerkit.batch import Columns, MultiAgentBatch, SampleBatch
-from learnerkit.columns import RECURRENT_INPUTS
+from learnerkit._batch import Columns, MultiAgentBatch, SampleBatch
+from learnerkit._columns import RECURRENT_INPUTS
 from learnerkit.errors import ConfigError
+from learnerkit.rollouts._sampling import POLICY_COLUMNS, Policy, stored_obs_dtype
 from learnerkit.rollouts.pettingzoo_sampling import MultiAgentEnvRunner
-from learnerkit.rollouts.sampling import POLICY_COLUMNS, Policy, stored_obs_dtype
 
 __all__ = ["MultiAgentSequences", "SequenceStreams"]
 

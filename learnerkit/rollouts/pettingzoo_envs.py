@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 from gymnasium import spaces
 
-from learnerkit.columns import DEFAULT_MODULE_ID
+from learnerkit._columns import DEFAULT_MODULE_ID
 from learnerkit.errors import ConfigError
 
 __all__ = [

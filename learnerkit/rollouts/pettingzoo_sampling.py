@@ -1,4 +1,4 @@
-"""The PettingZoo adapter of the sampling engine (``learnerkit.rollouts.sampling``): step
+"""The PettingZoo adapter of the sampling engine (``learnerkit.rollouts._sampling``): step
 several PettingZoo parallel envs, each agent acting with the module its policy mapping
 names, into per-module trajectories.
 
@@ -28,16 +28,16 @@ import attrs
 import numpy as np
 from gymnasium import spaces
 
-from learnerkit.batch import Columns
-from learnerkit.columns import RECURRENT_INPUTS
+from learnerkit._batch import Columns
+from learnerkit._columns import RECURRENT_INPUTS
 from learnerkit.errors import BatchError, ConfigError
-from learnerkit.rollouts.multi_agent_rollout import (
+from learnerkit.rollouts._multi_agent_rollout import (
     MultiAgentRollout,
     Segment,
     columns_of_segments,
 )
-from learnerkit.rollouts.recurrent import AgentState, AgentStatePolicy
-from learnerkit.rollouts.sampling import (
+from learnerkit.rollouts._recurrent import AgentState, AgentStatePolicy
+from learnerkit.rollouts._sampling import (
     POLICY_COLUMNS,
     EpisodeLog,
     ObsNormalizers,

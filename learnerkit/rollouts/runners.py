@@ -1,11 +1,11 @@
 """Deprecated, kept for one release: ``learnerkit.rollouts.runners`` moved to
-``learnerkit.rollouts.contract``, ``learnerkit.rollouts.module_copies`` (RunnerModule) and
+``learnerkit.rollouts._contract``, ``learnerkit.rollouts.module_copies`` (RunnerModule) and
 ``learnerkit.rollouts.local_env_runners`` (LocalEnvRunners)."""
 
 import warnings
 
 from learnerkit.errors import LearnerkitDeprecationWarning
-from learnerkit.rollouts.contract import (
+from learnerkit.rollouts._contract import (
     EnvRunners,
     EnvRunnerSpec,
     Fragment,
@@ -33,7 +33,7 @@ __all__ = [
 
 warnings.warn(
     "learnerkit.rollouts.runners is deprecated: import from "
-    "learnerkit.rollouts.contract, module_copies (RunnerModule) and local_env_runners"
+    "learnerkit.rollouts._contract, module_copies (RunnerModule) and local_env_runners"
     " (LocalEnvRunners)",
     LearnerkitDeprecationWarning,
     stacklevel=2,

@@ -1,10 +1,10 @@
 """Deprecated, kept for one release: ``learnerkit.rollouts.samplers`` moved to
-``learnerkit.rollouts.sampler``."""
+``learnerkit.rollouts._sampler``."""
 
 import warnings
 
 from learnerkit.errors import LearnerkitDeprecationWarning
-from learnerkit.rollouts.sampler import Sampler, make_sampler
+from learnerkit.rollouts._sampler import Sampler, make_sampler
 
 # The single- and multi-agent samplers of earlier releases are one class now.
 SingleAgentSampler = MultiAgentSampler = Sampler
@@ -12,7 +12,7 @@ SingleAgentSampler = MultiAgentSampler = Sampler
 __all__ = ["MultiAgentSampler", "Sampler", "SingleAgentSampler", "make_sampler"]
 
 warnings.warn(
-    "learnerkit.rollouts.samplers is deprecated: import from learnerkit.rollouts.sampler",
+    "learnerkit.rollouts.samplers is deprecated: import from learnerkit.rollouts._sampler",
     LearnerkitDeprecationWarning,
     stacklevel=2,
 )

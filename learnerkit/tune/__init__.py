@@ -48,17 +48,17 @@ __all__ = [
 ]
 
 _LAZY = {
-    "SCHEDULERS": "learnerkit.tune.sweeps",
-    "SweepConfig": "learnerkit.tune.sweeps",
-    "SweepSummary": "learnerkit.tune.sweeps",
-    "sweep": "learnerkit.tune.sweeps",
-    "check_resources": "learnerkit.tune.sweeps",
-    "check_sweep": "learnerkit.tune.sweeps",
-    "count_exploits": "learnerkit.tune.sweeps",
-    "trial_bundles": "learnerkit.tune.trials",
-    "trainable": "learnerkit.tune.trial_actor",
-    "trial_config": "learnerkit.tune.trials",
-    "trial_resources": "learnerkit.tune.trial_actor",
+    "SCHEDULERS": "learnerkit.tune._sweeps",
+    "SweepConfig": "learnerkit.tune._sweeps",
+    "SweepSummary": "learnerkit.tune._sweeps",
+    "sweep": "learnerkit.tune._sweeps",
+    "check_resources": "learnerkit.tune._sweeps",
+    "check_sweep": "learnerkit.tune._sweeps",
+    "count_exploits": "learnerkit.tune._sweeps",
+    "trial_bundles": "learnerkit.tune._trials",
+    "trainable": "learnerkit.tune._trial_actor",
+    "trial_config": "learnerkit.tune._trials",
+    "trial_resources": "learnerkit.tune._trial_actor",
 }
 
 

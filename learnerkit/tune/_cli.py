@@ -64,8 +64,8 @@ def tune_command(args: argparse.Namespace) -> int:
     from learnerkit.loops._run_output import read_config_file
     from learnerkit.loops._setup import DEFAULT_ENV_ID
     from learnerkit.loops.contract import TrainConfig
+    from learnerkit.tune._sweeps import SweepConfig, sweep
     from learnerkit.tune.space import parse_space, space_from_table
-    from learnerkit.tune.sweeps import SweepConfig, sweep
 
     space: dict[str, Any] = {}
     modules_to_train = None

@@ -1,4 +1,5 @@
-"""The default TensorFlow RL module: the same MLP actor-critic as the torch one.
+"""The default TensorFlow RL module: the same MLP actor-critic as the torch one (public, to
+build a module of one's own on).
 
 Same ``model_config`` keys, same layer sizes, same orthogonal initialisation gains, same
 free log standard deviation for Box actions, the same conv encoders for image observations
@@ -19,11 +20,13 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from learnerkit._batch import Columns
 from learnerkit.backends.tf.encoders import TFConvEncoder
 from learnerkit.backends.tf.encoders import orthogonal_kernel as _orthogonal
-from learnerkit.batch import Columns
 from learnerkit.conv_encoders import conv_stack, module_config_for
 from learnerkit.distributions import dist_class_for, exploration_outputs
+
+__all__ = ["TFMLPActorCritic"]
 
 _ACTIVATIONS = {"tanh": tf.tanh, "relu": tf.nn.relu, "elu": tf.nn.elu, "silu": tf.nn.silu}
 
@@ -86,7 +89,7 @@ class TFMLPActorCritic(tf.Module):
         seed: int = 0,
     ) -> None:
         super().__init__(name="mlp_actor_critic")
-        from learnerkit.backends.tf.ops import TF_OPS
+        from learnerkit.backends.tf._ops import TF_OPS
 
         config = module_config_for(model_config, observation_space)
         rng = np.random.default_rng(seed)

@@ -1,5 +1,6 @@
 """The default torch RL module: an MLP actor-critic for Discrete and Box action spaces, with
-a conv encoder first for image observations (``learnerkit.conv_encoders``)."""
+a conv encoder first for image observations (``learnerkit.conv_encoders``). Public so that a
+module of one's own can build on it (``ModuleSpec(module_class=MySubclass)``)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from learnerkit._batch import Columns
 from learnerkit.backends.torch.encoders import TorchConvEncoder
-from learnerkit.batch import Columns
 from learnerkit.conv_encoders import conv_stack, module_config_for
 from learnerkit.distributions import dist_class_for, exploration_outputs
+
+__all__ = ["TorchMLPActorCritic"]
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
 
@@ -48,7 +51,7 @@ class TorchMLPActorCritic(nn.Module):
 
     def __init__(self, observation_space: Any, action_space: Any, model_config: Mapping) -> None:
         super().__init__()
-        from learnerkit.backends.torch.ops import TORCH_OPS
+        from learnerkit.backends.torch._ops import TORCH_OPS
 
         config = module_config_for(model_config, observation_space)
         self.ops = TORCH_OPS
