@@ -23,8 +23,8 @@ from learnerkit import (
     SamplingSettings,
 )
 from learnerkit.backends.torch.modules import TorchMLPActorCritic
+from learnerkit.rollouts import RunnerModule
 from learnerkit.rollouts.acting import NumpyActorCritic, numpy_copy_class
-from learnerkit.rollouts.module_copies import RunnerModule
 
 DQN_TORCH = "learnerkit_dqn.torch_q:TorchQNetwork"
 

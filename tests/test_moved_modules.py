@@ -18,13 +18,13 @@ from learnerkit.api import MOVED_MODULES
 
 PACKAGE = Path(__file__).parent.parent / "learnerkit"
 MOVED = {
-    "learnerkit.rollouts.env_runner": ("learnerkit.rollouts._gymnasium_sampling", ["EnvRunner"]),
+    "learnerkit.rollouts.env_runner": ("learnerkit.rollouts", ["EnvRunner"]),
     "learnerkit.rollouts.runners": (
-        "learnerkit.rollouts._contract",
+        "learnerkit.loops.contract",
         ["EnvRunnerSpec", "Fragment", "LocalEnvRunners", "RunnerModule", "on_policy_batch"],
     ),
     "learnerkit.rollouts.samplers": (
-        "learnerkit.rollouts._sampler",
+        "learnerkit.rollouts",
         ["SingleAgentSampler", "MultiAgentSampler", "make_sampler"],
     ),
     "learnerkit.rollouts.multi_agent": (

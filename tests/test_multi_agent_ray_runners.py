@@ -15,7 +15,7 @@ from gymnasium import spaces
 from learnerkit import ConfigError, ModuleSpec
 from learnerkit.distributed.ray_env_runners import RayEnvRunners
 from learnerkit.loops.contract import EnvRunnerSpec, on_policy_batch
-from learnerkit.rollouts.module_copies import RunnerModule
+from learnerkit.rollouts import RunnerModule
 
 pytestmark = pytest.mark.ray
 

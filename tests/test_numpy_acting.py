@@ -12,8 +12,8 @@ import pytest
 from learnerkit import CheckpointError, Columns, ModuleSpec
 from learnerkit.backends import make_backend, policy_fn
 from learnerkit.distributions import Categorical, DiagGaussian
+from learnerkit.rollouts import RunnerModule
 from learnerkit.rollouts.acting import NumpyActorCritic, NumpyOps, default_module_layout
-from learnerkit.rollouts.module_copies import RunnerModule
 
 OBS = gym.spaces.Box(-1.0, 1.0, (3, 2), np.float32)  # flattened by the module
 SPACES = {

@@ -39,7 +39,7 @@ from learnerkit import (
 from learnerkit.distributed.ray_env_runners import RayEnvRunners
 from learnerkit.errors import EnvRunnerError
 from learnerkit.loops.contract import EnvRunnerSpec, Fragment
-from learnerkit.rollouts.module_copies import RunnerModule
+from learnerkit.rollouts import RunnerModule
 
 pytestmark = pytest.mark.ray
 

@@ -2,7 +2,8 @@
 
 Public here: ``EnvRunner`` (a gymnasium vector env into a ``Rollout`` of time-major
 arrays), ``make_sampler`` (one env runner of an ``EnvRunnerSpec`` with its module copies, a
-``Sampler``: what the local and the Ray env runners wrap), ``AtariSettings`` and
+``Sampler``: what the local and the Ray env runners wrap), ``RunnerModule`` (a runner's
+numpy copy of a module, refreshed from the learners' weights), ``AtariSettings`` and
 ``atari_settings`` (the Atari preprocessing an env id gets), ``compute_gae`` and
 ``RunningMeanStd`` (pure numpy); ``datasets`` and ``acting`` are public modules.
 
@@ -18,6 +19,7 @@ env-runner actors live in ``learnerkit.distributed``).
 
 from learnerkit.rollouts._atari import AtariSettings, atari_settings
 from learnerkit.rollouts._gymnasium_sampling import EnvRunner
+from learnerkit.rollouts._module_copies import RunnerModule
 from learnerkit.rollouts._postprocessing import RunningMeanStd, compute_gae, explained_variance
 from learnerkit.rollouts._rollout import Rollout
 from learnerkit.rollouts._sampler import Sampler, make_sampler
@@ -26,6 +28,7 @@ __all__ = [
     "AtariSettings",
     "EnvRunner",
     "Rollout",
+    "RunnerModule",
     "RunningMeanStd",
     "Sampler",
     "atari_settings",

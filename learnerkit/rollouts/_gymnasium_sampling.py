@@ -22,7 +22,7 @@ from gymnasium import spaces
 from learnerkit._batch import Columns
 from learnerkit._columns import DEFAULT_MODULE_ID, RECURRENT_INPUTS
 from learnerkit.errors import ConfigError
-from learnerkit.rollouts import env_state
+from learnerkit.rollouts import _env_state as env_state
 from learnerkit.rollouts._atari import AtariSettings
 from learnerkit.rollouts._env_ids import register_env_id, vector_env_options
 from learnerkit.rollouts._recurrent import StateCarrier

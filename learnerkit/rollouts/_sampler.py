@@ -27,9 +27,9 @@ from learnerkit._specs import ModuleSpec
 from learnerkit.errors import ConfigError
 from learnerkit.rollouts._contract import EnvRunnerSpec, Fragment, ModuleWeights, Weights
 from learnerkit.rollouts._gymnasium_sampling import EnvRunner
+from learnerkit.rollouts._module_copies import RunnerModule
 from learnerkit.rollouts._recurrent import AgentStatePolicy, StateCarrier, check_can_act
 from learnerkit.rollouts._sampling import POLICY_COLUMNS, EnvAdapter
-from learnerkit.rollouts.module_copies import RunnerModule
 from learnerkit.rollouts.multi_agent_sequences import SequenceStreams
 from learnerkit.rollouts.pettingzoo_envs import (
     PolicyMapping,

@@ -25,8 +25,8 @@ __all__ = [
 ]
 
 warnings.warn(
-    "learnerkit.rollouts.env_runner is deprecated: import from "
-    "learnerkit.rollouts._gymnasium_sampling",
+    "learnerkit.rollouts.env_runner is deprecated: import from learnerkit.rollouts "
+    "(EnvRunner; the rest is internal, in learnerkit.rollouts._gymnasium_sampling)",
     LearnerkitDeprecationWarning,
     stacklevel=2,
 )

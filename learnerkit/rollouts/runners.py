@@ -1,6 +1,7 @@
 """Deprecated, kept for one release: ``learnerkit.rollouts.runners`` moved to
-``learnerkit.rollouts._contract``, ``learnerkit.rollouts.module_copies`` (RunnerModule) and
-``learnerkit.rollouts.local_env_runners`` (LocalEnvRunners)."""
+``learnerkit.rollouts._contract`` (public in ``learnerkit.loops.contract``),
+``learnerkit.rollouts`` (RunnerModule) and ``learnerkit.rollouts.local_env_runners``
+(LocalEnvRunners, internal)."""
 
 import warnings
 
@@ -15,8 +16,8 @@ from learnerkit.rollouts._contract import (
     sequence_batch,
     spec_with_module,
 )
+from learnerkit.rollouts._module_copies import RunnerModule
 from learnerkit.rollouts.local_env_runners import LocalEnvRunners
-from learnerkit.rollouts.module_copies import RunnerModule
 
 __all__ = [
     "EnvRunnerSpec",
@@ -33,8 +34,8 @@ __all__ = [
 
 warnings.warn(
     "learnerkit.rollouts.runners is deprecated: import from "
-    "learnerkit.rollouts._contract, module_copies (RunnerModule) and local_env_runners"
-    " (LocalEnvRunners)",
+    "learnerkit.loops.contract (RunnerModule from learnerkit.rollouts; LocalEnvRunners is "
+    "internal, in learnerkit.rollouts.local_env_runners)",
     LearnerkitDeprecationWarning,
     stacklevel=2,
 )

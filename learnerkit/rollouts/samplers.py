@@ -12,7 +12,8 @@ SingleAgentSampler = MultiAgentSampler = Sampler
 __all__ = ["MultiAgentSampler", "Sampler", "SingleAgentSampler", "make_sampler"]
 
 warnings.warn(
-    "learnerkit.rollouts.samplers is deprecated: import from learnerkit.rollouts._sampler",
+    "learnerkit.rollouts.samplers is deprecated: import from learnerkit.rollouts "
+    "(Sampler, make_sampler)",
     LearnerkitDeprecationWarning,
     stacklevel=2,
 )
