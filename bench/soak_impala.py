@@ -89,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    from learnerkit.distributed.start import LOCAL_RAY_SYSTEM_CONFIG
+    from learnerkit._distributed.start import LOCAL_RAY_SYSTEM_CONFIG
     from learnerkit.loops import TrainConfig, train
 
-    # As a run's own local Ray starts (learnerkit.distributed.start), with 4 logical CPUs.
+    # As a run's own local Ray starts (learnerkit._distributed.start), with 4 logical CPUs.
     ray.init(
         num_cpus=4,
         include_dashboard=False,

@@ -2,7 +2,7 @@
 
 ``num_learners=0`` keeps one Learner in this process and needs no Ray (on the first GPU when
 ``num_gpus_per_learner > 0``). ``num_learners>=1``
-runs that many Ray actors (see ``learnerkit.distributed.learners``): each takes an equal shard of
+runs that many Ray actors (see ``learnerkit._distributed.learners``): each takes an equal shard of
 every batch and gradients are all-reduced, so all copies keep identical weights.
 """
 
@@ -90,7 +90,7 @@ class LearnerGroup:
         if learner_spec.scaling.num_learners == 0:
             self._learners: Any = _LocalLearners(learner_spec)
         else:
-            from learnerkit.distributed.learners import RayLearners
+            from learnerkit._distributed.learners import RayLearners
 
             self._learners = RayLearners(
                 learner_spec, ray_address=ray_address or os.environ.get("RAY_ADDRESS")

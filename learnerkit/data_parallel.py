@@ -2,7 +2,7 @@
 ``Learner(..., data_parallel=...)``).
 
 A Learner trains alone by default. One of several data-parallel copies (the Ray learner
-actors of ``learnerkit.distributed``) is the same Learner, given a ``DataParallel`` object:
+actors of ``learnerkit._distributed``) is the same Learner, given a ``DataParallel`` object:
 ``Learner(spec, device=..., data_parallel=...)``. The Learner asks it for two things and
 tells it two:
 
@@ -23,7 +23,7 @@ tells it two:
 
 That is all it sees of the Learner: it never reads the Learner's state, and the Learner
 never asks it about process groups. ``SingleProcess`` is the default and changes nothing;
-``learnerkit.distributed.collectives`` implements the seam for torch and TensorFlow,
+``learnerkit._distributed.collectives`` implements the seam for torch and TensorFlow,
 together with the process group's membership (joining it, the ``agree`` check).
 """
 

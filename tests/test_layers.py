@@ -1,5 +1,5 @@
 """The host's layers import only downwards. Between folders: backends never import Ray or a
-loop, only `learnerkit.distributed` and the sweeps on Ray Tune (`learnerkit.tune`, at the
+loop, only `learnerkit._distributed` and the sweeps on Ray Tune (`learnerkit.tune`, at the
 top, beside the CLI) import Ray, nothing below the CLI imports it, and
 rollouts know nothing of loops or Ray. Inside the core: the whole module graph (every
 import: top level, inside functions, under TYPE_CHECKING) has no circle, and each floor of
@@ -46,9 +46,9 @@ def _violations(paths: list[Path], forbidden: tuple[str, ...]) -> list[str]:
 @pytest.mark.parametrize(
     ("folder", "forbidden"),
     [
-        ("backends", ("ray", "learnerkit.distributed", "learnerkit.loops", "learnerkit.cli")),
-        ("rollouts", ("ray", "learnerkit.distributed", "learnerkit.loops", "learnerkit.cli")),
-        ("distributed", ("learnerkit.loops", "learnerkit.cli")),
+        ("backends", ("ray", "learnerkit._distributed", "learnerkit.loops", "learnerkit.cli")),
+        ("rollouts", ("ray", "learnerkit._distributed", "learnerkit.loops", "learnerkit.cli")),
+        ("_distributed", ("learnerkit.loops", "learnerkit.cli")),
         ("loops", ("learnerkit.cli", "learnerkit.tune")),
         ("tune", ("learnerkit.cli",)),
     ],
@@ -58,7 +58,7 @@ def test_a_layer_imports_nothing_above_it(folder, forbidden):
 
 
 def test_only_the_distributed_and_tune_packages_import_ray():
-    outside = [p for p in PACKAGE.rglob("*.py") if not {"distributed", "tune"} & set(p.parts)]
+    outside = [p for p in PACKAGE.rglob("*.py") if not {"_distributed", "tune"} & set(p.parts)]
     assert _violations(outside, ("ray",)) == []
 
 
@@ -198,7 +198,7 @@ def test_the_graph_sees_lazy_type_only_and_relative_imports(tmp_path):
     # a TYPE_CHECKING one (hookspecs' Hyperparameters), `from pkg import sub` as the
     # submodule (learner's _checkpoint).
     graph = module_graph()
-    assert "learnerkit.distributed.learners" in graph["learnerkit._learner_group"]
+    assert "learnerkit._distributed.learners" in graph["learnerkit._learner_group"]
     assert "learnerkit._specs" in graph["learnerkit.hookspecs"]
     assert "learnerkit._checkpoint" in graph["learnerkit._learner"]
     # Relative imports, lazy and type-only, closing a circle through a subpackage.
@@ -243,7 +243,7 @@ ABOVE_THE_REGISTRIES = (
     "learnerkit.backends",
     "learnerkit.rollouts",
     "learnerkit.loops",
-    "learnerkit.distributed",
+    "learnerkit._distributed",
     "learnerkit.cli",
 )
 THE_LEARNER = ("learnerkit._learner", "learnerkit._learner_group")
@@ -313,7 +313,7 @@ def test_the_leaves_import_only_leaves():
                 "learnerkit._target_networks",
                 "learnerkit.data_parallel",
             ],
-            (*THE_LEARNER, "learnerkit.distributed", "learnerkit.rollouts", "learnerkit.loops"),
+            (*THE_LEARNER, "learnerkit._distributed", "learnerkit.rollouts", "learnerkit.loops"),
         ),
     ],
     ids=["settings-and-contract", "registries", "learner-spec", "backends", "learner-helpers"],

@@ -32,11 +32,11 @@ MOVED = {
         ["MultiAgentEnvRunner", "MultiAgentRollout"],
     ),
     "learnerkit.distributed.env_runners": (
-        "learnerkit.distributed.ray_env_runners",
+        "learnerkit.loops.contract",
         ["RayEnvRunners"],
     ),
     "learnerkit.distributed.env_runner_worker": (
-        "learnerkit.distributed.env_runner_actor",
+        "learnerkit._distributed.env_runner_actor",
         ["RemoteRunner"],
     ),
 }

@@ -1,4 +1,4 @@
-"""RayEnvRunners on a PettingZoo env: fragments of per-module rows from every actor, each
+"""Ray env runners on a PettingZoo env: fragments of per-module rows from every actor, each
 module's observation statistics merged over the actors, and module changes (add, mapping,
 remove) queued to the actors and kept for a restarted one."""
 
@@ -12,9 +12,8 @@ import ray
 from conftest import TWO_ACTIONS
 from gymnasium import spaces
 
-from learnerkit import ConfigError, ModuleSpec
-from learnerkit.distributed.ray_env_runners import RayEnvRunners
-from learnerkit.loops.contract import EnvRunnerSpec, on_policy_batch
+from learnerkit import ConfigError, ModuleSpec, SamplingSettings
+from learnerkit.loops.contract import EnvRunnerSpec, make_env_runners, on_policy_batch
 from learnerkit.rollouts import RunnerModule
 
 pytestmark = pytest.mark.ray
@@ -32,7 +31,10 @@ def test_ray_runners_sample_per_module_and_follow_module_changes():
         policy_mapping="per_agent",
         normalize_observations=True,
     )
-    runners = RayEnvRunners(spec, num_runners=2, num_cpus_per_runner=0.5, max_restarts=1)
+    runners = make_env_runners(
+        spec,
+        SamplingSettings(num_env_runners=2, num_cpus_per_env_runner=0.5, max_env_runner_restarts=1),
+    )
     try:
         fragments = runners.sample()
         assert [f.runner_index for f in fragments] == [0, 1]

@@ -1,12 +1,14 @@
 """The declared seams are met, member for member and signature for signature: both
 backends meet ``Backend``, a built Learner meets the hook contract's ``HookLearner``, and
-the data-parallel implementations meet ``DataParallel``. Parameters are compared by name,
-kind and default (annotations differ between frameworks on purpose)."""
+the data-parallel implementations meet ``DataParallel`` (the Ray learners' ones, internal, are
+read from their source). Parameters are compared by name, kind and default (annotations
+differ between frameworks on purpose)."""
 
 from __future__ import annotations
 
-import importlib
+import ast
 import inspect
+from pathlib import Path
 
 import pytest
 from conftest import CARTPOLE_OBS, TWO_ACTIONS, bc_loss, make_plugin
@@ -80,12 +82,69 @@ def test_a_built_learner_meets_the_hook_contracts_learner_protocol(register, fra
     assert mismatches(HookLearner, learner) == []
 
 
-@pytest.mark.parametrize("name", ["SingleProcess", "TorchDataParallel", "TFDataParallel"])
-def test_the_data_parallel_implementations_meet_the_seam(name):
-    if name == "SingleProcess":
-        implementation = SingleProcess
-    else:
-        implementation = getattr(
-            importlib.import_module("learnerkit.distributed.collectives"), name
-        )
-    assert mismatches(DataParallel, implementation) == []
+def test_the_single_process_data_parallel_meets_the_seam():
+    assert mismatches(DataParallel, SingleProcess) == []
+
+
+# The Ray learners' implementations, internal: read from their source, not imported.
+COLLECTIVES = Path(__file__).parent.parent / "learnerkit" / "_distributed" / "collectives.py"
+
+
+def members_in_source(class_name: str) -> dict[str, ast.AST]:
+    """The members ``class_name`` in ``COLLECTIVES`` defines or inherits from a class there
+    (methods as their ``def``, attributes as their assignment)."""
+    classes = {
+        node.name: node
+        for node in ast.parse(COLLECTIVES.read_text()).body
+        if isinstance(node, ast.ClassDef)
+    }
+    members: dict[str, ast.AST] = {}
+
+    def collect(name: str) -> None:
+        for base in classes[name].bases:
+            if isinstance(base, ast.Name) and base.id in classes:
+                collect(base.id)
+        for node in classes[name].body:
+            if isinstance(node, ast.FunctionDef):
+                members[node.name] = node
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                members[node.target.id] = node
+            elif isinstance(node, ast.Assign):
+                members.update((t.id, node) for t in node.targets if isinstance(t, ast.Name))
+
+    collect(class_name)
+    return members
+
+
+def source_parameters(function: ast.FunctionDef) -> list[tuple[str, object, object]]:
+    kind = inspect.Parameter
+    args = function.args
+    positional = [(a, kind.POSITIONAL_ONLY) for a in args.posonlyargs]
+    positional += [(a, kind.POSITIONAL_OR_KEYWORD) for a in args.args]
+    defaults = [kind.empty] * (len(positional) - len(args.defaults))
+    defaults += [ast.literal_eval(d) for d in args.defaults]
+    found = [(a.arg, k, d) for (a, k), d in zip(positional, defaults, strict=True)]
+    if args.vararg:
+        found.append((args.vararg.arg, kind.VAR_POSITIONAL, kind.empty))
+    for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True):
+        found.append((a.arg, kind.KEYWORD_ONLY, kind.empty if d is None else ast.literal_eval(d)))
+    if args.kwarg:
+        found.append((args.kwarg.arg, kind.VAR_KEYWORD, kind.empty))
+    return found
+
+
+@pytest.mark.parametrize("name", ["TorchDataParallel", "TFDataParallel"])
+def test_the_ray_learners_data_parallel_implementations_meet_the_seam(name):
+    members = members_in_source(name)
+    found = []
+    for member in sorted(protocol_members(DataParallel)):
+        declared = vars(DataParallel).get(member)
+        if member not in members:
+            found.append(f"{member}: missing")
+        elif inspect.isfunction(declared):
+            given = members[member]
+            if not isinstance(given, ast.FunctionDef):
+                found.append(f"{member}: not a method")
+            elif source_parameters(given) != parameters(declared):
+                found.append(f"{member}: {source_parameters(given)} != {parameters(declared)}")
+    assert found == []

@@ -150,18 +150,11 @@ DEPRECATED_PATHS = {
     "learnerkit.rollouts.multi_agent",
     "learnerkit.distributed.env_runners",
     "learnerkit.distributed.env_runner_worker",
+    "learnerkit.distributed",  # the folder of the two shims above (learnerkit._distributed)
 }
 # Internal modules whose tests still import them (issue 19): renamed once those tests go
 # through the public API.
 NOT_YET_PRIVATE = {
-    "learnerkit.distributed",
-    "learnerkit.distributed.collectives",
-    "learnerkit.distributed.env_runner_actor",
-    "learnerkit.distributed.learner_worker",
-    "learnerkit.distributed.learners",
-    "learnerkit.distributed.ray_env_runners",
-    "learnerkit.distributed.start",
-    "learnerkit.distributed.updates",
     "learnerkit.rollouts.local_env_runners",
     "learnerkit.rollouts.multi_agent_sequences",
     "learnerkit.rollouts.pettingzoo_envs",

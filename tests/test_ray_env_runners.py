@@ -1,7 +1,7 @@
-"""RayEnvRunners: env runners as Ray actors. Synchronous sampling with the weights set,
-continuous polling, shared observation statistics, restarts after a dead actor or a raising
-environment, and placement errors. (Runners spread over a two-node cluster, training, are
-in test_ray_training.py.)
+"""Env runners as Ray actors (``make_env_runners`` with ``num_env_runners >= 1``).
+Synchronous sampling with the weights set, continuous polling, shared observation
+statistics, restarts after a dead actor or a raising environment, and placement errors.
+(Runners spread over a two-node cluster, training, are in test_ray_training.py.)
 
 One Ray session (started by the first runners, as a training run's would be) serves the
 module.
@@ -35,10 +35,10 @@ from learnerkit import (
     CheckpointError,
     ConfigError,
     ModuleSpec,
+    SamplingSettings,
 )
-from learnerkit.distributed.ray_env_runners import RayEnvRunners
 from learnerkit.errors import EnvRunnerError
-from learnerkit.loops.contract import EnvRunnerSpec, Fragment
+from learnerkit.loops.contract import EnvRunners, EnvRunnerSpec, Fragment, make_env_runners
 from learnerkit.rollouts import RunnerModule
 
 pytestmark = pytest.mark.ray
@@ -64,6 +64,12 @@ class FlakyCartPole(CartPoleEnv):
 
 
 gymnasium.register("FlakyCartPole-v0", entry_point=FlakyCartPole, max_episode_steps=500)
+
+
+def ray_runners(spec: EnvRunnerSpec, num_runners: int, **settings) -> EnvRunners:
+    """Ray env runners as a run builds them (``num_cpus_per_env_runner``,
+    ``max_env_runner_restarts``, ``sample_timeout_s`` as in ``SamplingSettings``)."""
+    return make_env_runners(spec, SamplingSettings(num_env_runners=num_runners, **settings))
 
 
 def cartpole_spec(**changes) -> EnvRunnerSpec:
@@ -105,15 +111,15 @@ def from_runner(index: int):
 
 def test_unknown_env_id_is_a_config_error_not_a_ray_error():
     with pytest.raises(ConfigError, match=r"cannot make environment 'NoSuchEnv-v0'"):
-        RayEnvRunners(cartpole_spec(env_id="NoSuchEnv-v0"), num_runners=2)
+        ray_runners(cartpole_spec(env_id="NoSuchEnv-v0"), 2)
 
 
 @pytest.fixture(scope="module")
 def runners():
     """Two runners normalising observations (in the tests' Ray session, or one they start:
     how a group starts Ray is checked in test_ray_learner_group.py)."""
-    runners = RayEnvRunners(
-        cartpole_spec(normalize_observations=True), num_runners=2, num_cpus_per_runner=HALF_CPU
+    runners = ray_runners(
+        cartpole_spec(normalize_observations=True), 2, num_cpus_per_env_runner=HALF_CPU
     )
     yield runners
     runners.close()
@@ -130,8 +136,16 @@ def test_a_local_run_starts_a_ray_of_its_own_beside_a_ray_started_on_this_machin
         (temp / "ray").mkdir()
         (temp / "ray" / "ray_current_cluster").write_text(existing)
         code = (
-            "import ray; from learnerkit.distributed.start import ensure_ray; "
-            "ensure_ray(None); print(ray.get_runtime_context().gcs_address); ray.shutdown()"
+            "import gymnasium, ray\n"
+            "from learnerkit import ModuleSpec, SamplingSettings\n"
+            "from learnerkit.loops.contract import EnvRunnerSpec, make_env_runners\n"
+            "env = gymnasium.make('CartPole-v1')\n"
+            "spec = EnvRunnerSpec(env_id='CartPole-v1', framework='torch', num_envs=1,\n"
+            "    rollout_fragment_length=4,\n"
+            "    module_spec=ModuleSpec(env.observation_space, env.action_space))\n"
+            "settings = SamplingSettings(num_env_runners=1, num_cpus_per_env_runner=0.5)\n"
+            "runners = make_env_runners(spec, settings)\n"
+            "print(ray.get_runtime_context().gcs_address); runners.close(); ray.shutdown()"
         )
         environ = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         proc = subprocess.run(
@@ -209,7 +223,7 @@ def test_observation_statistics_are_merged_over_runners_and_shipped_with_the_wei
 
 def test_killed_runner_is_restarted_with_the_current_weights_until_the_limit(runners, caplog):
     spec = cartpole_spec()
-    flaky = RayEnvRunners(spec, num_runners=2, num_cpus_per_runner=HALF_CPU, max_restarts=1)
+    flaky = ray_runners(spec, 2, num_cpus_per_env_runner=HALF_CPU, max_env_runner_restarts=1)
     try:
         weights, local = other_weights(spec)
         flaky.set_weights(weights, 9)
@@ -237,7 +251,7 @@ def test_killed_runner_is_restarted_with_the_current_weights_until_the_limit(run
 def test_raising_environment_is_reported_with_its_message_and_restarted(runners, caplog):
     # Each environment fails at its 41st step: in the second fragment of each runner.
     spec = cartpole_spec(env_id="FlakyCartPole-v0", env_kwargs={"fail_after": 40})
-    flaky = RayEnvRunners(spec, num_runners=1, num_cpus_per_runner=HALF_CPU, max_restarts=1)
+    flaky = ray_runners(spec, 1, num_cpus_per_env_runner=HALF_CPU, max_env_runner_restarts=1)
     try:
         flaky.sample()
         with caplog.at_level(logging.WARNING, logger="learnerkit"):
@@ -259,13 +273,13 @@ def test_environment_that_cannot_be_built_fails_the_start_with_its_error(runners
     with pytest.raises(
         EnvRunnerError, match=r"env runner 0 failed to start: TypeError: .*fail_after"
     ):
-        RayEnvRunners(spec, num_runners=1, num_cpus_per_runner=HALF_CPU)
+        ray_runners(spec, 1, num_cpus_per_env_runner=HALF_CPU)
 
 
 def test_runner_with_no_fragment_within_the_timeout_is_reported_stuck(runners):
     slow = {"fail_after": 10**6, "delay_s": 0.05}  # 64 steps: 3 s a fragment
     spec = cartpole_spec(env_id="FlakyCartPole-v0", env_kwargs=slow)
-    stuck = RayEnvRunners(spec, num_runners=1, num_cpus_per_runner=HALF_CPU, sample_timeout_s=1)
+    stuck = ray_runners(spec, 1, num_cpus_per_env_runner=HALF_CPU, sample_timeout_s=1)
     try:
         start = time.monotonic()
         with pytest.raises(
@@ -279,11 +293,11 @@ def test_runner_with_no_fragment_within_the_timeout_is_reported_stuck(runners):
 
 def test_runners_the_cluster_cannot_hold_are_a_clear_error(runners, monkeypatch):
     with pytest.raises(EnvRunnerError, match=r"no node of the Ray cluster can hold one env runner"):
-        RayEnvRunners(cartpole_spec(), num_runners=1, num_cpus_per_runner=64)
+        ray_runners(cartpole_spec(), 1, num_cpus_per_env_runner=64)
     monkeypatch.setenv("LEARNERKIT_PLACEMENT_TIMEOUT_S", "1")
     start = time.monotonic()
     with pytest.raises(
         EnvRunnerError, match=r"could not reserve 3 x 1 CPU .* CPU: [\d.]+ free of 2"
     ):
-        RayEnvRunners(cartpole_spec(), num_runners=3, num_cpus_per_runner=1)
+        ray_runners(cartpole_spec(), 3, num_cpus_per_env_runner=1)
     assert time.monotonic() - start < 10

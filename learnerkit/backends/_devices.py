@@ -10,7 +10,7 @@ enabled") and TensorFlow quietly places everything on the CPU.
 (``num_learners=0``): the first visible GPU when ``num_gpus_per_learner > 0``. A fraction
 means the whole GPU there, as in RLlib: fractions tell Ray how to pack learner actors onto
 GPUs, and in one process there is nothing to share the GPU with. Ray learners take the GPU
-Ray assigned them (``learnerkit.distributed.collectives.accelerator_device``).
+Ray assigned them (``learnerkit._distributed.collectives.accelerator_device``).
 
 The framework is imported only when a GPU is asked for.
 """

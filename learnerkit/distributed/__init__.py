@@ -1,8 +1,3 @@
-"""Distribution on Ray: everything that imports Ray lives here, and only here.
-
-``learners`` runs data-parallel Learner actors for LearnerGroup (``start`` reserves their
-resources, ``learner_worker`` is the actor, ``updates`` tracks updates in flight,
-``collectives`` forms the process group and averages gradients); ``ray_env_runners`` runs
-sampling actors (``env_runner_actor``) for the training loops. Nothing here is imported
-unless a group with learners or env runners is asked for.
-"""
+"""Old paths only (issue 19): Ray distribution lives in the internal ``learnerkit._distributed``
+since 0.2. What is left here are the shims of modules renamed before then, which warn and go
+in 0.3."""

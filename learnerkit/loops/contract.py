@@ -353,7 +353,7 @@ def make_env_runners(
         from learnerkit.rollouts.local_env_runners import LocalEnvRunners
 
         return LocalEnvRunners(spec)
-    from learnerkit.distributed.ray_env_runners import RayEnvRunners
+    from learnerkit._distributed.ray_env_runners import RayEnvRunners
 
     return RayEnvRunners(
         spec,

@@ -14,7 +14,7 @@ agent group, into a ``MultiAgentRollout``); ``_contract`` is what the training l
 sampling (re-exported by ``learnerkit.loops.contract``). A recurrent module's state rides
 along (``_recurrent``: ``StateCarrier``, one state per env; ``_recurrent_acting``: the numpy
 copy of the default LSTM module). Nothing here imports a framework or Ray (the Ray
-env-runner actors live in ``learnerkit.distributed``).
+env-runner actors live in ``learnerkit._distributed``).
 """
 
 from learnerkit.rollouts._atari import AtariSettings, atari_settings

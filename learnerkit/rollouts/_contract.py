@@ -4,7 +4,7 @@ interface a loop samples through.
 
 Two implementations meet `EnvRunners`: ``learnerkit.rollouts.local_env_runners.
 LocalEnvRunners`` samples in this process (``num_env_runners=0``), and
-``learnerkit.distributed.ray_env_runners.RayEnvRunners`` runs that many Ray actors. A loop
+``learnerkit._distributed.ray_env_runners.RayEnvRunners`` runs that many Ray actors. A loop
 either gathers one fragment from every runner with the current weights (`sample`,
 on-policy) or takes whatever fragments have finished while the runners keep sampling
 (`poll`, asynchronous). What one runner does is ``learnerkit.rollouts._sampler.Sampler``.

@@ -212,7 +212,7 @@ def sweep(config: SweepConfig) -> SweepSummary:
     from ray import tune
     from ray.tune.search import BasicVariantGenerator
 
-    from learnerkit.distributed.start import ensure_ray
+    from learnerkit._distributed.start import ensure_ray
     from learnerkit.tune._trial_actor import trainable
 
     ensure_ray(config.train.ray_address)

@@ -29,15 +29,15 @@ from ray.util.placement_group import PlacementGroup, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from learnerkit._checkpoint import check_same_shapes
-from learnerkit._specs import ModuleSpec
-from learnerkit.distributed.env_runner_actor import RemoteRunner
-from learnerkit.distributed.start import (
+from learnerkit._distributed.env_runner_actor import RemoteRunner
+from learnerkit._distributed.start import (
     PLACEMENT_TIMEOUT_ENV,
     ensure_ray,
     placement_timeout,
     reserve_bundles,
     ship_by_value,
 )
+from learnerkit._specs import ModuleSpec
 from learnerkit.errors import ConfigError, EnvRunnerError, LearnerGroupError
 from learnerkit.rollouts._contract import (
     EnvRunnerSpec,

@@ -1,5 +1,5 @@
 """What runs inside each env runner's Ray actor: one sampler, its envs and the module
-copies it samples with (``learnerkit.distributed.ray_env_runners`` is the driver's side)."""
+copies it samples with (``learnerkit._distributed.ray_env_runners`` is the driver's side)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 import gymnasium
 import ray
 
+from learnerkit._distributed.start import actor_info
 from learnerkit._specs import ModuleSpec
-from learnerkit.distributed.start import actor_info
 from learnerkit.rollouts._contract import EnvRunnerSpec, Fragment, ModuleWeights, Weights
 from learnerkit.rollouts._sampler import make_sampler
 from learnerkit.rollouts.pettingzoo_envs import PolicyMapping

@@ -3,7 +3,7 @@ and the reduction of the learners' results into one.
 
 A learner's outcome is one of "ok" (its results), "dead" (its actor is gone), "not_applied"
 (it refused the update before changing anything) or "error" (the update raised); the group
-(``learnerkit.distributed.learners``) decides from them whether to heal and re-run the update.
+(``learnerkit._distributed.learners``) decides from them whether to heal and re-run the update.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ class PendingUpdate:
 def gather(refs: list, actors: list) -> list[Outcome]:
     """Each learner's outcome. Learners still busy long after a peer failed are stuck in a
     collective that cannot finish: they are killed, to be restarted."""
-    from learnerkit.distributed.collectives import NotApplied
+    from learnerkit._distributed.collectives import NotApplied
 
     outcomes: list[Outcome | None] = [None] * len(refs)
     index = {ref: i for i, ref in enumerate(refs)}

@@ -9,7 +9,7 @@ can restart that peer and re-run the update without losing or repeating it.
 
 The group lives here; starting Ray and reserving resources in ``start``, the actor in
 ``learner_worker``, updates in flight in ``updates``, the process group in ``collectives``
-(all in ``learnerkit.distributed``, the only package that imports Ray, and only when a group
+(all in ``learnerkit._distributed``, the only package that imports Ray, and only when a group
 with learners or env runners is built).
 """
 
@@ -24,12 +24,9 @@ from ray.exceptions import GetTimeoutError, RayActorError
 from ray.util.placement_group import remove_placement_group
 
 from learnerkit._batch import MultiAgentBatch, ShardedBatch
-from learnerkit._learner import Learner
-from learnerkit._learner_spec import LearnerSpec
-from learnerkit._plugins import registered_plugins
-from learnerkit.distributed.learner_worker import RemoteWorker, get_state, set_state
-from learnerkit.distributed.start import actor_options, ensure_ray, reserve, ship_by_value
-from learnerkit.distributed.updates import (
+from learnerkit._distributed.learner_worker import RemoteWorker, get_state, set_state
+from learnerkit._distributed.start import actor_options, ensure_ray, reserve, ship_by_value
+from learnerkit._distributed.updates import (
     PendingUpdate,
     Results,
     first_line,
@@ -37,6 +34,9 @@ from learnerkit.distributed.updates import (
     get_results,
     reduce_results,
 )
+from learnerkit._learner import Learner
+from learnerkit._learner_spec import LearnerSpec
+from learnerkit._plugins import registered_plugins
 from learnerkit.errors import BatchError, LearnerGroupError
 
 logger = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """What runs inside each learner's Ray actor: one Learner and its place in the process
-group (``learnerkit.distributed.collectives``), composed through the Learner's
+group (``learnerkit._distributed.collectives``), composed through the Learner's
 data-parallel seam: ``Learner(spec, device=..., data_parallel=group)``."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from typing import Any
 import ray
 
 from learnerkit._batch import MultiAgentBatch, ShardedBatch, as_multi_agent_batch, shard_signature
+from learnerkit._distributed.collectives import NotApplied
+from learnerkit._distributed.start import actor_info
 from learnerkit._learner import Learner
 from learnerkit._learner_spec import LearnerSpec
 from learnerkit._plugins import register_algorithm
-from learnerkit.distributed.collectives import NotApplied
-from learnerkit.distributed.start import actor_info
 from learnerkit.errors import BatchError, NonFiniteError
 
 Results = dict[str, dict[str, Any]]
@@ -26,7 +26,7 @@ class _LearnerWorker:
     """Runs in a Ray actor: one data-parallel Learner and its place in the process group."""
 
     def __init__(self, spec: LearnerSpec, plugins: dict[str, Any]) -> None:
-        from learnerkit.distributed.collectives import accelerator_device, data_parallel_for
+        from learnerkit._distributed.collectives import accelerator_device, data_parallel_for
 
         # Batches arrive as read-only views of Ray's object store; training only reads them.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
@@ -65,7 +65,7 @@ class _LearnerWorker:
 
         The state before the update is kept (a copy of weights, optimizer and algorithm
         state): if a peer dies half way, the group puts every learner back to it and runs
-        the update again (``learnerkit.distributed.learners``)."""
+        the update again (``learnerkit._distributed.learners``)."""
         self._before_update = None
         self.group.agree(seq)  # raises NotApplied, with no state changed, if a peer is gone
         if isinstance(batch, ShardedBatch):
