@@ -11,10 +11,9 @@ import pytest
 from conftest import TWO_ACTIONS
 from gymnasium import spaces
 
-from learnerkit import Columns, ConfigError, ModuleSpec
-from learnerkit.loops.contract import EnvRunnerSpec, on_policy_batch
+from learnerkit import Columns, ConfigError, ModuleSpec, SamplingSettings
+from learnerkit.loops.contract import EnvRunnerSpec, make_env_runners, on_policy_batch
 from learnerkit.rollouts import RunningMeanStd
-from learnerkit.rollouts.local_env_runners import LocalEnvRunners
 from learnerkit.rollouts.multi_agent_sequences import SequenceStreams
 from learnerkit.rollouts.pettingzoo_envs import (
     make_parallel_env,
@@ -153,7 +152,7 @@ def test_local_env_runners_return_a_multi_agent_batch_per_module():
         rollout_fragment_length=16,
         policy_mapping="per_agent",
     )
-    runners = LocalEnvRunners(spec)
+    runners = make_env_runners(spec, SamplingSettings(num_env_runners=0))  # in this process
     try:
         fragments = runners.sample()
         batch = on_policy_batch(fragments, gamma=GAMMA, lambda_=LAMBDA)

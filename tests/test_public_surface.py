@@ -155,7 +155,6 @@ DEPRECATED_PATHS = {
 # Internal modules whose tests still import them (issue 19): renamed once those tests go
 # through the public API.
 NOT_YET_PRIVATE = {
-    "learnerkit.rollouts.local_env_runners",
     "learnerkit.rollouts.multi_agent_sequences",
     "learnerkit.rollouts.pettingzoo_envs",
     "learnerkit.rollouts.pettingzoo_sampling",

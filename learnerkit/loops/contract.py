@@ -350,7 +350,7 @@ def make_env_runners(
     ``max_env_runner_restarts``, ``sample_timeout_s``), in the Ray of ``ray_address`` (None:
     the run's, else a local one). The host builds a run's own (``Run.runners``) so."""
     if settings.num_env_runners == 0:
-        from learnerkit.rollouts.local_env_runners import LocalEnvRunners
+        from learnerkit.rollouts._local_env_runners import LocalEnvRunners
 
         return LocalEnvRunners(spec)
     from learnerkit._distributed.ray_env_runners import RayEnvRunners

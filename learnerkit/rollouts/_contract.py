@@ -2,7 +2,7 @@
 `Fragment` (what it returns), the train batches made of fragments, and `EnvRunners`, the
 interface a loop samples through.
 
-Two implementations meet `EnvRunners`: ``learnerkit.rollouts.local_env_runners.
+Two implementations meet `EnvRunners`: ``learnerkit.rollouts._local_env_runners.
 LocalEnvRunners`` samples in this process (``num_env_runners=0``), and
 ``learnerkit._distributed.ray_env_runners.RayEnvRunners`` runs that many Ray actors. A loop
 either gathers one fragment from every runner with the current weights (`sample`,

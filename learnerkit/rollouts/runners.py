@@ -1,6 +1,6 @@
 """Deprecated, kept for one release: ``learnerkit.rollouts.runners`` moved to
 ``learnerkit.rollouts._contract`` (public in ``learnerkit.loops.contract``),
-``learnerkit.rollouts`` (RunnerModule) and ``learnerkit.rollouts.local_env_runners``
+``learnerkit.rollouts`` (RunnerModule) and ``learnerkit.rollouts._local_env_runners``
 (LocalEnvRunners, internal)."""
 
 import warnings
@@ -16,8 +16,8 @@ from learnerkit.rollouts._contract import (
     sequence_batch,
     spec_with_module,
 )
+from learnerkit.rollouts._local_env_runners import LocalEnvRunners
 from learnerkit.rollouts._module_copies import RunnerModule
-from learnerkit.rollouts.local_env_runners import LocalEnvRunners
 
 __all__ = [
     "EnvRunnerSpec",
@@ -35,7 +35,7 @@ __all__ = [
 warnings.warn(
     "learnerkit.rollouts.runners is deprecated: import from "
     "learnerkit.loops.contract (RunnerModule from learnerkit.rollouts; LocalEnvRunners is "
-    "internal, in learnerkit.rollouts.local_env_runners)",
+    "internal, in learnerkit.rollouts._local_env_runners)",
     LearnerkitDeprecationWarning,
     stacklevel=2,
 )
