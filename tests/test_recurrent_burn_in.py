@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import CARTPOLE_OBS, TWO_ACTIONS, bc_loss, make_plugin, random_batch
+from memory_task import MEMORY, PPO_MEMORY_SETTINGS, SMALL_LSTM
 
 from learnerkit import (
     BatchError,
@@ -196,27 +197,13 @@ def test_ppo_with_burn_in_repeats_what_it_saw(tmp_path):
     summary = train(
         TrainConfig(
             algorithm="ppo",
-            env_id="learnerkit/RepeatAfterMe-v0",
+            env_id=MEMORY,
             seed=0,
             out_dir=str(tmp_path),
             stop_reward=17.0,
             stop_timesteps=12_000,
-            overrides={
-                "num_envs_per_env_runner": 8,
-                "rollout_fragment_length": 40,
-                "gamma": 0.5,
-                "minibatch_size": 80,
-                "num_epochs": 4,
-                "learning_rate": 3e-3,
-                "lambda_": 0.9,
-            },
-            model_config={
-                "use_lstm": True,
-                "lstm_cell_size": 32,
-                "max_seq_len": 20,
-                "hiddens": [32],
-                "lstm_burn_in": 4,
-            },
+            overrides=PPO_MEMORY_SETTINGS,
+            model_config={**SMALL_LSTM, "lstm_burn_in": 4},
         )
     )
     assert summary.reached_stop_reward, summary.episode_return_mean

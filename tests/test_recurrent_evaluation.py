@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from memory_task import MEMORY, PPO_MEMORY_SETTINGS, SMALL_LSTM
 
 from learnerkit import ConfigError
 from learnerkit.loops import TrainConfig, collect_dataset, evaluate_checkpoint, load_policy, train
 from learnerkit.rollouts import datasets
 
-MEMORY = "learnerkit/RepeatAfterMe-v0"
 CHANCE = 9.5
 
 pytestmark = pytest.mark.slow  # one training run (~4 s), shared by the tests here
@@ -33,23 +33,8 @@ def memory_run(tmp_path_factory):
             stop_reward=17.0,
             stop_timesteps=12_000,
             progress=False,
-            overrides={
-                "num_envs_per_env_runner": 8,
-                "rollout_fragment_length": 40,
-                "gamma": 0.5,
-                "minibatch_size": 80,
-                "num_epochs": 4,
-                "learning_rate": 3e-3,
-                "lambda_": 0.9,
-            },
-            model_config={
-                "use_lstm": True,
-                "lstm_cell_size": 32,
-                "max_seq_len": 20,
-                "hiddens": [32],
-                "lstm_use_prev_action": True,
-                "lstm_use_prev_reward": True,
-            },
+            overrides=PPO_MEMORY_SETTINGS,
+            model_config={**SMALL_LSTM, "lstm_use_prev_action": True, "lstm_use_prev_reward": True},
         )
     )
     assert summary.reached_stop_reward, summary.episode_return_mean

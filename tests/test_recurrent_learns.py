@@ -9,19 +9,11 @@ blind to the image stays far below it)."""
 from __future__ import annotations
 
 import pytest
+from memory_task import ALGORITHM_SETTINGS, MEMORY, MEMORY_SETTINGS, SMALL_LSTM
 
 from learnerkit.checkpoint import load
 from learnerkit.envs import PIXEL_GRID_ID
 from learnerkit.loops import TrainConfig, evaluate_checkpoint, train
-
-MEMORY = "learnerkit/RepeatAfterMe-v0"
-SMALL_LSTM = {"use_lstm": True, "lstm_cell_size": 32, "max_seq_len": 20, "hiddens": [32]}
-MEMORY_SETTINGS = {"num_envs_per_env_runner": 8, "rollout_fragment_length": 40, "gamma": 0.5}
-ALGORITHM_SETTINGS = {
-    "ppo": {"minibatch_size": 80, "num_epochs": 4, "learning_rate": 3e-3, "lambda_": 0.9},
-    "impala": {"train_batch_size": 320, "minibatch_size": 160},
-    "appo": {"train_batch_size": 320, "minibatch_size": 160},
-}
 
 
 def _memory_run(tmp_path, algorithm, framework, use_lstm, steps, **scaling):

@@ -13,6 +13,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from conftest import TWO_ACTIONS
+from memory_task import ALGORITHM_SETTINGS, MEMORY_SETTINGS, PPO_MEMORY_SETTINGS, SMALL_LSTM
 
 from learnerkit import Columns, ConfigError, ModuleSpec
 from learnerkit.backends import make_backend
@@ -153,19 +154,12 @@ def test_impala_with_an_lstm_repeats_what_each_agent_saw(tmp_path):
             stop_timesteps=40_000,
             progress=False,
             overrides={
-                "num_envs_per_env_runner": 8,
+                **MEMORY_SETTINGS,
+                **ALGORITHM_SETTINGS["impala"],
                 "rollout_fragment_length": 20,
-                "gamma": 0.5,
-                "train_batch_size": 320,
-                "minibatch_size": 160,
                 "learning_rate": 3e-3,
             },
-            model_config={
-                "use_lstm": True,
-                "lstm_cell_size": 32,
-                "max_seq_len": 20,
-                "hiddens": [32],
-            },
+            model_config=SMALL_LSTM,
         )
     )
     assert summary.reached_stop_reward, summary.episode_return_mean
@@ -186,21 +180,8 @@ def test_ppo_with_an_lstm_repeats_what_each_agent_saw(tmp_path):
             stop_reward=12.0,
             stop_timesteps=12_000,
             progress=False,
-            overrides={
-                "num_envs_per_env_runner": 8,
-                "rollout_fragment_length": 40,
-                "gamma": 0.5,
-                "minibatch_size": 80,
-                "num_epochs": 4,
-                "learning_rate": 3e-3,
-                "lambda_": 0.9,
-            },
-            model_config={
-                "use_lstm": True,
-                "lstm_cell_size": 32,
-                "max_seq_len": 20,
-                "hiddens": [32],
-            },
+            overrides=PPO_MEMORY_SETTINGS,
+            model_config=SMALL_LSTM,
         )
     )
     assert summary.reached_stop_reward, summary.episode_return_mean
