@@ -85,7 +85,7 @@ def fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 # that the session they see started is the one the others then share; each still ends any
 # session first (end_ray_session), so that it holds when run alone. The two-node cluster
 # tests, which replace the session with their cluster, run last. Run alone, the Ray tests
-# come after all the others; under pytest-xdist (``make test``: ``-n 2``) they are one group
+# come after all the others; under pytest-xdist (``make test``: ``-n logical``) they are one group
 # on one worker, started first, while the other tests spread over the workers; a test that
 # is not marked ``ray`` ends a session it finds.
 def ray_is_up() -> bool:
