@@ -77,6 +77,11 @@ def coordination(**kwargs) -> CoordinationGame:
     return CoordinationGame(**kwargs)
 
 
+def uneven_coordination() -> CoordinationGame:
+    """The game with agent b seeing 4 numbers to a's 3: the agents cannot share a module."""
+    return CoordinationGame(b_obs_size=4)
+
+
 class ScriptedEnv(ParallelEnv):
     """A fixed script, for checking batches row by row. Observations are [t, agent number];
     rewards are the agent number each step (a: 1, b: 2, c: 3).

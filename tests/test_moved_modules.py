@@ -28,7 +28,7 @@ MOVED = {
         ["SingleAgentSampler", "MultiAgentSampler", "make_sampler"],
     ),
     "learnerkit.rollouts.multi_agent": (
-        "learnerkit.rollouts.pettingzoo_sampling",
+        "learnerkit.rollouts",
         ["MultiAgentEnvRunner", "MultiAgentRollout"],
     ),
     "learnerkit.distributed.env_runners": (

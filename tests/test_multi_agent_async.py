@@ -15,7 +15,7 @@ from test_multi_agent_sampling import policy, scripted_runner
 
 from learnerkit import MultiAgentBatch
 from learnerkit.loops import TrainConfig, train
-from learnerkit.rollouts.multi_agent_sequences import SequenceStreams
+from learnerkit.rollouts import SequenceStreams
 
 POLICIES = {m: policy for m in "abc"}
 

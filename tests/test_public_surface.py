@@ -152,13 +152,6 @@ DEPRECATED_PATHS = {
     "learnerkit.distributed.env_runner_worker",
     "learnerkit.distributed",  # the folder of the two shims above (learnerkit._distributed)
 }
-# Internal modules whose tests still import them (issue 19): renamed once those tests go
-# through the public API.
-NOT_YET_PRIVATE = {
-    "learnerkit.rollouts.multi_agent_sequences",
-    "learnerkit.rollouts.pettingzoo_envs",
-    "learnerkit.rollouts.pettingzoo_sampling",
-}
 
 
 def learnerkit_modules() -> list[str]:
@@ -175,7 +168,7 @@ def learnerkit_modules() -> list[str]:
 def test_every_module_outside_the_public_surface_is_private_by_name():
     # A package that holds public modules keeps its name (``learnerkit.backends``).
     holders = {m.rsplit(".", n)[0] for m in PUBLIC_MODULES for n in range(m.count("."))}
-    exempt = set(PUBLIC_MODULES) | holders | DEPRECATED_PATHS | NOT_YET_PRIVATE
+    exempt = set(PUBLIC_MODULES) | holders | DEPRECATED_PATHS
     named = [m for m in learnerkit_modules() if m not in exempt]
     assert [m for m in named if not any(p.startswith("_") for p in m.split("."))] == []
 

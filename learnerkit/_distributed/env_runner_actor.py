@@ -14,8 +14,8 @@ import ray
 from learnerkit._distributed.start import actor_info
 from learnerkit._specs import ModuleSpec
 from learnerkit.rollouts._contract import EnvRunnerSpec, Fragment, ModuleWeights, Weights
+from learnerkit.rollouts._pettingzoo_envs import PolicyMapping
 from learnerkit.rollouts._sampler import make_sampler
-from learnerkit.rollouts.pettingzoo_envs import PolicyMapping
 
 
 class _RunnerWorker:

@@ -47,13 +47,13 @@ from learnerkit.rollouts._contract import (
     spec_with_module,
 )
 from learnerkit.rollouts._env_ids import register_env_id
-from learnerkit.rollouts._sampling import ObsNormalizers
-from learnerkit.rollouts.acting import numpy_copy_class
-from learnerkit.rollouts.pettingzoo_envs import (
+from learnerkit.rollouts._pettingzoo_envs import (
     PolicyMapping,
     make_parallel_env,
     parallel_env_factory,
 )
+from learnerkit.rollouts._sampling import ObsNormalizers
+from learnerkit.rollouts.acting import numpy_copy_class
 
 __all__ = ["RayEnvRunners"]
 

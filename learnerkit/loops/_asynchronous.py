@@ -18,7 +18,7 @@ oldest waiting batch. Dropped batches and env steps are counted in every row.
 
 With a PettingZoo env the runners sample whole sequences per agent
 (it declares ``sequences``: ``EnvRunnerSpec.sequences``, see
-``learnerkit.rollouts.multi_agent_sequences``): a batch of
+``learnerkit.rollouts._multi_agent_sequences``): a batch of
 fragments is a ``MultiAgentBatch`` of the sequences they completed, each module training on
 its own (a module with no full sequence yet sits the update out; a batch with none at all
 is not submitted). Batches are still formed by env steps, not agent steps; the policy lag is
@@ -38,7 +38,7 @@ import numpy as np
 from learnerkit import MultiAgentBatch
 from learnerkit.loops.contract import Fragment, Iteration, Run, combine_results, sequence_batch
 from learnerkit.model_config import check_fragments_hold_sequences
-from learnerkit.rollouts.multi_agent_sequences import MultiAgentSequences
+from learnerkit.rollouts._multi_agent_sequences import MultiAgentSequences
 
 
 class AsyncLoop:

@@ -26,10 +26,10 @@ from learnerkit.loops._setup import saved_atari_preprocessing
 from learnerkit.rollouts._atari import AtariSettings, atari_settings, is_atari
 from learnerkit.rollouts._env_ids import make_env
 from learnerkit.rollouts._gymnasium_sampling import EnvRunner
+from learnerkit.rollouts._pettingzoo_envs import is_pettingzoo, make_parallel_env, policy_mapping_fn
 from learnerkit.rollouts._recurrent import StateCarrier, is_recurrent_copy
 from learnerkit.rollouts._sampling import ObsNormalizers
 from learnerkit.rollouts.acting import numpy_copy_class
-from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo, make_parallel_env, mapping_fn
 
 Policy = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 
@@ -249,7 +249,8 @@ def evaluate_multi_agent(
             agent_policies[agent] = RecurrentPolicy(weights, module_spec, run["framework"], False)
         return agent_policies[agent]
 
-    mapping = mapping_fn(state.get("policy_mapping") or run.get("policy_mapping") or "shared")
+    saved_mapping = state.get("policy_mapping") or run.get("policy_mapping")
+    mapping = policy_mapping_fn(saved_mapping or "shared")
     # Each module sees observations as it did in training: normalised with its statistics.
     normalizers = ObsNormalizers(
         getattr(hps, "normalize_observations", False), by_module=True, owner="checkpoint"

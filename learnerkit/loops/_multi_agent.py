@@ -20,11 +20,11 @@ from learnerkit._learner_group import LearnerGroup
 from learnerkit._specs import ModuleSpec
 from learnerkit.errors import ConfigError
 from learnerkit.rollouts._contract import EnvRunners, Weights
-from learnerkit.rollouts.pettingzoo_envs import (
+from learnerkit.rollouts._pettingzoo_envs import (
     PolicyMapping,
     make_parallel_env,
-    mapping_fn,
     module_spaces,
+    policy_mapping_fn,
 )
 
 
@@ -43,7 +43,7 @@ def mapped_module_specs(
     """A default module per module id the mapping names over the env's agents."""
     env = make_parallel_env(env_id)
     try:
-        grouped = module_spaces(env_id, env, mapping_fn(mapping))
+        grouped = module_spaces(env_id, env, policy_mapping_fn(mapping))
     finally:
         env.close()
     return {

@@ -26,7 +26,7 @@ from learnerkit.loops._multi_agent import multi_agent_modules
 from learnerkit.loops._run_files import read_run, read_trainer_state
 from learnerkit.loops.contract import REQUIRED_LOOP_METHODS, LoopInfo, TrainConfig, probe_spaces
 from learnerkit.rollouts._atari import atari_settings
-from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo
+from learnerkit.rollouts._pettingzoo_envs import is_pettingzoo
 from learnerkit.training_loops import get_training_loop, list_training_loops
 
 DEFAULT_ENV_ID = "CartPole-v1"

@@ -75,7 +75,7 @@ from learnerkit.loops.contract import (
 )
 from learnerkit.rollouts._atari import atari_settings
 from learnerkit.rollouts._contract import EnvRunnerSpec
-from learnerkit.rollouts.pettingzoo_envs import is_pettingzoo
+from learnerkit.rollouts._pettingzoo_envs import is_pettingzoo
 
 logger = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
         on_policy_batch,
         sequence_batch,
     )
-    from learnerkit.rollouts.pettingzoo_envs import PolicyMapping
+    from learnerkit.rollouts._pettingzoo_envs import PolicyMapping
     from learnerkit.settings import SamplingSettings
 
 __all__ = [

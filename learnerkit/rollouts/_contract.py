@@ -25,9 +25,9 @@ from learnerkit._specs import ModuleSpec
 from learnerkit.errors import ConfigError
 from learnerkit.rollouts._atari import AtariSettings
 from learnerkit.rollouts._multi_agent_rollout import MultiAgentRollout
+from learnerkit.rollouts._multi_agent_sequences import MultiAgentSequences
+from learnerkit.rollouts._pettingzoo_envs import PolicyMapping, is_pettingzoo
 from learnerkit.rollouts._rollout import Rollout
-from learnerkit.rollouts.multi_agent_sequences import MultiAgentSequences
-from learnerkit.rollouts.pettingzoo_envs import PolicyMapping, is_pettingzoo
 
 __all__ = [
     "EnvRunnerSpec",
@@ -51,7 +51,7 @@ class EnvRunnerSpec:
 
     env_id: str
     """A gymnasium env id, or ``pettingzoo:MODULE[:FACTORY]`` for a PettingZoo parallel env
-    (see ``learnerkit.rollouts.pettingzoo_envs``)."""
+    (see ``learnerkit.rollouts._pettingzoo_envs``)."""
     framework: str
     module_spec: ModuleSpec | Mapping[str, ModuleSpec]
     """The module, or (multi-agent) the modules by id that the policy mapping names."""

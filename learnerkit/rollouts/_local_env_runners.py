@@ -16,8 +16,8 @@ from learnerkit.rollouts._contract import (
     Weights,
     spec_with_module,
 )
+from learnerkit.rollouts._pettingzoo_envs import PolicyMapping
 from learnerkit.rollouts._sampler import make_sampler
-from learnerkit.rollouts.pettingzoo_envs import PolicyMapping
 
 __all__ = ["LocalEnvRunners"]
 

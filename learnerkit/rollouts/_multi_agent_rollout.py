@@ -1,5 +1,5 @@
 """Multi-agent fragments as rows per module, what the PettingZoo adapter
-(``pettingzoo_sampling``) samples into: one agent's steps in a fragment form a `Segment`,
+(``_pettingzoo_sampling``) samples into: one agent's steps in a fragment form a `Segment`,
 stored row after row (a track of the engine's ``next_values``), and `MultiAgentRollout`
 runs GAE over each segment and returns a ``MultiAgentBatch`` keyed by module id.
 

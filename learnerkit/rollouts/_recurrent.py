@@ -176,7 +176,7 @@ class AgentState(NamedTuple):
 
 class AgentStatePolicy:
     """A recurrent module's acting step for PettingZoo agents, whose set changes from step
-    to step (``pettingzoo_sampling``): the adapter keeps each agent's `AgentState` in its
+    to step (``_pettingzoo_sampling``): the adapter keeps each agent's `AgentState` in its
     episode (an agent starts from `initial` when its episode starts: it joins, or the env is
     reset), hands them over with the observations, and keeps the ``state_out`` it gets."""
 

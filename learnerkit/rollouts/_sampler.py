@@ -3,13 +3,13 @@ env adapter of the sampling engine with a copy of each module, whose ``sample()`
 `Fragment`.
 
 The adapter is ``gymnasium_sampling.EnvRunner`` (a gymnasium vector env, one module) or
-``pettingzoo_sampling.MultiAgentEnvRunner`` (PettingZoo parallel envs, a module per agent
+``_pettingzoo_sampling.MultiAgentEnvRunner`` (PettingZoo parallel envs, a module per agent
 group following a policy mapping that may change, as may the set of modules: self-play,
 leagues); the env string picks it. Everything else, weights, module copies, observation
 statistics, fragments, is the same for both. For whole sequences of T steps (V-trace, the
 asynchronous loop) a gymnasium fragment of T steps already is one sequence per env
 (``Rollout.to_sequences``); PettingZoo agents come and go, so their rows wait in streams
-(``multi_agent_sequences``). A recurrent module acts through a
+(``_multi_agent_sequences``). A recurrent module acts through a
 ``StateCarrier`` that keeps its state per env from fragment to fragment; in PettingZoo
 envs (the asynchronous loop's streams) through an ``AgentStatePolicy``, each agent's state
 kept in its episode (the on-policy loop's segments too: their bootstrap values step from
@@ -28,16 +28,16 @@ from learnerkit.errors import ConfigError
 from learnerkit.rollouts._contract import EnvRunnerSpec, Fragment, ModuleWeights, Weights
 from learnerkit.rollouts._gymnasium_sampling import EnvRunner
 from learnerkit.rollouts._module_copies import RunnerModule
-from learnerkit.rollouts._recurrent import AgentStatePolicy, StateCarrier, check_can_act
-from learnerkit.rollouts._sampling import POLICY_COLUMNS, EnvAdapter
-from learnerkit.rollouts.multi_agent_sequences import SequenceStreams
-from learnerkit.rollouts.pettingzoo_envs import (
+from learnerkit.rollouts._multi_agent_sequences import SequenceStreams
+from learnerkit.rollouts._pettingzoo_envs import (
     PolicyMapping,
     check_agent_spaces,
     make_parallel_env,
-    mapping_fn,
+    policy_mapping_fn,
 )
-from learnerkit.rollouts.pettingzoo_sampling import MultiAgentEnvRunner
+from learnerkit.rollouts._pettingzoo_sampling import MultiAgentEnvRunner
+from learnerkit.rollouts._recurrent import AgentStatePolicy, StateCarrier, check_can_act
+from learnerkit.rollouts._sampling import POLICY_COLUMNS, EnvAdapter
 
 __all__ = ["Sampler", "make_sampler"]
 
@@ -99,7 +99,7 @@ class Sampler:
         envs = MultiAgentEnvRunner(
             lambda: make_parallel_env(spec.env_id, spec.env_kwargs, factory=env_source),
             num_envs=spec.num_envs,
-            mapping=mapping_fn(spec.policy_mapping),
+            mapping=policy_mapping_fn(spec.policy_mapping),
             seed=spec.runner_seed(index),
             env_name=f"env {spec.env_id!r}",
             # Episode ids unique over runners, for a batch that mixes their rows.
@@ -170,7 +170,7 @@ class Sampler:
         self._agent_policies.pop(module_id, None)
 
     def set_policy_mapping(self, mapping: PolicyMapping) -> None:
-        self._multi_agent_only().set_mapping(mapping_fn(mapping))
+        self._multi_agent_only().set_mapping(policy_mapping_fn(mapping))
         self.spec = attrs.evolve(self.spec, policy_mapping=mapping)
 
     # Sampling ----------------------------------------------------------------------------

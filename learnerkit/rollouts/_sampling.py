@@ -4,7 +4,7 @@ environment they came from. Written once here, used by both env adapters:
 - ``gymnasium_sampling.EnvRunner`` steps a gymnasium vector env of N copies with one module:
   each step is one policy call on all N observations, stored in preallocated ``[T, N]``
   arrays (a ``Rollout``). Its step loop is vectorised: no Python loop over the envs.
-- ``pettingzoo_sampling.MultiAgentEnvRunner`` steps PettingZoo parallel envs with a module
+- ``_pettingzoo_sampling.MultiAgentEnvRunner`` steps PettingZoo parallel envs with a module
   per agent group (the policy mapping): each step is one policy call per module on its live
   agents, stored as each agent's *segment* of rows (a ``MultiAgentRollout``).
 

@@ -1,19 +1,16 @@
 """Deprecated, kept for one release: ``learnerkit.rollouts.multi_agent`` moved to
-``learnerkit.rollouts.pettingzoo_sampling`` (MultiAgentEnvRunner) and
-``learnerkit.rollouts._multi_agent_rollout`` (MultiAgentRollout)."""
+``learnerkit.rollouts`` (``MultiAgentEnvRunner``, ``MultiAgentRollout``)."""
 
 import warnings
 
 from learnerkit.errors import LearnerkitDeprecationWarning
-from learnerkit.rollouts._multi_agent_rollout import MultiAgentRollout
-from learnerkit.rollouts.pettingzoo_sampling import MultiAgentEnvRunner
+from learnerkit.rollouts import MultiAgentEnvRunner, MultiAgentRollout
 
 __all__ = ["MultiAgentEnvRunner", "MultiAgentRollout"]
 
 warnings.warn(
-    "learnerkit.rollouts.multi_agent is deprecated: import from "
-    "learnerkit.rollouts.pettingzoo_sampling (MultiAgentEnvRunner) and "
-    "multi_agent_rollout (MultiAgentRollout)",
+    "learnerkit.rollouts.multi_agent is deprecated: import from learnerkit.rollouts "
+    "(MultiAgentEnvRunner, MultiAgentRollout)",
     LearnerkitDeprecationWarning,
     stacklevel=2,
 )

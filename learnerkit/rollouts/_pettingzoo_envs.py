@@ -32,7 +32,7 @@ __all__ = [
     "PolicyMapping",
     "is_pettingzoo",
     "make_parallel_env",
-    "mapping_fn",
+    "policy_mapping_fn",
     "module_spaces",
     "parallel_env_factory",
 ]
@@ -107,7 +107,7 @@ def make_parallel_env(
     return env
 
 
-def mapping_fn(mapping: PolicyMapping) -> Callable[[str], str]:
+def policy_mapping_fn(mapping: PolicyMapping) -> Callable[[str], str]:
     """The function ``agent -> module id`` that a policy-mapping setting stands for."""
     if callable(mapping):
         return mapping

@@ -37,8 +37,8 @@ import numpy as np
 from learnerkit._batch import Columns, MultiAgentBatch, SampleBatch
 from learnerkit._columns import RECURRENT_INPUTS
 from learnerkit.errors import ConfigError
+from learnerkit.rollouts._pettingzoo_sampling import MultiAgentEnvRunner
 from learnerkit.rollouts._sampling import POLICY_COLUMNS, Policy, stored_obs_dtype
-from learnerkit.rollouts.pettingzoo_sampling import MultiAgentEnvRunner
 
 __all__ = ["MultiAgentSequences", "SequenceStreams"]
 
