@@ -38,7 +38,7 @@ import numpy as np
 from learnerkit import MultiAgentBatch
 from learnerkit.loops.contract import Fragment, Iteration, Run, combine_results, sequence_batch
 from learnerkit.model_config import check_fragments_hold_sequences
-from learnerkit.rollouts._multi_agent_sequences import MultiAgentSequences
+from learnerkit.rollouts import MultiAgentSequences
 
 
 class AsyncLoop:
