@@ -199,7 +199,7 @@ def test_a_ppo_group_prints_no_torch_warning_about_unused_parameters(capfd):
 
 def test_killed_learner_is_restarted_from_a_healthy_one_and_training_goes_on(group, caplog):
     group.update(random_batch(64))
-    before = group.get_state()
+    start = adam_steps(group)[0]
     victim, pid = learner_processes(group)[1]
     os.kill(pid, signal.SIGKILL)
     with caplog.at_level(logging.WARNING, logger="learnerkit"):
@@ -209,23 +209,14 @@ def test_killed_learner_is_restarted_from_a_healthy_one_and_training_goes_on(gro
     assert results[learnerkit.DEFAULT_MODULE_ID]["num_samples"] == 64
     assert all_weights_identical(group)
     # The restarted learner got the optimizer state too: both hold the same Adam step count.
-    steps = group.foreach_learner(
-        lambda learner: learner.get_state()["optimizers"]["default_policy"]["default"]["state"][
-            "0"
-        ]["step"]
-    )
-    assert (
-        steps[0]
-        == steps[1]
-        == before["optimizers"]["default_policy"]["default"]["state"]["0"]["step"] + 1
-    )
+    assert adam_steps(group) == [start + 1] * 2
 
 
 def test_learners_killed_at_random_moments_of_long_updates_rewind_and_run_them_again(group, caplog):
     rng = np.random.default_rng(0)
     long_batch = random_batch(2048, seed=3)
     for round_ in range(3):
-        before = group.get_state()
+        start = adam_steps(group)[0]
         victim = int(rng.integers(0, 2))
         _, pid = learner_processes(group)[victim]
         # Somewhere inside an update of 2 x 10 x 32 minibatch steps (about a second here).
@@ -239,14 +230,40 @@ def test_learners_killed_at_random_moments_of_long_updates_rewind_and_run_them_a
         weights = group.get_weights()[learnerkit.DEFAULT_MODULE_ID]
         assert all(np.isfinite(w).all() for w in weights.values())
         # Applied exactly once: the Adam step count moved by one update's steps, not more.
-        steps = group.foreach_learner(
-            lambda learner: learner.get_state()["optimizers"]["default_policy"]["default"]["state"][
-                "0"
-            ]["step"]
-        )
-        start = before["optimizers"]["default_policy"]["default"]["state"]["0"]["step"]
-        assert steps[0] == steps[1] == start + 10 * 32, round_
+        assert adam_steps(group) == [start + 10 * 32] * 2, round_
     assert "runs again" in caplog.text
+
+
+def test_a_learner_killed_with_two_updates_in_flight_leaves_each_applied_once(group, caplog):
+    # The peer may finish the first update and refuse the second (its partner is gone)
+    # before the group rewinds: the first must be rewound from the state before it, not
+    # from the peer's current state (which would apply it twice).
+    rng = np.random.default_rng(1)
+    long_batch = random_batch(2048, seed=4)
+    for round_ in range(4):
+        start = adam_steps(group)[0]
+        _, pid = learner_processes(group)[int(rng.integers(0, 2))]
+        killer = threading.Timer(rng.uniform(0.05, 0.8), os.kill, args=(pid, signal.SIGKILL))
+        killer.start()
+        with caplog.at_level(logging.WARNING, logger="learnerkit"):
+            group.async_update(long_batch, minibatch_size=64, num_epochs=10)
+            group.async_update(long_batch, minibatch_size=64, num_epochs=10)
+            results = group.wait_async_updates()
+        killer.join()
+        assert [r[learnerkit.DEFAULT_MODULE_ID]["num_samples"] for r in results] == [2048] * 2
+        assert all_weights_identical(group)
+        assert adam_steps(group) == [start + 2 * 10 * 32] * 2, round_
+
+
+def adam_steps(group) -> list[int]:
+    """Each learner's Adam step count: how many minibatch steps it has applied (0 before
+    the first)."""
+
+    def steps(learner) -> int:
+        state = learner.get_state()["optimizers"]["default_policy"]["default"]["state"]
+        return int(state["0"]["step"]) if "0" in state else 0
+
+    return group.foreach_learner(steps)
 
 
 def test_learner_bigger_than_any_node_is_a_clear_error():

@@ -17,7 +17,7 @@ from learnerkit._distributed.start import actor_info
 from learnerkit._learner import Learner
 from learnerkit._learner_spec import LearnerSpec
 from learnerkit._plugins import register_algorithm
-from learnerkit.errors import BatchError, NonFiniteError
+from learnerkit.errors import BatchError, LearnerGroupError, NonFiniteError
 
 Results = dict[str, dict[str, Any]]
 
@@ -42,7 +42,8 @@ class _LearnerWorker:
         learner_class = spec.learner_class or Learner
         self.learner = learner_class(spec, device=self.device, data_parallel=self.group)
         self.learner.build()
-        self._before_update: dict[str, Any] | None = None
+        # (seq, state) of the last update that began here: what a rewind of it restores.
+        self._before_update: tuple[int, dict[str, Any]] | None = None
 
     def info(self) -> dict[str, Any]:
         return {**actor_info(), "device": self.device}
@@ -65,12 +66,13 @@ class _LearnerWorker:
 
         The state before the update is kept (a copy of weights, optimizer and algorithm
         state): if a peer dies half way, the group puts every learner back to it and runs
-        the update again (``learnerkit._distributed.learners``)."""
-        self._before_update = None
+        the update again (``learnerkit._distributed.learners``). An update refused before it
+        began (a peer gone) leaves the kept state alone: the peer may have died during the
+        previous update, which is the one the group then rewinds."""
         self.group.agree(seq)  # raises NotApplied, with no state changed, if a peer is gone
         if isinstance(batch, ShardedBatch):
             shard = self._read_shard(batch, rank, kwargs.get("sequence_length"))
-        self._before_update = self.learner.get_state()
+        self._before_update = (seq, self.learner.get_state())
         try:
             if not isinstance(batch, ShardedBatch):
                 shard = batch.shard(
@@ -115,12 +117,19 @@ class _LearnerWorker:
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return fn(self.learner, *args)
 
-    def state_before_update(self) -> dict[str, Any]:
-        """The state this learner had before its last update began (its current state if
+    def state_before_update(self, seq: int) -> dict[str, Any]:
+        """The state this learner had before update ``seq`` began (its current state if
         that update never began here)."""
-        if self._before_update is None:
+        if self._before_update is None or self._before_update[0] < seq:
             return self.learner.get_state()
-        return self._before_update
+        began, state = self._before_update
+        if began > seq:
+            raise LearnerGroupError(
+                f"cannot rewind update {seq}: this learner has begun update {began} since, "
+                "and keeps only the state before its last update; the group's state is "
+                "unknown: build a new LearnerGroup and load_state from the last checkpoint"
+            )
+        return state
 
     def ping(self) -> bool:
         return True

@@ -207,7 +207,7 @@ class RayLearners:
             if dead:
                 # A learner died, maybe half way through the update: every learner goes back
                 # to the state before it, so the group is consistent and can run it again.
-                self._heal(dead, rewind=True)
+                self._heal(dead, rewind=pending.seq)
             elif pending.generation == self.generation:
                 self._heal(dead, resync=bool(errors))
             applied_nothing = all(kind in ("dead", "not_applied") for kind, _ in outcomes)
@@ -257,11 +257,14 @@ class RayLearners:
                 dead[i] = first_line(exc)
         return dead
 
-    def _heal(self, dead: dict[int, str], *, resync: bool = False, rewind: bool = False) -> None:
+    def _heal(
+        self, dead: dict[int, str], *, resync: bool = False, rewind: int | None = None
+    ) -> None:
         """Restart dead learners from a healthy one's state and re-form the process group.
 
-        ``resync``: every learner takes that state. ``rewind``: every learner takes the state
-        the healthy one had before its last update (an update a learner died in).
+        ``resync``: every learner takes that state. ``rewind`` (an update's seq): every
+        learner takes the state the healthy one had before that update (a learner died in
+        it).
 
         The state is fetched into the driver first, so a learner dying while the group
         recovers (the source included, once its state is here) is restarted from it too
@@ -274,8 +277,8 @@ class RayLearners:
                 "a new LearnerGroup and load_state from the last checkpoint"
             )
         source = alive[0]
-        if rewind:
-            ref = self.actors[source].state_before_update.remote()
+        if rewind is not None:
+            ref = self.actors[source].state_before_update.remote(rewind)
         else:
             ref = self.actors[source].call.remote(get_state)
         try:
@@ -295,9 +298,8 @@ class RayLearners:
                 cause,
                 source,
             )
-        targets = [
-            i for i in range(self.num_learners) if rewind or (i != source and (resync or i in dead))
-        ]
+        others = [i for i in range(self.num_learners) if i != source and (resync or i in dead)]
+        targets = list(range(self.num_learners)) if rewind is not None else others
         self._restart_from(ray.put(state), list(dead), targets)
 
     def _restart_from(self, state: Any, dead: list[int], targets: list[int]) -> None:
