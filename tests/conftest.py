@@ -155,6 +155,7 @@ def make_plugin(
     initial_state: Callable[[Any], dict] | None = None,
     training_loop: str | None = None,
     column_specs: dict[str, Any] | None = None,
+    reads_loss_mask: bool = False,
     **hooks: Callable,
 ) -> types.ModuleType:
     """A plugin module made in a test: ``hooks`` are plain functions, marked here."""
@@ -169,6 +170,7 @@ def make_plugin(
         initial_state=initial_state,
         training_loop=training_loop,
         column_specs=column_specs or {},
+        reads_loss_mask=reads_loss_mask,
     )
     return module
 

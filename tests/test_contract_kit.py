@@ -11,6 +11,7 @@ import pytest
 from conftest import bc_loss, make_plugin
 
 from learnerkit import Columns, OnPolicySettings
+from learnerkit.loss_mask import loss_mask, masked_mean
 from learnerkit.testing import (
     EPISODE_LENGTH,
     TWO_STATE_ENV_ID,
@@ -18,6 +19,7 @@ from learnerkit.testing import (
     check_bad_batches,
     check_hooks,
     check_loss_and_gradients,
+    check_loss_mask,
     check_registers,
     check_state_round_trip,
     register_two_state_env,
@@ -25,9 +27,11 @@ from learnerkit.testing import (
 )
 
 
-def run_of(register, tmp_path, allow_no_gradient=(), **hooks):
+def run_of(register, tmp_path, allow_no_gradient=(), reads_loss_mask=False, **hooks):
     columns = (Columns.OBS, Columns.ACTIONS)
-    register(make_plugin("planted", required_columns=columns, **hooks))
+    register(
+        make_plugin("planted", required_columns=columns, reads_loss_mask=reads_loss_mask, **hooks)
+    )
     subject = Subject(algorithm="planted", allow_no_gradient=allow_no_gradient)
     return subject, run_contract(subject, "torch", tmp_path / "state")
 
@@ -74,6 +78,34 @@ def test_an_error_while_training_fails_each_check_with_it(register, tmp_path):
     for check in (check_hooks, check_loss_and_gradients, check_state_round_trip):
         with pytest.raises(AssertionError, match=r"planted .torch.: .*the loss is broken"):
             check(run)
+
+
+def masked_bc_loss(module, batch, fwd_out, ops):
+    """Behaviour cloning over the rows the loss mask keeps."""
+    dist = module.action_dist(fwd_out[Columns.ACTION_DIST_INPUTS])
+    loss = -masked_mean(dist.logp(batch[Columns.ACTIONS]), loss_mask(batch), ops)
+    return {"total_loss": loss, "policy_loss": loss}
+
+
+def test_a_loss_that_reads_the_mask_passes_the_mask_check(register, tmp_path):
+    _, run = run_of(register, tmp_path, reads_loss_mask=True, compute_loss=masked_bc_loss)
+    check_loss_mask(run)
+
+
+def test_a_loss_declaring_the_mask_but_ignoring_it_is_named(register, tmp_path):
+    _, run = run_of(register, tmp_path, reads_loss_mask=True, compute_loss=bc_loss)
+    with pytest.raises(AssertionError, match=r"rows whose loss_mask is 0 changed.*masked_mean"):
+        check_loss_mask(run)
+
+
+def test_the_mask_check_says_when_it_cannot_tell(register, tmp_path):
+    def logits_only(module, batch, fwd_out, ops):  # reads no column the check changes
+        loss = ops.mean(ops.square(fwd_out[Columns.ACTION_DIST_INPUTS]))
+        return {"total_loss": loss, "policy_loss": loss}
+
+    _, run = run_of(register, tmp_path, reads_loss_mask=True, compute_loss=logits_only)
+    with pytest.raises(AssertionError, match="cannot tell whether the loss reads the mask"):
+        check_loss_mask(run)
 
 
 def test_the_two_state_task_rewards_matching_the_state():

@@ -29,6 +29,7 @@ With pytest, subclass ``AlgorithmContract`` (each check is a test)::
 
 Without it: ``run = run_contract(Subject(algorithm=...), "torch", directory)``, then
 ``check_hooks(run)``, ``check_loss_and_gradients(run)``, ``check_state_round_trip(run)``,
+``check_loss_mask(run)`` (for an algorithm declaring ``reads_loss_mask=True``),
 ``check_bad_batches(...)``, ``check_ray_learner_group(...)``. Importing this module loads
 neither pytest nor the checks (``reset_plugins`` stays light): they load on first use.
 """
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
         check_bad_batches,
         check_hooks,
         check_loss_and_gradients,
+        check_loss_mask,
         check_ray_learner_group,
         check_registers,
         check_state_round_trip,
@@ -75,6 +77,7 @@ __all__ = [
     "check_hooks",
     "check_learns_tiny_task",
     "check_loss_and_gradients",
+    "check_loss_mask",
     "check_ray_learner_group",
     "check_registers",
     "check_state_round_trip",
@@ -94,6 +97,7 @@ _LAZY = {
             "check_bad_batches",
             "check_hooks",
             "check_loss_and_gradients",
+            "check_loss_mask",
             "check_ray_learner_group",
             "check_registers",
             "check_state_round_trip",

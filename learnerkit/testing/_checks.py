@@ -30,6 +30,7 @@ __all__ = [
     "check_bad_batches",
     "check_hooks",
     "check_loss_and_gradients",
+    "check_loss_mask",
     "check_ray_learner_group",
     "check_registers",
     "check_state_round_trip",
@@ -158,6 +159,81 @@ def check_loss_and_gradients(run: ContractRun) -> None:
             "unchanged: the loss gives them no gradient (if that is meant, name them in "
             "allow_no_gradient)"
         )
+
+
+# The loss mask -------------------------------------------------------------------------------
+# What a masked row may not pass on to the update: everything of the row but what runs the
+# module's forward pass (observations, episode flags, a recurrent state), which a warm-up
+# row must still feed to the rows after it.
+_SCRAMBLED = (
+    Columns.ACTIONS,
+    Columns.ACTION_LOGP,
+    Columns.ACTION_DIST_INPUTS,
+    Columns.REWARDS,
+    Columns.VF_PREDS,
+    Columns.ADVANTAGES,
+    Columns.VALUE_TARGETS,
+)
+
+
+def check_loss_mask(run: ContractRun) -> None:
+    """An algorithm that declares ``reads_loss_mask=True`` leaves masked rows out of its
+    update: with ``Columns.LOSS_MASK`` 0 on the first quarter of each sequence (burn-in's
+    rows; every fourth row for an algorithm of single rows), scrambling those rows' actions,
+    log-probabilities, rewards, values and advantages leaves the weights after an update
+    bitwise the same, while scrambling them unmasked changes them (the check is not
+    vacuous). Nothing to check for an algorithm that does not declare it: the host refuses
+    a masked batch for it."""
+    run.raise_error()
+    subject, framework = run.subject, run.framework
+    if not subject.declared.reads_loss_mask:
+        return
+    batch = dict(subject.batch(seed=2).items())
+    rows = len(batch[Columns.OBS])
+    length = subject.sequence_length()
+    place = np.arange(rows) % length if length else np.arange(rows) % 4
+    masked = place < max(1, length // 4) if length else place == 0
+    scrambled = _scramble(batch, masked, subject.batch(seed=3))
+    learner = subject.learner(framework)
+
+    def weights_after(columns: dict[str, Any]) -> dict[str, Any]:
+        learner.set_state(run.states["trained"])
+        subject.update(learner, learnerkit.SampleBatch(columns))
+        return learner.get_module_state()
+
+    mask = {Columns.LOSS_MASK: (~masked).astype(np.float32)}
+    where = f"{subject.algorithm} ({framework})"
+    reference = weights_after({**batch, **mask})
+    try:
+        assert_same_state(reference, weights_after({**scrambled, **mask}), "weights")
+    except AssertionError as exc:
+        raise AssertionError(
+            f"{where}: changing rows whose loss_mask is 0 changed the update ({exc}): take "
+            "every mean, sum and statistic of the loss over the unmasked rows "
+            "(learnerkit.loss_mask.masked_mean), or drop reads_loss_mask=True"
+        ) from exc
+    unmasked = weights_after(batch), weights_after(scrambled)
+    changed = any(
+        not np.array_equal(unmasked[0][m][name], unmasked[1][m][name])
+        for m in unmasked[0]
+        for name in unmasked[0][m]
+    )
+    assert changed, (
+        f"{where}: the rows this check masks change nothing even unmasked (columns "
+        f"{list(_SCRAMBLED)}): it cannot tell whether the loss reads the mask"
+    )
+
+
+def _scramble(batch: dict[str, Any], rows: np.ndarray, other: Any) -> dict[str, Any]:
+    """``batch`` with ``rows`` of the columns a masked row may not pass on taken from
+    ``other`` (another synthetic batch, so every value stays valid)."""
+    out = dict(batch)
+    for name in _SCRAMBLED:
+        if name in batch:
+            column = np.array(batch[name], copy=True)
+            column[rows] = np.asarray(other[name])[rows]
+            out[name] = column
+    return out
 
 
 # State -------------------------------------------------------------------------------------

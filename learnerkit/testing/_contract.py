@@ -101,6 +101,13 @@ class AlgorithmContract:
     def test_its_state_round_trips_bitwise(self, contract_run: _checks.ContractRun) -> None:
         _checks.check_state_round_trip(contract_run)
 
+    def test_rows_it_is_told_to_mask_change_nothing(
+        self, contract_run: _checks.ContractRun
+    ) -> None:
+        if not contract_run.subject.declared.reads_loss_mask:
+            pytest.skip("the algorithm does not declare reads_loss_mask=True")
+        _checks.check_loss_mask(contract_run)
+
     def test_bad_batches_raise_learnerkit_errors(
         self,
         subject: _checks.Subject,
