@@ -10,6 +10,7 @@ is reported with its error and the others still show).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import Any
@@ -22,12 +23,9 @@ from learnerkit._column_specs import ColumnSpec
 from learnerkit._entry_points import (
     DISABLE_AUTOLOAD_ENV,
     DISABLE_ENV,
-    check_unique,
-    disabled_by,
-    disabled_names,
+    EntryPointRegistry,
     dist_name,
     dist_version,
-    entry_points,
 )
 from learnerkit._import_path import is_import_path
 from learnerkit._specs import FRAMEWORKS, Hyperparameters
@@ -152,14 +150,6 @@ class PluginInfo:
         return {"kind": "algorithm", **row, "declares": None}
 
 
-_registered: dict[str, Algorithm] = {}
-_loaded: dict[str, Algorithm] = {}
-
-
-def _entry_points() -> list[metadata.EntryPoint]:
-    return entry_points(ENTRY_POINT_GROUP)
-
-
 def new_plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
@@ -278,30 +268,27 @@ def api_hint(exc: Exception) -> str:
     return ""
 
 
+def _not_installed(name: str) -> str:
+    installed = _registry.names()
+    return (
+        f"unknown algorithm {name!r}; installed: {installed or 'none'}. Install its plugin "
+        f"(e.g. `pip install learnerkit-{name}`) or register it with "
+        "learnerkit.register_algorithm"
+    )
+
+
+_registry: EntryPointRegistry[Algorithm] = EntryPointRegistry(
+    "algorithm", ENTRY_POINT_GROUP, _load_entry_point, UnknownAlgorithmError, _not_installed
+)
+
+
 def installed_names() -> list[str]:
-    names = {ep.name for ep in _entry_points()} | set(_registered)
-    return sorted(names - disabled_names())
+    return _registry.names()
 
 
 def get_algorithm(name: str) -> Algorithm:
     """The algorithm called ``name``, loading its plugin if needed (strict)."""
-    if name in disabled_names():
-        raise UnknownAlgorithmError(f"algorithm {name!r} is disabled by {disabled_by()}")
-    if name in _registered:
-        return _registered[name]
-    if name in _loaded:
-        return _loaded[name]
-    eps = [ep for ep in _entry_points() if ep.name == name]
-    if not eps:
-        installed = installed_names()
-        raise UnknownAlgorithmError(
-            f"unknown algorithm {name!r}; installed: {installed or 'none'}. Install its plugin "
-            f"(e.g. `pip install learnerkit-{name}`) or register it with "
-            "learnerkit.register_algorithm"
-        )
-    check_unique("algorithm", name, eps)
-    _loaded[name] = _load_entry_point(eps[0])
-    return _loaded[name]
+    return _registry.get(name)
 
 
 def load_plugins() -> dict[str, Algorithm]:
@@ -314,30 +301,22 @@ def register_algorithm(plugin: Any, *, replace: bool = False) -> Algorithm:
 
     ``plugin`` is a module or object with hookimpls and an ``algorithm`` attribute.
     """
-    algorithm = _validate(plugin, None)
-    if not replace and algorithm.name in set(_registered) | {ep.name for ep in _entry_points()}:
-        raise PluginError(
-            f"algorithm {algorithm.name!r} is already installed or registered; pass "
-            "replace=True to shadow it"
-        )
-    _registered[algorithm.name] = attrs.evolve(algorithm, package="(registered in code)")
-    return _registered[algorithm.name]
+    return _registry.register(_validate(plugin, None), replace=replace)
 
 
 def unregister_algorithm(name: str) -> None:
-    _registered.pop(name, None)
+    _registry.unregister(name)
 
 
 def reset_registry() -> None:
     """Forget registered and already-loaded plugins, so the next lookup reads the entry
     points again (``learnerkit.testing.reset_plugins``)."""
-    _registered.clear()
-    _loaded.clear()
+    _registry.reset()
 
 
 def registered_plugins() -> dict[str, Any]:
     """Plugins registered in code, by name (so Ray learner actors can register them too)."""
-    return {name: a.plugin for name, a in _registered.items()}
+    return {name: a.plugin for name, a in _registry.registered.items()}
 
 
 def _info(algorithm: Algorithm, entry_point: str | None) -> PluginInfo:
@@ -357,23 +336,4 @@ def _info(algorithm: Algorithm, entry_point: str | None) -> PluginInfo:
 
 def list_plugins() -> list[PluginInfo]:
     """Every installed or registered algorithm, broken ones included with their error."""
-    disabled = disabled_names()
-    rows = [_info(a, None) for a in _registered.values() if a.name not in disabled]
-    eps = _entry_points()
-    for ep in sorted(eps, key=lambda e: e.name):
-        base = dict(
-            name=ep.name,
-            version=dist_version(ep),
-            package=dist_name(ep),
-            entry_point=ep.value,
-        )
-        if ep.name in disabled:
-            rows.append(PluginInfo(**base, frameworks=(), hooks=(), status="disabled"))
-            continue
-        try:
-            check_unique("algorithm", ep.name, [e for e in eps if e.name == ep.name])
-            rows.append(_info(_load_entry_point(ep), ep.value))
-        except PluginError as exc:
-            status = "incompatible" if isinstance(exc, IncompatiblePluginError) else "error"
-            rows.append(PluginInfo(**base, frameworks=(), hooks=(), status=status, error=str(exc)))
-    return rows
+    return _registry.rows(_info, functools.partial(PluginInfo, frameworks=(), hooks=()))

@@ -24,14 +24,7 @@ from typing import Any
 import attrs
 
 from learnerkit._columns import ACTOR_CRITIC_OUTPUTS, Columns
-from learnerkit._entry_points import (
-    check_unique,
-    disabled_by,
-    disabled_names,
-    dist_name,
-    dist_version,
-    entry_points,
-)
+from learnerkit._entry_points import EntryPointRegistry, dist_name, dist_version
 from learnerkit._specs import Hyperparameters
 from learnerkit.api import api_mismatch
 from learnerkit.errors import (
@@ -157,14 +150,6 @@ class LoopPluginInfo:
         }
 
 
-_registered: dict[str, LoopInfo] = {}
-_loaded: dict[str, LoopInfo] = {}
-
-
-def _entry_points() -> list[metadata.EntryPoint]:
-    return entry_points(LOOP_ENTRY_POINT_GROUP)
-
-
 def _validate(declared: Any, label: str, name: str | None) -> LoopInfo:
     if not isinstance(declared, LoopInfo):
         raise PluginError(
@@ -223,12 +208,6 @@ def _load_entry_point(ep: metadata.EntryPoint) -> LoopInfo:
     return attrs.evolve(info, package=dist_name(ep), version=dist_version(ep))
 
 
-def installed_loop_names() -> list[str]:
-    """Names of the installed or registered loops that are not disabled (broken included)."""
-    names = {ep.name for ep in _entry_points()} | set(_registered)
-    return sorted(names - disabled_names())
-
-
 def _not_installed(name: str) -> str:
     installed = installed_loop_names()
     if installed:
@@ -247,20 +226,23 @@ def _not_installed(name: str) -> str:
     )
 
 
+_registry: EntryPointRegistry[LoopInfo] = EntryPointRegistry(
+    "training loop",
+    LOOP_ENTRY_POINT_GROUP,
+    _load_entry_point,
+    UnknownTrainingLoopError,
+    _not_installed,
+)
+
+
+def installed_loop_names() -> list[str]:
+    """Names of the installed or registered loops that are not disabled (broken included)."""
+    return _registry.names()
+
+
 def get_training_loop(name: str) -> LoopInfo:
     """The training loop called ``name`` (strict: an error says why there is none)."""
-    if name in disabled_names():
-        raise UnknownTrainingLoopError(f"training loop {name!r} is disabled by {disabled_by()}")
-    if name in _registered:
-        return _registered[name]
-    if name in _loaded:
-        return _loaded[name]
-    eps = [ep for ep in _entry_points() if ep.name == name]
-    if not eps:
-        raise UnknownTrainingLoopError(_not_installed(name))
-    check_unique("training loop", name, eps)
-    _loaded[name] = _load_entry_point(eps[0])
-    return _loaded[name]
+    return _registry.get(name)
 
 
 def find_training_loop(name: str) -> LoopInfo | None:
@@ -275,23 +257,16 @@ def find_training_loop(name: str) -> LoopInfo | None:
 def register_training_loop(info: LoopInfo, *, replace: bool = False) -> LoopInfo:
     """Register a loop from code (tests, notebooks, host applications)."""
     info = _validate(info, f"training loop {getattr(info, 'name', info)!r}", None)
-    if not replace and info.name in set(_registered) | {ep.name for ep in _entry_points()}:
-        raise PluginError(
-            f"training loop {info.name!r} is already installed or registered; pass "
-            "replace=True to shadow it"
-        )
-    _registered[info.name] = attrs.evolve(info, package="(registered in code)")
-    return _registered[info.name]
+    return _registry.register(info, replace=replace)
 
 
 def unregister_training_loop(name: str) -> None:
-    _registered.pop(name, None)
+    _registry.unregister(name)
 
 
 def reset_registry() -> None:
     """Forget registered and already-loaded loops (``learnerkit.testing.reset_plugins``)."""
-    _registered.clear()
-    _loaded.clear()
+    _registry.reset()
 
 
 def _row(info: LoopInfo, entry_point: str | None) -> LoopPluginInfo:
@@ -309,23 +284,7 @@ def _row(info: LoopInfo, entry_point: str | None) -> LoopPluginInfo:
 
 def list_training_loops() -> list[LoopPluginInfo]:
     """Every installed or registered loop, broken ones included with their error."""
-    disabled = disabled_names()
-    rows = [_row(info, None) for info in _registered.values() if info.name not in disabled]
-    eps = _entry_points()
-    for ep in sorted(eps, key=lambda e: e.name):
-        base = dict(
-            name=ep.name, version=dist_version(ep), package=dist_name(ep), entry_point=ep.value
-        )
-        if ep.name in disabled:
-            rows.append(LoopPluginInfo(**base, status="disabled"))
-            continue
-        try:
-            check_unique("training loop", ep.name, [e for e in eps if e.name == ep.name])
-            rows.append(_row(_load_entry_point(ep), ep.value))
-        except PluginError as exc:
-            status = "incompatible" if isinstance(exc, IncompatiblePluginError) else "error"
-            rows.append(LoopPluginInfo(**base, status=status, error=str(exc)))
-    return rows
+    return _registry.rows(_row, LoopPluginInfo)
 
 
 def deprecated_table(where: str, stacklevel: int) -> dict[str, LoopInfo]:
