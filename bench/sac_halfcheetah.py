@@ -16,12 +16,13 @@ deterministic evaluation (10 episodes of the mean action) at the end.
     python bench/sac_halfcheetah.py --checkpoints 100000 --only learnerkit &
     python bench/sac_halfcheetah.py --checkpoints 100000 --only sb3
 
-Measured (100k budget only, seed 0; 300k not run; both contenders at once on a 2-core
-machine, another session running small tests beside them): learnerkit last-100 mean 1,883
-at 100,352 steps (its 8 envs had finished 96 episodes), SB3 2,262 at 100,000 (100
-episodes; 2,167 at 96,000, the same 96 episodes' worth: 0.87x); deterministic evaluation
-4,863 vs 4,733 (1.03x); wall 940 vs 1,230 s (0.76x), start-up and evaluation included; peak
-memory 361 vs 405 MiB.
+Measured, 300k budget, seed 0, the two contenders at once (`--only learnerkit` and `--only
+sb3`, nice 19) on a 2-core machine that was running test suites beside them, so wall times
+are loose: learnerkit's last-100 training mean 1,883 at 100,352 steps (96 episodes; the
+same figure as an earlier 100k-only run: the run is seeded) and 6,682 at 300,032 steps;
+SB3's 2,262 at 100,000 (2,167 over its first 96 episodes) and 6,908 at 300,000 (0.97x);
+mean-action evaluation after 300k: 7,681 vs 8,018 (0.96x); wall 4,690 vs 5,534 s (0.85x);
+peak memory 384 vs 463 MiB (0.83x). One seed: within seed noise of each other, not ranked.
 """
 
 from __future__ import annotations
