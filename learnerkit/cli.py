@@ -128,6 +128,13 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--num-learners", type=int, default=0, help="Ray learner actors (0: local)")
     p.add_argument(
+        "--num-cpus-per-learner",
+        type=float,
+        default=1,
+        help="CPUs each Ray learner reserves (default 1; 0.5 fits two learners and an env "
+        "runner on 2 cores)",
+    )
+    p.add_argument(
         "--num-gpus-per-learner",
         type=float,
         default=0,
@@ -223,6 +230,7 @@ def _train(args: argparse.Namespace) -> int:
         framework=args.framework,
         seed=args.seed,
         num_learners=args.num_learners,
+        num_cpus_per_learner=args.num_cpus_per_learner,
         num_gpus_per_learner=args.num_gpus_per_learner,
         stop_reward=args.stop_reward,
         stop_timesteps=args.stop_timesteps,

@@ -168,8 +168,16 @@ def test_impala_with_an_lstm_repeats_what_each_agent_saw(tmp_path):
 
 
 @pytest.mark.slow  # a training run
-def test_ppo_with_an_lstm_repeats_what_each_agent_saw(tmp_path):
+@pytest.mark.parametrize(
+    "on_ray",
+    # A Ray env runner and two Ray learners: each agent's state crosses the object store with
+    # its rows, and each learner's shard is whole padded sequences.
+    [False, pytest.param(True, marks=pytest.mark.ray, id="ray-runner-and-learners")],
+    ids=lambda on_ray: "ray-runner-and-learners" if on_ray else "local",
+)
+def test_ppo_with_an_lstm_repeats_what_each_agent_saw(tmp_path, on_ray):
     # ~2k env steps; without memory 6.4 after 8k (measured).
+    ray = {"num_env_runners": 1, "num_cpus_per_env_runner": 0.5} if on_ray else {}
     summary = train(
         TrainConfig(
             algorithm="ppo",
@@ -180,8 +188,10 @@ def test_ppo_with_an_lstm_repeats_what_each_agent_saw(tmp_path):
             stop_reward=12.0,
             stop_timesteps=12_000,
             progress=False,
-            overrides=PPO_MEMORY_SETTINGS,
+            overrides={**PPO_MEMORY_SETTINGS, **ray},
             model_config=SMALL_LSTM,
+            num_learners=2 if on_ray else 0,
+            num_cpus_per_learner=0.5,  # two learners and the runner on two cores
         )
     )
     assert summary.reached_stop_reward, summary.episode_return_mean

@@ -118,6 +118,7 @@ class Trainer:
             hyperparameters=self.hps,
             scaling=ScalingConfig(
                 num_learners=config.num_learners,
+                num_cpus_per_learner=config.num_cpus_per_learner,
                 num_gpus_per_learner=config.num_gpus_per_learner,
             ),
             module_hyperparameters={m: v for m, v in module_hps.items() if v},

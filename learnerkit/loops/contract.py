@@ -129,6 +129,10 @@ class TrainConfig:
     framework: str = "torch"
     seed: int = 0
     num_learners: int = 0
+    num_cpus_per_learner: float = 1
+    """CPUs each Ray learner reserves (``ScalingConfig.num_cpus_per_learner``; 0.5: two
+    learners and an env runner fit on a 2-core machine); a learner's torch or TensorFlow
+    threads follow it (at least one)."""
     num_gpus_per_learner: float = 0
     """GPUs per learner (``ScalingConfig.num_gpus_per_learner``): with ``num_learners=0``
     any value above 0 trains on the first visible GPU; Ray learners reserve that share of a

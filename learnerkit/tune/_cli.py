@@ -50,6 +50,9 @@ def add_tune_parser(sub: Any) -> None:
     )
     p.add_argument("--framework", choices=["torch", "tf"], default="torch")
     p.add_argument("--num-learners", type=int, default=0, help="Ray learner actors per trial")
+    p.add_argument(
+        "--num-cpus-per-learner", type=float, default=1, help="CPUs each Ray learner reserves"
+    )
     p.add_argument("--num-gpus-per-learner", type=float, default=0)
     p.add_argument("--stop-reward", type=float, default=None, help="a trial stops at this")
     p.add_argument("--stop-timesteps", type=int, default=None, help="a trial's env steps")
@@ -83,6 +86,7 @@ def tune_command(args: argparse.Namespace) -> int:
                 framework=args.framework,
                 seed=args.seed,
                 num_learners=args.num_learners,
+                num_cpus_per_learner=args.num_cpus_per_learner,
                 num_gpus_per_learner=args.num_gpus_per_learner,
                 stop_reward=args.stop_reward,
                 stop_timesteps=args.stop_timesteps,
@@ -116,6 +120,8 @@ def tune_command(args: argparse.Namespace) -> int:
         flags.append(f"--framework {args.framework}")
     if args.num_learners:
         flags.append(f"--num-learners {args.num_learners}")
+    if args.num_cpus_per_learner != 1:
+        flags.append(f"--num-cpus-per-learner {args.num_cpus_per_learner:g}")
     if args.num_gpus_per_learner:
         flags.append(f"--num-gpus-per-learner {args.num_gpus_per_learner:g}")
     if args.seed:

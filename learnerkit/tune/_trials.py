@@ -41,7 +41,9 @@ def trial_bundles(config: TrainConfig) -> list[dict[str, float]]:
     algorithm = get_algorithm(config.algorithm)
     hps = resolve_settings(config, algorithm, training_loop_of(algorithm))[0]
     scaling = ScalingConfig(
-        num_learners=config.num_learners, num_gpus_per_learner=config.num_gpus_per_learner
+        num_learners=config.num_learners,
+        num_cpus_per_learner=config.num_cpus_per_learner,
+        num_gpus_per_learner=config.num_gpus_per_learner,
     )
     # A local learner trains in the driver, on the GPU Tune gives the trial (0.5: two trials
     # share one).
