@@ -297,7 +297,8 @@ def test_runners_the_cluster_cannot_hold_are_a_clear_error(runners, monkeypatch)
     monkeypatch.setenv("LEARNERKIT_PLACEMENT_TIMEOUT_S", "1")
     start = time.monotonic()
     with pytest.raises(
-        EnvRunnerError, match=r"could not reserve 3 x 1 CPU .* CPU: [\d.]+ free of 2"
+        EnvRunnerError,
+        match=r"could not reserve 3 x 1 CPU .* CPU: [\d.]+ free of 2.*--num-cpus-per-learner",
     ):
         ray_runners(cartpole_spec(), 3, num_cpus_per_env_runner=1)
     assert time.monotonic() - start < 10

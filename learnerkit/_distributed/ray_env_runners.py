@@ -137,7 +137,9 @@ class RayEnvRunners:
                 num_runners,
                 what="env runner",
                 error=EnvRunnerError,
-                settings="num_env_runners or num_cpus_per_env_runner",
+                # The run's Ray learners, started first, may hold the CPUs it lacks.
+                settings="num_env_runners or num_cpus_per_env_runner (or the Ray learners' "
+                "num_cpus_per_learner: learnerkit train --num-cpus-per-learner)",
             )
             self.actors = [None] * num_runners
             self._start(range(num_runners))
