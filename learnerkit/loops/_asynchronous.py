@@ -18,7 +18,7 @@ oldest waiting batch. Dropped batches and env steps are counted in every row.
 
 With a PettingZoo env the runners sample whole sequences per agent
 (it declares ``sequences``: ``EnvRunnerSpec.sequences``, see
-``learnerkit.rollouts._multi_agent_sequences``): a batch of
+``learnerkit.rollouts.SequenceStreams``): a batch of
 fragments is a ``MultiAgentBatch`` of the sequences they completed, each module training on
 its own (a module with no full sequence yet sits the update out; a batch with none at all
 is not submitted). Batches are still formed by env steps, not agent steps; the policy lag is

@@ -191,8 +191,10 @@ def check_loss_mask(run: ContractRun) -> None:
     batch = dict(subject.batch(seed=2).items())
     rows = len(batch[Columns.OBS])
     length = subject.sequence_length()
-    place = np.arange(rows) % length if length else np.arange(rows) % 4
-    masked = place < max(1, length // 4) if length else place == 0
+    if length:
+        masked = np.arange(rows) % length < max(1, length // 4)
+    else:
+        masked = np.arange(rows) % 4 == 0
     scrambled = _scramble(batch, masked, subject.batch(seed=3))
     learner = subject.learner(framework)
 
