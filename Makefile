@@ -6,9 +6,11 @@ STAMP := $(VENV)/.installed
 # Material's banner about its successor is not a build problem.
 MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 
-# pytest-xdist: one worker per logical CPU; the Ray tests are one group on one worker
-# (tests/conftest.py). `make test XDIST=` runs them in one process.
-XDIST ?= -n logical --dist loadgroup
+# pytest-xdist: one worker per logical CPU; a file's Ray tests and its other tests are two
+# groups (xdist_group), each on one worker, handed out in the order tests/conftest.py sorts
+# them (Ray, then slow, first).
+# `make test XDIST=` runs them in one process.
+XDIST ?= -n logical --dist loadgroup --no-loadscope-reorder
 
 .PHONY: setup train test test-fast lint format docs docs-serve bench clean
 

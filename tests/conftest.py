@@ -79,15 +79,19 @@ def fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 # Ray --------------------------------------------------------------------------------------
-# Starting Ray takes seconds, so the tests share one session: the first test that needs Ray
-# starts it (through learnerkit, as a user's program would) and it lasts until the Ray tests
-# end. Tests that check how a run starts Ray (marked ``ray_first``) run first among them, so
-# that the session they see started is the one the others then share; each still ends any
-# session first (end_ray_session), so that it holds when run alone. The two-node cluster
-# tests, which replace the session with their cluster, run last. Run alone, the Ray tests
-# come after all the others; under pytest-xdist (``make test``: ``-n logical``) they are one group
-# on one worker, started first, while the other tests spread over the workers; a test that
-# is not marked ``ray`` ends a session it finds.
+# Starting Ray takes seconds, so the tests share one session per process: the first test
+# that needs Ray starts it (through learnerkit, as a user's program would) and it lasts until
+# the Ray tests end. Tests that check how a run starts Ray (marked ``ray_first``) run first
+# among them, so that the session they see started is the one the others then share; each
+# still ends any session first (end_ray_session), so that it holds when run alone. The
+# two-node cluster tests, which replace the session with their cluster, run last. Run in one
+# process, the Ray tests come after all the others. Under pytest-xdist (``make test``: ``-n
+# logical --dist loadgroup``) each file's Ray tests are one xdist group and its other tests
+# another, so that what they share (a Ray learner group, a trained run, the contract kit's
+# run of a class) is built once, on one worker. The Ray groups come before all others (a
+# worker runs its Ray tests in one session, which the first test not marked ``ray`` ends),
+# then the groups with slow tests, so that a long file does not end the run on one worker
+# while the other waits.
 def ray_is_up() -> bool:
     ray = sys.modules.get("ray")  # never imported here: most tests do not use Ray
     return ray is not None and ray.is_initialized()
@@ -108,7 +112,7 @@ def ray_session_ends_with_the_tests() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def only_ray_tests_start_ray(request: pytest.FixtureRequest) -> Iterator[None]:
     """A test that starts Ray is marked ``ray`` (``make test-fast`` leaves those out); any
-    other test runs with no session (under xdist the Ray group may have left one)."""
+    other test runs with no session (under xdist a Ray test may have left one)."""
     if request.node.get_closest_marker("ray") is not None:
         yield
         return
@@ -119,16 +123,20 @@ def only_ray_tests_start_ray(request: pytest.FixtureRequest) -> Iterator[None]:
         pytest.fail(f"{request.node.nodeid} started Ray: mark it @pytest.mark.ray")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Ray tests after the others (first under xdist, as one group on one worker): those
-    marked ``ray_first`` first, the two-node cluster's last (a stable sort: file order
-    otherwise)."""
+    """Ray tests after the others (a stable sort: file order otherwise), those marked
+    ``ray_first`` first and the two-node cluster's last. Under xdist the Ray tests come first
+    instead, then the slow ones, in the xdist groups above (``loadgroup`` hands them out in
+    the order of their first test)."""
     under_xdist = "PYTEST_XDIST_WORKER" in os.environ
 
-    def order(item: pytest.Item) -> tuple[bool, bool, bool]:
+    def order(item: pytest.Item) -> tuple[bool, ...]:
         is_ray = item.get_closest_marker("ray") is not None
+        is_slow = item.get_closest_marker("slow") is not None
         return (
             is_ray != under_xdist,
+            under_xdist and not is_slow,
             is_ray and item.get_closest_marker("ray_first") is None,
             is_ray and "two_node_cluster" in getattr(item, "fixturenames", ()),
         )
@@ -136,8 +144,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=order)
     if under_xdist:
         for item in items:
-            if item.get_closest_marker("ray") is not None:
-                item.add_marker(pytest.mark.xdist_group("ray"))
+            ray = "-ray" if item.get_closest_marker("ray") is not None else ""
+            item.add_marker(pytest.mark.xdist_group(f"{item.path.stem}{ray}"))
 
 
 @pytest.fixture(params=FRAMEWORKS)
