@@ -241,6 +241,17 @@ def test_random_structural_edits_load_whole_or_are_refused_changing_nothing(torc
     learner.set_state(good)
 
 
+def test_a_parameter_index_made_an_array_is_refused_changing_nothing(torch_learner):
+    # Found by the test above: the comparison of the indices raised numpy's "truth value of
+    # an array is ambiguous" instead of a CheckpointError.
+    good = torch_learner.get_state()
+    state = copy.deepcopy(good)
+    state["optimizers"]["a"]["default"]["param_groups"][0]["params"][0] = np.zeros((2, 3))
+    with pytest.raises(CheckpointError, match="parameter group 0 covers parameters"):
+        torch_learner.set_state(state)
+    assert_bitwise_equal(torch_learner.get_state(), good)
+
+
 @pytest.fixture(scope="module")
 def checkpoint_bytes(torch_learner, tmp_path_factory) -> bytes:
     folder = tmp_path_factory.mktemp("good")

@@ -12,7 +12,7 @@ parameters, which runs the optimizer's own code on the state without touching th
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -58,6 +58,15 @@ def _describe(kind: Any) -> str:
     return kind
 
 
+def _same_indices(given: Any, own: list[int]) -> bool:
+    """``given`` is the list of parameter indices ``own``: whole numbers, no bools, arrays
+    or strings (an array among them would make ``==`` ambiguous, not False)."""
+    if not isinstance(given, Sequence) or isinstance(given, str):
+        return False
+    numbers = [i for i in given if isinstance(i, Integral) and not isinstance(i, bool)]
+    return len(numbers) == len(given) and [int(i) for i in numbers] == list(own)
+
+
 def _check_groups(optimizer: torch.optim.Optimizer, groups: Any) -> None:
     own = optimizer.state_dict()["param_groups"]
     if not isinstance(groups, Sequence) or isinstance(groups, str) or len(groups) != len(own):
@@ -68,7 +77,7 @@ def _check_groups(optimizer: torch.optim.Optimizer, groups: Any) -> None:
         if not isinstance(given, Mapping):
             raise CheckpointError(f"parameter group {n} is a {type(given).__name__}, not a mapping")
         params = given.get("params", ())
-        if not isinstance(params, Sequence) or list(params) != list(mine["params"]):
+        if not _same_indices(params, mine["params"]):
             raise CheckpointError(
                 f"parameter group {n} covers parameters {given.get('params')!r:.80}; this "
                 f"optimizer's covers {mine['params']}"
