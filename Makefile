@@ -6,11 +6,10 @@ STAMP := $(VENV)/.installed
 # Material's banner about its successor is not a build problem.
 MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 
-# pytest-xdist: one worker per logical CPU; a file's Ray tests and its other tests are two
-# groups (xdist_group), each on one worker, handed out in the order tests/conftest.py sorts
-# them (Ray, then slow, first).
-# `make test XDIST=` runs them in one process.
-XDIST ?= -n logical --dist loadgroup --no-loadscope-reorder
+# pytest-xdist: one worker per logical CPU, each file whole on one worker (so a fixture its
+# tests share is built once), files in the order tests/conftest.py sorts them (Ray, then
+# slow, first). `make test XDIST=` runs them in one process.
+XDIST ?= -n logical --dist loadfile --no-loadscope-reorder
 
 .PHONY: setup train test test-fast lint format docs docs-serve bench clean
 

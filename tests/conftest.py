@@ -81,17 +81,18 @@ def fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 # Ray --------------------------------------------------------------------------------------
 # Starting Ray takes seconds, so the tests share one session per process: the first test
 # that needs Ray starts it (through learnerkit, as a user's program would) and it lasts until
-# the Ray tests end. Tests that check how a run starts Ray (marked ``ray_first``) run first
-# among them, so that the session they see started is the one the others then share; each
-# still ends any session first (end_ray_session), so that it holds when run alone. The
-# two-node cluster tests, which replace the session with their cluster, run last. Run in one
-# process, the Ray tests come after all the others. Under pytest-xdist (``make test``: ``-n
-# logical --dist loadgroup``) each file's Ray tests are one xdist group and its other tests
-# another, so that what they share (a Ray learner group, a trained run, the contract kit's
-# run of a class) is built once, on one worker. The Ray groups come before all others (a
-# worker runs its Ray tests in one session, which the first test not marked ``ray`` ends),
-# then the groups with slow tests, so that a long file does not end the run on one worker
-# while the other waits.
+# the tests end. Tests that check how a run starts Ray (marked ``ray_first``) run first among
+# them, so that the session they see started is the one the others then share; each still
+# ends any session first (end_ray_session), so that it holds when run alone. The two-node
+# cluster tests, which replace the session with their cluster, run last. Run in one process,
+# the Ray tests come after all the others, and any other test that starts Ray fails. Under
+# pytest-xdist (``make test``: ``-n logical --dist loadfile``) each file runs whole on one
+# worker, so that what its tests share (a module-scoped Ray learner group, a trained run, the
+# contract kit's run of a class) is built once; files are handed out in the order of their
+# first test, and the Ray tests come first, then the slow ones, so that a worker starts its
+# session once and a long file does not end the run on one worker while the other waits.
+# (xdist's ``loadgroup`` would put a file's Ray tests and its others apart, but pytest 9's
+# test ids do not take the group that xdist 3.8 adds: its groups are silently ignored.)
 def ray_is_up() -> bool:
     ray = sys.modules.get("ray")  # never imported here: most tests do not use Ray
     return ray is not None and ray.is_initialized()
@@ -103,6 +104,11 @@ def end_ray_session() -> None:
         sys.modules["ray"].shutdown()
 
 
+def ray_node() -> str | None:
+    """The Ray session this process is connected to (its node), None without one."""
+    return sys.modules["ray"].get_runtime_context().get_node_id() if ray_is_up() else None
+
+
 @pytest.fixture(autouse=True, scope="session")
 def ray_session_ends_with_the_tests() -> Iterator[None]:
     yield
@@ -111,24 +117,25 @@ def ray_session_ends_with_the_tests() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def only_ray_tests_start_ray(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A test that starts Ray is marked ``ray`` (``make test-fast`` leaves those out); any
-    other test runs with no session (under xdist a Ray test may have left one)."""
+    """A test that starts Ray is marked ``ray`` (``make test-fast`` leaves those out): any
+    other test that leaves a session it did not find (a new one, or one where there was
+    none) fails. It may find one a Ray test of its worker left, and leaves it be."""
     if request.node.get_closest_marker("ray") is not None:
         yield
         return
-    end_ray_session()
+    before = ray_node()
     yield
-    if ray_is_up():
+    after = ray_node()
+    if after is not None and after != before:
         end_ray_session()
         pytest.fail(f"{request.node.nodeid} started Ray: mark it @pytest.mark.ray")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Ray tests after the others (a stable sort: file order otherwise), those marked
     ``ray_first`` first and the two-node cluster's last. Under xdist the Ray tests come first
-    instead, then the slow ones, in the xdist groups above (``loadgroup`` hands them out in
-    the order of their first test)."""
+    instead, then the slow ones (``loadfile`` hands out files in the order of their first
+    test)."""
     under_xdist = "PYTEST_XDIST_WORKER" in os.environ
 
     def order(item: pytest.Item) -> tuple[bool, ...]:
@@ -142,10 +149,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         )
 
     items.sort(key=order)
-    if under_xdist:
-        for item in items:
-            ray = "-ray" if item.get_closest_marker("ray") is not None else ""
-            item.add_marker(pytest.mark.xdist_group(f"{item.path.stem}{ray}"))
 
 
 @pytest.fixture(params=FRAMEWORKS)
