@@ -169,7 +169,9 @@ def check_same_shapes(own: Mapping[str, Any], given: Mapping[str, Any], where: s
         raise CheckpointError(
             f"weights for {where} are a {type(given).__name__}, not a mapping of arrays by name"
         )
-    missing, extra = sorted(set(own) - set(given)), sorted(set(given) - set(own))
+    # key=str: a corrupt state's names may be other than strings, which sort() would refuse.
+    missing = sorted(set(own) - set(given), key=str)
+    extra = sorted(set(given) - set(own), key=str)
     if missing or extra:
         raise CheckpointError(
             f"weights for {where} do not fit this module: missing {missing}, unexpected {extra}"

@@ -84,11 +84,11 @@ def check_module_ids(table: Table, state: Any, source: str) -> None:
         )
     mine = set(table)
     if set(state) != mine:
-        missing, extra = sorted(mine - set(state)), sorted(set(state) - mine)
+        missing, extra = sorted(mine - set(state)), sorted(set(state) - mine, key=str)
         raise CheckpointError(
-            f"{source} has modules {sorted(state)}; this learner has {sorted(mine)} (missing "
-            f"from it: {missing}, unknown here: {extra}): add_module or remove_module to match "
-            "before loading it"
+            f"{source} has modules {sorted(state, key=str)}; this learner has {sorted(mine)} "
+            f"(missing from it: {missing}, unknown here: {extra}): add_module or remove_module "
+            "to match before loading it"
         )
 
 
@@ -99,7 +99,7 @@ def check_known_module_ids(table: Table, state: Any, source: str) -> None:
         raise CheckpointError(
             f"{source} holds a {type(state).__name__} where a mapping by module id belongs"
         )
-    unknown = sorted(set(state) - set(table))
+    unknown = sorted(set(state) - set(table), key=str)
     if unknown:
         raise CheckpointError(
             f"{source} has modules {unknown} that this learner does not have (it has "
@@ -134,9 +134,9 @@ def module_weights(
         pairs = dict(modules)
     else:
         pairs = {mid: mid for mid in modules}
-    missing = sorted(set(pairs) - set(saved))
+    missing = sorted(set(pairs) - set(saved), key=str)
     if missing:
-        raise CheckpointError(f"{source} has no module {missing}; it has {sorted(saved)}")
+        raise CheckpointError(f"{source} has no module {missing}; it has {sorted(saved, key=str)}")
     return {into: saved[mid] for mid, into in pairs.items()}
 
 
@@ -161,8 +161,11 @@ def named_optimizer_states(
         given = {mid: {DEFAULT_OPTIMIZER: s} for mid, s in given.items()}
     for module_id, by_name in given.items():
         mine = sorted(table[module_id].optimizers)
-        if not isinstance(by_name, Mapping) or sorted(by_name) != mine:
-            found = sorted(by_name) if isinstance(by_name, Mapping) else type(by_name).__name__
+        # key=str: a corrupt state may hold names that are not strings, which sort() refuses.
+        if not isinstance(by_name, Mapping) or sorted(by_name, key=str) != mine:
+            found = (
+                sorted(by_name, key=str) if isinstance(by_name, Mapping) else type(by_name).__name__
+            )
             raise CheckpointError(
                 f"{source} has optimizers {found} for module {module_id!r}; this "
                 f"learner has {mine} (a checkpoint from before several optimizers per module "

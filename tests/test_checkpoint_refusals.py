@@ -112,6 +112,13 @@ def string_learning_rate(state, framework):
         optimizer_entry(state)["variables"]["1"] = np.array("0.1")
 
 
+def negative_generator_number(state, framework):
+    if framework == "torch":  # torch's generator state is bytes
+        state["shuffle_generator"] = np.full_like(state["shuffle_generator"], -1, np.int64)
+    else:  # numpy's: its counter and increment are unsigned 128-bit numbers
+        state["shuffle_generator"]["state"]["inc"] = -1
+
+
 def second_module_wider(state, framework):
     weights = state["modules"]["b"]
     name = next(iter(weights))
@@ -147,6 +154,16 @@ EDITS = {
         lambda s, fw: s.__setitem__("loss_generator", np.zeros(5, np.float32)),
         "loss generator",
     ),
+    # Found by the random edits below: each raised a TypeError or an OverflowError instead.
+    "an optimizer name not a string": (
+        lambda s, fw: s["optimizers"]["b"].__setitem__(0, {}),
+        "has optimizers",
+    ),
+    "weight names not all strings": (
+        lambda s, fw: s["modules"]["a"].update({0: 0, "extra": 0}),
+        "unexpected",
+    ),
+    "a shuffle generator number out of range": (negative_generator_number, "generator"),
 }
 
 
@@ -182,14 +199,19 @@ def torch_learner() -> Learner:
     return two_module_learner("torch")
 
 
+@pytest.fixture(scope="module", params=["torch", "tf"])
+def learner_to_edit(request: pytest.FixtureRequest, torch_learner: Learner) -> Learner:
+    return torch_learner if request.param == "torch" else two_module_learner("tf")
+
+
 REPLACEMENTS = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(-3, 3),
     st.floats(allow_nan=False, width=32),
     st.text(max_size=3),
-    st.just({}),
-    st.just([]),
+    st.builds(dict),  # a new one each time: the edits below may write into it
+    st.builds(list),
     st.builds(np.zeros, st.sampled_from([(), (1,), (2, 3), (64, 4)]), st.just(np.float32)),
     st.builds(np.zeros, st.sampled_from([(), (64,)]), st.sampled_from([np.int64, np.float64])),
 )
@@ -214,8 +236,8 @@ DELETE = object()
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(data=st.data())
-def test_random_structural_edits_load_whole_or_are_refused_changing_nothing(torch_learner, data):
-    learner = torch_learner
+def test_random_structural_edits_load_whole_or_are_refused_changing_nothing(learner_to_edit, data):
+    learner = learner_to_edit
     good = learner.get_state()
     state = copy.deepcopy(good)
     paths = [path for path, _ in leaves(state)]

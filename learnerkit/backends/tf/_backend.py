@@ -158,7 +158,7 @@ class TFBackend:
             )
         try:
             generator.bit_generator.state = dict(state)
-        except (TypeError, ValueError, KeyError) as exc:
+        except (TypeError, ValueError, KeyError, OverflowError) as exc:
             raise CheckpointError(f"{where}: invalid generator state: {exc}") from exc
 
     def make_loss_generator(self, seed: int) -> tf.random.Generator:

@@ -110,7 +110,7 @@ def _check_per_parameter(optimizer: torch.optim.Optimizer, per_param: Any) -> No
         key_sets.add(frozenset(entry))
         if i in own and set(own[i]) != set(entry):
             raise CheckpointError(
-                f"the state of parameter {i} holds {sorted(entry)}; this optimizer keeps "
+                f"the state of parameter {i} holds {sorted(entry, key=str)}; this optimizer keeps "
                 f"{sorted(own[i])}"
             )
         for name, value in entry.items():
@@ -126,7 +126,8 @@ def _check_per_parameter(optimizer: torch.optim.Optimizer, per_param: Any) -> No
             check_dtype(value, np.dtype(np.float64), f"{name!r} of parameter {i}")
     if len(key_sets) > 1:
         raise CheckpointError(
-            f"the parameters' states hold different entries: {sorted(sorted(k) for k in key_sets)}"
+            f"the parameters' states hold different entries: "
+            f"{sorted(sorted(k, key=str) for k in key_sets)}"
         )
 
 
