@@ -127,7 +127,7 @@ def _check_per_parameter(optimizer: torch.optim.Optimizer, per_param: Any) -> No
     if len(key_sets) > 1:
         raise CheckpointError(
             f"the parameters' states hold different entries: "
-            f"{sorted(sorted(k, key=str) for k in key_sets)}"
+            f"{sorted((sorted(k, key=str) for k in key_sets), key=str)}"
         )
 
 
