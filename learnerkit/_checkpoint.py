@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +162,13 @@ def load(directory: str | os.PathLike, *, file: str = STATE_FILE) -> dict[str, A
     return state
 
 
+def sorted_names(names: Iterable[Any]) -> list[Any]:
+    """Names from a given state, sorted (for a message, or to compare with a learner's own)
+    by ``str``: a corrupt state's names may mix strings and others, which ``sorted`` alone
+    refuses with a TypeError."""
+    return sorted(names, key=str)
+
+
 def check_same_shapes(own: Mapping[str, Any], given: Mapping[str, Any], where: str) -> None:
     """Raise a CheckpointError unless ``given`` has exactly ``own``'s names and shapes
     (``own``'s values: arrays, or their shapes)."""
@@ -169,9 +176,7 @@ def check_same_shapes(own: Mapping[str, Any], given: Mapping[str, Any], where: s
         raise CheckpointError(
             f"weights for {where} are a {type(given).__name__}, not a mapping of arrays by name"
         )
-    # key=str: a corrupt state's names may be other than strings, which sort() would refuse.
-    missing = sorted(set(own) - set(given), key=str)
-    extra = sorted(set(given) - set(own), key=str)
+    missing, extra = sorted(set(own) - set(given)), sorted_names(set(given) - set(own))
     if missing or extra:
         raise CheckpointError(
             f"weights for {where} do not fit this module: missing {missing}, unexpected {extra}"

@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping
 from numbers import Integral, Real
 from typing import TYPE_CHECKING, Any
 
+from learnerkit._checkpoint import sorted_names
 from learnerkit._defaults import DEFAULT_OPTIMIZER
 from learnerkit.errors import CheckpointError
 
@@ -84,9 +85,9 @@ def check_module_ids(table: Table, state: Any, source: str) -> None:
         )
     mine = set(table)
     if set(state) != mine:
-        missing, extra = sorted(mine - set(state)), sorted(set(state) - mine, key=str)
+        missing, extra = sorted(mine - set(state)), sorted_names(set(state) - mine)
         raise CheckpointError(
-            f"{source} has modules {sorted(state, key=str)}; this learner has {sorted(mine)} "
+            f"{source} has modules {sorted_names(state)}; this learner has {sorted(mine)} "
             f"(missing from it: {missing}, unknown here: {extra}): add_module or remove_module "
             "to match before loading it"
         )
@@ -99,7 +100,7 @@ def check_known_module_ids(table: Table, state: Any, source: str) -> None:
         raise CheckpointError(
             f"{source} holds a {type(state).__name__} where a mapping by module id belongs"
         )
-    unknown = sorted(set(state) - set(table), key=str)
+    unknown = sorted_names(set(state) - set(table))
     if unknown:
         raise CheckpointError(
             f"{source} has modules {unknown} that this learner does not have (it has "
@@ -134,9 +135,9 @@ def module_weights(
         pairs = dict(modules)
     else:
         pairs = {mid: mid for mid in modules}
-    missing = sorted(set(pairs) - set(saved), key=str)
+    missing = sorted_names(set(pairs) - set(saved))
     if missing:
-        raise CheckpointError(f"{source} has no module {missing}; it has {sorted(saved, key=str)}")
+        raise CheckpointError(f"{source} has no module {missing}; it has {sorted_names(saved)}")
     return {into: saved[mid] for mid, into in pairs.items()}
 
 
@@ -161,10 +162,9 @@ def named_optimizer_states(
         given = {mid: {DEFAULT_OPTIMIZER: s} for mid, s in given.items()}
     for module_id, by_name in given.items():
         mine = sorted(table[module_id].optimizers)
-        # key=str: a corrupt state may hold names that are not strings, which sort() refuses.
-        if not isinstance(by_name, Mapping) or sorted(by_name, key=str) != mine:
+        if not isinstance(by_name, Mapping) or sorted_names(by_name) != mine:
             found = (
-                sorted(by_name, key=str) if isinstance(by_name, Mapping) else type(by_name).__name__
+                sorted_names(by_name) if isinstance(by_name, Mapping) else type(by_name).__name__
             )
             raise CheckpointError(
                 f"{source} has optimizers {found} for module {module_id!r}; this "

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from learnerkit._checkpoint import check_dtype
+from learnerkit._checkpoint import check_dtype, sorted_names
 from learnerkit.errors import CheckpointError
 
 __all__ = ["as_torch_state", "check_torch_optimizer_state"]
@@ -110,7 +110,7 @@ def _check_per_parameter(optimizer: torch.optim.Optimizer, per_param: Any) -> No
         key_sets.add(frozenset(entry))
         if i in own and set(own[i]) != set(entry):
             raise CheckpointError(
-                f"the state of parameter {i} holds {sorted(entry, key=str)}; this optimizer keeps "
+                f"the state of parameter {i} holds {sorted_names(entry)}; this optimizer keeps "
                 f"{sorted(own[i])}"
             )
         for name, value in entry.items():
@@ -127,7 +127,7 @@ def _check_per_parameter(optimizer: torch.optim.Optimizer, per_param: Any) -> No
     if len(key_sets) > 1:
         raise CheckpointError(
             f"the parameters' states hold different entries: "
-            f"{sorted((sorted(k, key=str) for k in key_sets), key=str)}"
+            f"{sorted_names(sorted_names(k) for k in key_sets)}"
         )
 
 
