@@ -13,9 +13,10 @@ includes start-up and the evaluation).
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 
-from dqn_cartpole import median, run_child
+from impala_cartpole import run_child
 
 CASES = {
     # name: (env, framework, bar, budget, judged on: the training mean or the evaluation)
@@ -71,7 +72,7 @@ def main() -> None:
             )
         if results:
             met = sum(r["met"] for r in results)
-            steps = median([r["steps"] for r in results])
+            steps = statistics.median([r["steps"] for r in results])
             summary.append(f"  {name:<26} met {met}/{len(seeds)}, median {steps:.0f} steps")
     print("\n" + "\n".join(summary))
 

@@ -1,10 +1,12 @@
 """Recurrent modules learn what a feed-forward one cannot: naming the symbol seen one step
 ago (learnerkit/RepeatAfterMe-v0: chance is ~9.5 of 19, in seconds) with PPO in both
-frameworks and with IMPALA and APPO, and balancing the CartPole whose velocities are
-masked (learnerkit/StatelessCartPole-v1, PPO's and IMPALA's presets) where the same PPO
-run feed-forward stays low; and, with the conv encoder feeding the LSTM, PPO learns
-learnerkit/PixelGrid-v0 to the pixel tests' bar (tests/test_pixel_learning.py: a policy
-blind to the image stays far below it)."""
+frameworks and with IMPALA and APPO, where the same PPO run feed-forward stays at chance;
+and, with the conv encoder feeding the LSTM, PPO learns learnerkit/PixelGrid-v0 to the
+pixel tests' bar (tests/test_pixel_learning.py: a policy blind to the image stays far below
+it). Balancing the CartPole whose velocities are masked (learnerkit/StatelessCartPole-v1:
+PPO's preset reaches a last-100 mean of 300 in 47k-141k env steps over seeds 0-3, IMPALA's
+in 61k-92k, while PPO feed-forward stays near 45) is a benchmark:
+``python bench/lstm_cartpole.py --impala --feed-forward``."""
 
 from __future__ import annotations
 
@@ -74,46 +76,6 @@ def test_ray_env_runners_carry_their_envs_state(tmp_path):
         num_env_runners=2,
         num_cpus_per_env_runner=0.5,
         num_envs_per_env_runner=4,
-    )
-    assert summary.reached_stop_reward, summary.episode_return_mean
-
-
-@pytest.mark.slow
-def test_ppo_with_an_lstm_balances_the_masked_cartpole(tmp_path):
-    # PPO's preset for the env: use_lstm, and a stop at a last-100 mean of 300.
-    config = TrainConfig(
-        algorithm="ppo",
-        env_id="learnerkit/StatelessCartPole-v1",
-        seed=0,
-        out_dir=str(tmp_path / "lstm"),
-        stop_timesteps=300_000,
-    )
-    recurrent = train(config)
-    assert recurrent.reached_stop_reward, recurrent.episode_return_mean
-    feed_forward = train(
-        TrainConfig(
-            algorithm="ppo",
-            env_id="learnerkit/StatelessCartPole-v1",
-            seed=0,
-            out_dir=str(tmp_path / "ff"),
-            stop_timesteps=recurrent.timesteps_total,
-            model_config={"use_lstm": False},
-        )
-    )
-    assert feed_forward.episode_return_mean < 150.0
-
-
-@pytest.mark.slow
-def test_impala_with_an_lstm_balances_the_masked_cartpole(tmp_path):
-    # IMPALA's preset for the env: an LSTM trained on whole fragments, stop at 300.
-    summary = train(
-        TrainConfig(
-            algorithm="impala",
-            env_id="learnerkit/StatelessCartPole-v1",
-            seed=0,
-            out_dir=str(tmp_path),
-            stop_timesteps=300_000,
-        )
     )
     assert summary.reached_stop_reward, summary.episode_return_mean
 

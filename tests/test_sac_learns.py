@@ -7,8 +7,8 @@ already swings the pendulum up: -153, -601 and -151 for seeds 0-2 (random play s
 about -1,200 to -1,500). What breaks learning misses the bar of -900: with the actor's
 loss negated, seed 0 scored -1,428; with the bootstrap dropped from the critics' target
 (rewards alone), -1,122. The issue's Pendulum bar (a last-100 mean of -200 within 50k env
-steps for 3 seeds on torch and one on TensorFlow) is measured by ``bench/sac_learning.py``;
-its InvertedPendulum-v5 bar (950 within 30k) by ``tests/test_sac_learns_mujoco.py``."""
+steps for 3 seeds on torch and one on TensorFlow) and its InvertedPendulum-v5 bar (950
+within 30k) are measured by ``bench/sac_learning.py``."""
 
 from __future__ import annotations
 

@@ -233,8 +233,8 @@ algorithm = Algorithm(
             "actor_lr": 1e-3,
             "critic_lr": 1e-3,
             "alpha_lr": 1e-3,
-            # Judged on the mean action's return (tests/test_sac_learns_mujoco.py, and
-            # bench/sac_learning.py after the whole budget): with episodes of up
+            # Judged on the mean action's return (bench/sac_learning.py, after the
+            # whole budget): with episodes of up
             # to 1,000 steps a last-100 training mean of 950 takes ~95k steps of balancing.
             "stop": {"timesteps": 30_000},
         },
