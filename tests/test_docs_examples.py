@@ -4,8 +4,10 @@ the docs cannot drift from the code (issue 25).
 A page's blocks run in order in one namespace, as a reader would paste them, in a fresh
 working directory with a fresh plugin registry. A block that is deliberately not runnable
 (a fragment of a larger file, an example needing a game the reader writes) is preceded by
-the line ``<!-- not run: REASON -->``; those stay rare and each says why. The site's
-navigation lists every public module's reference page.
+the line ``<!-- not run: REASON -->``; those stay rare and each says why. A training example
+that a learning test runs and checks (rather than train the same run twice) is preceded by
+``<!-- run by: tests/FILE.py -->``, and that file names the page. The site's navigation
+lists every public module's reference page.
 """
 
 from __future__ import annotations
@@ -14,40 +16,19 @@ import re
 from pathlib import Path
 
 import pytest
+from docs_blocks import NOT_RUN, REPO, RUN_BY, python_blocks
 
 from learnerkit.api import PUBLIC_MODULES
 
-REPO = Path(__file__).parent.parent
 DOCS = REPO / "docs"
-NOT_RUN = re.compile(r"<!-- not run: (?P<reason>\S.*?) -->")
 # A page whose examples train for seconds (slow) or start Ray (ray): `<!-- examples: slow, ray -->`.
 PAGE_MARKS = re.compile(r"^<!-- examples: (?P<marks>[a-z, ]+) -->$", re.MULTILINE)
 KNOWN_MARKS = {"slow", "ray"}
-FENCE = re.compile(r"^```(\S*)")
 MOST_NOT_RUN = 5  # "rare": every page together
 
 
 def pages() -> list[Path]:
     return [REPO / "README.md", *sorted(DOCS.rglob("*.md"))]
-
-
-def python_blocks(page: Path) -> list[tuple[int, str, str | None]]:
-    """``(line, source, not-run reason or None)`` of each ```python block of ``page``."""
-    blocks, lines = [], page.read_text().splitlines()
-    index = 0
-    while index < len(lines):
-        fence = FENCE.match(lines[index])
-        if not fence:
-            index += 1
-            continue
-        end = next(j for j in range(index + 1, len(lines)) if lines[j].startswith("```"))
-        if fence.group(1) == "python":
-            previous = next((ln for ln in reversed(lines[:index]) if ln.strip()), "")
-            reason = NOT_RUN.fullmatch(previous.strip())
-            source = "\n".join(lines[index + 1 : end]) + "\n"
-            blocks.append((index + 2, source, reason.group("reason") if reason else None))
-        index = end + 1
-    return blocks
 
 
 def relative(page: Path) -> str:
@@ -80,25 +61,40 @@ def test_blocks_left_unrun_say_why_and_stay_rare():
         (relative(page), line)
         for page in pages()
         for line, _, reason in python_blocks(page)
-        if reason is not None
+        if reason is not None and not reason.startswith("run by ")
     ]
     assert len(unrun) <= MOST_NOT_RUN, unrun
-    # A "not run" line must sit right above a python block, or it marks nothing.
+    # A "not run" or "run by" line must sit right above a python block, or it marks nothing.
     for page in pages():
         lines = page.read_text().splitlines()
         for number, text in enumerate(lines):
-            if NOT_RUN.fullmatch(text.strip()):
+            if NOT_RUN.fullmatch(text.strip()) or RUN_BY.fullmatch(text.strip()):
                 following = next(ln for ln in lines[number + 1 :] if ln.strip())
                 assert following.startswith("```python"), f"{relative(page)}:{number + 1}"
+
+
+def test_blocks_run_by_a_test_are_run_there():
+    for page in pages():
+        for line, _, reason in python_blocks(page):
+            if reason is not None and reason.startswith("run by "):
+                test_file = REPO / reason.removeprefix("run by ")
+                assert test_file.is_file(), f"{relative(page)}:{line}: no {test_file}"
+                assert relative(page) in test_file.read_text(), (
+                    f"{relative(page)}:{line}: {test_file.name} never names the page"
+                )
 
 
 def test_the_collector_finds_blocks_and_reasons(tmp_path):
     page = tmp_path / "page.md"
     page.write_text(
         "text\n\n```python\nx = 1\n```\n\n<!-- not run: a fragment -->\n```python\nreturn x\n```\n"
-        "\n```bash\nls\n```\n"
+        "\n```bash\nls\n```\n\n<!-- run by: tests/test_x.py -->\n```python\ny = 2\n```\n"
     )
-    assert python_blocks(page) == [(4, "x = 1\n", None), (9, "return x\n", "a fragment")]
+    assert python_blocks(page) == [
+        (4, "x = 1\n", None),
+        (9, "return x\n", "a fragment"),
+        (18, "y = 2\n", "run by tests/test_x.py"),
+    ]
 
 
 def test_the_site_navigation_lists_every_public_module():

@@ -8,12 +8,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-REPO = Path(__file__).parent.parent
+from docs_blocks import REPO
+from docs_blocks import python_blocks as blocks_of
+
 DOCS = REPO / "docs"
 
 
 def python_blocks(page: Path) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
+    return [source for _, source, _ in blocks_of(page)]
 
 
 def _code_lines(source: str) -> list[str]:

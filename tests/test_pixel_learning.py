@@ -1,8 +1,9 @@
 """PPO, IMPALA and APPO learn ``learnerkit/PixelGrid-v0`` (16x16x3 uint8 images) with the
 default modules' conv encoder, on torch (PPO with a Ray env runner), and PPO on
 TensorFlow; the trained weights are the conv encoder's, and the checkpoint evaluates
-greedily to a policy that reads the image. (PPO on torch with local sampling, the same run
-otherwise, is the first example of docs/guides/pixels.md, which the docs' test runs.)
+greedily to a policy that reads the image. PPO on torch with local sampling is the first
+example of docs/guides/pixels.md, run here with these checks (the docs' test leaves it to
+this file).
 
 The bar, a last-100 mean return of 0.6 within 60k env steps, is out of reach of a policy
 that does not read the image: a random one averages about -0.2 and the best fixed sweep
@@ -16,6 +17,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from docs_blocks import run_example
 
 from learnerkit.checkpoint import load
 from learnerkit.envs import PIXEL_GRID_ID
@@ -73,10 +75,23 @@ def test_the_conv_module_learns_the_pixel_grid(tmp_path, algorithm, framework, r
             overrides={"num_env_runners": runners, "num_cpus_per_env_runner": 0.5},
         )
     )
+    check_it_reads_the_image(summary)
+
+
+@pytest.mark.slow
+def test_the_guides_ppo_example_learns_the_pixel_grid(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    summary = run_example("docs/guides/pixels.md", 'algorithm="ppo"')["summary"]
+    assert summary.stop_reward == BAR
+    check_it_reads_the_image(summary)
+
+
+def check_it_reads_the_image(summary) -> None:
+    """The bar reached, with the conv encoder's weights; greedy, from the checkpoint, a
+    policy just past the bar still dithers (PPO's ~0.2 at seed 0), far above a constant
+    action's -0.6 and a random policy's -0.2."""
     assert summary.reached_stop_reward, summary
     weights = load(summary.checkpoint)["modules"]["default_policy"]
     assert any(name.startswith("pi_conv.") for name in weights)
-    # Greedy, from the checkpoint: a policy just past the bar still dithers greedily (PPO's
-    # ~0.2 at seed 0), far above a constant action's -0.6 and a random policy's -0.2.
     mean, _ = evaluate_checkpoint(summary.checkpoint, num_episodes=20)
     assert mean > 0.0
