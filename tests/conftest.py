@@ -18,10 +18,11 @@ for _variable in (
     "TF_NUM_INTEROP_THREADS",
 ):
     os.environ.setdefault(_variable, "1")
-# TensorFlow's oneDNN kernels (on by default on x86) only slow the tests' tiny models down:
-# without them a TF learner's first update (trace included) took 0.53 s instead of 0.6-0.8 s,
-# later PPO updates 3.0 ms instead of 3.4, and TensorFlow's share of the fast suite ~7% less.
-# The results agree to float rounding (TensorFlow's own notice); learnerkit's code is the same.
+# TensorFlow's oneDNN kernels (on by default on x86) do not pay off on the tests' tiny models:
+# without them a TF PPO learner's first update (its trace included) took 0.5-0.6 s instead of
+# 0.6-0.8 s (two measurements; later updates about the same), and the fast suite's TF tests
+# ~7% less time. Results agree to float rounding (TensorFlow's own notice); learnerkit's code
+# is the same either way.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 # Ray starts its workers (learner and env runner actors) at nice 15: beside another xdist
 # worker at nice 0 on a 2-core machine they would wait for it. Equal shares instead.
