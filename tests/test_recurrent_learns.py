@@ -5,7 +5,7 @@ and, with the conv encoder feeding the LSTM, PPO learns learnerkit/PixelGrid-v0 
 pixel tests' bar (tests/test_pixel_learning.py: a policy blind to the image stays far below
 it). Balancing the CartPole whose velocities are masked (learnerkit/StatelessCartPole-v1:
 PPO's preset reaches a last-100 mean of 300 in 47k-141k env steps over seeds 0-3, IMPALA's
-in 61k-92k, while PPO feed-forward stays near 45) is a benchmark:
+in 61k-102k, while PPO feed-forward stays near 45) is a benchmark:
 ``python bench/lstm_cartpole.py --impala --feed-forward``."""
 
 from __future__ import annotations
