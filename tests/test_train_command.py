@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import logging
 import subprocess
@@ -46,6 +47,11 @@ def test_ppo_learns_cartpole_within_a_short_budget(tmp_path, framework):
     assert summary.episode_return_mean > 150, summary
     mean, _ = evaluate_checkpoint(str(tmp_path), num_episodes=5)
     assert mean > 150
+    # A policy outlives the learner that loaded it: a TF module's tf.function methods hold
+    # the module by a weak reference, and once collected it was None inside them.
+    policy = load_policy(str(tmp_path)).policy
+    gc.collect()
+    assert policy(np.zeros((1, 4), np.float32))["actions"].shape == (1,)
 
 
 @pytest.fixture(scope="module")

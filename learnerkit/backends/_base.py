@@ -213,6 +213,10 @@ def policy_fn(
     def policy(obs: np.ndarray) -> dict[str, np.ndarray]:
         return backend.numpy_call(act, obs)
 
+    # A tf.function method holds its module by a weak reference only: without this, a
+    # policy whose learner is gone acted, after the next garbage collection, with a module
+    # of None ("'NoneType' object has no attribute ...").
+    policy.module = module  # type: ignore[attr-defined]
     return policy
 
 
@@ -223,4 +227,5 @@ def value_fn(backend: Backend, module: Any) -> Callable[[np.ndarray], np.ndarray
     def values(obs: np.ndarray) -> np.ndarray:
         return backend.numpy_call(value, obs)
 
+    values.module = module  # type: ignore[attr-defined]  # kept alive, as in policy_fn
     return values
