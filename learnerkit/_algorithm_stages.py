@@ -121,8 +121,8 @@ class AlgorithmStages:
         is overridden, else None). The default seeds backward so that a non-finite loss
         makes every gradient NaN, which the non-finite check then catches; an override
         should keep that (call ``super()``) or leave such a step to that check. On Ray
-        learners the gradients are averaged over the learners after this (torch's DDP:
-        during backward) and before ``postprocess_gradients``."""
+        learners the gradients are averaged over the learners after this (torch's DDP on
+        GPUs: during backward) and before ``postprocess_gradients``."""
         return self.backend.compute_gradients(
             self._table[module_id].module, loss_out["total_loss"], tape
         )

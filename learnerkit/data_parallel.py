@@ -7,11 +7,17 @@ actors of ``learnerkit._distributed``) is the same Learner, given a ``DataParall
 tells it two:
 
 - ``training_forward(module_id, module)``: what a module's train step runs its forward pass
-  through (torch: the module's DistributedDataParallel wrapper, which averages the
+  through (torch on GPUs: the module's DistributedDataParallel wrapper, which averages the
   gradients over the learners during backward);
 - ``allreduce_gradients``: None, or the function each train step hands its gradients to, as
   numpy arrays, for their mean over the learners, after backward and before the finiteness
-  check and clipping, so every learner skips, clips and applies alike (TensorFlow);
+  check and clipping, so every learner skips, clips and applies alike (TensorFlow, and
+  torch on the CPU). TensorFlow's step passes one array per parameter with a gradient (its
+  compiled step reaches the same ones on every learner). torch's passes one per trainable
+  parameter, zeros where this learner's loss did not reach it, and last a float32 array
+  of one flag per parameter, 1 where it did: reduced element-wise like the others (a mean
+  or a sum), the flags say which parameters any learner's loss reached, and the others
+  keep no gradient, as on a lone learner;
 - ``training_with_several_backward_passes(module_id, module)``: the forward pass and the
   all-reduce of a module with several optimizers, whose step may run one backward pass per
   optimizer's loss (``OPTIMIZER_LOSSES``): a forward pass that averages nothing during
@@ -42,7 +48,7 @@ class DataParallel(Protocol):
 
     allreduce_gradients: AllReduce | None
     """The gradients' mean over the learners (numpy in, numpy out), or None when the
-    training forward pass averages them already (DDP) or the learner trains alone."""
+    training forward pass averages them already (DDP, on GPUs) or the learner trains alone."""
 
     def training_forward(self, module_id: str, module: Any) -> Forward:
         """The callable the train step of ``module`` runs its forward pass through."""

@@ -206,8 +206,8 @@ def compute_loss(
     the shared graph (``backward(inputs=...)``: only that optimizer's gradients), TensorFlow
     one gradient per loss from a persistent tape. Ray learners average each optimizer's
     gradients over the learners after the backward passes (torch: a module with several
-    optimizers runs its forward pass without DDP's averaging, which expects one backward
-    pass per forward pass). A Learner with its own gradient stages does not take it yet.
+    optimizers on GPUs runs its forward pass without DDP's averaging, which expects one
+    backward pass per forward pass). A Learner with its own gradient stages does not take it yet.
 
     Per-row values travel back to the caller of ``update()``, not into the averaged
     statistics: ``results[module_id]["per_row"][name]`` is a float32 numpy array with one

@@ -76,9 +76,14 @@ def test_both_frameworks_step_on_what_the_allreduce_returns(framework):
     out = learner.update(random_batch(16), num_epochs=3, shuffle=False)[MID]
 
     assert len(group.calls) == 3  # once per minibatch step
-    # One array per trainable parameter, the local gradients (the weights) as they are.
+    # One array per trainable parameter, the local gradients (the weights) as they are...
     first = group.calls[0]
-    assert len(first) == len(learner.get_parameters(learner.module[MID]))
+    params = learner.get_parameters(learner.module[MID])
+    if framework == "torch":
+        # ...and last, a flag per parameter: 1 where this learner's loss reached it.
+        *first, reached = first
+        np.testing.assert_array_equal(reached, np.ones(len(params), np.float32))
+    assert len(first) == len(params)
     assert sorted(g.size for g in first) == sorted(w.size for w in before.values())
     # SGD on doubled gradients: w <- w - 2 * LR * w per step, in torch as in TensorFlow.
     for name, w in weights(learner).items():
@@ -113,7 +118,8 @@ def test_a_module_with_several_optimizers_trains_through_the_seams_several_pass_
 ):
     """Each optimizer's own loss (``OPTIMIZER_LOSSES``), one backward pass each: the module's
     forward pass and all-reduce are those the seam gives for several backward passes (torch's
-    Ray learners: DDP's forward without its averaging, and a gloo all-reduce after)."""
+    Ray learners: the module's own forward, or on GPUs DDP's without its averaging, and a
+    gloo all-reduce after)."""
 
     class Recording(FakeGroup):
         def training_with_several_backward_passes(self, module_id, module):

@@ -339,7 +339,7 @@ def ray_spec(framework: str, num_learners: int) -> LearnerSpec:
 
 @pytest.fixture(scope="module", params=["torch", "tf"])
 def ray_group(request):
-    """Two learners per framework, with custom gradient stages (torch: DDP averages during
+    """Two learners per framework, with custom gradient stages (torch: the all-reduce after
     backward; TF: the all-reduce in the compiled step)."""
     learnerkit.register_algorithm(sgd_plugin())  # shipped to the learners now
     try:

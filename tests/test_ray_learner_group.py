@@ -23,7 +23,6 @@ import ray
 from conftest import (
     CARTPOLE_OBS,
     TWO_ACTIONS,
-    bc_loss,
     end_ray_session,
     learner_processes,
     make_plugin,
@@ -281,28 +280,86 @@ def test_cluster_short_of_cpus_is_a_clear_error_after_the_timeout(group, monkeyp
 
 
 # A code-registered plugin on a group of two modules ---------------------------------------
-@pytest.fixture(scope="module")
-def two_modules():
-    """Two learners of modules ``a`` and ``b``, trained by ``my_bc``, a BC plugin registered
-    in code here (so shipped to the actors by value). One group for the two tests below:
-    each checks what its own updates do (results, warnings, which weights move, the
-    learners alike) and none depends on the weights it starts from. Its CPUs stay reserved
-    until the module ends, so these come last here."""
-    learnerkit.register_algorithm(make_plugin("my_bc", compute_loss=bc_loss))
-    spec = bc_spec(
-        2,
+FAR = 3.0  # a first observation above this brings the value head into my_bc's loss
+
+
+def bc_and_far_values(module, batch, fwd_out, ops):
+    """BC, plus the squared value of the rows whose first observation is above ``FAR``
+    (over all rows): a minibatch without such a row never reaches the value head."""
+    dist = module.action_dist(fwd_out[learnerkit.Columns.ACTION_DIST_INPUTS])
+    loss = -ops.mean(dist.logp(batch[learnerkit.Columns.ACTIONS]))
+    out = {"total_loss": loss, "policy_loss": loss}
+    far = batch[learnerkit.Columns.OBS][:, 0] > FAR
+    if bool(far.any()):
+        values = fwd_out[learnerkit.Columns.VF_PREDS]
+        out["total_loss"] = out["total_loss"] + ops.sum(ops.square(values) * far) / len(far)
+    return out
+
+
+def my_bc_spec(num_learners: int) -> LearnerSpec:
+    return bc_spec(
+        num_learners,
         algorithm="my_bc",
         module_spec={
             "a": ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS),
             "b": ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS),
         },
     )
+
+
+@pytest.fixture(scope="module")
+def two_modules():
+    """Two learners of modules ``a`` and ``b``, trained by ``my_bc``, a BC plugin registered
+    in code here (so shipped to the actors by value). One group for the tests below:
+    each checks what its own updates do (results, warnings, which weights move, the
+    learners alike) and none depends on the weights it starts from. Its CPUs stay reserved
+    until the module ends, so these come last here."""
+    learnerkit.register_algorithm(make_plugin("my_bc", compute_loss=bc_and_far_values))
     try:
-        group = LearnerGroup(spec)
+        group = LearnerGroup(my_bc_spec(2))
     finally:
         learnerkit.unregister_algorithm("my_bc")
     yield group
     group.shutdown()
+
+
+def test_torch_learners_train_without_importing_torch_dynamo(two_modules):
+    # DDP's constructor imports torch._dynamo (0.9 s of CPU and ~70 MB per learner): on the
+    # CPU, learners average their gradients with an all-reduce of their own instead.
+    two_modules.update(MultiAgentBatch({"a": random_batch(32)}))
+    loaded = two_modules.foreach_learner(
+        lambda learner: sorted({"torch", "torch._dynamo", "sympy"} & set(sys.modules))
+    )
+    assert loaded == [["torch"], ["torch"]]
+
+
+def test_a_parameter_that_one_learners_shard_reaches_gets_the_mean_gradient_on_both(
+    two_modules, register
+):
+    # Each learner all-reduces a gradient for every parameter, zero where its loss did not
+    # reach it, and says which it reached (DDP's find_unused_parameters): a parameter that no
+    # loss reached gets no step, as on one learner, and one that a single shard reached
+    # gets the mean over the learners on both, so they take one learner's step on the batch.
+    register(make_plugin("my_bc", compute_loss=bc_and_far_values))
+    local = Learner(my_bc_spec(0))
+    local.build()
+    local.set_state(two_modules.get_state())
+    near = random_batch(64, seed=5)
+    assert not (near[learnerkit.Columns.OBS][:, 0] > FAR).any()
+    two_modules.update(MultiAgentBatch({"a": near}))
+    local.update(MultiAgentBatch({"a": near}))
+    stepped = two_modules.get_state()["optimizers"]["a"]["default"]["state"]
+    assert set(stepped) == set(local.get_state()["optimizers"]["a"]["default"]["state"])
+    far = dict(random_batch(64, seed=6))
+    far[learnerkit.Columns.OBS][0, 0] = FAR + 2  # the one far row: in one learner's shard
+    before = two_modules.get_weights()["a"]
+    loss = two_modules.update(MultiAgentBatch({"a": far}))["a"]["total_loss"]
+    assert loss == pytest.approx(local.update(MultiAgentBatch({"a": far}))["a"]["total_loss"])
+    assert all_weights_identical(two_modules)
+    theirs, ours = two_modules.get_weights()["a"], local.get_module_state()["a"]
+    assert not np.array_equal(theirs["vf.0.weight"], before["vf.0.weight"])
+    for name, value in ours.items():
+        np.testing.assert_allclose(theirs[name], value, atol=1e-6)
 
 
 def test_plugin_registered_in_code_trains_in_the_learner_actors(two_modules):

@@ -120,7 +120,7 @@ def test_a_learner_set_to_a_state_takes_the_same_next_step(framework):
 
 @pytest.mark.ray
 def test_two_ray_learners_stay_bitwise_identical_and_step_as_one_learner():
-    """Each optimizer's own loss on 2 torch Ray learners (DDP): each learner trains on its
+    """Each optimizer's own loss on 2 torch Ray learners: each learner trains on its
     half of the batch, and the gradients are averaged after the three backward passes. Both
     halves hold the same rows and the learners' loss generators are seeded alike, so they
     draw the same actions: the averaged gradients are those of one learner on those rows,

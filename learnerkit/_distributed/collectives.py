@@ -12,18 +12,27 @@ Both frameworks form one ``torch.distributed`` process group (``_GroupMember``).
 ``agree`` check always runs on a gloo group: gloo fails within milliseconds when a peer
 process has died ("Connection closed by peer"), where NCCL would wait until its timeout.
 
-Torch: gloo on CPU and NCCL when each learner has a GPU of its own
-(``num_gpus_per_learner=1``); the modules train through DistributedDataParallel, which
-all-reduces (averages) the gradients during the backward pass. A module with several
-optimizers, whose loss may give each one a backward pass of its own (``OPTIMIZER_LOSSES``),
-runs its forward pass under DDP's ``no_sync`` (DDP expects one backward pass per forward
-pass) and averages its gradients after them with one gloo all-reduce of a flat host buffer,
-as TensorFlow's steps do. Learners sharing a GPU
-(``num_gpus_per_learner < 1``) cannot use NCCL, which takes one rank per GPU ("Duplicate
-GPU detected"), so they use gloo with their modules on the GPU: gloo all-reduces, broadcasts
-and all-gathers CUDA tensors itself (``ProcessGroupGloo`` copies them through host memory),
-and those are the collectives DDP calls; the gradients go through the CPU inside gloo, with
-no copy in learnerkit's code.
+Torch on the CPU: each train step averages its gradients after backward with one gloo
+all-reduce of a flat buffer, as TensorFlow's steps do (``allreduce_grads`` in the torch
+backend), and a module joining a group takes rank 0's weights, after a check that every
+learner built the same shapes (what DDP does when it wraps a module). Not
+DistributedDataParallel: on the CPU it gains nothing for the models learners train (one
+bucket, one all-reduce per step either way), and constructing it imports ``torch._dynamo``,
+0.9 s of CPU and ~70 MB in every learner actor (the import issue 10 took out of local
+training).
+
+Torch on GPUs: NCCL when each learner has a GPU of its own (``num_gpus_per_learner=1``);
+the modules train through DistributedDataParallel, which all-reduces (averages) the
+gradients during the backward pass, overlapping the two. A module with several optimizers,
+whose loss may give each one a backward pass of its own (``OPTIMIZER_LOSSES``), runs its
+forward pass under DDP's ``no_sync`` (DDP expects one backward pass per forward pass) and
+averages its gradients after them with one gloo all-reduce of a flat host buffer. Learners
+sharing a GPU (``num_gpus_per_learner < 1``) cannot use NCCL, which takes one rank per GPU
+("Duplicate GPU detected"), so they use gloo with their modules on the GPU: gloo
+all-reduces, broadcasts and all-gathers CUDA tensors itself (``ProcessGroupGloo`` copies
+them through host memory), and those are the collectives DDP calls; the gradients go
+through the CPU inside gloo, with no copy in learnerkit's code. (No GPU was available to
+test the GPU paths; see docs/concepts/data-parallel.md.)
 
 TensorFlow: the compiled train step hands its gradients, flattened into one buffer, to a
 gloo all-reduce through ``tf.numpy_function`` (one collective per optimizer step), and
@@ -44,6 +53,7 @@ import datetime
 import os
 import sys
 import tempfile
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -284,16 +294,20 @@ def _stderr_without(message: bytes) -> Iterator[None]:
 
 
 class TorchDataParallel(_GroupMember):
-    """A torch learner's place in the group: it trains through DDP, which averages the
-    gradients during backward (so no ``allreduce_gradients``)."""
+    """A torch learner's place in the group. On the CPU its train steps average their
+    gradients with one all-reduce after backward (``allreduce_gradients``); on a GPU its
+    modules train through DDP, which averages them during backward."""
 
     def __init__(self, device: str, *, own_gpu: bool) -> None:
         import torch
 
         self.device = torch.device(device)
         self.own_gpu = own_gpu
+        self.through_ddp = self.device.type == "cuda"
+        if not self.through_ddp:
+            self.allreduce_gradients = self.mean_over_learners
         self._modules: dict[str, Any] = {}  # every module the learner trains, by id
-        self._ddp: dict[str, Any] = {}  # their DDP wrappers while a group is formed
+        self._ddp: dict[str, Any] = {}  # their DDP wrappers while a group is formed (GPU)
         self._fresh: set[str] = set()  # wrappers that have not run a forward pass yet
 
     def limit_threads(self, num_threads: int) -> None:
@@ -302,17 +316,19 @@ class TorchDataParallel(_GroupMember):
         torch.set_num_threads(num_threads)
 
     def training_forward(self, module_id: str, module: Any) -> Any:
-        return _DDPForward(self, module_id, module)
+        return _DDPForward(self, module_id, module) if self.through_ddp else module
 
     def training_with_several_backward_passes(self, module_id: str, module: Any) -> Any:
-        return _DDPForward(self, module_id, module, sync=False), self.mean_over_learners
+        if self.through_ddp:
+            return _DDPForward(self, module_id, module, sync=False), self.mean_over_learners
+        return module, self.mean_over_learners
 
     def module_added(self, module_id: str, module: Any) -> None:
         self._modules[module_id] = module
-        # Wrapping is a collective (DDP checks the module's shapes on every rank and
-        # broadcasts rank 0's weights): the group calls add_module on every learner at once.
+        # Joining is a collective (every learner checks the shapes and takes rank 0's
+        # weights): the group calls add_module on every learner at once.
         if self.world_size > 1 and self._control is not None:
-            self._wrap(module_id)
+            self._join_module(module_id)
 
     def module_removed(self, module_id: str) -> None:
         self._modules.pop(module_id, None)
@@ -327,20 +343,45 @@ class TorchDataParallel(_GroupMember):
 
     def _joined_group(self) -> None:
         for module_id in self._modules:
-            self._wrap(module_id)
+            self._join_module(module_id)
 
-    def _wrap(self, module_id: str) -> None:
-        from torch.nn.parallel import DistributedDataParallel
-
+    def _join_module(self, module_id: str) -> None:
         module = self._modules[module_id]
         if not any(p.requires_grad for p in module.parameters()):
             return
-        cuda = self.device.type == "cuda"
+        if self.through_ddp:
+            self._wrap(module_id, module)
+        else:
+            self._take_rank_zeros_weights(module_id, module)
+
+    def _take_rank_zeros_weights(self, module_id: str, module: Any) -> None:
+        """Check that every learner built ``module`` with the same shapes, then copy rank
+        0's parameters and buffers into it: what DDP does when it wraps a module."""
+        import torch
+        import torch.distributed as dist
+
+        tensors = [*module.parameters(), *module.buffers()]
+        shapes = repr([(tuple(t.shape), str(t.dtype)) for t in tensors]).encode()
+        signature = zlib.crc32(shapes)
+        high, low = self._max_reduce([signature, -signature])
+        if high != -low:
+            raise LearnerGroupError(
+                f"the learners built module {module_id!r} with different parameter shapes or "
+                "dtypes; a module must be built alike from its spec on every learner (its "
+                "model_config, not the process, decides its layers)"
+            )
+        with torch.no_grad():
+            for tensor in tensors:
+                dist.broadcast(tensor.detach(), src=0, group=self._control)
+
+    def _wrap(self, module_id: str, module: Any) -> None:
+        from torch.nn.parallel import DistributedDataParallel
+
         # find_unused_parameters: an algorithm's loss may leave parts of a module out
         # (BC never touches the value head); DDP would wait for their gradients.
         self._ddp[module_id] = DistributedDataParallel(
             module,
-            device_ids=[self.device.index] if cuda else None,
+            device_ids=[self.device.index],
             find_unused_parameters=True,
         )
         self._fresh.add(module_id)

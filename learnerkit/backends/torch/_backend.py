@@ -214,7 +214,8 @@ class TorchBackend:
 
         ``allreduce_gradients`` maps the gradients, as numpy arrays, to their mean over
         data-parallel learners; it runs after backward, before the finiteness check and
-        clipping, as in TensorFlow's step. (DDP averages during backward and passes None.)
+        clipping, as in TensorFlow's step (Ray learners on the CPU). (DDP, on GPUs, averages
+        during backward and passes None.)
 
         ``gradient_hooks`` (a Learner customising its gradient stages) replace backward,
         clipping and the optimizer steps by its ``compute``, ``postprocess`` and ``apply``
@@ -236,8 +237,9 @@ class TorchBackend:
             total_loss = loss_out["total_loss"]
             # A non-finite loss makes every gradient NaN, even where its non-finite part has
             # no gradient: backward runs on the loss times NaN (times 1 for a finite loss,
-            # which leaves the gradients bit for bit). Under DDP the gradients are averaged
-            # over the learners during backward, so a NaN on any one reaches them all and
+            # which leaves the gradients bit for bit). On Ray learners the gradients are
+            # averaged over the learners (after backward, or by DDP during it on GPUs), so a
+            # NaN on any one reaches them all and
             # every learner, deciding on the averaged gradients' norm alone, skips the same
             # steps: a decision on the local loss could differ between learners, and one
             # stepping while another does not would make their weights diverge.
@@ -258,7 +260,7 @@ class TorchBackend:
             skipped = not math.isfinite(grad_norm.item())
             if not skipped:
                 if grad_clip is not None:
-                    # After backward, hence after DDP's all-reduce: every learner clips alike.
+                    # After the all-reduce (or DDP's, during backward): every learner clips alike.
                     clip_grads(groups, grad_clip, grad_clip_by, grad_norm)
                 for opt in opts:
                     opt.step()

@@ -33,7 +33,7 @@ def hooked_steps(
     forward: Forward, loss_fn: LossFn, allreduce: AllReduce | None, hooks: GradientHooks
 ) -> Callable[..., Any]:
     """The train step through a Learner's gradient stages: ``compute`` (one backward),
-    the all-reduce (when not DDP's, which ran during backward), the finiteness check of the
+    the all-reduce (unless DDP's, on GPUs, ran during backward), the finiteness check of the
     averaged gradients, then, unless skipped, ``postprocess`` (re-checked when custom) and
     ``apply``. Every data-parallel learner postprocesses the same gradients, so they stay
     identical."""
@@ -77,13 +77,33 @@ def clip_coef(clip: float, norm: torch.Tensor) -> torch.Tensor:
 
 
 def allreduce_grads(allreduce: AllReduce, params: Sequence[torch.Tensor]) -> None:
-    """Replace the parameters' gradients by ``allreduce`` of them (one call for all)."""
-    with_grad = [p for p in params if p.grad is not None]
-    if not with_grad:
+    """Replace the parameters' gradients by ``allreduce`` of them (one call for all).
+
+    Every parameter takes part, with a zero gradient where this learner's loss did not
+    reach it, and one more array says which ones it reached: a parameter no learner's loss
+    reached keeps no gradient (its optimizer leaves it alone, as a lone learner's would),
+    and one that some reached gets the mean on every learner. So the learners all-reduce
+    the same arrays whatever their shards' losses used, as DDP's ``find_unused_parameters``
+    does."""
+    if not params:
         return
-    averaged = allreduce([p.grad.detach().cpu().numpy() for p in with_grad])
-    for p, grad in zip(with_grad, averaged, strict=True):
-        p.grad.copy_(torch.as_tensor(np.asarray(grad)))
+    reached = np.array([p.grad is not None for p in params], np.float32)
+    grads = [
+        (p.grad if p.grad is not None else torch.zeros_like(p)).detach().cpu().numpy()
+        for p in params
+    ]
+    arrays = [*grads, reached]
+    averaged = allreduce(arrays)
+    if averaged is arrays:
+        return  # a group of one: the gradients are their own mean
+    *means, reached_anywhere = averaged
+    for p, mean, anywhere in zip(params, means, reached_anywhere, strict=True):
+        if not anywhere:
+            continue
+        if p.grad is None:
+            p.grad = torch.as_tensor(np.array(mean)).to(p.device)
+        else:
+            p.grad.copy_(torch.as_tensor(np.asarray(mean)))
 
 
 def clip_grads(
@@ -119,7 +139,7 @@ def backward_per_optimizer(
     (``backward(inputs=...)``: autograd computes no other parameter's gradient), through the
     one graph of the forward pass (kept until the last). Any non-finite loss seeds them all
     with NaN (see the single-loss case in ``make_train_step``). Data-parallel learners run
-    the forward pass of such a module without DDP's averaging and all-reduce afterwards
+    the forward pass of such a module without DDP's averaging (GPUs) and all-reduce afterwards
     (``DataParallel.training_with_several_backward_passes``)."""
     pending = [
         (losses[name], group)
