@@ -10,6 +10,9 @@ that asks for a GPU where there is none is tested in test_learner_group_local.py
 from __future__ import annotations
 
 import json
+import os
+import sys
+import time
 
 import gymnasium as gym
 import numpy as np
@@ -290,6 +293,38 @@ def test_two_ray_learners_sharing_a_gpu_stay_identical_and_match_one_learner():
         assert not gaps, f"two learners sharing a GPU vs one learner: {gaps}"
     finally:
         group.shutdown()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_ppo_group_on_a_gpu_prints_no_torch_warning_about_unused_parameters(capfd):
+    """Learners on GPUs train through DDP, asked to find unused parameters (a loss may leave
+    parts of a module out), and torch advises against that from C++ once per learner when
+    it finds none: learnerkit filters that line out of the learners' stderr (issue 21)."""
+    group = LearnerGroup(
+        spec("ppo", num_learners=2, num_cpus_per_learner=1, num_gpus_per_learner=0.5)
+    )
+    try:
+        group.update(fragments(0))
+        group.update(fragments(1))
+        # A line on each learner's stderr after its updates; Ray forwards the learners'
+        # output to this console a moment later, merging lines that are alike, so each
+        # learner's is its own (its pid spelt in letters).
+        group.foreach_learner(
+            lambda learner: print(
+                "learnerkit-test done by " + "".join(chr(97 + int(d)) for d in str(os.getpid())),
+                file=sys.stderr,
+                flush=True,
+            )
+        )
+        deadline, seen = time.monotonic() + 20, ""
+        while seen.count("learnerkit-test done by") < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            seen += "".join(capfd.readouterr())
+    finally:
+        group.shutdown()
+    assert seen.count("learnerkit-test done by") == 2
+    assert "find_unused_parameters" not in seen
 
 
 @pytest.mark.ray

@@ -15,7 +15,6 @@ import os
 import signal
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -160,40 +159,6 @@ def test_a_refused_state_is_a_checkpoint_error_and_no_learner_changes(group):
     assert str(excinfo.value).startswith("weights for module 'default_policy' in state:")
     after = group.foreach_learner(lambda learner: learner.get_module_state())
     np.testing.assert_equal(after, before)
-
-
-def test_a_ppo_group_prints_no_torch_warning_about_unused_parameters(capfd):
-    spec = bc_spec(2, algorithm="ppo")
-    columns = learnerkit.Columns
-    rows = learnerkit.SampleBatch(
-        {
-            **dict(random_batch(64).items()),
-            columns.ACTION_LOGP: np.full(64, -0.7, np.float32),
-            columns.ADVANTAGES: np.ones(64, np.float32),
-            columns.VALUE_TARGETS: np.ones(64, np.float32),
-            columns.VF_PREDS: np.zeros(64, np.float32),
-            columns.ACTION_DIST_INPUTS: np.zeros((64, 2), np.float32),
-        }
-    )
-    with LearnerGroup(spec) as ppo:
-        ppo.update(rows)
-        ppo.update(rows)
-        # A line on each learner's stderr after its updates; Ray forwards the learners'
-        # output to this console a moment later, merging lines that are alike, so each
-        # learner's is its own (its pid spelt in letters).
-        ppo.foreach_learner(
-            lambda learner: print(
-                "learnerkit-test done by " + "".join(chr(97 + int(d)) for d in str(os.getpid())),
-                file=sys.stderr,
-                flush=True,
-            )
-        )
-        deadline, seen = time.monotonic() + 20, ""
-        while seen.count("learnerkit-test done by") < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-            seen += "".join(capfd.readouterr())
-    assert seen.count("learnerkit-test done by") == 2
-    assert "find_unused_parameters" not in seen
 
 
 def test_killed_learner_is_restarted_from_a_healthy_one_and_training_goes_on(group, caplog):
