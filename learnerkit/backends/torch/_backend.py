@@ -239,10 +239,10 @@ class TorchBackend:
             # no gradient: backward runs on the loss times NaN (times 1 for a finite loss,
             # which leaves the gradients bit for bit). On Ray learners the gradients are
             # averaged over the learners (after backward, or by DDP during it on GPUs), so a
-            # NaN on any one reaches them all and
-            # every learner, deciding on the averaged gradients' norm alone, skips the same
-            # steps: a decision on the local loss could differ between learners, and one
-            # stepping while another does not would make their weights diverge.
+            # NaN on any one reaches them all and every learner, deciding on the averaged
+            # gradients' norm alone, skips the same steps: a decision on the local loss could
+            # differ between learners, and one stepping while another does not would make
+            # their weights diverge.
             # loss * 0 + 1: 1 for a finite loss, NaN for inf or NaN, in two kernels (issue 10).
             # Multiplied in rather than passed as backward's gradient, which makes torch
             # import its symbolic shapes and sympy to check it (0.3 s, ~25 MB).
