@@ -87,19 +87,21 @@ def fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 # Ray --------------------------------------------------------------------------------------
 # Starting Ray takes seconds, so the tests share one session per process: the first test
-# that needs Ray starts it (through learnerkit, as a user's program would) and it lasts until
-# the tests end. Tests that check how a run starts Ray (marked ``ray_first``) run first among
-# them, so that the session they see started is the one the others then share; each still
-# ends any session first (end_ray_session), so that it holds when run alone. The two-node
-# cluster tests, which replace the session with their cluster, run last. Run in one process,
+# that needs Ray starts it (through learnerkit, as a user's program would) and it lasts
+# until the tests end (under xdist, until the worker's last file with Ray tests). Tests that
+# check how a run starts Ray (marked ``ray_first``) run first among them, so that the
+# session they see started is the one the others then share; each still ends any session
+# first (end_ray_session), so that it holds when run alone. The chaos and two-node cluster
+# tests, which replace the session with a Ray of their own, run last. Run in one process,
 # the Ray tests come after all the others, and any other test that starts Ray fails. Under
 # pytest-xdist (``make test``: ``-n logical --dist loadfile``) each file runs whole on one
-# worker, so that what its tests share (a module-scoped Ray learner group, a trained run, the
-# contract kit's run of a class) is built once; files are handed out in the order of their
-# first test, and the Ray tests come first, then the slow ones, so that a worker starts its
-# session once and a long file does not end the run on one worker while the other waits.
-# (xdist's ``loadgroup`` would put a file's Ray tests and its others apart, but pytest 9's
-# test ids do not take the group that xdist 3.8 adds: its groups are silently ignored.)
+# worker, so that what its tests share (a module-scoped Ray learner group, a trained run,
+# the contract kit's run of a class) is built once; files are handed out in the order of
+# their first test, and the Ray tests come first, then the slow ones, so that a worker
+# starts its session once and a long file does not end the run on one worker while the other
+# waits. (xdist's ``loadgroup`` would put a file's Ray tests and its others apart, but
+# pytest 9's test ids do not take the group that xdist 3.8 adds: its groups are silently
+# ignored.)
 def ray_is_up() -> bool:
     ray = sys.modules.get("ray")  # never imported here: most tests do not use Ray
     return ray is not None and ray.is_initialized()
@@ -156,11 +158,16 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         end_ray_session()
 
 
+# Fixtures that replace the shared session with a Ray of their own (and end it after).
+OWN_RAY_FIXTURES = frozenset({"chaos", "two_node_cluster"})
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Ray tests after the others (a stable sort: file order otherwise), those marked
-    ``ray_first`` first and the two-node cluster's last. Under xdist the Ray tests come first
-    instead, then the slow ones (``loadfile`` hands out files in the order of their first
-    test)."""
+    ``ray_first`` first, and last those that replace the session with a Ray of their own
+    (the chaos harness's, the two-node cluster), so that no Ray test after them starts the
+    shared session again. Under xdist the Ray tests come first instead, then the slow ones
+    (``loadfile`` hands out files in the order of their first test)."""
     under_xdist = "PYTEST_XDIST_WORKER" in os.environ
 
     def order(item: pytest.Item) -> tuple[bool, ...]:
@@ -170,7 +177,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             is_ray != under_xdist,
             under_xdist and not is_slow,
             is_ray and item.get_closest_marker("ray_first") is None,
-            is_ray and "two_node_cluster" in getattr(item, "fixturenames", ()),
+            is_ray and not OWN_RAY_FIXTURES.isdisjoint(getattr(item, "fixturenames", ())),
         )
 
     items.sort(key=order)
