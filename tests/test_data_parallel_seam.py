@@ -158,6 +158,69 @@ def test_a_module_with_several_optimizers_trains_through_the_seams_several_pass_
         np.testing.assert_allclose(w, before[name] * (1 - 2 * LR), rtol=1e-5, atol=1e-7)
 
 
+class StagesOverridden(Learner):
+    """A Learner with its own gradient stages (here the defaults): the hooked step."""
+
+    def compute_gradients(self, loss_out, *, module_id, tape=None):
+        return super().compute_gradients(loss_out, module_id=module_id, tape=tape)
+
+
+class PeerReachedEverything(FakeGroup):
+    """As if a second learner's loss reached every parameter, with a gradient of 1 where
+    this learner's did not and the same gradients where it did."""
+
+    def allreduce_gradients(self, gradients: list[np.ndarray]) -> list[np.ndarray]:
+        self.calls.append([np.array(g) for g in gradients])
+        *grads, reached = gradients
+        means = [g if r else np.full_like(g, 0.5) for g, r in zip(grads, reached, strict=True)]
+        return [*means, (reached + 1) / 2]
+
+
+@pytest.mark.parametrize("learner_class", [Learner, StagesOverridden], ids=["fast", "hooked"])
+def test_torch_steps_all_reduce_every_parameter_with_a_flag_of_those_the_loss_reached(
+    register, learner_class
+):
+    """A loss of the policy tower only: torch's step (fast or through gradient stages) sends
+    every parameter's gradient, zeros for the value tower, and last a flag per parameter; a
+    value-tower parameter another learner's loss reached then steps on the mean."""
+
+    def configure_optimizers(module, hyperparameters, ops):
+        return ops.sgd(module, hyperparameters.learning_rate)
+
+    def compute_loss(learner, module, ops):
+        named = learner.named_parameters(module)
+        squares = [ops.sum(ops.square(w)) for name, w in named.items() if name[:2] == "pi"]
+        return {"total_loss": 0.5 * sum(squares[1:], squares[0])}
+
+    register(
+        make_plugin(
+            "pi_squares", compute_loss=compute_loss, configure_optimizers=configure_optimizers
+        )
+    )
+    group = PeerReachedEverything(1.0)
+    spec = LearnerSpec(
+        algorithm="pi_squares",
+        module_spec=ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS),
+        hyperparameters=Hyperparameters(learning_rate=LR),
+        learner_class=learner_class,
+    )
+    learner = learner_class(spec, data_parallel=group)
+    learner.build()
+    names = list(learner.named_parameters(learner.module[MID]))
+    before = weights(learner)
+    learner.update(random_batch(16))
+    [call] = group.calls  # one minibatch step
+    *grads, reached = call
+    assert len(grads) == len(names)
+    np.testing.assert_array_equal(reached, [name[:2] == "pi" for name in names])
+    for name, grad in zip(names, grads, strict=True):
+        # The policy's gradients are its weights; the value tower's are zeros.
+        np.testing.assert_allclose(grad, before[name] if name[:2] == "pi" else 0.0, atol=1e-7)
+    for name, w in weights(learner).items():
+        step = before[name] if name[:2] == "pi" else 0.5  # the value tower: the peer's mean
+        np.testing.assert_allclose(w, before[name] - LR * step, rtol=1e-5, atol=1e-7)
+
+
 def test_the_seam_hears_of_every_module_built_and_dropped(framework):
     group = FakeGroup(1.0)
     learner = learner_with(framework, group)

@@ -221,7 +221,9 @@ class TorchBackend:
         clipping and the optimizer steps by its ``compute``, ``postprocess`` and ``apply``
         (``train_step.hooked_steps``); without them the step is the inlined fast path below."""
         if gradient_hooks is not None:
-            return hooked_steps(forward, loss_fn, allreduce_gradients, gradient_hooks)
+            return hooked_steps(
+                forward, loss_fn, allreduce_gradients, gradient_hooks, self.parameters(module)
+            )
         opts = list(optimizers.values())
         opt_names = list(optimizers)
         groups = [self.optimizer_parameters(opt) for opt in opts]

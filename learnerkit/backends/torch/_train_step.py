@@ -30,13 +30,17 @@ def run_steps(step: Callable[..., dict[str, Any]], names: list[str]) -> Callable
 
 
 def hooked_steps(
-    forward: Forward, loss_fn: LossFn, allreduce: AllReduce | None, hooks: GradientHooks
+    forward: Forward,
+    loss_fn: LossFn,
+    allreduce: AllReduce | None,
+    hooks: GradientHooks,
+    params: Sequence[torch.Tensor],
 ) -> Callable[..., Any]:
     """The train step through a Learner's gradient stages: ``compute`` (one backward),
-    the all-reduce (unless DDP's, on GPUs, ran during backward), the finiteness check of the
-    averaged gradients, then, unless skipped, ``postprocess`` (re-checked when custom) and
-    ``apply``. Every data-parallel learner postprocesses the same gradients, so they stay
-    identical."""
+    the all-reduce of ``params``' gradients (unless DDP's, on GPUs, ran during backward),
+    the finiteness check of the averaged gradients, then, unless skipped, ``postprocess``
+    (re-checked when custom) and ``apply``. Every data-parallel learner postprocesses the
+    same gradients, so they stay identical."""
     names: list[str] = []
 
     def step(tensors, indices, state, per_row_steps):
@@ -48,12 +52,10 @@ def hooked_steps(
                 "does not take yet"
             )
         gradients = hooks.compute(loss_out, None)
-        if allreduce is not None and gradients:
-            averaged = allreduce([g.detach().cpu().numpy() for g in gradients.values()])
-            gradients = {
-                ref: torch.as_tensor(np.asarray(a)).to(g.device)
-                for (ref, g), a in zip(gradients.items(), averaged, strict=True)
-            }
+        if allreduce is not None and params:
+            means = mean_gradients(allreduce, params, [gradients.get(p) for p in params])
+            if means is not None:
+                gradients = {p: m for p, m in zip(params, means, strict=True) if m is not None}
         grad_norm = torch.nn.utils.get_total_norm(list(gradients.values()))
         skipped = not math.isfinite(grad_norm.item())
         if not skipped:
@@ -76,34 +78,49 @@ def clip_coef(clip: float, norm: torch.Tensor) -> torch.Tensor:
     return torch.clamp(float(clip) / (norm + 1e-6), max=1.0)
 
 
-def allreduce_grads(allreduce: AllReduce, params: Sequence[torch.Tensor]) -> None:
-    """Replace the parameters' gradients by ``allreduce`` of them (one call for all).
+def mean_gradients(
+    allreduce: AllReduce, params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None]
+) -> list[torch.Tensor | None] | None:
+    """The mean over the learners (``allreduce``, one call) of each parameter's gradient,
+    ``grads`` holding None where this learner's loss did not reach the parameter; None for a
+    group of one (the seam hands back what it was given: the gradients are their own mean).
 
-    Every parameter takes part, with a zero gradient where this learner's loss did not
-    reach it, and one more array says which ones it reached: a parameter no learner's loss
-    reached keeps no gradient (its optimizer leaves it alone, as a lone learner's would),
-    and one that some reached gets the mean on every learner. So the learners all-reduce
-    the same arrays whatever their shards' losses used, as DDP's ``find_unused_parameters``
-    does."""
-    if not params:
-        return
-    reached = np.array([p.grad is not None for p in params], np.float32)
-    grads = [
-        (p.grad if p.grad is not None else torch.zeros_like(p)).detach().cpu().numpy()
-        for p in params
+    Every parameter takes part, with a zero gradient where not reached, and one more array
+    says which ones were: a parameter no learner's loss reached gets None (its optimizer
+    leaves it alone, as a lone learner's would), and one that some reached gets the mean on
+    every learner. So the learners all-reduce the same arrays whatever their shards' losses
+    used, as DDP's ``find_unused_parameters`` does."""
+    reached = np.array([g is not None for g in grads], np.float32)
+    arrays = [
+        (g if g is not None else torch.zeros_like(p)).detach().cpu().numpy()
+        for p, g in zip(params, grads, strict=True)
     ]
-    arrays = [*grads, reached]
+    arrays.append(reached)
     averaged = allreduce(arrays)
     if averaged is arrays:
-        return  # a group of one: the gradients are their own mean
+        return None
     *means, reached_anywhere = averaged
-    for p, mean, anywhere in zip(params, means, reached_anywhere, strict=True):
-        if not anywhere:
+    return [
+        torch.as_tensor(np.asarray(mean)).to(p.device) if anywhere else None
+        for p, mean, anywhere in zip(params, means, reached_anywhere, strict=True)
+    ]
+
+
+def allreduce_grads(allreduce: AllReduce, params: Sequence[torch.Tensor]) -> None:
+    """Replace the parameters' gradients by their mean over the learners
+    (``mean_gradients``), in place where a parameter has one."""
+    if not params:
+        return
+    means = mean_gradients(allreduce, params, [p.grad for p in params])
+    if means is None:
+        return
+    for p, mean in zip(params, means, strict=True):
+        if mean is None:
             continue
         if p.grad is None:
-            p.grad = torch.as_tensor(np.array(mean)).to(p.device)
+            p.grad = mean
         else:
-            p.grad.copy_(torch.as_tensor(np.asarray(mean)))
+            p.grad.copy_(mean)
 
 
 def clip_grads(
