@@ -11,7 +11,12 @@ that does not read the image: a random one averages about -0.2 and the best fixe
 about 0.1 (measured below, cheaply), while the best policy scores about 0.86. Seed 0 passes
 it at ~3.6k steps (PPO, either framework) and ~21k (IMPALA; APPO ~16k), 13-26 s each on
 this 2-core host, evaluation and the Ray run's start-up included, so a loss of the wrong
-sign, a learning rate of 0, an encoder that drops the image or scales it wrong fails."""
+sign, a learning rate of 0, an encoder that drops the image or scales it wrong fails.
+
+The checkpoint is then played with sampled actions, as in training. Greedy play of a
+policy just past the bar is erratic: IMPALA's checkpoints at the bar (seeds 0-9; seed 4
+missed it in 60k steps) scored -0.09 to 0.81 over 100 greedy episodes, and one scored
+-0.21 in a full suite; sampling, 0.52 to 0.82 (PPO on TF, seeds 0-2: 0.69 to 0.79)."""
 
 from __future__ import annotations
 
@@ -22,19 +27,20 @@ from docs_blocks import run_example
 
 from learnerkit.checkpoint import load
 from learnerkit.envs import PIXEL_GRID_ID
-from learnerkit.loops import TrainConfig, evaluate_checkpoint, train
+from learnerkit.loops import TrainConfig, load_policy, train
 
 BAR, BUDGET = 0.6, 60_000
 
 
-def _mean_return(act, episodes=400):
+def _mean_return(act, episodes=400, seed=0):
+    """Mean return of ``act(observation, t)`` over ``episodes`` seeded episodes."""
     env = gym.make(PIXEL_GRID_ID)
     returns = []
     for episode in range(episodes):
-        env.reset(seed=episode)
+        obs, _ = env.reset(seed=seed + episode)
         total, t, done = 0.0, 0, False
         while not done:
-            _, reward, terminated, truncated, _ = env.step(act(t))
+            obs, reward, terminated, truncated, _ = env.step(act(obs, t))
             total, t, done = total + reward, t + 1, terminated or truncated
         returns.append(total)
     return float(np.mean(returns))
@@ -43,9 +49,9 @@ def _mean_return(act, episodes=400):
 def test_a_policy_blind_to_the_image_stays_far_below_the_bar():
     rng = np.random.default_rng(0)
     sweep = [0, 0, 0, 2, 2, 2, 3, 3, 3, 1, 2, 2, 2, 1, 3, 3]  # to a corner, then row by row
-    assert _mean_return(lambda t: int(rng.integers(4))) < BAR - 0.5
-    assert _mean_return(lambda t: sweep[t]) < BAR - 0.3
-    assert max(_mean_return(lambda t, a=a: a, episodes=100) for a in range(4)) < -0.5
+    assert _mean_return(lambda obs, t: int(rng.integers(4))) < BAR - 0.5
+    assert _mean_return(lambda obs, t: sweep[t]) < BAR - 0.3
+    assert max(_mean_return(lambda obs, t, a=a: a, episodes=100) for a in range(4)) < -0.5
 
 
 @pytest.mark.slow
@@ -87,11 +93,15 @@ def test_the_guides_ppo_example_learns_the_pixel_grid(tmp_path, monkeypatch):
 
 
 def check_it_reads_the_image(summary) -> None:
-    """The bar reached, with the conv encoder's weights; greedy, from the checkpoint, a
-    policy just past the bar still dithers (PPO's ~0.2 at seed 0), far above a constant
-    action's -0.6 and a random policy's -0.2."""
+    """The bar reached, with the conv encoder's weights; the policy loaded from the
+    checkpoint, sampling, scores over 100 episodes well above the best blind policy's 0.1
+    (the lowest checkpoint measured scored 0.52, with a standard error of 0.06)."""
     assert summary.reached_stop_reward, summary
     weights = load(summary.checkpoint)["modules"]["default_policy"]
     assert any(name.startswith("pi_conv.") for name in weights)
-    mean, _ = evaluate_checkpoint(summary.checkpoint, num_episodes=20)
-    assert mean > 0.0
+    policy = load_policy(summary.checkpoint, explore=True).policy
+
+    def act(obs, t):
+        return policy(np.asarray(obs)[None])["actions"][0]
+
+    assert _mean_return(act, episodes=100, seed=1000) > 0.25
