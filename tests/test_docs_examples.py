@@ -7,7 +7,7 @@ working directory with a fresh plugin registry. A block that is deliberately not
 the line ``<!-- not run: REASON -->``; those stay rare and each says why. A training example
 that a learning test runs and checks (rather than train the same run twice) is preceded by
 ``<!-- run by: tests/FILE.py -->``, and that file names the page. The site's navigation
-lists every public module's reference page.
+lists every public module's reference page, and the README links every written page.
 """
 
 from __future__ import annotations
@@ -101,3 +101,9 @@ def test_the_site_navigation_lists_every_public_module():
     nav = (REPO / "mkdocs.yml").read_text()
     listed = set(re.findall(r"reference/api/(learnerkit[\w.]*)\.md", nav))
     assert listed == set(PUBLIC_MODULES)
+
+
+def test_the_readme_links_every_page_of_the_site():
+    linked = set(re.findall(r"\]\((docs/[\w./-]+\.md)\)", (REPO / "README.md").read_text()))
+    written = {relative(page) for page in DOCS.rglob("*.md") if "reference" not in page.parts}
+    assert written - linked == set(), "pages the README's Documentation list leaves out"
