@@ -32,9 +32,11 @@ def _list_plugins(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     loop_status = {loop.name: loop.status for loop in loops}
+    # A value too long for a terminal wraps ("fold") rather than end in an ellipsis: a cut
+    # package or hook name says nothing.
     table = Table(title="learnerkit algorithms")
     for column in ("name", "version", "package", "frameworks", "loop", "hooks", "status"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in rows:
         loop = row.training_loop or "-"
         status = loop_status.get(loop, "not installed")
@@ -51,7 +53,7 @@ def _list_plugins(args: argparse.Namespace) -> int:
         )
     loop_table = Table(title="learnerkit training loops")
     for column in ("name", "version", "package", "settings", "declares", "status"):
-        loop_table.add_column(column)
+        loop_table.add_column(column, overflow="fold")
     for loop in loops:
         declared = [name for name, value in (loop.declares or {}).items() if value]
         loop_table.add_row(
@@ -63,6 +65,10 @@ def _list_plugins(args: argparse.Namespace) -> int:
             _STATUS.get(loop.status, "[red]error"),
         )
     console = Console()
+    if not console.is_terminal:  # a file or a CI log: as wide as the tables, not 80 columns
+        unbounded = Console(width=1000)
+        widest = max(unbounded.measure(t).maximum for t in (table, loop_table))
+        console = Console(width=max(console.width, widest))
     console.print(table)
     console.print(loop_table)
     for row in [*rows, *loops]:

@@ -125,7 +125,8 @@ def test_table_shows_every_plugin_and_the_errors_of_broken_ones(plugin_dirs):
         "learnerkit",
         "list-plugins",
         plugin_dirs=[plugin_dirs["learnerkit-echo"], plugin_dirs["learnerkit-broken"]],
-        env={"COLUMNS": "250"},
+        # Piped, as into a file or a CI log: the tables widen past 80 columns, cutting nothing.
+        env={"COLUMNS": "80"},
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
@@ -133,6 +134,9 @@ def test_table_shows_every_plugin_and_the_errors_of_broken_ones(plugin_dirs):
         assert header in out
     for fragment in ("echo", "0.3.1", "learnerkit-echo", "bc", "learnerkit-bc", "ok", "error"):
         assert fragment in out
+    assert "…" not in out
+    assert "learnerkit-impala" in out and "AsyncSettings" in out
+    assert "additional_update, compile_results, compute_loss, configure_optimizers" in out
     assert "broken_import" in out and "failed to import" in out
     assert "advantage_estimate" in out
     assert "incompatible" in out and "requires learnerkit API >=9.0" in out
