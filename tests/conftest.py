@@ -28,6 +28,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 # worker at nice 0 on a 2-core machine they would wait for it. Equal shares instead.
 os.environ.setdefault("RAY_worker_niceness", "0")
 
+import gc
 import importlib
 import importlib.util
 import shutil
@@ -182,6 +183,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     items.sort(key=order)
     RAY_FILES.update(item.path for item in items if item.get_closest_marker("ray"))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Fewer, cheaper cyclic garbage collections. What is alive after collection (the test
+    items, torch, TensorFlow and the other modules they imported) lives to the end: frozen,
+    no full collection walks it again. Python's default thresholds collect after every 700
+    new objects, and tracing a TensorFlow step makes thousands. A fast-suite worker spent
+    ~2.9 s collecting (2.3 s in 13 full collections), ~1.5 s with both changes; the suite
+    took 0.7-1.0 s less (two pairs of runs, back to back). What the tests create is still
+    collected, only in larger batches."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 @pytest.hookimpl(trylast=True)
