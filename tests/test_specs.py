@@ -170,6 +170,44 @@ def test_more_than_one_gpu_per_learner_is_refused_with_the_way_to_use_several(nu
         ScalingConfig(num_gpus_per_learner=num_gpus)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        # 0 used to mean "not given" (the preset's budget: 56,832 steps of PPO), and -5 a
+        # "run" of no steps that wrote a checkpoint; 0 divided by zero at the first check.
+        ({"stop_timesteps": 0}, r"stop_timesteps must be an integer >= 1, got 0"),
+        ({"stop_timesteps": -5}, r"stop_timesteps must be an integer >= 1, got -5"),
+        ({"stop_timesteps": 2.5}, r"stop_timesteps must be an integer >= 1, got 2.5"),
+        ({"checkpoint_every": 0}, r"checkpoint_every must be an integer >= 1, got 0"),
+        ({"stop_reward": float("nan")}, r"stop_reward must be a finite number or None"),
+        ({"seed": -1}, r"seed must be an integer >= 0, got -1"),
+        ({"seed": 1.5}, r"seed must be an integer >= 0, got 1.5"),
+    ],
+)
+def test_a_train_config_that_cannot_run_names_the_field(kwargs, expected):
+    from learnerkit.loops import TrainConfig
+
+    with pytest.raises(ConfigError, match=rf"TrainConfig\.{expected}"):
+        TrainConfig(**kwargs)
+
+
+def test_a_train_config_takes_numpy_integers_and_whole_floats_as_ints():
+    from learnerkit.loops import TrainConfig
+
+    config = TrainConfig(seed=np.int64(3), stop_timesteps=1e6, checkpoint_every=np.int32(5))
+    assert (config.seed, config.stop_timesteps, config.checkpoint_every) == (3, 1_000_000, 5)
+    assert {type(v) for v in (config.seed, config.stop_timesteps, config.checkpoint_every)} == {int}
+
+
+def test_the_cli_names_a_stop_timesteps_it_cannot_use_in_one_line(tmp_path, capsys):
+    from learnerkit.cli import main
+
+    assert main(["train", "ppo", "--stop-timesteps", "0", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "TrainConfig.stop_timesteps must be an integer >= 1, got 0" in err
+    assert not any(tmp_path.iterdir())  # nothing trained, nothing written
+
+
 def test_a_learning_rate_given_by_the_user_replaces_the_presets_schedule(tmp_path):
     from learnerkit.loops import TrainConfig, Trainer
 

@@ -77,6 +77,13 @@ def test_a_run_writes_metrics_tensorboard_curve_checkpoint_and_summary(small_run
     assert load_policy(str(run)).run["algorithm"] == "ppo"  # the checkpoint loads
 
 
+@pytest.mark.parametrize("num_episodes", [0, -3, 2.5])
+def test_an_evaluation_of_no_episodes_is_refused(small_run, num_episodes):
+    # It returned nan (numpy's "mean of empty slice") and exited 0.
+    with pytest.raises(ConfigError, match=r"evaluate at least one episode, got num_episodes="):
+        evaluate_checkpoint(str(small_run[1]), num_episodes=num_episodes)
+
+
 @pytest.mark.slow  # a training run of a second or more
 def test_a_child_writes_tensorboard_and_training_imports_matplotlib_only_for_the_curve(tmp_path):
     code = f"""

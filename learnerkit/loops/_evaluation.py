@@ -7,6 +7,7 @@ both start from it.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -157,6 +158,9 @@ def evaluate_checkpoint(
     """Mean return of the greedy policy saved at ``path`` (a run or checkpoint directory);
     for a multi-agent run, of the team return (every module greedy, agents mapped as at
     the checkpoint)."""
+    whole = isinstance(num_episodes, numbers.Integral) and not isinstance(num_episodes, bool)
+    if not whole or num_episodes < 1:
+        raise ConfigError(f"evaluate at least one episode, got num_episodes={num_episodes!r}")
     if is_pettingzoo(env_id or read_run(path)["env"]):
         returns = [sum(r.values()) for r in evaluate_multi_agent(path, num_episodes, seed=seed)]
         return float(np.mean(returns)), returns

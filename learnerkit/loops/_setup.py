@@ -95,7 +95,9 @@ def resolve_settings(
     hps = structure_hyperparameters(algorithm.hyperparameters, values)
     check_base_fields(hps, (info or training_loop_of(algorithm)).settings)
     stop_reward = config.stop_reward if config.stop_reward is not None else stop.get("reward")
-    stop_timesteps = config.stop_timesteps or stop.get("timesteps")
+    stop_timesteps = (
+        config.stop_timesteps if config.stop_timesteps is not None else stop.get("timesteps")
+    )
     return hps, model_config, stop_reward, None if stop_timesteps is None else int(stop_timesteps)
 
 

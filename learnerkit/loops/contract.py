@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from learnerkit.errors import ConfigError
+from learnerkit.fields import non_negative_int, optional_positive_int, positive_int
 from learnerkit.training_loops import LoopInfo
 
 if TYPE_CHECKING:
@@ -106,6 +108,26 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'learnerkit.loops.contract' has no attribute {name!r}")
 
 
+def _integral_to_int(value: Any) -> Any:
+    """A whole number as ``int``: numpy's integers (a seed from ``np.arange``) and whole
+    floats (``stop_timesteps=1e6``); anything else as given, for the validator to judge."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) and float(value).is_integer():
+        return int(value)
+    return value
+
+
+def _optional_finite(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and not (isinstance(value, numbers.Real) and math.isfinite(value)):
+        raise ConfigError(
+            f"{type(instance).__name__}.{attribute.name} must be a finite number or None, "
+            f"got {value!r}"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class TrainConfig:
     """One training run. ``overrides`` are hyperparameters on top of the algorithm's
@@ -127,7 +149,7 @@ class TrainConfig:
     ``"offline"`` loop), the dataset it learns from (offline: a Minari dataset id in the
     local store, or a dataset directory). Refused by the other loops."""
     framework: str = "torch"
-    seed: int = 0
+    seed: int = attrs.field(default=0, converter=_integral_to_int, validator=non_negative_int)
     num_learners: int = 0
     num_cpus_per_learner: float = 1
     """CPUs each Ray learner reserves (``ScalingConfig.num_cpus_per_learner``; 0.5: two
@@ -137,8 +159,10 @@ class TrainConfig:
     """GPUs per learner (``ScalingConfig.num_gpus_per_learner``): with ``num_learners=0``
     any value above 0 trains on the first visible GPU; Ray learners reserve that share of a
     GPU each (at most 1). Env runners act on the CPU whatever this is."""
-    stop_reward: float | None = None
-    stop_timesteps: int | None = None
+    stop_reward: float | None = attrs.field(default=None, validator=_optional_finite)
+    stop_timesteps: int | None = attrs.field(
+        default=None, converter=_integral_to_int, validator=optional_positive_int
+    )
     """Timesteps to train for, as the loop counts them (``Iteration.env_steps``: env steps
     sampled, or offline, rows trained; None: the preset's, else the loop's own end, else
     1,000,000)."""
@@ -156,7 +180,10 @@ class TrainConfig:
     settings changed from its defaults (``{"terminal_on_life_loss": True}``; the fields of
     ``learnerkit.rollouts._atari.AtariSettings``). Recorded with the run; evaluation and
     collection apply the same. Other envs take no settings."""
-    checkpoint_every: int = 50
+    checkpoint_every: int = attrs.field(
+        default=50, converter=_integral_to_int, validator=positive_int
+    )
+    """Iterations between the checkpoints a run writes (and one at its end)."""
     resume: str | None = None
     progress: bool = True
     ray_address: str | None = None
