@@ -182,6 +182,8 @@ def test_more_than_one_gpu_per_learner_is_refused_with_the_way_to_use_several(nu
         ({"stop_reward": float("nan")}, r"stop_reward must be a finite number or None"),
         ({"seed": -1}, r"seed must be an integer >= 0, got -1"),
         ({"seed": 1.5}, r"seed must be an integer >= 0, got 1.5"),
+        # It imported TensorFlow first (seeding "the other framework"), then failed.
+        ({"framework": "jax"}, r"framework must be one of \['torch', 'tf'\], got 'jax'"),
     ],
 )
 def test_a_train_config_that_cannot_run_names_the_field(kwargs, expected):

@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from learnerkit._specs import FRAMEWORKS
 from learnerkit.errors import ConfigError
-from learnerkit.fields import non_negative_int, optional_positive_int, positive_int
+from learnerkit.fields import non_negative_int, one_of, optional_positive_int, positive_int
 from learnerkit.training_loops import LoopInfo
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ class TrainConfig:
     """For an algorithm whose loop reads a dataset (``LoopInfo.reads_dataset``: the
     ``"offline"`` loop), the dataset it learns from (offline: a Minari dataset id in the
     local store, or a dataset directory). Refused by the other loops."""
-    framework: str = "torch"
+    framework: str = attrs.field(default="torch", validator=one_of(*FRAMEWORKS))
     seed: int = attrs.field(default=0, converter=_integral_to_int, validator=non_negative_int)
     num_learners: int = 0
     num_cpus_per_learner: float = 1
