@@ -155,6 +155,25 @@ def test_pbt_needs_a_space_it_can_perturb():
         check_sweep(sweep_of("model_config.hiddens=choice([32], [64])", scheduler="pbt"))
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [
+        ({"scheduler": "asha", "grace_period": 0}, r"--grace-period must be >= 1 iteration, got 0"),
+        (
+            {"scheduler": "pbt", "perturbation_interval": -1},
+            r"--perturbation-interval must be >= 1 iteration, got -1",
+        ),
+        ({"mode": "maximize"}, r"--mode must be 'max' or 'min', got 'maximize'"),
+    ],
+)
+def test_scheduler_settings_tune_would_refuse_are_refused_first(kwargs, says):
+    # Tune's schedulers refused them with a bare AssertionError or ValueError, after Ray
+    # had started.
+    params = ["learning_rate=loguniform(1e-4, 1e-2)"]
+    with pytest.raises(ConfigError, match=says):
+        check_sweep(sweep_of(*params, **kwargs))
+
+
 def test_an_unknown_scheduler_is_refused():
     with pytest.raises(ConfigError, match="use one of fifo, asha, pbt"):
         sweep_of(scheduler="hyperband")

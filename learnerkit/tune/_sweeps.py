@@ -103,6 +103,15 @@ def check_sweep(config: SweepConfig) -> list[list[dict[str, float]]]:
         raise ConfigError(f"--num-samples must be >= 1, got {config.num_samples}")
     if config.max_concurrent is not None and config.max_concurrent < 1:
         raise ConfigError(f"--max-concurrent must be >= 1, got {config.max_concurrent}")
+    # Tune's schedulers refuse these with an AssertionError or a ValueError of their own.
+    if config.scheduler == "asha" and config.grace_period < 1:
+        raise ConfigError(f"--grace-period must be >= 1 iteration, got {config.grace_period}")
+    if config.scheduler == "pbt" and config.perturbation_interval < 1:
+        raise ConfigError(
+            f"--perturbation-interval must be >= 1 iteration, got {config.perturbation_interval}"
+        )
+    if config.mode not in ("max", "min"):
+        raise ConfigError(f"--mode must be 'max' or 'min', got {config.mode!r}")
     if config.scheduler == "pbt":
         grids = [n for n, v in config.space.items() if isinstance(v, Domain) and v.kind == "grid"]
         if grids:
