@@ -5,6 +5,7 @@ else they are given."""
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -25,10 +26,14 @@ if TYPE_CHECKING:
 
 
 def check_sizes(minibatch_size: int | None, num_epochs: int) -> None:
-    if (minibatch_size is not None and minibatch_size < 1) or num_epochs < 1:
+    def whole(value: Any) -> bool:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+    minibatch_ok = minibatch_size is None or (whole(minibatch_size) and minibatch_size >= 1)
+    if not (minibatch_ok and whole(num_epochs) and num_epochs >= 1):
         raise ValueError(
-            f"minibatch_size must be >= 1 (or None) and num_epochs >= 1, got "
-            f"{minibatch_size} and {num_epochs}"
+            f"minibatch_size must be >= 1 (or None) and num_epochs >= 1, both integers, got "
+            f"{minibatch_size!r} and {num_epochs!r}"
         )
 
 

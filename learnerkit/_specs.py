@@ -18,8 +18,10 @@ import attrs
 from learnerkit._import_path import is_import_path
 from learnerkit.errors import ConfigError, LearnerkitDeprecationWarning
 from learnerkit.fields import (
+    _whole_to_int,
     check_schedule,
     non_negative,
+    non_negative_int,
     one_of,
     positive,
     to_schedule,
@@ -220,7 +222,7 @@ class ScalingConfig:
     """How many learners, and what each reserves. ``num_learners=0`` is one local Learner in
     this process; ``>= 1`` runs that many Ray actors training data-parallel."""
 
-    num_learners: int = attrs.field(default=0, validator=non_negative)
+    num_learners: int = attrs.field(default=0, converter=_whole_to_int, validator=non_negative_int)
     num_cpus_per_learner: float = attrs.field(default=1, validator=non_negative)
     num_gpus_per_learner: float = attrs.field(default=0, validator=non_negative)
     """GPUs each learner trains on: 0 is the CPU. A learner uses one GPU, so at most 1.

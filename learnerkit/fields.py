@@ -9,6 +9,7 @@ their old names here work for one more release, with a DeprecationWarning.
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from typing import Any
 
@@ -45,6 +46,19 @@ def __getattr__(name: str) -> Any:
         )
         return getattr(coefficients, name)
     raise AttributeError(f"module 'learnerkit.fields' has no attribute {name!r}")
+
+
+def _whole_to_int(value: Any) -> Any:
+    """Converter: a whole number as ``int``, numpy's integers (a seed from ``np.arange``)
+    and whole floats (``stop_timesteps=1e6``) included; anything else as given, for the
+    validator to judge."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) and float(value).is_integer():
+        return int(value)
+    return value
 
 
 def positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:

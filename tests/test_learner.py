@@ -84,6 +84,12 @@ def test_update_refuses_a_bad_minibatch_size_or_epoch_count(framework):
         learner.update(random_batch(8), minibatch_size=0)
     with pytest.raises(ValueError, match="num_epochs >= 1"):
         learner.update(random_batch(8), num_epochs=0)
+    # A float reached range() and failed with "'float' object cannot be interpreted...".
+    with pytest.raises(ValueError, match=r"both integers, got 10\.5 and 1"):
+        learner.update(random_batch(8), minibatch_size=10.5)
+    with pytest.raises(ValueError, match=r"both integers, got None and 1\.5"):
+        learner.update(random_batch(8), num_epochs=1.5)
+    learner.update(random_batch(8), minibatch_size=np.int64(4), num_epochs=np.int64(1))
 
 
 def test_update_refuses_a_batch_for_an_unknown_module_or_an_empty_one(framework):

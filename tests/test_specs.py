@@ -160,8 +160,14 @@ def test_a_bad_multi_agent_module_spec_says_what_it_must_be(module_spec):
 
 @pytest.mark.parametrize("field", ["num_learners", "num_cpus_per_learner", "num_gpus_per_learner"])
 def test_negative_scaling_names_the_field(field):
-    with pytest.raises(ConfigError, match=rf"ScalingConfig\.{field} must be >= 0"):
+    with pytest.raises(ConfigError, match=rf"ScalingConfig\.{field} must be (an integer )?>= 0"):
         ScalingConfig(**{field: -1})
+
+
+def test_a_fractional_number_of_learners_is_refused():
+    with pytest.raises(ConfigError, match=r"ScalingConfig\.num_learners must be an integer >= 0"):
+        ScalingConfig(num_learners=1.5)
+    assert ScalingConfig(num_learners=np.int64(2)).num_learners == 2
 
 
 @pytest.mark.parametrize("num_gpus", [1.5, 2])

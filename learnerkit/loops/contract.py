@@ -33,7 +33,13 @@ import attrs
 
 from learnerkit._specs import FRAMEWORKS
 from learnerkit.errors import ConfigError
-from learnerkit.fields import non_negative_int, one_of, optional_positive_int, positive_int
+from learnerkit.fields import (
+    _whole_to_int,
+    non_negative_int,
+    one_of,
+    optional_positive_int,
+    positive_int,
+)
 from learnerkit.training_loops import LoopInfo
 
 if TYPE_CHECKING:
@@ -109,18 +115,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'learnerkit.loops.contract' has no attribute {name!r}")
 
 
-def _integral_to_int(value: Any) -> Any:
-    """A whole number as ``int``: numpy's integers (a seed from ``np.arange``) and whole
-    floats (``stop_timesteps=1e6``); anything else as given, for the validator to judge."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real) and float(value).is_integer():
-        return int(value)
-    return value
-
-
 def _optional_finite(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if value is not None and not (isinstance(value, numbers.Real) and math.isfinite(value)):
         raise ConfigError(
@@ -150,7 +144,7 @@ class TrainConfig:
     ``"offline"`` loop), the dataset it learns from (offline: a Minari dataset id in the
     local store, or a dataset directory). Refused by the other loops."""
     framework: str = attrs.field(default="torch", validator=one_of(*FRAMEWORKS))
-    seed: int = attrs.field(default=0, converter=_integral_to_int, validator=non_negative_int)
+    seed: int = attrs.field(default=0, converter=_whole_to_int, validator=non_negative_int)
     num_learners: int = 0
     num_cpus_per_learner: float = 1
     """CPUs each Ray learner reserves (``ScalingConfig.num_cpus_per_learner``; 0.5: two
@@ -162,7 +156,7 @@ class TrainConfig:
     GPU each (at most 1). Env runners act on the CPU whatever this is."""
     stop_reward: float | None = attrs.field(default=None, validator=_optional_finite)
     stop_timesteps: int | None = attrs.field(
-        default=None, converter=_integral_to_int, validator=optional_positive_int
+        default=None, converter=_whole_to_int, validator=optional_positive_int
     )
     """Timesteps to train for, as the loop counts them (``Iteration.env_steps``: env steps
     sampled, or offline, rows trained; None: the preset's, else the loop's own end, else
@@ -181,9 +175,7 @@ class TrainConfig:
     settings changed from its defaults (``{"terminal_on_life_loss": True}``; the fields of
     ``learnerkit.rollouts._atari.AtariSettings``). Recorded with the run; evaluation and
     collection apply the same. Other envs take no settings."""
-    checkpoint_every: int = attrs.field(
-        default=50, converter=_integral_to_int, validator=positive_int
-    )
+    checkpoint_every: int = attrs.field(default=50, converter=_whole_to_int, validator=positive_int)
     """Iterations between the checkpoints a run writes (and one at its end)."""
     resume: str | None = None
     progress: bool = True
