@@ -71,6 +71,14 @@ def resolve_model_config(
             raise ConfigError(
                 f"model_config[{key!r}] must be one of {sorted(ACTIVATIONS)}, got {config[key]!r}"
             )
+    hiddens = config.get("hiddens", ())  # a module of its own may not have this key
+    if not isinstance(hiddens, (list, tuple)) or not all(
+        isinstance(size, int) and not isinstance(size, bool) and size >= 1 for size in hiddens
+    ):
+        raise ConfigError(
+            "model_config['hiddens'] must be a list of layer sizes, each an int >= 1 (e.g. "
+            f"[64, 64]; [] for none), got {hiddens!r}"
+        )
     for key in ("lstm_cell_size", "max_seq_len"):
         value = config.get(key, 1)  # a module of its own may not have these keys
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:

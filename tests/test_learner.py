@@ -334,5 +334,24 @@ def test_an_unknown_model_config_key_names_the_known_ones(framework):
         )
 
 
+@pytest.mark.parametrize("hiddens", [[0], [-3], 64, [32.0]])
+def test_hidden_layer_sizes_that_are_not_whole_positive_numbers_are_refused(hiddens):
+    # [0] built a network of zero-width layers; [-3] and 64 failed inside torch or TensorFlow.
+    with pytest.raises(learnerkit.ConfigError, match=r"model_config\['hiddens'\] must be a list"):
+        build(module_spec=ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS, model_config={"hiddens": hiddens}))
+
+
+def test_no_hidden_layers_is_a_linear_policy_and_value(framework):
+    learner = build(
+        framework=framework,
+        module_spec=ModuleSpec(CARTPOLE_OBS, TWO_ACTIONS, model_config={"hiddens": []}),
+    )
+    weights = learner.get_state()["modules"]["default_policy"]
+    # One layer per head, straight from the 4 observations: (4 -> 2 logits), (4 -> 1 value).
+    assert sorted(w.size for w in weights.values()) == [1, 2, 4, 8]
+    results = learner.update(random_batch(8))["default_policy"]
+    assert np.isfinite(results["total_loss"])
+
+
 def _bc(**kwargs):
     return learnerkit.get_algorithm("bc").hyperparameters(**kwargs)
