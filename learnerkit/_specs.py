@@ -279,4 +279,24 @@ def structure_hyperparameters(
         raise ConfigError(
             f"unknown hyperparameter(s) {unknown} for {cls.__qualname__}; known: {sorted(known)}"
         )
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise  # a validator's message names its field already
+    except (TypeError, ValueError) as exc:
+        # A field's converter refused its value (float("fast")): name the field, which the
+        # converter's own message does not.
+        raise ConfigError(
+            f"{cls.__qualname__}: {_refused_value(cls, values) or 'a value'} cannot be used ({exc})"
+        ) from exc
+
+
+def _refused_value(cls: type[Hyperparameters], values: Mapping[str, Any]) -> str | None:
+    """``name=value`` of the first field whose converter refuses its value, if one does."""
+    for field in attrs.fields(cls):
+        if field.name in values and field.converter is not None:
+            try:
+                field.converter(values[field.name])
+            except (TypeError, ValueError):
+                return f"{field.name}={values[field.name]!r}"
+    return None

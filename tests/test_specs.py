@@ -95,6 +95,20 @@ def test_an_unknown_hyperparameter_in_a_config_file_is_named_with_the_known_ones
     assert structure_hyperparameters(Hyperparameters, {"seed": 3}).seed == 3
 
 
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        # A converter's own error (float("fast")) reached the command line as a traceback.
+        ({"learning_rate": "fast"}, r"learning_rate='fast' cannot be used \(could not convert"),
+        ({"gamma": [0.9]}, r"gamma=\[0\.9\] cannot be used"),
+    ],
+)
+def test_a_config_file_value_of_the_wrong_kind_names_its_field(values, expected):
+    ppo = learnerkit.get_algorithm("ppo").hyperparameters
+    with pytest.raises(ConfigError, match=rf"PPOHyperparameters: {expected}"):
+        structure_hyperparameters(ppo, values)
+
+
 def test_an_unknown_framework_names_the_allowed_values():
     with pytest.raises(ConfigError, match=r"framework must be one of \['torch', 'tf'\], got 'jax'"):
         LearnerSpec(algorithm="bc", framework="jax", module_spec=MODULE)
