@@ -207,7 +207,7 @@ def _train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from learnerkit.loops._run_files import CHECKPOINT_DIR
-    from learnerkit.loops._run_output import read_config_file
+    from learnerkit.loops._run_output import read_config_file, refuse_run_settings
     from learnerkit.loops._trainer import RETURN_WINDOW, TrainConfig, train
 
     overrides: dict = {}
@@ -219,6 +219,7 @@ def _train(args: argparse.Namespace) -> int:
         model_config = overrides.pop("model_config", None)
         module_hps = overrides.pop("module_hyperparameters", {})
         modules_to_train = overrides.pop("modules_to_train", None)
+        refuse_run_settings(overrides, args.config)
     atari_preprocessing = overrides.pop("atari_preprocessing", True) if args.config else True
     if not args.atari_preprocessing:
         atari_preprocessing = False

@@ -230,6 +230,19 @@ def test_the_cli_names_a_stop_timesteps_it_cannot_use_in_one_line(tmp_path, caps
     assert not any(tmp_path.iterdir())  # nothing trained, nothing written
 
 
+@pytest.mark.parametrize("command", ["train", "tune"])
+def test_a_config_file_holding_a_setting_of_the_run_names_its_flag(tmp_path, capsys, command):
+    # It was "unknown hyperparameter(s) ['stop_timesteps']", with the list of them.
+    from learnerkit.cli import main
+
+    config = tmp_path / "run.json"
+    config.write_text('{"learning_rate": 0.001, "stop_timesteps": 5000}')
+    assert main([command, "ppo", "--config", str(config), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "sets ['stop_timesteps'], which are settings of the run" in err
+    assert "(stop_timesteps: --stop-timesteps)" in err
+
+
 def test_a_learning_rate_given_by_the_user_replaces_the_presets_schedule(tmp_path):
     from learnerkit.loops import TrainConfig, Trainer
 

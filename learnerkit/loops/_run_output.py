@@ -53,6 +53,34 @@ def read_config_file(path: str) -> dict[str, Any]:
     return config
 
 
+# Settings of the run (TrainConfig), not hyperparameters, with the flag of `learnerkit
+# train` and `learnerkit tune` that sets each: a config file cannot hold them.
+RUN_FLAGS = {
+    "stop_timesteps": "--stop-timesteps",
+    "stop_reward": "--stop-reward",
+    "framework": "--framework",
+    "env_id": "--env",
+    "env": "--env",
+    "num_learners": "--num-learners",
+    "num_cpus_per_learner": "--num-cpus-per-learner",
+    "num_gpus_per_learner": "--num-gpus-per-learner",
+    "ray_address": "--ray-address",
+}
+
+
+def refuse_run_settings(values: dict, path: str) -> None:
+    """A config file holds hyperparameters (and model_config...): name the flag for a
+    setting of the run found there, which the hyperparameters' error would only call
+    unknown."""
+    found = [name for name in values if name in RUN_FLAGS]
+    if found:
+        flags = ", ".join(f"{name}: {RUN_FLAGS[name]}" for name in found)
+        raise ConfigError(
+            f"config file {path} sets {found}, which are settings of the run, not "
+            f"hyperparameters: give them on the command line ({flags})"
+        )
+
+
 class _Progress:
     """A rich progress bar showing iteration, env steps, mean return and steps/s."""
 

@@ -64,7 +64,7 @@ def add_tune_parser(sub: Any) -> None:
 
 
 def tune_command(args: argparse.Namespace) -> int:
-    from learnerkit.loops._run_output import read_config_file
+    from learnerkit.loops._run_output import read_config_file, refuse_run_settings
     from learnerkit.loops._setup import DEFAULT_ENV_ID
     from learnerkit.loops.contract import TrainConfig
     from learnerkit.tune._sweeps import SweepConfig, sweep
@@ -74,6 +74,7 @@ def tune_command(args: argparse.Namespace) -> int:
     modules_to_train = None
     if args.config:
         table = read_config_file(args.config)
+        refuse_run_settings(table, args.config)
         modules_to_train = table.pop("modules_to_train", None)
         space = space_from_table(table)
     space.update(parse_space(args.param))
