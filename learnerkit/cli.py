@@ -164,7 +164,11 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output directory (default: runs/ALGO-ENV-SEED)")
-    p.add_argument("--config", default=None, help="JSON or TOML file of hyperparameters")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="JSON or TOML file of hyperparameters, or a run's config.json (its hyperparameters)",
+    )
     p.add_argument("--resume", default=None, help="continue from a run directory or checkpoint")
     p.add_argument("--quiet", action="store_true", help="no live progress display")
     p.set_defaults(func=_train)
@@ -215,7 +219,7 @@ def _train(args: argparse.Namespace) -> int:
     module_hps: dict = {}
     modules_to_train = None
     if args.config:
-        overrides = read_config_file(args.config)
+        overrides = read_config_file(args.config, args.algorithm)
         model_config = overrides.pop("model_config", None)
         module_hps = overrides.pop("module_hyperparameters", {})
         modules_to_train = overrides.pop("modules_to_train", None)

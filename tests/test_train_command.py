@@ -77,6 +77,28 @@ def test_a_run_writes_metrics_tensorboard_curve_checkpoint_and_summary(small_run
     assert load_policy(str(run)).run["algorithm"] == "ppo"  # the checkpoint loads
 
 
+def test_a_runs_config_file_trains_another_run_with_its_hyperparameters(
+    small_run, tmp_path, capsys
+):
+    # The error for a config file it cannot read says "a run writes one as config.json";
+    # until now such a file was refused: "unknown hyperparameter(s) ['algorithm', 'env'...".
+    from learnerkit.cli import main
+
+    _, run = small_run
+    again = tmp_path / "again"
+    args = ["--config", str(run / "config.json"), "--stop-timesteps", "256", "--seed", "1"]
+    assert main(["train", "ppo", *args, "--out", str(again), "--quiet"]) == 0
+    first = json.loads((run / "config.json").read_text())
+    second = json.loads((again / "config.json").read_text())
+    assert second["seed"] == 1  # the command's, not the record's
+    del first["hyperparameters"]["seed"], second["hyperparameters"]["seed"]
+    assert second["hyperparameters"] == first["hyperparameters"]
+    assert second["hyperparameters"]["rollout_fragment_length"] == SMALL["rollout_fragment_length"]
+    # A record of another algorithm's run is refused, naming both.
+    assert main(["train", "impala", "--config", str(run / "config.json"), "--quiet"]) == 2
+    assert "records a run of 'ppo', whose hyperparameters 'impala'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("num_episodes", [0, -3, 2.5])
 def test_an_evaluation_of_no_episodes_is_refused(small_run, num_episodes):
     # It returned nan (numpy's "mean of empty slice") and exited 0.

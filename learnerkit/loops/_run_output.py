@@ -28,8 +28,10 @@ CURVE_FILE = "learning_curve.png"
 TENSORBOARD_DIR = "tensorboard"
 
 
-def read_config_file(path: str) -> dict[str, Any]:
-    """Hyperparameters from a JSON or TOML file (a flat table; ``model_config`` nested)."""
+def read_config_file(path: str, algorithm: str | None = None) -> dict[str, Any]:
+    """Hyperparameters from a JSON or TOML file (a flat table; ``model_config`` nested), or
+    from a run's own ``config.json`` (its hyperparameters and model settings, for
+    ``algorithm`` if given: a run of another algorithm is refused)."""
     try:
         text = Path(path).read_text()
     except OSError as exc:
@@ -50,7 +52,25 @@ def read_config_file(path: str) -> dict[str, Any]:
             f"config file {path} holds a {type(config).__name__}; it must hold one table "
             "(a JSON object) of hyperparameter names to values"
         )
+    if "algorithm" in config and isinstance(config.get("hyperparameters"), dict):
+        return _settings_of_a_run(config, path, algorithm)
     return config
+
+
+def _settings_of_a_run(record: Mapping[str, Any], path: str, algorithm: str | None) -> dict:
+    """What a run's ``config.json`` gives another run: its hyperparameters, model config and
+    per-module settings. Its env, framework and seed are the new run's to choose (flags)."""
+    if algorithm is not None and record["algorithm"] != algorithm:
+        raise ConfigError(
+            f"config file {path} records a run of {record['algorithm']!r}, whose "
+            f"hyperparameters {algorithm!r} does not take: train {record['algorithm']} with "
+            f"it, or give a file of {algorithm}'s hyperparameters"
+        )
+    table = dict(record["hyperparameters"])
+    for key in ("model_config", "module_hyperparameters", "modules_to_train"):
+        if record.get(key):
+            table[key] = record[key]
+    return table
 
 
 # Settings of the run (TrainConfig), not hyperparameters, with the flag of `learnerkit

@@ -73,7 +73,7 @@ def tune_command(args: argparse.Namespace) -> int:
     space: dict[str, Any] = {}
     modules_to_train = None
     if args.config:
-        table = read_config_file(args.config)
+        table = read_config_file(args.config, args.algorithm)
         refuse_run_settings(table, args.config)
         modules_to_train = table.pop("modules_to_train", None)
         space = space_from_table(table)
