@@ -16,6 +16,7 @@ from pathlib import Path
 from string import Template
 
 from learnerkit import settings
+from learnerkit._plugins import list_plugins
 from learnerkit.errors import ConfigError
 from learnerkit.training_loops import get_training_loop, list_training_loops
 
@@ -286,12 +287,19 @@ def _template_base(settings_class: type) -> type | None:
 def write_plugin(name: str, loop: str | None = None, directory: str | Path = ".") -> Path:
     """Write the package ``learnerkit-NAME``, trained by the installed training loop
     ``loop`` (None: the first with on-policy settings), under ``directory`` and return its
-    path. Refuses a name that is not a lower-case Python identifier, a loop that is not
-    installed or has no template, and a package directory that exists."""
+    path. Refuses a name that is not a lower-case Python identifier or that an installed
+    plugin has, a loop that is not installed or has no template, and a package directory
+    that exists."""
     if not NAME.match(name):
         raise ConfigError(
             f"plugin name {name!r} must be a lower-case Python identifier (letters, digits, "
             "underscores, starting with a letter), like 'a2c' or 'my_ppo'"
+        )
+    taken = {row.name: row.package for row in list_plugins()}
+    if name in taken:
+        raise ConfigError(
+            f"an installed plugin is called {name!r} already (package {taken[name]}): "
+            "pick another name; two plugins of one name both fail to load"
         )
     templated = loops_with_a_template()
     if loop is None:

@@ -96,6 +96,12 @@ def test_the_command_writes_the_package_and_says_what_to_do_next(tmp_path):
         ("A2C", "on_policy", "lower-case Python identifier"),
         ("2ppo", "on_policy", "lower-case Python identifier"),
         ("a2c", "sync", r"--loop must name an installed training loop .*'on_policy'.*'sync'"),
+        # Its package, learnerkit-ppo, would have replaced the built-in one when installed.
+        (
+            "ppo",
+            "on_policy",
+            r"an installed plugin is called 'ppo' already \(package learnerkit-ppo\)",
+        ),
     ],
 )
 def test_a_bad_name_or_loop_is_refused_with_what_is_allowed(tmp_path, name, loop, message):
