@@ -13,7 +13,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from learnerkit.errors import LearnerkitDeprecationWarning, LearnerkitError
+from learnerkit.errors import ConfigError, LearnerkitDeprecationWarning, LearnerkitError
 
 __all__ = ["build_parser", "main"]
 
@@ -91,7 +91,9 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train", help="train an algorithm on a gymnasium environment or an offline dataset"
     )
-    p.add_argument("algorithm", nargs="?", default="ppo", help="algorithm name (default: ppo)")
+    # None until resolved: "ppo" and "torch", or with --resume the run's (a different one
+    # given is refused, not silently replaced by the run's).
+    p.add_argument("algorithm", nargs="?", default=None, help="algorithm name (default: ppo)")
     p.add_argument(
         "--env",
         default=None,
@@ -110,7 +112,7 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="offline algorithms (bc): a Minari dataset id in the local store, or a path",
     )
-    p.add_argument("--framework", choices=["torch", "tf"], default="torch")
+    p.add_argument("--framework", choices=["torch", "tf"], default=None, help="default: torch")
     p.add_argument(
         "--num-envs-per-env-runner",
         dest="num_envs_per_env_runner",
@@ -206,6 +208,23 @@ def _policy_mapping(text: str) -> str | dict[str, str]:
     return {agent.strip(): module.strip() for agent, _, module in pairs}
 
 
+def _run_choices(args: argparse.Namespace) -> tuple[str, str]:
+    """The algorithm and framework: as given, else the resumed run's, else ppo and torch. A
+    resumed run keeps its own, so one given that differs is refused."""
+    if not args.resume:
+        return args.algorithm or "ppo", args.framework or "torch"
+    from learnerkit.loops._run_files import read_run
+
+    run = read_run(args.resume)
+    for name, given in (("algorithm", args.algorithm), ("framework", args.framework)):
+        if given is not None and given != run[name]:
+            raise ConfigError(
+                f"the run at {args.resume} is {run['algorithm']} on {run['framework']}, and a "
+                f"resumed run keeps both: drop {given!r}, or start a new run"
+            )
+    return run["algorithm"], run["framework"]
+
+
 def _train(args: argparse.Namespace) -> int:
     """Build a TrainConfig from the arguments, train, and print where the results are."""
     from pathlib import Path
@@ -214,12 +233,13 @@ def _train(args: argparse.Namespace) -> int:
     from learnerkit.loops._run_output import read_config_file, refuse_run_settings
     from learnerkit.loops._trainer import RETURN_WINDOW, TrainConfig, train
 
+    algorithm, framework = _run_choices(args)
     overrides: dict = {}
     model_config = None
     module_hps: dict = {}
     modules_to_train = None
     if args.config:
-        overrides = read_config_file(args.config, args.algorithm)
+        overrides = read_config_file(args.config, algorithm)
         model_config = overrides.pop("model_config", None)
         module_hps = overrides.pop("module_hyperparameters", {})
         modules_to_train = overrides.pop("modules_to_train", None)
@@ -234,11 +254,11 @@ def _train(args: argparse.Namespace) -> int:
     # Resuming a run directory continues writing into it.
     is_run_dir = resume and (Path(resume) / CHECKPOINT_DIR).is_dir()
     config = TrainConfig(
-        algorithm=args.algorithm,
+        algorithm=algorithm,
         env_id=args.env,
         policy_mapping=args.policy_mapping,
         dataset=args.dataset,
-        framework=args.framework,
+        framework=framework,
         seed=args.seed,
         num_learners=args.num_learners,
         num_cpus_per_learner=args.num_cpus_per_learner,

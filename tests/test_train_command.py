@@ -6,6 +6,7 @@ import csv
 import gc
 import json
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -199,6 +200,35 @@ def test_a_run_that_fails_stops_its_output_child(tmp_path, child_processes):
     with pytest.raises(ValueError, match="a callback that fails"):
         train(config, on_iteration=fail)
     assert child_processes and all(child.poll() is not None for child in child_processes)
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        (["impala"], r"is ppo on torch, and a resumed run keeps both: drop 'impala'"),
+        (["--framework", "tf"], r"is ppo on torch, and a resumed run keeps both: drop 'tf'"),
+        (["--env", "Acrobot-v1"], r"trains in 'CartPole-v1'.*drop env_id='Acrobot-v1'"),
+    ],
+)
+def test_a_resumed_run_refuses_another_algorithm_framework_or_env(small_run, capsys, given, says):
+    # Each was dropped silently: the run went on as PPO on torch in CartPole.
+    from learnerkit.cli import main
+
+    _, run = small_run
+    before = sorted(p.name for p in run.iterdir())
+    assert main(["train", *given, "--resume", str(run), "--quiet"]) == 2
+    assert re.search(says, capsys.readouterr().err)
+    assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_a_resumed_run_may_name_its_own_env_again(small_run, tmp_path):
+    _, run = small_run
+    config = TrainConfig(env_id="CartPole-v1", resume=str(run), out_dir=str(tmp_path))
+    trainer = Trainer(config)
+    try:
+        assert trainer.timesteps == 1024  # restored from the run's checkpoint
+    finally:
+        trainer.close()
 
 
 @pytest.mark.slow  # a training run of a second or more

@@ -189,6 +189,11 @@ def continue_run(config: TrainConfig) -> TrainConfig:
     """A resumed run keeps the algorithm, env, framework, hyperparameters and model of the
     run it continues; explicit overrides still apply on top."""
     run = read_run(config.resume)
+    if config.env_id is not None and config.env_id != run["env"]:
+        raise ConfigError(
+            f"the run at {config.resume} trains in {run['env']!r}, and a resumed run keeps its "
+            f"env: drop env_id={config.env_id!r} (--env), or start a new run"
+        )
     hyperparameters = {k: v for k, v in run["hyperparameters"].items() if k != "seed"}
     # Renamed first, so that an old name given now overrides the new name the run saved.
     overrides = current_field_names(
