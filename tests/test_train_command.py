@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import bc_loss, make_plugin
 
-from learnerkit import ConfigError
+from learnerkit import CheckpointError, ConfigError
 from learnerkit.loops import TrainConfig, Trainer, evaluate_checkpoint, load_policy, train
 
 # Small iterations (8 envs x 32 steps = 256 samples, 2 epochs) keep these runs short.
@@ -98,6 +98,12 @@ def test_a_runs_config_file_trains_another_run_with_its_hyperparameters(
     # A record of another algorithm's run is refused, naming both.
     assert main(["train", "impala", "--config", str(run / "config.json"), "--quiet"]) == 2
     assert "records a run of 'ppo', whose hyperparameters 'impala'" in capsys.readouterr().err
+
+
+def test_a_policy_evaluated_in_an_env_it_does_not_fit_names_both_envs(small_run):
+    # It said only that the checkpoint's weights did not fit "this module".
+    with pytest.raises(CheckpointError, match=r"trained in 'CartPole-v1' and does not fit 'Acrob"):
+        evaluate_checkpoint(str(small_run[1]), env_id="Acrobot-v1", num_episodes=1)
 
 
 @pytest.mark.parametrize("num_episodes", [0, -3, 2.5])

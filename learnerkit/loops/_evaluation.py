@@ -21,7 +21,7 @@ from learnerkit._learner_spec import LearnerSpec
 from learnerkit._plugins import get_algorithm
 from learnerkit._specs import ModuleSpec, structure_hyperparameters
 from learnerkit.backends import policy_fn
-from learnerkit.errors import ConfigError
+from learnerkit.errors import CheckpointError, ConfigError
 from learnerkit.loops._run_files import checkpoint_dir, read_run, read_trainer_state
 from learnerkit.loops._setup import saved_atari_preprocessing
 from learnerkit.rollouts._atari import AtariSettings, atari_settings, is_atari
@@ -87,7 +87,16 @@ def load_policy(path: str, *, env_id: str | None = None, explore: bool = False) 
     )
     learner = Learner(spec)
     learner.build()
-    learner.load_state(checkpoint)
+    try:
+        learner.load_state(checkpoint)
+    except CheckpointError as exc:
+        if env_id == run["env"]:
+            raise
+        raise CheckpointError(
+            f"the policy at {path} was trained in {run['env']!r} and does not fit {env_id!r} "
+            f"(observations {runner.observation_space}, actions {runner.action_space}): "
+            f"evaluate it in {run['env']!r} or an env with the same spaces ({exc})"
+        ) from exc
     module = next(iter(learner.module.values()))
     if is_recurrent_copy(module):
         weights = learner.backend.get_module_state(module)
