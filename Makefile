@@ -10,6 +10,11 @@ MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 # tests share is built once), files in the order tests/conftest.py sorts them (Ray, then
 # slow, first). `make test XDIST=` runs them in one process.
 XDIST ?= -n logical --dist loadfile --no-loadscope-reorder
+# The tests run with Python's default of writing bytecode, even where the environment turns
+# it off (PYTHONDONTWRITEBYTECODE): pytest then rewrites the test modules' asserts once, not
+# in every worker on every run, and each Ray actor and CLI subprocess loads learnerkit's
+# compiled modules instead of compiling them again (__pycache__ is ignored by git).
+PYTEST := env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest
 
 .PHONY: setup train test test-fast lint format docs docs-serve bench clean
 
@@ -29,10 +34,10 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(MKDOCS) build --strict --quiet
-	$(BIN)/pytest -q $(XDIST)
+	$(PYTEST) -q $(XDIST)
 
 test-fast: $(STAMP)
-	$(BIN)/pytest -q $(XDIST) -m "not slow and not ray"
+	$(PYTEST) -q $(XDIST) -m "not slow and not ray"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
