@@ -5,7 +5,6 @@ else they are given."""
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +15,7 @@ from learnerkit._batch import MultiAgentBatch, SampleBatch
 from learnerkit._column_specs import check_column_specs
 from learnerkit._columns import Columns
 from learnerkit.errors import BatchError
+from learnerkit.fields import _is_integer
 from learnerkit.model_config import burn_in_of
 
 if TYPE_CHECKING:
@@ -26,11 +26,8 @@ if TYPE_CHECKING:
 
 
 def check_sizes(minibatch_size: int | None, num_epochs: int) -> None:
-    def whole(value: Any) -> bool:
-        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-    minibatch_ok = minibatch_size is None or (whole(minibatch_size) and minibatch_size >= 1)
-    if not (minibatch_ok and whole(num_epochs) and num_epochs >= 1):
+    minibatch_ok = minibatch_size is None or (_is_integer(minibatch_size) and minibatch_size >= 1)
+    if not (minibatch_ok and _is_integer(num_epochs) and num_epochs >= 1):
         raise ValueError(
             f"minibatch_size must be >= 1 (or None) and num_epochs >= 1, both integers, got "
             f"{minibatch_size!r} and {num_epochs!r}"

@@ -48,15 +48,19 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'learnerkit.fields' has no attribute {name!r}")
 
 
+def _is_integer(value: Any) -> bool:
+    """An integer, numpy's included; not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _whole_to_int(value: Any) -> Any:
     """Converter: a whole number as ``int``, numpy's integers (a seed from ``np.arange``)
     and whole floats (``stop_timesteps=1e6``) included; anything else as given, for the
     validator to judge."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, numbers.Integral):
+    if _is_integer(value):
         return int(value)
-    if isinstance(value, numbers.Real) and float(value).is_integer():
+    is_real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if is_real and float(value).is_integer():
         return int(value)
     return value
 

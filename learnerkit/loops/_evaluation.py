@@ -7,7 +7,6 @@ both start from it.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -22,6 +21,7 @@ from learnerkit._plugins import get_algorithm
 from learnerkit._specs import ModuleSpec, structure_hyperparameters
 from learnerkit.backends import policy_fn
 from learnerkit.errors import CheckpointError, ConfigError
+from learnerkit.fields import _is_integer
 from learnerkit.loops._run_files import checkpoint_dir, read_run, read_trainer_state
 from learnerkit.loops._setup import saved_atari_preprocessing
 from learnerkit.rollouts._atari import AtariSettings, atari_settings, is_atari
@@ -167,8 +167,7 @@ def evaluate_checkpoint(
     """Mean return of the greedy policy saved at ``path`` (a run or checkpoint directory);
     for a multi-agent run, of the team return (every module greedy, agents mapped as at
     the checkpoint)."""
-    whole = isinstance(num_episodes, numbers.Integral) and not isinstance(num_episodes, bool)
-    if not whole or num_episodes < 1:
+    if not _is_integer(num_episodes) or num_episodes < 1:
         raise ConfigError(f"evaluate at least one episode, got num_episodes={num_episodes!r}")
     if is_pettingzoo(env_id or read_run(path)["env"]):
         returns = [sum(r.values()) for r in evaluate_multi_agent(path, num_episodes, seed=seed)]
