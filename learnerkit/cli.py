@@ -282,7 +282,7 @@ def _train(args: argparse.Namespace) -> int:
     steps = "rows trained" if summary.dataset is not None else "env steps"
     print(
         f"{summary.algorithm} on {source}: mean return {shown}"
-        f" over the last {RETURN_WINDOW} episodes after {summary.timesteps_total} {steps} in "
+        f" over the last {RETURN_WINDOW} episodes after {summary.timesteps_total:,} {steps} in "
         f"{summary.wall_seconds:.1f} s"
         + (" (stop reward reached)" if summary.reached_stop_reward else "")
     )

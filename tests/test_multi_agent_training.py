@@ -76,7 +76,7 @@ def test_a_multi_agent_run_resumes_and_evaluates_from_the_cli(tmp_path, capsys):
     assert state["policy_mapping"] == "per_agent" and sorted(state["modules"]) == ["a", "b"]
     assert main(["train", "--resume", str(run), "--stop-timesteps", "2048", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "after 2048 env steps" in out and "per agent: a " in out
+    assert "after 2,048 env steps" in out and "per agent: a " in out
     assert [int(r["timesteps_total"]) for r in rows(run)] == [256 * i for i in range(1, 9)]
     assert main(["evaluate", str(run), "--episodes", "3"]) == 0
     assert "mean return over 3 episodes" in capsys.readouterr().out
