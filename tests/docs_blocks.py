@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).parent.parent
+from conftest import REPO_ROOT
+
 NOT_RUN = re.compile(r"<!-- not run: (?P<reason>\S.*?) -->")
 RUN_BY = re.compile(r"<!-- run by: (?P<test>tests/\w+\.py) -->")
 FENCE = re.compile(r"^```(\S*)")
@@ -44,7 +45,7 @@ def python_blocks(page: Path) -> list[tuple[int, str, str | None]]:
 def run_example(page: str, containing: str) -> dict[str, Any]:
     """Run the one block of ``page`` (relative to the repository) that contains
     ``containing``, in the current directory; returns its namespace."""
-    path = REPO / page
+    path = REPO_ROOT / page
     found = [(line, src) for line, src, _ in python_blocks(path) if containing in src]
     assert len(found) == 1, f"{page}: {len(found)} python blocks contain {containing!r}"
     line, source = found[0]

@@ -16,11 +16,12 @@ import re
 from pathlib import Path
 
 import pytest
-from docs_blocks import NOT_RUN, REPO, RUN_BY, python_blocks
+from conftest import REPO_ROOT
+from docs_blocks import NOT_RUN, RUN_BY, python_blocks
 
 from learnerkit.api import PUBLIC_MODULES
 
-DOCS = REPO / "docs"
+DOCS = REPO_ROOT / "docs"
 # A page whose examples train for seconds (slow) or start Ray (ray): `<!-- examples: slow, ray -->`.
 PAGE_MARKS = re.compile(r"^<!-- examples: (?P<marks>[a-z, ]+) -->$", re.MULTILINE)
 KNOWN_MARKS = {"slow", "ray"}
@@ -28,11 +29,11 @@ MOST_NOT_RUN = 5  # "rare": every page together
 
 
 def pages() -> list[Path]:
-    return [REPO / "README.md", *sorted(DOCS.rglob("*.md"))]
+    return [REPO_ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 
 
 def relative(page: Path) -> str:
-    return str(page.relative_to(REPO))
+    return str(page.relative_to(REPO_ROOT))
 
 
 def page_params() -> list:
@@ -77,7 +78,7 @@ def test_blocks_run_by_a_test_are_run_there():
     for page in pages():
         for line, _, reason in python_blocks(page):
             if reason is not None and reason.startswith("run by "):
-                test_file = REPO / reason.removeprefix("run by ")
+                test_file = REPO_ROOT / reason.removeprefix("run by ")
                 assert test_file.is_file(), f"{relative(page)}:{line}: no {test_file}"
                 assert relative(page) in test_file.read_text(), (
                     f"{relative(page)}:{line}: {test_file.name} never names the page"
@@ -98,12 +99,12 @@ def test_the_collector_finds_blocks_and_reasons(tmp_path):
 
 
 def test_the_site_navigation_lists_every_public_module():
-    nav = (REPO / "mkdocs.yml").read_text()
+    nav = (REPO_ROOT / "mkdocs.yml").read_text()
     listed = set(re.findall(r"reference/api/(learnerkit[\w.]*)\.md", nav))
     assert listed == set(PUBLIC_MODULES)
 
 
 def test_the_readme_links_every_page_of_the_site():
-    linked = set(re.findall(r"\]\((docs/[\w./-]+\.md)\)", (REPO / "README.md").read_text()))
+    linked = set(re.findall(r"\]\((docs/[\w./-]+\.md)\)", (REPO_ROOT / "README.md").read_text()))
     written = {relative(page) for page in DOCS.rglob("*.md") if "reference" not in page.parts}
     assert written - linked == set(), "pages the README's Documentation list leaves out"

@@ -8,10 +8,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from docs_blocks import REPO
+from conftest import REPO_ROOT
 from docs_blocks import python_blocks as blocks_of
 
-DOCS = REPO / "docs"
+DOCS = REPO_ROOT / "docs"
 
 
 def python_blocks(page: Path) -> list[str]:
@@ -33,8 +33,8 @@ def test_the_embedding_example_trains_and_checkpoints(tmp_path, monkeypatch):
 
 
 def test_the_plugin_examples_are_the_bc_plugin_as_shipped():
-    shipped = (REPO / "plugins/bc/learnerkit_bc/__init__.py").read_text()
-    for page in (REPO / "README.md", DOCS / "writing-an-algorithm.md"):
+    shipped = (REPO_ROOT / "plugins/bc/learnerkit_bc/__init__.py").read_text()
+    for page in (REPO_ROOT / "README.md", DOCS / "writing-an-algorithm.md"):
         plugin = next(b for b in python_blocks(page) if 'name="bc"' in b)
         assert _code_lines(plugin) == _code_lines(shipped), page
 
