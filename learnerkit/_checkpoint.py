@@ -196,22 +196,32 @@ def check_arrays(
 ) -> None:
     """Raise a CheckpointError unless ``given`` has exactly ``own``'s names, and for each a
     value of its shape and of a dtype castable to its own (``own``: ``(shape, dtype)`` by
-    name): what ``check_same_shapes`` checks, and that no value is a string, an object or a
-    float where an integer belongs."""
+    name): what ``check_same_shapes`` checks, and each value as ``check_array_values``
+    checks it."""
     check_same_shapes({k: shape for k, (shape, _) in own.items()}, given, where)
     for name, (_, dtype) in own.items():
-        check_dtype(given[name], dtype, f"{where}: {name!r}")
+        check_array_values(given[name], dtype, f"{where}: {name!r}")
 
 
-def check_dtype(value: Any, needed: np.dtype, where: str) -> None:
-    """Raise a CheckpointError unless ``value`` is numeric and casts to ``needed`` within
-    its kind (float64 to float32 is fine; a string, an object or float to int is not)."""
+def check_array_values(value: Any, needed: np.dtype, where: str) -> None:
+    """Raise a CheckpointError unless ``value`` is numeric, casts to ``needed`` within its
+    kind (float64 to float32 is fine; a string, an object or float to int is not), and holds
+    no NaN: weights or optimizer moments of a run that diverged, which every later step would
+    only spread (the loss goes NaN and no update applies). An infinity passes: a module may
+    keep one on purpose (a mask's -inf)."""
     try:
-        dtype = np.asarray(value).dtype
+        array = np.asarray(value)
     except Exception as exc:  # ragged lists and the like
         raise CheckpointError(f"{where} is not an array ({exc})") from exc
+    dtype = array.dtype
     if dtype.kind not in "biuf" or not np.can_cast(dtype, needed, "same_kind"):
         raise CheckpointError(
             f"{where} has dtype {dtype}; this learner needs {needed} (was the checkpoint "
             "edited, or written by another version?)"
+        )
+    if dtype.kind == "f" and np.isnan(array.min(initial=0.0)):  # NaN propagates through min
+        count = int(np.isnan(array).sum())
+        raise CheckpointError(
+            f"{where} holds NaN ({count} of {array.size} values), as a diverged run's state "
+            "does: nothing was loaded (load an earlier checkpoint, or fix the values)"
         )

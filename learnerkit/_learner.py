@@ -30,13 +30,14 @@ from learnerkit import (
 from learnerkit._algorithm_stages import AlgorithmStages
 from learnerkit._batch import MultiAgentBatch, as_multi_agent_batch
 from learnerkit._learner_modules import ModuleRecord, ModulesView
-from learnerkit._learner_spec import LearnerSpec
+from learnerkit._learner_spec import LearnerSpec, require_learner_spec
 from learnerkit._plugins import get_algorithm
 from learnerkit._specs import Hyperparameters, ModuleSpec
 from learnerkit._target_networks import move_target
 from learnerkit.backends import make_backend
 from learnerkit.data_parallel import DataParallel, SingleProcess
-from learnerkit.errors import LearnerkitError, PluginError
+from learnerkit.errors import ConfigError, LearnerkitError, PluginError
+from learnerkit.fields import _is_integer
 from learnerkit.hookspecs import PER_ROW
 
 ModuleID = str
@@ -57,7 +58,7 @@ class Learner(AlgorithmStages):
         """``device``: where the backend puts modules and tensors (None: the CPU).
         ``data_parallel``: the training this learner is one copy of (default: none; see
         ``learnerkit.data_parallel``)."""
-        self.algorithm = get_algorithm(spec.algorithm)
+        self.algorithm = get_algorithm(require_learner_spec(spec, "Learner").algorithm)
         self._table: dict[ModuleID, ModuleRecord] = {}
         self.spec = spec
         self._device = device
@@ -231,6 +232,7 @@ class Learner(AlgorithmStages):
         """Run non-gradient updates (schedules, adaptive coefficients, target networks) for
         every module in ``modules_to_train``: a frozen module's state stays as it is."""
         self._require_built()
+        check_timestep(timestep)
         return {
             module_id: self.additional_update_for_module(
                 module_id=module_id,
@@ -395,3 +397,13 @@ class Learner(AlgorithmStages):
         """Load a checkpoint written by ``save_state``: all of it or nothing (``set_state``);
         a missing, corrupt or mismatched one is a CheckpointError."""
         self.set_state(_checkpoint.load(path), source=f"checkpoint {path}")
+
+
+def check_timestep(timestep: Any) -> None:
+    """``additional_update``'s ``timestep``, which schedules and adaptive coefficients are
+    read at: a ConfigError unless it is an integer >= 0."""
+    if not (_is_integer(timestep) and timestep >= 0):
+        raise ConfigError(
+            "additional_update(timestep=...) is the env steps sampled so far (offline: the "
+            f"rows trained), an integer >= 0; got {timestep!r}"
+        )

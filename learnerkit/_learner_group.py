@@ -18,8 +18,8 @@ import attrs
 
 from learnerkit import _checkpoint, _state_checks
 from learnerkit._batch import ShardedBatch, as_multi_agent_batch
-from learnerkit._learner import Learner
-from learnerkit._learner_spec import LearnerSpec
+from learnerkit._learner import Learner, check_timestep
+from learnerkit._learner_spec import LearnerSpec, require_learner_spec
 from learnerkit._specs import ModuleSpec
 from learnerkit.backends._devices import local_device
 from learnerkit.errors import LearnerkitError
@@ -81,7 +81,7 @@ class LearnerGroup:
     ) -> None:
         if max_async_updates < 1:
             raise ValueError(f"max_async_updates must be >= 1, got {max_async_updates}")
-        self.spec = learner_spec
+        self.spec = require_learner_spec(learner_spec, "LearnerGroup")
         self.max_async_updates = max_async_updates
         self._in_flight: deque[Future] = deque()
         # Results of async updates that a blocking call waited for (it must run after them)
@@ -148,10 +148,8 @@ class LearnerGroup:
         """
         self._check_open()
         batch = self._as_batch(batch)
-        finished = []
         if len(self._in_flight) >= self.max_async_updates:
-            finished, self._finished = self._finished, []
-            finished.append(self._in_flight.popleft().result())
+            self._finished.append(self._in_flight.popleft().result())
         self._in_flight.append(
             self._learners.submit_update(
                 batch,
@@ -160,7 +158,7 @@ class LearnerGroup:
                 sequence_length=sequence_length,
             )
         )
-        return finished + self._collect(block=False)
+        return self._collect(block=False)
 
     def _as_batch(self, batch: Any) -> Any:
         if not isinstance(batch, ShardedBatch):
@@ -187,9 +185,11 @@ class LearnerGroup:
         return self._collect(block=False)
 
     def _collect(self, *, block: bool) -> list[Results]:
-        finished, self._finished = self._finished, []
+        """The finished updates' results, oldest first. An update that failed raises its
+        error here; the results of those before it stay for the next call to return."""
         while self._in_flight and (block or self._in_flight[0].done()):
-            finished.append(self._in_flight.popleft().result())
+            self._finished.append(self._in_flight.popleft().result())
+        finished, self._finished = self._finished, []
         return finished
 
     def _settle_in_flight(self) -> None:
@@ -205,6 +205,7 @@ class LearnerGroup:
     def additional_update(self, *, timestep: int = 0, **kwargs: Any) -> dict[str, dict]:
         """Run the non-gradient update on every learner; returns the first one's results."""
         self._check_open()
+        check_timestep(timestep)
         return self.foreach_learner(
             lambda learner: learner.additional_update(timestep=timestep, **kwargs)
         )[0]

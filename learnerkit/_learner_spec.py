@@ -244,3 +244,15 @@ def completed_module_spec(
     if set(settings) - set(spec.model_config):
         changes["model_config"] = {**settings, **spec.model_config}
     return attrs.evolve(spec, **changes) if changes else spec
+
+
+def require_learner_spec(spec: Any, taker: str) -> LearnerSpec:
+    """``spec`` if it is a LearnerSpec; else a ConfigError naming what ``taker`` (``"Learner"``,
+    ``"LearnerGroup"``) was given, where an attribute error would have come from deep inside."""
+    if not isinstance(spec, LearnerSpec):
+        raise ConfigError(
+            f"{taker} takes a LearnerSpec, got a {type(spec).__name__}: build one with "
+            "LearnerSpec(algorithm=..., module_spec=ModuleSpec(observation_space, "
+            "action_space))"
+        )
+    return spec

@@ -105,6 +105,24 @@ def drop_moment(state, framework):
         del variables[list(variables)[-1]]
 
 
+def nan_moment(state, framework):
+    # A diverged run's optimizer: every later step would spread the NaN into the weights.
+    if framework == "torch":
+        moments = optimizer_entry(state)["state"]["0"]
+        moments["exp_avg"] = np.full_like(moments["exp_avg"], np.nan)
+    else:
+        variables = optimizer_entry(state)["variables"]
+        name = list(variables)[-1]
+        variables[name] = np.full_like(variables[name], np.nan)
+
+
+def nan_weight(state, framework):
+    weights = state["modules"]["a"]
+    name = next(iter(weights))
+    weights[name] = weights[name].copy()
+    weights[name].flat[0] = np.nan
+
+
 def string_learning_rate(state, framework):
     if framework == "torch":
         optimizer_entry(state)["param_groups"][0]["lr"] = "0.1"
@@ -136,6 +154,8 @@ EDITS = {
     ),
     "optimizer moment of the wrong shape": (edit_moment_shape, "has shape"),
     "optimizer moment missing": (drop_moment, "exp_avg|missing"),
+    "optimizer moment of NaN": (nan_moment, r"holds NaN \(\d+ of \d+ values\)"),
+    "a weight NaN": (nan_weight, r"module 'a'.*: '.*' holds NaN \(1 of \d+ values\)"),
     "learning rate a string": (string_learning_rate, "string|dtype <U"),
     "second module does not fit": (second_module_wider, "weights for module 'b'"),
     "update count a string": (

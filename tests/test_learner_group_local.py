@@ -117,6 +117,36 @@ def test_a_failed_async_update_raises_from_the_call_that_collects_it(register):
         assert group.update(random_batch(8))["default_policy"]["rows"] == 8
 
 
+def test_results_of_updates_before_a_failed_one_are_returned_after_its_error(register):
+    gate = threading.Event()
+    register(sized_results_plugin(gate, fail_on_rows=7))
+    with group_for("sized", max_async_updates=4) as group:
+        for rows in (5, 7, 9):
+            assert group.async_update(random_batch(rows)) == []
+        gate.set()
+        with pytest.raises(ValueError, match="cannot train on 7 rows"):
+            group.wait_async_updates()
+        assert [r["default_policy"]["rows"] for r in group.wait_async_updates()] == [5, 9]
+
+
+def test_additional_update_refuses_a_timestep_that_is_not_a_whole_count(framework):
+    with group_for(framework=framework) as group:
+        for timestep in (-1, 2.5, "100", None):
+            with pytest.raises(ConfigError, match=r"timestep=.*integer >= 0; got"):
+                group.additional_update(timestep=timestep)
+            with pytest.raises(ConfigError, match=r"timestep=.*integer >= 0; got"):
+                group.foreach_learner(
+                    lambda learner, t=timestep: learner.additional_update(timestep=t)
+                )
+        assert group.additional_update(timestep=np.int64(7))["default_policy"]["learning_rate"] > 0
+
+
+def test_a_group_or_learner_given_something_else_than_a_learner_spec_says_what_it_takes():
+    for build in (LearnerGroup, Learner):
+        with pytest.raises(ConfigError, match=f"{build.__name__} takes a LearnerSpec, got a dict"):
+            build({"algorithm": "bc", "module_spec": MODULE})
+
+
 def test_a_blocking_call_waits_for_pending_async_updates(register, framework):
     register(sized_results_plugin())
     with group_for("sized", framework, max_async_updates=4) as group:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from learnerkit._checkpoint import check_dtype, sorted_names
+from learnerkit._checkpoint import check_array_values, sorted_names
 from learnerkit.errors import CheckpointError
 
 __all__ = ["as_torch_state", "check_torch_optimizer_state"]
@@ -123,7 +123,7 @@ def _check_per_parameter(optimizer: torch.optim.Optimizer, per_param: Any) -> No
                 raise CheckpointError(
                     f"{name!r} of parameter {i} has shape {shape}; this optimizer needs {needed}"
                 )
-            check_dtype(value, np.dtype(np.float64), f"{name!r} of parameter {i}")
+            check_array_values(value, np.dtype(np.float64), f"{name!r} of parameter {i}")
     if len(key_sets) > 1:
         raise CheckpointError(
             f"the parameters' states hold different entries: "
