@@ -230,7 +230,9 @@ class Learner(AlgorithmStages):
 
     def additional_update(self, *, timestep: int = 0, **kwargs: Any) -> dict[ModuleID, dict]:
         """Run non-gradient updates (schedules, adaptive coefficients, target networks) for
-        every module in ``modules_to_train``: a frozen module's state stays as it is."""
+        every module in ``modules_to_train``: a frozen module's state stays as it is.
+        ``timestep``: the env steps sampled so far (offline: rows trained), an integer >= 0,
+        at which schedules are read."""
         self._require_built()
         check_timestep(timestep)
         return {
