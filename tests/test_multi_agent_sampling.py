@@ -48,6 +48,12 @@ def scripted_runner(num_envs: int = 1, mapping="per_agent") -> MultiAgentEnvRunn
     )
 
 
+@pytest.mark.parametrize("num_envs", [0, 2.5, "4"])
+def test_a_number_of_envs_that_is_not_a_count_is_a_config_error(num_envs):
+    with pytest.raises(ConfigError, match=r"MultiAgentEnvRunner: num_envs must be an integer"):
+        scripted_runner(num_envs)
+
+
 def reference_gae(rewards, values, last_value, terminated_at_end):
     """Slow GAE over one trajectory piece: bootstrap from last_value unless it terminated."""
     advantages, running = [], 0.0

@@ -288,6 +288,12 @@ def test_unknown_env_id_is_a_config_error_naming_the_id_and_the_registry():
         EnvRunner("NoSuchEnv-v0", num_envs=1)
 
 
+@pytest.mark.parametrize("num_envs", [0, 2.5, "4"])
+def test_a_number_of_envs_that_is_not_a_count_is_a_config_error(num_envs):
+    with pytest.raises(ConfigError, match=r"EnvRunner: num_envs must be an integer >= 1"):
+        EnvRunner("CartPole-v1", num_envs=num_envs)
+
+
 def test_unsupported_spaces_are_config_errors():
     with pytest.raises(ConfigError, match="only Box observations"):
         EnvRunner(DICT_OBS_ENV, num_envs=1)

@@ -22,6 +22,7 @@ from gymnasium import spaces
 from learnerkit._batch import Columns
 from learnerkit._columns import DEFAULT_MODULE_ID, RECURRENT_INPUTS
 from learnerkit.errors import ConfigError
+from learnerkit.fields import _is_integer
 from learnerkit.rollouts import _env_state as env_state
 from learnerkit.rollouts._atari import AtariSettings
 from learnerkit.rollouts._env_ids import register_env_id, vector_env_options
@@ -85,8 +86,8 @@ class EnvRunner:
         atari: AtariSettings | None = None,
         clip_rewards: bool | None = None,
     ) -> None:
-        if num_envs < 1:
-            raise ConfigError(f"EnvRunner: num_envs must be >= 1, got {num_envs}")
+        if not (_is_integer(num_envs) and num_envs >= 1):
+            raise ConfigError(f"EnvRunner: num_envs must be an integer >= 1, got {num_envs!r}")
         register_env_id(env_id)
         try:
             env = gymnasium.make_vec(

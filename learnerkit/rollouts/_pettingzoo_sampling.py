@@ -31,6 +31,7 @@ from gymnasium import spaces
 from learnerkit._batch import Columns
 from learnerkit._columns import RECURRENT_INPUTS
 from learnerkit.errors import BatchError, ConfigError
+from learnerkit.fields import _is_integer
 from learnerkit.rollouts._multi_agent_rollout import (
     MultiAgentRollout,
     Segment,
@@ -85,8 +86,10 @@ class MultiAgentEnvRunner:
         episode_id_offset: int = 0,
         normalize_obs: bool = False,
     ) -> None:
-        if num_envs < 1:
-            raise ConfigError(f"MultiAgentEnvRunner: num_envs must be >= 1, got {num_envs}")
+        if not (_is_integer(num_envs) and num_envs >= 1):
+            raise ConfigError(
+                f"MultiAgentEnvRunner: num_envs must be an integer >= 1, got {num_envs!r}"
+            )
         self.env_name = env_name
         self._envs = [make_env() for _ in range(num_envs)]
         self.num_envs = num_envs
